@@ -1,0 +1,371 @@
+#include "api.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.pb-c.h"
+#include "appeal.h"
+#include "lifecycle.h"
+#include "bounds.h"
+#include "node.h"
+#include "olog.h"
+#include "rules.h"
+#include "view.h"
+
+enum work_state { W_INIT, W_RECV, W_WAIT, W_SEND };
+
+struct api_work {
+    struct api *api;
+    nng_aio *aio;
+    nng_ctx ctx;
+    enum work_state state;
+    struct arena arena;
+    Appeal__Request *req;
+    struct wreq wreq;
+    struct appeal_result result;
+};
+
+struct api {
+    struct node *node;
+    nng_socket sock;
+    nng_listener listener;
+    struct api_work works[API_CONTEXTS];
+    size_t started;
+};
+
+int api_error_code(int rc) {
+    switch (rc) {
+    case 0:
+        return APPEAL__ERROR_CODE__ERR_NONE;
+    case APL_EINVAL:
+        return APPEAL__ERROR_CODE__ERR_BAD_REQUEST;
+    case APL_ENOTFOUND:
+        return APPEAL__ERROR_CODE__ERR_NOT_FOUND;
+    case APL_ETRANSITION:
+        return APPEAL__ERROR_CODE__ERR_INVALID_TRANSITION;
+    case APL_EREFUSED:
+        return APPEAL__ERROR_CODE__ERR_REFUSED;
+    case APL_ETOOBIG:
+        return APPEAL__ERROR_CODE__ERR_TOO_LARGE;
+    case APL_EFULL:
+        return APPEAL__ERROR_CODE__ERR_STORAGE_FULL;
+    case APL_EUNAVAIL:
+        return APPEAL__ERROR_CODE__ERR_UNAVAILABLE;
+    case APL_ENOTOWNER:
+        return APPEAL__ERROR_CODE__ERR_NOT_OWNER;
+    case APL_EAUTH:
+        return APPEAL__ERROR_CODE__ERR_UNAUTHENTICATED;
+    case APL_EFORBIDDEN:
+        return APPEAL__ERROR_CODE__ERR_FORBIDDEN;
+    default:
+        return APPEAL__ERROR_CODE__ERR_INTERNAL;
+    }
+}
+
+static void recv_next(struct api_work *w) {
+    arena_reset(&w->arena);
+    w->req = NULL;
+    w->state = W_RECV;
+    nng_ctx_recv(w->ctx, w->aio);
+}
+
+/* Packs `resp` and sends it; on any failure goes back to receiving. */
+static void send_response(struct api_work *w, const Appeal__Response *resp) {
+    size_t n = protobuf_c_message_get_packed_size(&resp->base);
+    nng_msg *m;
+    if (nng_msg_alloc(&m, n) != 0) {
+        olog(OLOG_ERROR, "reply_alloc_failed", NULL);
+        recv_next(w);
+        return;
+    }
+    protobuf_c_message_pack(&resp->base, nng_msg_body(m));
+    nng_aio_set_msg(w->aio, m);
+    w->state = W_SEND;
+    nng_ctx_send(w->ctx, w->aio);
+}
+
+static void send_error(struct api_work *w, int rc, const char *msg) {
+    Appeal__Error err = APPEAL__ERROR__INIT;
+    err.code = api_error_code(rc);
+    err.message = (char *)(msg != NULL && msg[0] ? msg : apl_strerror(rc));
+    Appeal__Response resp = APPEAL__RESPONSE__INIT;
+    resp.error = &err;
+    send_response(w, &resp);
+}
+
+static const char *op_name(const Appeal__Request *q) {
+    switch (q->op_case) {
+    case APPEAL__REQUEST__OP_FILE:
+        return "file";
+    case APPEAL__REQUEST__OP_SHOW:
+        return "show";
+    case APPEAL__REQUEST__OP_LIST:
+        return "list";
+    case APPEAL__REQUEST__OP_ACT:
+        return "act";
+    case APPEAL__REQUEST__OP_INFO:
+        return "info";
+    default:
+        return "unknown";
+    }
+}
+
+/* ---- writes ---- */
+
+static int run_write(void *node, MDB_txn *t, struct wreq *r) {
+    struct api_work *w = r->arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(node, t, &c);
+    free(w->result.record);
+    memset(&w->result, 0, sizeof w->result);
+    if (w->req->op_case == APPEAL__REQUEST__OP_FILE) {
+        return appeal_file(&c, w->req->file, &w->result, &r->err);
+    }
+    return appeal_act(&c, w->req->act, &w->result, &r->err);
+}
+
+static void write_done(struct wreq *r) {
+    struct api_work *w = r->arg;
+    if (r->rc != 0) {
+        char code[16];
+        snprintf(code, sizeof code, "%d", api_error_code(r->rc));
+        olog(OLOG_INFO, "request_refused", "op", op_name(w->req), "code", code, "reason",
+             err_msg(&r->err, r->rc), NULL);
+        send_error(w, r->rc, err_msg(&r->err, r->rc));
+        return;
+    }
+    const struct appeal_result *res = &w->result;
+    const char *what = w->req->op_case == APPEAL__REQUEST__OP_FILE
+                           ? "filed"
+                           : status_name((Appeal__Status)res->status);
+    olog(OLOG_INFO, "appeal_changed", "number", res->number, "event", what, "type",
+         appeal_type_name(res->type), NULL);
+    Appeal__Receipt rc = APPEAL__RECEIPT__INIT;
+    rc.number = (char *)res->number;
+    rc.type = res->type;
+    rc.registered_ms = res->registered_ms;
+    rc.deadline_day = res->deadline_day;
+    rc.receiving_body = w->api->node->juris;
+    rc.status = res->status;
+    rc.repeat_of = (char *)res->repeat_of;
+    rc.urgent = res->urgent;
+    rc.seq = res->seq;
+    rc.record.data = res->record;
+    rc.record.len = res->record_len;
+    rc.origin.data = w->api->node->keys.sign_pk;
+    rc.origin.len = KEY_PK_BYTES;
+    Appeal__Response resp = APPEAL__RESPONSE__INIT;
+    resp.result_case = APPEAL__RESPONSE__RESULT_RECEIPT;
+    resp.receipt = &rc;
+    send_response(w, &resp);
+    free(w->result.record);
+    w->result.record = NULL;
+}
+
+static void submit_write(struct api_work *w) {
+    w->wreq.run = run_write;
+    w->wreq.done = write_done;
+    w->wreq.arg = w;
+    w->state = W_WAIT;
+    int rc = writer_submit(&w->api->node->writer, &w->wreq);
+    if (rc != 0) {
+        send_error(w, rc, err_msg(&w->wreq.err, rc));
+    }
+}
+
+/* ---- reads ---- */
+
+static void answer_read(struct api_work *w) {
+    struct node *n = w->api->node;
+    MDB_txn *t;
+    struct errbuf e;
+    err_clear(&e);
+    int rc = store_rd_begin(&n->store, &t);
+    if (rc != 0) {
+        send_error(w, rc, "cannot read the database");
+        return;
+    }
+    Appeal__Response resp = APPEAL__RESPONSE__INIT;
+    switch (w->req->op_case) {
+    case APPEAL__REQUEST__OP_SHOW:
+        rc = view_appeal(n, t, w->req->show->number, &w->arena, &resp.appeal, &e);
+        resp.result_case = APPEAL__RESPONSE__RESULT_APPEAL;
+        break;
+    case APPEAL__REQUEST__OP_LIST:
+        rc = view_list(n, t, w->req->list, &w->arena, &resp.list, &e);
+        resp.result_case = APPEAL__RESPONSE__RESULT_LIST;
+        break;
+    default:
+        rc = view_info(n, t, &w->arena, &resp.info);
+        resp.result_case = APPEAL__RESPONSE__RESULT_INFO;
+        break;
+    }
+    if (rc == 0 && protobuf_c_message_get_packed_size(&resp.base) > RESPONSE_BYTES_MAX) {
+        rc = err_set(&e, APL_ETOOBIG, "the answer is too large; ask for a smaller page");
+    }
+    if (rc == 0) {
+        send_response(w, &resp);
+    } else {
+        send_error(w, rc, err_msg(&e, rc));
+    }
+    store_rd_end(&n->store, t);
+}
+
+/* ---- decoding and dispatch ---- */
+
+static int decode(struct api_work *w, nng_msg *m, struct errbuf *e) {
+    size_t len = nng_msg_len(m);
+    if (len > REQUEST_BYTES_MAX) {
+        return err_set(e, APL_ETOOBIG, "request of %zu bytes exceeds the limit of %d bytes", len,
+                       REQUEST_BYTES_MAX);
+    }
+    Appeal__ClientRequest *cr =
+        (Appeal__ClientRequest *)pbx_unpack(&appeal__client_request__descriptor, nng_msg_body(m),
+                                            len, &w->arena, REQUEST_REPEATED_MAX, e);
+    if (cr == NULL) {
+        return e->code ? e->code : APL_EINVAL;
+    }
+    w->req = (Appeal__Request *)pbx_unpack(&appeal__request__descriptor, cr->request.data,
+                                           cr->request.len, &w->arena, REQUEST_REPEATED_MAX, e);
+    if (w->req == NULL) {
+        return e->code ? e->code : APL_EINVAL;
+    }
+    if (w->req->version != 1) {
+        return err_set(e, APL_EINVAL, "unsupported protocol version %u (this node speaks 1)",
+                       w->req->version);
+    }
+    if (w->req->op_case == APPEAL__REQUEST__OP__NOT_SET) {
+        return err_set(e, APL_EINVAL, "request names no operation this node knows");
+    }
+    return 0;
+}
+
+static void handle(struct api_work *w, nng_msg *m) {
+    struct errbuf e;
+    err_clear(&e);
+    int rc = decode(w, m, &e);
+    nng_msg_free(m);
+    if (rc != 0) {
+        olog(OLOG_INFO, "request_malformed", "reason", err_msg(&e, rc), NULL);
+        send_error(w, rc, err_msg(&e, rc));
+        return;
+    }
+    switch (w->req->op_case) {
+    case APPEAL__REQUEST__OP_FILE:
+    case APPEAL__REQUEST__OP_ACT:
+        submit_write(w);
+        break;
+    default:
+        answer_read(w);
+        break;
+    }
+}
+
+static void work_cb(void *arg) {
+    struct api_work *w = arg;
+    int rv;
+    switch (w->state) {
+    case W_INIT:
+        recv_next(w);
+        break;
+    case W_RECV:
+        rv = nng_aio_result(w->aio);
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+            return; /* shutting down */
+        }
+        if (rv != 0) {
+            recv_next(w);
+            return;
+        }
+        handle(w, nng_aio_get_msg(w->aio));
+        break;
+    case W_SEND:
+        rv = nng_aio_result(w->aio);
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(w->aio));
+            if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+                return;
+            }
+        }
+        recv_next(w);
+        break;
+    case W_WAIT:
+        break; /* the writer owns it */
+    }
+}
+
+int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e) {
+    struct api *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        return APL_ENOMEM;
+    }
+    a->node = n;
+    int rv = nng_rep0_open(&a->sock);
+    if (rv == 0) {
+        rv = nng_socket_set_size(a->sock, NNG_OPT_RECVMAXSZ, API_RECV_BYTES_MAX);
+    }
+    for (size_t i = 0; rv == 0 && i < API_CONTEXTS; i++) {
+        struct api_work *w = &a->works[i];
+        w->api = a;
+        if (arena_init(&w->arena, API_ARENA_BYTES) != 0) {
+            rv = NNG_ENOMEM;
+            break;
+        }
+        rv = nng_aio_alloc(&w->aio, work_cb, w);
+        if (rv == 0) {
+            rv = nng_ctx_open(&w->ctx, a->sock);
+        }
+        if (rv == 0) {
+            a->started = i + 1;
+        }
+    }
+    if (rv == 0) {
+        rv = nng_listener_create(&a->listener, a->sock, url);
+    }
+    if (rv == 0) {
+        rv = nng_listener_start(a->listener, 0);
+    }
+    if (rv != 0) {
+        err_set(e, APL_ENET, "cannot serve the API on %s: %s", url, nng_strerror(rv));
+        api_stop(a);
+        return APL_ENET;
+    }
+    for (size_t i = 0; i < a->started; i++) {
+        work_cb(&a->works[i]);
+    }
+    olog(OLOG_INFO, "api_listening", "url", url, NULL);
+    *out = a;
+    return 0;
+}
+
+void api_close_listener(struct api *a) {
+    if (a != NULL) {
+        nng_listener_close(a->listener);
+    }
+}
+
+void api_stop(struct api *a) {
+    if (a == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < API_CONTEXTS; i++) {
+        if (a->works[i].aio != NULL) {
+            nng_aio_stop(a->works[i].aio);
+        }
+    }
+    for (size_t i = 0; i < a->started; i++) {
+        nng_ctx_close(a->works[i].ctx);
+    }
+    nng_close(a->sock);
+    for (size_t i = 0; i < API_CONTEXTS; i++) {
+        if (a->works[i].aio != NULL) {
+            nng_aio_free(a->works[i].aio);
+        }
+        free(a->works[i].result.record);
+        arena_fini(&a->works[i].arena);
+    }
+    free(a);
+}

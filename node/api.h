@@ -1,0 +1,32 @@
+/*
+ * api.h: the client API, nng REQ/REP with protobuf messages (api.proto).
+ *
+ * One REP socket listening on the node's API address, served by
+ * API_CONTEXTS nng contexts, each an asynchronous state machine (receive,
+ * handle, send). Reads are answered on nng's threads from short read-only
+ * transactions; writes go to the writer and are answered after their
+ * commit. NNG_OPT_RECVMAXSZ is set: a message up to API_RECV_BYTES_MAX is
+ * received and, past REQUEST_BYTES_MAX, answered with ERR_TOO_LARGE;
+ * larger ones make nng drop the connection before anything is allocated.
+ */
+#ifndef APPEAL_API_H
+#define APPEAL_API_H
+
+#include "err.h"
+
+struct node;
+struct api;
+
+enum { API_RECV_BYTES_MAX = 1024 * 1024 };
+
+int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e);
+/* Stops accepting connections (first step of shutdown). */
+void api_close_listener(struct api *a);
+/* Stops every context, closes the socket, frees `a`. The writer must be
+ * stopped first, so no write completion is still to come. */
+void api_stop(struct api *a);
+
+/* APL_* error to the wire's ErrorCode. */
+int api_error_code(int apl_rc);
+
+#endif

@@ -1,0 +1,762 @@
+#include "appeal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cal.h"
+#include "lifecycle.h"
+#include "bounds.h"
+
+static int text_field(const char *s, size_t max, bool required, bool multiline, const char *what,
+                      struct errbuf *e) {
+    size_t n = strlen(s);
+    if (required && n == 0) {
+        return err_set(e, APL_EINVAL, "%s is required", what);
+    }
+    if (n > max) {
+        return err_set(e, APL_ETOOBIG, "%s is %zu bytes long; the limit is %zu", what, n, max);
+    }
+    if (!pbx_text_ok(s, multiline)) {
+        return err_set(e, APL_EINVAL, "%s is not valid UTF-8 text", what);
+    }
+    return 0;
+}
+
+static int32_t today(const struct appeal_ctx *c) {
+    return day_from_ms(c->now_ms, c->rules->utc_offset_min);
+}
+
+/* Signs `b` as this node's next record and folds it into the state. */
+static int commit_record(struct appeal_ctx *c, Appeal__Body *b, struct appeal_result *out) {
+    b->actor.data = (uint8_t *)c->actor;
+    b->actor.len = c->actor != NULL ? KEY_ID_BYTES : 0;
+    uint8_t *env = NULL;
+    size_t len = 0;
+    int rc = log_sign_append(c->s, c->t, c->self, c->keys, b, c->now_ms, &env, &len);
+    if (rc != 0) {
+        return rc;
+    }
+    uint64_t ignored_before = c->st->ignored;
+    rc = state_apply(c->st, c->t, c->self, c->self->head_seq, b);
+    if (rc == 0 && c->st->ignored != ignored_before) {
+        rc = APL_ECORRUPT; /* our own checked event must apply: a bug */
+    }
+    if (rc != 0 || out == NULL) {
+        free(env);
+        return rc;
+    }
+    out->seq = c->self->head_seq;
+    out->record = env;
+    out->record_len = len;
+    return 0;
+}
+
+static int check_applicant(const struct appeal_ctx *c, const Appeal__FileRequest *q,
+                           struct errbuf *e) {
+    bool any = q->name[0] || q->iin[0] || q->address[0] || q->contacts[0];
+    if (q->anonymous) {
+        if ((c->rules->anonymous_types & (1u << q->type)) == 0) {
+            return err_set(e, APL_EREFUSED,
+                           "anonymous appeals are considered only as reports of crimes or of "
+                           "threats to state or public security (type report); a %s needs the "
+                           "applicant's name",
+                           appeal_type_name(q->type));
+        }
+        if (any) {
+            return err_set(e, APL_EINVAL, "an anonymous appeal carries no applicant data");
+        }
+        return 0;
+    }
+    int rc = text_field(q->name, NAME_BYTES_MAX, true, false, "the applicant's name", e);
+    if (rc == 0) {
+        rc = text_field(q->address, ADDRESS_BYTES_MAX, false, false, "the address", e);
+    }
+    if (rc == 0) {
+        rc = text_field(q->contacts, CONTACTS_BYTES_MAX, false, false, "the contacts", e);
+    }
+    if (rc == 0 && q->iin[0] != '\0') {
+        rc = rules_iin_check(q->iin, e);
+    }
+    return rc;
+}
+
+static int check_complaint_window(const struct appeal_ctx *c, const Appeal__FileRequest *q,
+                                  struct errbuf *e) {
+    if (q->learned_day == 0) {
+        return q->late_reason[0] ? err_set(e, APL_EINVAL, "a late reason needs --learned DATE") : 0;
+    }
+    if (q->type != APPEAL__APPEAL_TYPE__TYPE_COMPLAINT) {
+        return err_set(e, APL_EINVAL, "the date the act became known applies to complaints only");
+    }
+    int32_t now = today(c);
+    if (q->learned_day > now || !cal_in_range(&c->rules->cal, q->learned_day)) {
+        return err_set(e, APL_EINVAL, "the date the act became known cannot be in the future");
+    }
+    int32_t last = day_add_months(q->learned_day, c->rules->complaint_window_months);
+    int rc = text_field(q->late_reason, REASON_BYTES_MAX, false, true, "the late reason", e);
+    if (rc == 0 && now > last && q->late_reason[0] == '\0') {
+        char d[11];
+        day_format(last, d);
+        rc = err_set(e, APL_EREFUSED,
+                     "a complaint is filed within %d months of learning of the act (here by %s); "
+                     "give --late-reason to register it with the reason the term was missed",
+                     c->rules->complaint_window_months, d);
+    }
+    return rc;
+}
+
+static int check_file(const struct appeal_ctx *c, const Appeal__FileRequest *q, struct errbuf *e) {
+    if (q->type <= 0 || (int)q->type >= (int)APPEAL_TYPE_COUNT) {
+        return err_set(e, APL_EINVAL,
+                       "unknown appeal type: use statement, proposal, request, complaint, report "
+                       "or feedback");
+    }
+    int rc = text_field(q->category, CATEGORY_BYTES_MAX, true, false, "the category", e);
+    if (rc == 0 && rules_category(c->rules, q->category) == NULL) {
+        rc = err_set(e, APL_EINVAL, "unknown category %s (see categories.tsv)", q->category);
+    }
+    if (rc == 0) {
+        rc = text_field(q->subject, SUBJECT_BYTES_MAX, true, false, "the subject", e);
+    }
+    if (rc == 0) {
+        rc = text_field(q->body, BODY_TEXT_BYTES_MAX, false, true, "the text", e);
+    }
+    if (rc == 0) {
+        rc = check_applicant(c, q, e);
+    }
+    if (rc == 0 && q->co_signers > c->rules->co_signers_max) {
+        rc = err_set(e, APL_EINVAL, "co-signers: at most %u", c->rules->co_signers_max);
+    }
+    if (rc == 0 && q->anonymous && q->co_signers > 0) {
+        rc = err_set(e, APL_EINVAL, "an anonymous appeal has no co-signers");
+    }
+    if (rc == 0) {
+        rc = check_complaint_window(c, q, e);
+    }
+    if (rc == 0 && q->repeat_of[0] != '\0') {
+        MDB_val v;
+        if (!number_valid(q->repeat_of)) {
+            rc = err_set(e, APL_EINVAL, "repeat-of is not a registration number");
+        } else if (store_get(c->t, c->s, DB_APPEALS, q->repeat_of, strlen(q->repeat_of), &v) != 0) {
+            rc = err_set(e, APL_ENOTFOUND, "repeat-of: no appeal %s", q->repeat_of);
+        }
+    }
+    return rc;
+}
+
+/* The latest appeal of the same applicant in the same category, if any. */
+static int find_repeat(struct appeal_ctx *c, const uint8_t tag[APPLICANT_TAG_BYTES],
+                       const char *category, char out[NUMBER_BYTES_MAX + 1]) {
+    MDB_cursor *cur;
+    int rc = store_rc(mdb_cursor_open(c->t, c->s->dbi[DB_APPLICANTS], &cur));
+    if (rc != 0) {
+        return rc;
+    }
+    out[0] = '\0';
+    MDB_val k = {APPLICANT_TAG_BYTES, (void *)tag}, v;
+    _Alignas(16) uint8_t buf[8192];
+    struct arena a;
+    for (int m = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); m == 0;
+         m = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+        char number[NUMBER_BYTES_MAX + 1];
+        if (v.mv_size > NUMBER_BYTES_MAX) {
+            continue;
+        }
+        memcpy(number, v.mv_data, v.mv_size);
+        number[v.mv_size] = '\0';
+        arena_on(&a, buf, sizeof buf);
+        Appeal__AppealRow *row;
+        if (state_appeal(c->s, c->t, number, &a, &row) == 0 &&
+            strcmp(row->category, category) == 0 && strcmp(row->owner, c->self->juris) == 0) {
+            snprintf(out, NUMBER_BYTES_MAX + 1, "%s", number);
+        }
+    }
+    mdb_cursor_close(cur);
+    return 0;
+}
+
+static int seal_filing(struct appeal_ctx *c, const Appeal__FileRequest *q, const char *number,
+                       uint8_t **sealed, size_t *len) {
+    Appeal__Sealed s = APPEAL__SEALED__INIT;
+    s.number = (char *)number;
+    s.name = q->name;
+    s.iin = q->iin;
+    s.address = q->address;
+    s.contacts = q->contacts;
+    s.subject = q->subject;
+    s.body = q->body;
+    uint8_t *pt;
+    size_t ptlen;
+    int rc = pbx_pack(&s.base, &pt, &ptlen);
+    if (rc == 0) {
+        rc = seal_data(c->keys, number, pt, ptlen, sealed, len);
+        wipe_free(pt, ptlen);
+    }
+    return rc;
+}
+
+int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appeal_result *out,
+                struct errbuf *e) {
+    int rc = check_file(c, q, e);
+    if (rc != 0) {
+        return rc;
+    }
+    int32_t day = today(c);
+    int year;
+    unsigned mon, mday;
+    civil_from_day(day, &year, &mon, &mday);
+    uint32_t last;
+    rc = state_regno(c->s, c->t, c->self->juris, year, &last);
+    if (rc != 0) {
+        return rc;
+    }
+    if (last >= REGNO_MAX) {
+        return err_set(e, APL_EFULL, "registration numbers for %d are exhausted", year);
+    }
+    memset(out, 0, sizeof *out);
+    snprintf(out->number, sizeof out->number, "%s-%04d-%06u", c->self->juris, year, last + 1);
+    Appeal__AppealFiled f = APPEAL__APPEAL_FILED__INIT;
+    f.number = out->number;
+    f.type = q->type;
+    f.category = q->category;
+    f.jurisdiction = c->self->juris;
+    f.registered_ms = c->now_ms;
+    f.registered_day = day;
+    f.deadline_day = cal_add_working(&c->rules->cal, day, c->rules->term_working_days);
+    f.anonymous = q->anonymous;
+    f.co_signers = q->co_signers;
+    f.learned_day = q->learned_day;
+    f.late_reason = q->late_reason;
+    f.urgent = q->anonymous && (c->rules->urgent_anonymous & (1u << q->type)) != 0;
+    uint8_t tag[APPLICANT_TAG_BYTES];
+    char repeat[NUMBER_BYTES_MAX + 1] = "";
+    snprintf(repeat, sizeof repeat, "%s", q->repeat_of);
+    if (q->iin[0] != '\0') {
+        applicant_tag(c->keys, q->iin, tag);
+        f.applicant_tag.data = tag;
+        f.applicant_tag.len = sizeof tag;
+        if (repeat[0] == '\0' && (rc = find_repeat(c, tag, q->category, repeat)) != 0) {
+            return rc;
+        }
+    }
+    f.repeat_of = repeat;
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    if (!q->anonymous || q->subject[0] || q->body[0]) {
+        rc = seal_filing(c, q, out->number, &sealed, &sealed_len);
+        if (rc != 0) {
+            return rc;
+        }
+        f.sealed.data = sealed;
+        f.sealed.len = sealed_len;
+        f.data_key_id.data = (uint8_t *)c->keys->data_key_id;
+        f.data_key_id.len = DATA_KEY_ID_BYTES;
+    }
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_FILED;
+    b.filed = &f;
+    rc = commit_record(c, &b, out);
+    free(sealed);
+    if (rc == 0) {
+        out->type = q->type;
+        out->status = APPEAL__STATUS__STATUS_REGISTERED;
+        out->deadline_day = f.deadline_day;
+        out->registered_ms = c->now_ms;
+        out->urgent = f.urgent;
+        snprintf(out->repeat_of, sizeof out->repeat_of, "%s", repeat);
+    }
+    return rc;
+}
+
+static Appeal__Body__EventCase event_of(Appeal__Action a) {
+    switch (a) {
+    case APPEAL__ACTION__ACTION_ASSIGN:
+        return APPEAL__BODY__EVENT_ASSIGNED;
+    case APPEAL__ACTION__ACTION_EXTEND:
+        return APPEAL__BODY__EVENT_EXTENDED;
+    case APPEAL__ACTION__ACTION_ANSWER:
+        return APPEAL__BODY__EVENT_ANSWERED;
+    case APPEAL__ACTION__ACTION_CLOSE:
+        return APPEAL__BODY__EVENT_CLOSED;
+    case APPEAL__ACTION__ACTION_WITHDRAW:
+        return APPEAL__BODY__EVENT_WITHDRAWN;
+    case APPEAL__ACTION__ACTION_REOPEN:
+        return APPEAL__BODY__EVENT_REOPENED;
+    case APPEAL__ACTION__ACTION_FORWARD:
+        return APPEAL__BODY__EVENT_FORWARDED;
+    case APPEAL__ACTION__ACTION_ACCEPT:
+        return APPEAL__BODY__EVENT_ACCEPTED;
+    case APPEAL__ACTION__ACTION_RETURN:
+        return APPEAL__BODY__EVENT_RETURNED;
+    default:
+        return APPEAL__BODY__EVENT__NOT_SET;
+    }
+}
+
+static const char *action_verb(Appeal__Action a) {
+    static const char *const verbs[] = {"act on",   "assign", "extend",  "answer", "close",
+                                        "withdraw", "reopen", "forward", "accept", "return"};
+    return a >= 0 && a <= APPEAL__ACTION__ACTION_RETURN ? verbs[a] : "act on";
+}
+
+static int check_actor(const struct appeal_ctx *c, const Appeal__AppealRow *row, Appeal__Action a,
+                       struct errbuf *e) {
+    bool forwarded = row->status == APPEAL__STATUS__STATUS_FORWARDED;
+    const char *may = forwarded ? row->forwarded_to : row->owner;
+    if (strcmp(may, c->self->juris) == 0) {
+        return 0;
+    }
+    if (forwarded && strcmp(row->owner, c->self->juris) == 0) {
+        return err_set(e, APL_ENOTOWNER,
+                       "cannot %s %s: it is forwarded to %s and waits for its acceptance",
+                       action_verb(a), row->number, row->forwarded_to);
+    }
+    return err_set(e, APL_ENOTOWNER,
+                   "cannot %s %s: it is handled by %s; only that "
+                   "jurisdiction's node acts on it",
+                   action_verb(a), row->number, may);
+}
+
+/* The last event record of an appeal (for accept: the forward). */
+static int last_event(struct appeal_ctx *c, const char *number, struct arena *a, struct record *r) {
+    MDB_cursor *cur;
+    int rc = store_rc(mdb_cursor_open(c->t, c->s->dbi[DB_EVENTS], &cur));
+    if (rc != 0) {
+        return rc;
+    }
+    MDB_val k = {strlen(number), (void *)number}, v;
+    rc = store_rc(mdb_cursor_get(cur, &k, &v, MDB_SET_KEY));
+    if (rc == 0) {
+        rc = store_rc(mdb_cursor_get(cur, &k, &v, MDB_LAST_DUP));
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 || v.mv_size != 16) {
+        return rc != 0 ? rc : APL_ECORRUPT;
+    }
+    MDB_val env;
+    rc = log_get(c->s, c->t, be32_get((const uint8_t *)v.mv_data + 4),
+                 be64_get((const uint8_t *)v.mv_data + 8), &env);
+    if (rc == 0 && rec_decode(env.mv_data, env.mv_size, a, r, NULL) != 0) {
+        rc = APL_ECORRUPT;
+    }
+    return rc;
+}
+
+struct act_parts {
+    Appeal__Body body;
+    union {
+        Appeal__Assigned assigned;
+        Appeal__Extended extended;
+        Appeal__Answered answered;
+        Appeal__Closed closed;
+        Appeal__Withdrawn withdrawn;
+        Appeal__Reopened reopened;
+        Appeal__Forwarded forwarded;
+        Appeal__Accepted accepted;
+        Appeal__Returned returned;
+    } ev;
+    uint8_t *owned; /* a ciphertext to free after signing */
+    size_t owned_len;
+    uint8_t tag[APPLICANT_TAG_BYTES];
+    int32_t deadline_day;
+    int status_after;
+};
+
+static int build_extend(struct appeal_ctx *c, const Appeal__AppealRow *row,
+                        const Appeal__ActRequest *q, struct act_parts *p, struct errbuf *e) {
+    int rc =
+        text_field(q->reason, REASON_BYTES_MAX, true, true, "a reasoned extension's reason", e);
+    if (rc != 0) {
+        return rc;
+    }
+    int32_t start = row->term_start_day ? row->term_start_day : row->registered_day;
+    int32_t limit = day_add_months(start, c->rules->extension_max_months);
+    char d[11];
+    if (q->until_day <= row->deadline_day) {
+        day_format(row->deadline_day, d);
+        return err_set(e, APL_EINVAL, "an extension must move the deadline past %s", d);
+    }
+    if (q->until_day > limit) {
+        day_format(limit, d);
+        return err_set(e, APL_EREFUSED,
+                       "an extension may bring the term to at most %d months in total (here "
+                       "until %s)",
+                       c->rules->extension_max_months, d);
+    }
+    Appeal__Extended x = APPEAL__EXTENDED__INIT;
+    x.until_day = q->until_day;
+    x.reason = q->reason;
+    p->ev.extended = x;
+    p->body.event_case = APPEAL__BODY__EVENT_EXTENDED;
+    p->body.extended = &p->ev.extended;
+    p->deadline_day = q->until_day;
+    return 0;
+}
+
+static int build_answer(struct appeal_ctx *c, const Appeal__AppealRow *row,
+                        const Appeal__ActRequest *q, struct act_parts *p, struct errbuf *e) {
+    if (q->outcome <= 0 || q->outcome > APPEAL__OUTCOME__OUTCOME_EXPLAINED) {
+        return err_set(e, APL_EINVAL,
+                       "an answer needs an outcome: satisfied, partly, rejected or explained");
+    }
+    int rc = text_field(q->text, ANSWER_TEXT_BYTES_MAX, true, true, "the answer text", e);
+    if (rc == 0) {
+        rc = seal_data(c->keys, row->number, (const uint8_t *)q->text, strlen(q->text), &p->owned,
+                       &p->owned_len);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    Appeal__Answered x = APPEAL__ANSWERED__INIT;
+    x.outcome = q->outcome;
+    x.sealed_text.data = p->owned;
+    x.sealed_text.len = p->owned_len;
+    x.answered_day = today(c);
+    x.data_key_id.data = (uint8_t *)c->keys->data_key_id;
+    x.data_key_id.len = DATA_KEY_ID_BYTES;
+    p->ev.answered = x;
+    p->body.event_case = APPEAL__BODY__EVENT_ANSWERED;
+    p->body.answered = &p->ev.answered;
+    return 0;
+}
+
+static int build_forward(struct appeal_ctx *c, const Appeal__AppealRow *row,
+                         const Appeal__ActRequest *q, struct act_parts *p, struct errbuf *e) {
+    if (!juris_valid(q->to_jurisdiction)) {
+        return err_set(e, APL_EINVAL, "forward needs --to JURISDICTION (e.g. KZ-71)");
+    }
+    if (strcmp(q->to_jurisdiction, c->self->juris) == 0) {
+        return err_set(e, APL_EINVAL, "cannot forward an appeal to its own jurisdiction");
+    }
+    int rc = text_field(q->reason, REASON_BYTES_MAX, true, true, "the reason for forwarding", e);
+    if (rc != 0) {
+        return rc;
+    }
+    uint8_t box[BOX_PK_BYTES];
+    if (c->box_key_of == NULL || c->box_key_of(c->box_key_arg, q->to_jurisdiction, box) != 0) {
+        return err_set(e, APL_ENOTFOUND, "no node of %s in the cluster file to forward to",
+                       q->to_jurisdiction);
+    }
+    Appeal__Forwarded x = APPEAL__FORWARDED__INIT;
+    if (row->sealed_at != NULL) {
+        struct arena a;
+        if (arena_init(&a, RECORD_ARENA_BYTES) != 0) {
+            return APL_ENOMEM;
+        }
+        Appeal__Sealed *sd = NULL;
+        rc = appeal_open_personal(c->s, c->t, c->keys, row, &a, &sd, NULL);
+        uint8_t *pt = NULL;
+        size_t ptlen = 0;
+        if (rc == 0 && sd != NULL) {
+            rc = pbx_pack(&sd->base, &pt, &ptlen);
+        }
+        if (rc == 0 && pt != NULL) {
+            rc = seal_box(box, pt, ptlen, &p->owned, &p->owned_len);
+            wipe_free(pt, ptlen);
+        }
+        wipe(a.base, a.used_bytes);
+        arena_fini(&a);
+        if (rc != 0) {
+            return err_set(e, rc, "cannot open the applicant's data to forward it");
+        }
+        x.sealed.data = p->owned;
+        x.sealed.len = p->owned_len;
+    }
+    int32_t start = row->term_start_day ? row->term_start_day : row->registered_day;
+    x.to_jurisdiction = q->to_jurisdiction;
+    x.reason = q->reason;
+    x.late = today(c) > cal_add_working(&c->rules->cal, start, c->rules->forward_working_days);
+    p->ev.forwarded = x;
+    p->body.event_case = APPEAL__BODY__EVENT_FORWARDED;
+    p->body.forwarded = &p->ev.forwarded;
+    return 0;
+}
+
+static int build_accept(struct appeal_ctx *c, const Appeal__AppealRow *row, struct act_parts *p,
+                        struct errbuf *e) {
+    struct arena a;
+    if (arena_init(&a, RECORD_ARENA_BYTES) != 0) {
+        return APL_ENOMEM;
+    }
+    struct record fwd;
+    int rc = last_event(c, row->number, &a, &fwd);
+    if (rc == 0 && fwd.body->event_case != APPEAL__BODY__EVENT_FORWARDED) {
+        rc = APL_ECORRUPT;
+    }
+    uint8_t *pt = NULL;
+    size_t ptlen = 0;
+    Appeal__Accepted x = APPEAL__ACCEPTED__INIT;
+    if (rc == 0 && fwd.body->forwarded->sealed.len > 0) {
+        rc = open_box(c->keys, fwd.body->forwarded->sealed.data, fwd.body->forwarded->sealed.len,
+                      &pt, &ptlen);
+        Appeal__Sealed *sd = NULL;
+        if (rc == 0) {
+            sd = (Appeal__Sealed *)pbx_unpack(&appeal__sealed__descriptor, pt, ptlen, &a, 4, NULL);
+            rc = sd != NULL && strcmp(sd->number, row->number) == 0 ? 0 : APL_EAUTH;
+        }
+        if (rc == 0) {
+            rc = seal_data(c->keys, row->number, pt, ptlen, &p->owned, &p->owned_len);
+        }
+        if (rc == 0 && sd->iin[0] != '\0') {
+            applicant_tag(c->keys, sd->iin, p->tag);
+            x.applicant_tag.data = p->tag;
+            x.applicant_tag.len = APPLICANT_TAG_BYTES;
+        }
+        x.sealed.data = p->owned;
+        x.sealed.len = p->owned_len;
+        x.data_key_id.data = (uint8_t *)c->keys->data_key_id;
+        x.data_key_id.len = DATA_KEY_ID_BYTES;
+    }
+    wipe_free(pt, ptlen);
+    wipe(a.base, a.used_bytes);
+    arena_fini(&a);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot open the applicant's data sealed to this node");
+    }
+    x.start_day = today(c);
+    x.deadline_day = cal_add_working(&c->rules->cal, x.start_day, c->rules->term_working_days);
+    p->ev.accepted = x;
+    p->body.event_case = APPEAL__BODY__EVENT_ACCEPTED;
+    p->body.accepted = &p->ev.accepted;
+    p->deadline_day = x.deadline_day;
+    return 0;
+}
+
+static int build_simple(struct appeal_ctx *c, const Appeal__AppealRow *row,
+                        const Appeal__ActRequest *q, struct act_parts *p, struct errbuf *e) {
+    int rc = 0;
+    switch (q->action) {
+    case APPEAL__ACTION__ACTION_ASSIGN:
+        rc = text_field(q->assignee, ASSIGNEE_BYTES_MAX, true, false, "the assignee", e);
+        appeal__assigned__init(&p->ev.assigned);
+        p->ev.assigned.assignee = q->assignee;
+        p->body.assigned = &p->ev.assigned;
+        break;
+    case APPEAL__ACTION__ACTION_CLOSE:
+        appeal__closed__init(&p->ev.closed);
+        p->ev.closed.closed_day = today(c);
+        p->body.closed = &p->ev.closed;
+        break;
+    case APPEAL__ACTION__ACTION_WITHDRAW:
+        rc = text_field(q->reason, REASON_BYTES_MAX, false, true, "the reason", e);
+        appeal__withdrawn__init(&p->ev.withdrawn);
+        p->ev.withdrawn.reason = q->reason;
+        p->body.withdrawn = &p->ev.withdrawn;
+        break;
+    case APPEAL__ACTION__ACTION_REOPEN:
+        rc = text_field(q->reason, REASON_BYTES_MAX, true, true, "the reason for reopening", e);
+        appeal__reopened__init(&p->ev.reopened);
+        p->ev.reopened.reason = q->reason;
+        p->ev.reopened.start_day = today(c);
+        p->ev.reopened.deadline_day =
+            cal_add_working(&c->rules->cal, today(c), c->rules->reopen_working_days);
+        p->deadline_day = p->ev.reopened.deadline_day;
+        p->body.reopened = &p->ev.reopened;
+        break;
+    case APPEAL__ACTION__ACTION_RETURN:
+        rc = text_field(q->reason, REASON_BYTES_MAX, true, true, "the reason for returning", e);
+        appeal__returned__init(&p->ev.returned);
+        p->ev.returned.reason = q->reason;
+        p->body.returned = &p->ev.returned;
+        break;
+    default:
+        return err_set(e, APL_EINVAL, "unknown action");
+    }
+    (void)row;
+    return rc;
+}
+
+/* Sets the version of whichever event `p` holds. */
+static void set_ref(struct act_parts *p, const char *number, uint32_t version) {
+    const char **num = NULL;
+    uint32_t *ver = NULL;
+#define REF(f) num = (const char **)&p->body.f->number, ver = &p->body.f->version
+    switch (p->body.event_case) {
+    case APPEAL__BODY__EVENT_ASSIGNED:
+        REF(assigned);
+        break;
+    case APPEAL__BODY__EVENT_EXTENDED:
+        REF(extended);
+        break;
+    case APPEAL__BODY__EVENT_FORWARDED:
+        REF(forwarded);
+        break;
+    case APPEAL__BODY__EVENT_ACCEPTED:
+        REF(accepted);
+        break;
+    case APPEAL__BODY__EVENT_RETURNED:
+        REF(returned);
+        break;
+    case APPEAL__BODY__EVENT_ANSWERED:
+        REF(answered);
+        break;
+    case APPEAL__BODY__EVENT_CLOSED:
+        REF(closed);
+        break;
+    case APPEAL__BODY__EVENT_REOPENED:
+        REF(reopened);
+        break;
+    case APPEAL__BODY__EVENT_WITHDRAWN:
+        REF(withdrawn);
+        break;
+    default:
+        return;
+    }
+#undef REF
+    *num = number;
+    *ver = version;
+}
+
+int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_result *out,
+               struct errbuf *e) {
+    Appeal__Body__EventCase ev = event_of(q->action);
+    if (ev == APPEAL__BODY__EVENT__NOT_SET) {
+        return err_set(e, APL_EINVAL, "unknown action");
+    }
+    if (!number_valid(q->number)) {
+        return err_set(e, APL_EINVAL, "`%.40s` is not a registration number", q->number);
+    }
+    _Alignas(16) uint8_t rowbuf[16384];
+    struct arena a;
+    arena_on(&a, rowbuf, sizeof rowbuf);
+    Appeal__AppealRow *row;
+    int rc = state_appeal(c->s, c->t, q->number, &a, &row);
+    if (rc == APL_ENOTFOUND) {
+        return err_set(e, rc, "no appeal %s", q->number);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    if ((rc = check_actor(c, row, q->action, e)) != 0) {
+        return rc;
+    }
+    if (!lifecycle_allowed(ev, row->status)) {
+        return err_set(e, APL_ETRANSITION, "cannot %s %s: it is %s; %s needs it %s",
+                       action_verb(q->action), row->number, status_name(row->status),
+                       action_verb(q->action), lifecycle_needs(ev));
+    }
+    struct act_parts p;
+    memset(&p, 0, sizeof p);
+    appeal__body__init(&p.body);
+    p.body.event_case = ev;
+    p.deadline_day = row->deadline_day;
+    switch (q->action) {
+    case APPEAL__ACTION__ACTION_EXTEND:
+        rc = build_extend(c, row, q, &p, e);
+        break;
+    case APPEAL__ACTION__ACTION_ANSWER:
+        rc = build_answer(c, row, q, &p, e);
+        break;
+    case APPEAL__ACTION__ACTION_FORWARD:
+        rc = build_forward(c, row, q, &p, e);
+        break;
+    case APPEAL__ACTION__ACTION_ACCEPT:
+        rc = build_accept(c, row, &p, e);
+        break;
+    default:
+        rc = build_simple(c, row, q, &p, e);
+        break;
+    }
+    if (rc == 0) {
+        set_ref(&p, row->number, row->version + 1);
+        memset(out, 0, sizeof *out);
+        snprintf(out->number, sizeof out->number, "%s", row->number);
+        rc = commit_record(c, &p.body, out);
+    }
+    free(p.owned);
+    if (rc == 0) {
+        arena_on(&a, rowbuf, sizeof rowbuf);
+        rc = state_appeal(c->s, c->t, out->number, &a, &row);
+        if (rc == 0) {
+            out->type = row->type;
+            out->status = row->status;
+            out->deadline_day = row->deadline_day;
+            out->registered_ms = row->registered_ms;
+        }
+    }
+    return rc;
+}
+
+int appeal_genesis(struct appeal_ctx *c, const char *juris, struct errbuf *e) {
+    if (c->self->head_seq != 0) {
+        return err_set(e, APL_EEXIST, "the log already has a genesis record");
+    }
+    Appeal__Genesis g = APPEAL__GENESIS__INIT;
+    g.jurisdiction = (char *)juris;
+    g.box_key.data = (uint8_t *)c->keys->box_pk;
+    g.box_key.len = BOX_PK_BYTES;
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_GENESIS;
+    b.genesis = &g;
+    return commit_record(c, &b, NULL);
+}
+
+int appeal_heartbeat(struct appeal_ctx *c, struct errbuf *e) {
+    (void)e;
+    Appeal__Heartbeat h = APPEAL__HEARTBEAT__INIT;
+    h.records_total = c->self->head_seq;
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_HEARTBEAT;
+    b.heartbeat = &h;
+    return commit_record(c, &b, NULL);
+}
+
+static int open_at(struct store *s, MDB_txn *t, const Appeal__LogRef *at, struct arena *a,
+                   struct record *r) {
+    MDB_val env;
+    int rc = log_get(s, t, at->origin_idx, at->seq, &env);
+    if (rc == 0 && rec_decode(env.mv_data, env.mv_size, a, r, NULL) != 0) {
+        rc = APL_ECORRUPT;
+    }
+    return rc;
+}
+
+int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
+                         const Appeal__AppealRow *row, struct arena *a, Appeal__Sealed **out,
+                         char **answer_text) {
+    *out = NULL;
+    if (answer_text != NULL) {
+        *answer_text = NULL;
+    }
+    struct record r;
+    int rc = 0;
+    if (row->sealed_at != NULL) {
+        rc = open_at(s, t, row->sealed_at, a, &r);
+        const ProtobufCBinaryData *ct = NULL;
+        if (rc == 0 && r.body->event_case == APPEAL__BODY__EVENT_FILED) {
+            ct = &r.body->filed->sealed;
+        } else if (rc == 0 && r.body->event_case == APPEAL__BODY__EVENT_ACCEPTED) {
+            ct = &r.body->accepted->sealed;
+        }
+        uint8_t *pt = NULL;
+        size_t ptlen = 0;
+        if (rc == 0 && ct != NULL && ct->len > 0) {
+            rc = open_data(k, row->number, ct->data, ct->len, &pt, &ptlen);
+        }
+        if (pt != NULL) {
+            *out = (Appeal__Sealed *)pbx_unpack(&appeal__sealed__descriptor, pt, ptlen, a, 4, NULL);
+            rc = *out != NULL && strcmp((*out)->number, row->number) == 0 ? 0 : APL_EAUTH;
+            wipe_free(pt, ptlen);
+        }
+    }
+    if (rc == 0 && answer_text != NULL && row->answer_at != NULL) {
+        rc = open_at(s, t, row->answer_at, a, &r);
+        uint8_t *pt = NULL;
+        size_t ptlen = 0;
+        if (rc == 0 && r.body->event_case == APPEAL__BODY__EVENT_ANSWERED) {
+            const ProtobufCBinaryData *ct = &r.body->answered->sealed_text;
+            rc = open_data(k, row->number, ct->data, ct->len, &pt, &ptlen);
+        }
+        if (rc == 0 && pt != NULL) {
+            char *txt = a->allocator.alloc(a, ptlen + 1);
+            if (txt != NULL) {
+                memcpy(txt, pt, ptlen);
+                txt[ptlen] = '\0';
+                *answer_text = txt;
+            }
+            wipe_free(pt, ptlen);
+        }
+    }
+    return rc;
+}

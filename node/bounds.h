@@ -1,0 +1,47 @@
+/*
+ * bounds.h: every size and count the node accepts, in one place. Inputs
+ * past a limit are refused with a clear error before anything is
+ * allocated for them or written. Units are last in each name.
+ */
+#ifndef APPEAL_BOUNDS_H
+#define APPEAL_BOUNDS_H
+
+enum {
+    /* Records. */
+    RECORD_BYTES_MAX = 128 * 1024, /* one envelope */
+    RECORD_ARENA_BYTES = 1024 * 1024,
+
+    /* Texts of an appeal (bytes of UTF-8). */
+    SUBJECT_BYTES_MAX = 1000,
+    BODY_TEXT_BYTES_MAX = 32 * 1024,
+    ANSWER_TEXT_BYTES_MAX = 32 * 1024,
+    NAME_BYTES_MAX = 300,
+    ADDRESS_BYTES_MAX = 500,
+    CONTACTS_BYTES_MAX = 300,
+    REASON_BYTES_MAX = 2000,
+    ASSIGNEE_BYTES_MAX = 200,
+    LABEL_BYTES_MAX = 200,
+    CATEGORY_BYTES_MAX = 31,
+    SEALED_BYTES_MAX = 80 * 1024,
+
+    /* Client API. */
+    REQUEST_BYTES_MAX = 128 * 1024,       /* NNG_OPT_RECVMAXSZ of the API socket */
+    REQUEST_REPEATED_MAX = 64,            /* any repeated field of a request */
+    RESPONSE_BYTES_MAX = 4 * 1024 * 1024, /* what a client accepts */
+    LIST_LIMIT_DEFAULT = 100,
+    LIST_LIMIT_MAX = 1000,
+    HISTORY_SHOWN_MAX = 1000, /* events in one AppealView */
+    API_CONTEXTS = 64,        /* requests served concurrently */
+    API_ARENA_BYTES = 512 * 1024,
+    API_TIMEOUT_MS = 10000, /* a client's wait for an answer */
+
+    /* Writer. */
+    WRITER_QUEUE_MAX = 4096, /* requests waiting for the writer */
+    WRITER_BATCH_MAX = 512,  /* requests in one group commit */
+    WRITER_RETRIES_MAX = 16, /* map growths for one batch */
+
+    /* Number of an appeal within a year. */
+    REGNO_MAX = 99999999,
+};
+
+#endif

@@ -1,0 +1,355 @@
+/*
+ * appeal-node: one regional node of the federated registry of appeals.
+ *
+ *   appeal-node init    --data DIR --jurisdiction CODE
+ *   appeal-node run     --data DIR --api URL [options]
+ *   appeal-node verify  --data DIR
+ *   appeal-node rebuild --data DIR
+ *   appeal-node dump    --data DIR
+ *
+ * See `appeal-node help` and docs/operations.md.
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "keys.h"
+#include "node.h"
+#include "olog.h"
+#include "state.h"
+#include "store.h"
+#include "util.h"
+#include "verify.h"
+
+static const char usage[] =
+    "usage: appeal-node COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  init    --data DIR --jurisdiction CODE   create a node: keys, rules, empty log\n"
+    "  run     --data DIR --api URL             serve until SIGTERM or SIGINT\n"
+    "          [--clock-file F]  take the time from file F (tests, drills)\n"
+    "          [--map-size BYTES] [--map-max BYTES]  initial and largest LMDB map\n"
+    "          [--log-level debug|info|warn|error] [--log-file F]\n"
+    "  verify  --data DIR      check every chain link and signature, offline\n"
+    "  rebuild --data DIR      recompute every derived table from the log\n"
+    "  dump    --data DIR      print the derived tables (for comparisons)\n"
+    "\n"
+    "URLs are nng addresses such as tcp://127.0.0.1:7100.\n";
+
+struct args {
+    const char *data;
+    const char *juris;
+    const char *api;
+    const char *clock_file;
+    const char *log_file;
+    enum olog_level level;
+    uint64_t map_bytes;
+    uint64_t map_max_bytes;
+};
+
+static int fail(const char *what, const struct errbuf *e, int rc) {
+    fprintf(stderr, "appeal-node %s: %s\n", what, err_msg(e, rc));
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, struct args *a) {
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"jurisdiction", required_argument, NULL, 'j'},
+        {"api", required_argument, NULL, 'a'},
+        {"clock-file", required_argument, NULL, 'c'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"log-file", required_argument, NULL, 'f'},
+        {"map-size", required_argument, NULL, 'm'},
+        {"map-max", required_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->level = OLOG_INFO;
+    optind = 2;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd':
+            a->data = optarg;
+            break;
+        case 'j':
+            a->juris = optarg;
+            break;
+        case 'a':
+            a->api = optarg;
+            break;
+        case 'c':
+            a->clock_file = optarg;
+            break;
+        case 'f':
+            a->log_file = optarg;
+            break;
+        case 'l':
+            if (!olog_level_parse(optarg, &a->level)) {
+                fprintf(stderr, "appeal-node: unknown log level %s\n", optarg);
+                return -1;
+            }
+            break;
+        case 'm':
+        case 'M':
+            if (util_parse_u64(optarg, ch == 'm' ? &a->map_bytes : &a->map_max_bytes) != 0) {
+                fprintf(stderr, "appeal-node: --map-size/--map-max take a number of bytes\n");
+                return -1;
+            }
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            exit(0);
+        default:
+            fputs(usage, stderr);
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "appeal-node: unexpected argument %s\n", argv[optind]);
+        return -1;
+    }
+    if (a->data == NULL) {
+        fprintf(stderr, "appeal-node: --data DIR is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void print_hex_line(const char *label, const uint8_t *b, size_t n) {
+    char hex[129];
+    util_hex(b, n, hex);
+    printf("%s %s\n", label, hex);
+}
+
+static int cmd_init(const struct args *a) {
+    if (a->juris == NULL) {
+        fprintf(stderr, "appeal-node init: --jurisdiction CODE is required (e.g. KZ-75)\n");
+        return 2;
+    }
+    olog_init(a->juris, "-", 2, OLOG_WARN);
+    struct errbuf e;
+    err_clear(&e);
+    int rc = node_init(a->data, a->juris, &e);
+    if (rc != 0) {
+        return fail("init", &e, rc);
+    }
+    struct node_keys k;
+    if ((rc = keys_load(a->data, &k, &e)) != 0) {
+        return fail("init", &e, rc);
+    }
+    uint8_t apk[KEY_PK_BYTES], ask[KEY_SK_BYTES], kid[KEY_ID_BYTES];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/admin.key", a->data);
+    if ((rc = keys_load_signing(path, apk, ask, &e)) != 0) {
+        return fail("init", &e, rc);
+    }
+    wipe(ask, sizeof ask);
+    key_id(k.sign_pk, kid);
+    printf("# node %s initialised in %s\n", a->juris, a->data);
+    printf("jurisdiction %s\n", a->juris);
+    print_hex_line("sign", k.sign_pk, KEY_PK_BYTES);
+    print_hex_line("box", k.box_pk, BOX_PK_BYTES);
+    print_hex_line("key-id", kid, KEY_ID_BYTES);
+    print_hex_line("admin", apk, KEY_PK_BYTES);
+    keys_wipe(&k);
+    return 0;
+}
+
+static int open_log(const struct args *a, const char *node_id) {
+    int fd = 2;
+    if (a->log_file != NULL) {
+        fd = open(a->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            fprintf(stderr, "appeal-node: cannot open log file %s\n", a->log_file);
+            return -1;
+        }
+    }
+    (void)node_id;
+    return fd;
+}
+
+static int cmd_run(const struct args *a) {
+    if (a->api == NULL) {
+        fprintf(stderr, "appeal-node run: --api URL is required (e.g. tcp://127.0.0.1:7100)\n");
+        return 2;
+    }
+    /* Signals are taken by sigwait in main only: block them before any
+     * thread starts, so every thread inherits the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    struct errbuf e;
+    err_clear(&e);
+    char juris[16];
+    int rc = node_read_conf(a->data, juris, &e);
+    if (rc != 0) {
+        return fail("run", &e, rc);
+    }
+    int fd = open_log(a, NULL);
+    if (fd < 0) {
+        return 1;
+    }
+    olog_init(juris, "-", fd, a->level);
+    static struct node n; /* large; lives for the process */
+    struct node_opts o = {.dir = a->data,
+                          .clock_file = a->clock_file,
+                          .map_bytes = a->map_bytes,
+                          .map_max_bytes = a->map_max_bytes,
+                          .heartbeat_idle_ms = 5000};
+    if ((rc = node_open(&n, &o, &e)) != 0) {
+        return fail("run", &e, rc);
+    }
+    olog_init(juris, n.id_short, fd, a->level);
+    if ((rc = node_serve(&n, a->api, &e)) != 0) {
+        node_close(&n);
+        return fail("run", &e, rc);
+    }
+    char seq[24];
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)n.self.head_seq);
+    olog(OLOG_INFO, "started", "data", a->data, "head_seq", seq, NULL);
+    int sig = 0;
+    sigwait(&set, &sig);
+    olog(OLOG_INFO, "stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
+    node_stop(&n);
+    node_close(&n);
+    olog(OLOG_INFO, "stopped", NULL);
+    return 0;
+}
+
+static int open_store_only(const struct args *a, struct store *s, bool ro, struct errbuf *e) {
+    char juris[16];
+    int rc = node_read_conf(a->data, juris, e);
+    if (rc != 0) {
+        return rc;
+    }
+    olog_init(juris, "-", 2, OLOG_WARN);
+    struct store_opts so = {
+        .map_bytes = 256ull << 20, .map_max_bytes = 1ull << 40, .read_only = ro};
+    return store_open(s, a->data, &so, e);
+}
+
+static int cmd_verify(const struct args *a) {
+    struct errbuf e;
+    err_clear(&e);
+    struct store s;
+    int rc = open_store_only(a, &s, true, &e);
+    if (rc != 0) {
+        return fail("verify", &e, rc);
+    }
+    struct verify_report r;
+    rc = verify_store(&s, &r, &e);
+    store_close(&s);
+    if (rc != 0) {
+        printf("FAILED: %s\n", err_msg(&e, rc));
+        return 1;
+    }
+    printf("ok: %llu records of %llu origins; every chain link and signature holds\n",
+           (unsigned long long)r.records, (unsigned long long)r.origins);
+    return 0;
+}
+
+static int cmd_rebuild(const struct args *a) {
+    struct errbuf e;
+    err_clear(&e);
+    struct store s;
+    int rc = open_store_only(a, &s, false, &e);
+    if (rc == 0) {
+        rc = state_rebuild(&s, &e);
+        store_close(&s);
+    }
+    if (rc != 0) {
+        return fail("rebuild", &e, rc);
+    }
+    printf("ok: derived tables rebuilt from the log\n");
+    return 0;
+}
+
+static int cmd_dump(const struct args *a) {
+    struct errbuf e;
+    err_clear(&e);
+    struct store s;
+    int rc = open_store_only(a, &s, true, &e);
+    if (rc != 0) {
+        return fail("dump", &e, rc);
+    }
+    MDB_txn *t;
+    rc = store_rd_begin(&s, &t);
+    for (int db = 0; rc == 0 && db < DB_COUNT; db++) {
+        if (!store_db_derived((enum store_db)db) && db != DB_ORIGINS) {
+            continue;
+        }
+        MDB_cursor *c;
+        if (mdb_cursor_open(t, s.dbi[db], &c) != 0) {
+            rc = APL_EDB;
+            break;
+        }
+        MDB_val k, v;
+        for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0;
+             m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            char *hk = malloc(2 * k.mv_size + 1), *hv = malloc(2 * v.mv_size + 1);
+            if (hk == NULL || hv == NULL) {
+                free(hk);
+                free(hv);
+                rc = APL_ENOMEM;
+                break;
+            }
+            util_hex(k.mv_data, k.mv_size, hk);
+            util_hex(v.mv_data, v.mv_size, hv);
+            printf("%s %s %s\n", store_db_name((enum store_db)db), hk, hv);
+            free(hk);
+            free(hv);
+        }
+        mdb_cursor_close(c);
+    }
+    if (rc == 0) {
+        store_rd_end(&s, t);
+    }
+    store_close(&s);
+    return rc == 0 ? 0 : fail("dump", &e, rc);
+}
+
+int main(int argc, char **argv) {
+    if (sodium_init() < 0) {
+        fprintf(stderr, "appeal-node: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    struct args a;
+    if (parse_args(argc, argv, &a) != 0) {
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "init") == 0) {
+        return cmd_init(&a);
+    }
+    if (strcmp(cmd, "run") == 0) {
+        return cmd_run(&a);
+    }
+    if (strcmp(cmd, "verify") == 0) {
+        return cmd_verify(&a);
+    }
+    if (strcmp(cmd, "rebuild") == 0) {
+        return cmd_rebuild(&a);
+    }
+    if (strcmp(cmd, "dump") == 0) {
+        return cmd_dump(&a);
+    }
+    fprintf(stderr, "appeal-node: unknown command %s\n%s", cmd, usage);
+    return 2;
+}

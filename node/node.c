@@ -1,0 +1,323 @@
+#include "node.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api.h"
+#include "appeal.h"
+#include "bounds.h"
+#include "record.h"
+#include "util.h"
+
+enum {
+    NODE_CONF_BYTES_MAX = 64 * 1024,
+    READER_CHECK_TICKS = 60,
+};
+
+int node_read_conf(const char *dir, char juris[16], struct errbuf *e) {
+    char path[4096], *text = NULL;
+    snprintf(path, sizeof path, "%s/node.conf", dir);
+    int rc = util_read_file(path, NODE_CONF_BYTES_MAX, &text, NULL);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot read %s: is %s an initialised node (appeal-node init)?", path,
+                       dir);
+    }
+    juris[0] = '\0';
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *p = util_trim(line), *eq = strchr(p, '=');
+        if (*p == '#' || eq == NULL) {
+            continue;
+        }
+        *eq = '\0';
+        if (strcmp(util_trim(p), "jurisdiction") == 0) {
+            snprintf(juris, 16, "%s", util_trim(eq + 1));
+        }
+    }
+    free(text);
+    if (!juris_valid(juris)) {
+        return err_set(e, APL_EINVAL, "%s: jurisdiction missing or malformed", path);
+    }
+    return 0;
+}
+
+static int write_default(const char *dir, const char *name, const char *text) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = util_write_file(path, text, strlen(text), 0644, true);
+    return rc == APL_EEXIST ? 0 : rc;
+}
+
+static void hook_begin(void *arg) {
+    struct node *n = arg;
+    n->self_saved = n->self;
+}
+
+static void hook_rollback(void *arg) {
+    struct node *n = arg;
+    n->self = n->self_saved;
+}
+
+static void hook_committed(void *arg) {
+    struct node *n = arg;
+    if (n->self.head_seq != n->self_saved.head_seq) {
+        n->last_record_ms = node_now_ms(n);
+    }
+}
+
+static int run_heartbeat(void *arg, MDB_txn *t, struct wreq *r) {
+    struct node *n = arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(n, t, &c);
+    return appeal_heartbeat(&c, &r->err);
+}
+
+static void hook_tick(void *arg) {
+    struct node *n = arg;
+    if (++n->ticks % READER_CHECK_TICKS == 0) {
+        int dead = store_reader_check(&n->store);
+        if (dead > 0) {
+            char d[16];
+            snprintf(d, sizeof d, "%d", dead);
+            olog(OLOG_WARN, "stale_readers_cleared", "count", d, NULL);
+        }
+    }
+    if (n->cluster == NULL || n->heartbeat_idle_ms <= 0) {
+        return;
+    }
+    int64_t now = node_now_ms(n);
+    if (now - n->last_record_ms < n->heartbeat_idle_ms) {
+        return;
+    }
+    struct writer_hooks h;
+    node_writer_hooks(n, &h);
+    struct wreq r = {.run = run_heartbeat};
+    /* Inline on the writer thread: we are it, between batches. */
+    writer_run_now(&n->store, &h, &r);
+    if (r.rc != 0) {
+        olog(OLOG_ERROR, "heartbeat_failed", "error", err_msg(&r.err, r.rc), NULL);
+    }
+}
+
+void node_writer_hooks(struct node *n, struct writer_hooks *h) {
+    memset(h, 0, sizeof *h);
+    h->node = n;
+    h->begin = hook_begin;
+    h->rollback = hook_rollback;
+    h->committed = hook_committed;
+    h->tick = hook_tick;
+}
+
+static int run_genesis(void *arg, MDB_txn *t, struct wreq *r) {
+    struct node *n = arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(n, t, &c);
+    return appeal_genesis(&c, n->juris, &r->err);
+}
+
+int node_init(const char *dir, const char *juris, struct errbuf *e) {
+    if (!juris_valid(juris)) {
+        return err_set(e, APL_EINVAL, "`%s` is not a jurisdiction code (e.g. KZ-75, or KZ)", juris);
+    }
+    if (util_mkdir(dir, 0700) != 0) {
+        return err_set(e, APL_EIO, "cannot create %s", dir);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/node.conf", dir);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        return err_set(e, APL_EEXIST, "%s is already an initialised node", dir);
+    }
+    struct node_keys k;
+    keys_generate(&k);
+    int rc = keys_save(dir, &k, e);
+    keys_wipe(&k);
+    if (rc != 0) {
+        return rc;
+    }
+    uint8_t apk[KEY_PK_BYTES], ask[KEY_SK_BYTES];
+    crypto_sign_keypair(apk, ask);
+    snprintf(path, sizeof path, "%s/admin.key", dir);
+    rc = keys_save_signing(path, ask, "Ed25519 key of this node's administrator", e);
+    wipe(ask, sizeof ask);
+    if (rc != 0) {
+        return rc;
+    }
+    char conf[256];
+    int len = snprintf(conf, sizeof conf,
+                       "# appeal-node configuration (written by appeal-node init)\n"
+                       "jurisdiction = %s\n",
+                       juris);
+    rc = write_default(dir, "rules.conf", rules_default_conf);
+    if (rc == 0) {
+        rc = write_default(dir, "holidays.conf", cal_default_text);
+    }
+    if (rc == 0) {
+        rc = write_default(dir, "categories.tsv", rules_default_categories);
+    }
+    if (rc != 0) {
+        return err_set(e, rc, "cannot write the default rules files in %s", dir);
+    }
+    struct node n;
+    struct node_opts o = {.dir = dir};
+    /* node.conf last: its presence means "initialised". */
+    snprintf(path, sizeof path, "%s/node.conf", dir);
+    rc = util_write_file(path, conf, (size_t)len, 0644, true);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot write %s", path);
+    }
+    rc = node_open(&n, &o, e);
+    if (rc != 0) {
+        return rc;
+    }
+    struct writer_hooks h;
+    node_writer_hooks(&n, &h);
+    struct wreq r = {.run = run_genesis};
+    rc = writer_run_now(&n.store, &h, &r);
+    if (rc != 0) {
+        err_set(e, rc, "cannot write the genesis record: %s", err_msg(&r.err, rc));
+    }
+    node_close(&n);
+    return rc;
+}
+
+void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
+    memset(c, 0, sizeof *c);
+    c->s = &n->store;
+    c->t = t;
+    c->rules = &n->rules;
+    c->keys = &n->keys;
+    c->self = &n->self;
+    c->st = &n->state;
+    c->now_ms = node_now_ms(n);
+    c->actor = n->admin_id;
+}
+
+int64_t node_now_ms(const struct node *n) {
+    return clock_now_ms(&n->clock);
+}
+
+int32_t node_today(const struct node *n) {
+    return day_from_ms(node_now_ms(n), n->rules.utc_offset_min);
+}
+
+static int load_self(struct node *n, struct errbuf *e) {
+    MDB_txn *t;
+    int rc = store_wr_begin(&n->store, &t);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot open a transaction: %s", apl_strerror(rc));
+    }
+    rc = log_origin_get(&n->store, t, n->keys.sign_pk, &n->self);
+    if (rc == APL_ENOTFOUND) {
+        rc = log_origin_create(&n->store, t, n->keys.sign_pk, &n->self);
+    }
+    if (rc == 0) {
+        snprintf(n->self.juris, sizeof n->self.juris, "%s", n->juris);
+        rc = store_commit(&n->store, t);
+    } else {
+        store_abort(&n->store, t);
+    }
+    if (rc != 0) {
+        return err_set(e, rc, "cannot load this node's own log: %s", apl_strerror(rc));
+    }
+    n->last_record_ms = n->self.head_time_ms;
+    return 0;
+}
+
+int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
+    memset(n, 0, sizeof *n);
+    snprintf(n->dir, sizeof n->dir, "%s", o->dir);
+    if (o->clock_file != NULL) {
+        snprintf(n->clock.path, sizeof n->clock.path, "%s", o->clock_file);
+    }
+    n->heartbeat_idle_ms = o->heartbeat_idle_ms;
+    int rc = node_read_conf(o->dir, n->juris, e);
+    if (rc == 0) {
+        rc = keys_load(o->dir, &n->keys, e);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    key_id_short(n->keys.sign_pk, n->id_short);
+    char path[4096];
+    uint8_t ask[KEY_SK_BYTES];
+    snprintf(path, sizeof path, "%s/admin.key", o->dir);
+    rc = keys_load_signing(path, n->admin_pk, ask, e);
+    wipe(ask, sizeof ask);
+    if (rc != 0) {
+        keys_wipe(&n->keys);
+        return rc;
+    }
+    key_id(n->admin_pk, n->admin_id);
+    rc = rules_load(&n->rules, o->dir, e);
+    if (rc != 0) {
+        keys_wipe(&n->keys);
+        return rc;
+    }
+    struct store_opts so = {
+        .map_bytes = o->map_bytes ? o->map_bytes : 256ull << 20,
+        .map_max_bytes = o->map_max_bytes ? o->map_max_bytes : 1ull << 40,
+    };
+    rc = store_open(&n->store, o->dir, &so, e);
+    if (rc == 0) {
+        rc = state_init(&n->state, &n->store);
+        if (rc != 0) {
+            store_close(&n->store);
+        }
+    }
+    if (rc == 0 && (rc = load_self(n, e)) != 0) {
+        state_fini(&n->state);
+        store_close(&n->store);
+    }
+    if (rc != 0) {
+        rules_fini(&n->rules);
+        keys_wipe(&n->keys);
+    }
+    return rc;
+}
+
+void node_close(struct node *n) {
+    state_fini(&n->state);
+    store_close(&n->store);
+    rules_fini(&n->rules);
+    keys_wipe(&n->keys);
+}
+
+int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
+    struct writer_hooks h;
+    node_writer_hooks(n, &h);
+    if (n->self.head_seq == 0) {
+        /* A node initialised by an older version, or after a disk loss
+         * with no federation to learn its log from: start the log. */
+        struct wreq r = {.run = run_genesis};
+        int rc = writer_run_now(&n->store, &h, &r);
+        if (rc != 0) {
+            return err_set(e, rc, "cannot write the genesis record: %s", err_msg(&r.err, rc));
+        }
+    }
+    int rc = writer_start(&n->writer, &n->store, &h);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot start the writer thread");
+    }
+    rc = api_start(&n->api, n, api_url, e);
+    if (rc != 0) {
+        writer_stop(&n->writer);
+        return rc;
+    }
+    n->serving = true;
+    return 0;
+}
+
+void node_stop(struct node *n) {
+    if (!n->serving) {
+        return;
+    }
+    api_close_listener(n->api);
+    writer_stop(&n->writer);
+    api_stop(n->api);
+    n->api = NULL;
+    n->serving = false;
+}

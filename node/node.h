@@ -1,0 +1,87 @@
+/*
+ * node.h: one regional node: its keys, rules, clock, store, writer and
+ * client API, and the commands `appeal-node` runs on them.
+ *
+ * Threads: the writer thread owns every write and the in-memory state of
+ * the node's own log (`self`); nng's worker threads serve the API and run
+ * short read-only transactions; main waits for a signal. Shutdown stops
+ * intake, drains the writer (so every queued write is settled and
+ * answered), then stops the API's contexts, then closes the store.
+ */
+#ifndef APPEAL_NODE_H
+#define APPEAL_NODE_H
+
+#include <nng/nng.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "keys.h"
+#include "log.h"
+#include "olog.h"
+#include "rules.h"
+#include "state.h"
+#include "store.h"
+#include "writer.h"
+
+struct api;
+struct cluster;
+
+struct node_opts {
+    const char *dir;
+    const char *clock_file; /* NULL: the system clock */
+    uint64_t map_bytes;
+    uint64_t map_max_bytes;
+    int heartbeat_idle_ms; /* a heartbeat after this long without a record */
+};
+
+struct node {
+    char dir[4096];
+    char juris[16];
+    char id_short[KEY_SHORT_HEX + 1]; /* key id of the node, for logs */
+    struct node_keys keys;
+    uint8_t admin_pk[KEY_PK_BYTES];
+    uint8_t admin_id[KEY_ID_BYTES];
+    struct rules rules;
+    struct clock clock;
+    struct store store;
+    struct state state;             /* writer thread only */
+    struct origin_state self;       /* writer thread only */
+    struct origin_state self_saved; /* writer thread only */
+    struct writer writer;
+    struct api *api;
+    struct cluster *cluster; /* NULL when standalone */
+    int heartbeat_idle_ms;
+    int64_t last_record_ms; /* writer thread only */
+    uint64_t ticks;         /* writer thread only */
+    bool serving;
+};
+
+/* Creates DIR with keys, config, default rules files and the genesis
+ * record. Prints nothing; fills `n` enough for the caller to print keys. */
+int node_init(const char *dir, const char *juris, struct errbuf *e);
+
+/* Opens an initialised node (keys, rules, store). */
+int node_open(struct node *n, const struct node_opts *o, struct errbuf *e);
+void node_close(struct node *n);
+
+/* Starts the writer and the client API on `api_url`. */
+int node_serve(struct node *n, const char *api_url, struct errbuf *e);
+/* Stops intake, drains the writer, stops the API. */
+void node_stop(struct node *n);
+
+/* Today in the jurisdiction's local time, by the node's clock. */
+int32_t node_today(const struct node *n);
+int64_t node_now_ms(const struct node *n);
+
+struct appeal_ctx;
+/* The context appeal_file/appeal_act run in, inside write txn `t`. */
+void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c);
+
+/* Writer hooks for offline commands that write (init). */
+void node_writer_hooks(struct node *n, struct writer_hooks *h);
+
+/* Reads DIR/node.conf's jurisdiction. */
+int node_read_conf(const char *dir, char juris[16], struct errbuf *e);
+
+#endif

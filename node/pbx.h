@@ -1,0 +1,63 @@
+/*
+ * pbx.h: bounded decoding of protobuf-c messages from untrusted bytes.
+ *
+ * protobuf-c allocates as it unpacks, sized by what the bytes claim. Two
+ * guards keep a hostile message from costing more than its own size:
+ *
+ *  - pbx_guard() walks the wire format with the message's descriptor before
+ *    anything is unpacked: it rejects malformed varints, lengths past the
+ *    end, groups, nesting deeper than `depth_max`, and any repeated field
+ *    with more than `repeated_max` elements.
+ *  - struct arena is a bump allocator with a fixed capacity handed to
+ *    protobuf-c as its allocator: an unpack that would need more fails
+ *    cleanly instead of growing the heap. Freeing is one reset.
+ *
+ * Neither replaces checking the decoded values (lengths of keys, ranges of
+ * enums, string limits): callers do that next.
+ */
+#ifndef APPEAL_PBX_H
+#define APPEAL_PBX_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct arena {
+    uint8_t *base;
+    size_t cap_bytes;
+    size_t used_bytes;
+    ProtobufCAllocator allocator;
+};
+
+/* Allocates the arena's buffer once. */
+int arena_init(struct arena *a, size_t cap_bytes);
+/* An arena over a caller's buffer (say, on the stack); nothing to free. */
+void arena_on(struct arena *a, void *buf, size_t cap_bytes);
+void arena_reset(struct arena *a);
+/* A zeroed object of `size` bytes in `a`; NULL if the arena is full. */
+void *arena_new(struct arena *a, size_t size);
+/* A copy of `s` in `a`, or of its formatting; NULL if full. */
+char *arena_strdup(struct arena *a, const char *s);
+char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_fini(struct arena *a);
+
+/* Checks `data` against `desc` as described above; on failure sets `e` with
+ * a message naming the field. */
+int pbx_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+              uint32_t repeated_max, uint32_t depth_max, struct errbuf *e);
+
+/* pbx_guard() then unpack into `a`. Returns NULL with `e` set on failure. */
+ProtobufCMessage *pbx_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                             size_t len, struct arena *a, uint32_t repeated_max, struct errbuf *e);
+
+/* True if `s` is valid UTF-8 without NUL or control characters other than
+ * tab and newline (when `multiline`). */
+bool pbx_text_ok(const char *s, bool multiline);
+
+/* Packs `m` into a malloc'd buffer. */
+int pbx_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * record.h: building, decoding and checking records (docs/record-format.md).
+ *
+ * A record is the exact bytes of an Envelope{body, sig}; `body` is an
+ * encoded Body, `sig` Ed25519(body) by the origin. rec_sign() makes one
+ * (once, at ingest); rec_decode() checks one from untrusted bytes: sizes,
+ * protobuf well-formedness, field lengths and formats, before anything
+ * else looks at it. Signatures and hash links are checked separately
+ * (rec_verify_sig, chain checks in the callers) because chain-verified
+ * batches verify one signature per run.
+ */
+#ifndef APPEAL_RECORD_H
+#define APPEAL_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "keys.h"
+#include "pbx.h"
+#include "record.pb-c.h"
+
+struct record {
+    const uint8_t *bytes; /* the envelope, exactly as stored */
+    size_t len;
+    Appeal__Envelope *env; /* decoded into the caller's arena */
+    Appeal__Body *body;
+};
+
+/* Packs `body`, signs it with `sk` and packs the envelope into a malloc'd
+ * buffer. */
+int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t **out, size_t *len);
+
+/* Decodes and checks the structure of a record (not its signature). */
+int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record *out,
+               struct errbuf *e);
+
+/* Ed25519 verification of the body with `pk`. */
+bool rec_verify_sig(const struct record *r, const uint8_t pk[KEY_PK_BYTES]);
+
+/* BLAKE2b-256 of the exact envelope bytes: what the next record's `prev` holds. */
+void rec_hash(const uint8_t *bytes, size_t len, uint8_t out[HASH_BYTES]);
+
+/* The appeal number and version an appeal event carries; false for
+ * events that are not about an appeal (genesis, heartbeat, keys). */
+bool rec_appeal_ref(const Appeal__Body *b, const char **number, uint32_t *version);
+
+/* A short name of the event kind: "filed", "assigned", ... */
+const char *rec_kind(const Appeal__Body *b);
+
+/* Formats: "KZ" or "KZ-75"; "KZ-75-2026-000001". */
+bool juris_valid(const char *s);
+bool number_valid(const char *s);
+/* The jurisdiction part of a registration number into `out`. */
+void number_juris(const char *number, char out[16]);
+
+#endif

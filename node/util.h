@@ -1,0 +1,39 @@
+/*
+ * util.h: small helpers shared by the node and the tools: files, hex,
+ * number parsing, monotonic time.
+ */
+#ifndef APPEAL_UTIL_H
+#define APPEAL_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Trims spaces and tabs at both ends in place; returns the new start. */
+char *util_trim(char *s);
+
+/* Parses a decimal integer within [min, max]; APL_EINVAL otherwise. */
+int util_parse_long(const char *s, long min, long max, long *out);
+int util_parse_u64(const char *s, uint64_t *out);
+
+/* Reads a whole file of at most `max_bytes` into a NUL-terminated malloc'd
+ * buffer. APL_ENOTFOUND if it does not exist, APL_ETOOBIG if larger. */
+int util_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
+
+/* Writes `len` bytes to `path` atomically (temp file, fsync, rename, fsync
+ * of the directory) with permissions `mode`. With `exclusive`, fails with
+ * APL_EEXIST if `path` exists. */
+int util_write_file(const char *path, const void *data, size_t len, unsigned mode, bool exclusive);
+
+/* mkdir -p with `mode` for the last component. */
+int util_mkdir(const char *path, unsigned mode);
+
+/* Lowercase hex of `len` bytes into `out` (2*len+1 bytes). */
+void util_hex(const uint8_t *in, size_t len, char *out);
+/* Exactly `len` bytes from 2*len hex digits; APL_EINVAL otherwise. */
+int util_unhex(const char *hex, uint8_t *out, size_t len);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t util_mono_ns(void);
+
+#endif

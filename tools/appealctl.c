@@ -1,0 +1,683 @@
+/*
+ * appealctl: the command line of registrars, officials and scripts.
+ *
+ *   appealctl [--node URL] [--json] COMMAND [ARGS]
+ *
+ * Every command prints a readable answer, or with --json one JSON object
+ * (scripts depend on its field names; docs/cli.md lists them). Exit
+ * status: 0 done, 1 the node refused (the message says why), 2 usage,
+ * 3 the node could not be reached.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "api.pb-c.h"
+#include "bounds.h"
+#include "cal.h"
+#include "client.h"
+#include "json.h"
+#include "lifecycle.h"
+#include "rules.h"
+#include "util.h"
+
+enum { ARGS_MAX = 64, POS_MAX = 8, DEFAULT_TIMEOUT_MS = 15000 };
+
+struct opt {
+    const char *name;
+    bool has_arg;
+};
+
+static const struct opt known[] = {
+    {"node", true},
+    {"json", false},
+    {"timeout", true},
+    {"type", true},
+    {"category", true},
+    {"subject", true},
+    {"body", true},
+    {"applicant-name", true},
+    {"applicant-iin", true},
+    {"applicant-address", true},
+    {"applicant-contacts", true},
+    {"anonymous", false},
+    {"co-signers", true},
+    {"repeat-of", true},
+    {"learned", true},
+    {"late-reason", true},
+    {"status", true},
+    {"overdue", false},
+    {"limit", true},
+    {"after", true},
+    {"owner", true},
+    {"all", false},
+    {"to", true},
+    {"until", true},
+    {"reason", true},
+    {"outcome", true},
+    {"text", true},
+    {"assignee", true},
+    {"help", false},
+};
+
+struct cli {
+    const char *vals[sizeof known / sizeof known[0]];
+    bool set[sizeof known / sizeof known[0]];
+    const char *pos[POS_MAX];
+    int npos;
+};
+
+static const char usage[] =
+    "usage: appealctl [--node URL] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "  file --type TYPE --category CODE --subject TEXT [--body TEXT]\n"
+    "       [--applicant-name NAME] [--applicant-iin IIN] [--applicant-address ADDR]\n"
+    "       [--applicant-contacts PHONE/EMAIL] [--anonymous] [--co-signers N]\n"
+    "       [--repeat-of NUMBER] [--learned DATE --late-reason TEXT]\n"
+    "       TYPE: statement, proposal, request, complaint, report, feedback\n"
+    "  show NUMBER\n"
+    "  list [--status STATUS] [--overdue] [--owner CODE] [--limit N] [--after TOKEN] [--all]\n"
+    "  assign NUMBER --to NAME\n"
+    "  extend NUMBER --until YYYY-MM-DD --reason TEXT\n"
+    "  answer NUMBER --outcome satisfied|partly|rejected|explained --text TEXT\n"
+    "  close NUMBER\n"
+    "  withdraw NUMBER [--reason TEXT]\n"
+    "  reopen NUMBER --reason TEXT\n"
+    "  forward NUMBER --to CODE --reason TEXT\n"
+    "  accept NUMBER\n"
+    "  return NUMBER --reason TEXT\n"
+    "  info\n"
+    "\n"
+    "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100.\n";
+
+static int find_opt(const char *name) {
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (strcmp(known[i].name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static const char *opt(const struct cli *c, const char *name) {
+    int i = find_opt(name);
+    return i >= 0 && c->set[i] ? (c->vals[i] ? c->vals[i] : "") : NULL;
+}
+
+static bool flag(const struct cli *c, const char *name) {
+    return opt(c, name) != NULL;
+}
+
+static int parse(int argc, char **argv, struct cli *c) {
+    memset(c, 0, sizeof *c);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            if (c->npos >= POS_MAX) {
+                fprintf(stderr, "appealctl: too many arguments\n");
+                return -1;
+            }
+            c->pos[c->npos++] = a;
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
+        int k = find_opt(name);
+        if (k < 0) {
+            fprintf(stderr, "appealctl: unknown option --%s\n", name);
+            return -1;
+        }
+        c->set[k] = true;
+        if (known[k].has_arg) {
+            if (eq != NULL) {
+                c->vals[k] = eq + 1;
+            } else if (i + 1 < argc) {
+                c->vals[k] = argv[++i];
+            } else {
+                fprintf(stderr, "appealctl: --%s needs a value\n", name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- output ---- */
+
+static void fmt_time(int64_t ms, char *buf, size_t n) {
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void fmt_day(int32_t day, char buf[11]) {
+    if (day == 0) {
+        snprintf(buf, 11, "-");
+    } else {
+        day_format(day, buf);
+    }
+}
+
+static void json_day(struct json *j, const char *k, int32_t day) {
+    char d[11];
+    if (day == 0) {
+        json_null(j, k);
+    } else {
+        day_format(day, d);
+        json_str(j, k, d);
+    }
+}
+
+static void json_row(struct json *j, const Appeal__AppealRow *r) {
+    char t[32];
+    json_str(j, "number", r->number);
+    json_str(j, "type", appeal_type_name(r->type));
+    json_str(j, "category", r->category);
+    json_str(j, "status", status_name(r->status));
+    json_str(j, "owner", r->owner);
+    json_str(j, "received_by", r->received_by);
+    fmt_time(r->registered_ms, t, sizeof t);
+    json_str(j, "registered", t);
+    json_day(j, "registered_day", r->registered_day);
+    json_day(j, "deadline", r->deadline_day);
+    json_day(j, "term", r->term_day);
+    json_bool(j, "anonymous", r->anonymous);
+    json_uint(j, "co_signers", r->co_signers);
+    json_str(j, "repeat_of", r->repeat_of);
+    json_str(j, "assignee", r->assignee);
+    if (r->outcome != 0) {
+        json_str(j, "outcome", outcome_name(r->outcome));
+    } else {
+        json_null(j, "outcome");
+    }
+    json_day(j, "answered_day", r->answered_day);
+    json_str(j, "forwarded_to", r->forwarded_to);
+    json_bool(j, "urgent", r->urgent);
+    json_uint(j, "version", r->version);
+}
+
+static void print_view_json(struct json *j, const Appeal__AppealView *v) {
+    json_obj(j, NULL);
+    json_row(j, v->row);
+    json_bool(j, "overdue", v->overdue);
+    json_int(j, "days_overdue", v->days_overdue);
+    json_arr(j, "history");
+    for (size_t i = 0; i < v->n_history; i++) {
+        const Appeal__HistoryEntry *h = v->history[i];
+        char t[32];
+        fmt_time(h->time_ms, t, sizeof t);
+        json_obj(j, NULL);
+        json_str(j, "kind", h->kind);
+        json_str(j, "jurisdiction", h->jurisdiction);
+        json_uint(j, "seq", h->seq);
+        json_str(j, "time", t);
+        json_str(j, "detail", h->detail);
+        json_hex(j, "actor", h->actor.data, h->actor.len);
+        json_end_obj(j);
+    }
+    json_end_arr(j);
+    if (v->personal != NULL) {
+        const Appeal__Personal *p = v->personal;
+        json_obj(j, "personal");
+        json_str(j, "name", p->name);
+        json_str(j, "iin", p->iin);
+        json_str(j, "address", p->address);
+        json_str(j, "contacts", p->contacts);
+        json_str(j, "subject", p->subject);
+        json_str(j, "body", p->body);
+        json_str(j, "answer_text", p->answer_text);
+        json_end_obj(j);
+    } else {
+        json_null(j, "personal");
+    }
+    json_bool(j, "personal_withheld", v->personal_withheld);
+    json_end_obj(j);
+    json_done(j);
+}
+
+static void print_view_text(const Appeal__AppealView *v) {
+    const Appeal__AppealRow *r = v->row;
+    char d[11], t[32];
+    printf("%s  %s, category %s\n", r->number, appeal_type_name(r->type), r->category);
+    printf("  status     %s%s\n", status_name(r->status),
+           r->forwarded_to[0] ? " (waiting for the receiver)" : "");
+    printf("  owner      %s (registered by %s)\n", r->owner, r->received_by);
+    fmt_time(r->registered_ms, t, sizeof t);
+    printf("  registered %s\n", t);
+    fmt_day(r->deadline_day, d);
+    if (v->overdue) {
+        printf("  deadline   %s  OVERDUE by %d working days\n", d, v->days_overdue);
+    } else {
+        printf("  deadline   %s\n", d);
+    }
+    if (r->assignee[0]) {
+        printf("  assignee   %s\n", r->assignee);
+    }
+    if (r->outcome) {
+        fmt_day(r->answered_day, d);
+        printf("  answer     %s on %s\n", outcome_name(r->outcome), d);
+    }
+    if (r->co_signers) {
+        printf("  collective %u co-signers\n", r->co_signers);
+    }
+    if (r->anonymous) {
+        printf("  anonymous%s\n", r->urgent ? ", urgent" : "");
+    }
+    if (r->repeat_of[0]) {
+        printf("  repeat of  %s\n", r->repeat_of);
+    }
+    if (v->personal != NULL) {
+        const Appeal__Personal *p = v->personal;
+        printf("  applicant  %s%s%s\n", p->name[0] ? p->name : "(anonymous)",
+               p->iin[0] ? ", IIN " : "", p->iin);
+        if (p->address[0]) {
+            printf("  address    %s\n", p->address);
+        }
+        if (p->contacts[0]) {
+            printf("  contacts   %s\n", p->contacts);
+        }
+        printf("  subject    %s\n", p->subject);
+        if (p->body[0]) {
+            printf("  text       %s\n", p->body);
+        }
+        if (p->answer_text[0]) {
+            printf("  answered   %s\n", p->answer_text);
+        }
+    } else if (v->personal_withheld) {
+        printf("  personal data withheld: only the owner's node opens it\n");
+    }
+    printf("  history\n");
+    for (size_t i = 0; i < v->n_history; i++) {
+        const Appeal__HistoryEntry *h = v->history[i];
+        fmt_time(h->time_ms, t, sizeof t);
+        printf("    %s  %-6s #%-6llu %s\n", t, h->jurisdiction, (unsigned long long)h->seq,
+               h->detail);
+    }
+}
+
+static void print_receipt(bool as_json, const char *verb, const Appeal__Receipt *r) {
+    char d[11], t[32];
+    fmt_day(r->deadline_day, d);
+    fmt_time(r->registered_ms, t, sizeof t);
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_str(&j, "number", r->number);
+        json_str(&j, "type", appeal_type_name(r->type));
+        json_str(&j, "status", status_name(r->status));
+        json_str(&j, "registered", t);
+        json_day(&j, "deadline", r->deadline_day);
+        json_str(&j, "receiving_body", r->receiving_body);
+        json_str(&j, "repeat_of", r->repeat_of);
+        json_bool(&j, "urgent", r->urgent);
+        json_uint(&j, "seq", r->seq);
+        json_hex(&j, "origin", r->origin.data, r->origin.len);
+        json_hex(&j, "record", r->record.data, r->record.len);
+        json_end_obj(&j);
+        json_done(&j);
+        return;
+    }
+    if (strcmp(verb, "file") == 0) {
+        printf("%s\n", r->number);
+        printf("  registered %s by %s\n", t, r->receiving_body);
+        printf("  deadline   %s\n", d);
+        if (r->repeat_of[0]) {
+            printf("  repeat of  %s\n", r->repeat_of);
+        }
+        if (r->urgent) {
+            printf("  urgent: a report of a crime or threat, to be forwarded at once\n");
+        }
+    } else {
+        printf("%s %s (deadline %s)\n", r->number, status_name(r->status), d);
+    }
+}
+
+static void print_list(bool as_json, const Appeal__AppealList *l) {
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_arr(&j, "items");
+        for (size_t i = 0; i < l->n_items; i++) {
+            json_obj(&j, NULL);
+            json_row(&j, l->items[i]->row);
+            json_bool(&j, "overdue", l->items[i]->overdue);
+            json_int(&j, "days_overdue", l->items[i]->days_overdue);
+            json_end_obj(&j);
+        }
+        json_end_arr(&j);
+        json_str(&j, "next_after", l->next_after);
+        json_end_obj(&j);
+        json_done(&j);
+        return;
+    }
+    for (size_t i = 0; i < l->n_items; i++) {
+        const Appeal__AppealRow *r = l->items[i]->row;
+        char d[11];
+        fmt_day(r->deadline_day, d);
+        printf("%-20s %-10s %-10s %-10s %s", r->number, appeal_type_name(r->type), r->category,
+               status_name(r->status), d);
+        if (l->items[i]->overdue) {
+            printf("  overdue %d", l->items[i]->days_overdue);
+        }
+        printf("\n");
+    }
+}
+
+static void print_info(bool as_json, const Appeal__NodeInfo *i) {
+    char d[11];
+    day_format(i->today, d);
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_str(&j, "jurisdiction", i->jurisdiction);
+        json_hex(&j, "origin", i->origin.data, i->origin.len);
+        json_hex(&j, "box_key", i->box_key.data, i->box_key.len);
+        json_uint(&j, "head_seq", i->head_seq);
+        json_uint(&j, "appeals", i->appeals);
+        json_str(&j, "today", d);
+        json_int(&j, "now_ms", i->now_ms);
+        json_str(&j, "software", i->software);
+        json_uint(&j, "commits", i->commits);
+        json_uint(&j, "committed_writes", i->committed_writes);
+        json_uint(&j, "map_bytes", i->map_bytes);
+        json_uint(&j, "map_used_bytes", i->map_used_bytes);
+        json_end_obj(&j);
+        json_done(&j);
+        return;
+    }
+    printf("jurisdiction %s\nlog head     %llu\nappeals      %llu\ntoday        %s\nsoftware     "
+           "%s\n",
+           i->jurisdiction, (unsigned long long)i->head_seq, (unsigned long long)i->appeals, d,
+           i->software);
+}
+
+static int print_error(bool as_json, int code, const char *msg) {
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_obj(&j, "error");
+        json_str(&j, "code", client_code_name(code));
+        json_str(&j, "message", msg);
+        json_end_obj(&j);
+        json_end_obj(&j);
+        json_done(&j);
+    }
+    fprintf(stderr, "appealctl: %s\n", msg);
+    return 1;
+}
+
+/* ---- requests ---- */
+
+static int need(const char *v, const char *what) {
+    if (v == NULL || v[0] == '\0') {
+        fprintf(stderr, "appealctl: %s is required\n", what);
+        return -1;
+    }
+    return 0;
+}
+
+static int build_file(const struct cli *c, Appeal__FileRequest *f) {
+    appeal__file_request__init(f);
+    const char *type = opt(c, "type");
+    if (need(type, "--type") != 0 || need(opt(c, "category"), "--category") != 0 ||
+        need(opt(c, "subject"), "--subject") != 0) {
+        return -1;
+    }
+    f->type = appeal_type_parse(type);
+    if (f->type == 0) {
+        fprintf(stderr,
+                "appealctl: unknown type %s (statement, proposal, request, complaint, "
+                "report, feedback)\n",
+                type);
+        return -1;
+    }
+#define STR(field, name) f->field = (char *)(opt(c, name) ? opt(c, name) : "")
+    STR(category, "category");
+    STR(subject, "subject");
+    STR(body, "body");
+    STR(name, "applicant-name");
+    STR(iin, "applicant-iin");
+    STR(address, "applicant-address");
+    STR(contacts, "applicant-contacts");
+    STR(repeat_of, "repeat-of");
+    STR(late_reason, "late-reason");
+#undef STR
+    f->anonymous = flag(c, "anonymous");
+    if (opt(c, "co-signers") != NULL) {
+        long n;
+        if (util_parse_long(opt(c, "co-signers"), 0, 100000000, &n) != 0) {
+            fprintf(stderr, "appealctl: --co-signers takes a count\n");
+            return -1;
+        }
+        f->co_signers = (uint32_t)n;
+    }
+    if (opt(c, "learned") != NULL && day_parse(opt(c, "learned"), &f->learned_day) != 0) {
+        fprintf(stderr, "appealctl: --learned takes a date YYYY-MM-DD\n");
+        return -1;
+    }
+    return 0;
+}
+
+struct act_name {
+    const char *cmd;
+    Appeal__Action action;
+};
+
+static const struct act_name acts[] = {
+    {"assign", APPEAL__ACTION__ACTION_ASSIGN},     {"extend", APPEAL__ACTION__ACTION_EXTEND},
+    {"answer", APPEAL__ACTION__ACTION_ANSWER},     {"close", APPEAL__ACTION__ACTION_CLOSE},
+    {"withdraw", APPEAL__ACTION__ACTION_WITHDRAW}, {"reopen", APPEAL__ACTION__ACTION_REOPEN},
+    {"forward", APPEAL__ACTION__ACTION_FORWARD},   {"accept", APPEAL__ACTION__ACTION_ACCEPT},
+    {"return", APPEAL__ACTION__ACTION_RETURN},
+};
+
+static int build_act(const struct cli *c, Appeal__Action action, Appeal__ActRequest *a) {
+    appeal__act_request__init(a);
+    if (c->npos < 2) {
+        fprintf(stderr, "appealctl: %s needs the registration number\n", c->pos[0]);
+        return -1;
+    }
+    a->number = (char *)c->pos[1];
+    a->action = action;
+    const char *to = opt(c, "to");
+    a->reason = (char *)(opt(c, "reason") ? opt(c, "reason") : "");
+    a->text = (char *)(opt(c, "text") ? opt(c, "text") : "");
+    a->assignee = (char *)"";
+    a->to_jurisdiction = (char *)"";
+    switch (action) {
+    case APPEAL__ACTION__ACTION_ASSIGN:
+        a->assignee = (char *)(to ? to : (opt(c, "assignee") ? opt(c, "assignee") : ""));
+        return need(a->assignee, "--to NAME (who handles it)");
+    case APPEAL__ACTION__ACTION_FORWARD:
+        a->to_jurisdiction = (char *)(to ? to : "");
+        return need(a->to_jurisdiction, "--to CODE (the competent jurisdiction)");
+    case APPEAL__ACTION__ACTION_EXTEND:
+        if (need(opt(c, "until"), "--until DATE") != 0) {
+            return -1;
+        }
+        if (day_parse(opt(c, "until"), &a->until_day) != 0) {
+            fprintf(stderr, "appealctl: --until takes a date YYYY-MM-DD\n");
+            return -1;
+        }
+        return 0;
+    case APPEAL__ACTION__ACTION_ANSWER:
+        if (need(opt(c, "outcome"), "--outcome") != 0) {
+            return -1;
+        }
+        a->outcome = outcome_parse(opt(c, "outcome"));
+        if (a->outcome == 0) {
+            fprintf(stderr, "appealctl: --outcome is satisfied, partly, rejected or explained\n");
+            return -1;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int call(struct client *cl, Appeal__Request *q, Appeal__Response **resp, bool as_json) {
+    struct errbuf e;
+    err_clear(&e);
+    int rc = client_call(cl, q, resp, &e);
+    if (rc != 0) {
+        print_error(as_json, APPEAL__ERROR_CODE__ERR_UNAVAILABLE, err_msg(&e, rc));
+        return 3;
+    }
+    if ((*resp)->error != NULL && (*resp)->error->code != 0) {
+        return print_error(as_json, (*resp)->error->code, (*resp)->error->message);
+    }
+    return 0;
+}
+
+static int cmd_list(struct client *cl, const struct cli *c, bool as_json) {
+    Appeal__ListRequest l = APPEAL__LIST_REQUEST__INIT;
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_LIST;
+    q.list = &l;
+    if (opt(c, "status") != NULL && (l.status = status_parse(opt(c, "status"))) == 0) {
+        fprintf(stderr, "appealctl: unknown status %s\n", opt(c, "status"));
+        return 2;
+    }
+    l.overdue = flag(c, "overdue");
+    l.owner = (char *)(opt(c, "owner") ? opt(c, "owner") : "");
+    if (opt(c, "limit") != NULL) {
+        long n;
+        if (util_parse_long(opt(c, "limit"), 1, LIST_LIMIT_MAX, &n) != 0) {
+            fprintf(stderr, "appealctl: --limit is 1..%d\n", LIST_LIMIT_MAX);
+            return 2;
+        }
+        l.limit = (uint32_t)n;
+    }
+    char after[128];
+    snprintf(after, sizeof after, "%s", opt(c, "after") ? opt(c, "after") : "");
+    l.after = after;
+    bool all = flag(c, "all");
+    for (int pages = 0; pages < 100000; pages++) {
+        Appeal__Response *resp;
+        int rc = call(cl, &q, &resp, as_json);
+        if (rc != 0) {
+            return rc;
+        }
+        print_list(as_json, resp->list);
+        if (!all || resp->list->next_after[0] == '\0') {
+            break;
+        }
+        snprintf(after, sizeof after, "%s", resp->list->next_after);
+    }
+    return 0;
+}
+
+static int run(struct client *cl, const struct cli *c, bool as_json) {
+    const char *cmd = c->pos[0];
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    Appeal__FileRequest f;
+    Appeal__ActRequest a;
+    Appeal__ShowRequest s = APPEAL__SHOW_REQUEST__INIT;
+    Appeal__InfoRequest i = APPEAL__INFO_REQUEST__INIT;
+    if (strcmp(cmd, "list") == 0) {
+        return cmd_list(cl, c, as_json);
+    }
+    if (strcmp(cmd, "file") == 0) {
+        if (build_file(c, &f) != 0) {
+            return 2;
+        }
+        q.op_case = APPEAL__REQUEST__OP_FILE;
+        q.file = &f;
+    } else if (strcmp(cmd, "show") == 0) {
+        if (c->npos < 2) {
+            fprintf(stderr, "appealctl: show needs the registration number\n");
+            return 2;
+        }
+        s.number = (char *)c->pos[1];
+        q.op_case = APPEAL__REQUEST__OP_SHOW;
+        q.show = &s;
+    } else if (strcmp(cmd, "info") == 0) {
+        q.op_case = APPEAL__REQUEST__OP_INFO;
+        q.info = &i;
+    } else {
+        size_t k = 0;
+        while (k < sizeof acts / sizeof acts[0] && strcmp(acts[k].cmd, cmd) != 0) {
+            k++;
+        }
+        if (k == sizeof acts / sizeof acts[0]) {
+            fprintf(stderr, "appealctl: unknown command %s\n%s", cmd, usage);
+            return 2;
+        }
+        if (build_act(c, acts[k].action, &a) != 0) {
+            return 2;
+        }
+        q.op_case = APPEAL__REQUEST__OP_ACT;
+        q.act = &a;
+    }
+    Appeal__Response *resp;
+    int rc = call(cl, &q, &resp, as_json);
+    if (rc != 0) {
+        return rc;
+    }
+    switch (resp->result_case) {
+    case APPEAL__RESPONSE__RESULT_RECEIPT:
+        print_receipt(as_json, cmd, resp->receipt);
+        break;
+    case APPEAL__RESPONSE__RESULT_APPEAL:
+        if (as_json) {
+            struct json j;
+            json_init(&j, stdout);
+            print_view_json(&j, resp->appeal);
+        } else {
+            print_view_text(resp->appeal);
+        }
+        break;
+    case APPEAL__RESPONSE__RESULT_INFO:
+        print_info(as_json, resp->info);
+        break;
+    default:
+        fprintf(stderr, "appealctl: the node answered with nothing\n");
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (sodium_init() < 0) {
+        return 1;
+    }
+    struct cli c;
+    if (parse(argc, argv, &c) != 0) {
+        return 2;
+    }
+    if (flag(&c, "help") || c.npos == 0) {
+        fputs(usage, c.npos == 0 && !flag(&c, "help") ? stderr : stdout);
+        return flag(&c, "help") ? 0 : 2;
+    }
+    const char *url = opt(&c, "node");
+    if (url == NULL) {
+        url = getenv("APPEAL_NODE") ? getenv("APPEAL_NODE") : "tcp://127.0.0.1:7100";
+    }
+    long timeout = DEFAULT_TIMEOUT_MS;
+    if (opt(&c, "timeout") != NULL &&
+        util_parse_long(opt(&c, "timeout"), 1, 3600000, &timeout) != 0) {
+        fprintf(stderr, "appealctl: --timeout takes milliseconds\n");
+        return 2;
+    }
+    bool as_json = flag(&c, "json");
+    struct client cl;
+    struct errbuf e;
+    err_clear(&e);
+    int rc = client_open(&cl, url, (int)timeout, &e);
+    if (rc != 0) {
+        print_error(as_json, APPEAL__ERROR_CODE__ERR_UNAVAILABLE, err_msg(&e, rc));
+        return 3;
+    }
+    rc = run(&cl, &c, as_json);
+    client_close(&cl);
+    return rc;
+}

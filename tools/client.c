@@ -1,0 +1,108 @@
+#include "client.h"
+
+#include <nng/protocol/reqrep0/req.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bounds.h"
+#include "clock.h"
+
+enum { CLIENT_ARENA_BYTES = 2 * RESPONSE_BYTES_MAX + (1 << 20) };
+
+int client_open(struct client *c, const char *url, int timeout_ms, struct errbuf *e) {
+    memset(c, 0, sizeof *c);
+    c->timeout_ms = timeout_ms;
+    int rv = nng_req0_open(&c->sock);
+    if (rv == 0) {
+        rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    }
+    if (rv == 0) {
+        rv = nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, timeout_ms);
+    }
+    if (rv == 0) {
+        rv = nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO, timeout_ms);
+    }
+    if (rv == 0) {
+        rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, RESPONSE_BYTES_MAX + 4096);
+    }
+    if (rv != 0) {
+        return err_set(e, APL_ENET, "cannot open a socket: %s", nng_strerror(rv));
+    }
+    rv = nng_dial(c->sock, url, NULL, 0);
+    if (rv != 0) {
+        nng_close(c->sock);
+        return err_set(e, APL_ENET, "cannot reach the node at %s: %s", url, nng_strerror(rv));
+    }
+    if (arena_init(&c->arena, CLIENT_ARENA_BYTES) != 0) {
+        nng_close(c->sock);
+        return APL_ENOMEM;
+    }
+    return 0;
+}
+
+void client_close(struct client *c) {
+    nng_close(c->sock);
+    arena_fini(&c->arena);
+}
+
+int client_call_raw(struct client *c, const void *data, size_t len, Appeal__Response **resp,
+                    struct errbuf *e) {
+    arena_reset(&c->arena);
+    int rv = nng_send(c->sock, (void *)data, len, 0);
+    if (rv != 0) {
+        return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET,
+                       "cannot send to the node: %s", nng_strerror(rv));
+    }
+    nng_msg *m;
+    rv = nng_recvmsg(c->sock, &m, 0);
+    if (rv != 0) {
+        return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET,
+                       "no answer from the node: %s", nng_strerror(rv));
+    }
+    *resp = (Appeal__Response *)pbx_unpack(&appeal__response__descriptor, nng_msg_body(m),
+                                           nng_msg_len(m), &c->arena, 1u << 20, e);
+    nng_msg_free(m);
+    return *resp != NULL ? 0 : APL_EINVAL;
+}
+
+int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp, struct errbuf *e) {
+    uint8_t nonce[16];
+    randombytes_buf(nonce, sizeof nonce);
+    req->version = 1;
+    req->time_ms = clock_system_ms();
+    req->nonce.data = nonce;
+    req->nonce.len = sizeof nonce;
+    uint8_t *inner;
+    size_t inner_len;
+    int rc = pbx_pack(&req->base, &inner, &inner_len);
+    if (rc != 0) {
+        return rc;
+    }
+    Appeal__ClientRequest cr = APPEAL__CLIENT_REQUEST__INIT;
+    cr.request.data = inner;
+    cr.request.len = inner_len;
+    uint8_t *wire;
+    size_t wire_len;
+    rc = pbx_pack(&cr.base, &wire, &wire_len);
+    free(inner);
+    if (rc != 0) {
+        return rc;
+    }
+    if (wire_len > REQUEST_BYTES_MAX) {
+        free(wire);
+        return err_set(e, APL_ETOOBIG, "the request is %zu bytes; the limit is %d", wire_len,
+                       REQUEST_BYTES_MAX);
+    }
+    rc = client_call_raw(c, wire, wire_len, resp, e);
+    free(wire);
+    return rc;
+}
+
+const char *client_code_name(int code) {
+    static const char *const names[] = {
+        "none",         "bad_request", "not_found", "invalid_transition", "refused",   "too_large",
+        "storage_full", "unavailable", "internal",  "unauthenticated",    "forbidden", "not_owner"};
+    return code >= 0 && code < (int)(sizeof names / sizeof names[0]) ? names[code] : "unknown";
+}
