@@ -251,7 +251,7 @@ static int scan(struct list_scan *s, enum store_db db, const uint8_t *prefix, si
             snprintf(token, sizeof token, "D%d/%.*s", day, (int)(k.mv_size - number_at),
                      (const char *)p + number_at);
         } else {
-            snprintf(token, sizeof token, "S%d/%.*s", p[plen], (int)(k.mv_size - number_at),
+            snprintf(token, sizeof token, "S%d/%.*s", p[plen - 1], (int)(k.mv_size - number_at),
                      (const char *)p + number_at);
         }
         rc = add_item(s, (const char *)p + number_at, k.mv_size - number_at, token);

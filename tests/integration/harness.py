@@ -1,0 +1,240 @@
+"""Test harness: real appeal-node processes on loopback, driven through the
+real command-line tools. Every process started here is stopped at the end
+of its test (and, as a last resort, when the interpreter exits)."""
+
+import atexit
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.environ.get("APPEAL_SOURCE", os.path.abspath(os.path.join(HERE, "..", "..")))
+BIN = os.environ.get("APPEAL_BIN", os.path.join(SOURCE, "build", "bin"))
+NODE = os.path.join(BIN, "appeal-node")
+CTL = os.path.join(BIN, "appealctl")
+RAWREQ = os.path.join(BIN, "rawreq")
+
+_live = []
+
+
+def _reap():
+    for p in list(_live):
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_reap)
+
+
+def free_port():
+    """A port the kernel just handed out on 127.0.0.1: no two tests, and no
+    two parallel test processes, pick the same one by construction."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kz_ms(text):
+    """Milliseconds since the epoch of a local Kazakhstan time (UTC+5),
+    "2026-11-27 10:00"."""
+    t = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M")
+    t = t.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=5)))
+    return int(t.timestamp() * 1000)
+
+
+class NodeError(Exception):
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Node:
+    """One node: a data directory and, while started, a process."""
+
+    def __init__(self, juris="KZ-75", clock=None, root=None):
+        self.juris = juris
+        self.root = root or tempfile.mkdtemp(prefix=f"appeal-{juris}-")
+        self.dir = os.path.join(self.root, juris)
+        self.proc = None
+        self.port = None
+        self.clock_file = None
+        self.log_path = os.path.join(self.root, f"{juris}.log")
+        out = subprocess.run([NODE, "init", "--data", self.dir, "--jurisdiction", juris],
+                             capture_output=True, text=True, check=True)
+        self.keys = dict(line.split(" ", 1) for line in out.stdout.splitlines()
+                         if line and not line.startswith("#"))
+        if clock is not None:
+            self.set_clock(clock)
+
+    @property
+    def url(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def set_clock(self, when):
+        """Sets the node's clock: ms since the epoch, or "YYYY-MM-DD HH:MM"
+        local time. The node reads the file on every use."""
+        ms = kz_ms(when) if isinstance(when, str) else int(when)
+        self.clock_file = self.clock_file or os.path.join(self.root, f"{self.juris}.clock")
+        tmp = self.clock_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(ms))
+        os.replace(tmp, self.clock_file)
+
+    def start(self, *extra, port=None, wait=True):
+        self.port = port or self.port or free_port()
+        args = [NODE, "run", "--data", self.dir, "--api", self.url, "--log-file", self.log_path]
+        if self.clock_file:
+            args += ["--clock-file", self.clock_file]
+        args += list(extra)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        _live.append(self.proc)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.juris} exited: {self.proc.stderr.read()}")
+            rc, _, _ = self.ctl_raw("info", timeout_ms=1000)
+            if rc == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"node {self.juris} did not answer within {timeout}s")
+
+    def stop(self):
+        """SIGTERM and wait: returns the exit status (0 for a clean stop;
+        sanitizer reports make it non-zero)."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            rc = "hung"
+        self.stderr = self.proc.stderr.read()
+        self.proc.stderr.close()
+        _live.remove(self.proc)
+        self.proc = None
+        return rc
+
+    def kill(self):
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stderr.close()
+        _live.remove(self.proc)
+        self.proc = None
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- tools --
+
+    def ctl_raw(self, *args, timeout_ms=15000):
+        p = subprocess.run([CTL, "--node", self.url, "--timeout", str(timeout_ms), *args],
+                           capture_output=True, text=True)
+        return p.returncode, p.stdout, p.stderr
+
+    def ctl(self, *args):
+        """appealctl --json ARGS: the parsed answer, or NodeError."""
+        rc, out, err = self.ctl_raw("--json", *args)
+        if rc == 0:
+            return json.loads(out)
+        if rc == 1 and out.strip():
+            e = json.loads(out)["error"]
+            raise NodeError(e["code"], e["message"])
+        raise RuntimeError(f"appealctl {' '.join(args)}: exit {rc}: {err.strip()}")
+
+    def file(self, type_="statement", category="0002.0001", subject="Pension recalculation",
+             name="Aigerim Bekova", iin="900101300126", *extra):
+        args = ["file", "--type", type_, "--category", category, "--subject", subject]
+        if name is not None:
+            args += ["--applicant-name", name]
+        if iin is not None:
+            args += ["--applicant-iin", iin]
+        return self.ctl(*args, *extra)
+
+    def info(self):
+        return self.ctl("info")
+
+    def raw(self, data):
+        p = subprocess.run([RAWREQ, self.url], input=data, capture_output=True)
+        if p.returncode == 3:
+            return None
+        return json.loads(p.stdout)
+
+    def offline(self, command, *extra):
+        p = subprocess.run([NODE, command, "--data", self.dir, *extra], capture_output=True,
+                           text=True)
+        return p.returncode, p.stdout + p.stderr
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+# -- protobuf wire format, for hand-made (and broken) requests --
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field(num, value):
+    """An int (varint) or bytes/str (length-delimited) field."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return varint(num << 3) + varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return varint(num << 3 | 2) + varint(len(value)) + value
+
+
+def request(op_field, op_body, version=1):
+    """A ClientRequest wrapping a Request with one operation."""
+    req = field(1, version) + field(2, int(time.time() * 1000)) + field(3, os.urandom(16))
+    req += field(op_field, op_body)
+    return field(1, req)
+
+
+def file_request(*args, version=1, **kw):
+    """A ClientRequest filing an appeal (see file_body)."""
+    return request(10, file_body(*args, **kw), version=version)
+
+
+def file_body(type_=1, category="0002.0001", subject="Subject", name="Name Surname",
+              iin=None, body=None):
+    """A FileRequest; None leaves a field out."""
+    b = field(1, type_) + field(2, category)
+    if subject is not None:
+        b += field(3, subject)
+    if body is not None:
+        b += field(4, body)
+    if name is not None:
+        b += field(5, name)
+    if iin is not None:
+        b += field(6, iin)
+    return b
