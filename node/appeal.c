@@ -145,34 +145,22 @@ static int check_file(const struct appeal_ctx *c, const Appeal__FileRequest *q, 
     return rc;
 }
 
-/* The latest appeal of the same applicant in the same category, if any. */
+/* The latest appeal of the same applicant in the same category that this
+ * jurisdiction handles, if any. */
 static int find_repeat(struct appeal_ctx *c, const uint8_t tag[APPLICANT_TAG_BYTES],
                        const char *category, char out[NUMBER_BYTES_MAX + 1]) {
-    MDB_cursor *cur;
-    int rc = store_rc(mdb_cursor_open(c->t, c->s->dbi[DB_APPLICANTS], &cur));
-    if (rc != 0) {
-        return rc;
-    }
+    uint8_t key[APPLICANT_TAG_BYTES + 32];
+    MDB_val v;
     out[0] = '\0';
-    MDB_val k = {APPLICANT_TAG_BYTES, (void *)tag}, v;
-    _Alignas(16) uint8_t buf[8192];
-    struct arena a;
-    for (int m = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); m == 0;
-         m = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
-        char number[NUMBER_BYTES_MAX + 1];
-        if (v.mv_size > NUMBER_BYTES_MAX) {
-            continue;
-        }
-        memcpy(number, v.mv_data, v.mv_size);
-        number[v.mv_size] = '\0';
-        arena_on(&a, buf, sizeof buf);
-        Appeal__AppealRow *row;
-        if (state_appeal(c->s, c->t, number, &a, &row) == 0 &&
-            strcmp(row->category, category) == 0 && strcmp(row->owner, c->self->juris) == 0) {
-            snprintf(out, NUMBER_BYTES_MAX + 1, "%s", number);
-        }
+    int rc = store_get(c->t, c->s, DB_APPLICANTS, key, applicant_key(key, tag, category), &v);
+    if (rc == APL_ENOTFOUND) {
+        return 0;
     }
-    mdb_cursor_close(cur);
+    if (rc != 0 || v.mv_size > NUMBER_BYTES_MAX) {
+        return rc != 0 ? rc : APL_ECORRUPT;
+    }
+    memcpy(out, v.mv_data, v.mv_size);
+    out[v.mv_size] = '\0';
     return 0;
 }
 

@@ -208,7 +208,8 @@ static int cmd_run(const struct args *a) {
                           .clock_file = a->clock_file,
                           .map_bytes = a->map_bytes,
                           .map_max_bytes = a->map_max_bytes,
-                          .heartbeat_idle_ms = 5000};
+                          .heartbeat_idle_ms = 5000,
+                          .serving = true};
     if ((rc = node_open(&n, &o, &e)) != 0) {
         return fail("run", &e, rc);
     }

@@ -61,11 +61,17 @@ static void hook_rollback(void *arg) {
     n->self = n->self_saved;
 }
 
-static void hook_committed(void *arg) {
+static uint64_t hook_committed(void *arg) {
     struct node *n = arg;
     if (n->self.head_seq != n->self_saved.head_seq) {
         n->last_record_ms = node_now_ms(n);
     }
+    return n->self.head_seq;
+}
+
+static void hook_durable(void *arg, uint64_t head) {
+    struct node *n = arg;
+    atomic_store(&n->durable_head, head);
 }
 
 static int run_heartbeat(void *arg, MDB_txn *t, struct wreq *r) {
@@ -108,6 +114,7 @@ void node_writer_hooks(struct node *n, struct writer_hooks *h) {
     h->begin = hook_begin;
     h->rollback = hook_rollback;
     h->committed = hook_committed;
+    h->durable = hook_durable;
     h->tick = hook_tick;
 }
 
@@ -260,6 +267,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     struct store_opts so = {
         .map_bytes = o->map_bytes ? o->map_bytes : 256ull << 20,
         .map_max_bytes = o->map_max_bytes ? o->map_max_bytes : 1ull << 40,
+        .defer_meta_sync = o->serving,
     };
     rc = store_open(&n->store, o->dir, &so, e);
     if (rc == 0) {

@@ -12,6 +12,7 @@
 #define APPEAL_NODE_H
 
 #include <nng/nng.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,6 +34,7 @@ struct node_opts {
     uint64_t map_bytes;
     uint64_t map_max_bytes;
     int heartbeat_idle_ms; /* a heartbeat after this long without a record */
+    bool serving;          /* the store defers meta syncs to the writer */
 };
 
 struct node {
@@ -54,6 +56,10 @@ struct node {
     int heartbeat_idle_ms;
     int64_t last_record_ms; /* writer thread only */
     uint64_t ticks;         /* writer thread only */
+    /* This node's own log is on disk up to here: what peers may be served
+     * (a record served before it is durable could be lost in a power cut
+     * and signed again differently: a fork). */
+    _Atomic uint64_t durable_head;
     bool serving;
 };
 

@@ -34,11 +34,10 @@ bool olog_level_parse(const char *s, enum olog_level *out) {
     return false;
 }
 
+/* Appends what fits, always leaving room for the newline. */
 static size_t append(char *buf, size_t at, const char *s) {
-    size_t n = strlen(s);
-    if (at + n >= OLOG_LINE_BYTES - 2) {
-        n = OLOG_LINE_BYTES - 2 - at - 1;
-    }
+    size_t room = at < OLOG_LINE_BYTES - 2 ? OLOG_LINE_BYTES - 2 - at : 0;
+    size_t n = strnlen(s, room);
     memcpy(buf + at, s, n);
     return at + n;
 }

@@ -226,6 +226,34 @@ int state_regno(struct store *s, MDB_txn *t, const char *juris, int year, uint32
     return rc == APL_ENOTFOUND ? 0 : rc;
 }
 
+size_t applicant_key(uint8_t *out, const uint8_t tag[APPLICANT_TAG_BYTES], const char *category) {
+    size_t cl = strnlen(category, 31);
+    memcpy(out, tag, APPLICANT_TAG_BYTES);
+    memcpy(out + APPLICANT_TAG_BYTES, category, cl);
+    return APPLICANT_TAG_BYTES + cl;
+}
+
+/* Remembers the latest appeal of an applicant on a category. "Latest" is
+ * the greatest number, so every node agrees whatever the order. */
+static int applicant_note(struct store *s, MDB_txn *t, const ProtobufCBinaryData *tag,
+                          const char *category, const char *number) {
+    if (tag->len != APPLICANT_TAG_BYTES) {
+        return 0;
+    }
+    uint8_t key[APPLICANT_TAG_BYTES + 32];
+    size_t kl = applicant_key(key, tag->data, category);
+    MDB_val v;
+    int rc = store_get(t, s, DB_APPLICANTS, key, kl, &v);
+    size_t nl = strlen(number);
+    if (rc == 0 && (v.mv_size > nl || (v.mv_size == nl && memcmp(v.mv_data, number, nl) >= 0))) {
+        return 0;
+    }
+    if (rc != 0 && rc != APL_ENOTFOUND) {
+        return rc;
+    }
+    return store_put(t, s, DB_APPLICANTS, key, kl, number, nl, 0);
+}
+
 static int apply_filed(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
                        const Appeal__AppealFiled *f) {
     MDB_val v;
@@ -270,9 +298,8 @@ static int apply_filed(struct state *st, MDB_txn *t, const struct origin_state *
     if (rc == 0) {
         rc = regno_note(st->s, t, f->number);
     }
-    if (rc == 0 && f->applicant_tag.len == APPLICANT_TAG_BYTES) {
-        rc = store_put(t, st->s, DB_APPLICANTS, f->applicant_tag.data, APPLICANT_TAG_BYTES,
-                       f->number, strlen(f->number), 0);
+    if (rc == 0) {
+        rc = applicant_note(st->s, t, &f->applicant_tag, f->category, f->number);
     }
     return rc;
 }
@@ -358,10 +385,8 @@ static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *
     }
     row->version++;
     int rc = save_row(st, t, &old, row, o->idx, seq);
-    if (rc == 0 && b->event_case == APPEAL__BODY__EVENT_ACCEPTED &&
-        b->accepted->applicant_tag.len == APPLICANT_TAG_BYTES) {
-        rc = store_put(t, st->s, DB_APPLICANTS, b->accepted->applicant_tag.data,
-                       APPLICANT_TAG_BYTES, row->number, strlen(row->number), 0);
+    if (rc == 0 && b->event_case == APPEAL__BODY__EVENT_ACCEPTED) {
+        rc = applicant_note(st->s, t, &b->accepted->applicant_tag, row->category, row->number);
     }
     return rc;
 }

@@ -46,6 +46,9 @@ int state_appeal(struct store *s, MDB_txn *t, const char *number, struct arena *
 /* Last number given in `year` by `juris` (0 if none). */
 int state_regno(struct store *s, MDB_txn *t, const char *juris, int year, uint32_t *last);
 
+/* Key of the applicants table: tag | category. `out` holds 16 + 31 bytes. */
+size_t applicant_key(uint8_t *out, const uint8_t tag[APPLICANT_TAG_BYTES], const char *category);
+
 /* Recomputes every derived table from the log alone, checking each chain
  * link on the way. Progress and problems are logged. */
 int state_rebuild(struct store *s, struct errbuf *e);

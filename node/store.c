@@ -25,7 +25,7 @@ static const struct db_spec db_specs[DB_COUNT] = {
     [DB_BY_DEADLINE] = {"by_deadline", 0, true},
     [DB_COUNTERS] = {"counters", 0, true},
     [DB_REGNO] = {"regno", 0, true},
-    [DB_APPLICANTS] = {"applicants", MDB_DUPSORT, true},
+    [DB_APPLICANTS] = {"applicants", 0, true},
     [DB_PEERS] = {"peers", 0, false},
     [DB_FORKS] = {"forks", 0, false},
     [DB_GRANTS] = {"grants", 0, true},
@@ -122,7 +122,8 @@ int store_open(struct store *s, const char *dir, const struct store_opts *o, str
     mdb_env_set_maxdbs(s->env, DB_COUNT + 4);
     mdb_env_set_maxreaders(s->env, STORE_READERS_MAX);
     mdb_env_set_mapsize(s->env, (size_t)s->map_bytes);
-    unsigned flags = MDB_NOTLS | (o->read_only ? (unsigned)MDB_RDONLY : 0u);
+    unsigned flags = MDB_NOTLS | (o->read_only ? (unsigned)MDB_RDONLY : 0u) |
+                     (o->defer_meta_sync ? (unsigned)MDB_NOMETASYNC : 0u);
     rc = mdb_env_open(s->env, path, flags, 0600);
     if (rc != 0) {
         mdb_env_close(s->env);
@@ -222,6 +223,10 @@ int store_grow(struct store *s) {
     snprintf(mib, sizeof mib, "%llu", (unsigned long long)(next >> 20));
     olog(OLOG_INFO, "map_grown", "map_mib", mib, NULL);
     return 0;
+}
+
+int store_sync(struct store *s) {
+    return store_rc(mdb_env_sync(s->env, 1));
 }
 
 int store_reader_check(struct store *s) {

@@ -15,7 +15,8 @@
  *   by_deadline owner \0 deadline (4, BE) number -> "" open appeals, overdue
  *   counters    counter key -> count (8)      aggregates without scans
  *   regno       jurisdiction \0 year (4, BE) -> last number (4)
- *   applicants  tag (16) -> number (dupsort)  repeated appeals
+ *   applicants  tag (16) | category -> number  latest appeal of an applicant on
+ *               an issue (repeated appeals)
  *   peers       peer key -> checkpoint        replication (cluster/)
  *   forks       origin | seq -> evidence      conflicting records
  *   grants      key id -> grant               officials' roles
@@ -27,7 +28,8 @@
  * (MDB_NOTLS).
  *
  * Durability: commits are synchronous (no MDB_NOSYNC): when
- * store_commit() returns 0 the transaction is on disk.
+ * store_commit() returns 0 the transaction is on disk, except with
+ * `defer_meta_sync`, where it is on disk after store_sync().
  *
  * Growth: a write that hits MDB_MAP_FULL returns APL_EMAPFULL; the writer
  * aborts, calls store_grow() and retries. store_grow() waits for readers
@@ -77,6 +79,10 @@ struct store_opts {
     uint64_t map_bytes;     /* initial map size */
     uint64_t map_max_bytes; /* growth stops here: APL_EFULL */
     bool read_only;
+    /* MDB_NOMETASYNC: commits fsync the data pages, and the meta page is
+     * made durable by the next commit or store_sync(). Only for a node
+     * whose writer syncs before it answers (writer.h). */
+    bool defer_meta_sync;
 };
 
 struct store {
@@ -100,6 +106,8 @@ void store_rd_end(struct store *s, MDB_txn *txn);
 int store_wr_begin(struct store *s, MDB_txn **txn);
 int store_commit(struct store *s, MDB_txn *txn);
 void store_abort(struct store *s, MDB_txn *txn);
+/* Makes every commit so far durable (fsync). */
+int store_sync(struct store *s);
 /* Doubles the map (at least +64 MiB) up to the maximum. */
 int store_grow(struct store *s);
 /* Clears stale reader slots; returns how many were cleared. */

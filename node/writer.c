@@ -5,7 +5,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "bounds.h"
 #include "olog.h"
 #include "util.h"
 
@@ -17,7 +16,7 @@ static bool storage_error(int rc) {
 enum batch_outcome { BATCH_DONE, BATCH_RETRY, BATCH_FAILED };
 
 /* One attempt: run the live requests in one transaction and commit. */
-static enum batch_outcome attempt(struct store *s, const struct writer_hooks *h,
+static enum batch_outcome attempt(struct writer *w, struct store *s, const struct writer_hooks *h,
                                   struct wreq **batch, size_t n, bool *live, int *fail_rc) {
     if (h->begin != NULL) {
         h->begin(h->node);
@@ -50,7 +49,11 @@ static enum batch_outcome attempt(struct store *s, const struct writer_hooks *h,
         *fail_rc = rc;
         return BATCH_RETRY;
     }
+    uint64_t t0 = util_mono_ns();
     rc = store_commit(s, t);
+    if (w != NULL) {
+        atomic_fetch_add(&w->commit_ns_total, util_mono_ns() - t0);
+    }
     if (rc != 0) {
         if (h->rollback != NULL) {
             h->rollback(h->node);
@@ -61,7 +64,9 @@ static enum batch_outcome attempt(struct store *s, const struct writer_hooks *h,
     return BATCH_DONE;
 }
 
-static void run_batch(struct writer *w, struct store *s, const struct writer_hooks *h,
+/* Runs a batch to its end; returns true if it committed. Every request
+ * leaves with rc and err set. */
+static bool run_batch(struct writer *w, struct store *s, const struct writer_hooks *h,
                       struct wreq **batch, size_t n) {
     bool live[WRITER_BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
@@ -70,7 +75,7 @@ static void run_batch(struct writer *w, struct store *s, const struct writer_hoo
     int fail_rc = 0;
     enum batch_outcome out = BATCH_FAILED;
     for (int tries = 0; tries <= WRITER_RETRIES_MAX + (int)n; tries++) {
-        out = attempt(s, h, batch, n, live, &fail_rc);
+        out = attempt(w, s, h, batch, n, live, &fail_rc);
         if (out != BATCH_RETRY) {
             break;
         }
@@ -88,9 +93,6 @@ static void run_batch(struct writer *w, struct store *s, const struct writer_hoo
         if (w != NULL) {
             atomic_fetch_add(&w->commits, 1);
             atomic_fetch_add(&w->committed_writes, writes);
-        }
-        if (h->committed != NULL) {
-            h->committed(h->node);
         }
     } else {
         int code = fail_rc == APL_EFULL || fail_rc == APL_EMAPFULL ? APL_EFULL : fail_rc;
@@ -113,10 +115,100 @@ static void run_batch(struct writer *w, struct store *s, const struct writer_hoo
         if (!live[i] && batch[i]->rc == 0) {
             batch[i]->rc = batch[i]->err.code;
         }
-        if (batch[i]->done != NULL) {
-            batch[i]->done(batch[i]);
+    }
+    return out == BATCH_DONE;
+}
+
+/* The fsync that makes every commit so far durable. */
+static int sync_all(struct writer *w, struct store *s) {
+    uint64_t t0 = util_mono_ns();
+    int rc = store_sync(s);
+    if (w != NULL) {
+        atomic_fetch_add(&w->syncs, 1);
+        atomic_fetch_add(&w->sync_ns_total, util_mono_ns() - t0);
+    }
+    if (rc != 0) {
+        olog(OLOG_ERROR, "sync_failed", "error", apl_strerror(rc), NULL);
+    }
+    return rc;
+}
+
+/* Answers a settled batch; a committed one whose sync failed is answered
+ * with an error: the client must not believe it stored. */
+static void complete(struct wreq *const *reqs, size_t n, bool committed, int sync_rc) {
+    for (size_t i = 0; i < n; i++) {
+        struct wreq *r = reqs[i];
+        if (committed && sync_rc != 0 && r->rc == 0) {
+            r->rc =
+                err_set(&r->err, APL_EIO, "storage error: the change could not be made durable");
+        }
+        if (r->done != NULL) {
+            r->done(r);
         }
     }
+}
+
+static void *completer_main(void *arg) {
+    struct writer *w = arg;
+    struct writer_batch b;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (w->pipe_count == 0 && !w->writer_done) {
+            pthread_cond_wait(&w->done_cv, &w->mu);
+        }
+        if (w->pipe_count == 0) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        b = w->pipe[w->pipe_head];
+        w->pipe_head = (w->pipe_head + 1) % WRITER_PIPELINE_MAX;
+        w->pipe_count--;
+        pthread_cond_broadcast(&w->done_cv); /* room in the pipeline */
+        pthread_mutex_unlock(&w->mu);
+        if (b.committed && w->hooks.durable != NULL) {
+            w->hooks.durable(w->hooks.node, b.mark);
+        }
+        complete(b.reqs, b.n, b.committed, 0);
+    }
+    return NULL;
+}
+
+/* Gives a settled batch to the completion thread (waits if it is behind). */
+static void hand_over(struct writer *w, const struct writer_batch *b) {
+    pthread_mutex_lock(&w->mu);
+    while (w->pipe_count == WRITER_PIPELINE_MAX) {
+        pthread_cond_wait(&w->done_cv, &w->mu);
+    }
+    w->pipe[(w->pipe_head + w->pipe_count) % WRITER_PIPELINE_MAX] = *b;
+    w->pipe_count++;
+    pthread_cond_broadcast(&w->done_cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* The pending batch is durable: by the commit that just followed it
+ * (sync_rc 0 without a sync), or by an explicit sync. */
+static void release_pending(struct writer *w, int sync_rc) {
+    if (w->pending.n == 0) {
+        return;
+    }
+    if (sync_rc != 0) {
+        complete(w->pending.reqs, w->pending.n, true, sync_rc);
+    } else {
+        hand_over(w, &w->pending);
+    }
+    w->pending.n = 0;
+}
+
+static void settle(struct writer *w, struct wreq **batch, size_t n, bool committed) {
+    struct writer_batch b = {.n = n, .committed = committed};
+    memcpy(b.reqs, batch, n * sizeof *batch);
+    if (!committed) {
+        hand_over(w, &b); /* nothing stored: nothing to wait for */
+        return;
+    }
+    b.mark = w->hooks.committed != NULL ? w->hooks.committed(w->hooks.node) : 0;
+    release_pending(w, 0); /* this commit's fsync covered the last meta page */
+    w->pending = b;
 }
 
 static void *writer_main(void *arg) {
@@ -125,6 +217,13 @@ static void *writer_main(void *arg) {
     uint64_t last_tick = util_mono_ns();
     for (;;) {
         pthread_mutex_lock(&w->mu);
+        if (w->head == NULL && w->pending.n > 0) {
+            /* Nothing follows the last commit to carry its meta page to
+             * disk: sync now rather than keep its clients waiting. */
+            pthread_mutex_unlock(&w->mu);
+            release_pending(w, sync_all(w, w->s));
+            continue;
+        }
         while (w->head == NULL && !w->stopping) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
@@ -148,14 +247,19 @@ static void *writer_main(void *arg) {
             break;
         }
         if (n > 0) {
-            run_batch(w, w->s, &w->hooks, batch, n);
+            settle(w, batch, n, run_batch(w, w->s, &w->hooks, batch, n));
         }
         uint64_t now = util_mono_ns();
-        if (now - last_tick >= 1000000000u && w->hooks.tick != NULL) {
+        if (now - last_tick >= 1000000000u && w->hooks.tick != NULL && w->pending.n == 0) {
             last_tick = now;
             w->hooks.tick(w->hooks.node);
         }
     }
+    release_pending(w, sync_all(w, w->s));
+    pthread_mutex_lock(&w->mu);
+    w->writer_done = true;
+    pthread_cond_broadcast(&w->done_cv);
+    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -165,7 +269,16 @@ int writer_start(struct writer *w, struct store *s, const struct writer_hooks *h
     w->hooks = *hooks;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    pthread_cond_init(&w->done_cv, NULL);
+    if (pthread_create(&w->completer, NULL, completer_main, w) != 0) {
+        return APL_ENOMEM;
+    }
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        pthread_mutex_lock(&w->mu);
+        w->writer_done = true;
+        pthread_cond_broadcast(&w->done_cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->completer, NULL);
         return APL_ENOMEM;
     }
     w->running = true;
@@ -205,13 +318,21 @@ void writer_stop(struct writer *w) {
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    pthread_join(w->completer, NULL);
     w->running = false;
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->done_cv);
 }
 
 int writer_run_now(struct store *s, const struct writer_hooks *hooks, struct wreq *r) {
     struct wreq *batch[1] = {r};
-    run_batch(NULL, s, hooks, batch, 1);
+    bool committed = run_batch(NULL, s, hooks, batch, 1);
+    uint64_t mark = committed && hooks->committed != NULL ? hooks->committed(hooks->node) : 0;
+    int rc = committed ? sync_all(NULL, s) : 0;
+    if (committed && rc == 0 && hooks->durable != NULL) {
+        hooks->durable(hooks->node, mark);
+    }
+    complete(batch, 1, committed, rc);
     return r->rc;
 }

@@ -1,12 +1,22 @@
 /*
- * writer.h: the node's single writer thread and its group commit.
+ * writer.h: the node's single writer thread, its group commit, and the
+ * completion thread that makes commits durable before anyone hears of them.
  *
  * Every change to the store goes through here. Callers queue a request
  * (struct wreq) and are called back when it is settled. The writer takes
  * up to WRITER_BATCH_MAX queued requests, runs each inside one write
- * transaction, commits once (fsync), and only then calls each request's
- * `done`. So a reply sent from `done` means the change is on disk, and
- * N concurrent clients cost one fsync, not N.
+ * transaction and commits once.
+ *
+ * Durability costs one fsync per batch, not two: the store runs with
+ * MDB_NOMETASYNC, so a commit fsyncs its data pages and then writes (but
+ * does not sync) the meta page that points to them; the database stays
+ * consistent whatever happens, and the meta page becomes durable with the
+ * next commit's fsync of the same file. So batch k is durable once batch
+ * k+1 has committed; when nothing follows, the writer syncs at once. Only
+ * a durable batch goes to the completion thread, which calls the `durable`
+ * hook (replication publishes there) and each request's `done`. A reply
+ * sent from `done` therefore means the change is on disk, and N concurrent
+ * clients cost about one fsync.
  *
  * A request's `run` must check everything before writing: if it returns a
  * request-level error (bad input, refused, invalid transition) it has
@@ -15,7 +25,7 @@
  * at the map's maximum every request gets APL_EFULL. Any other storage
  * error fails that request and the batch is run again without it.
  *
- * `done` runs on the writer thread: it must not block.
+ * `done` runs on the completion thread and must not block.
  */
 #ifndef APPEAL_WRITER_H
 #define APPEAL_WRITER_H
@@ -26,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bounds.h"
 #include "err.h"
 #include "store.h"
 
@@ -44,38 +55,59 @@ struct wreq {
 
 struct writer_hooks {
     void *node;
-    /* Before each attempt at a batch, and after an aborted one: the node
-     * saves and restores what it keeps in memory about its own log. */
+    /* Writer thread: before each attempt at a batch, and after an aborted
+     * one, the node saves and restores what it keeps in memory about its
+     * own log; after a commit it notes what changed. */
     void (*begin)(void *node);
     void (*rollback)(void *node);
-    /* After a successful commit, before the `done` calls. */
-    void (*committed)(void *node);
-    /* About once a second when idle, outside any transaction. */
+    /* Returns a mark of what the commit contains (the node's log head). */
+    uint64_t (*committed)(void *node);
+    /* Completion thread: everything up to `mark` is on disk. */
+    void (*durable)(void *node, uint64_t mark);
+    /* Writer thread, about once a second, outside any transaction. */
     void (*tick)(void *node);
+};
+
+enum { WRITER_PIPELINE_MAX = 8 }; /* settled batches waiting for their replies */
+
+struct writer_batch {
+    struct wreq *reqs[WRITER_BATCH_MAX];
+    size_t n;
+    bool committed;
+    uint64_t mark;
 };
 
 struct writer {
     struct store *s;
     struct writer_hooks hooks;
-    pthread_t thread;
+    pthread_t thread, completer;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* work for the writer */
+    pthread_cond_t done_cv; /* work for the completer, or room in the pipeline */
     struct wreq *head, *tail;
     uint32_t queued;
+    struct writer_batch pipe[WRITER_PIPELINE_MAX];
+    uint32_t pipe_head, pipe_count;
+    struct writer_batch pending; /* committed, durable with the next fsync */
     bool stopping;
+    bool writer_done;
     bool running;
     _Atomic uint64_t commits;
     _Atomic uint64_t committed_writes;
+    _Atomic uint64_t syncs;
+    _Atomic uint64_t commit_ns_total; /* time in mdb_txn_commit */
+    _Atomic uint64_t sync_ns_total;   /* time in explicit syncs */
 };
 
 int writer_start(struct writer *w, struct store *s, const struct writer_hooks *hooks);
 /* Queues `r`; APL_EUNAVAIL if stopping or the queue is full (then `done`
  * is not called). */
 int writer_submit(struct writer *w, struct wreq *r);
-/* Runs everything queued, then stops the thread. */
+/* Runs everything queued, completes it, then stops both threads. */
 void writer_stop(struct writer *w);
-/* Runs `r` synchronously in its own transaction from a thread where the
- * writer is not running (init, offline tools). */
+/* Runs `r` in its own transaction, syncs, and completes it, on the
+ * calling thread: for offline commands, and for the writer's own periodic
+ * work between batches. */
 int writer_run_now(struct store *s, const struct writer_hooks *hooks, struct wreq *r);
 
 #endif

@@ -1,0 +1,519 @@
+/*
+ * appeal-bench: N concurrent clients, each on its own persistent
+ * connection, filing appeals against one node for a fixed time.
+ *
+ *   appeal-bench --node URL [--clients 32] [--seconds 10] [--warmup 1]
+ *
+ * Prints appeals/s acknowledged, p50/p99/max latency, commits/s and
+ * appeals per commit (from the node's own counters), and the machine's
+ * Ed25519 signing ceiling measured in the same run, as text and as one
+ * JSON line (prefixed "json ") for tools/bench.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client.h"
+#include "store.h"
+#include "util.h"
+
+enum { CLIENTS_MAX = 512, SAMPLES_PER_CLIENT_MAX = 1 << 20 };
+
+struct worker {
+    pthread_t thread;
+    const char *url;
+    int id;
+    uint64_t until_ns, measure_from_ns;
+    uint64_t *lat_ns;
+    size_t n_lat;
+    uint64_t errors;
+    char first_error[ERRBUF_MSG_BYTES];
+    bool info_only;
+};
+
+static const char *const subjects[] = {
+    "Recalculation of the old-age pension after moving from another region",
+    "Repair of the road between the village and the district centre",
+    "Place in a state kindergarten for a child of three years",
+    "Heating tariff increase without notice to residents of the building",
+};
+
+/* A valid IIN for applicant `n`: a birth date, a century digit, a serial
+ * and the check digit (shared/data/appeal-facts.md). */
+static void make_iin(unsigned n, char out[13]) {
+    for (unsigned serial = n;; serial += 7919) {
+        snprintf(out, 13, "%02u%02u%02u%u%04u0", 60 + n % 40, 1 + n % 12, 1 + n % 28, 3 + n % 2,
+                 serial % 10000);
+        int d[12], sum = 0;
+        for (int i = 0; i < 12; i++) {
+            d[i] = out[i] - '0';
+        }
+        for (int i = 0; i < 11; i++) {
+            sum += (i + 1) * d[i];
+        }
+        int check = sum % 11;
+        if (check == 10) {
+            static const int w2[11] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2};
+            sum = 0;
+            for (int i = 0; i < 11; i++) {
+                sum += w2[i] * d[i];
+            }
+            check = sum % 11;
+        }
+        if (check != 10) {
+            out[11] = (char)('0' + check);
+            return;
+        }
+    }
+}
+
+static void *work(void *arg) {
+    struct worker *w = arg;
+    struct client c;
+    struct errbuf e = {0};
+    if (client_open(&c, w->url, 10000, &e) != 0) {
+        snprintf(w->first_error, sizeof w->first_error, "%s", e.msg);
+        w->errors++;
+        return NULL;
+    }
+    char body[200], iin[13];
+    for (unsigned i = 0;; i++) {
+        uint64_t t0 = util_mono_ns();
+        if (t0 >= w->until_ns) {
+            break;
+        }
+        snprintf(body, sizeof body,
+                 "Applicant asks to review the decision of %u and to answer in writing to the "
+                 "address given. Client %d, request %u.",
+                 2026, w->id, i);
+        Appeal__FileRequest f = APPEAL__FILE_REQUEST__INIT;
+        f.type = APPEAL__APPEAL_TYPE__TYPE_STATEMENT;
+        f.category = "0002.0001";
+        f.subject = (char *)subjects[i % 4];
+        f.body = body;
+        f.name = "Aigerim Bekova";
+        make_iin((unsigned)w->id * 1000003u + i, iin);
+        f.iin = iin;
+        f.address = "Almaty, Abai avenue 150, apt 12";
+        Appeal__Request q = APPEAL__REQUEST__INIT;
+        q.op_case = APPEAL__REQUEST__OP_FILE;
+        q.file = &f;
+        Appeal__InfoRequest inf = APPEAL__INFO_REQUEST__INIT;
+        if (w->info_only) {
+            q.op_case = APPEAL__REQUEST__OP_INFO;
+            q.info = &inf;
+        }
+        Appeal__Response *r;
+        int rc = client_call(&c, &q, &r, &e);
+        uint64_t t1 = util_mono_ns();
+        if (rc != 0 || (r->error != NULL && r->error->code != 0)) {
+            if (w->errors++ == 0) {
+                snprintf(w->first_error, sizeof w->first_error, "%s",
+                         rc != 0 ? e.msg : r->error->message);
+            }
+            continue;
+        }
+        if (t0 >= w->measure_from_ns && w->n_lat < SAMPLES_PER_CLIENT_MAX) {
+            w->lat_ns[w->n_lat++] = t1 - t0;
+        }
+    }
+    client_close(&c);
+    return NULL;
+}
+
+/* ---- the raw SP client: the benchmark's own load generator ----
+ *
+ * nng's REQ socket costs the client about as much CPU per request as the
+ * node spends answering it, and on a two-core machine the client's CPU is
+ * taken from the node. So the load comes from one thread speaking the SP
+ * protocol over TCP directly (the node still runs nng's REP): an 8-byte
+ * handshake, then frames of an 8-byte big-endian length, the 4-byte REQ
+ * request id (high bit set) and the body. */
+
+struct raw_conn {
+    int fd;
+    uint8_t *out;
+    size_t out_len, out_sent;
+    uint8_t in[65536];
+    size_t in_len;
+    uint64_t sent_ns;
+    uint32_t id;
+    unsigned next;
+    bool handshaken;
+};
+
+static const uint8_t sp_hello_req[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
+
+static int raw_connect(const char *url, int *fd_out) {
+    char host[64];
+    int port;
+    if (sscanf(url, "tcp://%63[^:]:%d", host, &port) != 2) {
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, host, &a.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (write(fd, sp_hello_req, 8) != 8) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    *fd_out = fd;
+    return 0;
+}
+
+struct raw_pool {
+    uint8_t **msgs;
+    size_t *lens;
+    size_t n;
+};
+
+/* Requests prepared before the clock starts: distinct applicants and texts. */
+static void raw_prepare(struct raw_pool *p, size_t n) {
+    p->msgs = calloc(n, sizeof *p->msgs);
+    p->lens = calloc(n, sizeof *p->lens);
+    p->n = n;
+    char body[200], iin[13];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(body, sizeof body,
+                 "Applicant asks to review the decision and to answer in writing to the "
+                 "address given. Request %zu.",
+                 i);
+        make_iin((unsigned)i, iin);
+        Appeal__FileRequest f = APPEAL__FILE_REQUEST__INIT;
+        f.type = APPEAL__APPEAL_TYPE__TYPE_STATEMENT;
+        f.category = "0002.0001";
+        f.subject = (char *)subjects[i % 4];
+        f.body = body;
+        f.name = "Aigerim Bekova";
+        f.iin = iin;
+        f.address = "Almaty, Abai avenue 150, apt 12";
+        uint8_t nonce[16];
+        randombytes_buf(nonce, sizeof nonce);
+        Appeal__Request q = APPEAL__REQUEST__INIT;
+        q.version = 1;
+        q.time_ms = 1;
+        q.nonce.data = nonce;
+        q.nonce.len = sizeof nonce;
+        q.op_case = APPEAL__REQUEST__OP_FILE;
+        q.file = &f;
+        uint8_t *inner;
+        size_t ilen;
+        pbx_pack(&q.base, &inner, &ilen);
+        Appeal__ClientRequest cr = APPEAL__CLIENT_REQUEST__INIT;
+        cr.request.data = inner;
+        cr.request.len = ilen;
+        pbx_pack(&cr.base, &p->msgs[i], &p->lens[i]);
+        free(inner);
+    }
+}
+
+static void raw_send(struct raw_conn *c, const struct raw_pool *p) {
+    size_t k = c->next++ % p->n;
+    size_t len = p->lens[k];
+    c->out = realloc(c->out, 12 + len);
+    uint64_t frame = 4 + len;
+    for (int i = 0; i < 8; i++) {
+        c->out[i] = (uint8_t)(frame >> (56 - 8 * i));
+    }
+    c->id = (c->id + 1) & 0x7fffffffu;
+    be32_put(c->out + 8, 0x80000000u | c->id);
+    memcpy(c->out + 12, p->msgs[k], len);
+    c->out_len = 12 + len;
+    c->out_sent = 0;
+    c->sent_ns = util_mono_ns();
+    ssize_t w = write(c->fd, c->out, c->out_len);
+    if (w > 0) {
+        c->out_sent = (size_t)w;
+    }
+}
+
+/* Consumes whole frames in c->in; returns replies seen (-1 on error). */
+static int raw_replies(struct raw_conn *c, struct worker *w, const struct raw_pool *p,
+                       struct arena *a) {
+    int got = 0;
+    size_t at = 0;
+    if (!c->handshaken) {
+        if (c->in_len < 8) {
+            return 0;
+        }
+        c->handshaken = true;
+        at = 8;
+        raw_send(c, p);
+    }
+    while (c->in_len - at >= 12) {
+        uint64_t len = be64_get(c->in + at);
+        if (len < 4 || len > sizeof c->in - 8) {
+            return -1;
+        }
+        if (c->in_len - at < 8 + len) {
+            break;
+        }
+        uint64_t now = util_mono_ns();
+        arena_reset(a);
+        Appeal__Response *r = (Appeal__Response *)protobuf_c_message_unpack(
+            &appeal__response__descriptor, &a->allocator, len - 4, c->in + at + 12);
+        if (r == NULL || (r->error != NULL && r->error->code != 0)) {
+            if (w->errors++ == 0) {
+                snprintf(w->first_error, sizeof w->first_error, "%s",
+                         r && r->error ? r->error->message : "malformed reply");
+            }
+        } else if (c->sent_ns >= w->measure_from_ns && w->n_lat < SAMPLES_PER_CLIENT_MAX) {
+            w->lat_ns[w->n_lat++] = now - c->sent_ns;
+        }
+        at += 8 + len;
+        got++;
+        if (now < w->until_ns) {
+            raw_send(c, p);
+        }
+    }
+    memmove(c->in, c->in + at, c->in_len - at);
+    c->in_len -= at;
+    return got;
+}
+
+/* The whole load from one thread: `clients` connections, one request in
+ * flight on each. Latencies go into w. */
+static void raw_run(const char *url, long clients, struct worker *w) {
+    struct raw_pool pool;
+    raw_prepare(&pool, 4096);
+    struct raw_conn *conns = calloc((size_t)clients, sizeof *conns);
+    int ep = epoll_create1(0);
+    for (long i = 0; i < clients; i++) {
+        if (raw_connect(url, &conns[i].fd) != 0) {
+            snprintf(w->first_error, sizeof w->first_error, "cannot connect to %s", url);
+            w->errors++;
+            return;
+        }
+        conns[i].next = (unsigned)i * 97u;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &conns[i]};
+        epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev);
+    }
+    struct arena a;
+    arena_init(&a, 1 << 20);
+    long open = clients;
+    struct epoll_event evs[64];
+    while (open > 0) {
+        int n = epoll_wait(ep, evs, 64, 1000);
+        for (int i = 0; i < n; i++) {
+            struct raw_conn *c = evs[i].data.ptr;
+            ssize_t r = read(c->fd, c->in + c->in_len, sizeof c->in - c->in_len);
+            if (r <= 0) {
+                if (r < 0 && errno == EAGAIN) {
+                    continue;
+                }
+                w->errors++;
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                c->fd = -1;
+                open--;
+                continue;
+            }
+            c->in_len += (size_t)r;
+            if (raw_replies(c, w, &pool, &a) < 0) {
+                w->errors++;
+            }
+            if (util_mono_ns() >= w->until_ns && c->in_len == 0 && c->handshaken && c->fd >= 0) {
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                c->fd = -1;
+                open--;
+            }
+        }
+        if (n == 0 && util_mono_ns() >= w->until_ns + 2000000000u) {
+            break;
+        }
+    }
+    for (long i = 0; i < clients; i++) {
+        if (conns[i].fd >= 0) {
+            close(conns[i].fd);
+        }
+        free(conns[i].out);
+    }
+    arena_fini(&a);
+    free(conns);
+    close(ep);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double sign_ceiling(void) {
+    uint8_t pk[32], sk[64], msg[300], sig[64];
+    crypto_sign_keypair(pk, sk);
+    randombytes_buf(msg, sizeof msg);
+    uint64_t t0 = util_mono_ns(), n = 0;
+    while (util_mono_ns() - t0 < 1000000000u) {
+        for (int i = 0; i < 100; i++, n++) {
+            msg[0] = (uint8_t)n;
+            crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
+        }
+    }
+    return (double)n / ((double)(util_mono_ns() - t0) / 1e9);
+}
+
+static int node_counters(const char *url, uint64_t *commits, uint64_t *writes) {
+    struct client c;
+    struct errbuf e = {0};
+    if (client_open(&c, url, 10000, &e) != 0) {
+        fprintf(stderr, "appeal-bench: %s\n", e.msg);
+        return -1;
+    }
+    Appeal__InfoRequest i = APPEAL__INFO_REQUEST__INIT;
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_INFO;
+    q.info = &i;
+    Appeal__Response *r;
+    int rc = client_call(&c, &q, &r, &e);
+    bool ok = rc == 0 && r->info != NULL;
+    if (ok) {
+        *commits = r->info->commits;
+        *writes = r->info->committed_writes;
+    }
+    client_close(&c);
+    return ok ? 0 : -1;
+}
+
+struct counters_probe {
+    const char *url;
+    time_t after_s;
+    uint64_t *commits, *writes;
+    int rc;
+};
+
+static void *probe_counters(void *arg) {
+    struct counters_probe *p = arg;
+    struct timespec ts = {p->after_s, 0};
+    nanosleep(&ts, NULL);
+    p->rc = node_counters(p->url, p->commits, p->writes);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    const char *url = NULL;
+    long clients = 32, seconds = 10, warmup = 1;
+    bool info_only = false, raw = true;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--node") == 0) {
+            url = argv[i + 1];
+        } else if (strcmp(argv[i], "--clients") == 0) {
+            util_parse_long(argv[i + 1], 1, CLIENTS_MAX, &clients);
+        } else if (strcmp(argv[i], "--seconds") == 0) {
+            util_parse_long(argv[i + 1], 1, 3600, &seconds);
+        } else if (strcmp(argv[i], "--transport") == 0) {
+            raw = strcmp(argv[i + 1], "nng") != 0;
+        } else if (strcmp(argv[i], "--op") == 0) {
+            info_only = strcmp(argv[i + 1], "info") == 0;
+        } else if (strcmp(argv[i], "--warmup") == 0) {
+            util_parse_long(argv[i + 1], 0, 60, &warmup);
+        }
+    }
+    if (url == NULL || sodium_init() < 0) {
+        fprintf(stderr, "usage: appeal-bench --node URL [--clients N] [--seconds S]\n");
+        return 2;
+    }
+    double ceiling = sign_ceiling();
+    struct worker *w = calloc((size_t)clients, sizeof *w);
+    uint64_t now = util_mono_ns();
+    uint64_t from = now + (uint64_t)warmup * 1000000000u;
+    uint64_t until = from + (uint64_t)seconds * 1000000000u;
+    uint64_t c0 = 0, w0 = 0, c1 = 0, w1 = 0;
+    long clients_measured = 0;
+    for (long i = 0; i < (raw && !info_only ? 0 : clients); i++) {
+        w[i].url = url;
+        w[i].id = (int)i;
+        w[i].until_ns = until;
+        w[i].measure_from_ns = from;
+        w[i].info_only = info_only;
+        w[i].lat_ns = malloc(SAMPLES_PER_CLIENT_MAX * sizeof(uint64_t));
+        pthread_create(&w[i].thread, NULL, work, &w[i]);
+    }
+    int counters = 0;
+    if (raw && !info_only) {
+        /* Counters are read while the load runs, from a second thread. */
+        struct worker *ww = &w[0];
+        ww->until_ns = until;
+        ww->measure_from_ns = from;
+        ww->lat_ns = malloc(SAMPLES_PER_CLIENT_MAX * sizeof(uint64_t));
+        struct counters_probe probe = {url, (time_t)warmup, &c0, &w0, -1};
+        pthread_t pt;
+        pthread_create(&pt, NULL, probe_counters, &probe);
+        raw_run(url, clients, ww);
+        pthread_join(pt, NULL);
+        counters = probe.rc;
+        clients_measured = 1;
+    } else {
+        struct timespec ts = {(time_t)warmup, 0};
+        nanosleep(&ts, NULL);
+        counters = node_counters(url, &c0, &w0);
+        for (long i = 0; i < clients; i++) {
+            pthread_join(w[i].thread, NULL);
+        }
+        clients_measured = clients;
+    }
+    double elapsed = (double)(util_mono_ns() - from) / 1e9;
+    if (counters == 0) {
+        counters = node_counters(url, &c1, &w1);
+    }
+    size_t total = 0;
+    uint64_t errors = 0;
+    for (long i = 0; i < clients_measured; i++) {
+        total += w[i].n_lat;
+        errors += w[i].errors;
+        if (w[i].errors) {
+            fprintf(stderr, "client %ld: %llu errors, first: %s\n", i,
+                    (unsigned long long)w[i].errors, w[i].first_error);
+        }
+    }
+    uint64_t *all = malloc((total + 1) * sizeof *all);
+    size_t k = 0;
+    for (long i = 0; i < clients_measured; i++) {
+        memcpy(all + k, w[i].lat_ns, w[i].n_lat * sizeof *all);
+        k += w[i].n_lat;
+        free(w[i].lat_ns);
+    }
+    qsort(all, total, sizeof *all, cmp_u64);
+    double p50 = total ? (double)all[total / 2] / 1e6 : 0;
+    double p99 = total ? (double)all[(size_t)((double)total * 0.99)] / 1e6 : 0;
+    double pmax = total ? (double)all[total - 1] / 1e6 : 0;
+    double rate = (double)total / elapsed;
+    double commits = counters == 0 ? (double)(c1 - c0) / elapsed : 0;
+    double per_commit = c1 > c0 ? (double)(w1 - w0) / (double)(c1 - c0) : 0;
+    printf("clients            %ld\n", clients);
+    printf("appeals/s          %.0f  (%zu acknowledged in %.1f s, %llu errors)\n", rate, total,
+           elapsed, (unsigned long long)errors);
+    printf("latency ms         p50 %.2f  p99 %.2f  max %.2f\n", p50, p99, pmax);
+    printf("commits/s          %.0f  (%.1f appeals per commit)\n", commits, per_commit);
+    printf("signing ceiling/s  %.0f  (Ed25519, 300 B, one core)\n", ceiling);
+    printf("json {\"clients\":%ld,\"appeals_per_s\":%.1f,\"acknowledged\":%zu,\"errors\":%llu,"
+           "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"commits_per_s\":%.1f,"
+           "\"appeals_per_commit\":%.2f,\"sign_per_s\":%.0f}\n",
+           clients, rate, total, (unsigned long long)errors, p50, p99, pmax, commits, per_commit,
+           ceiling);
+    free(all);
+    free(w);
+    return errors > 0 ? 1 : 0;
+}
