@@ -12,7 +12,12 @@
 #ifndef APPEAL_API_H
 #define APPEAL_API_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.pb-c.h"
 #include "err.h"
+#include "pbx.h"
 
 struct node;
 struct api;
@@ -25,6 +30,11 @@ void api_close_listener(struct api *a);
 /* Stops every context, closes the socket, frees `a`. The writer must be
  * stopped first, so no write completion is still to come. */
 void api_stop(struct api *a);
+
+/* Decodes a request from untrusted bytes: size limit, protobuf guards,
+ * version and operation. The messages live in `a`. */
+int api_decode(const uint8_t *data, size_t len, struct arena *a, Appeal__ClientRequest **outer,
+               Appeal__Request **req, struct errbuf *e);
 
 /* APL_* error to the wire's ErrorCode. */
 int api_error_code(int apl_rc);
