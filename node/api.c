@@ -12,6 +12,7 @@
 #include "bounds.h"
 #include "node.h"
 #include "olog.h"
+#include "repl.h"
 #include "rules.h"
 #include "view.h"
 
@@ -108,6 +109,8 @@ static const char *op_name(const Appeal__Request *q) {
         return "act";
     case APPEAL__REQUEST__OP_INFO:
         return "info";
+    case APPEAL__REQUEST__OP_CLUSTER_STATUS:
+        return "cluster_status";
     default:
         return "unknown";
     }
@@ -141,7 +144,7 @@ static void write_done(struct wreq *r) {
     const char *what = w->req->op_case == APPEAL__REQUEST__OP_FILE
                            ? "filed"
                            : status_name((Appeal__Status)res->status);
-    olog(OLOG_INFO, "appeal_changed", "number", res->number, "event", what, "type",
+    olog(OLOG_INFO, "appeal_changed", "number", res->number, "change", what, "type",
          appeal_type_name(res->type), NULL);
     Appeal__Receipt rc = APPEAL__RECEIPT__INIT;
     rc.number = (char *)res->number;
@@ -166,6 +169,13 @@ static void write_done(struct wreq *r) {
 }
 
 static void submit_write(struct api_work *w) {
+    struct errbuf e;
+    err_clear(&e);
+    int busy = node_writable(w->api->node, &e);
+    if (busy != 0) {
+        send_error(w, busy, e.msg);
+        return;
+    }
     w->wreq.run = run_write;
     w->wreq.done = write_done;
     w->wreq.arg = w;
@@ -197,6 +207,12 @@ static void answer_read(struct api_work *w) {
     case APPEAL__REQUEST__OP_LIST:
         rc = view_list(n, t, w->req->list, &w->arena, &resp.list, &e);
         resp.result_case = APPEAL__RESPONSE__RESULT_LIST;
+        break;
+    case APPEAL__REQUEST__OP_CLUSTER_STATUS:
+        rc = n->repl == NULL
+                 ? err_set(&e, APL_ENOTFOUND, "this node runs alone: start it with --cluster FILE")
+                 : repl_status(n->repl, t, &w->arena, &resp.cluster);
+        resp.result_case = APPEAL__RESPONSE__RESULT_CLUSTER;
         break;
     default:
         rc = view_info(n, t, &w->arena, &resp.info);

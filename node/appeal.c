@@ -29,6 +29,9 @@ static int32_t today(const struct appeal_ctx *c) {
 
 /* Signs `b` as this node's next record and folds it into the state. */
 static int commit_record(struct appeal_ctx *c, Appeal__Body *b, struct appeal_result *out) {
+    if (c->self->frozen) {
+        return APL_EUNAVAIL; /* a fork of our own log: sign nothing more */
+    }
     b->actor.data = (uint8_t *)c->actor;
     b->actor.len = c->actor != NULL ? KEY_ID_BYTES : 0;
     uint8_t *env = NULL;
@@ -184,9 +187,22 @@ static int seal_filing(struct appeal_ctx *c, const Appeal__FileRequest *q, const
     return rc;
 }
 
+static int check_signing(const struct appeal_ctx *c, struct errbuf *e) {
+    if (c->self->frozen) {
+        return err_set(e, APL_EUNAVAIL,
+                       "this node's log is frozen after a fork (%s): it signs nothing more; see "
+                       "docs/operations.md",
+                       c->self->frozen_reason);
+    }
+    return 0;
+}
+
 int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appeal_result *out,
                 struct errbuf *e) {
-    int rc = check_file(c, q, e);
+    int rc = check_signing(c, e);
+    if (rc == 0) {
+        rc = check_file(c, q, e);
+    }
     if (rc != 0) {
         return rc;
     }
@@ -599,6 +615,9 @@ static void set_ref(struct act_parts *p, const char *number, uint32_t version) {
 int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_result *out,
                struct errbuf *e) {
     Appeal__Body__EventCase ev = event_of(q->action);
+    if (check_signing(c, e) != 0) {
+        return e->code;
+    }
     if (ev == APPEAL__BODY__EVENT__NOT_SET) {
         return err_set(e, APL_EINVAL, "unknown action");
     }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "err.h"
 #include "keys.h"
 #include "node.h"
@@ -32,8 +33,14 @@ static const char usage[] =
     "usage: appeal-node COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  init    --data DIR --jurisdiction CODE   create a node: keys, rules, empty log\n"
+    "  init    --data DIR --jurisdiction CODE [--peer URL]\n"
+    "          create a node (keys, rules, its log) and print its cluster-file entry;\n"
+    "          --peer is the address its peers pull from (pushes: port+1, queries: port+2)\n"
     "  run     --data DIR --api URL             serve until SIGTERM or SIGINT\n"
+    "          [--cluster FILE]  join the federation the cluster file describes\n"
+    "          [--heartbeat-ms N]  heartbeat record after N ms without one (default 10000)\n"
+    "          [--recover-quorum N]  peers to hear from before a recovering node signs\n"
+    "                              (default: all peers)\n"
     "          [--clock-file F]  take the time from file F (tests, drills)\n"
     "          [--map-size BYTES] [--map-max BYTES]  initial and largest LMDB map\n"
     "          [--log-level debug|info|warn|error] [--log-file F]\n"
@@ -45,6 +52,10 @@ static const char usage[] =
 
 struct args {
     const char *data;
+    const char *peer;
+    const char *cluster;
+    long heartbeat_ms;
+    long recover_quorum;
     const char *juris;
     const char *api;
     const char *clock_file;
@@ -69,11 +80,17 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"log-file", required_argument, NULL, 'f'},
         {"map-size", required_argument, NULL, 'm'},
         {"map-max", required_argument, NULL, 'M'},
+        {"peer", required_argument, NULL, 'p'},
+        {"cluster", required_argument, NULL, 'C'},
+        {"heartbeat-ms", required_argument, NULL, 'H'},
+        {"recover-quorum", required_argument, NULL, 'Q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
     a->level = OLOG_INFO;
+    a->heartbeat_ms = 10000;
+    a->recover_quorum = -1;
     optind = 2;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -86,6 +103,21 @@ static int parse_args(int argc, char **argv, struct args *a) {
             break;
         case 'a':
             a->api = optarg;
+            break;
+        case 'p':
+            a->peer = optarg;
+            break;
+        case 'C':
+            a->cluster = optarg;
+            break;
+        case 'H':
+        case 'Q':
+            if (util_parse_long(optarg, 0, 86400000,
+                                ch == 'H' ? &a->heartbeat_ms : &a->recover_quorum) != 0) {
+                fprintf(stderr, "appeal-node: --%s takes a number\n",
+                        ch == 'H' ? "heartbeat-ms" : "recover-quorum");
+                return -1;
+            }
             break;
         case 'c':
             a->clock_file = optarg;
@@ -125,15 +157,14 @@ static int parse_args(int argc, char **argv, struct args *a) {
     return 0;
 }
 
-static void print_hex_line(const char *label, const uint8_t *b, size_t n) {
-    char hex[129];
-    util_hex(b, n, hex);
-    printf("%s %s\n", label, hex);
-}
-
 static int cmd_init(const struct args *a) {
     if (a->juris == NULL) {
         fprintf(stderr, "appeal-node init: --jurisdiction CODE is required (e.g. KZ-75)\n");
+        return 2;
+    }
+    char derived[CLUSTER_URL_BYTES];
+    if (a->peer != NULL && cluster_url_offset(a->peer, 2, derived) != 0) {
+        fprintf(stderr, "appeal-node init: --peer takes an address such as tcp://10.0.0.75:7101\n");
         return 2;
     }
     olog_init(a->juris, "-", 2, OLOG_WARN);
@@ -155,12 +186,12 @@ static int cmd_init(const struct args *a) {
     }
     wipe(ask, sizeof ask);
     key_id(k.sign_pk, kid);
-    printf("# node %s initialised in %s\n", a->juris, a->data);
-    printf("jurisdiction %s\n", a->juris);
-    print_hex_line("sign", k.sign_pk, KEY_PK_BYTES);
-    print_hex_line("box", k.box_pk, BOX_PK_BYTES);
-    print_hex_line("key-id", kid, KEY_ID_BYTES);
-    print_hex_line("admin", apk, KEY_PK_BYTES);
+    char kidhex[2 * KEY_ID_BYTES + 1], apkhex[2 * KEY_PK_BYTES + 1], entry[1024];
+    util_hex(kid, KEY_ID_BYTES, kidhex);
+    util_hex(apk, KEY_PK_BYTES, apkhex);
+    cluster_entry_format(entry, sizeof entry, a->juris, k.sign_pk, k.box_pk, a->peer);
+    printf("# %s initialised in %s\n# node key id %s\n# administrator key %s (%s/admin.key)\n%s",
+           a->juris, a->data, kidhex, apkhex, a->data, entry);
     keys_wipe(&k);
     return 0;
 }
@@ -208,8 +239,10 @@ static int cmd_run(const struct args *a) {
                           .clock_file = a->clock_file,
                           .map_bytes = a->map_bytes,
                           .map_max_bytes = a->map_max_bytes,
-                          .heartbeat_idle_ms = 5000,
-                          .serving = true};
+                          .heartbeat_idle_ms = (int)a->heartbeat_ms,
+                          .serving = true,
+                          .cluster_path = a->cluster,
+                          .recover_quorum = (int)a->recover_quorum};
     if ((rc = node_open(&n, &o, &e)) != 0) {
         return fail("run", &e, rc);
     }

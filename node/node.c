@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "api.h"
+#include "cluster.h"
+#include "repl.h"
 #include "appeal.h"
 #include "bounds.h"
 #include "record.h"
@@ -72,6 +75,7 @@ static uint64_t hook_committed(void *arg) {
 static void hook_durable(void *arg, uint64_t head) {
     struct node *n = arg;
     atomic_store(&n->durable_head, head);
+    repl_durable(n->repl, head);
 }
 
 static int run_heartbeat(void *arg, MDB_txn *t, struct wreq *r) {
@@ -91,7 +95,8 @@ static void hook_tick(void *arg) {
             olog(OLOG_WARN, "stale_readers_cleared", "count", d, NULL);
         }
     }
-    if (n->cluster == NULL || n->heartbeat_idle_ms <= 0) {
+    if (n->cluster == NULL || n->heartbeat_idle_ms <= 0 || repl_recovering(n->repl) ||
+        n->self.frozen) {
         return;
     }
     int64_t now = node_now_ms(n);
@@ -191,6 +196,15 @@ int node_init(const char *dir, const char *juris, struct errbuf *e) {
     return rc;
 }
 
+static int box_key_of(void *arg, const char *juris, uint8_t out[BOX_PK_BYTES]) {
+    const struct cluster_node *cn = cluster_by_juris(arg, juris);
+    if (cn == NULL) {
+        return APL_ENOTFOUND;
+    }
+    memcpy(out, cn->box_pk, BOX_PK_BYTES);
+    return 0;
+}
+
 void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
     memset(c, 0, sizeof *c);
     c->s = &n->store;
@@ -201,6 +215,19 @@ void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
     c->st = &n->state;
     c->now_ms = node_now_ms(n);
     c->actor = n->admin_id;
+    if (n->cluster != NULL) {
+        c->box_key_of = box_key_of;
+        c->box_key_arg = n->cluster;
+    }
+}
+
+int node_writable(const struct node *n, struct errbuf *e) {
+    if (repl_recovering(n->repl)) {
+        return err_set(e, APL_EUNAVAIL,
+                       "the node is recovering: it is learning its own log back from its peers "
+                       "and signs nothing until then");
+    }
+    return 0;
 }
 
 int64_t node_now_ms(const struct node *n) {
@@ -234,6 +261,26 @@ static int load_self(struct node *n, struct errbuf *e) {
     return 0;
 }
 
+static int load_cluster(struct node *n, const char *path, struct errbuf *e) {
+    n->cluster = calloc(1, sizeof *n->cluster);
+    if (n->cluster == NULL) {
+        return APL_ENOMEM;
+    }
+    int rc = cluster_load(n->cluster, path, e);
+    if (rc == 0) {
+        rc = cluster_find_self(n->cluster, n->keys.sign_pk, n->juris, e);
+    }
+    if (rc == 0 &&
+        memcmp(n->cluster->nodes[n->cluster->self].box_pk, n->keys.box_pk, BOX_PK_BYTES) != 0) {
+        rc = err_set(e, APL_EINVAL, "the cluster file lists another box key for this node");
+    }
+    if (rc != 0) {
+        free(n->cluster);
+        n->cluster = NULL;
+    }
+    return rc;
+}
+
 int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     memset(n, 0, sizeof *n);
     snprintf(n->dir, sizeof n->dir, "%s", o->dir);
@@ -241,6 +288,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         snprintf(n->clock.path, sizeof n->clock.path, "%s", o->clock_file);
     }
     n->heartbeat_idle_ms = o->heartbeat_idle_ms;
+    n->recover_quorum = o->recover_quorum;
     int rc = node_read_conf(o->dir, n->juris, e);
     if (rc == 0) {
         rc = keys_load(o->dir, &n->keys, e);
@@ -249,6 +297,10 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         return rc;
     }
     key_id_short(n->keys.sign_pk, n->id_short);
+    if (o->cluster_path != NULL && (rc = load_cluster(n, o->cluster_path, e)) != 0) {
+        keys_wipe(&n->keys);
+        return rc;
+    }
     char path[4096];
     uint8_t ask[KEY_SK_BYTES];
     snprintf(path, sizeof path, "%s/admin.key", o->dir);
@@ -288,35 +340,65 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
 }
 
 void node_close(struct node *n) {
+    free(n->cluster);
+    n->cluster = NULL;
     state_fini(&n->state);
     store_close(&n->store);
     rules_fini(&n->rules);
     keys_wipe(&n->keys);
 }
 
+static bool recover_marker(const struct node *n, bool remove) {
+    char path[4096 + 16];
+    snprintf(path, sizeof path, "%s/recover", n->dir);
+    if (remove) {
+        unlink(path);
+        return false;
+    }
+    return access(path, F_OK) == 0;
+}
+
 int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     struct writer_hooks h;
     node_writer_hooks(n, &h);
-    if (n->self.head_seq == 0) {
-        /* A node initialised by an older version, or after a disk loss
-         * with no federation to learn its log from: start the log. */
+    /* A node with keys but no log of its own (its disk was lost), or one
+     * restored from a backup, may be behind what its peers hold of it:
+     * with a federation it learns its log back before signing anything. */
+    bool recovering = n->cluster != NULL && (n->self.head_seq == 0 || recover_marker(n, false));
+    if (n->self.head_seq == 0 && !recovering) {
         struct wreq r = {.run = run_genesis};
         int rc = writer_run_now(&n->store, &h, &r);
         if (rc != 0) {
             return err_set(e, rc, "cannot write the genesis record: %s", err_msg(&r.err, rc));
         }
     }
+    atomic_store(&n->durable_head, n->self.head_seq);
     int rc = writer_start(&n->writer, &n->store, &h);
     if (rc != 0) {
         return err_set(e, rc, "cannot start the writer thread");
     }
+    if (n->cluster != NULL) {
+        struct repl_opts ro = {.recover_quorum = n->recover_quorum, .recovering = recovering};
+        rc = repl_start(&n->repl, n, n->cluster, &ro, e);
+        if (rc != 0) {
+            writer_stop(&n->writer);
+            return rc;
+        }
+    }
     rc = api_start(&n->api, n, api_url, e);
     if (rc != 0) {
+        repl_stop_intake(n->repl);
         writer_stop(&n->writer);
+        repl_stop(n->repl);
+        n->repl = NULL;
         return rc;
     }
     n->serving = true;
     return 0;
+}
+
+void node_recovered(struct node *n) {
+    recover_marker(n, true);
 }
 
 void node_stop(struct node *n) {
@@ -324,8 +406,11 @@ void node_stop(struct node *n) {
         return;
     }
     api_close_listener(n->api);
+    repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->writer);
     api_stop(n->api);
+    repl_stop(n->repl);
     n->api = NULL;
+    n->repl = NULL;
     n->serving = false;
 }

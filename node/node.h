@@ -27,6 +27,7 @@
 
 struct api;
 struct cluster;
+struct repl;
 
 struct node_opts {
     const char *dir;
@@ -35,6 +36,8 @@ struct node_opts {
     uint64_t map_max_bytes;
     int heartbeat_idle_ms; /* a heartbeat after this long without a record */
     bool serving;          /* the store defers meta syncs to the writer */
+    const char *cluster_path; /* NULL: standalone */
+    int recover_quorum;       /* -1: every peer */
 };
 
 struct node {
@@ -53,6 +56,8 @@ struct node {
     struct writer writer;
     struct api *api;
     struct cluster *cluster; /* NULL when standalone */
+    struct repl *repl;
+    int recover_quorum;
     int heartbeat_idle_ms;
     int64_t last_record_ms; /* writer thread only */
     uint64_t ticks;         /* writer thread only */
@@ -86,6 +91,13 @@ void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c);
 
 /* Writer hooks for offline commands that write (init). */
 void node_writer_hooks(struct node *n, struct writer_hooks *h);
+
+/* Recovery is over: removes the restore marker (DIR/recover). */
+void node_recovered(struct node *n);
+
+/* Refuses writes while recovering or after a fork of our own log:
+ * APL_EUNAVAIL with the reason in `e`. */
+int node_writable(const struct node *n, struct errbuf *e);
 
 /* Reads DIR/node.conf's jurisdiction. */
 int node_read_conf(const char *dir, char juris[16], struct errbuf *e);

@@ -48,6 +48,7 @@ struct row_keys {
     char owner[JURIS_BYTES_MAX + 1];
     char received_by[JURIS_BYTES_MAX + 1];
     char category[32];
+    char forwarded_to[JURIS_BYTES_MAX + 1];
     int type;
     Appeal__Status status;
     int32_t deadline_day;
@@ -60,13 +61,14 @@ static void keys_of(const Appeal__AppealRow *r, struct row_keys *k) {
     snprintf(k->owner, sizeof k->owner, "%s", r->owner);
     snprintf(k->received_by, sizeof k->received_by, "%s", r->received_by);
     snprintf(k->category, sizeof k->category, "%s", r->category);
+    snprintf(k->forwarded_to, sizeof k->forwarded_to, "%s", r->forwarded_to);
     k->type = r->type;
     k->status = r->status;
     k->deadline_day = r->deadline_day;
     k->registered_day = r->registered_day;
 }
 
-static size_t status_key(uint8_t *out, const char *owner, Appeal__Status st, const char *number) {
+static size_t status_key(uint8_t *out, const char *owner, int st, const char *number) {
     size_t ol = strlen(owner), nl = strlen(number);
     memcpy(out, owner, ol + 1);
     out[ol + 1] = (uint8_t)st;
@@ -141,6 +143,10 @@ static int index_del(struct store *s, MDB_txn *t, const struct row_keys *k, cons
         rc = store_del(t, s, DB_BY_DEADLINE, key,
                        deadline_key(key, k->owner, k->deadline_day, number), NULL, 0);
     }
+    if (rc == 0 && k->status == APPEAL__STATUS__STATUS_FORWARDED) {
+        rc = store_del(t, s, DB_BY_STATUS, key,
+                       status_key(key, k->forwarded_to, STATUS_KEY_INCOMING, number), NULL, 0);
+    }
     return rc == 0 ? counter_add(s, t, k, -1) : rc;
 }
 
@@ -151,6 +157,11 @@ static int index_put(struct store *s, MDB_txn *t, const struct row_keys *k, cons
     if (rc == 0 && lifecycle_open(k->status)) {
         rc = store_put(t, s, DB_BY_DEADLINE, key,
                        deadline_key(key, k->owner, k->deadline_day, number), "", 0, 0);
+    }
+    if (rc == 0 && k->status == APPEAL__STATUS__STATUS_FORWARDED) {
+        /* The receiver's queue: forwarded to it, waiting for acceptance. */
+        rc = store_put(t, s, DB_BY_STATUS, key,
+                       status_key(key, k->forwarded_to, STATUS_KEY_INCOMING, number), "", 0, 0);
     }
     return rc == 0 ? counter_add(s, t, k, +1) : rc;
 }

@@ -53,6 +53,10 @@ size_t applicant_key(uint8_t *out, const uint8_t tag[APPLICANT_TAG_BYTES], const
  * link on the way. Progress and problems are logged. */
 int state_rebuild(struct store *s, struct errbuf *e);
 
+/* In by_status, the status byte that marks the receiving jurisdiction's
+ * queue of appeals forwarded to it. */
+enum { STATUS_KEY_INCOMING = 0xFF };
+
 /* Key of a counter and its decoding, for queries and dumps. */
 struct counter_key {
     char owner[JURIS_BYTES_MAX + 1];

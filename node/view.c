@@ -313,6 +313,9 @@ int view_list(struct node *n, MDB_txn *t, const Appeal__ListRequest *q, struct a
         }
         int first = q->status ? (int)q->status : (tok_n > 0 ? tok_n : 1);
         int last = q->status ? (int)q->status : (int)APPEAL__STATUS__STATUS_REOPENED;
+        if (q->incoming) {
+            first = last = STATUS_KEY_INCOMING;
+        }
         rc = 0;
         for (int st = first; st <= last && rc == 0; st++) {
             prefix[ol + 1] = (uint8_t)st;

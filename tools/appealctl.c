@@ -59,7 +59,7 @@ static const struct opt known[] = {
     {"reason", true},
     {"outcome", true},
     {"text", true},
-    {"assignee", true},
+    {"assignee", true},     {"incoming", false},
     {"help", false},
 };
 
@@ -79,7 +79,8 @@ static const char usage[] =
     "       [--repeat-of NUMBER] [--learned DATE --late-reason TEXT]\n"
     "       TYPE: statement, proposal, request, complaint, report, feedback\n"
     "  show NUMBER\n"
-    "  list [--status STATUS] [--overdue] [--owner CODE] [--limit N] [--after TOKEN] [--all]\n"
+    "  list [--status STATUS] [--overdue] [--incoming] [--owner CODE] [--limit N]\n"
+    "       [--after TOKEN] [--all]\n"
     "  assign NUMBER --to NAME\n"
     "  extend NUMBER --until YYYY-MM-DD --reason TEXT\n"
     "  answer NUMBER --outcome satisfied|partly|rejected|explained --text TEXT\n"
@@ -90,6 +91,7 @@ static const char usage[] =
     "  accept NUMBER\n"
     "  return NUMBER --reason TEXT\n"
     "  info\n"
+    "  cluster status      replication: peers, origins, lag, forks\n"
     "\n"
     "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100.\n";
 
@@ -399,6 +401,119 @@ static void print_info(bool as_json, const Appeal__NodeInfo *i) {
            i->software);
 }
 
+static void print_cluster_json(const Appeal__ClusterStatus *s) {
+    struct json j;
+    json_init(&j, stdout);
+    json_obj(&j, NULL);
+    json_str(&j, "jurisdiction", s->jurisdiction);
+    json_bool(&j, "recovering", s->recovering);
+    json_int(&j, "now_ms", s->now_ms);
+    json_arr(&j, "peers");
+    for (size_t i = 0; i < s->n_peers; i++) {
+        const Appeal__PeerStatus *p = s->peers[i];
+        json_obj(&j, NULL);
+        json_str(&j, "jurisdiction", p->jurisdiction);
+        json_str(&j, "url", p->url);
+        json_bool(&j, "reachable", p->reachable);
+        json_int(&j, "last_contact_ms", p->last_contact_ms);
+        json_int(&j, "last_ok_ms", p->last_ok_ms);
+        json_str(&j, "last_error", p->last_error);
+        json_uint(&j, "errors", p->errors);
+        json_uint(&j, "refused_records", p->refused_records);
+        json_uint(&j, "records_in", p->records_in);
+        json_uint(&j, "backoff_ms", p->backoff_ms);
+        json_int(&j, "clock_skew_ms", p->clock_skew_ms);
+        json_obj(&j, "marks");
+        for (size_t k = 0; k < p->n_marks; k++) {
+            json_obj(&j, p->marks[k]->jurisdiction);
+            json_uint(&j, "peer", p->marks[k]->peer_seq);
+            json_uint(&j, "local", p->marks[k]->local_seq);
+            json_end_obj(&j);
+        }
+        json_end_obj(&j);
+        json_end_obj(&j);
+    }
+    json_end_arr(&j);
+    json_arr(&j, "origins");
+    for (size_t i = 0; i < s->n_origins; i++) {
+        const Appeal__OriginStatus *o = s->origins[i];
+        json_obj(&j, NULL);
+        json_str(&j, "jurisdiction", o->jurisdiction);
+        json_hex(&j, "origin", o->origin.data, o->origin.len);
+        json_uint(&j, "local_seq", o->local_seq);
+        json_hex(&j, "head_hash", o->head_hash.data, o->head_hash.len);
+        json_int(&j, "local_head_time_ms", o->local_head_time_ms);
+        json_uint(&j, "best_known_seq", o->best_known_seq);
+        json_uint(&j, "lag_records", o->lag_records);
+        json_int(&j, "staleness_ms", o->staleness_ms);
+        json_bool(&j, "frozen", o->frozen);
+        json_str(&j, "frozen_reason", o->frozen_reason);
+        json_end_obj(&j);
+    }
+    json_end_arr(&j);
+    json_arr(&j, "forks");
+    for (size_t i = 0; i < s->n_forks; i++) {
+        json_obj(&j, NULL);
+        json_str(&j, "jurisdiction", s->forks[i]->jurisdiction);
+        json_uint(&j, "seq", s->forks[i]->seq);
+        json_str(&j, "via", s->forks[i]->via);
+        json_int(&j, "seen_ms", s->forks[i]->seen_ms);
+        json_end_obj(&j);
+    }
+    json_end_arr(&j);
+    json_end_obj(&j);
+    json_done(&j);
+}
+
+static void print_ago(int64_t now, int64_t then) {
+    if (then <= 0) {
+        printf("%-10s", "never");
+    } else {
+        printf("%7.1f s ", (double)(now - then) / 1000.0);
+    }
+}
+
+static void print_cluster(bool as_json, const Appeal__ClusterStatus *s) {
+    if (as_json) {
+        print_cluster_json(s);
+        return;
+    }
+    printf("cluster status of %s%s\n\n", s->jurisdiction,
+           s->recovering ? "  RECOVERING: learning its own log from peers" : "");
+    printf("%-8s %-26s %-11s %-10s %7s %8s %10s  %s\n", "peer", "address", "state",
+           "contact", "errors", "refused", "records in", "last error");
+    for (size_t i = 0; i < s->n_peers; i++) {
+        const Appeal__PeerStatus *p = s->peers[i];
+        printf("%-8s %-26s %-11s ", p->jurisdiction, p->url,
+               p->reachable ? "reachable" : (p->last_contact_ms ? "failing" : "unreached"));
+        print_ago(s->now_ms, p->last_contact_ms);
+        printf("%7llu %8llu %10llu  %s\n", (unsigned long long)p->errors,
+               (unsigned long long)p->refused_records, (unsigned long long)p->records_in,
+               p->last_error);
+    }
+    printf("\n%-8s %10s %10s %12s %12s  %s\n", "origin", "held", "best known", "lag records",
+           "staleness", "");
+    for (size_t i = 0; i < s->n_origins; i++) {
+        const Appeal__OriginStatus *o = s->origins[i];
+        printf("%-8s %10llu %10llu %12llu ", o->jurisdiction, (unsigned long long)o->local_seq,
+               (unsigned long long)o->best_known_seq, (unsigned long long)o->lag_records);
+        if (o->staleness_ms < 0) {
+            printf("%12s  ", "nothing yet");
+        } else {
+            printf("%10.1f s  ", (double)o->staleness_ms / 1000.0);
+        }
+        printf("%s\n", o->frozen ? o->frozen_reason : "");
+    }
+    if (s->n_forks == 0) {
+        printf("\nforks: none\n");
+    }
+    for (size_t i = 0; i < s->n_forks; i++) {
+        printf("\nFORK: %s seq %llu, other version via %s: origin frozen\n",
+               s->forks[i]->jurisdiction, (unsigned long long)s->forks[i]->seq,
+               s->forks[i]->via);
+    }
+}
+
 static int print_error(bool as_json, int code, const char *msg) {
     if (as_json) {
         struct json j;
@@ -548,6 +663,7 @@ static int cmd_list(struct client *cl, const struct cli *c, bool as_json) {
         return 2;
     }
     l.overdue = flag(c, "overdue");
+    l.incoming = flag(c, "incoming");
     l.owner = (char *)(opt(c, "owner") ? opt(c, "owner") : "");
     if (opt(c, "limit") != NULL) {
         long n;
@@ -583,6 +699,7 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
     Appeal__ActRequest a;
     Appeal__ShowRequest s = APPEAL__SHOW_REQUEST__INIT;
     Appeal__InfoRequest i = APPEAL__INFO_REQUEST__INIT;
+    Appeal__ClusterStatusRequest cs = APPEAL__CLUSTER_STATUS_REQUEST__INIT;
     if (strcmp(cmd, "list") == 0) {
         return cmd_list(cl, c, as_json);
     }
@@ -603,6 +720,13 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
     } else if (strcmp(cmd, "info") == 0) {
         q.op_case = APPEAL__REQUEST__OP_INFO;
         q.info = &i;
+    } else if (strcmp(cmd, "cluster") == 0) {
+        if (c->npos < 2 || strcmp(c->pos[1], "status") != 0) {
+            fprintf(stderr, "appealctl: cluster status is the cluster command\n");
+            return 2;
+        }
+        q.op_case = APPEAL__REQUEST__OP_CLUSTER_STATUS;
+        q.cluster_status = &cs;
     } else {
         size_t k = 0;
         while (k < sizeof acts / sizeof acts[0] && strcmp(acts[k].cmd, cmd) != 0) {
@@ -638,6 +762,9 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
         break;
     case APPEAL__RESPONSE__RESULT_INFO:
         print_info(as_json, resp->info);
+        break;
+    case APPEAL__RESPONSE__RESULT_CLUSTER:
+        print_cluster(as_json, resp->cluster);
         break;
     default:
         fprintf(stderr, "appealctl: the node answered with nothing\n");

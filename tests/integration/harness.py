@@ -238,3 +238,118 @@ def file_body(type_=1, category="0002.0001", subject="Subject", name="Name Surna
     if iin is not None:
         b += field(6, iin)
     return b
+
+
+# -- federations: tools/fedlib.py, shared with tools/federation --
+
+import sys as _sys  # noqa: E402
+
+_sys.path.insert(0, os.path.join(SOURCE, "tools"))
+import fedlib  # noqa: E402,F401
+
+FAULTPROXY = os.path.join(BIN, "appeal-faultproxy")
+
+
+def federation(codes, heartbeat_ms=500, node_args=()):
+    """An initialised (not started) local federation in a temporary
+    directory; call .start(), and always .kill_all() and cleanup."""
+    root = tempfile.mkdtemp(prefix="appeal-fed-")
+    fed = fedlib.Federation(root, codes, BIN, heartbeat_ms=heartbeat_ms, node_args=node_args)
+    fed.init()
+    return fed
+
+
+def identical_logs(fed, codes=None):
+    """Per origin (seq, head hash) as each member holds it: equal dicts mean
+    identical logs, record for record."""
+    out = {}
+    for code in codes or fed.members:
+        st = fed.members[code].ctl("cluster", "status")
+        out[code] = {o["jurisdiction"]: (o["local_seq"], o["head_hash"]) for o in st["origins"]}
+    return out
+
+
+def wait_for(pred, timeout=60, step=0.1, what="condition"):
+    """Polls pred() until it is true; an exception counts as "not yet"."""
+    end = time.time() + timeout
+    last = None
+    while True:
+        try:
+            v = pred()
+        except Exception as e:  # not replicated yet, node restarting, ...
+            v, last = None, e
+        if v:
+            return v
+        if time.time() > end:
+            raise AssertionError(f"timed out waiting for {what}" +
+                                 (f" (last error: {last})" if last else ""))
+        time.sleep(step)
+
+
+class Proxy:
+    """One appeal-faultproxy process: listen -> target, with a control port."""
+
+    def __init__(self, target_port):
+        self.port = free_port()
+        self.control = free_port()
+        self.proc = subprocess.Popen(
+            [FAULTPROXY, "--listen", f"127.0.0.1:{self.port}", "--to", f"127.0.0.1:{target_port}",
+             "--control", f"127.0.0.1:{self.control}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _live.append(self.proc)
+        wait_for(lambda: self.cmd("status", check=False).startswith("ok"), 10,
+                 what="fault proxy control port")
+
+    def cmd(self, *words, check=True):
+        try:
+            with socket.create_connection(("127.0.0.1", self.control), timeout=5) as s:
+                s.sendall((" ".join(str(w) for w in words) + "\n").encode())
+                reply = s.makefile().readline().strip()
+        except OSError as e:
+            reply = f"error {e}"
+        if check and not reply.startswith("ok"):
+            raise RuntimeError(f"proxy {' '.join(map(str, words))}: {reply}")
+        return reply
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        if self.proc in _live:
+            _live.remove(self.proc)
+
+
+def proxied_links(fed):
+    """Gives every member its own cluster file in which each other member is
+    reached through fault proxies (one for pulls, one for pushes) for that
+    directed link. Returns {(a, b): [pull_proxy, push_proxy]}, a dialling b."""
+    links = {}
+    for a in fed.members.values():
+        def rewrite(m, entry, a=a):
+            if m is a:
+                return entry
+            pair = [Proxy(m.peer_port), Proxy(m.peer_port + 1)]
+            links[(a.juris, m.juris)] = pair
+            keep = [l for l in entry.splitlines()
+                    if not l.strip().startswith(("peer ", "pub ", "query "))]
+            keep += [f"  peer tcp://127.0.0.1:{pair[0].port}",
+                     f"  pub tcp://127.0.0.1:{pair[1].port}",
+                     f"  query tcp://127.0.0.1:{m.peer_port + 2}"]
+            return "\n".join(keep) + "\n"
+        path = os.path.join(fed.root, f"cluster-{a.juris}.conf")
+        fed.write_cluster(path, rewrite)
+        a.cluster_file = path
+    return links
+
+
+def link(links, a, b, *command):
+    """Applies a proxy command to both directions of the link a <-> b."""
+    for key in ((a, b), (b, a)):
+        for p in links[key]:
+            p.cmd(*command)
+
+
+def stop_proxies(links):
+    for pair in links.values():
+        for p in pair:
+            p.stop()

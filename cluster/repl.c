@@ -1,0 +1,1685 @@
+#include "repl.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "appeal.h"
+#include "bounds.h"
+#include "log.h"
+#include "node.h"
+#include "olog.h"
+#include "record.h"
+#include "state.h"
+#include "util.h"
+
+struct pmark {
+    uint8_t origin[KEY_PK_BYTES];
+    uint64_t seq;
+};
+
+struct peer {
+    struct repl *r;
+    const struct cluster_node *cn;
+    pthread_t thread;
+    bool started;
+    nng_socket req;
+    nng_aio *aio;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool poke;
+    struct arena arena;
+    /* Status, under mu. */
+    int64_t last_contact_ms, last_ok_ms, skew_ms;
+    char last_error[ERRBUF_MSG_BYTES];
+    char logged_error[ERRBUF_MSG_BYTES];
+    uint64_t errors, refused, records_in;
+    uint32_t backoff_ms;
+    uint32_t n_marks;
+    struct pmark marks[CLUSTER_NODES_MAX];
+    bool confirmed; /* recovery: holds nothing of ours beyond our head */
+};
+
+struct srv_work {
+    struct repl *r;
+    nng_aio *aio;
+    nng_ctx ctx;
+    int state; /* 0 init, 1 recv, 2 send */
+    struct arena arena;
+};
+
+struct repl {
+    struct node *n;
+    struct cluster *c;
+    nng_socket rep, pub, sub;
+    bool rep_open, pub_open, sub_open;
+    struct srv_work works[REPL_CONTEXTS];
+    struct peer *peers;
+    uint32_t n_peers;
+    pthread_t sub_thread, pub_thread;
+    bool sub_started, pub_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t durable_target; /* under mu */
+    uint64_t published;      /* publisher thread */
+    _Atomic bool stopping;
+    _Atomic bool recovering;
+    int recover_quorum;
+    struct arena ingest_arena; /* writer thread */
+    struct arena sub_arena;    /* subscriber thread */
+    struct arena pub_arena;    /* publisher thread */
+    pthread_mutex_t recover_mu;
+};
+
+/* ---- peer messages ---- */
+
+static int64_t now_ms(const struct repl *r) {
+    return node_now_ms(r->n);
+}
+
+/* Signs `body` as this node and packs the PeerMessage into an nng message. */
+static int peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out) {
+    body->version = 1;
+    body->time_ms = clock_system_ms();
+    size_t blen = protobuf_c_message_get_packed_size(&body->base);
+    uint8_t *bb = malloc(blen ? blen : 1);
+    if (bb == NULL) {
+        return APL_ENOMEM;
+    }
+    protobuf_c_message_pack(&body->base, bb);
+    uint8_t sig[SIG_BYTES];
+    crypto_sign_detached(sig, NULL, bb, blen, r->n->keys.sign_sk);
+    Appeal__PeerMessage m = APPEAL__PEER_MESSAGE__INIT;
+    m.body.data = bb;
+    m.body.len = blen;
+    m.sender.data = r->n->keys.sign_pk;
+    m.sender.len = KEY_PK_BYTES;
+    m.sig.data = sig;
+    m.sig.len = SIG_BYTES;
+    size_t n = protobuf_c_message_get_packed_size(&m.base);
+    int rv = nng_msg_alloc(out, n);
+    if (rv == 0) {
+        protobuf_c_message_pack(&m.base, nng_msg_body(*out));
+    }
+    free(bb);
+    return rv == 0 ? 0 : APL_ENOMEM;
+}
+
+/* Opens a peer message from untrusted bytes: decodes within limits,
+ * checks the sender is a known node (and `expect` if given), the
+ * signature, and the clock. */
+static int peer_open(struct repl *r, const void *data, size_t len, struct arena *a,
+                     const struct cluster_node *expect, Appeal__PeerBody **body,
+                     const struct cluster_node **from, struct errbuf *e) {
+    if (len > REPL_RECV_BYTES_MAX) {
+        return err_set(e, APL_ETOOBIG, "peer message of %zu bytes exceeds %d", len,
+                       REPL_RECV_BYTES_MAX);
+    }
+    Appeal__PeerMessage *m = (Appeal__PeerMessage *)pbx_unpack(
+        &appeal__peer_message__descriptor, data, len, a, 16, e);
+    if (m == NULL) {
+        return e->code ? e->code : APL_EINVAL;
+    }
+    if (m->sender.len != KEY_PK_BYTES || m->sig.len != SIG_BYTES) {
+        return err_set(e, APL_EAUTH, "peer message without a sender key and signature");
+    }
+    const struct cluster_node *cn = cluster_by_origin(r->c, m->sender.data);
+    if (cn == NULL) {
+        return err_set(e, APL_EAUTH, "unknown peer: its key is not in the cluster file");
+    }
+    if (expect != NULL && cn != expect) {
+        return err_set(e, APL_EAUTH, "answer signed by %s, not by the peer asked (%s)",
+                       cn->juris, expect->juris);
+    }
+    if (crypto_sign_verify_detached(m->sig.data, m->body.data, m->body.len, m->sender.data) !=
+        0) {
+        return err_set(e, APL_EAUTH, "bad signature on a message from %s", cn->juris);
+    }
+    Appeal__PeerBody *b = (Appeal__PeerBody *)pbx_unpack(
+        &appeal__peer_body__descriptor, m->body.data, m->body.len, a, PULL_RECORDS_MAX, e);
+    if (b == NULL) {
+        return e->code ? e->code : APL_EINVAL;
+    }
+    if (b->version != 1) {
+        return err_set(e, APL_EINVAL, "peer %s speaks protocol version %u", cn->juris,
+                       b->version);
+    }
+    int64_t skew = b->time_ms - clock_system_ms();
+    if (skew > PEER_CLOCK_SKEW_MAX_MS || skew < -PEER_CLOCK_SKEW_MAX_MS) {
+        return err_set(e, APL_EAUTH, "message from %s is %lld s off our clock", cn->juris,
+                       (long long)(skew / 1000));
+    }
+    *body = b;
+    if (from != NULL) {
+        *from = cn;
+    }
+    return 0;
+}
+
+bool repl_recovering(const struct repl *r) {
+    return r != NULL && atomic_load(&r->recovering);
+}
+
+/* ---- chain verification ---- */
+
+int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct arena *a,
+                   struct errbuf *e) {
+    if (run->origin.len != KEY_PK_BYTES || memcmp(run->origin.data, b->origin, KEY_PK_BYTES)) {
+        return err_set(e, APL_EINVAL, "run names another origin");
+    }
+    if (run->n_records == 0) {
+        return 0;
+    }
+    if (run->n_records > PULL_RECORDS_MAX) {
+        return err_set(e, APL_ETOOBIG, "run of %zu records exceeds %d", run->n_records,
+                       PULL_RECORDS_MAX);
+    }
+    if (run->first_seq != b->head_seq + 1) {
+        return err_set(e, APL_EGAP, "origin %s: run starts at seq %llu, we hold up to %llu",
+                       b->juris, (unsigned long long)run->first_seq,
+                       (unsigned long long)b->head_seq);
+    }
+    static const uint8_t zero[HASH_BYTES];
+    uint8_t prev[HASH_BYTES], key[KEY_PK_BYTES];
+    memcpy(prev, b->head_seq > 0 ? b->head_hash : zero, HASH_BYTES);
+    memcpy(key, b->signing_key, KEY_PK_BYTES);
+    size_t mark = a->used_bytes;
+    bool last_verified = false;
+    for (size_t i = 0; i < run->n_records; i++) {
+        uint64_t seq = run->first_seq + i;
+        const ProtobufCBinaryData *rb = &run->records[i];
+        struct record rec;
+        a->used_bytes = mark;
+        if (rec_decode(rb->data, rb->len, a, &rec, e) != 0) {
+            return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record (%s)", b->juris,
+                           (unsigned long long)seq, e->msg);
+        }
+        const Appeal__Body *body = rec.body;
+        if (body->seq != seq || memcmp(body->origin.data, b->origin, KEY_PK_BYTES) != 0) {
+            return err_set(e, APL_EGAP, "origin %s seq %llu: record out of order", b->juris,
+                           (unsigned long long)seq);
+        }
+        if (memcmp(body->prev.data, prev, HASH_BYTES) != 0) {
+            return err_set(e, APL_ECHAIN, "origin %s seq %llu: hash link broken", b->juris,
+                           (unsigned long long)seq);
+        }
+        if (seq == 1 && (body->event_case != APPEAL__BODY__EVENT_GENESIS ||
+                         strcmp(body->genesis->jurisdiction, b->juris) != 0 ||
+                         memcmp(body->genesis->box_key.data, b->box_key, BOX_PK_BYTES) != 0)) {
+            return err_set(e, APL_EORIGIN,
+                           "origin %s seq 1: genesis does not match the cluster file", b->juris);
+        }
+        if (body->event_case == APPEAL__BODY__EVENT_KEY_ROTATED) {
+            /* A key boundary: this record is the old key's last word. */
+            if (!rec_verify_sig(&rec, key)) {
+                return err_set(e, APL_ESIG, "origin %s seq %llu: bad signature", b->juris,
+                               (unsigned long long)seq);
+            }
+            memcpy(key, body->key_rotated->new_key.data, KEY_PK_BYTES);
+        }
+        last_verified = body->event_case == APPEAL__BODY__EVENT_KEY_ROTATED;
+        rec_hash(rb->data, rb->len, prev);
+    }
+    if (last_verified) {
+        a->used_bytes = mark;
+        return 0;
+    }
+    const ProtobufCBinaryData *last = &run->records[run->n_records - 1];
+    struct record rec;
+    a->used_bytes = mark;
+    int rc = rec_decode(last->data, last->len, a, &rec, e);
+    a->used_bytes = mark;
+    if (rc != 0 || !rec_verify_sig(&rec, key)) {
+        return err_set(e, APL_ESIG, "origin %s seq %llu: bad signature", b->juris,
+                       (unsigned long long)(run->first_seq + run->n_records - 1));
+    }
+    return 0;
+}
+
+/* ---- ingest: on the writer thread ---- */
+
+/* A write request whose submitter waits for it to be settled. */
+struct waited {
+    struct wreq w;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void waited_done(struct wreq *w) {
+    struct waited *x = (struct waited *)w;
+    pthread_mutex_lock(&x->mu);
+    x->done = true;
+    pthread_cond_signal(&x->cv);
+    pthread_mutex_unlock(&x->mu);
+}
+
+/* Submits `x` to the writer and waits: 0, or the writer's or the run's
+ * error with x->w.err set. */
+static int submit_wait(struct repl *r, struct waited *x) {
+    x->w.done = waited_done;
+    x->done = false;
+    pthread_mutex_init(&x->mu, NULL);
+    pthread_cond_init(&x->cv, NULL);
+    int rc = writer_submit(&r->n->writer, &x->w);
+    if (rc == 0) {
+        pthread_mutex_lock(&x->mu);
+        while (!x->done) {
+            pthread_cond_wait(&x->cv, &x->mu);
+        }
+        pthread_mutex_unlock(&x->mu);
+        rc = x->w.rc;
+    }
+    pthread_mutex_destroy(&x->mu);
+    pthread_cond_destroy(&x->cv);
+    return rc;
+}
+
+struct ingest {
+    struct waited wt; /* first: the writer sees a struct wreq */
+    struct repl *r;
+    struct peer *from;
+    Appeal__Run **runs;
+    size_t n_runs;
+    uint64_t appended;
+    uint64_t forks;
+};
+
+static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_t seq,
+                     const MDB_val *ours, const ProtobufCBinaryData *theirs, const char *via) {
+    Appeal__Fork f = APPEAL__FORK__INIT;
+    f.origin.data = o->pk;
+    f.origin.len = KEY_PK_BYTES;
+    f.seq = seq;
+    f.ours.data = ours->mv_data;
+    f.ours.len = ours->mv_size;
+    f.theirs = *theirs;
+    f.via = (char *)via;
+    f.seen_ms = now_ms(r);
+    uint8_t k[LOG_KEY_BYTES];
+    log_key(k, o->idx, seq);
+    int rc = store_put_msg(t, &r->n->store, DB_FORKS, k, sizeof k, &f.base);
+    if (rc != 0) {
+        return rc;
+    }
+    o->frozen = true;
+    snprintf(o->frozen_reason, sizeof o->frozen_reason, "fork at seq %llu, seen via %s",
+             (unsigned long long)seq, via);
+    rc = log_origin_save(&r->n->store, t, o);
+    char s[24];
+    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
+    olog(OLOG_ALERT, "fork", "origin", o->juris, "seq", s, "via", via, "action",
+         "origin frozen; keep both records as evidence", NULL);
+    return rc;
+}
+
+/* The origin state to append to: this node's own (kept in memory by the
+ * writer) or another's (loaded, created on first sight). */
+static int ingest_origin(struct repl *r, MDB_txn *t, const uint8_t *pk, struct origin_state *tmp,
+                         struct origin_state **o) {
+    struct node *n = r->n;
+    if (memcmp(pk, n->keys.sign_pk, KEY_PK_BYTES) == 0) {
+        *o = &n->self;
+        return 0;
+    }
+    int rc = log_origin_get(&n->store, t, pk, tmp);
+    if (rc == APL_ENOTFOUND) {
+        rc = log_origin_create(&n->store, t, pk, tmp);
+    }
+    *o = tmp;
+    return rc;
+}
+
+static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
+    struct repl *r = in->r;
+    struct node *n = r->n;
+    struct origin_state tmp, *o;
+    int rc = ingest_origin(r, t, run->origin.data, &tmp, &o);
+    if (rc != 0) {
+        return rc;
+    }
+    const struct cluster_node *cn = cluster_by_origin(r->c, run->origin.data);
+    if (o->juris[0] == '\0' && cn != NULL) {
+        snprintf(o->juris, sizeof o->juris, "%s", cn->juris);
+    }
+    for (size_t i = 0; i < run->n_records && !o->frozen; i++) {
+        uint64_t seq = run->first_seq + i;
+        const ProtobufCBinaryData *rb = &run->records[i];
+        if (seq <= o->head_seq) {
+            MDB_val ours;
+            if ((rc = log_get(&n->store, t, o->idx, seq, &ours)) != 0) {
+                return rc;
+            }
+            if (ours.mv_size != rb->len || memcmp(ours.mv_data, rb->data, rb->len) != 0) {
+                in->forks++;
+                return save_fork(r, t, o, seq, &ours, rb, in->from ? in->from->cn->juris : "?");
+            }
+            continue; /* already held: another peer was quicker */
+        }
+        if (seq != o->head_seq + 1) {
+            return 0; /* a gap: the next pull fills it */
+        }
+        arena_reset(&r->ingest_arena);
+        struct record rec;
+        if (rec_decode(rb->data, rb->len, &r->ingest_arena, &rec, NULL) != 0) {
+            return 0; /* verified before; cannot happen, and stores nothing */
+        }
+        static const uint8_t zero[HASH_BYTES];
+        if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
+            return 0; /* does not continue what we now hold: pull again */
+        }
+        rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, node_now_ms(n));
+        if (rc == 0) {
+            rc = state_apply(&n->state, t, o, seq, rec.body);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        in->appended++;
+    }
+    return 0;
+}
+
+static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
+    (void)node;
+    struct ingest *in = (struct ingest *)(void *)w;
+    in->appended = 0;
+    in->forks = 0;
+    for (size_t i = 0; i < in->n_runs; i++) {
+        int rc = ingest_run(in, t, in->runs[i]);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Stores verified runs through the writer and waits for the commit. */
+static int ingest(struct repl *r, struct peer *p, Appeal__Run **runs, size_t n_runs,
+                  uint64_t *appended, struct errbuf *e) {
+    struct ingest in;
+    memset(&in, 0, sizeof in);
+    in.wt.w.run = ingest_fn;
+    in.r = r;
+    in.from = p;
+    in.runs = runs;
+    in.n_runs = n_runs;
+    int rc = submit_wait(r, &in.wt);
+    *appended = in.appended;
+    if (rc != 0) {
+        return err_set(e, rc, "storing records failed: %s", err_msg(&in.wt.w.err, rc));
+    }
+    return 0;
+}
+
+/* ---- serving pulls ---- */
+
+/* What we may serve of an origin: everything held, except our own
+ * records that are not durable yet. */
+static uint64_t servable_head(struct repl *r, const struct origin_state *o) {
+    if (memcmp(o->pk, r->n->keys.sign_pk, KEY_PK_BYTES) == 0) {
+        uint64_t d = atomic_load(&r->n->durable_head);
+        return d < o->head_seq ? d : o->head_seq;
+    }
+    return o->head_seq;
+}
+
+struct origin_list {
+    struct origin_state o[CLUSTER_NODES_MAX];
+    uint32_t n;
+};
+
+/* Every origin this store holds (bounded by the trust store's size). */
+static int list_origins(struct repl *r, MDB_txn *t, struct origin_list *l) {
+    l->n = 0;
+    MDB_cursor *c;
+    int rc = store_rc(mdb_cursor_open(t, r->n->store.dbi[DB_ORIGINS], &c));
+    if (rc != 0) {
+        return rc;
+    }
+    MDB_val k, v;
+    for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0 && l->n < CLUSTER_NODES_MAX;
+         m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size == KEY_PK_BYTES && log_origin_get(&r->n->store, t, k.mv_data, &l->o[l->n]) == 0) {
+            l->n++;
+        }
+    }
+    mdb_cursor_close(c);
+    return 0;
+}
+
+/* Our mark for origin o: what we serve (`serving`) or what we hold. */
+static Appeal__Mark *mark_of(struct arena *a, struct repl *r, const struct origin_state *o,
+                             MDB_txn *t, bool serving) {
+    Appeal__Mark *m = arena_new(a, sizeof *m);
+    if (m == NULL) {
+        return NULL;
+    }
+    appeal__mark__init(m);
+    uint64_t head = serving ? servable_head(r, o) : o->head_seq;
+    m->origin.data = (uint8_t *)arena_new(a, KEY_PK_BYTES);
+    if (m->origin.data == NULL) {
+        return NULL;
+    }
+    memcpy(m->origin.data, o->pk, KEY_PK_BYTES);
+    m->origin.len = KEY_PK_BYTES;
+    m->seq = head;
+    if (head == 0) {
+        return m;
+    }
+    uint8_t *h = arena_new(a, HASH_BYTES);
+    if (h == NULL) {
+        return NULL;
+    }
+    if (head == o->head_seq) {
+        memcpy(h, o->head_hash, HASH_BYTES);
+        m->head_time_ms = o->head_time_ms;
+    } else {
+        MDB_val env;
+        if (log_get(&r->n->store, t, o->idx, head, &env) != 0) {
+            return NULL;
+        }
+        rec_hash(env.mv_data, env.mv_size, h);
+    }
+    m->head_hash.data = h;
+    m->head_hash.len = HASH_BYTES;
+    return m;
+}
+
+static const Appeal__Mark *find_mark(Appeal__Mark **marks, size_t n, const uint8_t *pk) {
+    for (size_t i = 0; i < n; i++) {
+        if (marks[i]->origin.len == KEY_PK_BYTES &&
+            memcmp(marks[i]->origin.data, pk, KEY_PK_BYTES) == 0) {
+            return marks[i];
+        }
+    }
+    return NULL;
+}
+
+/* One origin's part of a pull answer: a run above the requester's mark, or
+ * a conflict when its mark names a record we hold differently. */
+static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struct origin_state *o,
+                        const Appeal__Mark *theirs, Appeal__PullResponse *resp, size_t *budget_n,
+                        size_t *budget_bytes) {
+    uint64_t head = servable_head(r, o), from = theirs ? theirs->seq : 0;
+    if (from > 0 && from <= head && theirs->head_hash.len == HASH_BYTES) {
+        MDB_val env;
+        uint8_t h[HASH_BYTES];
+        if (log_get(&r->n->store, t, o->idx, from, &env) != 0) {
+            return APL_ECORRUPT;
+        }
+        rec_hash(env.mv_data, env.mv_size, h);
+        if (memcmp(h, theirs->head_hash.data, HASH_BYTES) != 0) {
+            Appeal__Run *c = arena_new(a, sizeof *c);
+            ProtobufCBinaryData *one = arena_new(a, sizeof *one);
+            if (c == NULL || one == NULL) {
+                return APL_ENOMEM;
+            }
+            appeal__run__init(c);
+            c->origin.data = (uint8_t *)o->pk;
+            c->origin.len = KEY_PK_BYTES;
+            c->first_seq = from;
+            one->data = env.mv_data;
+            one->len = env.mv_size;
+            c->records = one;
+            c->n_records = 1;
+            resp->conflicts[resp->n_conflicts++] = c;
+            return 0;
+        }
+    }
+    if (head <= from || *budget_n == 0) {
+        resp->more |= head > from;
+        return 0;
+    }
+    uint64_t want = head - from;
+    size_t cap = want < *budget_n ? (size_t)want : *budget_n;
+    Appeal__Run *run = arena_new(a, sizeof *run);
+    ProtobufCBinaryData *recs = arena_new(a, cap * sizeof *recs);
+    if (run == NULL || recs == NULL) {
+        return APL_ENOMEM;
+    }
+    appeal__run__init(run);
+    run->origin.data = (uint8_t *)o->pk;
+    run->origin.len = KEY_PK_BYTES;
+    run->first_seq = from + 1;
+    run->records = recs;
+    for (uint64_t s = from + 1; s <= head && run->n_records < cap; s++) {
+        MDB_val env;
+        if (log_get(&r->n->store, t, o->idx, s, &env) != 0) {
+            return APL_ECORRUPT;
+        }
+        if (env.mv_size > *budget_bytes && run->n_records > 0) {
+            break;
+        }
+        recs[run->n_records].data = env.mv_data;
+        recs[run->n_records].len = env.mv_size;
+        run->n_records++;
+        *budget_bytes = env.mv_size > *budget_bytes ? 0 : *budget_bytes - env.mv_size;
+    }
+    *budget_n -= run->n_records;
+    resp->more |= from + run->n_records < head;
+    resp->runs[resp->n_runs++] = run;
+    return 0;
+}
+
+static int answer_pull(struct repl *r, const Appeal__PullRequest *q, struct arena *a,
+                       MDB_txn *t, Appeal__PullResponse *resp) {
+    struct origin_list *l = arena_new(a, sizeof *l);
+    if (l == NULL) {
+        return APL_ENOMEM;
+    }
+    int rc = list_origins(r, t, l);
+    if (rc != 0) {
+        return rc;
+    }
+    resp->runs = arena_new(a, l->n * sizeof *resp->runs + 1);
+    resp->conflicts = arena_new(a, l->n * sizeof *resp->conflicts + 1);
+    resp->marks = arena_new(a, l->n * sizeof *resp->marks + 1);
+    if (resp->runs == NULL || resp->conflicts == NULL || resp->marks == NULL) {
+        return APL_ENOMEM;
+    }
+    size_t budget_n = q->records_max && q->records_max < PULL_RECORDS_MAX ? q->records_max
+                                                                          : PULL_RECORDS_MAX;
+    size_t budget_bytes =
+        q->bytes_max && q->bytes_max < PULL_BYTES_MAX ? q->bytes_max : PULL_BYTES_MAX;
+    /* Start at a rotating origin so that one busy origin does not starve
+     * the others of a capped answer. */
+    uint32_t first = l->n ? randombytes_uniform(l->n) : 0;
+    for (uint32_t k = 0; k < l->n && rc == 0; k++) {
+        const struct origin_state *o = &l->o[(first + k) % l->n];
+        const Appeal__Mark *theirs = find_mark(q->marks, q->n_marks, o->pk);
+        rc = serve_origin(r, t, a, o, theirs, resp, &budget_n, &budget_bytes);
+        Appeal__Mark *m = rc == 0 ? mark_of(a, r, o, t, true) : NULL;
+        if (rc == 0 && m == NULL) {
+            rc = APL_ENOMEM;
+        }
+        if (rc == 0) {
+            resp->marks[resp->n_marks++] = m;
+        }
+    }
+    return rc;
+}
+
+static void srv_reply(struct srv_work *w, Appeal__PullResponse *resp) {
+    Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
+    body.msg_case = APPEAL__PEER_BODY__MSG_PULLED;
+    body.pulled = resp;
+    nng_msg *m;
+    if (peer_pack(w->r, &body, &m) != 0) {
+        w->state = 1;
+        nng_ctx_recv(w->ctx, w->aio);
+        return;
+    }
+    nng_aio_set_msg(w->aio, m);
+    w->state = 2;
+    nng_ctx_send(w->ctx, w->aio);
+}
+
+static void srv_handle(struct srv_work *w, nng_msg *msg) {
+    struct repl *r = w->r;
+    struct errbuf e;
+    err_clear(&e);
+    arena_reset(&w->arena);
+    Appeal__PeerBody *body = NULL;
+    const struct cluster_node *from;
+    Appeal__PullResponse resp = APPEAL__PULL_RESPONSE__INIT;
+    int rc = peer_open(r, nng_msg_body(msg), nng_msg_len(msg), &w->arena, NULL, &body, &from, &e);
+    if (rc == 0 && body->msg_case != APPEAL__PEER_BODY__MSG_PULL) {
+        rc = err_set(&e, APL_EINVAL, "expected a pull request");
+    }
+    if (rc == 0 && body->pull->n_marks > CLUSTER_NODES_MAX) {
+        rc = err_set(&e, APL_ETOOBIG, "pull request with %zu marks", body->pull->n_marks);
+    }
+    if (rc != 0) {
+        olog(OLOG_WARN, "pull_refused", "reason", e.msg, NULL);
+        resp.error = e.msg;
+        nng_msg_free(msg);
+        srv_reply(w, &resp);
+        return;
+    }
+    MDB_txn *t;
+    rc = store_rd_begin(&r->n->store, &t);
+    if (rc == 0) {
+        rc = answer_pull(r, body->pull, &w->arena, t, &resp);
+        if (rc != 0) {
+            appeal__pull_response__init(&resp);
+            resp.error = "the node could not read its store";
+        }
+        srv_reply(w, &resp); /* packs while the records are mapped */
+        store_rd_end(&r->n->store, t);
+    } else {
+        resp.error = "the node could not read its store";
+        srv_reply(w, &resp);
+    }
+    nng_msg_free(msg);
+}
+
+static void srv_cb(void *arg) {
+    struct srv_work *w = arg;
+    int rv;
+    switch (w->state) {
+    case 0:
+        w->state = 1;
+        nng_ctx_recv(w->ctx, w->aio);
+        break;
+    case 1:
+        rv = nng_aio_result(w->aio);
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+            return;
+        }
+        if (rv != 0) {
+            nng_ctx_recv(w->ctx, w->aio);
+            return;
+        }
+        srv_handle(w, nng_aio_get_msg(w->aio));
+        break;
+    default:
+        rv = nng_aio_result(w->aio);
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(w->aio));
+            if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+                return;
+            }
+        }
+        w->state = 1;
+        nng_ctx_recv(w->ctx, w->aio);
+        break;
+    }
+}
+
+/* ---- pulling ---- */
+
+static void peer_error(struct peer *p, int rc, const char *msg) {
+    pthread_mutex_lock(&p->mu);
+    p->errors++;
+    snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+    bool fresh = strcmp(p->logged_error, msg) != 0;
+    if (fresh) {
+        snprintf(p->logged_error, sizeof p->logged_error, "%s", msg);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (fresh) {
+        /* Logged once per peer and reason, not on every retry. */
+        olog(rc == APL_ENET || rc == APL_ETIMEDOUT ? OLOG_WARN : OLOG_ERROR, "pull_failed",
+             "peer", p->cn->juris, "reason", msg, NULL);
+    }
+}
+
+static void peer_contact(struct peer *p, const Appeal__PeerBody *b, const Appeal__Mark *const *marks,
+                         size_t n, bool ok) {
+    int64_t now = clock_system_ms();
+    pthread_mutex_lock(&p->mu);
+    p->last_contact_ms = now;
+    p->skew_ms = b->time_ms - now;
+    if (ok) {
+        p->last_ok_ms = now;
+        if (p->logged_error[0] != '\0') {
+            olog(OLOG_INFO, "pull_recovered", "peer", p->cn->juris, NULL);
+        }
+        p->logged_error[0] = '\0';
+        p->last_error[0] = '\0';
+    }
+    if (marks != NULL) {
+        p->n_marks = 0;
+        for (size_t i = 0; i < n && p->n_marks < CLUSTER_NODES_MAX; i++) {
+            if (marks[i]->origin.len == KEY_PK_BYTES) {
+                memcpy(p->marks[p->n_marks].origin, marks[i]->origin.data, KEY_PK_BYTES);
+                p->marks[p->n_marks].seq = marks[i]->seq;
+                p->n_marks++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static const struct origin_state *held(const struct origin_list *l, const uint8_t *pk) {
+    for (uint32_t i = 0; i < l->n; i++) {
+        if (memcmp(l->o[i].pk, pk, KEY_PK_BYTES) == 0) {
+            return &l->o[i];
+        }
+    }
+    return NULL;
+}
+
+/* Checks a run against the snapshot `l` and the cluster file. Returns 0
+ * and sets *skip for a frozen origin. */
+static int check_run(struct repl *r, const struct origin_list *l, const Appeal__Run *run,
+                     struct arena *a, bool *skip, struct errbuf *e) {
+    *skip = false;
+    if (run->origin.len != KEY_PK_BYTES) {
+        return err_set(e, APL_EINVAL, "a run without an origin");
+    }
+    const struct cluster_node *cn = cluster_by_origin(r->c, run->origin.data);
+    if (cn == NULL) {
+        return err_set(e, APL_EORIGIN, "records of an origin not in the cluster file");
+    }
+    const struct origin_state *o = held(l, run->origin.data);
+    if (o != NULL && o->frozen) {
+        *skip = true;
+        return 0;
+    }
+    struct run_base b = {
+        .origin = run->origin.data,
+        .head_seq = o ? o->head_seq : 0,
+        .head_hash = o && o->head_seq ? o->head_hash : NULL,
+        .signing_key = o ? o->signing_key : run->origin.data,
+        .juris = cn->juris,
+        .box_key = cn->box_pk,
+    };
+    return repl_check_run(run, &b, a, e);
+}
+
+/* A peer holds a different record where we hold ours: if it is signed by
+ * the origin, that is a fork, and both are kept. */
+static int check_conflicts(struct peer *p, const struct origin_list *l,
+                           const Appeal__PullResponse *resp, struct errbuf *e) {
+    struct repl *r = p->r;
+    for (size_t i = 0; i < resp->n_conflicts; i++) {
+        Appeal__Run *c = resp->conflicts[i];
+        if (c->origin.len != KEY_PK_BYTES || c->n_records != 1) {
+            continue;
+        }
+        const struct origin_state *o = held(l, c->origin.data);
+        struct record rec;
+        size_t mark = p->arena.used_bytes;
+        bool signed_ok = o != NULL && !o->frozen && c->first_seq <= o->head_seq &&
+                         rec_decode(c->records[0].data, c->records[0].len, &p->arena, &rec,
+                                    NULL) == 0 &&
+                         rec.body->seq == c->first_seq &&
+                         memcmp(rec.body->origin.data, o->pk, KEY_PK_BYTES) == 0 &&
+                         (rec_verify_sig(&rec, o->signing_key) || rec_verify_sig(&rec, o->pk));
+        p->arena.used_bytes = mark;
+        if (!signed_ok) {
+            continue; /* not evidence of anything but a confused peer */
+        }
+        uint64_t appended;
+        int rc = ingest(r, p, &c, 1, &appended, e);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void recovery_check(struct peer *p, const Appeal__PullResponse *resp) {
+    struct repl *r = p->r;
+    if (!atomic_load(&r->recovering)) {
+        return;
+    }
+    const Appeal__Mark *theirs =
+        find_mark(resp->marks, resp->n_marks, r->n->keys.sign_pk);
+    MDB_txn *t;
+    struct origin_state self;
+    if (store_rd_begin(&r->n->store, &t) != 0) {
+        return;
+    }
+    int rc = log_origin_get(&r->n->store, t, r->n->keys.sign_pk, &self);
+    store_rd_end(&r->n->store, t);
+    uint64_t mine = rc == 0 ? self.head_seq : 0;
+    if (theirs == NULL || theirs->seq <= mine) {
+        pthread_mutex_lock(&p->mu);
+        p->confirmed = true;
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static int send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e) {
+    nng_aio_set_msg(p->aio, out);
+    nng_aio_set_timeout(p->aio, PULL_TIMEOUT_MS);
+    nng_send_aio(p->req, p->aio);
+    nng_aio_wait(p->aio);
+    int rv = nng_aio_result(p->aio);
+    if (rv != 0) {
+        nng_msg_free(out);
+        return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET,
+                       "cannot send to %s: %s", p->cn->juris, nng_strerror(rv));
+    }
+    nng_aio_set_timeout(p->aio, PULL_TIMEOUT_MS);
+    nng_recv_aio(p->req, p->aio);
+    nng_aio_wait(p->aio);
+    rv = nng_aio_result(p->aio);
+    if (rv != 0) {
+        return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET,
+                       "no answer from %s: %s", p->cn->juris, nng_strerror(rv));
+    }
+    *in = nng_aio_get_msg(p->aio);
+    return 0;
+}
+
+static int build_pull(struct peer *p, struct origin_list *l, nng_msg **out) {
+    struct repl *r = p->r;
+    MDB_txn *t;
+    int rc = store_rd_begin(&r->n->store, &t);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = list_origins(r, t, l);
+    Appeal__PullRequest q = APPEAL__PULL_REQUEST__INIT;
+    q.marks = arena_new(&p->arena, (l->n + 1) * sizeof *q.marks);
+    for (uint32_t i = 0; rc == 0 && i < l->n; i++) {
+        Appeal__Mark *m = mark_of(&p->arena, r, &l->o[i], t, false);
+        if (m == NULL || q.marks == NULL) {
+            rc = APL_ENOMEM;
+        } else if (m->seq > 0) {
+            q.marks[q.n_marks++] = m;
+        }
+    }
+    store_rd_end(&r->n->store, t);
+    if (rc != 0) {
+        return rc;
+    }
+    q.records_max = PULL_RECORDS_MAX;
+    q.bytes_max = PULL_BYTES_MAX;
+    Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
+    body.msg_case = APPEAL__PEER_BODY__MSG_PULL;
+    body.pull = &q;
+    return peer_pack(r, &body, out);
+}
+
+/* One pull: ask, verify everything, store it. *progress when records came
+ * or the peer has more. */
+static int pull_once(struct peer *p, bool *progress, struct errbuf *e) {
+    struct repl *r = p->r;
+    *progress = false;
+    arena_reset(&p->arena);
+    struct origin_list *l = arena_new(&p->arena, sizeof *l);
+    nng_msg *out = NULL, *in = NULL;
+    int rc = l != NULL ? build_pull(p, l, &out) : APL_ENOMEM;
+    if (rc != 0) {
+        return err_set(e, rc, "cannot prepare a pull: %s", apl_strerror(rc));
+    }
+    if ((rc = send_recv(p, out, &in, e)) != 0) {
+        return rc;
+    }
+    Appeal__PeerBody *body = NULL;
+    rc = peer_open(r, nng_msg_body(in), nng_msg_len(in), &p->arena, p->cn, &body, NULL, e);
+    if (rc == 0 && body->msg_case != APPEAL__PEER_BODY__MSG_PULLED) {
+        rc = err_set(e, APL_EINVAL, "%s answered a pull with something else", p->cn->juris);
+    }
+    if (rc == 0 && body->pulled->error[0] != '\0') {
+        peer_contact(p, body, NULL, 0, false);
+        rc = err_set(e, APL_EAUTH, "%s refused our pull: %s", p->cn->juris, body->pulled->error);
+    }
+    Appeal__PullResponse *resp = rc == 0 ? body->pulled : NULL;
+    size_t records = 0;
+    for (size_t i = 0; rc == 0 && i < resp->n_runs; i++) {
+        bool skip;
+        rc = check_run(r, l, resp->runs[i], &p->arena, &skip, e);
+        if (skip) {
+            resp->runs[i]->n_records = 0;
+        }
+        records += resp->runs[i]->n_records;
+    }
+    if (rc != 0 && resp != NULL) {
+        pthread_mutex_lock(&p->mu);
+        p->refused += records;
+        pthread_mutex_unlock(&p->mu);
+        char msg[ERRBUF_MSG_BYTES + 64];
+        snprintf(msg, sizeof msg, "refused a batch from %s: %s", p->cn->juris, e->msg);
+        err_set(e, rc, "%s", msg);
+    }
+    if (rc == 0) {
+        peer_contact(p, body, (const Appeal__Mark *const *)resp->marks, resp->n_marks, true);
+        rc = check_conflicts(p, l, resp, e);
+    }
+    uint64_t appended = 0;
+    if (rc == 0 && records > 0) {
+        rc = ingest(r, p, resp->runs, resp->n_runs, &appended, e);
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&p->mu);
+        p->records_in += appended;
+        pthread_mutex_unlock(&p->mu);
+        recovery_check(p, resp);
+        *progress = appended > 0 || resp->more;
+    }
+    nng_msg_free(in);
+    return rc;
+}
+
+/* ---- recovery ---- */
+
+static int run_recovered(void *node, MDB_txn *t, struct wreq *w) {
+    struct node *n = node;
+    if (n->self.head_seq > 0) {
+        return 0;
+    }
+    struct appeal_ctx c;
+    node_appeal_ctx(n, t, &c);
+    return appeal_genesis(&c, n->juris, &w->err);
+}
+
+static void recovery_maybe_done(struct repl *r) {
+    if (!atomic_load(&r->recovering)) {
+        return;
+    }
+    int confirmed = 0;
+    for (uint32_t i = 0; i < r->n_peers; i++) {
+        pthread_mutex_lock(&r->peers[i].mu);
+        confirmed += r->peers[i].confirmed;
+        pthread_mutex_unlock(&r->peers[i].mu);
+    }
+    int need = r->recover_quorum < 0 || r->recover_quorum > (int)r->n_peers ? (int)r->n_peers
+                                                                             : r->recover_quorum;
+    if (confirmed < need) {
+        return;
+    }
+    /* One puller finishes the recovery. Not r->mu: the writer's completion
+     * takes that one (repl_durable) before our wait can end. */
+    pthread_mutex_lock(&r->recover_mu);
+    if (atomic_load(&r->recovering)) {
+        struct waited x;
+        memset(&x, 0, sizeof x);
+        x.w.run = run_recovered;
+        if (submit_wait(r, &x) == 0) {
+            atomic_store(&r->recovering, false);
+            node_recovered(r->n);
+            char c[16];
+            snprintf(c, sizeof c, "%d", confirmed);
+            olog(OLOG_INFO, "recovered", "peers_confirmed", c, NULL);
+        } else {
+            olog(OLOG_ERROR, "recovery_failed", "reason", err_msg(&x.w.err, x.w.rc), NULL);
+        }
+    }
+    pthread_mutex_unlock(&r->recover_mu);
+}
+
+/* ---- the puller thread of one peer ---- */
+
+static uint32_t jitter(uint32_t ms) {
+    return ms + randombytes_uniform(ms / 4 + 1);
+}
+
+static void *puller_main(void *arg) {
+    struct peer *p = arg;
+    struct repl *r = p->r;
+    uint32_t backoff = 0;
+    bool again = true;
+    while (!atomic_load(&r->stopping)) {
+        uint32_t wait_ms = backoff ? jitter(backoff) : (again ? 0 : PULL_IDLE_MS);
+        uint64_t until = util_mono_ns() + (uint64_t)wait_ms * 1000000u;
+        pthread_mutex_lock(&p->mu);
+        p->backoff_ms = backoff;
+        while (!atomic_load(&r->stopping) && !(p->poke && backoff == 0) &&
+               util_mono_ns() < until) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t left = until - util_mono_ns();
+            uint64_t step = left < 200000000u ? left : 200000000u;
+            ts.tv_sec += (time_t)((uint64_t)ts.tv_nsec + step) / 1000000000;
+            ts.tv_nsec = (long)(((uint64_t)ts.tv_nsec + step) % 1000000000u);
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        }
+        p->poke = false;
+        pthread_mutex_unlock(&p->mu);
+        if (atomic_load(&r->stopping)) {
+            break;
+        }
+        struct errbuf e;
+        err_clear(&e);
+        bool progress = false;
+        int rc = pull_once(p, &progress, &e);
+        if (rc == 0) {
+            backoff = 0;
+            again = progress;
+            recovery_maybe_done(r);
+        } else if (!atomic_load(&r->stopping)) {
+            peer_error(p, rc, e.msg);
+            backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2)
+                              : BACKOFF_MIN_MS;
+            again = false;
+        }
+    }
+    return NULL;
+}
+
+static void poke(struct peer *p) {
+    pthread_mutex_lock(&p->mu);
+    p->poke = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static struct peer *peer_of(struct repl *r, const struct cluster_node *cn) {
+    for (uint32_t i = 0; i < r->n_peers; i++) {
+        if (r->peers[i].cn == cn) {
+            return &r->peers[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- the subscriber thread ---- */
+
+static uint64_t local_head(struct repl *r, const uint8_t *pk, struct origin_state *o) {
+    MDB_txn *t;
+    if (store_rd_begin(&r->n->store, &t) != 0) {
+        return 0;
+    }
+    int rc = log_origin_get(&r->n->store, t, pk, o);
+    store_rd_end(&r->n->store, t);
+    return rc == 0 ? o->head_seq : 0;
+}
+
+static void on_heads(struct repl *r, struct peer *p, const Appeal__PeerBody *b) {
+    const Appeal__Heads *h = b->heads;
+    peer_contact(p, b, (const Appeal__Mark *const *)h->marks, h->n_marks, false);
+    for (size_t i = 0; i < h->n_marks; i++) {
+        if (h->marks[i]->origin.len != KEY_PK_BYTES) {
+            continue;
+        }
+        struct origin_state o;
+        if (h->marks[i]->seq > local_head(r, h->marks[i]->origin.data, &o)) {
+            poke(p); /* it holds more than we do: pull from it now */
+            return;
+        }
+    }
+}
+
+static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
+    Appeal__Run *run = b->push->run;
+    if (run == NULL || run->origin.len != KEY_PK_BYTES || run->n_records == 0) {
+        return;
+    }
+    struct origin_state o;
+    memset(&o, 0, sizeof o);
+    uint64_t head = local_head(r, run->origin.data, &o);
+    if (run->first_seq + run->n_records - 1 <= head) {
+        return; /* already held */
+    }
+    if (run->first_seq != head + 1) {
+        poke(p); /* does not continue our chain: pull the gap */
+        return;
+    }
+    struct origin_list *l = arena_new(&r->sub_arena, sizeof *l);
+    if (l == NULL) {
+        return;
+    }
+    l->n = 0;
+    if (head > 0) {
+        l->o[l->n++] = o;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    bool skip;
+    int rc = check_run(r, l, run, &r->sub_arena, &skip, &e);
+    if (rc != 0) {
+        pthread_mutex_lock(&p->mu);
+        p->refused += run->n_records;
+        pthread_mutex_unlock(&p->mu);
+        char msg[ERRBUF_MSG_BYTES + 64];
+        snprintf(msg, sizeof msg, "refused a push from %s: %s", p->cn->juris, e.msg);
+        peer_error(p, rc, msg);
+        return;
+    }
+    uint64_t appended = 0;
+    if (!skip && ingest(r, p, &run, 1, &appended, &e) == 0) {
+        pthread_mutex_lock(&p->mu);
+        p->records_in += appended;
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static void *subscriber_main(void *arg) {
+    struct repl *r = arg;
+    nng_aio *aio;
+    if (nng_aio_alloc(&aio, NULL, NULL) != 0) {
+        return NULL;
+    }
+    while (!atomic_load(&r->stopping)) {
+        nng_aio_set_timeout(aio, 500);
+        nng_recv_aio(r->sub, aio);
+        nng_aio_wait(aio);
+        if (nng_aio_result(aio) != 0) {
+            continue;
+        }
+        nng_msg *m = nng_aio_get_msg(aio);
+        arena_reset(&r->sub_arena);
+        struct errbuf e;
+        err_clear(&e);
+        Appeal__PeerBody *b;
+        const struct cluster_node *from;
+        int rc = peer_open(r, nng_msg_body(m), nng_msg_len(m), &r->sub_arena, NULL, &b, &from, &e);
+        struct peer *p = rc == 0 ? peer_of(r, from) : NULL;
+        if (p == NULL) {
+            if (rc != 0) {
+                olog(OLOG_WARN, "push_refused", "reason", e.msg, NULL);
+            }
+        } else if (b->msg_case == APPEAL__PEER_BODY__MSG_HEADS && b->heads != NULL) {
+            on_heads(r, p, b);
+        } else if (b->msg_case == APPEAL__PEER_BODY__MSG_PUSH && b->push != NULL) {
+            on_push(r, p, b);
+        }
+        nng_msg_free(m);
+    }
+    nng_aio_free(aio);
+    return NULL;
+}
+
+/* ---- the publisher thread ---- */
+
+static void publish(struct repl *r, Appeal__PeerBody *body) {
+    nng_msg *m;
+    if (peer_pack(r, body, &m) != 0) {
+        return;
+    }
+    if (nng_sendmsg(r->pub, m, NNG_FLAG_NONBLOCK) != 0) {
+        nng_msg_free(m); /* PUB drops for slow subscribers: they pull instead */
+    }
+}
+
+/* Publishes our records from..to (durable, in the store) in capped runs. */
+static void publish_range(struct repl *r, uint64_t from, uint64_t to) {
+    MDB_txn *t;
+    if (store_rd_begin(&r->n->store, &t) != 0) {
+        return;
+    }
+    struct origin_state self;
+    if (log_origin_get(&r->n->store, t, r->n->keys.sign_pk, &self) != 0) {
+        store_rd_end(&r->n->store, t);
+        return;
+    }
+    while (from <= to && !atomic_load(&r->stopping)) {
+        arena_reset(&r->pub_arena);
+        ProtobufCBinaryData *recs = arena_new(&r->pub_arena, PUSH_RECORDS_MAX * sizeof *recs);
+        if (recs == NULL) {
+            break;
+        }
+        Appeal__Run run = APPEAL__RUN__INIT;
+        run.origin.data = self.pk;
+        run.origin.len = KEY_PK_BYTES;
+        run.first_seq = from;
+        run.records = recs;
+        size_t bytes = 0;
+        while (from <= to && run.n_records < PUSH_RECORDS_MAX && bytes < PUSH_BYTES_MAX) {
+            MDB_val env;
+            if (log_get(&r->n->store, t, self.idx, from, &env) != 0) {
+                break;
+            }
+            recs[run.n_records].data = env.mv_data;
+            recs[run.n_records].len = env.mv_size;
+            run.n_records++;
+            bytes += env.mv_size;
+            from++;
+        }
+        if (run.n_records == 0) {
+            break;
+        }
+        Appeal__PushBatch push = APPEAL__PUSH_BATCH__INIT;
+        push.run = &run;
+        Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
+        body.msg_case = APPEAL__PEER_BODY__MSG_PUSH;
+        body.push = &push;
+        publish(r, &body);
+    }
+    store_rd_end(&r->n->store, t);
+}
+
+static void publish_heads(struct repl *r) {
+    MDB_txn *t;
+    if (store_rd_begin(&r->n->store, &t) != 0) {
+        return;
+    }
+    arena_reset(&r->pub_arena);
+    struct origin_list *l = arena_new(&r->pub_arena, sizeof *l);
+    Appeal__Heads h = APPEAL__HEADS__INIT;
+    if (l != NULL && list_origins(r, t, l) == 0) {
+        h.marks = arena_new(&r->pub_arena, (l->n + 1) * sizeof *h.marks);
+        for (uint32_t i = 0; h.marks != NULL && i < l->n; i++) {
+            Appeal__Mark *m = mark_of(&r->pub_arena, r, &l->o[i], t, true);
+            if (m != NULL) {
+                h.marks[h.n_marks++] = m;
+            }
+        }
+        Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
+        body.msg_case = APPEAL__PEER_BODY__MSG_HEADS;
+        body.heads = &h;
+        publish(r, &body);
+    }
+    store_rd_end(&r->n->store, t);
+}
+
+static void *publisher_main(void *arg) {
+    struct repl *r = arg;
+    uint64_t next_heads = util_mono_ns();
+    while (!atomic_load(&r->stopping)) {
+        pthread_mutex_lock(&r->mu);
+        while (!atomic_load(&r->stopping) && r->durable_target <= r->published &&
+               util_mono_ns() < next_heads) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        }
+        uint64_t target = r->durable_target;
+        pthread_mutex_unlock(&r->mu);
+        if (target > r->published) {
+            publish_range(r, r->published + 1, target);
+            r->published = target;
+        }
+        if (util_mono_ns() >= next_heads) {
+            publish_heads(r);
+            next_heads = util_mono_ns() + (uint64_t)HEADS_INTERVAL_MS * 1000000u;
+        }
+    }
+    return NULL;
+}
+
+void repl_durable(struct repl *r, uint64_t head) {
+    if (r == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (head > r->durable_target) {
+        r->durable_target = head;
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- start and stop ---- */
+
+static int open_socket_opts(nng_socket s, size_t recv_max) {
+    int rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, recv_max);
+    if (rv == 0) {
+        rv = nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 100);
+    }
+    if (rv == 0) {
+        rv = nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 5000);
+    }
+    return rv;
+}
+
+static int start_server(struct repl *r, const struct cluster_node *self, struct errbuf *e) {
+    int rv = nng_rep0_open(&r->rep);
+    if (rv == 0) {
+        r->rep_open = true;
+        /* Pull requests are small: marks of at most CLUSTER_NODES_MAX origins. */
+        rv = open_socket_opts(r->rep, 256 * 1024);
+    }
+    for (int i = 0; rv == 0 && i < REPL_CONTEXTS; i++) {
+        struct srv_work *w = &r->works[i];
+        w->r = r;
+        rv = arena_init(&w->arena, 4u << 20) == 0 ? 0 : NNG_ENOMEM;
+        if (rv == 0) {
+            rv = nng_aio_alloc(&w->aio, srv_cb, w);
+        }
+        if (rv == 0) {
+            rv = nng_ctx_open(&w->ctx, r->rep);
+        }
+    }
+    if (rv == 0) {
+        rv = nng_listen(r->rep, self->peer_url, NULL, 0);
+    }
+    if (rv != 0) {
+        return err_set(e, APL_ENET, "cannot serve peers on %s: %s", self->peer_url,
+                       nng_strerror(rv));
+    }
+    rv = nng_pub0_open(&r->pub);
+    if (rv == 0) {
+        r->pub_open = true;
+        rv = nng_listen(r->pub, self->pub_url, NULL, 0);
+    }
+    if (rv != 0) {
+        return err_set(e, APL_ENET, "cannot publish on %s: %s", self->pub_url, nng_strerror(rv));
+    }
+    for (int i = 0; i < REPL_CONTEXTS; i++) {
+        srv_cb(&r->works[i]);
+    }
+    return 0;
+}
+
+static int start_peers(struct repl *r, struct errbuf *e) {
+    int rv = nng_sub0_open(&r->sub);
+    if (rv == 0) {
+        r->sub_open = true;
+        rv = open_socket_opts(r->sub, PUSH_BYTES_MAX * 2);
+    }
+    if (rv == 0) {
+        rv = nng_socket_set(r->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+    }
+    if (rv != 0) {
+        return err_set(e, APL_ENET, "cannot open the subscriber: %s", nng_strerror(rv));
+    }
+    r->peers = calloc(r->c->count, sizeof *r->peers);
+    if (r->peers == NULL) {
+        return APL_ENOMEM;
+    }
+    for (uint32_t i = 0; i < r->c->count; i++) {
+        const struct cluster_node *cn = &r->c->nodes[i];
+        if ((int)i == r->c->self || cn->peer_url[0] == '\0') {
+            continue;
+        }
+        nng_dial(r->sub, cn->pub_url, NULL, NNG_FLAG_NONBLOCK);
+        struct peer *p = &r->peers[r->n_peers];
+        p->r = r;
+        p->cn = cn;
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->cv, NULL);
+        rv = nng_req0_open(&p->req);
+        if (rv == 0) {
+            rv = open_socket_opts(p->req, REPL_RECV_BYTES_MAX);
+        }
+        if (rv == 0) {
+            rv = nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+        }
+        if (rv == 0) {
+            rv = nng_aio_alloc(&p->aio, NULL, NULL);
+        }
+        if (rv == 0) {
+            rv = nng_dial(p->req, cn->peer_url, NULL, NNG_FLAG_NONBLOCK);
+        }
+        if (rv == 0 && arena_init(&p->arena, REPL_ARENA_BYTES) != 0) {
+            rv = NNG_ENOMEM;
+        }
+        r->n_peers++;
+        if (rv != 0) {
+            return err_set(e, APL_ENET, "cannot set up peer %s (%s): %s", cn->juris, cn->peer_url,
+                           nng_strerror(rv));
+        }
+    }
+    return 0;
+}
+
+int repl_start(struct repl **out, struct node *n, struct cluster *c, const struct repl_opts *o,
+               struct errbuf *e) {
+    struct repl *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return APL_ENOMEM;
+    }
+    r->n = n;
+    r->c = c;
+    r->recover_quorum = o->recover_quorum;
+    atomic_store(&r->recovering, o->recovering);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    pthread_mutex_init(&r->recover_mu, NULL);
+    r->published = r->durable_target = atomic_load(&n->durable_head);
+    int rc = arena_init(&r->ingest_arena, RECORD_ARENA_BYTES);
+    if (rc == 0) {
+        rc = arena_init(&r->sub_arena, 8u << 20);
+    }
+    if (rc == 0) {
+        rc = arena_init(&r->pub_arena, 1u << 20);
+    }
+    const struct cluster_node *self = &c->nodes[c->self];
+    if (rc == 0 && self->peer_url[0] != '\0') {
+        rc = start_server(r, self, e);
+    }
+    if (rc == 0) {
+        rc = start_peers(r, e);
+    }
+    if (rc == 0) {
+        rc = pthread_create(&r->pub_thread, NULL, publisher_main, r) == 0 ? 0 : APL_ENOMEM;
+        r->pub_started = rc == 0;
+    }
+    if (rc == 0) {
+        rc = pthread_create(&r->sub_thread, NULL, subscriber_main, r) == 0 ? 0 : APL_ENOMEM;
+        r->sub_started = rc == 0;
+    }
+    for (uint32_t i = 0; rc == 0 && i < r->n_peers; i++) {
+        rc = pthread_create(&r->peers[i].thread, NULL, puller_main, &r->peers[i]) == 0
+                 ? 0
+                 : APL_ENOMEM;
+        r->peers[i].started = rc == 0;
+    }
+    if (rc != 0) {
+        repl_stop_intake(r);
+        repl_stop(r);
+        return e->msg[0] ? rc : err_set(e, rc, "cannot start replication: %s", apl_strerror(rc));
+    }
+    char peers[16];
+    snprintf(peers, sizeof peers, "%u", r->n_peers);
+    olog(OLOG_INFO, "replication_started", "peers", peers, "listen",
+         self->peer_url[0] ? self->peer_url : "-", "recovering",
+         o->recovering ? "yes" : "no", NULL);
+    *out = r;
+    return 0;
+}
+
+void repl_stop_intake(struct repl *r) {
+    if (r == NULL) {
+        return;
+    }
+    atomic_store(&r->stopping, true);
+    for (uint32_t i = 0; i < r->n_peers; i++) {
+        struct peer *p = &r->peers[i];
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        if (p->aio != NULL) {
+            nng_aio_cancel(p->aio);
+        }
+    }
+    for (uint32_t i = 0; i < r->n_peers; i++) {
+        if (r->peers[i].started) {
+            /* A puller waiting on the writer finishes: the writer still runs. */
+            while (pthread_tryjoin_np(r->peers[i].thread, NULL) != 0) {
+                if (r->peers[i].aio != NULL) {
+                    nng_aio_cancel(r->peers[i].aio);
+                }
+                struct timespec ts = {0, 10000000};
+                nanosleep(&ts, NULL);
+            }
+            r->peers[i].started = false;
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (r->pub_started) {
+        pthread_join(r->pub_thread, NULL);
+        r->pub_started = false;
+    }
+    if (r->sub_started) {
+        pthread_join(r->sub_thread, NULL);
+        r->sub_started = false;
+    }
+}
+
+void repl_stop(struct repl *r) {
+    if (r == NULL) {
+        return;
+    }
+    for (int i = 0; i < REPL_CONTEXTS; i++) {
+        if (r->works[i].aio != NULL) {
+            nng_aio_stop(r->works[i].aio);
+        }
+    }
+    if (r->rep_open) {
+        nng_close(r->rep);
+    }
+    if (r->pub_open) {
+        nng_close(r->pub);
+    }
+    if (r->sub_open) {
+        nng_close(r->sub);
+    }
+    for (int i = 0; i < REPL_CONTEXTS; i++) {
+        if (r->works[i].aio != NULL) {
+            nng_aio_free(r->works[i].aio);
+        }
+        arena_fini(&r->works[i].arena);
+    }
+    for (uint32_t i = 0; i < r->n_peers; i++) {
+        struct peer *p = &r->peers[i];
+        if (p->aio != NULL) {
+            nng_aio_stop(p->aio);
+            nng_aio_free(p->aio);
+        }
+        nng_close(p->req);
+        arena_fini(&p->arena);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+    }
+    free(r->peers);
+    arena_fini(&r->ingest_arena);
+    arena_fini(&r->sub_arena);
+    arena_fini(&r->pub_arena);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->recover_mu);
+    free(r);
+}
+
+/* ---- status ---- */
+
+static Appeal__PeerStatus *peer_status(struct repl *r, struct peer *p, const struct origin_list *l,
+                                       struct arena *a) {
+    Appeal__PeerStatus *s = arena_new(a, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    appeal__peer_status__init(s);
+    pthread_mutex_lock(&p->mu);
+    s->jurisdiction = (char *)p->cn->juris;
+    s->url = (char *)p->cn->peer_url;
+    s->last_contact_ms = p->last_contact_ms;
+    s->last_ok_ms = p->last_ok_ms;
+    s->reachable = p->last_ok_ms > 0 && p->last_error[0] == '\0';
+    s->last_error = arena_strdup(a, p->last_error);
+    s->errors = p->errors;
+    s->refused_records = p->refused;
+    s->records_in = p->records_in;
+    s->backoff_ms = p->backoff_ms;
+    s->clock_skew_ms = p->skew_ms;
+    s->marks = arena_new(a, (p->n_marks + 1) * sizeof *s->marks);
+    for (uint32_t i = 0; s->marks != NULL && i < p->n_marks; i++) {
+        Appeal__PeerMark *m = arena_new(a, sizeof *m);
+        const struct cluster_node *cn = cluster_by_origin(r->c, p->marks[i].origin);
+        if (m == NULL) {
+            break;
+        }
+        appeal__peer_mark__init(m);
+        m->jurisdiction = (char *)(cn ? cn->juris : "?");
+        m->peer_seq = p->marks[i].seq;
+        const struct origin_state *o = held(l, p->marks[i].origin);
+        m->local_seq = o ? o->head_seq : 0;
+        s->marks[s->n_marks++] = m;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (s->last_error == NULL || s->marks == NULL) {
+        return NULL;
+    }
+    return s;
+}
+
+static uint64_t best_known(struct repl *r, const uint8_t *pk) {
+    uint64_t best = 0;
+    for (uint32_t i = 0; i < r->n_peers; i++) {
+        struct peer *p = &r->peers[i];
+        pthread_mutex_lock(&p->mu);
+        for (uint32_t k = 0; k < p->n_marks; k++) {
+            if (memcmp(p->marks[k].origin, pk, KEY_PK_BYTES) == 0 && p->marks[k].seq > best) {
+                best = p->marks[k].seq;
+            }
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    return best;
+}
+
+static int fork_list(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus *s) {
+    MDB_cursor *c;
+    int rc = store_rc(mdb_cursor_open(t, r->n->store.dbi[DB_FORKS], &c));
+    if (rc != 0) {
+        return rc;
+    }
+    s->forks = arena_new(a, CLUSTER_NODES_MAX * sizeof *s->forks);
+    MDB_val k, v;
+    for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+         m == 0 && s->forks != NULL && s->n_forks < CLUSTER_NODES_MAX;
+         m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        Appeal__Fork *f = (Appeal__Fork *)pbx_unpack(&appeal__fork__descriptor, v.mv_data,
+                                                     v.mv_size, a, 4, NULL);
+        Appeal__ForkInfo *fi = arena_new(a, sizeof *fi);
+        if (f == NULL || fi == NULL || f->origin.len != KEY_PK_BYTES) {
+            continue;
+        }
+        appeal__fork_info__init(fi);
+        const struct cluster_node *cn = cluster_by_origin(r->c, f->origin.data);
+        fi->jurisdiction = (char *)(cn ? cn->juris : "?");
+        fi->seq = f->seq;
+        fi->via = f->via;
+        fi->seen_ms = f->seen_ms;
+        s->forks[s->n_forks++] = fi;
+    }
+    mdb_cursor_close(c);
+    return 0;
+}
+
+int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus **out) {
+    Appeal__ClusterStatus *s = arena_new(a, sizeof *s);
+    struct origin_list *l = arena_new(a, sizeof *l);
+    if (s == NULL || l == NULL) {
+        return APL_ENOMEM;
+    }
+    appeal__cluster_status__init(s);
+    s->jurisdiction = r->n->juris;
+    s->recovering = atomic_load(&r->recovering);
+    s->now_ms = now_ms(r);
+    int rc = list_origins(r, t, l);
+    if (rc != 0) {
+        return rc;
+    }
+    s->peers = arena_new(a, (r->n_peers + 1) * sizeof *s->peers);
+    s->origins = arena_new(a, (r->c->count + l->n + 1) * sizeof *s->origins);
+    if (s->peers == NULL || s->origins == NULL) {
+        return APL_ENOMEM;
+    }
+    for (uint32_t i = 0; i < r->n_peers; i++) {
+        Appeal__PeerStatus *ps = peer_status(r, &r->peers[i], l, a);
+        if (ps == NULL) {
+            return APL_ENOMEM;
+        }
+        s->peers[s->n_peers++] = ps;
+    }
+    for (uint32_t i = 0; i < r->c->count; i++) {
+        const struct cluster_node *cn = &r->c->nodes[i];
+        const struct origin_state *o = held(l, cn->sign_pk);
+        Appeal__OriginStatus *os = arena_new(a, sizeof *os);
+        if (os == NULL) {
+            return APL_ENOMEM;
+        }
+        appeal__origin_status__init(os);
+        os->jurisdiction = (char *)cn->juris;
+        os->origin.data = (uint8_t *)cn->sign_pk;
+        os->origin.len = KEY_PK_BYTES;
+        os->local_seq = o ? o->head_seq : 0;
+        os->local_head_time_ms = o ? o->head_time_ms : 0;
+        os->best_known_seq = best_known(r, cn->sign_pk);
+        if ((int)i == r->c->self) {
+            os->best_known_seq = os->local_seq;
+        }
+        os->lag_records =
+            os->best_known_seq > os->local_seq ? os->best_known_seq - os->local_seq : 0;
+        os->staleness_ms = o && o->head_time_ms ? s->now_ms - o->head_time_ms : -1;
+        os->frozen = o ? o->frozen : false;
+        if (o != NULL && o->head_seq > 0) {
+            os->head_hash.data = arena_new(a, HASH_BYTES);
+            if (os->head_hash.data == NULL) {
+                return APL_ENOMEM;
+            }
+            memcpy(os->head_hash.data, o->head_hash, HASH_BYTES);
+            os->head_hash.len = HASH_BYTES;
+        }
+        os->frozen_reason = o ? arena_strdup(a, o->frozen_reason) : "";
+        s->origins[s->n_origins++] = os;
+    }
+    rc = fork_list(r, t, a, s);
+    *out = s;
+    return rc;
+}

@@ -1,0 +1,101 @@
+/*
+ * repl.h: replication between nodes (docs/protocol.md).
+ *
+ * Every node holds a verified copy of every origin's log. Three paths:
+ *
+ *  - pull (anti-entropy, REQ/REP): one thread per peer sends this node's
+ *    high-water mark for every origin; the peer answers with the records
+ *    above them, of every origin it holds (so data relays through any
+ *    path), in runs capped by count and bytes, plus its own marks. Repeat
+ *    until caught up, then wait for a poke or the poll interval.
+ *  - push (PUB/SUB): after each durable commit the node publishes its new
+ *    records; about once a second it publishes its marks (Heads). A
+ *    subscriber applies a push that continues its chain, and otherwise
+ *    pokes the puller of that peer.
+ *  - serve: a REP socket answering peers' pulls from read transactions.
+ *
+ * Every run is chain-verified before anything is stored: each record
+ * decodes, names its origin and seq, links by BLAKE2b to the one before,
+ * and the last record's Ed25519 signature (by the origin's key of the
+ * time) verifies, which authenticates the whole run. A response with any
+ * bad run is refused whole, counted, logged once per peer and reason, and
+ * the peer is backed off exponentially with jitter; the others go on.
+ * Records go through the node's writer; high-water marks are read from
+ * the store, so they advance only after the commit that stored them.
+ *
+ * Two different validly signed records for one (origin, seq) are a fork:
+ * both are kept in `forks`, the origin is frozen (nothing more accepted,
+ * and if it is this node, nothing more signed) and an alert is logged.
+ *
+ * A node started on an empty store with existing keys (a disk loss), or
+ * after a restore, is `recovering`: it learns its own log back from its
+ * peers and signs nothing (no writes are accepted) until `recover_quorum`
+ * peers have answered and none holds more of its log than it does.
+ */
+#ifndef APPEAL_REPL_H
+#define APPEAL_REPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api.pb-c.h"
+#include "cluster.h"
+#include "err.h"
+#include "pbx.h"
+#include "repl.pb-c.h"
+#include "store.h"
+
+struct node;
+struct repl;
+
+enum {
+    REPL_RECV_BYTES_MAX = 16 * 1024 * 1024, /* any peer message */
+    PULL_RECORDS_MAX = 20000,               /* records in one pull response */
+    PULL_BYTES_MAX = 8 * 1024 * 1024,       /* bytes of records in one response */
+    PUSH_RECORDS_MAX = 2000,
+    PUSH_BYTES_MAX = 1024 * 1024,
+    REPL_CONTEXTS = 8,          /* pulls served concurrently */
+    PULL_TIMEOUT_MS = 20000,
+    PULL_IDLE_MS = 2000,        /* poll interval when caught up */
+    BACKOFF_MIN_MS = 200,
+    BACKOFF_MAX_MS = 30000,
+    HEADS_INTERVAL_MS = 1000,
+    PEER_CLOCK_SKEW_MAX_MS = 10 * 60 * 1000, /* messages older/newer are refused */
+    REPL_ARENA_BYTES = 64 * 1024 * 1024,
+};
+
+struct repl_opts {
+    int recover_quorum; /* peers that must answer before a recovering node signs; -1: all */
+    bool recovering;
+};
+
+int repl_start(struct repl **out, struct node *n, struct cluster *c, const struct repl_opts *o,
+               struct errbuf *e);
+/* First half of shutdown: stops pulling and subscribing (their pending
+ * ingests complete through the still-running writer). */
+void repl_stop_intake(struct repl *r);
+/* Second half, after the writer stopped: stops serving, frees. */
+void repl_stop(struct repl *r);
+
+/* From the writer's completion thread: own records up to `head` are
+ * durable and may be published and served. */
+void repl_durable(struct repl *r, uint64_t head);
+bool repl_recovering(const struct repl *r);
+
+/* The cluster view for `appealctl cluster status`. */
+int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus **out);
+
+/* Chain verification of one run against what we hold of its origin (the
+ * head and the signing key): exported for tests and fuzzing. */
+struct run_base {
+    const uint8_t *origin;
+    uint64_t head_seq;
+    const uint8_t *head_hash;  /* NULL when head_seq is 0 */
+    const uint8_t *signing_key;
+    const char *juris;         /* from the cluster file: genesis must match */
+    const uint8_t *box_key;
+};
+int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct arena *a,
+                   struct errbuf *e);
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * fuzz_pbx_guard: the bounded protobuf decoding every decoder above rests on
+ * (pbx_guard, pbx_unpack, node/pbx.h), against the messages the node and
+ * its tools read from outside: records, client requests and responses,
+ * and rows read back from LMDB.
+ *
+ * The first input byte picks the case; the rest is the message (NULL when
+ * there is none, as protobuf-c hands over an empty bytes field):
+ *   bits 0-2  the descriptor (descs[] below)
+ *   bits 3-5  depth_max - 1 given to pbx_guard (1..8)
+ *   bits 6-7  repeated_max (repeated_maxes[] below)
+ * Then pbx_unpack decodes the message into an arena. What pbx.h promises is
+ * checked on every message that passes: no repeated field holds more than
+ * repeated_max elements, nothing is nested deeper than depth_max. The
+ * message is then packed, decoded and packed again.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.pb-c.h"
+#include "bounds.h"
+#include "fuzz.h"
+#include "record.pb-c.h"
+#include "store.pb-c.h"
+
+enum { PBX_UNPACK_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/pbx.c */
+
+static const ProtobufCMessageDescriptor *const descs[8] = {
+    &appeal__envelope__descriptor,       &appeal__body__descriptor,
+    &appeal__client_request__descriptor, &appeal__request__descriptor,
+    &appeal__response__descriptor,       &appeal__appeal_row__descriptor,
+    &appeal__origin_row__descriptor,     &appeal__sealed__descriptor,
+};
+
+/* Records, requests, store rows and a tight one. */
+static const uint32_t repeated_maxes[4] = {16, REQUEST_REPEATED_MAX, 4096, 1};
+
+static struct arena arena;   /* one message, reset per input */
+static struct arena scratch; /* the round trip's */
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    fuzz_init(&arena, RECORD_ARENA_BYTES);
+    fuzz_init(&scratch, 2 * (size_t)RECORD_ARENA_BYTES);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size == 0) {
+        return 0;
+    }
+    const ProtobufCMessageDescriptor *desc = descs[data[0] & 7u];
+    uint32_t depth_max = 1u + ((data[0] >> 3) & 7u);
+    uint32_t repeated_max = repeated_maxes[data[0] >> 6];
+    size_t len = size - 1;
+    /* protobuf-c leaves an empty bytes field as (NULL, 0), and callers pass
+     * that on (a ClientRequest's `request`, an Envelope's `body`). */
+    const uint8_t *msg = len > 0 ? data + 1 : NULL;
+    if (msg == NULL && fuzz_skip_known()) {
+        return 0; /* known bug pbx-null-data (tests/fuzz/regressions/README.md) */
+    }
+
+    struct errbuf e;
+    err_clear(&e);
+    int guard_rc = pbx_guard(desc, msg, len, repeated_max, depth_max, &e);
+    if (guard_rc != 0) {
+        FUZZ_ASSERT(guard_rc == e.code);
+        FUZZ_ASSERT(guard_rc == APL_EINVAL || guard_rc == APL_ETOOBIG);
+    }
+
+    arena_reset(&arena);
+    err_clear(&e);
+    ProtobufCMessage *m = pbx_unpack(desc, msg, len, &arena, repeated_max, &e);
+    if (m == NULL) {
+        FUZZ_ASSERT(e.code == APL_EINVAL || e.code == APL_ETOOBIG);
+        if (guard_rc == 0) {
+            /* pbx_unpack guards with depth 8 >= depth_max: what the guard let
+             * through above passes again, so protobuf-c refused it. */
+            char expect[ERRBUF_MSG_BYTES];
+            snprintf(expect, sizeof expect, "malformed %s message", desc->short_name);
+            FUZZ_ASSERT(strcmp(e.msg, expect) == 0);
+        }
+        return 0;
+    }
+    FUZZ_ASSERT(m->descriptor == desc);
+    FUZZ_ASSERT(arena.used_bytes <= arena.cap_bytes);
+    fuzz_check_bounds(m, repeated_max, PBX_UNPACK_DEPTH_MAX);
+    if (guard_rc == 0) {
+        fuzz_check_bounds(m, repeated_max, depth_max);
+    }
+    fuzz_roundtrip(m, &scratch);
+    return 0;
+}

@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/<target>/.
+
+Usage: make_seeds.py [--check]
+
+The corpus is this script's output, committed: change the script, run it,
+commit both. With --check it writes nothing and exits 1 if the committed
+files differ from what it would write (a CI check).
+
+Protobuf messages are encoded by hand from proto/*.proto (field numbers
+below), so the seeds need nothing but Python 3. Records and signed requests
+are signed with Ed25519 (RFC 8032 reference code below) by the key of seed
+FUZZ_KEY_SEED, the same fixed key as in fuzz_record.c. Valid file texts
+are the defaults compiled into node/rules.c and node/cal.c, read from
+those sources, plus edge cases and malformed texts.
+"""
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FUZZ_KEY_SEED = bytes([0x42]) * 32
+
+# ---- Ed25519 (RFC 8032, section 6: reference implementation) ----
+
+P = 2**255 - 19
+Q = 2**252 + 27742317777372353535851937790883648493
+D = -121665 * pow(121666, P - 2, P) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+
+
+def _add(a, b):
+    x = (a[1] - a[0]) * (b[1] - b[0]) % P
+    y = (a[1] + a[0]) * (b[1] + b[0]) % P
+    z = 2 * a[3] * b[3] * D % P
+    t = 2 * a[2] * b[2] % P
+    e, f, g, h = y - x, t - z, t + z, y + x
+    return (e * f % P, g * h % P, f * g % P, e * h % P)
+
+
+def _mul(s, pt):
+    acc = (0, 1, 1, 0)
+    while s > 0:
+        if s & 1:
+            acc = _add(acc, pt)
+        pt = _add(pt, pt)
+        s >>= 1
+    return acc
+
+
+def _recover_x(y, sign):
+    x2 = (y * y - 1) * pow(D * y * y + 1, P - 2, P)
+    x = pow(x2, (P + 3) // 8, P)
+    if (x * x - x2) % P != 0:
+        x = x * SQRT_M1 % P
+    if (x & 1) != sign:
+        x = P - x
+    return x
+
+
+_GY = 4 * pow(5, P - 2, P) % P
+_GX = _recover_x(_GY, 0)
+G = (_GX, _GY, 1, _GX * _GY % P)
+
+
+def _compress(pt):
+    zi = pow(pt[2], P - 2, P)
+    x, y = pt[0] * zi % P, pt[1] * zi % P
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+def _expand(seed):
+    h = hashlib.sha512(seed).digest()
+    a = int.from_bytes(h[:32], "little")
+    a &= (1 << 254) - 8
+    a |= 1 << 254
+    return a, h[32:]
+
+
+def ed25519_public(seed):
+    return _compress(_mul(_expand(seed)[0], G))
+
+
+def ed25519_sign(seed, msg):
+    a, prefix = _expand(seed)
+    pk = _compress(_mul(a, G))
+    r = int.from_bytes(hashlib.sha512(prefix + msg).digest(), "little") % Q
+    rs = _compress(_mul(r, G))
+    h = int.from_bytes(hashlib.sha512(rs + pk + msg).digest(), "little") % Q
+    return rs + ((r + h * a) % Q).to_bytes(32, "little")
+
+
+PK = ed25519_public(FUZZ_KEY_SEED)
+
+# ---- protobuf wire format ----
+
+
+def varint(v):
+    v &= (1 << 64) - 1  # negative int32/int64 are ten bytes, as protobuf-c writes them
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def key(num, wire):
+    return varint(num << 3 | wire)
+
+
+def msg(*fields):
+    """fields: (number, value); int -> varint, bytes/str -> length-delimited,
+    None skipped. Lists give repeated fields."""
+    out = bytearray()
+    for num, val in fields:
+        for v in val if isinstance(val, list) else [val]:
+            if v is None:
+                continue
+            if isinstance(v, bool) or isinstance(v, int):
+                out += key(num, 0) + varint(int(v))
+            else:
+                b = v.encode() if isinstance(v, str) else bytes(v)
+                out += key(num, 2) + varint(len(b)) + b
+    return bytes(out)
+
+
+def blake2b256(b):
+    return hashlib.blake2b(b, digest_size=32).digest()
+
+
+# ---- records (proto/record.proto) ----
+
+NUMBER = "KZ-75-2026-000001"
+T0 = 1795000000000  # ms, 2026-11-18
+DAY = 20784  # 2026-11-27
+ACTOR = blake2b256(b"actor")
+BOX = bytes(range(32))
+
+
+def event(num, *fields):
+    return (num, msg(*fields))
+
+
+def record_events():
+    """(name, Body event field) for every event kind."""
+    sealed = bytes(range(64))
+    return [
+        ("genesis", event(10, (1, "KZ-75"), (2, BOX))),
+        ("key-granted", event(22, (1, ACTOR), (2, "registrar"), (3, "KZ-75"),
+                              (4, "Reception desk"))),
+        ("filed", event(11, (1, NUMBER), (2, 0), (3, 1), (4, "0002.0001"), (5, "KZ-75"),
+                        (6, T0), (7, DAY + 21), (9, 0), (12, ""), (13, sealed),
+                        (14, bytes(16)), (15, bytes(8)), (17, DAY))),
+        ("assigned", event(12, (1, NUMBER), (2, 1), (3, "Department of health"))),
+        ("extended", event(13, (1, NUMBER), (2, 2), (3, DAY + 40),
+                           (4, "Needs an inspection\non site"))),
+        ("forwarded", event(14, (1, NUMBER), (2, 3), (3, "KZ-11"), (4, "Outside competence"),
+                            (5, sealed), (6, 1))),
+        ("accepted", event(15, (1, NUMBER), (2, 4), (3, DAY + 30), (4, sealed),
+                           (5, bytes(16)), (6, bytes(8)), (7, DAY + 5))),
+        ("returned", event(16, (1, NUMBER), (2, 5), (3, "Not ours either"))),
+        ("answered", event(17, (1, NUMBER), (2, 6), (3, 2), (4, sealed), (5, DAY + 9),
+                           (6, bytes(8)))),
+        ("closed", event(18, (1, NUMBER), (2, 7), (3, DAY + 10))),
+        ("reopened", event(19, (1, NUMBER), (2, 8), (3, "Complaint against the answer"),
+                           (4, DAY + 31), (5, DAY + 11))),
+        ("withdrawn", event(20, (1, NUMBER), (2, 9), (3, "Решено / шешілді"))),
+        ("heartbeat", event(21, (1, 12))),
+        ("key-revoked", event(23, (1, ACTOR), (2, "Left the post"))),
+        ("key-rotated", event(24, (1, blake2b256(b"next")), (2, 16), (3, BOX))),
+    ]
+
+
+def body(seq, prev, ev, actor=ACTOR):
+    return msg((1, PK), (2, seq), (3, prev), (4, T0 + seq * 1000),
+               (5, actor if seq > 1 else None), ev)
+
+
+def envelope(body_bytes, sig=None):
+    return msg((1, body_bytes), (2, sig if sig is not None else ed25519_sign(FUZZ_KEY_SEED,
+                                                                             body_bytes)))
+
+
+def records():
+    """A valid chain of one origin, each record linked to the one before."""
+    out, prev = [], bytes(32)
+    for seq, (name, ev) in enumerate(record_events(), start=1):
+        env = envelope(body(seq, prev, ev))
+        out.append((f"{seq:02d}-{name}", env))
+        prev = blake2b256(env)
+    return out
+
+
+def record_seeds():
+    good = records()
+    seeds = {f"valid-{n}": e for n, e in good}
+    filed = good[2][1]
+    b = body(3, bytes(32), record_events()[2][1])
+    seeds["bad-truncated"] = filed[: len(filed) // 2]
+    seeds["bad-sig-63-bytes"] = envelope(b, bytes(63))
+    seeds["bad-sig-wrong"] = envelope(b, bytes(64))
+    seeds["bad-seq-0"] = envelope(body(0, bytes(32), record_events()[12][1]))
+    seeds["bad-number"] = envelope(body(4, bytes(32), event(18, (1, "KZ-75-26-1"), (2, 1))))
+    seeds["bad-no-event"] = envelope(msg((1, PK), (2, 5), (3, bytes(32))))
+    seeds["bad-body-group"] = envelope(b"\x0b\x0c")
+    return seeds
+
+
+# ---- requests (proto/api.proto) ----
+
+
+def iin(prefix11):
+    """Appends the check digit rules_iin_check() expects (first weights only)."""
+    d = [int(c) for c in prefix11]
+    check = sum((i + 1) * d[i] for i in range(11)) % 11
+    assert check != 10, prefix11
+    return prefix11 + str(check)
+
+
+def request(op_num, op, version=1):
+    return msg((1, version), (2, T0), (3, bytes(range(16))), (op_num, op))
+
+
+def client(req, signed=False):
+    if signed:
+        return msg((1, req), (2, PK), (3, ed25519_sign(FUZZ_KEY_SEED, req)))
+    return msg((1, req))
+
+
+def request_seeds():
+    person = iin("90010130001")
+    file_op = msg((1, 1), (2, "0002.0002"), (3, "Broken lift"), (4, "The lift in block 5\nis broken."),
+                  (5, "Aigerim S."), (6, person), (7, "Almaty, Abay 1"), (8, "+7 700 000 00 00"))
+    seeds = {
+        "file-unsigned": client(request(10, file_op)),
+        "file-anonymous-report": client(request(10, msg((1, 5), (2, "0004.0003"), (3, "Bribe"),
+                                                        (4, "At the gate"), (9, 1)))),
+        "file-collective-complaint": client(request(10, msg(
+            (1, 4), (2, "0003.0001"), (3, "Land"), (4, "Text"), (5, "N"), (6, person),
+            (10, 250), (11, "KZ-75-2025-000007"), (12, DAY - 100), (13, "Was abroad")))),
+        "show": client(request(11, msg((1, NUMBER)))),
+        "list": client(request(12, msg((1, 1), (2, 1), (3, 50), (4, NUMBER), (5, "KZ-75")))),
+        "list-default": client(request(12, b"")),
+        "info": client(request(14, b"")),
+        "act-assign-signed": client(request(13, msg((1, NUMBER), (2, 1), (3, "Dept"))), True),
+        "act-extend-signed": client(request(13, msg((1, NUMBER), (2, 2), (4, DAY + 40),
+                                                    (5, "Inspection"))), True),
+        "act-answer-signed": client(request(13, msg((1, NUMBER), (2, 3), (6, 1),
+                                                    (7, "Repaired."))), True),
+        "act-forward-signed": client(request(13, msg((1, NUMBER), (2, 7), (8, "KZ-11"),
+                                                     (5, "Competence"))), True),
+        "act-close-signed": client(request(13, msg((1, NUMBER), (2, 4))), True),
+        "bad-version-2": client(request(14, b"", version=2)),
+        "bad-no-op": client(msg((1, 1), (2, T0))),
+        "bad-request-garbage": client(b"\xff\xff\xff"),
+        "bad-truncated": client(request(10, file_op))[:40],
+        "bad-length-past-end": b"\x0a\xff\xff\x03\x08\x01",
+        "two-ops-last-wins": client(request(11, msg((1, NUMBER))) + msg((14, b""))),
+    }
+    return seeds
+
+
+# ---- messages for fuzz_pbx_guard: first byte picks descriptor, depth, limit ----
+
+DESC = {"envelope": 0, "body": 1, "client_request": 2, "request": 3, "response": 4,
+        "appeal_row": 5, "origin_row": 6, "sealed": 7}
+R16, R64, R4096, R1 = 0, 1, 2, 3
+
+
+def pick(desc, depth=8, rmax=R64):
+    return bytes([DESC[desc] | (depth - 1) << 3 | rmax << 6])
+
+
+def appeal_row():
+    return msg((1, NUMBER), (2, 1), (3, "0002.0001"), (4, "KZ-75"), (5, "KZ-75"), (6, 2),
+               (7, T0), (8, DAY), (9, DAY + 21), (10, DAY + 21), (11, 0), (12, 3),
+               (13, "KZ-75-2025-000007"), (14, "Dept"), (15, 1), (16, DAY + 9),
+               (17, "KZ-11"), (18, 2), (19, DAY + 3), (20, 1), (21, 4),
+               (22, msg((1, 1), (2, 3))), (23, msg((1, 1), (2, 9))), (24, DAY - 5),
+               (25, bytes(16)), (26, DAY + 10), (27, DAY + 9), (28, DAY), (29, 1))
+
+
+def responses():
+    row = appeal_row()
+    hist = [msg((1, k), (2, "KZ-75"), (3, s), (4, T0 + s), (5, "detail"), (6, ACTOR))
+            for s, k in enumerate(["filed", "assigned", "answered"], start=3)]
+    personal = msg((1, "Name"), (2, iin("90010130001")), (3, "Addr"), (4, "Tel"), (5, "Subj"),
+                   (6, "Body"), (7, "Answer"))
+    items = [msg((1, row), (2, i % 2), (3, i)) for i in range(3)]
+    return {
+        "error": msg((1, msg((1, 3), (2, "cannot close it: it is registered")))),
+        "receipt": msg((10, msg((1, NUMBER), (2, 1), (3, T0), (4, DAY + 21), (5, "KZ-75"),
+                                (6, 1), (8, 1), (9, 3), (10, records()[2][1]), (11, PK)))),
+        "appeal": msg((11, msg((1, row), (2, 1), (3, -2), (4, hist), (5, personal), (6, 0)))),
+        "list": msg((12, msg((1, items), (2, NUMBER)))),
+        "info": msg((13, msg((1, "KZ-75"), (2, PK), (3, BOX), (4, 42), (5, 7), (6, DAY),
+                             (7, T0), (8, "0.1.0"), (9, 5), (10, 9), (11, 1 << 28),
+                             (12, 1 << 20)))),
+    }
+
+
+def pbx_seeds():
+    recs = records()
+    env = recs[2][1]
+    bdy = body(3, bytes(32), record_events()[2][1])
+    req = request(11, msg((1, NUMBER)))
+    seeds = {
+        "envelope": pick("envelope", rmax=R16) + env,
+        "body": pick("body", rmax=R16) + bdy,
+        "client-request": pick("client_request") + client(req, True),
+        "request": pick("request") + req,
+        "appeal-row": pick("appeal_row", rmax=R4096) + appeal_row(),
+        "origin-row": pick("origin_row", rmax=R4096) + msg(
+            (1, PK), (2, 1), (3, "KZ-75"), (4, 15), (5, blake2b256(env)), (6, T0), (7, BOX),
+            (8, PK), (9, 1), (10, "fork at seq 9"), (11, T0 + 5)),
+        "sealed": pick("sealed", rmax=R16) + msg((1, NUMBER), (2, "Name"), (3, iin("90010130001")),
+                                                 (4, "Addr"), (5, "Tel"), (6, "Subj"),
+                                                 (7, "Body")),
+        "bad-depth-1-nested": pick("response", depth=1) + responses()["appeal"],
+        "bad-repeated-over-1": pick("response", rmax=R1) + responses()["list"],
+        "bad-group": pick("body") + b"\x53\x54",
+        "bad-varint": pick("request") + b"\x08" + b"\xff" * 10,
+        "bad-length-past-end": pick("envelope") + b"\x0a\x7f\x00",
+        "bad-field-zero": pick("appeal_row") + b"\x00\x01",
+    }
+    for name, m in responses().items():
+        seeds[f"response-{name}"] = pick("response", rmax=R4096) + m
+    return seeds
+
+
+# ---- file texts (node/rules.c, node/cal.c) ----
+
+
+def c_string(path, name):
+    """The value of `const char name[] = "..." "...";` in a C source."""
+    src = open(os.path.join(ROOT, path), encoding="utf-8").read()
+    m = re.search(r"const char " + re.escape(name) + r"\[\]\s*=\s*((?:\s*\"(?:[^\"\\]|\\.)*\")+)\s*;",
+                  src)
+    if m is None:
+        sys.exit(f"make_seeds.py: {name} not found in {path}")
+    out = []
+    for lit in re.findall(r"\"((?:[^\"\\]|\\.)*)\"", m.group(1)):
+        out.append(re.sub(r"\\(.)", lambda e: {"n": "\n", "t": "\t", "r": "\r"}.get(
+            e.group(1), e.group(1)), lit))
+    return "".join(out)
+
+
+def conf_seeds():
+    default = c_string("node/rules.c", "rules_default_conf")
+    return {
+        "default.conf": default,
+        "default-crlf.conf": default.replace("\n", "\r\n"),
+        "empty.conf": "",
+        "comments.conf": "# only a comment\n\n   # indented\n",
+        "minimal.conf": "term_working_days = 10\n",
+        "bounds-low.conf": "utc_offset_minutes=-720\nterm_working_days=1\nextension_max_months=0\n"
+                           "forward_working_days=0\ncomplaint_window_months=1\n"
+                           "reopen_working_days=1\nco_signers_max=0\nanonymous_types=\n",
+        "bounds-high.conf": "utc_offset_minutes = 840\nterm_working_days = 365\n"
+                            "extension_max_months = 24\nforward_working_days = 60\n"
+                            "complaint_window_months = 120\nreopen_working_days = 365\n"
+                            "co_signers_max = 100000000\n"
+                            "anonymous_types = statement, proposal,request complaint,report,"
+                            "feedback\n",
+        "bad-out-of-range.conf": "utc_offset_minutes = 841\n",
+        "bad-not-a-number.conf": "term_working_days = 15 days\n",
+        "bad-no-equals.conf": "term_working_days 15\n",
+        "bad-unknown-key.conf": "term_working_dayz = 10\n",
+        "bad-unknown-type.conf": "anonymous_types = rumour\n",
+        "bad-negative.conf": "co_signers_max = -1\n",
+        "bad-overflow.conf": "term_working_days = 99999999999999999999999\n",
+        "long-types-truncated.conf": "anonymous_types = " + "report, " * 60 + "\n",
+    }
+
+
+def holiday_seeds():
+    default = c_string("node/cal.c", "cal_default_text")
+    return {
+        "default.conf": default,
+        "default-crlf.conf": default.replace("\n", "\r\n"),
+        "empty.conf": "",
+        "leap-and-stays.conf": "fixed 02-29 Leap day\nfixed 01-07 stays Christmas\n"
+                               "fixed 12-31 stays\n",
+        "range-edges.conf": "off 2000-01-03 First\nwork 2000-01-01 Saturday made working\n"
+                            "off 2099-12-31 Last\nwork 2099-12-26 Saturday\n"
+                            "off 1950-05-05 Before the table\noff 2150-01-01 After it\n",
+        "transfers.conf": "fixed 03-08 Women's Day\noff 2026-03-09 Transfer\n"
+                          "work 2026-03-14 Working Saturday\n\t off  2026-01-05\tx\n",
+        "fixed-max.conf": "".join(f"fixed {1 + i // 28:02d}-{1 + i % 28:02d} h{i}\n"
+                                  for i in range(64)),
+        "bad-fixed-over-max.conf": "".join(f"fixed {1 + i // 28:02d}-{1 + i % 28:02d} h{i}\n"
+                                           for i in range(65)),
+        "bad-feb-30.conf": "fixed 02-30 Nope\n",
+        "bad-kind.conf": "holiday 2026-01-01 New Year\n",
+        "bad-month-13.conf": "off 2026-13-01 Nope\n",
+        "bad-short-date.conf": "fixed 1-1 New Year\n",
+        "bad-no-date.conf": "off\n",
+        "bad-date-format.conf": "off 26-01-01 x\nwork 2026/01/03 y\n",
+    }
+
+
+def category_seeds():
+    default = c_string("node/rules.c", "rules_default_categories")
+    return {
+        "default.tsv": default,
+        "default-crlf.tsv": default.replace("\n", "\r\n"),
+        "one.tsv": "1\tOne\n",
+        "unsorted.tsv": "0002\tB\n0001.0001\tA.A\n0001\tA\n 0003 \t C \n",
+        "long-fields.tsv": "0" * 31 + "\t" + "Ж" * 80 + "\n",
+        "bad-empty.tsv": "",
+        "bad-comments-only.tsv": "# nothing\n",
+        "bad-duplicate.tsv": "1\tOne\n1\tAgain\n",
+        "bad-code.tsv": "x1\tBad\n",
+        "bad-no-tab.tsv": "0001 State\n",
+        "bad-empty-code.tsv": "\tNameless\n",
+        "bad-code-too-long.tsv": "0" * 32 + "\tToo long\n",
+    }
+
+
+# ---- writing ----
+
+
+def corpora():
+    enc = lambda d: {k: v.encode() for k, v in d.items()}  # noqa: E731
+    return {
+        "record": record_seeds(),
+        "request": request_seeds(),
+        "pbx_guard": pbx_seeds(),
+        "rules_conf": enc(conf_seeds()),
+        "holidays": enc(holiday_seeds()),
+        "categories": enc(category_seeds()),
+    }
+
+
+def write(root):
+    for target, seeds in corpora().items():
+        d = os.path.join(root, target)
+        os.makedirs(d, exist_ok=True)
+        for name, data in seeds.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+
+
+def same(a, b):
+    """True if directory trees a and b hold the same files and bytes."""
+    files = lambda r: sorted(os.path.relpath(os.path.join(p, f), r)  # noqa: E731
+                             for p, _, fs in os.walk(r) for f in fs)
+    if files(a) != files(b):
+        return False
+    return all(open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read()
+               for f in files(a))
+
+
+def main():
+    corpus = os.path.join(HERE, "corpus")
+    if sys.argv[1:] == ["--check"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            write(tmp)
+            if not os.path.isdir(corpus) or not same(tmp, corpus):
+                print("tests/fuzz/corpus differs from make_seeds.py's output: "
+                      "run tests/fuzz/make_seeds.py and commit", file=sys.stderr)
+                return 1
+        return 0
+    if sys.argv[1:]:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    shutil.rmtree(corpus, ignore_errors=True)
+    write(corpus)
+    for target in sorted(os.listdir(corpus)):
+        d = os.path.join(corpus, target)
+        names = os.listdir(d)
+        total = sum(os.path.getsize(os.path.join(d, n)) for n in names)
+        print(f"{target:12} {len(names):3} files {total:6} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""A local federation on loopback: the library behind tools/federation and
+the integration tests. Real node processes, real ports, real cluster file.
+
+Ports: each node gets four consecutive free ports: API, then peer (pulls),
+peer+1 (pushes) and peer+2 (queries), as the cluster file derives them."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+REGIONS = os.path.join(HERE, "data", "kz-regions.tsv")
+
+
+def jurisdictions(n):
+    """The central bodies, then the three cities, then the regions."""
+    rows = []
+    with open(REGIONS, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#") or line.startswith("code\t") or not line.strip():
+                continue
+            code, name_en, _kk, _ru, centre, kind = line.rstrip("\n").split("\t")
+            rows.append({"code": code, "name": name_en, "centre": centre, "kind": kind})
+    order = {"central": 0, "city": 1, "region": 2}
+    rows.sort(key=lambda r: order[r["kind"]])
+    if n > len(rows):
+        raise ValueError(f"at most {len(rows)} jurisdictions")
+    return rows[:n]
+
+
+def port_block(count, tries=200):
+    """`count` consecutive ports, all free on 127.0.0.1 right now."""
+    import random
+    for _ in range(tries):
+        base = random.randint(20000, 60000 - count)
+        socks = []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
+class Member:
+    """One node of a local federation."""
+
+    def __init__(self, fed, juris, base_port):
+        self.fed = fed
+        self.juris = juris
+        self.api_port = base_port
+        self.peer_port = base_port + 1
+        self.dir = os.path.join(fed.root, juris)
+        self.log_path = os.path.join(fed.root, f"{juris}.log")
+        self.proc = None
+        self.entry = ""
+        self.cluster_file = fed.cluster_file
+        self.clock_file = None
+
+    @property
+    def api(self):
+        return f"tcp://127.0.0.1:{self.api_port}"
+
+    @property
+    def peer(self):
+        return f"tcp://127.0.0.1:{self.peer_port}"
+
+    def init(self):
+        out = subprocess.run([self.fed.bin("appeal-node"), "init", "--data", self.dir,
+                              "--jurisdiction", self.juris, "--peer", self.peer],
+                             capture_output=True, text=True, check=True).stdout
+        self.entry = out
+        self.keys = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in ("sign", "box"):
+                self.keys[parts[0]] = parts[1]
+
+    def start(self, *extra, wait=True):
+        args = [self.fed.bin("appeal-node"), "run", "--data", self.dir, "--api", self.api,
+                "--cluster", self.cluster_file, "--log-file", self.log_path,
+                "--heartbeat-ms", str(self.fed.heartbeat_ms)]
+        if self.clock_file:
+            args += ["--clock-file", self.clock_file]
+        args += list(extra) + list(self.fed.node_args)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+        self.fed.procs.append(self.proc)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.juris} exited: {self.proc.stderr.read()}")
+            if self.ctl_raw("info", timeout_ms=1000)[0] == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.juris} did not answer within {timeout}s")
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; the exit status (0 for a clean stop)."""
+        if self.proc is None:
+            return None
+        p, self.proc = self.proc, None
+        p.send_signal(signal.SIGTERM)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            rc = "hung"
+        self.stderr = p.stderr.read()
+        p.stderr.close()
+        return rc
+
+    def kill(self):
+        if self.proc is None:
+            return
+        p, self.proc = self.proc, None
+        p.kill()
+        p.wait()
+        p.stderr.close()
+
+    def ctl_raw(self, *args, timeout_ms=15000):
+        p = subprocess.run([self.fed.bin("appealctl"), "--node", self.api, "--timeout",
+                            str(timeout_ms), *args], capture_output=True, text=True)
+        return p.returncode, p.stdout, p.stderr
+
+    def ctl(self, *args):
+        rc, out, err = self.ctl_raw("--json", *args)
+        if rc == 0:
+            return json.loads(out)
+        if rc == 1 and out.strip():
+            e = json.loads(out)["error"]
+            raise CtlError(e["code"], e["message"])
+        raise RuntimeError(f"{self.juris}: appealctl {' '.join(args)}: exit {rc}: {err.strip()}")
+
+    def offline(self, command, *extra):
+        p = subprocess.run([self.fed.bin("appeal-node"), command, "--data", self.dir, *extra],
+                           capture_output=True, text=True)
+        return p.returncode, p.stdout + p.stderr
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+
+class CtlError(Exception):
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Federation:
+    def __init__(self, root, codes, bin_dir, heartbeat_ms=10000, node_args=()):
+        self.root = root
+        self.bin_dir = bin_dir
+        self.heartbeat_ms = heartbeat_ms
+        self.node_args = list(node_args)
+        self.cluster_file = os.path.join(root, "cluster.conf")
+        self.procs = []
+        os.makedirs(root, exist_ok=True)
+        base = port_block(4 * len(codes))
+        self.members = {}
+        for i, code in enumerate(codes):
+            self.members[code] = Member(self, code, base + 4 * i)
+
+    def bin(self, name):
+        return os.path.join(self.bin_dir, name)
+
+    def init(self):
+        for m in self.members.values():
+            m.init()
+        self.write_cluster()
+        return self
+
+    def write_cluster(self, path=None, rewrite=None):
+        """The cluster file: every member's entry. `rewrite(member, entry)`
+        may change what one file says (tests point links at fault proxies)."""
+        parts = ["# A local federation, written by tools/fedlib.py\n"]
+        for m in self.members.values():
+            parts.append(rewrite(m, m.entry) if rewrite else m.entry)
+        with open(path or self.cluster_file, "w") as f:
+            f.write("\n".join(parts))
+
+    def start(self, *extra):
+        for m in self.members.values():
+            m.start(*extra, wait=False)
+        for m in self.members.values():
+            m.wait_ready()
+        return self
+
+    def stop(self):
+        return {code: m.stop() for code, m in self.members.items()}
+
+    def kill_all(self):
+        for m in self.members.values():
+            m.kill()
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def heads(self, code):
+        """{jurisdiction: seq held} on one member."""
+        st = self.members[code].ctl("cluster", "status")
+        return {o["jurisdiction"]: o["local_seq"] for o in st["origins"]}
+
+    def converged(self, codes=None):
+        codes = codes or list(self.members)
+        views = [self.heads(c) for c in codes]
+        return all(v == views[0] for v in views), views
+
+    def wait_converged(self, codes=None, timeout=60):
+        end = time.time() + timeout
+        while True:
+            ok, views = self.converged(codes)
+            if ok:
+                return views[0]
+            if time.time() > end:
+                raise AssertionError(f"not converged after {timeout}s: {views}")
+            time.sleep(0.1)
+
+    def save(self):
+        info = {code: {"api": m.api, "peer": m.peer, "data": m.dir, "log": m.log_path,
+                       "pid": m.proc.pid if m.proc else None}
+                for code, m in self.members.items()}
+        with open(os.path.join(self.root, "federation.json"), "w") as f:
+            json.dump({"cluster": self.cluster_file, "nodes": info}, f, indent=2)
