@@ -37,11 +37,14 @@ struct peer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool poke;
-    struct arena arena;
+    struct arena arenas[2];     /* the answer being fetched and the one being stored */
+    struct origin_list *ours;   /* what we hold or will hold, for requests */
     /* Status, under mu. */
     int64_t last_contact_ms, last_ok_ms, skew_ms;
     char last_error[ERRBUF_MSG_BYTES];
     char logged_error[ERRBUF_MSG_BYTES];
+    uint8_t logged_unknown[8][KEY_PK_BYTES]; /* origins already logged as unknown */
+    uint32_t n_logged_unknown;
     uint64_t errors, refused, records_in;
     uint32_t backoff_ms;
     uint32_t n_marks;
@@ -86,6 +89,16 @@ static int64_t now_ms(const struct repl *r) {
     return node_now_ms(r->n);
 }
 
+/* What a peer message's signature covers: a context string and the
+ * BLAKE2b-256 of the body, so a large answer costs one fast hash pass
+ * instead of Ed25519's two SHA-512 passes over all of it. */
+enum { PEER_SIGNED_BYTES = 14 + HASH_BYTES };
+
+static void peer_signed(const uint8_t *body, size_t len, uint8_t out[PEER_SIGNED_BYTES]) {
+    memcpy(out, "appeal-peer-v1", 14);
+    hash_bytes(body, len, out + 14);
+}
+
 /* Signs `body` as this node and packs the PeerMessage into an nng message. */
 static int peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out) {
     body->version = 1;
@@ -96,8 +109,9 @@ static int peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out) {
         return APL_ENOMEM;
     }
     protobuf_c_message_pack(&body->base, bb);
-    uint8_t sig[SIG_BYTES];
-    crypto_sign_detached(sig, NULL, bb, blen, r->n->keys.sign_sk);
+    uint8_t sig[SIG_BYTES], signed_part[PEER_SIGNED_BYTES];
+    peer_signed(bb, blen, signed_part);
+    crypto_sign_detached(sig, NULL, signed_part, sizeof signed_part, r->n->keys.sign_sk);
     Appeal__PeerMessage m = APPEAL__PEER_MESSAGE__INIT;
     m.body.data = bb;
     m.body.len = blen;
@@ -140,8 +154,10 @@ static int peer_open(struct repl *r, const void *data, size_t len, struct arena 
         return err_set(e, APL_EAUTH, "answer signed by %s, not by the peer asked (%s)",
                        cn->juris, expect->juris);
     }
-    if (crypto_sign_verify_detached(m->sig.data, m->body.data, m->body.len, m->sender.data) !=
-        0) {
+    uint8_t signed_part[PEER_SIGNED_BYTES];
+    peer_signed(m->body.data, m->body.len, signed_part);
+    if (crypto_sign_verify_detached(m->sig.data, signed_part, sizeof signed_part,
+                                    m->sender.data) != 0) {
         return err_set(e, APL_EAUTH, "bad signature on a message from %s", cn->juris);
     }
     Appeal__PeerBody *b = (Appeal__PeerBody *)pbx_unpack(
@@ -197,6 +213,24 @@ int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct aren
     for (size_t i = 0; i < run->n_records; i++) {
         uint64_t seq = run->first_seq + i;
         const ProtobufCBinaryData *rb = &run->records[i];
+        struct rec_peek pk;
+        if (rec_peek(rb->data, rb->len, &pk) != 0) {
+            return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record", b->juris,
+                           (unsigned long long)seq);
+        }
+        if (pk.seq != seq || memcmp(pk.origin, b->origin, KEY_PK_BYTES) != 0) {
+            return err_set(e, APL_EGAP, "origin %s seq %llu: record out of order", b->juris,
+                           (unsigned long long)seq);
+        }
+        if (memcmp(pk.prev, prev, HASH_BYTES) != 0) {
+            return err_set(e, APL_ECHAIN, "origin %s seq %llu: hash link broken", b->juris,
+                           (unsigned long long)seq);
+        }
+        last_verified = false;
+        if (seq != 1 && pk.event != APPEAL__BODY__EVENT_KEY_ROTATED) {
+            rec_hash(rb->data, rb->len, prev);
+            continue; /* the common case: the chain alone, no unpacking */
+        }
         struct record rec;
         a->used_bytes = mark;
         if (rec_decode(rb->data, rb->len, a, &rec, e) != 0) {
@@ -204,14 +238,6 @@ int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct aren
                            (unsigned long long)seq, e->msg);
         }
         const Appeal__Body *body = rec.body;
-        if (body->seq != seq || memcmp(body->origin.data, b->origin, KEY_PK_BYTES) != 0) {
-            return err_set(e, APL_EGAP, "origin %s seq %llu: record out of order", b->juris,
-                           (unsigned long long)seq);
-        }
-        if (memcmp(body->prev.data, prev, HASH_BYTES) != 0) {
-            return err_set(e, APL_ECHAIN, "origin %s seq %llu: hash link broken", b->juris,
-                           (unsigned long long)seq);
-        }
         if (seq == 1 && (body->event_case != APPEAL__BODY__EVENT_GENESIS ||
                          strcmp(body->genesis->jurisdiction, b->juris) != 0 ||
                          memcmp(body->genesis->box_key.data, b->box_key, BOX_PK_BYTES) != 0)) {
@@ -263,25 +289,35 @@ static void waited_done(struct wreq *w) {
     pthread_mutex_unlock(&x->mu);
 }
 
-/* Submits `x` to the writer and waits: 0, or the writer's or the run's
- * error with x->w.err set. */
-static int submit_wait(struct repl *r, struct waited *x) {
+/* Submits `x` to the writer; submit_end() waits for it. */
+static int submit_begin(struct repl *r, struct waited *x) {
     x->w.done = waited_done;
     x->done = false;
     pthread_mutex_init(&x->mu, NULL);
     pthread_cond_init(&x->cv, NULL);
     int rc = writer_submit(&r->n->writer, &x->w);
-    if (rc == 0) {
-        pthread_mutex_lock(&x->mu);
-        while (!x->done) {
-            pthread_cond_wait(&x->cv, &x->mu);
-        }
-        pthread_mutex_unlock(&x->mu);
-        rc = x->w.rc;
+    if (rc != 0) {
+        pthread_mutex_destroy(&x->mu);
+        pthread_cond_destroy(&x->cv);
     }
+    return rc;
+}
+
+/* Waits for a submitted request: 0, or its error with x->w.err set. */
+static int submit_end(struct waited *x) {
+    pthread_mutex_lock(&x->mu);
+    while (!x->done) {
+        pthread_cond_wait(&x->cv, &x->mu);
+    }
+    pthread_mutex_unlock(&x->mu);
     pthread_mutex_destroy(&x->mu);
     pthread_cond_destroy(&x->cv);
-    return rc;
+    return x->w.rc;
+}
+
+static int submit_wait(struct repl *r, struct waited *x) {
+    int rc = submit_begin(r, x);
+    return rc != 0 ? rc : submit_end(x);
 }
 
 struct ingest {
@@ -351,6 +387,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
     if (o->juris[0] == '\0' && cn != NULL) {
         snprintf(o->juris, sizeof o->juris, "%s", cn->juris);
     }
+    int64_t now = node_now_ms(n);
     for (size_t i = 0; i < run->n_records && !o->frozen; i++) {
         uint64_t seq = run->first_seq + i;
         const ProtobufCBinaryData *rb = &run->records[i];
@@ -370,15 +407,19 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         }
         arena_reset(&r->ingest_arena);
         struct record rec;
-        if (rec_decode(rb->data, rb->len, &r->ingest_arena, &rec, NULL) != 0) {
-            return 0; /* verified before; cannot happen, and stores nothing */
-        }
         static const uint8_t zero[HASH_BYTES];
-        if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
-            return 0; /* does not continue what we now hold: pull again */
+        if (rec_decode(rb->data, rb->len, &r->ingest_arena, &rec, NULL) != 0 ||
+            rec.body->seq != seq || memcmp(rec.body->origin.data, o->pk, KEY_PK_BYTES) != 0) {
+            /* The chain was checked without unpacking every record: one
+             * that does not decode poisons the whole ingest, and the
+             * writer's abort stores nothing of it. */
+            return APL_ECORRUPT;
         }
-        rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, node_now_ms(n));
-        if (rc == 0) {
+        if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
+            break; /* does not continue what we now hold: pull again */
+        }
+        rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
+        if (rc == 0 && !getenv("NOSTATE")) {
             rc = state_apply(&n->state, t, o, seq, rec.body);
         }
         if (rc != 0) {
@@ -386,7 +427,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         }
         in->appended++;
     }
-    return 0;
+    return log_origin_save(&n->store, t, o);
 }
 
 static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
@@ -394,31 +435,41 @@ static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
     struct ingest *in = (struct ingest *)(void *)w;
     in->appended = 0;
     in->forks = 0;
-    for (size_t i = 0; i < in->n_runs; i++) {
-        int rc = ingest_run(in, t, in->runs[i]);
-        if (rc != 0) {
-            return rc;
-        }
+    int rc = state_batch_begin(&in->r->n->state);
+    for (size_t i = 0; rc == 0 && i < in->n_runs; i++) {
+        rc = ingest_run(in, t, in->runs[i]);
+    }
+    int rc2 = state_batch_end(&in->r->n->state, rc == 0 ? t : NULL);
+    return rc != 0 ? rc : rc2;
+}
+
+/* Hands verified runs to the writer; ingest_end() waits for the commit. */
+static int ingest_begin(struct repl *r, struct peer *p, struct ingest *in, Appeal__Run **runs,
+                        size_t n_runs, struct errbuf *e) {
+    memset(in, 0, sizeof *in);
+    in->wt.w.run = ingest_fn;
+    in->r = r;
+    in->from = p;
+    in->runs = runs;
+    in->n_runs = n_runs;
+    int rc = submit_begin(r, &in->wt);
+    return rc != 0 ? err_set(e, rc, "%s", in->wt.w.err.msg) : 0;
+}
+
+static int ingest_end(struct ingest *in, uint64_t *appended, struct errbuf *e) {
+    int rc = submit_end(&in->wt);
+    *appended = in->appended;
+    if (rc != 0) {
+        return err_set(e, rc, "storing records failed: %s", err_msg(&in->wt.w.err, rc));
     }
     return 0;
 }
 
-/* Stores verified runs through the writer and waits for the commit. */
 static int ingest(struct repl *r, struct peer *p, Appeal__Run **runs, size_t n_runs,
                   uint64_t *appended, struct errbuf *e) {
     struct ingest in;
-    memset(&in, 0, sizeof in);
-    in.wt.w.run = ingest_fn;
-    in.r = r;
-    in.from = p;
-    in.runs = runs;
-    in.n_runs = n_runs;
-    int rc = submit_wait(r, &in.wt);
-    *appended = in.appended;
-    if (rc != 0) {
-        return err_set(e, rc, "storing records failed: %s", err_msg(&in.wt.w.err, rc));
-    }
-    return 0;
+    int rc = ingest_begin(r, p, &in, runs, n_runs, e);
+    return rc != 0 ? rc : ingest_end(&in, appended, e);
 }
 
 /* ---- serving pulls ---- */
@@ -751,7 +802,9 @@ static const struct origin_state *held(const struct origin_list *l, const uint8_
 }
 
 /* Checks a run against the snapshot `l` and the cluster file. Returns 0
- * and sets *skip for a frozen origin. */
+ * and sets *skip for a frozen origin, and for an origin our cluster file
+ * does not list (its records are refused; a peer whose cluster file lists
+ * more nodes than ours is not hostile, and the rest of its answer stands). */
 static int check_run(struct repl *r, const struct origin_list *l, const Appeal__Run *run,
                      struct arena *a, bool *skip, struct errbuf *e) {
     *skip = false;
@@ -760,7 +813,8 @@ static int check_run(struct repl *r, const struct origin_list *l, const Appeal__
     }
     const struct cluster_node *cn = cluster_by_origin(r->c, run->origin.data);
     if (cn == NULL) {
-        return err_set(e, APL_EORIGIN, "records of an origin not in the cluster file");
+        *skip = true;
+        return APL_EORIGIN;
     }
     const struct origin_state *o = held(l, run->origin.data);
     if (o != NULL && o->frozen) {
@@ -778,10 +832,35 @@ static int check_run(struct repl *r, const struct origin_list *l, const Appeal__
     return repl_check_run(run, &b, a, e);
 }
 
+/* Records of an origin our cluster file does not list: refused, counted,
+ * logged once per peer. */
+static void unknown_origin(struct peer *p, const Appeal__Run *run) {
+    char kid[KEY_SHORT_HEX + 1];
+    key_id_short(run->origin.data, kid);
+    char msg[ERRBUF_MSG_BYTES];
+    snprintf(msg, sizeof msg, "%s offers records of origin %s, which is not in our cluster file",
+             p->cn->juris, kid);
+    pthread_mutex_lock(&p->mu);
+    p->refused += run->n_records;
+    bool fresh = true;
+    for (uint32_t i = 0; i < p->n_logged_unknown && fresh; i++) {
+        fresh = memcmp(p->logged_unknown[i], run->origin.data, KEY_PK_BYTES) != 0;
+    }
+    if (fresh && p->n_logged_unknown < 8) {
+        memcpy(p->logged_unknown[p->n_logged_unknown++], run->origin.data, KEY_PK_BYTES);
+    }
+    snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+    pthread_mutex_unlock(&p->mu);
+    if (fresh) {
+        olog(OLOG_WARN, "records_refused", "peer", p->cn->juris, "origin", kid, "reason",
+             "not in the cluster file", NULL);
+    }
+}
+
 /* A peer holds a different record where we hold ours: if it is signed by
  * the origin, that is a fork, and both are kept. */
 static int check_conflicts(struct peer *p, const struct origin_list *l,
-                           const Appeal__PullResponse *resp, struct errbuf *e) {
+                           const Appeal__PullResponse *resp, struct arena *a, struct errbuf *e) {
     struct repl *r = p->r;
     for (size_t i = 0; i < resp->n_conflicts; i++) {
         Appeal__Run *c = resp->conflicts[i];
@@ -790,14 +869,13 @@ static int check_conflicts(struct peer *p, const struct origin_list *l,
         }
         const struct origin_state *o = held(l, c->origin.data);
         struct record rec;
-        size_t mark = p->arena.used_bytes;
+        size_t mark = a->used_bytes;
         bool signed_ok = o != NULL && !o->frozen && c->first_seq <= o->head_seq &&
-                         rec_decode(c->records[0].data, c->records[0].len, &p->arena, &rec,
-                                    NULL) == 0 &&
+                         rec_decode(c->records[0].data, c->records[0].len, a, &rec, NULL) == 0 &&
                          rec.body->seq == c->first_seq &&
                          memcmp(rec.body->origin.data, o->pk, KEY_PK_BYTES) == 0 &&
                          (rec_verify_sig(&rec, o->signing_key) || rec_verify_sig(&rec, o->pk));
-        p->arena.used_bytes = mark;
+        a->used_bytes = mark;
         if (!signed_ok) {
             continue; /* not evidence of anything but a confused peer */
         }
@@ -855,94 +933,214 @@ static int send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *
     return 0;
 }
 
-static int build_pull(struct peer *p, struct origin_list *l, nng_msg **out) {
-    struct repl *r = p->r;
+/* Our marks, for a pull: a snapshot of the store, then advanced by each
+ * verified answer while its records are still being stored (so the next
+ * request goes out before the last answer is on disk). */
+static int snapshot_marks(struct repl *r, struct origin_list *l) {
     MDB_txn *t;
     int rc = store_rd_begin(&r->n->store, &t);
-    if (rc != 0) {
-        return rc;
+    if (rc == 0) {
+        rc = list_origins(r, t, l);
+        store_rd_end(&r->n->store, t);
     }
-    rc = list_origins(r, t, l);
+    return rc;
+}
+
+static int request_from(struct peer *p, const struct origin_list *l, struct arena *a,
+                        nng_msg **out) {
     Appeal__PullRequest q = APPEAL__PULL_REQUEST__INIT;
-    q.marks = arena_new(&p->arena, (l->n + 1) * sizeof *q.marks);
-    for (uint32_t i = 0; rc == 0 && i < l->n; i++) {
-        Appeal__Mark *m = mark_of(&p->arena, r, &l->o[i], t, false);
-        if (m == NULL || q.marks == NULL) {
-            rc = APL_ENOMEM;
-        } else if (m->seq > 0) {
-            q.marks[q.n_marks++] = m;
-        }
+    q.marks = arena_new(a, (l->n + 1) * sizeof *q.marks);
+    if (q.marks == NULL) {
+        return APL_ENOMEM;
     }
-    store_rd_end(&r->n->store, t);
-    if (rc != 0) {
-        return rc;
+    for (uint32_t i = 0; i < l->n; i++) {
+        const struct origin_state *o = &l->o[i];
+        if (o->head_seq == 0) {
+            continue;
+        }
+        Appeal__Mark *m = arena_new(a, sizeof *m);
+        if (m == NULL) {
+            return APL_ENOMEM;
+        }
+        appeal__mark__init(m);
+        m->origin.data = (uint8_t *)o->pk;
+        m->origin.len = KEY_PK_BYTES;
+        m->seq = o->head_seq;
+        m->head_hash.data = (uint8_t *)o->head_hash;
+        m->head_hash.len = HASH_BYTES;
+        m->head_time_ms = o->head_time_ms;
+        q.marks[q.n_marks++] = m;
     }
     q.records_max = PULL_RECORDS_MAX;
     q.bytes_max = PULL_BYTES_MAX;
     Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
     body.msg_case = APPEAL__PEER_BODY__MSG_PULL;
     body.pull = &q;
-    return peer_pack(r, &body, out);
+    return peer_pack(p->r, &body, out);
 }
 
-/* One pull: ask, verify everything, store it. *progress when records came
- * or the peer has more. */
-static int pull_once(struct peer *p, bool *progress, struct errbuf *e) {
+/* What we will hold once a verified answer is stored. */
+static void advance_marks(struct origin_list *l, const Appeal__PullResponse *resp,
+                          struct arena *a) {
+    for (size_t i = 0; i < resp->n_runs; i++) {
+        const Appeal__Run *run = resp->runs[i];
+        if (run->n_records == 0) {
+            continue;
+        }
+        struct origin_state *o = (struct origin_state *)held(l, run->origin.data);
+        if (o == NULL) {
+            if (l->n >= CLUSTER_NODES_MAX) {
+                continue;
+            }
+            o = &l->o[l->n++];
+            memset(o, 0, sizeof *o);
+            memcpy(o->pk, run->origin.data, KEY_PK_BYTES);
+            memcpy(o->signing_key, run->origin.data, KEY_PK_BYTES);
+        }
+        for (size_t k = 0; k < run->n_records; k++) {
+            struct rec_peek pk;
+            struct record rec;
+            size_t mark = a->used_bytes;
+            if (rec_peek(run->records[k].data, run->records[k].len, &pk) == 0 &&
+                pk.event == APPEAL__BODY__EVENT_KEY_ROTATED &&
+                rec_decode(run->records[k].data, run->records[k].len, a, &rec, NULL) == 0) {
+                memcpy(o->signing_key, rec.body->key_rotated->new_key.data, KEY_PK_BYTES);
+            }
+            a->used_bytes = mark;
+        }
+        const ProtobufCBinaryData *last = &run->records[run->n_records - 1];
+        o->head_seq = run->first_seq + run->n_records - 1;
+        rec_hash(last->data, last->len, o->head_hash);
+    }
+}
+
+struct fetched {
+    Appeal__PeerBody *body;
+    Appeal__PullResponse *resp;
+    size_t records;
+};
+
+/* One request and its verified answer, decoded into `a`. */
+static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, struct fetched *f,
+                 struct errbuf *e) {
     struct repl *r = p->r;
-    *progress = false;
-    arena_reset(&p->arena);
-    struct origin_list *l = arena_new(&p->arena, sizeof *l);
+    memset(f, 0, sizeof *f);
     nng_msg *out = NULL, *in = NULL;
-    int rc = l != NULL ? build_pull(p, l, &out) : APL_ENOMEM;
+    int rc = request_from(p, l, a, &out);
     if (rc != 0) {
         return err_set(e, rc, "cannot prepare a pull: %s", apl_strerror(rc));
     }
     if ((rc = send_recv(p, out, &in, e)) != 0) {
         return rc;
     }
-    Appeal__PeerBody *body = NULL;
-    rc = peer_open(r, nng_msg_body(in), nng_msg_len(in), &p->arena, p->cn, &body, NULL, e);
-    if (rc == 0 && body->msg_case != APPEAL__PEER_BODY__MSG_PULLED) {
+    /* Unpacking copies what it keeps into `a`: the message goes at once. */
+    rc = peer_open(r, nng_msg_body(in), nng_msg_len(in), a, p->cn, &f->body, NULL, e);
+    nng_msg_free(in);
+    if (rc == 0 && f->body->msg_case != APPEAL__PEER_BODY__MSG_PULLED) {
         rc = err_set(e, APL_EINVAL, "%s answered a pull with something else", p->cn->juris);
     }
-    if (rc == 0 && body->pulled->error[0] != '\0') {
-        peer_contact(p, body, NULL, 0, false);
-        rc = err_set(e, APL_EAUTH, "%s refused our pull: %s", p->cn->juris, body->pulled->error);
+    if (rc == 0 && f->body->pulled->error[0] != '\0') {
+        peer_contact(p, f->body, NULL, 0, false);
+        rc = err_set(e, APL_EAUTH, "%s refused our pull: %s", p->cn->juris,
+                     f->body->pulled->error);
     }
-    Appeal__PullResponse *resp = rc == 0 ? body->pulled : NULL;
-    size_t records = 0;
-    for (size_t i = 0; rc == 0 && i < resp->n_runs; i++) {
+    if (rc != 0) {
+        return rc;
+    }
+    f->resp = f->body->pulled;
+    for (size_t i = 0; rc == 0 && i < f->resp->n_runs; i++) {
         bool skip;
-        rc = check_run(r, l, resp->runs[i], &p->arena, &skip, e);
-        if (skip) {
-            resp->runs[i]->n_records = 0;
+        rc = check_run(r, l, f->resp->runs[i], a, &skip, e);
+        if (rc == APL_EORIGIN) {
+            unknown_origin(p, f->resp->runs[i]);
+            rc = 0;
         }
-        records += resp->runs[i]->n_records;
+        if (skip) {
+            f->resp->runs[i]->n_records = 0;
+        }
+        f->records += f->resp->runs[i]->n_records;
     }
-    if (rc != 0 && resp != NULL) {
+    if (rc != 0) {
         pthread_mutex_lock(&p->mu);
-        p->refused += records;
+        p->refused += f->records;
         pthread_mutex_unlock(&p->mu);
         char msg[ERRBUF_MSG_BYTES + 64];
         snprintf(msg, sizeof msg, "refused a batch from %s: %s", p->cn->juris, e->msg);
-        err_set(e, rc, "%s", msg);
+        return err_set(e, rc, "%s", msg);
     }
-    if (rc == 0) {
-        peer_contact(p, body, (const Appeal__Mark *const *)resp->marks, resp->n_marks, true);
-        rc = check_conflicts(p, l, resp, e);
+    peer_contact(p, f->body, (const Appeal__Mark *const *)f->resp->marks, f->resp->n_marks, true);
+    return 0;
+}
+
+/* Pulls from one peer until caught up. Answer k+1 is fetched and verified
+ * while answer k is being stored: one ingest in flight at most, and every
+ * answer checked against what we will hold when it is stored. */
+static int pull_session(struct peer *p, struct errbuf *e) {
+    struct repl *r = p->r;
+    struct origin_list *l = p->ours;
+    int rc = snapshot_marks(r, l);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot read our marks: %s", apl_strerror(rc));
     }
-    uint64_t appended = 0;
-    if (rc == 0 && records > 0) {
-        rc = ingest(r, p, resp->runs, resp->n_runs, &appended, e);
+    struct ingest in;
+    bool inflight = false;
+    size_t expected = 0;
+    for (unsigned k = 0; !atomic_load(&r->stopping); k++) {
+        struct arena *a = &p->arenas[k & 1];
+        arena_reset(a);
+        struct fetched f;
+        uint64_t T0 = util_mono_ns();
+        rc = fetch(p, l, a, &f, e);
+        uint64_t T1 = util_mono_ns();
+        if (inflight) {
+            uint64_t appended = 0;
+            struct errbuf e2;
+            err_clear(&e2);
+            int rc2 = ingest_end(&in, &appended, &e2);
+            inflight = false;
+            if (getenv("PULLDBG")) fprintf(stderr, "fetch %.1f ms, then waited %.1f ms for ingest\n", (double)(T1-T0)/1e6, (double)(util_mono_ns()-T1)/1e6);
+            pthread_mutex_lock(&p->mu);
+            p->records_in += appended;
+            pthread_mutex_unlock(&p->mu);
+            if (rc2 != 0 && rc == 0) {
+                rc = err_set(e, rc2, "%s", e2.msg);
+            }
+            if (rc == 0 && appended < expected && (rc = snapshot_marks(r, l)) != 0) {
+                err_set(e, rc, "cannot read our marks");
+            }
+        }
+        if (rc == 0 && f.resp->n_conflicts > 0) {
+            rc = check_conflicts(p, l, f.resp, a, e);
+        }
+        if (rc != 0) {
+            break;
+        }
+        if (f.records == 0) {
+            recovery_check(p, f.resp);
+            if (!f.resp->more) {
+                break;
+            }
+            continue;
+        }
+        if ((rc = ingest_begin(r, p, &in, f.resp->runs, f.resp->n_runs, e)) != 0) {
+            break;
+        }
+        inflight = true;
+        expected = f.records;
+        advance_marks(l, f.resp, a);
     }
-    if (rc == 0) {
+    if (inflight) {
+        uint64_t appended = 0;
+        struct errbuf e2;
+        err_clear(&e2);
+        int rc2 = ingest_end(&in, &appended, &e2);
         pthread_mutex_lock(&p->mu);
         p->records_in += appended;
         pthread_mutex_unlock(&p->mu);
-        recovery_check(p, resp);
-        *progress = appended > 0 || resp->more;
+        if (rc2 != 0 && rc == 0) {
+            rc = err_set(e, rc2, "%s", e2.msg);
+        }
     }
-    nng_msg_free(in);
     return rc;
 }
 
@@ -1002,6 +1200,9 @@ static uint32_t jitter(uint32_t ms) {
 static void *puller_main(void *arg) {
     struct peer *p = arg;
     struct repl *r = p->r;
+    char name[16];
+    snprintf(name, sizeof name, "pull:%.10s", p->cn->juris);
+    pthread_setname_np(pthread_self(), name);
     uint32_t backoff = 0;
     bool again = true;
     while (!atomic_load(&r->stopping)) {
@@ -1026,11 +1227,10 @@ static void *puller_main(void *arg) {
         }
         struct errbuf e;
         err_clear(&e);
-        bool progress = false;
-        int rc = pull_once(p, &progress, &e);
+        int rc = pull_session(p, &e);
         if (rc == 0) {
             backoff = 0;
-            again = progress;
+            again = false;
             recovery_maybe_done(r);
         } else if (!atomic_load(&r->stopping)) {
             peer_error(p, rc, e.msg);
@@ -1131,6 +1331,7 @@ static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
 
 static void *subscriber_main(void *arg) {
     struct repl *r = arg;
+    pthread_setname_np(pthread_self(), "subscriber");
     nng_aio *aio;
     if (nng_aio_alloc(&aio, NULL, NULL) != 0) {
         return NULL;
@@ -1250,6 +1451,7 @@ static void publish_heads(struct repl *r) {
 
 static void *publisher_main(void *arg) {
     struct repl *r = arg;
+    pthread_setname_np(pthread_self(), "publisher");
     uint64_t next_heads = util_mono_ns();
     while (!atomic_load(&r->stopping)) {
         pthread_mutex_lock(&r->mu);
@@ -1382,7 +1584,9 @@ static int start_peers(struct repl *r, struct errbuf *e) {
         if (rv == 0) {
             rv = nng_dial(p->req, cn->peer_url, NULL, NNG_FLAG_NONBLOCK);
         }
-        if (rv == 0 && arena_init(&p->arena, REPL_ARENA_BYTES) != 0) {
+        if (rv == 0 && (arena_init(&p->arenas[0], REPL_ARENA_BYTES) != 0 ||
+                        arena_init(&p->arenas[1], REPL_ARENA_BYTES) != 0 ||
+                        (p->ours = malloc(sizeof *p->ours)) == NULL)) {
             rv = NNG_ENOMEM;
         }
         r->n_peers++;
@@ -1521,7 +1725,9 @@ void repl_stop(struct repl *r) {
             nng_aio_free(p->aio);
         }
         nng_close(p->req);
-        arena_fini(&p->arena);
+        arena_fini(&p->arenas[0]);
+        arena_fini(&p->arenas[1]);
+        free(p->ours);
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
     }

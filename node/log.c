@@ -129,7 +129,7 @@ static void origin_event(struct origin_state *o, const Appeal__Body *b) {
 }
 
 int log_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env, size_t len,
-               const Appeal__Body *body, int64_t received_ms) {
+               const Appeal__Body *body, int64_t received_ms, bool defer_save) {
     uint8_t k[LOG_KEY_BYTES];
     log_key(k, o->idx, o->head_seq + 1);
     int rc = store_put(t, s, DB_LOG, k, LOG_KEY_BYTES, env, len, MDB_NOOVERWRITE);
@@ -141,7 +141,7 @@ int log_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_
     o->head_time_ms = body->time_ms;
     o->head_received_ms = received_ms;
     origin_event(o, body);
-    return log_origin_save(s, t, o);
+    return defer_save ? 0 : log_origin_save(s, t, o);
 }
 
 int log_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
@@ -158,7 +158,7 @@ int log_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
     if (rc != 0) {
         return rc;
     }
-    rc = log_append(s, t, self, *env, *len, body, now_ms);
+    rc = log_append(s, t, self, *env, *len, body, now_ms, false);
     if (rc != 0) {
         free(*env);
         *env = NULL;

@@ -46,9 +46,11 @@ int log_get(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, MDB_val *en
 
 /* Stores `env` as record head_seq+1 of `o` and advances the head. The
  * caller has checked body->seq, body->prev and the signature. Origin-level
- * events (genesis, key rotation) update `o` here. */
+ * events (genesis, key rotation) update `o` here. The origin's row is
+ * written too, unless `defer_save` (a caller appending a run saves it once
+ * at the end with log_origin_save). */
 int log_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env, size_t len,
-               const Appeal__Body *body, int64_t received_ms);
+               const Appeal__Body *body, int64_t received_ms, bool defer_save);
 
 /* Fills origin, seq, prev and time of `body` for this node's next record,
  * signs it, and appends it. `*env` is malloc'd: the caller frees it. */

@@ -330,3 +330,90 @@ const char *rec_kind(const Appeal__Body *b) {
         return "unknown";
     }
 }
+
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Walks one message's fields; calls `fn` for each (number, wire type,
+ * value or bytes). Returns false on malformed input. */
+typedef void (*field_fn)(void *arg, uint32_t num, uint32_t wire, uint64_t v, const uint8_t *b,
+                         size_t blen);
+
+static bool wire_walk(const uint8_t *p, const uint8_t *end, field_fn fn, void *arg) {
+    while (p < end) {
+        uint64_t key, v = 0;
+        if (!wire_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > 0x1fffffff) {
+            return false;
+        }
+        uint32_t wire = (uint32_t)(key & 7), num = (uint32_t)(key >> 3);
+        const uint8_t *b = NULL;
+        switch (wire) {
+        case 0:
+            if (!wire_varint(&p, end, &v)) {
+                return false;
+            }
+            break;
+        case 1:
+        case 5:
+            if (end - p < (wire == 1 ? 8 : 4)) {
+                return false;
+            }
+            p += wire == 1 ? 8 : 4;
+            break;
+        case 2:
+            if (!wire_varint(&p, end, &v) || v > (uint64_t)(end - p)) {
+                return false;
+            }
+            b = p;
+            p += v;
+            break;
+        default: return false;
+        }
+        fn(arg, num, wire, v, b, b ? (size_t)v : 0);
+    }
+    return true;
+}
+
+static void env_field(void *arg, uint32_t num, uint32_t wire, uint64_t v, const uint8_t *b,
+                      size_t blen) {
+    (void)v;
+    struct rec_peek *o = arg;
+    if (num == 1 && wire == 2) {
+        o->body = b;
+        o->body_len = blen;
+    }
+}
+
+static void body_field(void *arg, uint32_t num, uint32_t wire, uint64_t v, const uint8_t *b,
+                       size_t blen) {
+    struct rec_peek *o = arg;
+    if (num == 1 && wire == 2) {
+        o->origin = blen == KEY_PK_BYTES ? b : NULL;
+    } else if (num == 2 && wire == 0) {
+        o->seq = v;
+    } else if (num == 3 && wire == 2) {
+        o->prev = blen == HASH_BYTES ? b : NULL;
+    } else if (num >= 10 && num <= 24 && wire == 2) {
+        o->event = num;
+    }
+}
+
+int rec_peek(const uint8_t *bytes, size_t len, struct rec_peek *out) {
+    memset(out, 0, sizeof *out);
+    if (len > RECORD_BYTES_MAX || !wire_walk(bytes, bytes + len, env_field, out) ||
+        out->body == NULL || !wire_walk(out->body, out->body + out->body_len, body_field, out) ||
+        out->origin == NULL || out->prev == NULL || out->seq == 0 || out->event == 0) {
+        return APL_EINVAL;
+    }
+    return 0;
+}

@@ -36,6 +36,20 @@ int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t *
 int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record *out,
                struct errbuf *e);
 
+/* The chain fields of a record, read from its bytes without unpacking
+ * (no allocation): what a receiver checks on every record of a batch
+ * before it fully decodes and verifies the one signature that matters.
+ * Fields repeated in the bytes resolve as protobuf does (the last wins). */
+struct rec_peek {
+    const uint8_t *body;
+    size_t body_len;
+    const uint8_t *origin; /* KEY_PK_BYTES */
+    uint64_t seq;
+    const uint8_t *prev;   /* HASH_BYTES */
+    uint32_t event;        /* field number of the event: Body's oneof case */
+};
+int rec_peek(const uint8_t *bytes, size_t len, struct rec_peek *out);
+
 /* Ed25519 verification of the body with `pk`. */
 bool rec_verify_sig(const struct record *r, const uint8_t pk[KEY_PK_BYTES]);
 

@@ -32,6 +32,8 @@ int state_init(struct state *st, struct store *s) {
 }
 
 void state_fini(struct state *st) {
+    free(st->deltas);
+    st->deltas = NULL;
     arena_fini(&st->rows);
     arena_fini(&st->parked);
 }
@@ -55,13 +57,21 @@ struct row_keys {
     int32_t registered_day;
 };
 
+/* strncpy that always terminates (and is cheaper than snprintf here, on
+ * the path of every applied record). */
+static void copy_str(char *dst, size_t cap, const char *src) {
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void keys_of(const Appeal__AppealRow *r, struct row_keys *k) {
     memset(k, 0, sizeof *k);
     k->exists = true;
-    snprintf(k->owner, sizeof k->owner, "%s", r->owner);
-    snprintf(k->received_by, sizeof k->received_by, "%s", r->received_by);
-    snprintf(k->category, sizeof k->category, "%s", r->category);
-    snprintf(k->forwarded_to, sizeof k->forwarded_to, "%s", r->forwarded_to);
+    copy_str(k->owner, sizeof k->owner, r->owner);
+    copy_str(k->received_by, sizeof k->received_by, r->received_by);
+    copy_str(k->category, sizeof k->category, r->category);
+    copy_str(k->forwarded_to, sizeof k->forwarded_to, r->forwarded_to);
     k->type = r->type;
     k->status = r->status;
     k->deadline_day = r->deadline_day;
@@ -114,9 +124,8 @@ int counter_key_decode(const MDB_val *k, struct counter_key *out) {
     return 0;
 }
 
-static int counter_add(struct store *s, MDB_txn *t, const struct row_keys *k, int delta) {
-    uint8_t key[COUNTER_KEY_BYTES_MAX];
-    size_t kl = counter_key(key, k);
+static int counter_write(struct store *s, MDB_txn *t, const uint8_t *key, size_t kl,
+                         int64_t delta) {
     MDB_val v;
     uint64_t n = 0;
     int rc = store_get(t, s, DB_COUNTERS, key, kl, &v);
@@ -125,17 +134,94 @@ static int counter_add(struct store *s, MDB_txn *t, const struct row_keys *k, in
     } else if (rc != APL_ENOTFOUND && rc != 0) {
         return rc;
     }
-    if (delta < 0 && n == 0) {
+    if (delta < 0 && n < (uint64_t)-delta) {
         return APL_ECORRUPT; /* a counter below zero: derived state is wrong */
     }
-    n = delta < 0 ? n - 1 : n + 1;
+    n = (uint64_t)((int64_t)n + delta);
     if (n == 0) {
         return store_del(t, s, DB_COUNTERS, key, kl, NULL, 0);
     }
     return store_put(t, s, DB_COUNTERS, key, kl, &n, 8, 0);
 }
 
-static int index_del(struct store *s, MDB_txn *t, const struct row_keys *k, const char *number) {
+/* Batches add to counters in memory and write each touched counter once
+ * (state_flush): a run of records touches few counters many times. */
+struct counter_delta {
+    uint8_t key[COUNTER_KEY_BYTES_MAX];
+    uint8_t len;
+    bool used;
+    int64_t delta;
+};
+
+static uint32_t counter_slot(const uint8_t *key, size_t kl) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < kl; i++) {
+        h = (h ^ key[i]) * 16777619u;
+    }
+    return h;
+}
+
+static int counter_add(struct state *st, MDB_txn *t, const struct row_keys *k, int delta) {
+    uint8_t key[COUNTER_KEY_BYTES_MAX];
+    size_t kl = counter_key(key, k);
+    if (st->deltas == NULL) {
+        return counter_write(st->s, t, key, kl, delta);
+    }
+    uint32_t h = counter_slot(key, kl);
+    for (uint32_t probe = 0; probe < STATE_DELTAS; probe++) {
+        struct counter_delta *d = &st->deltas[(h + probe) % STATE_DELTAS];
+        if (!d->used) {
+            if (st->n_deltas >= STATE_DELTAS / 2) {
+                break; /* keep the table sparse: write through instead */
+            }
+            memcpy(d->key, key, kl);
+            d->len = (uint8_t)kl;
+            d->used = true;
+            d->delta = delta;
+            st->n_deltas++;
+            return 0;
+        }
+        if (d->len == kl && memcmp(d->key, key, kl) == 0) {
+            d->delta += delta;
+            return 0;
+        }
+    }
+    return counter_write(st->s, t, key, kl, delta);
+}
+
+int state_batch_begin(struct state *st) {
+    if (st->deltas == NULL) {
+        st->deltas = calloc(STATE_DELTAS, sizeof *st->deltas);
+        if (st->deltas == NULL) {
+            return APL_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+int state_batch_end(struct state *st, MDB_txn *t) {
+    if (st->deltas == NULL) {
+        return 0;
+    }
+    int rc = 0;
+    for (uint32_t i = 0; i < STATE_DELTAS && st->n_deltas > 0; i++) {
+        struct counter_delta *d = &st->deltas[i];
+        if (d->used) {
+            if (rc == 0 && d->delta != 0 && t != NULL) {
+                rc = counter_write(st->s, t, d->key, d->len, d->delta);
+            }
+            d->used = false;
+            st->n_deltas--;
+        }
+    }
+    free(st->deltas);
+    st->deltas = NULL;
+    st->n_deltas = 0;
+    return rc;
+}
+
+static int index_del(struct state *st, MDB_txn *t, const struct row_keys *k, const char *number) {
+    struct store *s = st->s;
     uint8_t key[DEADLINE_KEY_BYTES_MAX];
     int rc =
         store_del(t, s, DB_BY_STATUS, key, status_key(key, k->owner, k->status, number), NULL, 0);
@@ -147,10 +233,11 @@ static int index_del(struct store *s, MDB_txn *t, const struct row_keys *k, cons
         rc = store_del(t, s, DB_BY_STATUS, key,
                        status_key(key, k->forwarded_to, STATUS_KEY_INCOMING, number), NULL, 0);
     }
-    return rc == 0 ? counter_add(s, t, k, -1) : rc;
+    return rc == 0 ? counter_add(st, t, k, -1) : rc;
 }
 
-static int index_put(struct store *s, MDB_txn *t, const struct row_keys *k, const char *number) {
+static int index_put(struct state *st, MDB_txn *t, const struct row_keys *k, const char *number) {
+    struct store *s = st->s;
     uint8_t key[DEADLINE_KEY_BYTES_MAX];
     int rc =
         store_put(t, s, DB_BY_STATUS, key, status_key(key, k->owner, k->status, number), "", 0, 0);
@@ -163,7 +250,7 @@ static int index_put(struct store *s, MDB_txn *t, const struct row_keys *k, cons
         rc = store_put(t, s, DB_BY_STATUS, key,
                        status_key(key, k->forwarded_to, STATUS_KEY_INCOMING, number), "", 0, 0);
     }
-    return rc == 0 ? counter_add(s, t, k, +1) : rc;
+    return rc == 0 ? counter_add(st, t, k, +1) : rc;
 }
 
 static int save_row(struct state *st, MDB_txn *t, const struct row_keys *old,
@@ -171,12 +258,12 @@ static int save_row(struct state *st, MDB_txn *t, const struct row_keys *old,
     struct store *s = st->s;
     int rc = store_put_msg(t, s, DB_APPEALS, row->number, strlen(row->number), &row->base);
     if (rc == 0 && old->exists) {
-        rc = index_del(s, t, old, row->number);
+        rc = index_del(st, t, old, row->number);
     }
     struct row_keys now;
     keys_of(row, &now);
     if (rc == 0) {
-        rc = index_put(s, t, &now, row->number);
+        rc = index_put(st, t, &now, row->number);
     }
     uint8_t ref[EVENT_REF_BYTES];
     be32_put(ref, row->version);
@@ -419,6 +506,10 @@ static int park(struct state *st, MDB_txn *t, const struct origin_state *o, uint
 
 /* Applies parked events that now continue the appeal, in version order. */
 static int drain(struct state *st, MDB_txn *t, const char *number_in) {
+    MDB_stat ps;
+    if (mdb_stat(t, st->s->dbi[DB_PENDING], &ps) == 0 && ps.ms_entries == 0) {
+        return 0; /* nothing parked: the common case, one O(1) look */
+    }
     char number[NUMBER_BYTES_MAX + 1];
     snprintf(number, sizeof number, "%s", number_in);
     for (;;) {
@@ -583,6 +674,9 @@ int state_rebuild(struct store *s, struct errbuf *e) {
     if (rc == 0) {
         rc = store_wr_begin(s, &rb.t);
     }
+    if (rc == 0) {
+        rc = state_batch_begin(&rb.st);
+    }
     for (int db = 0; rc == 0 && db < DB_COUNT; db++) {
         if (store_db_derived((enum store_db)db)) {
             rc = store_drop(rb.t, s, (enum store_db)db);
@@ -605,6 +699,8 @@ int state_rebuild(struct store *s, struct errbuf *e) {
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = rebuild_origin(&rb, idxs[i]);
     }
+    int rc2 = state_batch_end(&rb.st, rc == 0 ? rb.t : NULL);
+    rc = rc != 0 ? rc : rc2;
     if (rb.t != NULL) {
         if (rc == 0) {
             rc = store_commit(s, rb.t);

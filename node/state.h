@@ -25,11 +25,17 @@
 #include "store.h"
 #include "store.pb-c.h"
 
+struct counter_delta;
+
+enum { STATE_DELTAS = 8192 }; /* counters one batch keeps in memory */
+
 struct state {
     struct store *s;
     struct arena rows;   /* appeal rows, reset per event */
     struct arena parked; /* parked records, reset per record */
     uint64_t ignored;    /* events that changed nothing */
+    struct counter_delta *deltas; /* between state_batch_begin and _end */
+    uint32_t n_deltas;
 };
 
 int state_init(struct state *st, struct store *s);
@@ -38,6 +44,13 @@ void state_fini(struct state *st);
 /* Applies record `seq` of origin `o` (already in the log). */
 int state_apply(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
                 const Appeal__Body *b);
+
+/* A batch of many records in one transaction: counters are summed in
+ * memory and written once by state_batch_end(), which must run before the
+ * transaction commits; with `t` NULL (the transaction is being aborted)
+ * it only forgets them. */
+int state_batch_begin(struct state *st);
+int state_batch_end(struct state *st, MDB_txn *t);
 
 /* Reads an appeal row; APL_ENOTFOUND if unknown. Decoded into `a`. */
 int state_appeal(struct store *s, MDB_txn *t, const char *number, struct arena *a,

@@ -150,6 +150,7 @@ static void complete(struct wreq *const *reqs, size_t n, bool committed, int syn
 
 static void *completer_main(void *arg) {
     struct writer *w = arg;
+    pthread_setname_np(pthread_self(), "completer");
     struct writer_batch b;
     for (;;) {
         pthread_mutex_lock(&w->mu);
@@ -213,6 +214,7 @@ static void settle(struct writer *w, struct wreq **batch, size_t n, bool committ
 
 static void *writer_main(void *arg) {
     struct writer *w = arg;
+    pthread_setname_np(pthread_self(), "writer");
     struct wreq *batch[WRITER_BATCH_MAX];
     uint64_t last_tick = util_mono_ns();
     for (;;) {

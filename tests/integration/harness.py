@@ -69,8 +69,12 @@ class Node:
         self.log_path = os.path.join(self.root, f"{juris}.log")
         out = subprocess.run([NODE, "init", "--data", self.dir, "--jurisdiction", juris],
                              capture_output=True, text=True, check=True)
-        self.keys = dict(line.split(" ", 1) for line in out.stdout.splitlines()
-                         if line and not line.startswith("#"))
+        self.entry = out.stdout
+        self.keys = {}
+        for line in out.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and not line.startswith("#"):
+                self.keys[parts[0]] = parts[1]
         if clock is not None:
             self.set_clock(clock)
 
