@@ -1036,7 +1036,7 @@ static int fit_fd_limit(size_t conns_max, char *why, size_t why_cap) {
     if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
         snprintf(why, why_cap, "--conns-max %zu needs %ju file descriptors; the limit is %ju",
                  conns_max, (uintmax_t)need, (uintmax_t)rl.rlim_max);
-        return APL_EINVAL;
+        return APL_EUNAVAIL;
     }
     rl.rlim_cur = need;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
@@ -1274,7 +1274,7 @@ int main(int argc, char **argv) {
     if (rc != 0) {
         fprintf(stderr, "appeal-faultproxy: %s\n", why);
         proxy_close(&p);
-        return rc == APL_EINVAL ? 2 : 1;
+        return 1; /* arguments were checked above: this is the system saying no */
     }
     log_event(&p, "info", "started", "listen=%s to=%s control=%s conns_max=%zu", o.listen, o.to,
               o.control, p.conns_max);
