@@ -1755,7 +1755,9 @@ static Appeal__PeerStatus *peer_status(struct repl *r, struct peer *p, const str
     s->url = (char *)p->cn->peer_url;
     s->last_contact_ms = p->last_contact_ms;
     s->last_ok_ms = p->last_ok_ms;
-    s->reachable = p->last_ok_ms > 0 && p->last_error[0] == '\0';
+    /* Reachable: the last pull worked, and not long ago. */
+    s->reachable = p->last_ok_ms > 0 && p->last_error[0] == '\0' &&
+                   clock_system_ms() - p->last_ok_ms < PEER_SILENT_MS;
     s->last_error = arena_strdup(a, p->last_error);
     s->errors = p->errors;
     s->refused_records = p->refused;

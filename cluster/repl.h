@@ -60,6 +60,7 @@ enum {
     BACKOFF_MIN_MS = 200,
     BACKOFF_MAX_MS = 30000,
     HEADS_INTERVAL_MS = 1000,
+    PEER_SILENT_MS = 3 * PULL_IDLE_MS + 1000, /* no good pull for this long: unreachable */
     PEER_CLOCK_SKEW_MAX_MS = 10 * 60 * 1000, /* messages older/newer are refused */
     REPL_ARENA_BYTES = 64 * 1024 * 1024,
 };

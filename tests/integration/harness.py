@@ -254,9 +254,11 @@ import fedlib  # noqa: E402,F401
 FAULTPROXY = os.path.join(BIN, "appeal-faultproxy")
 
 
-def federation(codes, heartbeat_ms=500, node_args=()):
+def federation(codes, heartbeat_ms=60000, node_args=()):
     """An initialised (not started) local federation in a temporary
-    directory; call .start(), and always .kill_all() and cleanup."""
+    directory; call .start(), and always .kill_all() and cleanup. Heartbeats
+    are rare by default so that logs stand still once replication is done
+    (tests of convergence compare heads); tests of freshness ask for more."""
     root = tempfile.mkdtemp(prefix="appeal-fed-")
     fed = fedlib.Federation(root, codes, BIN, heartbeat_ms=heartbeat_ms, node_args=node_args)
     fed.init()
