@@ -348,6 +348,7 @@ static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_
         return rc;
     }
     o->frozen = true;
+    atomic_fetch_add(&r->n->metrics.forks, 1);
     snprintf(o->frozen_reason, sizeof o->frozen_reason, "fork at seq %llu, seen via %s",
              (unsigned long long)seq, via);
     rc = log_origin_save(&r->n->store, t, o);
@@ -419,6 +420,11 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
             break; /* does not continue what we now hold: pull again */
         }
         rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
+        if (rc == 0 && o != &n->self) {
+            atomic_fetch_add_explicit(&n->metrics.replicated_records, 1, memory_order_relaxed);
+            int64_t lag_ms = now - rec.body->time_ms;
+            hist_observe_us(&n->metrics.replication_lag, lag_ms > 0 ? (uint64_t)lag_ms * 1000 : 0);
+        }
         if (rc == 0 && !getenv("NOSTATE")) {
             rc = state_apply(&n->state, t, o, seq, rec.body);
         }
@@ -832,6 +838,18 @@ static int check_run(struct repl *r, const struct origin_list *l, const Appeal__
     return repl_check_run(run, &b, a, e);
 }
 
+/* Counts refused records by reason, for the metrics. */
+static void count_refused(struct repl *r, int rc, uint64_t records) {
+    struct metrics *m = &r->n->metrics;
+    _Atomic uint64_t *c = rc == APL_ECHAIN   ? &m->refused_bad_chain
+                          : rc == APL_ESIG   ? &m->refused_bad_sig
+                          : rc == APL_EGAP   ? &m->refused_gap
+                          : rc == APL_EORIGIN ? &m->refused_unknown_origin
+                          : rc == APL_EINVAL || rc == APL_ETOOBIG ? &m->refused_malformed
+                                                                   : &m->refused_other;
+    atomic_fetch_add_explicit(c, records ? records : 1, memory_order_relaxed);
+}
+
 /* Records of an origin our cluster file does not list: refused, counted,
  * logged once per peer. */
 static void unknown_origin(struct peer *p, const Appeal__Run *run) {
@@ -840,6 +858,7 @@ static void unknown_origin(struct peer *p, const Appeal__Run *run) {
     char msg[ERRBUF_MSG_BYTES];
     snprintf(msg, sizeof msg, "%s offers records of origin %s, which is not in our cluster file",
              p->cn->juris, kid);
+    count_refused(p->r, APL_EORIGIN, run->n_records);
     pthread_mutex_lock(&p->mu);
     p->refused += run->n_records;
     bool fresh = true;
@@ -1061,6 +1080,7 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
         f->records += f->resp->runs[i]->n_records;
     }
     if (rc != 0) {
+        count_refused(r, rc, f->records);
         pthread_mutex_lock(&p->mu);
         p->refused += f->records;
         pthread_mutex_unlock(&p->mu);
@@ -1068,6 +1088,7 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
         snprintf(msg, sizeof msg, "refused a batch from %s: %s", p->cn->juris, e->msg);
         return err_set(e, rc, "%s", msg);
     }
+    atomic_fetch_add_explicit(&r->n->metrics.pulls, 1, memory_order_relaxed);
     peer_contact(p, f->body, (const Appeal__Mark *const *)f->resp->marks, f->resp->n_marks, true);
     return 0;
 }
@@ -1313,6 +1334,7 @@ static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
     bool skip;
     int rc = check_run(r, l, run, &r->sub_arena, &skip, &e);
     if (rc != 0) {
+        count_refused(r, rc, run->n_records);
         pthread_mutex_lock(&p->mu);
         p->refused += run->n_records;
         pthread_mutex_unlock(&p->mu);
@@ -1323,6 +1345,7 @@ static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
     }
     uint64_t appended = 0;
     if (!skip && ingest(r, p, &run, 1, &appended, &e) == 0) {
+        atomic_fetch_add_explicit(&r->n->metrics.pushes, 1, memory_order_relaxed);
         pthread_mutex_lock(&p->mu);
         p->records_in += appended;
         pthread_mutex_unlock(&p->mu);

@@ -11,6 +11,7 @@
 #include "lifecycle.h"
 #include "bounds.h"
 #include "node.h"
+#include "expo.h"
 #include "olog.h"
 #include "repl.h"
 #include "rules.h"
@@ -89,6 +90,7 @@ static void send_response(struct api_work *w, const Appeal__Response *resp) {
 }
 
 static void send_error(struct api_work *w, int rc, const char *msg) {
+    atomic_fetch_add_explicit(&w->api->node->metrics.requests_refused, 1, memory_order_relaxed);
     Appeal__Error err = APPEAL__ERROR__INIT;
     err.code = api_error_code(rc);
     err.message = (char *)(msg != NULL && msg[0] ? msg : apl_strerror(rc));
@@ -111,6 +113,8 @@ static const char *op_name(const Appeal__Request *q) {
         return "info";
     case APPEAL__REQUEST__OP_CLUSTER_STATUS:
         return "cluster_status";
+    case APPEAL__REQUEST__OP_METRICS:
+        return "metrics";
     default:
         return "unknown";
     }
@@ -141,6 +145,10 @@ static void write_done(struct wreq *r) {
         return;
     }
     const struct appeal_result *res = &w->result;
+    if (w->req->op_case == APPEAL__REQUEST__OP_FILE) {
+        atomic_fetch_add_explicit(&w->api->node->metrics.appeals_filed, 1,
+                                  memory_order_relaxed);
+    }
     const char *what = w->req->op_case == APPEAL__REQUEST__OP_FILE
                            ? "filed"
                            : status_name((Appeal__Status)res->status);
@@ -208,6 +216,18 @@ static void answer_read(struct api_work *w) {
         rc = view_list(n, t, w->req->list, &w->arena, &resp.list, &e);
         resp.result_case = APPEAL__RESPONSE__RESULT_LIST;
         break;
+    case APPEAL__REQUEST__OP_METRICS: {
+        char *text = NULL;
+        size_t len = 0;
+        rc = metrics_render(n, &text, &len);
+        if (rc == 0) {
+            resp.metrics_text = arena_strdup(&w->arena, text);
+            rc = resp.metrics_text != NULL ? 0 : err_set(&e, APL_ETOOBIG, "metrics too large");
+        }
+        free(text);
+        resp.result_case = APPEAL__RESPONSE__RESULT_METRICS_TEXT;
+        break;
+    }
     case APPEAL__REQUEST__OP_CLUSTER_STATUS:
         rc = n->repl == NULL
                  ? err_set(&e, APL_ENOTFOUND, "this node runs alone: start it with --cluster FILE")
@@ -313,6 +333,18 @@ static void work_cb(void *arg) {
     }
 }
 
+/* Runs with the socket's lock held: it only counts (nng caveat: never call
+ * into the socket from here). */
+static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg) {
+    (void)p;
+    struct metrics *m = arg;
+    if (ev == NNG_PIPE_EV_ADD_POST) {
+        atomic_fetch_add_explicit(&m->api_connections, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_sub_explicit(&m->api_connections, 1, memory_order_relaxed);
+    }
+}
+
 int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e) {
     struct api *a = calloc(1, sizeof *a);
     if (a == NULL) {
@@ -337,6 +369,12 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         if (rv == 0) {
             a->started = i + 1;
         }
+    }
+    if (rv == 0) {
+        rv = nng_pipe_notify(a->sock, NNG_PIPE_EV_ADD_POST, pipe_event, &n->metrics);
+    }
+    if (rv == 0) {
+        rv = nng_pipe_notify(a->sock, NNG_PIPE_EV_REM_POST, pipe_event, &n->metrics);
     }
     if (rv == 0) {
         rv = nng_listener_create(&a->listener, a->sock, url);

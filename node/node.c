@@ -68,6 +68,9 @@ static uint64_t hook_committed(void *arg) {
     struct node *n = arg;
     if (n->self.head_seq != n->self_saved.head_seq) {
         n->last_record_ms = node_now_ms(n);
+        atomic_fetch_add_explicit(&n->metrics.own_records,
+                                  n->self.head_seq - n->self_saved.head_seq,
+                                  memory_order_relaxed);
     }
     return n->self.head_seq;
 }
@@ -377,6 +380,7 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     if (rc != 0) {
         return err_set(e, rc, "cannot start the writer thread");
     }
+    n->writer.commit_hist = &n->metrics.commit;
     if (n->cluster != NULL) {
         struct repl_opts ro = {.recover_quorum = n->recover_quorum, .recovering = recovering};
         rc = repl_start(&n->repl, n, n->cluster, &ro, e);

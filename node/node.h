@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "olog.h"
 #include "rules.h"
 #include "state.h"
@@ -65,6 +66,7 @@ struct node {
      * (a record served before it is durable could be lost in a power cut
      * and signed again differently: a fork). */
     _Atomic uint64_t durable_head;
+    struct metrics metrics;
     bool serving;
 };
 

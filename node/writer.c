@@ -52,7 +52,11 @@ static enum batch_outcome attempt(struct writer *w, struct store *s, const struc
     uint64_t t0 = util_mono_ns();
     rc = store_commit(s, t);
     if (w != NULL) {
-        atomic_fetch_add(&w->commit_ns_total, util_mono_ns() - t0);
+        uint64_t ns = util_mono_ns() - t0;
+        atomic_fetch_add(&w->commit_ns_total, ns);
+        if (w->commit_hist != NULL) {
+            hist_observe_us(w->commit_hist, ns / 1000);
+        }
     }
     if (rc != 0) {
         if (h->rollback != NULL) {

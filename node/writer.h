@@ -38,6 +38,7 @@
 
 #include "bounds.h"
 #include "err.h"
+#include "metrics.h"
 #include "store.h"
 
 struct wreq;
@@ -96,6 +97,7 @@ struct writer {
     _Atomic uint64_t committed_writes;
     _Atomic uint64_t syncs;
     _Atomic uint64_t commit_ns_total; /* time in mdb_txn_commit */
+    struct histogram *commit_hist;    /* optional: every commit's duration */
     _Atomic uint64_t sync_ns_total;   /* time in explicit syncs */
 };
 

@@ -92,6 +92,7 @@ static const char usage[] =
     "  return NUMBER --reason TEXT\n"
     "  info\n"
     "  cluster status      replication: peers, origins, lag, forks\n"
+    "  metrics             the node's metrics (Prometheus text format)\n"
     "\n"
     "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100.\n";
 
@@ -700,6 +701,7 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
     Appeal__ShowRequest s = APPEAL__SHOW_REQUEST__INIT;
     Appeal__InfoRequest i = APPEAL__INFO_REQUEST__INIT;
     Appeal__ClusterStatusRequest cs = APPEAL__CLUSTER_STATUS_REQUEST__INIT;
+    Appeal__MetricsRequest mr = APPEAL__METRICS_REQUEST__INIT;
     if (strcmp(cmd, "list") == 0) {
         return cmd_list(cl, c, as_json);
     }
@@ -720,6 +722,9 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
     } else if (strcmp(cmd, "info") == 0) {
         q.op_case = APPEAL__REQUEST__OP_INFO;
         q.info = &i;
+    } else if (strcmp(cmd, "metrics") == 0) {
+        q.op_case = APPEAL__REQUEST__OP_METRICS;
+        q.metrics = &mr;
     } else if (strcmp(cmd, "cluster") == 0) {
         if (c->npos < 2 || strcmp(c->pos[1], "status") != 0) {
             fprintf(stderr, "appealctl: cluster status is the cluster command\n");
@@ -765,6 +770,9 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
         break;
     case APPEAL__RESPONSE__RESULT_CLUSTER:
         print_cluster(as_json, resp->cluster);
+        break;
+    case APPEAL__RESPONSE__RESULT_METRICS_TEXT:
+        fputs(resp->metrics_text, stdout);
         break;
     default:
         fprintf(stderr, "appealctl: the node answered with nothing\n");

@@ -1,0 +1,17 @@
+/*
+ * expo.h: the node's metrics in the Prometheus text exposition format
+ * (version 0.0.4): served on /metrics over HTTP and by `appealctl metrics`.
+ * Names follow Prometheus conventions: `appeal_` prefix, base units,
+ * `_total` for counters, `_seconds` and `_bytes` suffixes.
+ */
+#ifndef APPEAL_EXPO_H
+#define APPEAL_EXPO_H
+
+#include <stddef.h>
+
+struct node;
+
+/* Renders every metric into a malloc'd NUL-terminated text. */
+int metrics_render(struct node *n, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * metrics.h: the node's counters and histograms, rendered in the
+ * Prometheus text exposition format (docs/operations.md lists them).
+ *
+ * Everything here is updated with relaxed atomics from whichever thread
+ * does the work, and read without locks by the renderer: a scrape sees
+ * each number as it was at some moment during the scrape.
+ */
+#ifndef APPEAL_METRICS_H
+#define APPEAL_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bucket upper bounds in seconds, shared by every histogram. */
+enum { HIST_BUCKETS = 16 };
+extern const double hist_bounds_s[HIST_BUCKETS];
+
+struct histogram {
+    _Atomic uint64_t buckets[HIST_BUCKETS + 1]; /* the last one is +Inf */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_us;
+};
+
+void hist_observe_us(struct histogram *h, uint64_t us);
+/* The q-quantile (0..1) estimated from bucket counts, in seconds; 0 if
+ * empty. Differences of two snapshots give a window's quantiles. */
+double hist_quantile(const uint64_t *buckets, uint64_t count, double q);
+
+struct metrics {
+    _Atomic uint64_t own_records;         /* records this node signed */
+    _Atomic uint64_t replicated_records;  /* records stored from peers */
+    _Atomic uint64_t appeals_filed;
+    _Atomic uint64_t requests_refused;    /* client requests answered with an error */
+    _Atomic uint64_t pulls;               /* pull answers received */
+    _Atomic uint64_t pushes;              /* push batches applied */
+    _Atomic uint64_t refused_bad_chain, refused_bad_sig, refused_gap, refused_unknown_origin,
+        refused_malformed, refused_other;
+    _Atomic uint64_t forks;
+    _Atomic uint64_t api_connections;
+    struct histogram commit;           /* mdb_txn_commit, seconds */
+    struct histogram replication_lag;  /* origin's clock at signing to our store */
+};
+
+#endif
