@@ -72,8 +72,7 @@ int cluster_parse(struct cluster *c, const char *text, struct errbuf *e) {
     memset(c, 0, sizeof *c);
     c->self = -1;
     if (strlen(text) > CLUSTER_FILE_BYTES_MAX) {
-        return err_set(e, APL_ETOOBIG, "cluster file larger than %d bytes",
-                       CLUSTER_FILE_BYTES_MAX);
+        return err_set(e, APL_ETOOBIG, "cluster file larger than %d bytes", CLUSTER_FILE_BYTES_MAX);
     }
     char *copy = strdup(text);
     if (copy == NULL) {
@@ -109,8 +108,7 @@ int cluster_parse(struct cluster *c, const char *text, struct errbuf *e) {
                 break;
             }
             if (c->count >= CLUSTER_NODES_MAX) {
-                rc = err_set(e, APL_ETOOBIG, "cluster file: more than %d nodes",
-                             CLUSTER_NODES_MAX);
+                rc = err_set(e, APL_ETOOBIG, "cluster file: more than %d nodes", CLUSTER_NODES_MAX);
                 break;
             }
             if (!juris_valid(val)) {
@@ -208,8 +206,8 @@ const struct cluster_node *cluster_by_juris(const struct cluster *c, const char 
 }
 
 void cluster_entry_format(char *out, size_t cap, const char *juris,
-                          const uint8_t sign_pk[KEY_PK_BYTES],
-                          const uint8_t box_pk[BOX_PK_BYTES], const char *peer_url) {
+                          const uint8_t sign_pk[KEY_PK_BYTES], const uint8_t box_pk[BOX_PK_BYTES],
+                          const char *peer_url) {
     char s[2 * KEY_PK_BYTES + 1], b[2 * BOX_PK_BYTES + 1];
     util_hex(sign_pk, KEY_PK_BYTES, s);
     util_hex(box_pk, BOX_PK_BYTES, b);

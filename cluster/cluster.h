@@ -35,10 +35,10 @@ struct cluster_node {
     char juris[16];
     uint8_t sign_pk[KEY_PK_BYTES];
     uint8_t box_pk[BOX_PK_BYTES];
-    char peer_url[CLUSTER_URL_BYTES];  /* "" if it takes no connections */
+    char peer_url[CLUSTER_URL_BYTES]; /* "" if it takes no connections */
     char pub_url[CLUSTER_URL_BYTES];
     char query_url[CLUSTER_URL_BYTES];
-    unsigned line;                     /* where its entry starts */
+    unsigned line; /* where its entry starts */
 };
 
 struct cluster {
@@ -63,7 +63,7 @@ int cluster_url_offset(const char *url, int delta, char out[CLUSTER_URL_BYTES]);
 
 /* Formats the entry for a node (what `appeal-node init` prints). */
 void cluster_entry_format(char *out, size_t cap, const char *juris,
-                          const uint8_t sign_pk[KEY_PK_BYTES],
-                          const uint8_t box_pk[BOX_PK_BYTES], const char *peer_url);
+                          const uint8_t sign_pk[KEY_PK_BYTES], const uint8_t box_pk[BOX_PK_BYTES],
+                          const char *peer_url);
 
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "appeal.h"
+#include "peermsg.h"
 #include "bounds.h"
 #include "log.h"
 #include "node.h"
@@ -37,8 +38,8 @@ struct peer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool poke;
-    struct arena arenas[2];     /* the answer being fetched and the one being stored */
-    struct origin_list *ours;   /* what we hold or will hold, for requests */
+    struct arena arenas[2];   /* the answer being fetched and the one being stored */
+    struct origin_list *ours; /* what we hold or will hold, for requests */
     /* Status, under mu. */
     int64_t last_contact_ms, last_ok_ms, skew_ms;
     char last_error[ERRBUF_MSG_BYTES];
@@ -89,96 +90,14 @@ static int64_t now_ms(const struct repl *r) {
     return node_now_ms(r->n);
 }
 
-/* What a peer message's signature covers: a context string and the
- * BLAKE2b-256 of the body, so a large answer costs one fast hash pass
- * instead of Ed25519's two SHA-512 passes over all of it. */
-enum { PEER_SIGNED_BYTES = 14 + HASH_BYTES };
-
-static void peer_signed(const uint8_t *body, size_t len, uint8_t out[PEER_SIGNED_BYTES]) {
-    memcpy(out, "appeal-peer-v1", 14);
-    hash_bytes(body, len, out + 14);
-}
-
-/* Signs `body` as this node and packs the PeerMessage into an nng message. */
 static int peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out) {
-    body->version = 1;
-    body->time_ms = clock_system_ms();
-    size_t blen = protobuf_c_message_get_packed_size(&body->base);
-    uint8_t *bb = malloc(blen ? blen : 1);
-    if (bb == NULL) {
-        return APL_ENOMEM;
-    }
-    protobuf_c_message_pack(&body->base, bb);
-    uint8_t sig[SIG_BYTES], signed_part[PEER_SIGNED_BYTES];
-    peer_signed(bb, blen, signed_part);
-    crypto_sign_detached(sig, NULL, signed_part, sizeof signed_part, r->n->keys.sign_sk);
-    Appeal__PeerMessage m = APPEAL__PEER_MESSAGE__INIT;
-    m.body.data = bb;
-    m.body.len = blen;
-    m.sender.data = r->n->keys.sign_pk;
-    m.sender.len = KEY_PK_BYTES;
-    m.sig.data = sig;
-    m.sig.len = SIG_BYTES;
-    size_t n = protobuf_c_message_get_packed_size(&m.base);
-    int rv = nng_msg_alloc(out, n);
-    if (rv == 0) {
-        protobuf_c_message_pack(&m.base, nng_msg_body(*out));
-    }
-    free(bb);
-    return rv == 0 ? 0 : APL_ENOMEM;
+    return peermsg_pack(&r->n->keys, body, out);
 }
 
-/* Opens a peer message from untrusted bytes: decodes within limits,
- * checks the sender is a known node (and `expect` if given), the
- * signature, and the clock. */
 static int peer_open(struct repl *r, const void *data, size_t len, struct arena *a,
                      const struct cluster_node *expect, Appeal__PeerBody **body,
                      const struct cluster_node **from, struct errbuf *e) {
-    if (len > REPL_RECV_BYTES_MAX) {
-        return err_set(e, APL_ETOOBIG, "peer message of %zu bytes exceeds %d", len,
-                       REPL_RECV_BYTES_MAX);
-    }
-    Appeal__PeerMessage *m = (Appeal__PeerMessage *)pbx_unpack(
-        &appeal__peer_message__descriptor, data, len, a, 16, e);
-    if (m == NULL) {
-        return e->code ? e->code : APL_EINVAL;
-    }
-    if (m->sender.len != KEY_PK_BYTES || m->sig.len != SIG_BYTES) {
-        return err_set(e, APL_EAUTH, "peer message without a sender key and signature");
-    }
-    const struct cluster_node *cn = cluster_by_origin(r->c, m->sender.data);
-    if (cn == NULL) {
-        return err_set(e, APL_EAUTH, "unknown peer: its key is not in the cluster file");
-    }
-    if (expect != NULL && cn != expect) {
-        return err_set(e, APL_EAUTH, "answer signed by %s, not by the peer asked (%s)",
-                       cn->juris, expect->juris);
-    }
-    uint8_t signed_part[PEER_SIGNED_BYTES];
-    peer_signed(m->body.data, m->body.len, signed_part);
-    if (crypto_sign_verify_detached(m->sig.data, signed_part, sizeof signed_part,
-                                    m->sender.data) != 0) {
-        return err_set(e, APL_EAUTH, "bad signature on a message from %s", cn->juris);
-    }
-    Appeal__PeerBody *b = (Appeal__PeerBody *)pbx_unpack(
-        &appeal__peer_body__descriptor, m->body.data, m->body.len, a, PULL_RECORDS_MAX, e);
-    if (b == NULL) {
-        return e->code ? e->code : APL_EINVAL;
-    }
-    if (b->version != 1) {
-        return err_set(e, APL_EINVAL, "peer %s speaks protocol version %u", cn->juris,
-                       b->version);
-    }
-    int64_t skew = b->time_ms - clock_system_ms();
-    if (skew > PEER_CLOCK_SKEW_MAX_MS || skew < -PEER_CLOCK_SKEW_MAX_MS) {
-        return err_set(e, APL_EAUTH, "message from %s is %lld s off our clock", cn->juris,
-                       (long long)(skew / 1000));
-    }
-    *body = b;
-    if (from != NULL) {
-        *from = cn;
-    }
-    return 0;
+    return peermsg_open(r->c, data, len, a, expect, body, from, e);
 }
 
 bool repl_recovering(const struct repl *r) {
@@ -506,7 +425,8 @@ static int list_origins(struct repl *r, MDB_txn *t, struct origin_list *l) {
     MDB_val k, v;
     for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0 && l->n < CLUSTER_NODES_MAX;
          m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size == KEY_PK_BYTES && log_origin_get(&r->n->store, t, k.mv_data, &l->o[l->n]) == 0) {
+        if (k.mv_size == KEY_PK_BYTES &&
+            log_origin_get(&r->n->store, t, k.mv_data, &l->o[l->n]) == 0) {
             l->n++;
         }
     }
@@ -628,8 +548,8 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
     return 0;
 }
 
-static int answer_pull(struct repl *r, const Appeal__PullRequest *q, struct arena *a,
-                       MDB_txn *t, Appeal__PullResponse *resp) {
+static int answer_pull(struct repl *r, const Appeal__PullRequest *q, struct arena *a, MDB_txn *t,
+                       Appeal__PullResponse *resp) {
     struct origin_list *l = arena_new(a, sizeof *l);
     if (l == NULL) {
         return APL_ENOMEM;
@@ -644,8 +564,8 @@ static int answer_pull(struct repl *r, const Appeal__PullRequest *q, struct aren
     if (resp->runs == NULL || resp->conflicts == NULL || resp->marks == NULL) {
         return APL_ENOMEM;
     }
-    size_t budget_n = q->records_max && q->records_max < PULL_RECORDS_MAX ? q->records_max
-                                                                          : PULL_RECORDS_MAX;
+    size_t budget_n =
+        q->records_max && q->records_max < PULL_RECORDS_MAX ? q->records_max : PULL_RECORDS_MAX;
     size_t budget_bytes =
         q->bytes_max && q->bytes_max < PULL_BYTES_MAX ? q->bytes_max : PULL_BYTES_MAX;
     /* Start at a rotating origin so that one busy origin does not starve
@@ -766,13 +686,13 @@ static void peer_error(struct peer *p, int rc, const char *msg) {
     pthread_mutex_unlock(&p->mu);
     if (fresh) {
         /* Logged once per peer and reason, not on every retry. */
-        olog(rc == APL_ENET || rc == APL_ETIMEDOUT ? OLOG_WARN : OLOG_ERROR, "pull_failed",
-             "peer", p->cn->juris, "reason", msg, NULL);
+        olog(rc == APL_ENET || rc == APL_ETIMEDOUT ? OLOG_WARN : OLOG_ERROR, "pull_failed", "peer",
+             p->cn->juris, "reason", msg, NULL);
     }
 }
 
-static void peer_contact(struct peer *p, const Appeal__PeerBody *b, const Appeal__Mark *const *marks,
-                         size_t n, bool ok) {
+static void peer_contact(struct peer *p, const Appeal__PeerBody *b,
+                         const Appeal__Mark *const *marks, size_t n, bool ok) {
     int64_t now = clock_system_ms();
     pthread_mutex_lock(&p->mu);
     p->last_contact_ms = now;
@@ -841,12 +761,12 @@ static int check_run(struct repl *r, const struct origin_list *l, const Appeal__
 /* Counts refused records by reason, for the metrics. */
 static void count_refused(struct repl *r, int rc, uint64_t records) {
     struct metrics *m = &r->n->metrics;
-    _Atomic uint64_t *c = rc == APL_ECHAIN   ? &m->refused_bad_chain
-                          : rc == APL_ESIG   ? &m->refused_bad_sig
-                          : rc == APL_EGAP   ? &m->refused_gap
-                          : rc == APL_EORIGIN ? &m->refused_unknown_origin
+    _Atomic uint64_t *c = rc == APL_ECHAIN                        ? &m->refused_bad_chain
+                          : rc == APL_ESIG                        ? &m->refused_bad_sig
+                          : rc == APL_EGAP                        ? &m->refused_gap
+                          : rc == APL_EORIGIN                     ? &m->refused_unknown_origin
                           : rc == APL_EINVAL || rc == APL_ETOOBIG ? &m->refused_malformed
-                                                                   : &m->refused_other;
+                                                                  : &m->refused_other;
     atomic_fetch_add_explicit(c, records ? records : 1, memory_order_relaxed);
 }
 
@@ -912,8 +832,7 @@ static void recovery_check(struct peer *p, const Appeal__PullResponse *resp) {
     if (!atomic_load(&r->recovering)) {
         return;
     }
-    const Appeal__Mark *theirs =
-        find_mark(resp->marks, resp->n_marks, r->n->keys.sign_pk);
+    const Appeal__Mark *theirs = find_mark(resp->marks, resp->n_marks, r->n->keys.sign_pk);
     MDB_txn *t;
     struct origin_state self;
     if (store_rd_begin(&r->n->store, &t) != 0) {
@@ -937,16 +856,16 @@ static int send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *
     int rv = nng_aio_result(p->aio);
     if (rv != 0) {
         nng_msg_free(out);
-        return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET,
-                       "cannot send to %s: %s", p->cn->juris, nng_strerror(rv));
+        return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET, "cannot send to %s: %s",
+                       p->cn->juris, nng_strerror(rv));
     }
     nng_aio_set_timeout(p->aio, PULL_TIMEOUT_MS);
     nng_recv_aio(p->req, p->aio);
     nng_aio_wait(p->aio);
     rv = nng_aio_result(p->aio);
     if (rv != 0) {
-        return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET,
-                       "no answer from %s: %s", p->cn->juris, nng_strerror(rv));
+        return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET, "no answer from %s: %s",
+                       p->cn->juris, nng_strerror(rv));
     }
     *in = nng_aio_get_msg(p->aio);
     return 0;
@@ -1060,8 +979,7 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
     }
     if (rc == 0 && f->body->pulled->error[0] != '\0') {
         peer_contact(p, f->body, NULL, 0, false);
-        rc = err_set(e, APL_EAUTH, "%s refused our pull: %s", p->cn->juris,
-                     f->body->pulled->error);
+        rc = err_set(e, APL_EAUTH, "%s refused our pull: %s", p->cn->juris, f->body->pulled->error);
     }
     if (rc != 0) {
         return rc;
@@ -1119,7 +1037,9 @@ static int pull_session(struct peer *p, struct errbuf *e) {
             err_clear(&e2);
             int rc2 = ingest_end(&in, &appended, &e2);
             inflight = false;
-            if (getenv("PULLDBG")) fprintf(stderr, "fetch %.1f ms, then waited %.1f ms for ingest\n", (double)(T1-T0)/1e6, (double)(util_mono_ns()-T1)/1e6);
+            if (getenv("PULLDBG"))
+                fprintf(stderr, "fetch %.1f ms, then waited %.1f ms for ingest\n",
+                        (double)(T1 - T0) / 1e6, (double)(util_mono_ns() - T1) / 1e6);
             pthread_mutex_lock(&p->mu);
             p->records_in += appended;
             pthread_mutex_unlock(&p->mu);
@@ -1188,7 +1108,7 @@ static void recovery_maybe_done(struct repl *r) {
         pthread_mutex_unlock(&r->peers[i].mu);
     }
     int need = r->recover_quorum < 0 || r->recover_quorum > (int)r->n_peers ? (int)r->n_peers
-                                                                             : r->recover_quorum;
+                                                                            : r->recover_quorum;
     if (confirmed < need) {
         return;
     }
@@ -1231,8 +1151,7 @@ static void *puller_main(void *arg) {
         uint64_t until = util_mono_ns() + (uint64_t)wait_ms * 1000000u;
         pthread_mutex_lock(&p->mu);
         p->backoff_ms = backoff;
-        while (!atomic_load(&r->stopping) && !(p->poke && backoff == 0) &&
-               util_mono_ns() < until) {
+        while (!atomic_load(&r->stopping) && !(p->poke && backoff == 0) && util_mono_ns() < until) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             uint64_t left = until - util_mono_ns();
@@ -1658,9 +1577,8 @@ int repl_start(struct repl **out, struct node *n, struct cluster *c, const struc
         r->sub_started = rc == 0;
     }
     for (uint32_t i = 0; rc == 0 && i < r->n_peers; i++) {
-        rc = pthread_create(&r->peers[i].thread, NULL, puller_main, &r->peers[i]) == 0
-                 ? 0
-                 : APL_ENOMEM;
+        rc = pthread_create(&r->peers[i].thread, NULL, puller_main, &r->peers[i]) == 0 ? 0
+                                                                                       : APL_ENOMEM;
         r->peers[i].started = rc == 0;
     }
     if (rc != 0) {
@@ -1671,8 +1589,8 @@ int repl_start(struct repl **out, struct node *n, struct cluster *c, const struc
     char peers[16];
     snprintf(peers, sizeof peers, "%u", r->n_peers);
     olog(OLOG_INFO, "replication_started", "peers", peers, "listen",
-         self->peer_url[0] ? self->peer_url : "-", "recovering",
-         o->recovering ? "yes" : "no", NULL);
+         self->peer_url[0] ? self->peer_url : "-", "recovering", o->recovering ? "yes" : "no",
+         NULL);
     *out = r;
     return 0;
 }
@@ -1834,8 +1752,8 @@ static int fork_list(struct repl *r, MDB_txn *t, struct arena *a, Appeal__Cluste
     for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST);
          m == 0 && s->forks != NULL && s->n_forks < CLUSTER_NODES_MAX;
          m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        Appeal__Fork *f = (Appeal__Fork *)pbx_unpack(&appeal__fork__descriptor, v.mv_data,
-                                                     v.mv_size, a, 4, NULL);
+        Appeal__Fork *f =
+            (Appeal__Fork *)pbx_unpack(&appeal__fork__descriptor, v.mv_data, v.mv_size, a, 4, NULL);
         Appeal__ForkInfo *fi = arena_new(a, sizeof *fi);
         if (f == NULL || fi == NULL || f->origin.len != KEY_PK_BYTES) {
             continue;

@@ -49,19 +49,18 @@ struct node;
 struct repl;
 
 enum {
-    REPL_RECV_BYTES_MAX = 16 * 1024 * 1024, /* any peer message */
+    REPL_RECV_BYTES_MAX = 16 * 1024 * 1024, /* any peer message: PEER_RECV_BYTES_MAX */
     PULL_RECORDS_MAX = 20000,               /* records in one pull response */
     PULL_BYTES_MAX = 8 * 1024 * 1024,       /* bytes of records in one response */
     PUSH_RECORDS_MAX = 2000,
     PUSH_BYTES_MAX = 1024 * 1024,
-    REPL_CONTEXTS = 8,          /* pulls served concurrently */
+    REPL_CONTEXTS = 8, /* pulls served concurrently */
     PULL_TIMEOUT_MS = 20000,
-    PULL_IDLE_MS = 2000,        /* poll interval when caught up */
+    PULL_IDLE_MS = 2000, /* poll interval when caught up */
     BACKOFF_MIN_MS = 200,
     BACKOFF_MAX_MS = 30000,
     HEADS_INTERVAL_MS = 1000,
     PEER_SILENT_MS = 3 * PULL_IDLE_MS + 1000, /* no good pull for this long: unreachable */
-    PEER_CLOCK_SKEW_MAX_MS = 10 * 60 * 1000, /* messages older/newer are refused */
     REPL_ARENA_BYTES = 64 * 1024 * 1024,
 };
 
@@ -91,9 +90,9 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
 struct run_base {
     const uint8_t *origin;
     uint64_t head_seq;
-    const uint8_t *head_hash;  /* NULL when head_seq is 0 */
+    const uint8_t *head_hash; /* NULL when head_seq is 0 */
     const uint8_t *signing_key;
-    const char *juris;         /* from the cluster file: genesis must match */
+    const char *juris; /* from the cluster file: genesis must match */
     const uint8_t *box_key;
 };
 int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct arena *a,

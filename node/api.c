@@ -2,6 +2,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,9 @@
 #include "node.h"
 #include "expo.h"
 #include "olog.h"
+#include "query.h"
 #include "repl.h"
+#include "survey.h"
 #include "rules.h"
 #include "view.h"
 
@@ -30,12 +33,25 @@ struct api_work {
     struct appeal_result result;
 };
 
+/* Live queries wait for other nodes: they run on a thread of their own,
+ * never on nng's. */
+struct live_queue {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct api_work *items[API_CONTEXTS];
+    uint32_t head, count;
+    bool stopping;
+};
+
 struct api {
     struct node *node;
     nng_socket sock;
     nng_listener listener;
     struct api_work works[API_CONTEXTS];
     size_t started;
+    struct live_queue live;
 };
 
 int api_error_code(int rc) {
@@ -115,6 +131,10 @@ static const char *op_name(const Appeal__Request *q) {
         return "cluster_status";
     case APPEAL__REQUEST__OP_METRICS:
         return "metrics";
+    case APPEAL__REQUEST__OP_QUERY:
+        return "query";
+    case APPEAL__REQUEST__OP_OVERDUE:
+        return "overdue";
     default:
         return "unknown";
     }
@@ -146,8 +166,7 @@ static void write_done(struct wreq *r) {
     }
     const struct appeal_result *res = &w->result;
     if (w->req->op_case == APPEAL__REQUEST__OP_FILE) {
-        atomic_fetch_add_explicit(&w->api->node->metrics.appeals_filed, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->api->node->metrics.appeals_filed, 1, memory_order_relaxed);
     }
     const char *what = w->req->op_case == APPEAL__REQUEST__OP_FILE
                            ? "filed"
@@ -196,11 +215,34 @@ static void submit_write(struct api_work *w) {
 
 /* ---- reads ---- */
 
+/* Answers a query from this node's replica, in an arena of its own (an
+ * answer can be larger than a context's arena). */
+static int replica_query(struct node *n, MDB_txn *t, const Appeal__QueryRequest *q,
+                         struct arena **qa, Appeal__QueryResult **out, struct errbuf *e) {
+    int rc = query_check(q, e);
+    if (rc != 0) {
+        return rc;
+    }
+    *qa = malloc(sizeof **qa);
+    uint32_t groups = q->groups_max ? q->groups_max : QUERY_GROUPS_DEFAULT;
+    if (*qa == NULL || arena_init(*qa, query_arena_bytes(groups)) != 0) {
+        free(*qa);
+        *qa = NULL;
+        return APL_ENOMEM;
+    }
+    rc = query_run(&n->store, t, q, NULL, node_today(n), *qa, out, e);
+    if (rc == 0) {
+        rc = survey_sources_replica(n, t, *out, *qa);
+    }
+    return rc;
+}
+
 static void answer_read(struct api_work *w) {
     struct node *n = w->api->node;
     MDB_txn *t;
     struct errbuf e;
     err_clear(&e);
+    struct arena *qa = NULL;
     int rc = store_rd_begin(&n->store, &t);
     if (rc != 0) {
         send_error(w, rc, "cannot read the database");
@@ -234,6 +276,14 @@ static void answer_read(struct api_work *w) {
                  : repl_status(n->repl, t, &w->arena, &resp.cluster);
         resp.result_case = APPEAL__RESPONSE__RESULT_CLUSTER;
         break;
+    case APPEAL__REQUEST__OP_QUERY:
+        rc = replica_query(n, t, w->req->query, &qa, &resp.query, &e);
+        resp.result_case = APPEAL__RESPONSE__RESULT_QUERY;
+        break;
+    case APPEAL__REQUEST__OP_OVERDUE:
+        rc = view_overdue_list(n, t, w->req->overdue, &w->arena, &resp.overdue, &e);
+        resp.result_case = APPEAL__RESPONSE__RESULT_OVERDUE;
+        break;
     default:
         rc = view_info(n, t, &w->arena, &resp.info);
         resp.result_case = APPEAL__RESPONSE__RESULT_INFO;
@@ -248,6 +298,10 @@ static void answer_read(struct api_work *w) {
         send_error(w, rc, err_msg(&e, rc));
     }
     store_rd_end(&n->store, t);
+    if (qa != NULL) {
+        arena_fini(qa);
+        free(qa);
+    }
 }
 
 /* ---- decoding and dispatch ---- */
@@ -279,6 +333,64 @@ static int decode(struct api_work *w, nng_msg *m, struct errbuf *e) {
     return 0;
 }
 
+static void *live_main(void *arg) {
+    struct api *a = arg;
+    pthread_setname_np(pthread_self(), "live-query");
+    for (;;) {
+        pthread_mutex_lock(&a->live.mu);
+        while (a->live.count == 0 && !a->live.stopping) {
+            pthread_cond_wait(&a->live.cv, &a->live.mu);
+        }
+        if (a->live.count == 0) {
+            pthread_mutex_unlock(&a->live.mu);
+            return NULL;
+        }
+        struct api_work *w = a->live.items[a->live.head];
+        a->live.head = (a->live.head + 1) % API_CONTEXTS;
+        a->live.count--;
+        pthread_mutex_unlock(&a->live.mu);
+        struct errbuf e;
+        err_clear(&e);
+        const Appeal__QueryRequest *q = w->req->query;
+        uint32_t groups = q->groups_max ? q->groups_max : QUERY_GROUPS_DEFAULT;
+        struct arena qa;
+        int rc = arena_init(&qa, 2 * query_arena_bytes(groups) + (4u << 20));
+        Appeal__Response resp = APPEAL__RESPONSE__INIT;
+        resp.result_case = APPEAL__RESPONSE__RESULT_QUERY;
+        if (rc == 0) {
+            rc = survey_run(a->node->survey, q, &qa, &resp.query, &e);
+        }
+        if (rc == 0) {
+            send_response(w, &resp);
+        } else {
+            send_error(w, rc, err_msg(&e, rc));
+        }
+        if (qa.base != NULL) {
+            arena_fini(&qa);
+        }
+    }
+}
+
+static void submit_live(struct api_work *w) {
+    struct api *a = w->api;
+    if (a->node->survey == NULL) {
+        send_error(w, APL_ENOTFOUND, "live queries need the federation: this node runs alone");
+        return;
+    }
+    w->state = W_WAIT;
+    pthread_mutex_lock(&a->live.mu);
+    bool ok = !a->live.stopping && a->live.count < API_CONTEXTS;
+    if (ok) {
+        a->live.items[(a->live.head + a->live.count) % API_CONTEXTS] = w;
+        a->live.count++;
+        pthread_cond_signal(&a->live.cv);
+    }
+    pthread_mutex_unlock(&a->live.mu);
+    if (!ok) {
+        send_error(w, APL_EUNAVAIL, "the node is shutting down");
+    }
+}
+
 static void handle(struct api_work *w, nng_msg *m) {
     struct errbuf e;
     err_clear(&e);
@@ -293,6 +405,13 @@ static void handle(struct api_work *w, nng_msg *m) {
     case APPEAL__REQUEST__OP_FILE:
     case APPEAL__REQUEST__OP_ACT:
         submit_write(w);
+        break;
+    case APPEAL__REQUEST__OP_QUERY:
+        if (w->req->query->live) {
+            submit_live(w);
+        } else {
+            answer_read(w);
+        }
         break;
     default:
         answer_read(w);
@@ -382,6 +501,12 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
     if (rv == 0) {
         rv = nng_listener_start(a->listener, 0);
     }
+    if (rv == 0) {
+        pthread_mutex_init(&a->live.mu, NULL);
+        pthread_cond_init(&a->live.cv, NULL);
+        rv = pthread_create(&a->live.thread, NULL, live_main, a) == 0 ? 0 : NNG_ENOMEM;
+        a->live.started = rv == 0;
+    }
     if (rv != 0) {
         err_set(e, APL_ENET, "cannot serve the API on %s: %s", url, nng_strerror(rv));
         api_stop(a);
@@ -404,6 +529,15 @@ void api_close_listener(struct api *a) {
 void api_stop(struct api *a) {
     if (a == NULL) {
         return;
+    }
+    if (a->live.started) {
+        pthread_mutex_lock(&a->live.mu);
+        a->live.stopping = true;
+        pthread_cond_signal(&a->live.cv);
+        pthread_mutex_unlock(&a->live.mu);
+        pthread_join(a->live.thread, NULL); /* answers what is queued first */
+        pthread_mutex_destroy(&a->live.mu);
+        pthread_cond_destroy(&a->live.cv);
     }
     for (size_t i = 0; i < API_CONTEXTS; i++) {
         if (a->works[i].aio != NULL) {

@@ -74,10 +74,11 @@ static void histogram(struct buf *b, const char *name, const char *help,
 
 static void node_metrics(struct buf *b, struct node *n) {
     struct metrics *m = &n->metrics;
-    put(b, "# HELP appeal_records_total Records stored, by source.\n"
-           "# TYPE appeal_records_total counter\n"
-           "appeal_records_total{source=\"own\"} %llu\n"
-           "appeal_records_total{source=\"replicated\"} %llu\n",
+    put(b,
+        "# HELP appeal_records_total Records stored, by source.\n"
+        "# TYPE appeal_records_total counter\n"
+        "appeal_records_total{source=\"own\"} %llu\n"
+        "appeal_records_total{source=\"replicated\"} %llu\n",
         (unsigned long long)LOAD(m->own_records), (unsigned long long)LOAD(m->replicated_records));
     counter(b, "appeal_appeals_filed_total", "Appeals registered by this node.",
             LOAD(m->appeals_filed));
@@ -87,8 +88,8 @@ static void node_metrics(struct buf *b, struct node *n) {
     counter(b, "appeal_push_batches_total", "Pushed batches applied.", LOAD(m->pushes));
     put(b, "# HELP appeal_refused_records_total Records refused from peers, by reason.\n"
            "# TYPE appeal_refused_records_total counter\n");
-    static const char *const reasons[] = {"bad_chain", "bad_signature", "gap", "unknown_origin",
-                                          "malformed", "other"};
+    static const char *const reasons[] = {"bad_chain",      "bad_signature", "gap",
+                                          "unknown_origin", "malformed",     "other"};
     const _Atomic uint64_t *vals[] = {&m->refused_bad_chain, &m->refused_bad_sig,
                                       &m->refused_gap,       &m->refused_unknown_origin,
                                       &m->refused_malformed, &m->refused_other};
@@ -158,8 +159,8 @@ static void cluster_metrics(struct buf *b, const Appeal__ClusterStatus *s) {
         {"appeal_peer_backoff_seconds", "Current backoff before the next pull.", "gauge"},
     };
     for (size_t k = 0; k < sizeof per_peer / sizeof per_peer[0]; k++) {
-        put(b, "# HELP %s %s\n# TYPE %s %s\n", per_peer[k].name, per_peer[k].help,
-            per_peer[k].name, per_peer[k].type);
+        put(b, "# HELP %s %s\n# TYPE %s %s\n", per_peer[k].name, per_peer[k].help, per_peer[k].name,
+            per_peer[k].type);
         for (size_t i = 0; i < s->n_peers; i++) {
             const Appeal__PeerStatus *p = s->peers[i];
             double v[] = {p->reachable ? 1 : 0,

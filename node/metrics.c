@@ -1,8 +1,7 @@
 #include "metrics.h"
 
-const double hist_bounds_s[HIST_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
-                                            0.05,   0.1,   0.2,   0.5,   1,    2,
-                                            5,      10,    30,    60};
+const double hist_bounds_s[HIST_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+                                            0.2,    0.5,   1,     2,     5,    10,   30,   60};
 
 void hist_observe_us(struct histogram *h, uint64_t us) {
     double s = (double)us / 1e6;

@@ -29,18 +29,18 @@ void hist_observe_us(struct histogram *h, uint64_t us);
 double hist_quantile(const uint64_t *buckets, uint64_t count, double q);
 
 struct metrics {
-    _Atomic uint64_t own_records;         /* records this node signed */
-    _Atomic uint64_t replicated_records;  /* records stored from peers */
+    _Atomic uint64_t own_records;        /* records this node signed */
+    _Atomic uint64_t replicated_records; /* records stored from peers */
     _Atomic uint64_t appeals_filed;
-    _Atomic uint64_t requests_refused;    /* client requests answered with an error */
-    _Atomic uint64_t pulls;               /* pull answers received */
-    _Atomic uint64_t pushes;              /* push batches applied */
+    _Atomic uint64_t requests_refused; /* client requests answered with an error */
+    _Atomic uint64_t pulls;            /* pull answers received */
+    _Atomic uint64_t pushes;           /* push batches applied */
     _Atomic uint64_t refused_bad_chain, refused_bad_sig, refused_gap, refused_unknown_origin,
         refused_malformed, refused_other;
     _Atomic uint64_t forks;
     _Atomic uint64_t api_connections;
-    struct histogram commit;           /* mdb_txn_commit, seconds */
-    struct histogram replication_lag;  /* origin's clock at signing to our store */
+    struct histogram commit;          /* mdb_txn_commit, seconds */
+    struct histogram replication_lag; /* origin's clock at signing to our store */
 };
 
 #endif

@@ -10,6 +10,7 @@
 #include "api.h"
 #include "cluster.h"
 #include "repl.h"
+#include "survey.h"
 #include "appeal.h"
 #include "bounds.h"
 #include "record.h"
@@ -69,8 +70,7 @@ static uint64_t hook_committed(void *arg) {
     if (n->self.head_seq != n->self_saved.head_seq) {
         n->last_record_ms = node_now_ms(n);
         atomic_fetch_add_explicit(&n->metrics.own_records,
-                                  n->self.head_seq - n->self_saved.head_seq,
-                                  memory_order_relaxed);
+                                  n->self.head_seq - n->self_saved.head_seq, memory_order_relaxed);
     }
     return n->self.head_seq;
 }
@@ -384,8 +384,13 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     if (n->cluster != NULL) {
         struct repl_opts ro = {.recover_quorum = n->recover_quorum, .recovering = recovering};
         rc = repl_start(&n->repl, n, n->cluster, &ro, e);
+        if (rc == 0 && (rc = survey_start(&n->survey, n, n->cluster, e)) != 0) {
+            repl_stop_intake(n->repl);
+        }
         if (rc != 0) {
             writer_stop(&n->writer);
+            repl_stop(n->repl);
+            n->repl = NULL;
             return rc;
         }
     }
@@ -393,8 +398,10 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     if (rc != 0) {
         repl_stop_intake(n->repl);
         writer_stop(&n->writer);
+        survey_stop(n->survey);
         repl_stop(n->repl);
         n->repl = NULL;
+        n->survey = NULL;
         return rc;
     }
     n->serving = true;
@@ -413,8 +420,10 @@ void node_stop(struct node *n) {
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->writer);
     api_stop(n->api);
+    survey_stop(n->survey);
     repl_stop(n->repl);
     n->api = NULL;
     n->repl = NULL;
+    n->survey = NULL;
     n->serving = false;
 }

@@ -29,14 +29,15 @@
 struct api;
 struct cluster;
 struct repl;
+struct survey;
 
 struct node_opts {
     const char *dir;
     const char *clock_file; /* NULL: the system clock */
     uint64_t map_bytes;
     uint64_t map_max_bytes;
-    int heartbeat_idle_ms; /* a heartbeat after this long without a record */
-    bool serving;          /* the store defers meta syncs to the writer */
+    int heartbeat_idle_ms;    /* a heartbeat after this long without a record */
+    bool serving;             /* the store defers meta syncs to the writer */
     const char *cluster_path; /* NULL: standalone */
     int recover_quorum;       /* -1: every peer */
 };
@@ -58,6 +59,7 @@ struct node {
     struct api *api;
     struct cluster *cluster; /* NULL when standalone */
     struct repl *repl;
+    struct survey *survey;
     int recover_quorum;
     int heartbeat_idle_ms;
     int64_t last_record_ms; /* writer thread only */

@@ -377,7 +377,8 @@ static bool wire_walk(const uint8_t *p, const uint8_t *end, field_fn fn, void *a
             b = p;
             p += v;
             break;
-        default: return false;
+        default:
+            return false;
         }
         fn(arg, num, wire, v, b, b ? (size_t)v : 0);
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agg.h"
 #include "lifecycle.h"
 #include "bounds.h"
 #include "olog.h"
@@ -15,7 +16,6 @@ enum {
     PENDING_KEY_BYTES_MAX = NUMBER_BYTES_MAX + 1 + 4,
     STATUS_KEY_BYTES_MAX = JURIS_BYTES_MAX + 1 + 1 + NUMBER_BYTES_MAX,
     DEADLINE_KEY_BYTES_MAX = JURIS_BYTES_MAX + 1 + 4 + NUMBER_BYTES_MAX,
-    COUNTER_KEY_BYTES_MAX = 2 * JURIS_BYTES_MAX + 1 + 1 + 4 + 32,
 };
 
 int state_init(struct state *st, struct store *s) {
@@ -32,8 +32,8 @@ int state_init(struct state *st, struct store *s) {
 }
 
 void state_fini(struct state *st) {
-    free(st->deltas);
-    st->deltas = NULL;
+    agg_batch_end(st->batch, st->s, NULL);
+    st->batch = NULL;
     arena_fini(&st->rows);
     arena_fini(&st->parked);
 }
@@ -55,6 +55,7 @@ struct row_keys {
     Appeal__Status status;
     int32_t deadline_day;
     int32_t registered_day;
+    struct agg_fields agg;
 };
 
 /* strncpy that always terminates (and is cheaper than snprintf here, on
@@ -76,6 +77,7 @@ static void keys_of(const Appeal__AppealRow *r, struct row_keys *k) {
     k->status = r->status;
     k->deadline_day = r->deadline_day;
     k->registered_day = r->registered_day;
+    agg_fields_of(r, &k->agg);
 }
 
 static size_t status_key(uint8_t *out, const char *owner, int st, const char *number) {
@@ -94,129 +96,13 @@ static size_t deadline_key(uint8_t *out, const char *owner, int32_t day, const c
     return ol + 5 + nl;
 }
 
-static size_t counter_key(uint8_t *out, const struct row_keys *k) {
-    memset(out, 0, 2 * JURIS_BYTES_MAX);
-    memcpy(out, k->owner, strlen(k->owner));
-    memcpy(out + JURIS_BYTES_MAX, k->received_by, strlen(k->received_by));
-    size_t at = 2 * JURIS_BYTES_MAX;
-    out[at++] = (uint8_t)k->type;
-    out[at++] = (uint8_t)k->status;
-    be32_put(out + at, (uint32_t)k->registered_day);
-    at += 4;
-    size_t cl = strlen(k->category);
-    memcpy(out + at, k->category, cl);
-    return at + cl;
-}
-
-int counter_key_decode(const MDB_val *k, struct counter_key *out) {
-    const uint8_t *p = k->mv_data;
-    size_t fixed = 2 * JURIS_BYTES_MAX + 6;
-    if (k->mv_size < fixed || k->mv_size - fixed >= sizeof out->category) {
-        return APL_ECORRUPT;
-    }
-    memset(out, 0, sizeof *out);
-    memcpy(out->owner, p, JURIS_BYTES_MAX);
-    memcpy(out->received_by, p + JURIS_BYTES_MAX, JURIS_BYTES_MAX);
-    out->type = p[2 * JURIS_BYTES_MAX];
-    out->status = p[2 * JURIS_BYTES_MAX + 1];
-    out->registered_day = (int32_t)be32_get(p + 2 * JURIS_BYTES_MAX + 2);
-    memcpy(out->category, p + fixed, k->mv_size - fixed);
-    return 0;
-}
-
-static int counter_write(struct store *s, MDB_txn *t, const uint8_t *key, size_t kl,
-                         int64_t delta) {
-    MDB_val v;
-    uint64_t n = 0;
-    int rc = store_get(t, s, DB_COUNTERS, key, kl, &v);
-    if (rc == 0 && v.mv_size == 8) {
-        memcpy(&n, v.mv_data, 8);
-    } else if (rc != APL_ENOTFOUND && rc != 0) {
-        return rc;
-    }
-    if (delta < 0 && n < (uint64_t)-delta) {
-        return APL_ECORRUPT; /* a counter below zero: derived state is wrong */
-    }
-    n = (uint64_t)((int64_t)n + delta);
-    if (n == 0) {
-        return store_del(t, s, DB_COUNTERS, key, kl, NULL, 0);
-    }
-    return store_put(t, s, DB_COUNTERS, key, kl, &n, 8, 0);
-}
-
-/* Batches add to counters in memory and write each touched counter once
- * (state_flush): a run of records touches few counters many times. */
-struct counter_delta {
-    uint8_t key[COUNTER_KEY_BYTES_MAX];
-    uint8_t len;
-    bool used;
-    int64_t delta;
-};
-
-static uint32_t counter_slot(const uint8_t *key, size_t kl) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < kl; i++) {
-        h = (h ^ key[i]) * 16777619u;
-    }
-    return h;
-}
-
-static int counter_add(struct state *st, MDB_txn *t, const struct row_keys *k, int delta) {
-    uint8_t key[COUNTER_KEY_BYTES_MAX];
-    size_t kl = counter_key(key, k);
-    if (st->deltas == NULL) {
-        return counter_write(st->s, t, key, kl, delta);
-    }
-    uint32_t h = counter_slot(key, kl);
-    for (uint32_t probe = 0; probe < STATE_DELTAS; probe++) {
-        struct counter_delta *d = &st->deltas[(h + probe) % STATE_DELTAS];
-        if (!d->used) {
-            if (st->n_deltas >= STATE_DELTAS / 2) {
-                break; /* keep the table sparse: write through instead */
-            }
-            memcpy(d->key, key, kl);
-            d->len = (uint8_t)kl;
-            d->used = true;
-            d->delta = delta;
-            st->n_deltas++;
-            return 0;
-        }
-        if (d->len == kl && memcmp(d->key, key, kl) == 0) {
-            d->delta += delta;
-            return 0;
-        }
-    }
-    return counter_write(st->s, t, key, kl, delta);
-}
-
 int state_batch_begin(struct state *st) {
-    if (st->deltas == NULL) {
-        st->deltas = calloc(STATE_DELTAS, sizeof *st->deltas);
-        if (st->deltas == NULL) {
-            return APL_ENOMEM;
-        }
-    }
-    return 0;
+    return st->batch != NULL ? 0 : agg_batch_new(&st->batch);
 }
 
 int state_batch_end(struct state *st, MDB_txn *t) {
-    if (st->deltas == NULL) {
-        return 0;
-    }
-    int rc = 0;
-    for (uint32_t i = 0; i < STATE_DELTAS && st->n_deltas > 0; i++) {
-        struct counter_delta *d = &st->deltas[i];
-        if (d->used) {
-            if (rc == 0 && d->delta != 0 && t != NULL) {
-                rc = counter_write(st->s, t, d->key, d->len, d->delta);
-            }
-            d->used = false;
-            st->n_deltas--;
-        }
-    }
-    free(st->deltas);
-    st->deltas = NULL;
-    st->n_deltas = 0;
+    int rc = agg_batch_end(st->batch, st->s, t);
+    st->batch = NULL;
     return rc;
 }
 
@@ -233,7 +119,7 @@ static int index_del(struct state *st, MDB_txn *t, const struct row_keys *k, con
         rc = store_del(t, s, DB_BY_STATUS, key,
                        status_key(key, k->forwarded_to, STATUS_KEY_INCOMING, number), NULL, 0);
     }
-    return rc == 0 ? counter_add(st, t, k, -1) : rc;
+    return rc == 0 ? agg_apply(st->batch, s, t, &k->agg, -1) : rc;
 }
 
 static int index_put(struct state *st, MDB_txn *t, const struct row_keys *k, const char *number) {
@@ -250,7 +136,7 @@ static int index_put(struct state *st, MDB_txn *t, const struct row_keys *k, con
         rc = store_put(t, s, DB_BY_STATUS, key,
                        status_key(key, k->forwarded_to, STATUS_KEY_INCOMING, number), "", 0, 0);
     }
-    return rc == 0 ? counter_add(st, t, k, +1) : rc;
+    return rc == 0 ? agg_apply(st->batch, s, t, &k->agg, +1) : rc;
 }
 
 static int save_row(struct state *st, MDB_txn *t, const struct row_keys *old,
@@ -460,6 +346,7 @@ static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *
         row->answered_day = b->answered->answered_day;
         if (row->first_answered_day == 0) {
             row->first_answered_day = b->answered->answered_day;
+            row->first_answer_in_term = b->answered->answered_day <= row->deadline_day;
         }
         row->answer_at = &at;
         break;

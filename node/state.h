@@ -25,17 +25,14 @@
 #include "store.h"
 #include "store.pb-c.h"
 
-struct counter_delta;
-
-enum { STATE_DELTAS = 8192 }; /* counters one batch keeps in memory */
+struct agg_batch;
 
 struct state {
     struct store *s;
-    struct arena rows;   /* appeal rows, reset per event */
-    struct arena parked; /* parked records, reset per record */
-    uint64_t ignored;    /* events that changed nothing */
-    struct counter_delta *deltas; /* between state_batch_begin and _end */
-    uint32_t n_deltas;
+    struct arena rows;       /* appeal rows, reset per event */
+    struct arena parked;     /* parked records, reset per record */
+    uint64_t ignored;        /* events that changed nothing */
+    struct agg_batch *batch; /* between state_batch_begin and _end */
 };
 
 int state_init(struct state *st, struct store *s);
@@ -45,7 +42,7 @@ void state_fini(struct state *st);
 int state_apply(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
                 const Appeal__Body *b);
 
-/* A batch of many records in one transaction: counters are summed in
+/* A batch of many records in one transaction: aggregates are summed in
  * memory and written once by state_batch_end(), which must run before the
  * transaction commits; with `t` NULL (the transaction is being aborted)
  * it only forgets them. */
@@ -69,16 +66,5 @@ int state_rebuild(struct store *s, struct errbuf *e);
 /* In by_status, the status byte that marks the receiving jurisdiction's
  * queue of appeals forwarded to it. */
 enum { STATUS_KEY_INCOMING = 0xFF };
-
-/* Key of a counter and its decoding, for queries and dumps. */
-struct counter_key {
-    char owner[JURIS_BYTES_MAX + 1];
-    char received_by[JURIS_BYTES_MAX + 1];
-    int type;
-    int status;
-    int32_t registered_day;
-    char category[32];
-};
-int counter_key_decode(const MDB_val *k, struct counter_key *out);
 
 #endif

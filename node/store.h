@@ -13,7 +13,8 @@
  *               their predecessor arrives (replication order)
  *   by_status   owner \0 status (1) number -> ""      lists
  *   by_deadline owner \0 deadline (4, BE) number -> "" open appeals, overdue
- *   counters    counter key -> count (8)      aggregates without scans
+ *   agg         grain|period|dims -> AggCell    aggregates without scans (agg.h)
+ *   due         deadline|registered|dims -> n    open appeals, for overdue counts
  *   regno       jurisdiction \0 year (4, BE) -> last number (4)
  *   applicants  tag (16) | category -> number  latest appeal of an applicant on
  *               an issue (repeated appeals)
@@ -58,7 +59,8 @@ enum store_db {
     DB_PENDING,
     DB_BY_STATUS,
     DB_BY_DEADLINE,
-    DB_COUNTERS,
+    DB_AGG,
+    DB_DUE,
     DB_REGNO,
     DB_APPLICANTS,
     DB_PEERS,
@@ -68,7 +70,7 @@ enum store_db {
 };
 
 enum {
-    STORE_SCHEMA_VERSION = 1,
+    STORE_SCHEMA_VERSION = 2,
     LOG_KEY_BYTES = 12,
     STORE_READERS_MAX = 256,
     NUMBER_BYTES_MAX = 32, /* registration numbers */

@@ -361,3 +361,117 @@ int view_info(struct node *n, MDB_txn *t, struct arena *a, Appeal__NodeInfo **ou
     *out = i;
     return 0;
 }
+
+/* The jurisdictions this node knows: its own and every origin's. */
+static size_t known_jurisdictions(struct node *n, MDB_txn *t, char out[][16], size_t max) {
+    size_t k = 0;
+    snprintf(out[k++], 16, "%s", n->juris);
+    MDB_cursor *c;
+    if (mdb_cursor_open(t, n->store.dbi[DB_ORIGINS], &c) != 0) {
+        return k;
+    }
+    MDB_val key, v;
+    for (int m = mdb_cursor_get(c, &key, &v, MDB_FIRST); m == 0 && k < max;
+         m = mdb_cursor_get(c, &key, &v, MDB_NEXT)) {
+        struct origin_state o;
+        if (key.mv_size != KEY_PK_BYTES || log_origin_get(&n->store, t, key.mv_data, &o) != 0 ||
+            o.juris[0] == '\0') {
+            continue;
+        }
+        bool seen = false;
+        for (size_t i = 0; i < k && !seen; i++) {
+            seen = strcmp(out[i], o.juris) == 0;
+        }
+        if (!seen) {
+            snprintf(out[k++], 16, "%s", o.juris);
+        }
+    }
+    mdb_cursor_close(c);
+    return k;
+}
+
+static int overdue_of(struct node *n, MDB_txn *t, const char *owner, int32_t today, struct arena *a,
+                      Appeal__OverdueList *l, uint32_t limit) {
+    MDB_cursor *c;
+    int rc = store_rc(mdb_cursor_open(t, n->store.dbi[DB_BY_DEADLINE], &c));
+    if (rc != 0) {
+        return rc;
+    }
+    size_t ol = strlen(owner);
+    uint8_t prefix[JURIS_BYTES_MAX + 2];
+    memcpy(prefix, owner, ol + 1);
+    MDB_val k = {ol + 1, prefix}, v;
+    for (int m = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); m == 0 && rc == 0;
+         m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        if (k.mv_size <= ol + 5 || memcmp(p, prefix, ol + 1) != 0 ||
+            (int32_t)be32_get(p + ol + 1) >= today) {
+            break;
+        }
+        if (l->n_items >= limit) {
+            l->truncated = true;
+            break;
+        }
+        char number[NUMBER_BYTES_MAX + 1];
+        size_t nl = k.mv_size - ol - 5;
+        if (nl > NUMBER_BYTES_MAX) {
+            rc = APL_ECORRUPT;
+            break;
+        }
+        memcpy(number, p + ol + 5, nl);
+        number[nl] = '\0';
+        Appeal__AppealRow *row;
+        Appeal__OverdueItem *it = NEW(a, Appeal__OverdueItem, appeal__overdue_item__init);
+        if (it == NULL || (rc = state_appeal(&n->store, t, number, a, &row)) != 0) {
+            rc = rc != 0 ? rc : APL_ENOMEM;
+            break;
+        }
+        it->number = row->number;
+        it->owner = row->owner;
+        it->region = row->received_by;
+        it->type = row->type;
+        it->category = row->category;
+        it->status = row->status;
+        it->deadline_day = row->deadline_day;
+        view_overdue(n, row, today, &it->days_overdue);
+        l->items[l->n_items++] = it;
+    }
+    mdb_cursor_close(c);
+    return rc;
+}
+
+int view_overdue_list(struct node *n, MDB_txn *t, const Appeal__OverdueRequest *q, struct arena *a,
+                      Appeal__OverdueList **out, struct errbuf *e) {
+    uint32_t limit = q->limit ? q->limit : LIST_LIMIT_DEFAULT;
+    if (limit > LIST_LIMIT_MAX || q->n_owner > 64) {
+        return err_set(e, APL_EINVAL, "at most %d appeals and 64 jurisdictions", LIST_LIMIT_MAX);
+    }
+    char(*known)[16] = arena_new(a, 256 * 16);
+    if (known == NULL) {
+        return APL_ENOMEM;
+    }
+    size_t n_known = 0;
+    if (q->n_owner > 0) {
+        for (size_t i = 0; i < q->n_owner; i++) {
+            if (!juris_valid(q->owner[i])) {
+                return err_set(e, APL_EINVAL, "`%.16s` is not a jurisdiction code", q->owner[i]);
+            }
+            snprintf(known[n_known++], 16, "%s", q->owner[i]);
+        }
+    } else {
+        n_known = known_jurisdictions(n, t, known, 256);
+    }
+    Appeal__OverdueList *l = NEW(a, Appeal__OverdueList, appeal__overdue_list__init);
+    if (l == NULL || (l->items = arena_new(a, (limit + 1) * sizeof *l->items)) == NULL) {
+        return APL_ENOMEM;
+    }
+    int32_t today = node_today(n);
+    for (size_t i = 0; i < n_known && !l->truncated; i++) {
+        int rc = overdue_of(n, t, known[i], today, a, l, limit);
+        if (rc != 0) {
+            return err_set(e, rc, "cannot list overdue appeals: %s", apl_strerror(rc));
+        }
+    }
+    *out = l;
+    return 0;
+}

@@ -21,6 +21,10 @@ int view_appeal(struct node *n, MDB_txn *t, const char *number, struct arena *a,
 int view_list(struct node *n, MDB_txn *t, const Appeal__ListRequest *q, struct arena *a,
               Appeal__AppealList **out, struct errbuf *e);
 int view_info(struct node *n, MDB_txn *t, struct arena *a, Appeal__NodeInfo **out);
+/* Overdue appeals of the given jurisdictions (all known ones by default),
+ * without personal data: number, owner, region, type, category, days. */
+int view_overdue_list(struct node *n, MDB_txn *t, const Appeal__OverdueRequest *q, struct arena *a,
+                      Appeal__OverdueList **out, struct errbuf *e);
 
 /* Overdue by the node's clock and calendar: open and past its deadline.
  * `days` gets the working days past the deadline. */

@@ -21,6 +21,7 @@
 #include "client.h"
 #include "json.h"
 #include "lifecycle.h"
+#include "query.h"
 #include "rules.h"
 #include "util.h"
 
@@ -59,7 +60,17 @@ static const struct opt known[] = {
     {"reason", true},
     {"outcome", true},
     {"text", true},
-    {"assignee", true},     {"incoming", false},
+    {"assignee", true},
+    {"incoming", false},
+    {"by", true},
+    {"region", true},
+    {"from", true},
+    {"live", false},
+    {"deadline-ms", true},
+    {"groups-max", true},
+    {"csv", false},
+    {"period", true},
+    {"min-group", true},
     {"help", false},
 };
 
@@ -90,6 +101,13 @@ static const char usage[] =
     "  forward NUMBER --to CODE --reason TEXT\n"
     "  accept NUMBER\n"
     "  return NUMBER --reason TEXT\n"
+    "  stats --by FIELDS [--region R,..] [--owner O,..] [--type T,..] [--category C,..]\n"
+    "        [--status S,..] [--from DATE] [--to DATE] [--overdue] [--live] [--csv]\n"
+    "        FIELDS: region owner type category section status year month day overdue\n"
+    "  overdue [--region CODE,..] [--limit N]   overdue appeals, no personal data\n"
+    "  find NUMBER          where an appeal is now, and its history\n"
+    "  export --by FIELDS [--period month|year|day] [--min-group N] [--csv]\n"
+    "        anonymised aggregates for publication (groups under N suppressed)\n"
     "  info\n"
     "  cluster status      replication: peers, origins, lag, forks\n"
     "  metrics             the node's metrics (Prometheus text format)\n"
@@ -481,8 +499,8 @@ static void print_cluster(bool as_json, const Appeal__ClusterStatus *s) {
     }
     printf("cluster status of %s%s\n\n", s->jurisdiction,
            s->recovering ? "  RECOVERING: learning its own log from peers" : "");
-    printf("%-8s %-26s %-11s %-10s %7s %8s %10s  %s\n", "peer", "address", "state",
-           "contact", "errors", "refused", "records in", "last error");
+    printf("%-8s %-26s %-11s %-10s %7s %8s %10s  %s\n", "peer", "address", "state", "contact",
+           "errors", "refused", "records in", "last error");
     for (size_t i = 0; i < s->n_peers; i++) {
         const Appeal__PeerStatus *p = s->peers[i];
         printf("%-8s %-26s %-11s ", p->jurisdiction, p->url,
@@ -510,8 +528,7 @@ static void print_cluster(bool as_json, const Appeal__ClusterStatus *s) {
     }
     for (size_t i = 0; i < s->n_forks; i++) {
         printf("\nFORK: %s seq %llu, other version via %s: origin frozen\n",
-               s->forks[i]->jurisdiction, (unsigned long long)s->forks[i]->seq,
-               s->forks[i]->via);
+               s->forks[i]->jurisdiction, (unsigned long long)s->forks[i]->seq, s->forks[i]->via);
     }
 }
 
@@ -693,6 +710,293 @@ static int cmd_list(struct client *cl, const struct cli *c, bool as_json) {
     return 0;
 }
 
+/* ---- queries ---- */
+
+enum { LIST_VALUES_MAX = 64 };
+
+/* Splits a comma list into `out` (pointers into a static copy). */
+static size_t split(const char *s, char **out, size_t max, char *buf, size_t cap) {
+    size_t n = 0;
+    if (s == NULL) {
+        return 0;
+    }
+    snprintf(buf, cap, "%s", s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t != NULL && n < max;
+         t = strtok_r(NULL, ",", &save)) {
+        out[n++] = t;
+    }
+    return n;
+}
+
+struct query_args {
+    Appeal__QueryRequest q;
+    Appeal__QueryFilter f;
+    char *by[8], *region[LIST_VALUES_MAX], *owner[LIST_VALUES_MAX], *cat[LIST_VALUES_MAX];
+    Appeal__AppealType type[LIST_VALUES_MAX];
+    Appeal__Status status[LIST_VALUES_MAX];
+    char bbuf[256], rbuf[1024], obuf[1024], cbuf[2048], tbuf[512], sbuf[512];
+};
+
+static int build_query(const struct cli *c, struct query_args *a, const char *extra_by) {
+    appeal__query_request__init(&a->q);
+    appeal__query_filter__init(&a->f);
+    a->q.filter = &a->f;
+    char byspec[300];
+    snprintf(byspec, sizeof byspec, "%s%s%s", opt(c, "by") ? opt(c, "by") : "",
+             extra_by && opt(c, "by") ? "," : "", extra_by ? extra_by : "");
+    a->q.n_by = split(byspec, a->by, 8, a->bbuf, sizeof a->bbuf);
+    a->q.by = a->by;
+    a->f.n_region = split(opt(c, "region"), a->region, LIST_VALUES_MAX, a->rbuf, sizeof a->rbuf);
+    a->f.region = a->region;
+    a->f.n_owner = split(opt(c, "owner"), a->owner, LIST_VALUES_MAX, a->obuf, sizeof a->obuf);
+    a->f.owner = a->owner;
+    a->f.n_category = split(opt(c, "category"), a->cat, LIST_VALUES_MAX, a->cbuf, sizeof a->cbuf);
+    a->f.category = a->cat;
+    char *tmp[LIST_VALUES_MAX];
+    size_t nt = split(opt(c, "type"), tmp, LIST_VALUES_MAX, a->tbuf, sizeof a->tbuf);
+    for (size_t i = 0; i < nt; i++) {
+        if ((a->type[i] = appeal_type_parse(tmp[i])) == 0) {
+            fprintf(stderr, "appealctl: unknown type %s\n", tmp[i]);
+            return -1;
+        }
+    }
+    a->f.type = a->type;
+    a->f.n_type = nt;
+    size_t ns = split(opt(c, "status"), tmp, LIST_VALUES_MAX, a->sbuf, sizeof a->sbuf);
+    for (size_t i = 0; i < ns; i++) {
+        if ((a->status[i] = status_parse(tmp[i])) == 0) {
+            fprintf(stderr, "appealctl: unknown status %s\n", tmp[i]);
+            return -1;
+        }
+    }
+    a->f.status = a->status;
+    a->f.n_status = ns;
+    if ((opt(c, "from") && day_parse(opt(c, "from"), &a->f.from_day) != 0) ||
+        (opt(c, "to") && day_parse(opt(c, "to"), &a->f.to_day) != 0)) {
+        fprintf(stderr, "appealctl: --from and --to take dates YYYY-MM-DD\n");
+        return -1;
+    }
+    a->f.overdue = flag(c, "overdue");
+    a->q.live = flag(c, "live");
+    long v;
+    if (opt(c, "deadline-ms") && util_parse_long(opt(c, "deadline-ms"), 1, 3600000, &v) == 0) {
+        a->q.deadline_ms = (uint32_t)v;
+    }
+    if (opt(c, "groups-max") && util_parse_long(opt(c, "groups-max"), 1, 100000000, &v) == 0) {
+        a->q.groups_max = (uint32_t)v;
+    }
+    return 0;
+}
+
+struct measures {
+    double share_overdue, share_in_term, median;
+};
+
+static struct measures measures_of(const Appeal__QueryGroup *g) {
+    struct measures m;
+    m.share_overdue = g->count ? (double)g->overdue / (double)g->count : 0;
+    m.share_in_term = g->answered ? (double)g->answered_in_term / (double)g->answered : 0;
+    m.median = query_median_days(g->days, g->n_days);
+    return m;
+}
+
+static void print_sources(struct json *j, const Appeal__QueryResult *r) {
+    json_obj(j, "sources");
+    for (size_t i = 0; i < r->n_sources; i++) {
+        const Appeal__SourceInfo *s = r->sources[i];
+        json_obj(j, s->jurisdiction);
+        json_str(j, "source", s->source);
+        if (s->staleness_ms >= 0) {
+            json_num(j, "staleness_s", (double)s->staleness_ms / 1000.0);
+        } else {
+            json_null(j, "staleness_s");
+        }
+        json_uint(j, "lag_records", s->lag_records);
+        json_end_obj(j);
+    }
+    json_end_obj(j);
+}
+
+/* `min_group` > 0: export mode, smaller groups are suppressed. */
+static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, uint64_t min_group) {
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_str(&j, "mode", r->mode);
+        json_arr(&j, "groups");
+        for (size_t i = 0; i < r->n_groups; i++) {
+            const Appeal__QueryGroup *g = r->groups[i];
+            struct measures m = measures_of(g);
+            bool hide = min_group > 0 && g->count < min_group;
+            json_obj(&j, NULL);
+            for (size_t k = 0; k < r->n_by && k < g->n_keys; k++) {
+                json_str(&j, r->by[k], g->keys[k]);
+            }
+            if (hide) {
+                json_bool(&j, "suppressed", true);
+                json_end_obj(&j);
+                continue;
+            }
+            json_uint(&j, "count", g->count);
+            json_uint(&j, "open", g->open);
+            json_uint(&j, "overdue", g->overdue);
+            json_num(&j, "share_overdue", m.share_overdue);
+            json_uint(&j, "answered", g->answered);
+            json_uint(&j, "answered_in_term", g->answered_in_term);
+            json_num(&j, "share_answered_in_term", m.share_in_term);
+            if (m.median >= 0) {
+                json_num(&j, "median_days_to_answer", m.median);
+            } else {
+                json_null(&j, "median_days_to_answer");
+            }
+            json_end_obj(&j);
+        }
+        json_end_arr(&j);
+        print_sources(&j, r);
+        json_int(&j, "today_day", r->today);
+        json_end_obj(&j);
+        json_done(&j);
+        return;
+    }
+    const char *sep = csv ? "," : "  ";
+    for (size_t k = 0; k < r->n_by; k++) {
+        printf(csv ? "%s%s" : "%-12s%s", r->by[k], sep);
+    }
+    printf(csv ? "count,open,overdue,share_overdue,answered,answered_in_term,"
+                 "median_days_to_answer%s\n"
+               : "%8s %8s %8s %7s %9s %8s %7s\n",
+           csv ? (min_group ? ",suppressed" : "") : "count", "open", "overdue", "overdue%",
+           "answered", "in term", "median");
+    for (size_t i = 0; i < r->n_groups; i++) {
+        const Appeal__QueryGroup *g = r->groups[i];
+        struct measures m = measures_of(g);
+        for (size_t k = 0; k < r->n_by && k < g->n_keys; k++) {
+            printf(csv ? "%s%s" : "%-12s%s", g->keys[k], sep);
+        }
+        if (min_group > 0 && g->count < min_group) {
+            printf(csv ? ",,,,,,,yes\n" : "(fewer than %llu: suppressed)\n",
+                   (unsigned long long)min_group);
+            continue;
+        }
+        char med[16];
+        snprintf(med, sizeof med, m.median >= 0 ? "%.1f" : "", m.median);
+        printf(csv ? "%llu,%llu,%llu,%.4f,%llu,%llu,%s%s\n"
+                   : "%8llu %8llu %8llu %6.1f%% %9llu %8llu %7s%s\n",
+               (unsigned long long)g->count, (unsigned long long)g->open,
+               (unsigned long long)g->overdue, csv ? m.share_overdue : 100 * m.share_overdue,
+               (unsigned long long)g->answered, (unsigned long long)g->answered_in_term, med,
+               csv && min_group ? ",no" : "");
+    }
+    if (!csv) {
+        printf("\nmode %s; sources:", r->mode);
+        for (size_t i = 0; i < r->n_sources; i++) {
+            const Appeal__SourceInfo *s = r->sources[i];
+            printf(" %s=%s", s->jurisdiction, s->source);
+            if (strcmp(s->source, "replica") == 0 && s->staleness_ms >= 0) {
+                printf("(%.0fs", (double)s->staleness_ms / 1000.0);
+                if (s->lag_records) {
+                    printf(",%llu behind", (unsigned long long)s->lag_records);
+                }
+                printf(")");
+            }
+        }
+        printf("\n");
+    }
+}
+
+static void print_overdue(bool as_json, const Appeal__OverdueList *l) {
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_arr(&j, "items");
+        for (size_t i = 0; i < l->n_items; i++) {
+            const Appeal__OverdueItem *it = l->items[i];
+            json_obj(&j, NULL);
+            json_str(&j, "number", it->number);
+            json_str(&j, "owner", it->owner);
+            json_str(&j, "region", it->region);
+            json_str(&j, "type", appeal_type_name(it->type));
+            json_str(&j, "category", it->category);
+            json_str(&j, "status", status_name(it->status));
+            json_day(&j, "deadline", it->deadline_day);
+            json_int(&j, "days_overdue", it->days_overdue);
+            json_end_obj(&j);
+        }
+        json_end_arr(&j);
+        json_bool(&j, "truncated", l->truncated);
+        json_end_obj(&j);
+        json_done(&j);
+        return;
+    }
+    printf("%-20s %-6s %-6s %-10s %-10s %-10s %s\n", "number", "owner", "region", "type",
+           "category", "deadline", "working days overdue");
+    for (size_t i = 0; i < l->n_items; i++) {
+        const Appeal__OverdueItem *it = l->items[i];
+        char d[11];
+        fmt_day(it->deadline_day, d);
+        printf("%-20s %-6s %-6s %-10s %-10s %-10s %d\n", it->number, it->owner, it->region,
+               appeal_type_name(it->type), it->category, d, it->days_overdue);
+    }
+    if (l->truncated) {
+        printf("(more: raise --limit)\n");
+    }
+}
+
+static int cmd_query(struct client *cl, const struct cli *c, bool as_json, bool export) {
+    static struct query_args qa;
+    const char *period = opt(c, "period");
+    if (export && period && strcmp(period, "month") && strcmp(period, "year") &&
+        strcmp(period, "day")) {
+        fprintf(stderr, "appealctl: --period is day, month or year\n");
+        return 2;
+    }
+    if (!opt(c, "by") && !(export && period)) {
+        fprintf(stderr, "appealctl: --by FIELDS is required (e.g. --by region,status)\n");
+        return 2;
+    }
+    if (build_query(c, &qa, export ? period : NULL) != 0) {
+        return 2;
+    }
+    long min_group = 5;
+    if (opt(c, "min-group") && util_parse_long(opt(c, "min-group"), 1, 1000000, &min_group)) {
+        fprintf(stderr, "appealctl: --min-group takes a count\n");
+        return 2;
+    }
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_QUERY;
+    q.query = &qa.q;
+    Appeal__Response *resp;
+    int rc = call(cl, &q, &resp, as_json);
+    if (rc == 0) {
+        print_query(resp->query, as_json, flag(c, "csv") || (export && !as_json),
+                    export ? (uint64_t)min_group : 0);
+    }
+    return rc;
+}
+
+static int cmd_overdue(struct client *cl, const struct cli *c, bool as_json) {
+    static char *owners[LIST_VALUES_MAX];
+    static char buf[1024];
+    Appeal__OverdueRequest o = APPEAL__OVERDUE_REQUEST__INIT;
+    o.n_owner = split(opt(c, "region"), owners, LIST_VALUES_MAX, buf, sizeof buf);
+    o.owner = owners;
+    long v;
+    if (opt(c, "limit") && util_parse_long(opt(c, "limit"), 1, LIST_LIMIT_MAX, &v) == 0) {
+        o.limit = (uint32_t)v;
+    }
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_OVERDUE;
+    q.overdue = &o;
+    Appeal__Response *resp;
+    int rc = call(cl, &q, &resp, as_json);
+    if (rc == 0) {
+        print_overdue(as_json, resp->overdue);
+    }
+    return rc;
+}
+
 static int run(struct client *cl, const struct cli *c, bool as_json) {
     const char *cmd = c->pos[0];
     Appeal__Request q = APPEAL__REQUEST__INIT;
@@ -705,13 +1009,19 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
     if (strcmp(cmd, "list") == 0) {
         return cmd_list(cl, c, as_json);
     }
+    if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "export") == 0) {
+        return cmd_query(cl, c, as_json, strcmp(cmd, "export") == 0);
+    }
+    if (strcmp(cmd, "overdue") == 0) {
+        return cmd_overdue(cl, c, as_json);
+    }
     if (strcmp(cmd, "file") == 0) {
         if (build_file(c, &f) != 0) {
             return 2;
         }
         q.op_case = APPEAL__REQUEST__OP_FILE;
         q.file = &f;
-    } else if (strcmp(cmd, "show") == 0) {
+    } else if (strcmp(cmd, "show") == 0 || strcmp(cmd, "find") == 0) {
         if (c->npos < 2) {
             fprintf(stderr, "appealctl: show needs the registration number\n");
             return 2;

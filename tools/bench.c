@@ -27,6 +27,8 @@
 #include <time.h>
 
 #include "client.h"
+#include "keys.h"
+#include "olog.h"
 #include "store.h"
 #include "util.h"
 
@@ -42,6 +44,7 @@ struct worker {
     uint64_t errors;
     char first_error[ERRBUF_MSG_BYTES];
     bool info_only;
+    uint64_t pace_ns; /* raw mode with --rate: per connection, between requests */
 };
 
 static const char *const subjects[] = {
@@ -153,6 +156,8 @@ struct raw_conn {
     uint32_t id;
     unsigned next;
     bool handshaken;
+    bool waiting; /* paced: the next request is due at due_ns */
+    uint64_t due_ns;
 };
 
 static const uint8_t sp_hello_req[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
@@ -285,7 +290,12 @@ static int raw_replies(struct raw_conn *c, struct worker *w, const struct raw_po
         at += 8 + len;
         got++;
         if (now < w->until_ns) {
-            raw_send(c, p);
+            if (w->pace_ns > 0) {
+                c->waiting = true;
+                c->due_ns = c->sent_ns + w->pace_ns;
+            } else {
+                raw_send(c, p);
+            }
         }
     }
     memmove(c->in, c->in + at, c->in_len - at);
@@ -315,7 +325,22 @@ static void raw_run(const char *url, long clients, struct worker *w) {
     long open = clients;
     struct epoll_event evs[64];
     while (open > 0) {
-        int n = epoll_wait(ep, evs, 64, 1000);
+        int timeout_ms = 1000;
+        uint64_t now = util_mono_ns();
+        for (long i = 0; i < clients; i++) {
+            struct raw_conn *c = &conns[i];
+            if (c->waiting && c->fd >= 0) {
+                if (c->due_ns <= now || now >= w->until_ns) {
+                    c->waiting = false;
+                    if (now < w->until_ns) {
+                        raw_send(c, &pool);
+                    }
+                } else if ((int)((c->due_ns - now) / 1000000) < timeout_ms) {
+                    timeout_ms = (int)((c->due_ns - now) / 1000000);
+                }
+            }
+        }
+        int n = epoll_wait(ep, evs, 64, timeout_ms);
         for (int i = 0; i < n; i++) {
             struct raw_conn *c = evs[i].data.ptr;
             ssize_t r = read(c->fd, c->in + c->in_len, sizeof c->in - c->in_len);
@@ -334,7 +359,8 @@ static void raw_run(const char *url, long clients, struct worker *w) {
             if (raw_replies(c, w, &pool, &a) < 0) {
                 w->errors++;
             }
-            if (util_mono_ns() >= w->until_ns && c->in_len == 0 && c->handshaken && c->fd >= 0) {
+            if (util_mono_ns() >= w->until_ns && c->in_len == 0 && c->handshaken && c->fd >= 0 &&
+                !c->waiting) {
                 epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                 close(c->fd);
                 c->fd = -1;
@@ -412,10 +438,63 @@ static void *probe_counters(void *arg) {
     return NULL;
 }
 
+/* The hash-bound limit of replication on this machine: every record of a
+ * store hashed with BLAKE2b and written in batches into a fresh LMDB file,
+ * with a durable commit per batch. What a receiver cannot beat. */
+static int limit_run(const char *from, const char *scratch) {
+    struct store src, dst;
+    struct errbuf e = {0};
+    struct store_opts ro = {
+        .map_bytes = 1ull << 30, .map_max_bytes = 1ull << 40, .read_only = true};
+    struct store_opts wo = {.map_bytes = 4ull << 30, .map_max_bytes = 1ull << 40};
+    if (store_open(&src, from, &ro, &e) != 0 || store_open(&dst, scratch, &wo, &e) != 0) {
+        fprintf(stderr, "appeal-bench: %s\n", e.msg);
+        return 1;
+    }
+    MDB_txn *rt, *wt = NULL;
+    store_rd_begin(&src, &rt);
+    MDB_cursor *c;
+    mdb_cursor_open(rt, src.dbi[DB_LOG], &c);
+    MDB_val k, v;
+    uint64_t n = 0, t0 = util_mono_ns(), hash_ns = 0;
+    uint8_t h[32];
+    for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0;
+         m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        uint64_t a = util_mono_ns();
+        hash_bytes(v.mv_data, v.mv_size, h);
+        hash_ns += util_mono_ns() - a;
+        if (wt == NULL) {
+            store_wr_begin(&dst, &wt);
+        }
+        store_put(wt, &dst, DB_LOG, k.mv_data, k.mv_size, v.mv_data, v.mv_size, MDB_APPEND);
+        if (++n % 20000 == 0) {
+            store_commit(&dst, wt);
+            wt = NULL;
+        }
+    }
+    if (wt != NULL) {
+        store_commit(&dst, wt);
+    }
+    double s = (double)(util_mono_ns() - t0) / 1e9;
+    mdb_cursor_close(c);
+    store_rd_end(&src, rt);
+    store_close(&src);
+    store_close(&dst);
+    printf("json {\"records\":%llu,\"seconds\":%.3f,\"limit_per_s\":%.0f,"
+           "\"blake2b_per_s\":%.0f}\n",
+           (unsigned long long)n, s, (double)n / s, (double)n / ((double)hash_ns / 1e9));
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "--limit") == 0) {
+        olog_init("bench", "-", 2, OLOG_WARN);
+        return limit_run(argv[2], argv[3]);
+    }
     const char *url = NULL;
     long clients = 32, seconds = 10, warmup = 1;
     bool info_only = false, raw = true;
+    long rate = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--node") == 0) {
             url = argv[i + 1];
@@ -423,6 +502,8 @@ int main(int argc, char **argv) {
             util_parse_long(argv[i + 1], 1, CLIENTS_MAX, &clients);
         } else if (strcmp(argv[i], "--seconds") == 0) {
             util_parse_long(argv[i + 1], 1, 3600, &seconds);
+        } else if (strcmp(argv[i], "--rate") == 0) {
+            util_parse_long(argv[i + 1], 0, 1000000, &rate);
         } else if (strcmp(argv[i], "--transport") == 0) {
             raw = strcmp(argv[i + 1], "nng") != 0;
         } else if (strcmp(argv[i], "--op") == 0) {
@@ -457,6 +538,7 @@ int main(int argc, char **argv) {
         struct worker *ww = &w[0];
         ww->until_ns = until;
         ww->measure_from_ns = from;
+        ww->pace_ns = rate > 0 ? (uint64_t)(1e9 * (double)clients / (double)rate) : 0;
         ww->lat_ns = malloc(SAMPLES_PER_CLIENT_MAX * sizeof(uint64_t));
         struct counters_probe probe = {url, (time_t)warmup, &c0, &w0, -1};
         pthread_t pt;
@@ -499,11 +581,11 @@ int main(int argc, char **argv) {
     double p50 = total ? (double)all[total / 2] / 1e6 : 0;
     double p99 = total ? (double)all[(size_t)((double)total * 0.99)] / 1e6 : 0;
     double pmax = total ? (double)all[total - 1] / 1e6 : 0;
-    double rate = (double)total / elapsed;
+    double achieved = (double)total / elapsed;
     double commits = counters == 0 ? (double)(c1 - c0) / elapsed : 0;
     double per_commit = c1 > c0 ? (double)(w1 - w0) / (double)(c1 - c0) : 0;
     printf("clients            %ld\n", clients);
-    printf("appeals/s          %.0f  (%zu acknowledged in %.1f s, %llu errors)\n", rate, total,
+    printf("appeals/s          %.0f  (%zu acknowledged in %.1f s, %llu errors)\n", achieved, total,
            elapsed, (unsigned long long)errors);
     printf("latency ms         p50 %.2f  p99 %.2f  max %.2f\n", p50, p99, pmax);
     printf("commits/s          %.0f  (%.1f appeals per commit)\n", commits, per_commit);
@@ -511,8 +593,8 @@ int main(int argc, char **argv) {
     printf("json {\"clients\":%ld,\"appeals_per_s\":%.1f,\"acknowledged\":%zu,\"errors\":%llu,"
            "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"commits_per_s\":%.1f,"
            "\"appeals_per_commit\":%.2f,\"sign_per_s\":%.0f}\n",
-           clients, rate, total, (unsigned long long)errors, p50, p99, pmax, commits, per_commit,
-           ceiling);
+           clients, achieved, total, (unsigned long long)errors, p50, p99, pmax, commits,
+           per_commit, ceiling);
     free(all);
     free(w);
     return errors > 0 ? 1 : 0;

@@ -1,0 +1,36 @@
+/*
+ * survey.h: live federated queries (docs/queries.md).
+ *
+ * Every node answers live queries on its `query` address (RESPONDENT):
+ * a signed query from a node of the cluster file, answered for the appeals
+ * this node owns, from its own store. A node asked for a live query
+ * surveys every peer at once (SURVEYOR, one survey at a time per socket:
+ * nng 1.5 loses answers with concurrent survey contexts), waits up to the
+ * query's deadline, merges the answers, and for the jurisdictions that
+ * stayed silent uses its replica, marking them as such in `sources`.
+ */
+#ifndef APPEAL_SURVEY_H
+#define APPEAL_SURVEY_H
+
+#include <lmdb.h>
+
+#include "api.pb-c.h"
+#include "cluster.h"
+#include "err.h"
+#include "pbx.h"
+
+struct node;
+struct survey;
+
+int survey_start(struct survey **out, struct node *n, struct cluster *c, struct errbuf *e);
+void survey_stop(struct survey *s);
+
+/* Runs a live query; the answer lives in `a`. Blocks up to the query's
+ * deadline: call it off nng's threads (api.c queues it). */
+int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
+               Appeal__QueryResult **out, struct errbuf *e);
+
+/* Fills result->sources for a replica answer from the cluster status. */
+int survey_sources_replica(struct node *n, MDB_txn *t, Appeal__QueryResult *r, struct arena *a);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * agg.h: aggregates without scans (docs/queries.md).
+ *
+ * Two derived tables, updated in the transaction of every record that
+ * changes an appeal:
+ *
+ *   agg  grain (1) | period (4, BE) | region (8) | owner (8) | type (1) |
+ *        status (1) | category  ->  AggCell {count, answered, in_term, days}
+ *        Each appeal is counted in three cells, by its registration period
+ *        at three grains: 'A' (all time, period 0), 'M' (month, year*12 +
+ *        month - 1) and 'D' (day). A query over any registration period
+ *        reads whole months where it can and days at the edges, so its cost
+ *        depends on the number of groups and months, not of appeals.
+ *   due  deadline (4, BE) | registered (4, BE) | region | owner | type |
+ *        status | category  ->  count of OPEN appeals.
+ *        Overdue is computed at query time: open appeals minus those whose
+ *        deadline is today or later, a scan that covers at most the terms
+ *        still running (about two months of deadlines), however old or
+ *        large the backlog.
+ *
+ * `region` is the jurisdiction that registered the appeal, `owner` the one
+ * handling it now. Juris fields are zero-padded to 8 bytes.
+ */
+#ifndef APPEAL_AGG_H
+#define APPEAL_AGG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "store.pb-c.h"
+
+enum {
+    AGG_KEY_BYTES_MAX = 1 + 4 + 2 * JURIS_BYTES_MAX + 2 + 31,
+    DUE_KEY_BYTES_MAX = 4 + 4 + 2 * JURIS_BYTES_MAX + 2 + 31,
+    AGG_DAYS_MAX = 400, /* days-to-answer beyond this count as this */
+};
+
+/* What places an appeal in the aggregates. */
+struct agg_fields {
+    char region[JURIS_BYTES_MAX + 1];
+    char owner[JURIS_BYTES_MAX + 1];
+    char category[32];
+    uint8_t type, status;
+    int32_t registered_day, deadline_day;
+    bool open, answered, in_term;
+    uint32_t days_to_answer;
+};
+
+void agg_fields_of(const Appeal__AppealRow *r, struct agg_fields *f);
+
+struct agg_batch;
+
+/* Adds (sign +1) or removes (-1) an appeal's contribution. With a batch,
+ * the changes are summed in memory until agg_batch_flush(). */
+int agg_apply(struct agg_batch *b, struct store *s, MDB_txn *t, const struct agg_fields *f,
+              int sign);
+
+int agg_batch_new(struct agg_batch **out);
+/* Writes the sums (t NULL: forgets them) and frees the batch. */
+int agg_batch_end(struct agg_batch *b, struct store *s, MDB_txn *t);
+
+/* Month number of a day: year * 12 + month - 1. */
+int32_t agg_month_of(int32_t day);
+
+/* Decoded keys, for queries. */
+struct agg_key {
+    char grain;
+    int32_t period;
+    char region[JURIS_BYTES_MAX + 1];
+    char owner[JURIS_BYTES_MAX + 1];
+    uint8_t type, status;
+    char category[32];
+    int32_t deadline_day, registered_day; /* due keys only */
+};
+int agg_key_decode(const MDB_val *k, struct agg_key *out);
+int due_key_decode(const MDB_val *k, struct agg_key *out);
+size_t agg_key_prefix(uint8_t *out, char grain, int32_t period);
+
+#endif
