@@ -1815,7 +1815,11 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         }
         os->lag_records =
             os->best_known_seq > os->local_seq ? os->best_known_seq - os->local_seq : 0;
-        os->staleness_ms = o && o->head_time_ms ? s->now_ms - o->head_time_ms : -1;
+        /* A head from the future (another node's clock ahead of ours) is
+         * as fresh as can be: zero, not negative. */
+        os->staleness_ms = o && o->head_time_ms
+                               ? (s->now_ms > o->head_time_ms ? s->now_ms - o->head_time_ms : 0)
+                               : -1;
         os->frozen = o ? o->frozen : false;
         if (o != NULL && o->head_seq > 0) {
             os->head_hash.data = arena_new(a, HASH_BYTES);

@@ -24,8 +24,9 @@ enum dim {
     D_COUNT
 };
 
-static const char *const dim_names[D_COUNT] = {"region", "owner", "type",  "category", "section",
-                                               "status", "year",  "month", "day",      "overdue"};
+static const char *const dim_names[D_COUNT] = {"region",  "owner",     "type", "category",
+                                               "section", "status",    "year", "month",
+                                               "day",     "is_overdue"};
 
 enum { GROUP_KEY_BYTES = 192, SECTION_BYTES = 4 };
 
@@ -46,7 +47,7 @@ int query_check(const Appeal__QueryRequest *q, struct errbuf *e) {
         if (dim_parse(q->by[i]) < 0) {
             return err_set(e, APL_EINVAL,
                            "unknown field `%.32s` to group by: use region, owner, type, "
-                           "category, section, status, year, month, day or overdue",
+                           "category, section, status, year, month, day or is_overdue",
                            q->by[i]);
         }
         for (size_t k = 0; k < i; k++) {

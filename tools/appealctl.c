@@ -103,7 +103,7 @@ static const char usage[] =
     "  return NUMBER --reason TEXT\n"
     "  stats --by FIELDS [--region R,..] [--owner O,..] [--type T,..] [--category C,..]\n"
     "        [--status S,..] [--from DATE] [--to DATE] [--overdue] [--live] [--csv]\n"
-    "        FIELDS: region owner type category section status year month day overdue\n"
+    "        FIELDS: region owner type category section status year month day is_overdue\n"
     "  overdue [--region CODE,..] [--limit N]   overdue appeals, no personal data\n"
     "  find NUMBER          where an appeal is now, and its history\n"
     "  export --by FIELDS [--period month|year|day] [--min-group N] [--csv]\n"
