@@ -160,7 +160,7 @@ int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct aren
         if (seq == 1 && (body->event_case != APPEAL__BODY__EVENT_GENESIS ||
                          strcmp(body->genesis->jurisdiction, b->juris) != 0 ||
                          memcmp(body->genesis->box_key.data, b->box_key, BOX_PK_BYTES) != 0)) {
-            return err_set(e, APL_EORIGIN,
+            return err_set(e, APL_EINVAL,
                            "origin %s seq 1: genesis does not match the cluster file", b->juris);
         }
         if (body->event_case == APPEAL__BODY__EVENT_KEY_ROTATED) {
@@ -344,7 +344,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
             int64_t lag_ms = now - rec.body->time_ms;
             hist_observe_us(&n->metrics.replication_lag, lag_ms > 0 ? (uint64_t)lag_ms * 1000 : 0);
         }
-        if (rc == 0 && !getenv("NOSTATE")) {
+        if (rc == 0) {
             rc = state_apply(&n->state, t, o, seq, rec.body);
         }
         if (rc != 0) {
@@ -485,9 +485,12 @@ static const Appeal__Mark *find_mark(Appeal__Mark **marks, size_t n, const uint8
 /* One origin's part of a pull answer: a run above the requester's mark, or
  * a conflict when its mark names a record we hold differently. */
 static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struct origin_state *o,
-                        const Appeal__Mark *theirs, Appeal__PullResponse *resp, size_t *budget_n,
-                        size_t *budget_bytes) {
+                        const Appeal__Mark *theirs, bool wanted, Appeal__PullResponse *resp,
+                        size_t *budget_n, size_t *budget_bytes) {
     uint64_t head = servable_head(r, o), from = theirs ? theirs->seq : 0;
+    if (!wanted) {
+        return 0;
+    }
     if (from > 0 && from <= head && theirs->head_hash.len == HASH_BYTES) {
         MDB_val env;
         uint8_t h[HASH_BYTES];
@@ -534,8 +537,8 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
         if (log_get(&r->n->store, t, o->idx, s, &env) != 0) {
             return APL_ECORRUPT;
         }
-        if (env.mv_size > *budget_bytes && run->n_records > 0) {
-            break;
+        if (env.mv_size > *budget_bytes && (run->n_records > 0 || resp->n_runs > 0)) {
+            break; /* only a first record ever passes the byte budget */
         }
         recs[run->n_records].data = env.mv_data;
         recs[run->n_records].len = env.mv_size;
@@ -544,7 +547,9 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
     }
     *budget_n -= run->n_records;
     resp->more |= from + run->n_records < head;
-    resp->runs[resp->n_runs++] = run;
+    if (run->n_records > 0) {
+        resp->runs[resp->n_runs++] = run;
+    }
     return 0;
 }
 
@@ -574,7 +579,12 @@ static int answer_pull(struct repl *r, const Appeal__PullRequest *q, struct aren
     for (uint32_t k = 0; k < l->n && rc == 0; k++) {
         const struct origin_state *o = &l->o[(first + k) % l->n];
         const Appeal__Mark *theirs = find_mark(q->marks, q->n_marks, o->pk);
-        rc = serve_origin(r, t, a, o, theirs, resp, &budget_n, &budget_bytes);
+        bool wanted = q->n_wanted == 0;
+        for (size_t w = 0; w < q->n_wanted && !wanted; w++) {
+            wanted = q->wanted[w].len == KEY_PK_BYTES &&
+                     memcmp(q->wanted[w].data, o->pk, KEY_PK_BYTES) == 0;
+        }
+        rc = serve_origin(r, t, a, o, theirs, wanted, resp, &budget_n, &budget_bytes);
         Appeal__Mark *m = rc == 0 ? mark_of(a, r, o, t, true) : NULL;
         if (rc == 0 && m == NULL) {
             rc = APL_ENOMEM;
@@ -909,6 +919,20 @@ static int request_from(struct peer *p, const struct origin_list *l, struct aren
         m->head_time_ms = o->head_time_ms;
         q.marks[q.n_marks++] = m;
     }
+    /* Only the origins we would store: our cluster file's, not frozen. */
+    const struct cluster *c = p->r->c;
+    q.wanted = arena_new(a, (c->count + 1) * sizeof *q.wanted);
+    if (q.wanted == NULL) {
+        return APL_ENOMEM;
+    }
+    for (uint32_t i = 0; i < c->count; i++) {
+        const struct origin_state *o = held(l, c->nodes[i].sign_pk);
+        if (o == NULL || !o->frozen) {
+            q.wanted[q.n_wanted].data = (uint8_t *)c->nodes[i].sign_pk;
+            q.wanted[q.n_wanted].len = KEY_PK_BYTES;
+            q.n_wanted++;
+        }
+    }
     q.records_max = PULL_RECORDS_MAX;
     q.bytes_max = PULL_BYTES_MAX;
     Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
@@ -988,7 +1012,7 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
     for (size_t i = 0; rc == 0 && i < f->resp->n_runs; i++) {
         bool skip;
         rc = check_run(r, l, f->resp->runs[i], a, &skip, e);
-        if (rc == APL_EORIGIN) {
+        if (rc == APL_EORIGIN && skip) {
             unknown_origin(p, f->resp->runs[i]);
             rc = 0;
         }
@@ -1024,22 +1048,18 @@ static int pull_session(struct peer *p, struct errbuf *e) {
     struct ingest in;
     bool inflight = false;
     size_t expected = 0;
+    unsigned empty_answers = 0;
     for (unsigned k = 0; !atomic_load(&r->stopping); k++) {
         struct arena *a = &p->arenas[k & 1];
         arena_reset(a);
         struct fetched f;
-        uint64_t T0 = util_mono_ns();
         rc = fetch(p, l, a, &f, e);
-        uint64_t T1 = util_mono_ns();
         if (inflight) {
             uint64_t appended = 0;
             struct errbuf e2;
             err_clear(&e2);
             int rc2 = ingest_end(&in, &appended, &e2);
             inflight = false;
-            if (getenv("PULLDBG"))
-                fprintf(stderr, "fetch %.1f ms, then waited %.1f ms for ingest\n",
-                        (double)(T1 - T0) / 1e6, (double)(util_mono_ns() - T1) / 1e6);
             pthread_mutex_lock(&p->mu);
             p->records_in += appended;
             pthread_mutex_unlock(&p->mu);
@@ -1058,11 +1078,13 @@ static int pull_session(struct peer *p, struct errbuf *e) {
         }
         if (f.records == 0) {
             recovery_check(p, f.resp);
-            if (!f.resp->more) {
+            /* "More", yet nothing we can store: do not spin on it. */
+            if (!f.resp->more || ++empty_answers >= PULL_EMPTY_ANSWERS_MAX) {
                 break;
             }
             continue;
         }
+        empty_answers = 0;
         if ((rc = ingest_begin(r, p, &in, f.resp->runs, f.resp->n_runs, e)) != 0) {
             break;
         }
@@ -1214,11 +1236,13 @@ static void on_heads(struct repl *r, struct peer *p, const Appeal__PeerBody *b) 
     const Appeal__Heads *h = b->heads;
     peer_contact(p, b, (const Appeal__Mark *const *)h->marks, h->n_marks, false);
     for (size_t i = 0; i < h->n_marks; i++) {
-        if (h->marks[i]->origin.len != KEY_PK_BYTES) {
-            continue;
+        if (h->marks[i]->origin.len != KEY_PK_BYTES ||
+            cluster_by_origin(r->c, h->marks[i]->origin.data) == NULL) {
+            continue; /* not an origin we would store */
         }
         struct origin_state o;
-        if (h->marks[i]->seq > local_head(r, h->marks[i]->origin.data, &o)) {
+        memset(&o, 0, sizeof o);
+        if (h->marks[i]->seq > local_head(r, h->marks[i]->origin.data, &o) && !o.frozen) {
             poke(p); /* it holds more than we do: pull from it now */
             return;
         }
@@ -1394,6 +1418,9 @@ static void publish_heads(struct repl *r) {
 static void *publisher_main(void *arg) {
     struct repl *r = arg;
     pthread_setname_np(pthread_self(), "publisher");
+    /* With no peer to wait for (none listed, or --recover-quorum 0), a
+     * recovering node is done at once. */
+    recovery_maybe_done(r);
     uint64_t next_heads = util_mono_ns();
     while (!atomic_load(&r->stopping)) {
         pthread_mutex_lock(&r->mu);

@@ -56,7 +56,8 @@ enum {
     PUSH_BYTES_MAX = 1024 * 1024,
     REPL_CONTEXTS = 8, /* pulls served concurrently */
     PULL_TIMEOUT_MS = 20000,
-    PULL_IDLE_MS = 2000, /* poll interval when caught up */
+    PULL_EMPTY_ANSWERS_MAX = 3, /* answers in a row with nothing to store end a session */
+    PULL_IDLE_MS = 2000,        /* poll interval when caught up */
     BACKOFF_MIN_MS = 200,
     BACKOFF_MAX_MS = 30000,
     HEADS_INTERVAL_MS = 1000,

@@ -184,7 +184,11 @@ int survey_sources_replica(struct node *n, MDB_txn *t, Appeal__QueryResult *r, s
         return APL_ENOMEM;
     }
     if (st == NULL) {
-        r->sources[r->n_sources++] = source(a, n->juris, "live", NULL);
+        r->sources[r->n_sources] = source(a, n->juris, "live", NULL);
+        if (r->sources[r->n_sources] == NULL) {
+            return APL_ENOMEM;
+        }
+        r->sources[r->n_sources++]->staleness_ms = 0;
         return 0;
     }
     for (size_t i = 0; i < st->n_origins; i++) {

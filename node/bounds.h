@@ -33,7 +33,6 @@ enum {
     HISTORY_SHOWN_MAX = 1000, /* events in one AppealView */
     API_CONTEXTS = 64,        /* requests served concurrently */
     API_ARENA_BYTES = 512 * 1024,
-    API_TIMEOUT_MS = 10000, /* a client's wait for an answer */
 
     /* Writer. */
     WRITER_QUEUE_MAX = 4096, /* requests waiting for the writer */

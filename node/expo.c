@@ -1,5 +1,6 @@
 #include "expo.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,15 @@ static void node_metrics(struct buf *b, struct node *n) {
     gauge(b, "appeal_lmdb_readers", "LMDB reader slots in use.", (double)readers);
     gauge(b, "appeal_log_head_seq", "Records in this node's own log.",
           (double)atomic_load(&n->durable_head));
+    struct alert *active = malloc(ALERTS_MAX * sizeof *active);
+    uint32_t na = active != NULL ? alerts_snapshot(&n->alerts, active, ALERTS_MAX) : 0;
+    gauge(b, "appeal_alerts_active", "Alerts raised and not cleared.", (double)na);
+    put(b, "# HELP appeal_alert 1 for each active alert (docs/operations.md).\n"
+           "# TYPE appeal_alert gauge\n");
+    for (uint32_t i = 0; i < na; i++) {
+        put(b, "appeal_alert{alert=\"%s\",subject=\"%s\"} 1\n", active[i].name, active[i].subject);
+    }
+    free(active);
 }
 
 static void cluster_metrics(struct buf *b, const Appeal__ClusterStatus *s) {

@@ -116,7 +116,7 @@ int log_get(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, MDB_val *en
     return store_get(t, s, DB_LOG, k, LOG_KEY_BYTES, env);
 }
 
-static void origin_event(struct origin_state *o, const Appeal__Body *b) {
+void log_origin_event(struct origin_state *o, const Appeal__Body *b) {
     if (b->event_case == APPEAL__BODY__EVENT_GENESIS) {
         snprintf(o->juris, sizeof o->juris, "%s", b->genesis->jurisdiction);
         memcpy(o->box_key, b->genesis->box_key.data, BOX_PK_BYTES);
@@ -140,7 +140,7 @@ int log_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_
     rec_hash(env, len, o->head_hash);
     o->head_time_ms = body->time_ms;
     o->head_received_ms = received_ms;
-    origin_event(o, body);
+    log_origin_event(o, body);
     return defer_save ? 0 : log_origin_save(s, t, o);
 }
 

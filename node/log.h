@@ -52,6 +52,9 @@ int log_get(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, MDB_val *en
 int log_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env, size_t len,
                const Appeal__Body *body, int64_t received_ms, bool defer_save);
 
+/* Applies an origin-level event (genesis, key rotation) to `o`. */
+void log_origin_event(struct origin_state *o, const Appeal__Body *body);
+
 /* Fills origin, seq, prev and time of `body` for this node's next record,
  * signs it, and appends it. `*env` is malloc'd: the caller frees it. */
 int log_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,

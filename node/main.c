@@ -47,6 +47,9 @@ static const char usage[] =
     "          [--heartbeat-ms N]  heartbeat record after N ms without one (default 10000)\n"
     "          [--recover-quorum N]  peers to hear from before a recovering node signs\n"
     "                              (default: all peers)\n"
+    "          [--http HOST:PORT]  serve /metrics, /healthz and the dashboard\n"
+    "          [--alert-silent-s N] [--alert-stale-s N] [--alert-skew-s N]  alert thresholds\n"
+    "                              (defaults 300, 900, 30)\n"
     "          [--clock-file F]  take the time from file F (tests, drills)\n"
     "          [--map-size BYTES] [--map-max BYTES]  initial and largest LMDB map\n"
     "          [--log-level debug|info|warn|error] [--log-file F]\n"
@@ -59,6 +62,8 @@ static const char usage[] =
 
 struct args {
     const char *data;
+    const char *http;
+    long alert_silent_s, alert_stale_s, alert_skew_s;
     const char *peer;
     const char *cluster;
     long heartbeat_ms;
@@ -91,6 +96,10 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"cluster", required_argument, NULL, 'C'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
         {"recover-quorum", required_argument, NULL, 'Q'},
+        {"http", required_argument, NULL, 'W'},
+        {"alert-silent-s", required_argument, NULL, 'S'},
+        {"alert-stale-s", required_argument, NULL, 'T'},
+        {"alert-skew-s", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -98,6 +107,9 @@ static int parse_args(int argc, char **argv, struct args *a) {
     a->level = OLOG_INFO;
     a->heartbeat_ms = 10000;
     a->recover_quorum = -1;
+    a->alert_silent_s = 300;
+    a->alert_stale_s = 900;
+    a->alert_skew_s = 30;
     optind = 2;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -116,6 +128,20 @@ static int parse_args(int argc, char **argv, struct args *a) {
             break;
         case 'C':
             a->cluster = optarg;
+            break;
+        case 'W':
+            a->http = optarg;
+            break;
+        case 'S':
+        case 'T':
+        case 'K':
+            if (util_parse_long(optarg, 1, 86400 * 30,
+                                ch == 'S'   ? &a->alert_silent_s
+                                : ch == 'T' ? &a->alert_stale_s
+                                            : &a->alert_skew_s) != 0) {
+                fprintf(stderr, "appeal-node: alert thresholds take seconds\n");
+                return -1;
+            }
             break;
         case 'H':
         case 'Q':
@@ -249,7 +275,12 @@ static int cmd_run(const struct args *a) {
                           .heartbeat_idle_ms = (int)a->heartbeat_ms,
                           .serving = true,
                           .cluster_path = a->cluster,
-                          .recover_quorum = (int)a->recover_quorum};
+                          .recover_quorum = (int)a->recover_quorum,
+                          .http_addr = a->http,
+                          .alerts = {.silent_s = (int)a->alert_silent_s,
+                                     .stale_s = (int)a->alert_stale_s,
+                                     .skew_s = (int)a->alert_skew_s,
+                                     .map_percent = 80}};
     if ((rc = node_open(&n, &o, &e)) != 0) {
         return fail("run", &e, rc);
     }

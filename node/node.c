@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "cluster.h"
+#include "http.h"
 #include "repl.h"
 #include "survey.h"
 #include "appeal.h"
@@ -292,6 +293,13 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     }
     n->heartbeat_idle_ms = o->heartbeat_idle_ms;
     n->recover_quorum = o->recover_quorum;
+    n->alert_th = o->alerts;
+    if (o->http_addr != NULL) {
+        snprintf(n->http_addr, sizeof n->http_addr, "%s", o->http_addr);
+    }
+    if (n->alert_th.silent_s <= 0) {
+        n->alert_th = (struct alert_thresholds){300, 900, 30, 80};
+    }
     int rc = node_read_conf(o->dir, n->juris, e);
     if (rc == 0) {
         rc = keys_load(o->dir, &n->keys, e);
@@ -404,7 +412,14 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
         n->survey = NULL;
         return rc;
     }
+    if ((rc = alerts_start(&n->alerts, n, &n->alert_th)) != 0) {
+        olog(OLOG_ERROR, "monitor_not_started", NULL);
+    }
     n->serving = true;
+    if (n->http_addr[0] != '\0' && (rc = http_start(&n->http, n, n->http_addr, e)) != 0) {
+        node_stop(n);
+        return rc;
+    }
     return 0;
 }
 
@@ -416,7 +431,10 @@ void node_stop(struct node *n) {
     if (!n->serving) {
         return;
     }
+    http_stop(n->http);
+    n->http = NULL;
     api_close_listener(n->api);
+    alerts_stop(&n->alerts);
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->writer);
     api_stop(n->api);

@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "keys.h"
+#include "alerts.h"
 #include "log.h"
 #include "metrics.h"
 #include "olog.h"
@@ -30,6 +31,7 @@ struct api;
 struct cluster;
 struct repl;
 struct survey;
+struct http;
 
 struct node_opts {
     const char *dir;
@@ -40,6 +42,8 @@ struct node_opts {
     bool serving;             /* the store defers meta syncs to the writer */
     const char *cluster_path; /* NULL: standalone */
     int recover_quorum;       /* -1: every peer */
+    struct alert_thresholds alerts;
+    const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
 };
 
 struct node {
@@ -69,6 +73,10 @@ struct node {
      * and signed again differently: a fork). */
     _Atomic uint64_t durable_head;
     struct metrics metrics;
+    struct alerts alerts;
+    struct alert_thresholds alert_th;
+    struct http *http;
+    char http_addr[128];
     bool serving;
 };
 

@@ -145,6 +145,11 @@ static int guard(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
             if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p)) {
                 return err_set(e, APL_EINVAL, "malformed message: length past the end");
             }
+            if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, len) != NULL) {
+                /* protobuf-c would cut the string at the NUL: another
+                 * decoder would read more. Refuse the ambiguity. */
+                return err_set(e, APL_EINVAL, "string field %s holds a NUL byte", f->name);
+            }
             if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
                 int rc = guard(f->descriptor, p, p + len, repeated_max, depth - 1, e);
                 if (rc != 0) {

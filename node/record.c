@@ -122,6 +122,14 @@ static int bytes_len(const ProtobufCBinaryData *b, size_t min, size_t max, const
     return 0;
 }
 
+/* An optional fixed-size field: absent, or exactly `n` bytes. */
+static int key_len(const ProtobufCBinaryData *b, size_t n, const char *what, struct errbuf *e) {
+    if (b->len != 0 && b->len != n) {
+        return err_set(e, APL_EINVAL, "record field %s has %zu bytes (0 or %zu)", what, b->len, n);
+    }
+    return 0;
+}
+
 static int appeal_ref(const char *number, struct errbuf *e) {
     if (!number_valid(number)) {
         return err_set(e, APL_EINVAL, "record names a malformed appeal number");
@@ -153,10 +161,10 @@ static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
         rc = bytes_len(&f->sealed, 0, SEALED_BYTES_MAX, "sealed", e);
     }
     if (rc == 0) {
-        rc = bytes_len(&f->applicant_tag, 0, APPLICANT_TAG_BYTES, "applicant_tag", e);
+        rc = key_len(&f->applicant_tag, APPLICANT_TAG_BYTES, "applicant_tag", e);
     }
     if (rc == 0) {
-        rc = bytes_len(&f->data_key_id, 0, DATA_KEY_ID_BYTES, "data_key_id", e);
+        rc = key_len(&f->data_key_id, DATA_KEY_ID_BYTES, "data_key_id", e);
     }
     return rc;
 }
@@ -186,7 +194,8 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
     case APPEAL__BODY__EVENT_ACCEPTED:
         return appeal_ref(b->accepted->number, e) ||
                bytes_len(&b->accepted->sealed, 0, SEALED_BYTES_MAX, "sealed", e) ||
-               bytes_len(&b->accepted->applicant_tag, 0, APPLICANT_TAG_BYTES, "tag", e);
+               key_len(&b->accepted->applicant_tag, APPLICANT_TAG_BYTES, "tag", e) ||
+               key_len(&b->accepted->data_key_id, DATA_KEY_ID_BYTES, "data_key_id", e);
     case APPEAL__BODY__EVENT_RETURNED:
         return appeal_ref(b->returned->number, e) ||
                text(b->returned->reason, REASON_BYTES_MAX, true, "reason", e);
@@ -196,7 +205,8 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
             return err_set(e, APL_EINVAL, "answer has an unknown outcome");
         }
         return appeal_ref(b->answered->number, e) ||
-               bytes_len(&b->answered->sealed_text, 0, SEALED_BYTES_MAX, "sealed_text", e);
+               bytes_len(&b->answered->sealed_text, 0, SEALED_BYTES_MAX, "sealed_text", e) ||
+               key_len(&b->answered->data_key_id, DATA_KEY_ID_BYTES, "data_key_id", e);
     case APPEAL__BODY__EVENT_CLOSED:
         return appeal_ref(b->closed->number, e);
     case APPEAL__BODY__EVENT_REOPENED:
@@ -208,6 +218,9 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
     case APPEAL__BODY__EVENT_HEARTBEAT:
         return 0;
     case APPEAL__BODY__EVENT_KEY_GRANTED:
+        if (b->key_granted->jurisdiction[0] != '\0' && !juris_valid(b->key_granted->jurisdiction)) {
+            return err_set(e, APL_EINVAL, "grant names a malformed jurisdiction");
+        }
         return bytes_len(&b->key_granted->key, KEY_PK_BYTES, KEY_PK_BYTES, "key", e) ||
                text(b->key_granted->role, 16, false, "role", e) ||
                text(b->key_granted->label, LABEL_BYTES_MAX, false, "label", e);
@@ -216,7 +229,7 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
                text(b->key_revoked->reason, REASON_BYTES_MAX, true, "reason", e);
     case APPEAL__BODY__EVENT_KEY_ROTATED:
         return bytes_len(&b->key_rotated->new_key, KEY_PK_BYTES, KEY_PK_BYTES, "new_key", e) ||
-               bytes_len(&b->key_rotated->new_box_key, 0, BOX_PK_BYTES, "new_box_key", e);
+               key_len(&b->key_rotated->new_box_key, BOX_PK_BYTES, "new_box_key", e);
     default:
         return err_set(e, APL_EINVAL, "record carries no known event");
     }

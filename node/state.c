@@ -383,12 +383,43 @@ static size_t pending_key(uint8_t *out, const char *number, uint32_t version) {
     return nl + 5;
 }
 
+/* Hash of the record at a log position, for tie-breaks. */
+static int hash_at(struct state *st, MDB_txn *t, uint32_t idx, uint64_t seq,
+                   uint8_t out[HASH_BYTES]) {
+    MDB_val env;
+    int rc = log_get(st->s, t, idx, seq, &env);
+    if (rc == 0) {
+        rec_hash(env.mv_data, env.mv_size, out);
+    }
+    return rc;
+}
+
 static int park(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
                 const char *number, uint32_t version) {
     uint8_t key[PENDING_KEY_BYTES_MAX], ref[LOG_KEY_BYTES];
+    size_t kl = pending_key(key, number, version);
     log_key(ref, o->idx, seq);
-    return store_put(t, st->s, DB_PENDING, key, pending_key(key, number, version), ref, sizeof ref,
-                     0);
+    MDB_val old;
+    int rc = store_get(t, st->s, DB_PENDING, key, kl, &old);
+    if (rc == 0 && old.mv_size == LOG_KEY_BYTES && memcmp(old.mv_data, ref, LOG_KEY_BYTES) != 0) {
+        /* Two different events claim the same place in one appeal: only a
+         * misbehaving origin does that. Keep the one with the smaller
+         * record hash, so that every node keeps the same whatever the
+         * order they arrived in. */
+        uint8_t h_old[HASH_BYTES], h_new[HASH_BYTES];
+        rc = hash_at(st, t, be32_get(old.mv_data), be64_get((const uint8_t *)old.mv_data + 4),
+                     h_old);
+        if (rc == 0) {
+            rc = hash_at(st, t, o->idx, seq, h_new);
+        }
+        ignored(st, o, seq, number, "two events for one place in the appeal's history");
+        if (rc != 0 || memcmp(h_new, h_old, HASH_BYTES) >= 0) {
+            return rc;
+        }
+    } else if (rc != 0 && rc != APL_ENOTFOUND) {
+        return rc;
+    }
+    return store_put(t, st->s, DB_PENDING, key, kl, ref, sizeof ref, 0);
 }
 
 /* Applies parked events that now continue the appeal, in version order. */
@@ -515,12 +546,7 @@ static int rebuild_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) 
     rb->o.head_seq = seq;
     rec_hash(env, len, rb->o.head_hash);
     rb->o.head_time_ms = r.body->time_ms;
-    if (r.body->event_case == APPEAL__BODY__EVENT_GENESIS) {
-        snprintf(rb->o.juris, sizeof rb->o.juris, "%s", r.body->genesis->jurisdiction);
-        memcpy(rb->o.box_key, r.body->genesis->box_key.data, BOX_PK_BYTES);
-    } else if (r.body->event_case == APPEAL__BODY__EVENT_KEY_ROTATED) {
-        memcpy(rb->o.signing_key, r.body->key_rotated->new_key.data, KEY_PK_BYTES);
-    }
+    log_origin_event(&rb->o, r.body); /* the same as when it was appended */
     rb->records++;
     return state_apply(&rb->st, rb->t, &rb->o, seq, r.body);
 }

@@ -27,7 +27,6 @@ static const struct db_spec db_specs[DB_COUNT] = {
     [DB_DUE] = {"due", 0, true},
     [DB_REGNO] = {"regno", 0, true},
     [DB_APPLICANTS] = {"applicants", 0, true},
-    [DB_PEERS] = {"peers", 0, false},
     [DB_FORKS] = {"forks", 0, false},
     [DB_GRANTS] = {"grants", 0, true},
 };

@@ -8,7 +8,7 @@
  *   origin_idx  idx (4, BE) -> origin pk      the local short name of an origin
  *   log         idx (4, BE) | seq (8, BE) -> exact envelope bytes
  *   appeals     number -> AppealRow           current state of each appeal
- *   events      number -> idx|seq (dupsort)   the appeal's history
+ *   events      number -> version (4) | idx | seq (dupsort)   the appeal's history
  *   pending     number | version (4, BE) -> idx|seq   events parked until
  *               their predecessor arrives (replication order)
  *   by_status   owner \0 status (1) number -> ""      lists
@@ -18,7 +18,6 @@
  *   regno       jurisdiction \0 year (4, BE) -> last number (4)
  *   applicants  tag (16) | category -> number  latest appeal of an applicant on
  *               an issue (repeated appeals)
- *   peers       peer key -> checkpoint        replication (cluster/)
  *   forks       origin | seq -> evidence      conflicting records
  *   grants      key id -> grant               officials' roles
  *
@@ -63,7 +62,6 @@ enum store_db {
     DB_DUE,
     DB_REGNO,
     DB_APPLICANTS,
-    DB_PEERS,
     DB_FORKS,
     DB_GRANTS,
     DB_COUNT

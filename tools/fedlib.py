@@ -32,11 +32,16 @@ def jurisdictions(n):
     return rows[:n]
 
 
+# Below Linux's ephemeral range (32768-60999 by default), so that outgoing
+# connections, which take their source ports from it, never take ours.
+PORTS_FIRST, PORTS_LAST = 10000, 32000
+
+
 def port_block(count, tries=200):
     """`count` consecutive ports, all free on 127.0.0.1 right now."""
     import random
     for _ in range(tries):
-        base = random.randint(20000, 60000 - count)
+        base = random.randint(PORTS_FIRST, PORTS_LAST - count)
         socks = []
         try:
             for p in range(base, base + count):

@@ -205,7 +205,8 @@ int main(int argc, char **argv) {
     uint64_t t0 = util_mono_ns();
     int rc = 0;
     for (long i = 0; i < g.appeals && rc == 0; i += g.batch) {
-        struct batch_req b = {.g = &g, .from = i, .to = i + g.batch < g.appeals ? i + g.batch : g.appeals};
+        struct batch_req b = {
+            .g = &g, .from = i, .to = i + g.batch < g.appeals ? i + g.batch : g.appeals};
         b.w.run = run_batch;
         rc = writer_run_now(&g.n.store, &h, &b.w);
         if (rc != 0) {

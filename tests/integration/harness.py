@@ -4,6 +4,7 @@ of its test (and, as a last resort, when the interpreter exits)."""
 
 import atexit
 import datetime
+import sys
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("APPEAL_SOURCE", os.path.abspath(os.path.join(HERE, "..", "..")))
+sys.path.insert(0, os.path.join(SOURCE, "tools"))
+import fedlib  # noqa: E402
 BIN = os.environ.get("APPEAL_BIN", os.path.join(SOURCE, "build", "bin"))
 NODE = os.path.join(BIN, "appeal-node")
 CTL = os.path.join(BIN, "appealctl")
@@ -34,11 +37,9 @@ atexit.register(_reap)
 
 
 def free_port():
-    """A port the kernel just handed out on 127.0.0.1: no two tests, and no
-    two parallel test processes, pick the same one by construction."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 right now, chosen at random below the
+    kernel's ephemeral range (so no outgoing connection takes it meanwhile)."""
+    return fedlib.port_block(1)
 
 
 def kz_ms(text):
@@ -246,10 +247,6 @@ def file_body(type_=1, category="0002.0001", subject="Subject", name="Name Surna
 
 # -- federations: tools/fedlib.py, shared with tools/federation --
 
-import sys as _sys  # noqa: E402
-
-_sys.path.insert(0, os.path.join(SOURCE, "tools"))
-import fedlib  # noqa: E402,F401
 
 FAULTPROXY = os.path.join(BIN, "appeal-faultproxy")
 
