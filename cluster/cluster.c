@@ -139,8 +139,9 @@ int cluster_parse(struct cluster *c, const char *text, struct errbuf *e) {
                              "address",
                              lineno, val);
             } else {
-                char *dst = word[1] == 'e' ? cur->peer_url
-                                           : (word[1] == 'u' ? cur->pub_url : cur->query_url);
+                char *dst = strcmp(word, "peer") == 0  ? cur->peer_url
+                            : strcmp(word, "pub") == 0 ? cur->pub_url
+                                                       : cur->query_url;
                 snprintf(dst, CLUSTER_URL_BYTES, "%s", val);
             }
         } else {

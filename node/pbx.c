@@ -161,12 +161,18 @@ static int guard(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
         default:
             return err_set(e, APL_EINVAL, "malformed message: unsupported wire type %u", wire);
         }
-        if (f != NULL && f->label == PROTOBUF_C_LABEL_REPEATED) {
-            unsigned slot = (unsigned)(f - desc->fields);
-            if (slot < GUARD_FIELDS_TRACKED && ++counts[slot] > repeated_max) {
-                return err_set(e, APL_ETOOBIG, "too many elements in field %s (limit %u)", f->name,
-                               repeated_max);
-            }
+        unsigned slot = f != NULL ? (unsigned)(f - desc->fields) : GUARD_FIELDS_TRACKED;
+        if (slot < GUARD_FIELDS_TRACKED && f->label == PROTOBUF_C_LABEL_REPEATED &&
+            ++counts[slot] > repeated_max) {
+            return err_set(e, APL_ETOOBIG, "too many elements in field %s (limit %u)", f->name,
+                           repeated_max);
+        }
+        if (slot < GUARD_FIELDS_TRACKED && f->label != PROTOBUF_C_LABEL_REPEATED &&
+            ++counts[slot] > 1) {
+            /* Protobuf would merge or overwrite a repeated singular field,
+             * and different decoders differ on which: our writers never
+             * repeat one, so a message that does is refused. */
+            return err_set(e, APL_EINVAL, "field %s appears more than once", f->name);
         }
     }
     return 0;
@@ -174,6 +180,9 @@ static int guard(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
 
 int pbx_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
               uint32_t repeated_max, uint32_t depth_max, struct errbuf *e) {
+    if (len == 0) {
+        return 0; /* an empty message (protobuf-c hands it over as NULL, 0) */
+    }
     return guard(desc, data, data + len, repeated_max, depth_max, e);
 }
 

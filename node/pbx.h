@@ -6,8 +6,9 @@
  *
  *  - pbx_guard() walks the wire format with the message's descriptor before
  *    anything is unpacked: it rejects malformed varints, lengths past the
- *    end, groups, nesting deeper than `depth_max`, and any repeated field
- *    with more than `repeated_max` elements.
+ *    end, groups, nesting deeper than `depth_max`, any repeated field with
+ *    more than `repeated_max` elements, a singular field that appears more
+ *    than once (protobuf would merge it), and a string holding a NUL.
  *  - struct arena is a bump allocator with a fixed capacity handed to
  *    protobuf-c as its allocator: an unpack that would need more fails
  *    cleanly instead of growing the heap. Freeing is one reset.

@@ -424,6 +424,9 @@ static void body_field(void *arg, uint32_t num, uint32_t wire, uint64_t v, const
 
 int rec_peek(const uint8_t *bytes, size_t len, struct rec_peek *out) {
     memset(out, 0, sizeof *out);
+    if (len == 0 || bytes == NULL) {
+        return APL_EINVAL;
+    }
     if (len > RECORD_BYTES_MAX || !wire_walk(bytes, bytes + len, env_field, out) ||
         out->body == NULL || !wire_walk(out->body, out->body + out->body_len, body_field, out) ||
         out->origin == NULL || out->prev == NULL || out->seq == 0 || out->event == 0) {

@@ -2,13 +2,13 @@
  * fuzz_pbx_guard: the bounded protobuf decoding every decoder above rests on
  * (pbx_guard, pbx_unpack, node/pbx.h), against the messages the node and
  * its tools read from outside: records, client requests and responses,
- * and rows read back from LMDB.
+ * peer messages, and rows read back from LMDB.
  *
- * The first input byte picks the case; the rest is the message (NULL when
- * there is none, as protobuf-c hands over an empty bytes field):
- *   bits 0-2  the descriptor (descs[] below)
- *   bits 3-5  depth_max - 1 given to pbx_guard (1..8)
- *   bits 6-7  repeated_max (repeated_maxes[] below)
+ * The first two input bytes choose the case; the rest is the message (NULL
+ * when there is none, as protobuf-c hands over an empty bytes field):
+ *   byte 0     the descriptor: descs[byte % DESCS]
+ *   byte 1     bits 0-2: depth_max - 1 given to pbx_guard (1..8)
+ *              bits 3-5: repeated_max, repeated_maxes[bits % REPEATED_MAXES]
  * Then pbx_unpack decodes the message into an arena. What pbx.h promises is
  * checked on every message that passes: no repeated field holds more than
  * repeated_max elements, nothing is nested deeper than depth_max. The
@@ -21,19 +21,29 @@
 #include "bounds.h"
 #include "fuzz.h"
 #include "record.pb-c.h"
+#include "repl.h"
+#include "repl.pb-c.h"
 #include "store.pb-c.h"
 
 enum { PBX_UNPACK_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/pbx.c */
 
-static const ProtobufCMessageDescriptor *const descs[8] = {
+/* The order is the first byte of the seeds (make_seeds.py): append only. */
+static const ProtobufCMessageDescriptor *const descs[] = {
     &appeal__envelope__descriptor,       &appeal__body__descriptor,
     &appeal__client_request__descriptor, &appeal__request__descriptor,
     &appeal__response__descriptor,       &appeal__appeal_row__descriptor,
     &appeal__origin_row__descriptor,     &appeal__sealed__descriptor,
+    &appeal__fork__descriptor,           &appeal__peer_message__descriptor,
+    &appeal__peer_body__descriptor,
 };
+enum { DESCS = sizeof descs / sizeof descs[0] };
 
-/* Records, requests, store rows and a tight one. */
-static const uint32_t repeated_maxes[4] = {16, REQUEST_REPEATED_MAX, 4096, 1};
+/* What the callers pass: a tight limit, records, requests, store rows,
+ * peer bodies, responses in appealctl. */
+static const uint32_t repeated_maxes[] = {
+    1, 16, REQUEST_REPEATED_MAX, 4096, PULL_RECORDS_MAX, 1u << 20,
+};
+enum { REPEATED_MAXES = sizeof repeated_maxes / sizeof repeated_maxes[0] };
 
 static struct arena arena;   /* one message, reset per input */
 static struct arena scratch; /* the round trip's */
@@ -47,16 +57,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size == 0) {
+    if (size < 2) {
         return 0;
     }
-    const ProtobufCMessageDescriptor *desc = descs[data[0] & 7u];
-    uint32_t depth_max = 1u + ((data[0] >> 3) & 7u);
-    uint32_t repeated_max = repeated_maxes[data[0] >> 6];
-    size_t len = size - 1;
+    const ProtobufCMessageDescriptor *desc = descs[data[0] % DESCS];
+    uint32_t depth_max = 1u + (data[1] & 7u);
+    uint32_t repeated_max = repeated_maxes[((data[1] >> 3) & 7u) % REPEATED_MAXES];
+    size_t len = size - 2;
     /* protobuf-c leaves an empty bytes field as (NULL, 0), and callers pass
      * that on (a ClientRequest's `request`, an Envelope's `body`). */
-    const uint8_t *msg = len > 0 ? data + 1 : NULL;
+    const uint8_t *msg = len > 0 ? data + 2 : NULL;
     if (msg == NULL && fuzz_skip_known()) {
         return 0; /* known bug pbx-null-data (tests/fuzz/regressions/README.md) */
     }

@@ -1,8 +1,18 @@
 /*
  * fuzz_record: a record envelope from untrusted bytes, as replication, the
- * store and `verify` read one (rec_decode, node/record.h), then what callers
- * do with a decoded record: its hash, its signature checked with a fixed key
- * and with the origin key it names, its kind and appeal reference.
+ * store and `verify` read one, through both decoders of node/record.h:
+ * rec_peek (the chain fields without unpacking, what repl_check_run reads
+ * from most records of a peer's run) and rec_decode (the full decoding and
+ * checks). Then what callers do with a decoded record: its hash, its
+ * signature checked with a fixed key and with the origin key it names, its
+ * kind and appeal reference.
+ *
+ * The two decoders must agree: a record rec_decode accepts, rec_peek
+ * accepts too, with the same body, origin, seq, prev and event.
+ *
+ * Records reach the node as elements of a Run's `repeated bytes records`;
+ * protobuf-c gives an empty one as (NULL, 0), and callers pass that on, so
+ * the empty input is given as (NULL, 0).
  *
  * The fixed key is the Ed25519 key of seed FUZZ_KEY_SEED; make_seeds.py signs
  * the seed records with the same key, so the corpus reaches the path where a
@@ -63,22 +73,57 @@ static bool known_bug(const uint8_t *data, size_t size) {
     return env != NULL && env->sig.len == SIG_BYTES && env->body.data == NULL;
 }
 
+/* What rec_peek promises of a record it accepts: pointers into the bytes. */
+static void check_peeked(const struct rec_peek *pk, const uint8_t *bytes, size_t len) {
+    FUZZ_ASSERT(pk->body != NULL && pk->origin != NULL && pk->prev != NULL);
+    FUZZ_ASSERT(pk->body >= bytes && pk->body_len <= len &&
+                (size_t)(pk->body - bytes) <= len - pk->body_len);
+    const uint8_t *body_end = pk->body + pk->body_len;
+    FUZZ_ASSERT(pk->origin >= pk->body && KEY_PK_BYTES <= body_end - pk->origin);
+    FUZZ_ASSERT(pk->prev >= pk->body && HASH_BYTES <= body_end - pk->prev);
+    FUZZ_ASSERT(pk->seq != 0 && pk->event >= 10 && pk->event <= 24);
+}
+
+/* rec_peek and rec_decode read the same fields of the same bytes. */
+static void check_agree(const struct rec_peek *pk, const struct record *r) {
+    const Appeal__Body *b = r->body;
+    FUZZ_ASSERT(pk->body_len == r->env->body.len);
+    FUZZ_ASSERT(memcmp(pk->body, r->env->body.data, pk->body_len) == 0);
+    FUZZ_ASSERT(memcmp(pk->origin, b->origin.data, KEY_PK_BYTES) == 0);
+    FUZZ_ASSERT(pk->seq == b->seq);
+    FUZZ_ASSERT(memcmp(pk->prev, b->prev.data, HASH_BYTES) == 0);
+    FUZZ_ASSERT(pk->event == (uint32_t)b->event_case);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const uint8_t *bytes = size > 0 ? data : NULL;
+    if (bytes == NULL && fuzz_skip_known()) {
+        return 0; /* known bugs peek-null-data, pbx-null-data (regressions/README.md) */
+    }
     if (known_bug(data, size)) {
         return 0;
     }
-    arena_reset(&arena);
     uint8_t hash[HASH_BYTES];
-    rec_hash(data, size, hash);
+    rec_hash(bytes, size, hash);
+    struct rec_peek pk;
+    int peek_rc = rec_peek(bytes, size, &pk);
+    if (peek_rc == 0) {
+        check_peeked(&pk, bytes, size);
+    } else {
+        FUZZ_ASSERT(peek_rc == APL_EINVAL);
+    }
+    arena_reset(&arena);
     struct record r;
     struct errbuf e;
     err_clear(&e);
-    int rc = rec_decode(data, size, &arena, &r, &e);
+    int rc = rec_decode(bytes, size, &arena, &r, &e);
     if (rc != 0) {
         FUZZ_ASSERT(rc >= APL_ELAST && rc <= APL_EINVAL);
         return 0;
     }
-    check_decoded(&r, data, size);
+    check_decoded(&r, bytes, size);
+    FUZZ_ASSERT(peek_rc == 0);
+    check_agree(&pk, &r);
     (void)rec_verify_sig(&r, fixed_pk);
     (void)rec_verify_sig(&r, r.body->origin.data);
     return 0;

@@ -271,12 +271,13 @@ def request_seeds():
 # ---- messages for fuzz_pbx_guard: first byte picks descriptor, depth, limit ----
 
 DESC = {"envelope": 0, "body": 1, "client_request": 2, "request": 3, "response": 4,
-        "appeal_row": 5, "origin_row": 6, "sealed": 7}
-R16, R64, R4096, R1 = 0, 1, 2, 3
+        "appeal_row": 5, "origin_row": 6, "sealed": 7, "fork": 8, "peer_message": 9,
+        "peer_body": 10}
+R1, R16, R64, R4096, RPULL, RCLIENT = range(6)  # repeated_maxes[] in fuzz_pbx_guard.c
 
 
 def pick(desc, depth=8, rmax=R64):
-    return bytes([DESC[desc] | (depth - 1) << 3 | rmax << 6])
+    return bytes([DESC[desc], (depth - 1) | rmax << 3])
 
 
 def appeal_row():
@@ -307,6 +308,21 @@ def responses():
     }
 
 
+def peer_bodies():
+    recs = [e for _, e in records()]
+    mark = msg((1, PK), (2, 3), (3, blake2b256(recs[2])), (4, T0 + 3000))
+    run = msg((1, PK), (2, 1), (3, recs[:3]))
+    return {
+        "pull": msg((1, 1), (2, T0), (10, msg((1, [mark, msg((1, BOX))]), (2, 100),
+                                             (3, 1 << 20)))),
+        "pulled": msg((1, 1), (2, T0), (11, msg((1, [run]), (2, [mark]), (3, 1),
+                                               (4, [msg((1, PK), (2, 2), (3, recs[1:2]))]),
+                                               (5, "")))),
+        "push": msg((1, 1), (2, T0), (12, msg((1, msg((1, PK), (2, 4), (3, recs[3:5])))))),
+        "heads": msg((1, 1), (2, T0), (13, msg((1, [mark, mark])))),
+    }
+
+
 def pbx_seeds():
     recs = records()
     env = recs[2][1]
@@ -332,7 +348,14 @@ def pbx_seeds():
         "bad-field-zero": pick("appeal_row") + b"\x00\x01",
     }
     for name, m in responses().items():
-        seeds[f"response-{name}"] = pick("response", rmax=R4096) + m
+        seeds[f"response-{name}"] = pick("response", rmax=RCLIENT) + m
+    bodies = peer_bodies()
+    for name, m in bodies.items():
+        seeds[f"peer-body-{name}"] = pick("peer_body", rmax=RPULL) + m
+    seeds["peer-message"] = pick("peer_message", rmax=R16) + msg(
+        (1, bodies["heads"]), (2, PK), (3, ed25519_sign(FUZZ_KEY_SEED, bodies["heads"])))
+    seeds["fork"] = pick("fork", rmax=R4096) + msg(
+        (1, PK), (2, 3), (3, recs[2][1]), (4, recs[3][1]), (5, "KZ-11"), (6, T0))
     return seeds
 
 
@@ -425,6 +448,42 @@ def category_seeds():
     }
 
 
+def cluster_entry(juris, seed, peer=None, pub=None):
+    lines = [f"node {juris}", f"  sign {blake2b256(seed + b'sign').hex()}",
+             f"  box  {blake2b256(seed + b'box').hex()}"]
+    if peer:
+        lines.append(f"  peer {peer}")
+    if pub:
+        lines.append(f"  pub  {pub}")
+    return "\n".join(lines) + "\n"
+
+
+def cluster_seeds():
+    three = (cluster_entry("KZ-75", b"a", "tcp://10.0.0.75:7101") +
+             cluster_entry("KZ-11", b"b", "tcp://10.0.0.11:7101") +
+             cluster_entry("KZ", b"c", "tls+tcp://[::1]:7101", "tls+tcp://[::1]:7200"))
+    one = cluster_entry("KZ-75", b"a", "tcp://127.0.0.1:7101")
+    return {
+        "three-nodes": "# the federation\n" + three,
+        "three-nodes-crlf": three.replace("\n", "\r\n"),
+        "one-node": one,
+        "no-peer-url": cluster_entry("KZ-19", b"d") + "# takes no connections\n",
+        "comments-inline": one.replace("\n", "   # note\n"),
+        "bad-empty": "",
+        "bad-key-before-node": "  sign " + "00" * 32 + "\n" + one,
+        "bad-short-key": one.replace(blake2b256(b"asign").hex(), "abcd"),
+        "bad-duplicate-key": one + one.replace("KZ-75", "KZ-11", 1),
+        "bad-duplicate-juris": one + cluster_entry("KZ-75", b"z"),
+        "bad-juris": cluster_entry("kz-75", b"a"),
+        "bad-unknown-key": one + "  port 7101\n",
+        "bad-no-box": "\n".join(one.splitlines()[:2]) + "\n",
+        "bad-scheme": cluster_entry("KZ-75", b"a", "http://10.0.0.75:7101"),
+        "bad-port-no-room": cluster_entry("KZ-75", b"a", "tcp://10.0.0.75:65535"),
+        "bad-ipc-no-pub": cluster_entry("KZ-75", b"a", "ipc:///tmp/kz75.peer"),
+        "bad-no-value": "node\n",
+    }
+
+
 # ---- writing ----
 
 
@@ -437,6 +496,7 @@ def corpora():
         "rules_conf": enc(conf_seeds()),
         "holidays": enc(holiday_seeds()),
         "categories": enc(category_seeds()),
+        "cluster_file": enc(cluster_seeds()),
     }
 
 
