@@ -17,9 +17,10 @@ static void peer_signed(const uint8_t *body, size_t len, uint8_t out[PEER_SIGNED
 }
 
 /* Signs `body` as this node and packs the PeerMessage into an nng message. */
-int peermsg_pack(const struct node_keys *k, Appeal__PeerBody *body, nng_msg **out) {
+int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body,
+                 nng_msg **out) {
     body->version = 1;
-    body->time_ms = clock_system_ms();
+    body->time_ms = clock_system_ms() + skew_ms;
     size_t blen = protobuf_c_message_get_packed_size(&body->base);
     uint8_t *bb = malloc(blen ? blen : 1);
     if (bb == NULL) {

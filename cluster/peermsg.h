@@ -24,8 +24,9 @@ enum {
     PEER_REPEATED_MAX = 20000,
 };
 
-/* Fills version and time, signs `body` with `k` and packs the message. */
-int peermsg_pack(const struct node_keys *k, Appeal__PeerBody *body, nng_msg **out);
+/* Fills version and time (the system clock, plus `skew_ms`: zero except
+ * in clock-skew drills), signs `body` with `k` and packs the message. */
+int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body, nng_msg **out);
 
 /* Checks and decodes a message from untrusted bytes into `a`; with
  * `expect`, the sender must be that node. */

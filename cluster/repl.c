@@ -91,7 +91,7 @@ static int64_t now_ms(const struct repl *r) {
 }
 
 static int peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out) {
-    return peermsg_pack(&r->n->keys, body, out);
+    return peermsg_pack(&r->n->keys, r->n->peer_skew_ms, body, out);
 }
 
 static int peer_open(struct repl *r, const void *data, size_t len, struct arena *a,

@@ -66,7 +66,7 @@ static void respond_one(struct survey *s, nng_msg *m, nng_aio *aio) {
     out.msg_case = APPEAL__PEER_BODY__MSG_QUERY_RESULT;
     out.query_result = r;
     nng_msg *reply;
-    if (peermsg_pack(&s->n->keys, &out, &reply) != 0) {
+    if (peermsg_pack(&s->n->keys, s->n->peer_skew_ms, &out, &reply) != 0) {
         return;
     }
     nng_aio_set_msg(aio, reply);
@@ -110,7 +110,7 @@ static int collect(struct survey *s, const Appeal__QueryRequest *q, struct arena
     body.msg_case = APPEAL__PEER_BODY__MSG_QUERY;
     body.query = (Appeal__QueryRequest *)q;
     nng_msg *m;
-    int rc = peermsg_pack(&s->n->keys, &body, &m);
+    int rc = peermsg_pack(&s->n->keys, s->n->peer_skew_ms, &body, &m);
     if (rc != 0) {
         return rc;
     }

@@ -9,6 +9,7 @@
  *
  * See `appeal-node help` and docs/operations.md.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -51,19 +54,26 @@ static const char usage[] =
     "          [--alert-silent-s N] [--alert-stale-s N] [--alert-skew-s N]  alert thresholds\n"
     "                              (defaults 300, 900, 30)\n"
     "          [--clock-file F]  take the time from file F (tests, drills)\n"
+    "          [--peer-clock-skew-ms N]  shift the time of peer messages (drills)\n"
     "          [--map-size BYTES] [--map-max BYTES]  initial and largest LMDB map\n"
     "          [--log-level debug|info|warn|error] [--log-file F]\n"
     "  verify  --data DIR      check every chain link and signature, offline\n"
     "  rebuild --data DIR      recompute every derived table from the log\n"
     "  dump    --data DIR      print the derived tables (for comparisons)\n"
     "  log     --data DIR      print every record as a JSON line (no encrypted parts)\n"
+    "  backup  --data DIR --to FILE    a compacted copy of the database (node may run)\n"
+    "  restore --data DIR --from FILE  put a backup in place (node stopped); the node\n"
+    "                                  then relearns its newer records from its peers\n"
     "\n"
     "URLs are nng addresses such as tcp://127.0.0.1:7100.\n";
 
 struct args {
     const char *data;
+    const char *to;
+    const char *from;
     const char *http;
     long alert_silent_s, alert_stale_s, alert_skew_s;
+    long peer_skew_ms;
     const char *peer;
     const char *cluster;
     long heartbeat_ms;
@@ -97,9 +107,12 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"heartbeat-ms", required_argument, NULL, 'H'},
         {"recover-quorum", required_argument, NULL, 'Q'},
         {"http", required_argument, NULL, 'W'},
+        {"to", required_argument, NULL, 'o'},
+        {"from", required_argument, NULL, 'i'},
         {"alert-silent-s", required_argument, NULL, 'S'},
         {"alert-stale-s", required_argument, NULL, 'T'},
         {"alert-skew-s", required_argument, NULL, 'K'},
+        {"peer-clock-skew-ms", required_argument, NULL, 'Z'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -131,6 +144,18 @@ static int parse_args(int argc, char **argv, struct args *a) {
             break;
         case 'W':
             a->http = optarg;
+            break;
+        case 'o':
+            a->to = optarg;
+            break;
+        case 'Z':
+            if (util_parse_long(optarg, -3600000, 3600000, &a->peer_skew_ms) != 0) {
+                fprintf(stderr, "appeal-node: --peer-clock-skew-ms takes milliseconds\n");
+                return -1;
+            }
+            break;
+        case 'i':
+            a->from = optarg;
             break;
         case 'S':
         case 'T':
@@ -262,6 +287,10 @@ static int cmd_run(const struct args *a) {
     if (rc != 0) {
         return fail("run", &e, rc);
     }
+    int lock = node_lock(a->data, &e);
+    if (lock < 0) {
+        return fail("run", &e, APL_EUNAVAIL);
+    }
     int fd = open_log(a, NULL);
     if (fd < 0) {
         return 1;
@@ -277,6 +306,7 @@ static int cmd_run(const struct args *a) {
                           .cluster_path = a->cluster,
                           .recover_quorum = (int)a->recover_quorum,
                           .http_addr = a->http,
+                          .peer_skew_ms = a->peer_skew_ms,
                           .alerts = {.silent_s = (int)a->alert_silent_s,
                                      .stale_s = (int)a->alert_stale_s,
                                      .skew_s = (int)a->alert_skew_s,
@@ -298,6 +328,72 @@ static int cmd_run(const struct args *a) {
     node_stop(&n);
     node_close(&n);
     olog(OLOG_INFO, "stopped", NULL);
+    return 0;
+}
+
+/* Removes a directory tree we made (backup checks, old databases). */
+static void remove_tree(const char *dir) {
+    char cmd[4300];
+    if (strchr(dir, '\'') == NULL) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "appeal-node: could not remove %s\n", dir);
+        }
+    }
+}
+
+/* Opens the copy of a backup in DIR, verifies every record and rebuilds
+ * the derived tables from the log, in a child process: LMDB does not
+ * checksum its pages, so a damaged file may crash whoever reads it, and
+ * that must not be the restoring command. */
+static int check_backup(const char *dir, struct verify_report *vr, struct errbuf *e) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+        return err_set(e, APL_EIO, "cannot check the backup: %s", strerror(errno));
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        struct store s;
+        struct store_opts so = {.map_bytes = 256ull << 20, .map_max_bytes = 1ull << 40};
+        int rc = store_open(&s, dir, &so, e);
+        if (rc == 0) {
+            rc = verify_store(&s, vr, e);
+            if (rc == 0) {
+                rc = state_rebuild(&s, e);
+            }
+            store_close(&s);
+        }
+        struct {
+            int rc;
+            struct verify_report vr;
+            char msg[sizeof e->msg];
+        } out = {.rc = rc, .vr = *vr};
+        memcpy(out.msg, e->msg, sizeof out.msg);
+        ssize_t w = write(fds[1], &out, sizeof out);
+        _exit(w == (ssize_t)sizeof out ? 0 : 1);
+    }
+    close(fds[1]);
+    struct {
+        int rc;
+        struct verify_report vr;
+        char msg[sizeof e->msg];
+    } in;
+    ssize_t got = pid < 0 ? -1 : util_read_full(fds[0], &in, sizeof in);
+    close(fds[0]);
+    int status = 0;
+    if (pid > 0) {
+        waitpid(pid, &status, 0);
+    }
+    if (got != (ssize_t)sizeof in) {
+        return err_set(e, APL_ECORRUPT,
+                       "the backup is damaged: checking it %s; nothing was changed",
+                       WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "failed");
+    }
+    *vr = in.vr;
+    if (in.rc != 0) {
+        return err_set(e, in.rc, "%s", in.msg);
+    }
     return 0;
 }
 
@@ -333,9 +429,109 @@ static int cmd_verify(const struct args *a) {
     return 0;
 }
 
+/* A compacted copy of the node's database, safe while the node runs (a
+ * read transaction's snapshot), written atomically to `to`. */
+static int cmd_backup(const struct args *a) {
+    if (a->to == NULL) {
+        fprintf(stderr, "appeal-node backup: --to FILE is required\n");
+        return 2;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    struct store s;
+    int rc = open_store_only(a, &s, true, &e);
+    if (rc != 0) {
+        return fail("backup", &e, rc);
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", a->to);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int mrc = fd < 0 ? EIO : mdb_env_copyfd2(s.env, fd, MDB_CP_COMPACT);
+    if (fd >= 0 && mrc == 0 && fsync(fd) != 0) {
+        mrc = EIO;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    store_close(&s);
+    if (mrc != 0 || rename(tmp, a->to) != 0) {
+        unlink(tmp);
+        fprintf(stderr, "appeal-node backup: cannot write %s: %s\n", a->to,
+                mrc ? mdb_strerror(mrc) : "rename failed");
+        return 1;
+    }
+    struct stat st;
+    stat(a->to, &st);
+    printf("ok: %s (%lld bytes); the keys are not in it: back them up apart\n", a->to,
+           (long long)st.st_size);
+    return 0;
+}
+
+/* Puts a backup in place of the node's database. The node must be
+ * stopped. The restored node is marked to recover: with --cluster it
+ * relearns its own newer records from its peers before signing. */
+static int cmd_restore(const struct args *a) {
+    if (a->from == NULL) {
+        fprintf(stderr, "appeal-node restore: --from FILE is required\n");
+        return 2;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    char juris[16], path[4200], db[4200];
+    int rc = node_read_conf(a->data, juris, &e);
+    if (rc != 0) {
+        return fail("restore", &e, rc);
+    }
+    int lock = node_lock(a->data, &e);
+    if (lock < 0) {
+        return fail("restore", &e, APL_EUNAVAIL);
+    }
+    /* Check the backup before anything is replaced: it must open as a
+     * store of this schema and verify. */
+    char check[4200];
+    snprintf(check, sizeof check, "%.4000s/restore-check", a->data);
+    snprintf(path, sizeof path, "%.4000s/restore-check/db", a->data);
+    snprintf(db, sizeof db, "%.4000s/restore-check/db/data.mdb", a->data);
+    remove_tree(check);
+    if (util_mkdir(path, 0700) != 0 || util_copy_file(a->from, db, 0600) != 0) {
+        close(lock);
+        fprintf(stderr, "appeal-node restore: cannot read %s\n", a->from);
+        return 1;
+    }
+    struct verify_report vr;
+    rc = check_backup(check, &vr, &e);
+    if (rc != 0) {
+        remove_tree(check);
+        close(lock);
+        return fail("restore", &e, rc);
+    }
+    snprintf(db, sizeof db, "%.4000s/db", a->data);
+    char old[4200];
+    snprintf(old, sizeof old, "%.4000s/db.before-restore", a->data);
+    remove_tree(old);
+    if ((access(db, F_OK) == 0 && rename(db, old) != 0) || rename(path, db) != 0) {
+        close(lock);
+        fprintf(stderr, "appeal-node restore: cannot put the backup in place\n");
+        return 1;
+    }
+    remove_tree(check);
+    snprintf(path, sizeof path, "%.4000s/recover", a->data);
+    util_write_file(path, "restored from a backup\n", 23, 0600, false);
+    close(lock);
+    printf("ok: restored %llu records of %llu origins (the previous database is in %s).\n"
+           "Start the node with --cluster: it relearns its own newer records from its peers\n"
+           "before it signs anything.\n",
+           (unsigned long long)vr.records, (unsigned long long)vr.origins, old);
+    return 0;
+}
+
 static int cmd_rebuild(const struct args *a) {
     struct errbuf e;
     err_clear(&e);
+    int lock = node_lock(a->data, &e);
+    if (lock < 0) {
+        return fail("rebuild", &e, APL_EUNAVAIL);
+    }
     struct store s;
     int rc = open_store_only(a, &s, false, &e);
     if (rc == 0) {
@@ -529,6 +725,12 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "log") == 0) {
         return cmd_log(&a);
+    }
+    if (strcmp(cmd, "backup") == 0) {
+        return cmd_backup(&a);
+    }
+    if (strcmp(cmd, "restore") == 0) {
+        return cmd_restore(&a);
     }
     fprintf(stderr, "appeal-node: unknown command %s\n%s", cmd, usage);
     return 2;

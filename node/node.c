@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -294,6 +296,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     n->heartbeat_idle_ms = o->heartbeat_idle_ms;
     n->recover_quorum = o->recover_quorum;
     n->alert_th = o->alerts;
+    n->peer_skew_ms = o->peer_skew_ms;
     if (o->http_addr != NULL) {
         snprintf(n->http_addr, sizeof n->http_addr, "%s", o->http_addr);
     }
@@ -444,4 +447,20 @@ void node_stop(struct node *n) {
     n->repl = NULL;
     n->survey = NULL;
     n->serving = false;
+}
+
+int node_lock(const char *dir, struct errbuf *e) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/node.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        err_set(e, APL_EIO, "cannot open %s", path);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        err_set(e, APL_EUNAVAIL, "another appeal-node process is using %s (stop it first)", dir);
+        return -1;
+    }
+    return fd;
 }

@@ -44,6 +44,7 @@ struct node_opts {
     int recover_quorum;       /* -1: every peer */
     struct alert_thresholds alerts;
     const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
+    int64_t peer_skew_ms;  /* drills only */
 };
 
 struct node {
@@ -77,6 +78,7 @@ struct node {
     struct alert_thresholds alert_th;
     struct http *http;
     char http_addr[128];
+    int64_t peer_skew_ms; /* drills only: shifts the time in our peer messages */
     bool serving;
 };
 
@@ -110,6 +112,10 @@ void node_recovered(struct node *n);
 /* Refuses writes while recovering or after a fork of our own log:
  * APL_EUNAVAIL with the reason in `e`. */
 int node_writable(const struct node *n, struct errbuf *e);
+
+/* Takes DIR/node.lock (flock): one process at a time runs, rebuilds or
+ * restores a node. Returns the descriptor to keep open, or -1 with `e`. */
+int node_lock(const char *dir, struct errbuf *e);
 
 /* Reads DIR/node.conf's jurisdiction. */
 int node_read_conf(const char *dir, char juris[16], struct errbuf *e);

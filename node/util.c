@@ -51,6 +51,24 @@ int util_parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
+ssize_t util_read_full(int fd, void *buf, size_t len) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, (char *)buf + got, len - got);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            return -1;
+        }
+        if (r == 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
 int util_read_file(const char *path, size_t max_bytes, char **out, size_t *len) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -70,17 +88,8 @@ int util_read_file(const char *path, size_t max_bytes, char **out, size_t *len) 
         close(fd);
         return APL_ENOMEM;
     }
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            break;
-        }
-        got += (size_t)r;
-    }
+    ssize_t r = util_read_full(fd, buf, (size_t)st.st_size);
+    size_t got = r < 0 ? 0 : (size_t)r;
     close(fd);
     if (got != (size_t)st.st_size) {
         free(buf);
@@ -212,4 +221,47 @@ uint64_t util_mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int util_copy_file(const char *from, const char *to, unsigned mode) {
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        return errno == ENOENT ? APL_ENOTFOUND : APL_EIO;
+    }
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    if (out < 0) {
+        close(in);
+        return errno == EEXIST ? APL_EEXIST : APL_EIO;
+    }
+    static const size_t chunk = 1u << 20;
+    char *buf = malloc(chunk);
+    int rc = buf != NULL ? 0 : APL_ENOMEM;
+    while (rc == 0) {
+        ssize_t r = read(in, buf, chunk);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            rc = r < 0 ? APL_EIO : 0;
+            break;
+        }
+        for (ssize_t done = 0; done < r && rc == 0;) {
+            ssize_t w = write(out, buf + done, (size_t)(r - done));
+            if (w > 0) {
+                done += w;
+            } else if (!(w < 0 && errno == EINTR)) {
+                rc = APL_EIO;
+            }
+        }
+    }
+    if (rc == 0 && fsync(out) != 0) {
+        rc = APL_EIO;
+    }
+    free(buf);
+    close(in);
+    close(out);
+    if (rc != 0) {
+        unlink(to);
+    }
+    return rc;
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Trims spaces and tabs at both ends in place; returns the new start. */
 char *util_trim(char *s);
@@ -15,6 +16,10 @@ char *util_trim(char *s);
 /* Parses a decimal integer within [min, max]; APL_EINVAL otherwise. */
 int util_parse_long(const char *s, long min, long max, long *out);
 int util_parse_u64(const char *s, uint64_t *out);
+
+/* Reads up to `len` bytes from `fd`, retrying short reads until end of
+ * file; the number read, or -1 on an error. */
+ssize_t util_read_full(int fd, void *buf, size_t len);
 
 /* Reads a whole file of at most `max_bytes` into a NUL-terminated malloc'd
  * buffer. APL_ENOTFOUND if it does not exist, APL_ETOOBIG if larger. */
@@ -24,6 +29,9 @@ int util_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
  * of the directory) with permissions `mode`. With `exclusive`, fails with
  * APL_EEXIST if `path` exists. */
 int util_write_file(const char *path, const void *data, size_t len, unsigned mode, bool exclusive);
+
+/* Copies a file of any size (streaming), fsyncs it; `to` is created. */
+int util_copy_file(const char *from, const char *to, unsigned mode);
 
 /* mkdir -p with `mode` for the last component. */
 int util_mkdir(const char *path, unsigned mode);
