@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "clock.h"
+#include "log.h"
+#include "record.h"
 
 /* What a peer message's signature covers: a context string and the
  * BLAKE2b-256 of the body, so a large answer costs one fast hash pass
@@ -37,6 +39,13 @@ int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *b
     m.sender.len = KEY_PK_BYTES;
     m.sig.data = sig;
     m.sig.len = SIG_BYTES;
+    ProtobufCBinaryData proof[KEY_ROTATIONS_MAX];
+    for (size_t i = 0; i < k->n_rotations; i++) {
+        proof[i].data = k->rotation[i];
+        proof[i].len = k->rotation_len[i];
+    }
+    m.key_proof = proof;
+    m.n_key_proof = k->n_rotations;
     size_t n = protobuf_c_message_get_packed_size(&m.base);
     int rv = nng_msg_alloc(out, n);
     if (rv == 0) {
@@ -49,8 +58,41 @@ int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *b
 /* Opens a peer message from untrusted bytes: decodes within limits,
  * checks the sender is a known node (and `expect` if given), the
  * signature, and the clock. */
-int peermsg_open(const struct cluster *c, const void *data, size_t len, struct arena *a,
-                 const struct cluster_node *expect, Appeal__PeerBody **body,
+/* The key that signed a message of origin `cn`: its origin key, or the
+ * successor its key proof leads to. The chain must pass through the key
+ * our own replica of its log says signs now (`known`): a retired key
+ * cannot speak for it any more, with or without a proof of its own. */
+static int signer_of(const Appeal__PeerMessage *m, const struct cluster_node *cn,
+                     const uint8_t *known, struct arena *a, uint8_t key[KEY_PK_BYTES],
+                     struct errbuf *e) {
+    memcpy(key, cn->sign_pk, KEY_PK_BYTES);
+    bool through = known == NULL || memcmp(known, key, KEY_PK_BYTES) == 0;
+    if (m->n_key_proof > KEY_ROTATIONS_MAX) {
+        return err_set(e, APL_EAUTH, "a key proof of more than %d rotations from %s",
+                       KEY_ROTATIONS_MAX, cn->juris);
+    }
+    for (size_t i = 0; i < m->n_key_proof; i++) {
+        struct record rec;
+        size_t mark = a->used_bytes;
+        if (rec_decode(m->key_proof[i].data, m->key_proof[i].len, a, &rec, NULL) != 0 ||
+            rec.body->event_case != APPEAL__BODY__EVENT_KEY_ROTATED ||
+            memcmp(rec.body->origin.data, cn->sign_pk, KEY_PK_BYTES) != 0 ||
+            !rec_verify_sig(&rec, key)) {
+            return err_set(e, APL_EAUTH, "bad key proof in a message from %s", cn->juris);
+        }
+        memcpy(key, rec.body->key_rotated->new_key.data, KEY_PK_BYTES);
+        a->used_bytes = mark;
+        through = through || memcmp(known, key, KEY_PK_BYTES) == 0;
+    }
+    if (!through) {
+        return err_set(e, APL_EAUTH, "message from %s signed by a key its log has retired",
+                       cn->juris);
+    }
+    return 0;
+}
+
+int peermsg_open(const struct cluster *c, struct store *s, const void *data, size_t len,
+                 struct arena *a, const struct cluster_node *expect, Appeal__PeerBody **body,
                  const struct cluster_node **from, struct errbuf *e) {
     if (len > PEER_RECV_BYTES_MAX) {
         return err_set(e, APL_ETOOBIG, "peer message of %zu bytes exceeds %d", len,
@@ -72,10 +114,23 @@ int peermsg_open(const struct cluster *c, const void *data, size_t len, struct a
         return err_set(e, APL_EAUTH, "answer signed by %s, not by the peer asked (%s)", cn->juris,
                        expect->juris);
     }
+    struct origin_state held;
+    const uint8_t *known = NULL;
+    MDB_txn *t;
+    if (s != NULL && store_rd_begin(s, &t) == 0) {
+        if (log_origin_get(s, t, cn->sign_pk, &held) == 0) {
+            known = held.signing_key;
+        }
+        store_rd_end(s, t);
+    }
+    uint8_t key[KEY_PK_BYTES];
+    int rc = signer_of(m, cn, known, a, key, e);
+    if (rc != 0) {
+        return rc;
+    }
     uint8_t signed_part[PEER_SIGNED_BYTES];
     peer_signed(m->body.data, m->body.len, signed_part);
-    if (crypto_sign_verify_detached(m->sig.data, signed_part, sizeof signed_part, m->sender.data) !=
-        0) {
+    if (crypto_sign_verify_detached(m->sig.data, signed_part, sizeof signed_part, key) != 0) {
         return err_set(e, APL_EAUTH, "bad signature on a message from %s", cn->juris);
     }
     Appeal__PeerBody *b = (Appeal__PeerBody *)pbx_unpack(

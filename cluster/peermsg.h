@@ -17,6 +17,7 @@
 #include "keys.h"
 #include "pbx.h"
 #include "repl.pb-c.h"
+#include "store.h"
 
 enum {
     PEER_CLOCK_SKEW_MAX_MS = 10 * 60 * 1000,
@@ -29,9 +30,11 @@ enum {
 int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body, nng_msg **out);
 
 /* Checks and decodes a message from untrusted bytes into `a`; with
- * `expect`, the sender must be that node. */
-int peermsg_open(const struct cluster *c, const void *data, size_t len, struct arena *a,
-                 const struct cluster_node *expect, Appeal__PeerBody **body,
+ * `expect`, the sender must be that node. With `s`, the signing key must
+ * be the one this node's replica of the sender's log says signs now, or a
+ * successor the message's key proof leads to. */
+int peermsg_open(const struct cluster *c, struct store *s, const void *data, size_t len,
+                 struct arena *a, const struct cluster_node *expect, Appeal__PeerBody **body,
                  const struct cluster_node **from, struct errbuf *e);
 
 #endif

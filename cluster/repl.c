@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "appeal.h"
+#include "auth.h"
 #include "peermsg.h"
 #include "bounds.h"
 #include "log.h"
@@ -21,6 +22,7 @@
 #include "olog.h"
 #include "record.h"
 #include "state.h"
+#include "tls.h"
 #include "util.h"
 
 struct pmark {
@@ -34,6 +36,9 @@ struct peer {
     pthread_t thread;
     bool started;
     nng_socket req;
+    nng_dialer dialer;
+    bool tls;              /* its link is tls+tcp:// */
+    uint64_t tls_failures; /* failed handshakes of `dialer` already reported (puller) */
     nng_aio *aio;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -97,7 +102,7 @@ static int peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out) {
 static int peer_open(struct repl *r, const void *data, size_t len, struct arena *a,
                      const struct cluster_node *expect, Appeal__PeerBody **body,
                      const struct cluster_node **from, struct errbuf *e) {
-    return peermsg_open(r->c, data, len, a, expect, body, from, e);
+    return peermsg_open(r->c, &r->n->store, data, len, a, expect, body, from, e);
 }
 
 bool repl_recovering(const struct repl *r) {
@@ -278,6 +283,27 @@ static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_
     return rc;
 }
 
+/* A record naming as its actor a key its origin revoked before: the
+ * origin signs what its own API must have refused, so it is compromised
+ * or broken. Nothing from it is stored past the revocation; it is frozen
+ * like a fork and raises the same alert. */
+static void count_refused(struct repl *r, int rc, uint64_t records);
+
+static int freeze_revoked(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_t seq,
+                          const uint8_t actor[KEY_PK_BYTES], uint64_t revoked) {
+    char who[KEY_SHORT_HEX + 1], s[24];
+    util_hex(actor, KEY_SHORT_HEX / 2, who);
+    o->frozen = true;
+    snprintf(o->frozen_reason, sizeof o->frozen_reason,
+             "seq %llu acts as key %s, revoked at seq %llu", (unsigned long long)seq, who,
+             (unsigned long long)revoked);
+    count_refused(r, APL_EFORBIDDEN, 1);
+    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
+    olog(OLOG_ALERT, "revoked_actor", "origin", o->juris, "seq", s, "actor", who, "action",
+         "origin frozen: it signed for a revoked key", NULL);
+    return log_origin_save(&r->n->store, t, o);
+}
+
 /* The origin state to append to: this node's own (kept in memory by the
  * writer) or another's (loaded, created on first sight). */
 static int ingest_origin(struct repl *r, MDB_txn *t, const uint8_t *pk, struct origin_state *tmp,
@@ -337,6 +363,12 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         }
         if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
             break; /* does not continue what we now hold: pull again */
+        }
+        if (rec.body->actor.len == KEY_PK_BYTES) {
+            uint64_t revoked = grant_revoked_seq(&n->store, t, o->idx, rec.body->actor.data);
+            if (revoked != 0 && seq > revoked) {
+                return freeze_revoked(r, t, o, seq, rec.body->actor.data, revoked);
+            }
         }
         rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
         if (rc == 0 && o != &n->self) {
@@ -750,7 +782,9 @@ static int check_run(struct repl *r, const struct origin_list *l, const Appeal__
     const struct cluster_node *cn = cluster_by_origin(r->c, run->origin.data);
     if (cn == NULL) {
         *skip = true;
-        return APL_EORIGIN;
+        char kid[KEY_SHORT_HEX + 1];
+        key_id_short(run->origin.data, kid);
+        return err_set(e, APL_EORIGIN, "origin %s is not in our cluster file", kid);
     }
     const struct origin_state *o = held(l, run->origin.data);
     if (o != NULL && o->frozen) {
@@ -776,6 +810,7 @@ static void count_refused(struct repl *r, int rc, uint64_t records) {
                           : rc == APL_EGAP                        ? &m->refused_gap
                           : rc == APL_EORIGIN                     ? &m->refused_unknown_origin
                           : rc == APL_EINVAL || rc == APL_ETOOBIG ? &m->refused_malformed
+                          : rc == APL_EFORBIDDEN                  ? &m->refused_revoked_actor
                                                                   : &m->refused_other;
     atomic_fetch_add_explicit(c, records ? records : 1, memory_order_relaxed);
 }
@@ -858,12 +893,43 @@ static void recovery_check(struct peer *p, const Appeal__PullResponse *resp) {
     }
 }
 
+/* Sends on the peer's REQ socket, which waits for a connection. Over
+ * tls+tcp:// a handshake failing on a certificate is said within about
+ * PULL_TLS_CHECK_MS, instead of as a timeout after PULL_TIMEOUT_MS: nng
+ * retries dials quietly and counts their failures only in its statistics,
+ * which are read only while we wait. On failure `out` is still ours. */
+static int send_wait(struct peer *p, nng_msg *out) {
+    int slice_ms = p->tls ? PULL_TLS_CHECK_MS : PULL_TIMEOUT_MS;
+    for (int waited_ms = 0;; waited_ms += slice_ms) {
+        nng_aio_set_msg(p->aio, out);
+        nng_aio_set_timeout(p->aio, slice_ms);
+        nng_send_aio(p->req, p->aio);
+        nng_aio_wait(p->aio);
+        int rv = nng_aio_result(p->aio);
+        if (rv == 0 && waited_ms > 0) {
+            p->tls_failures = tls_dialer_cert_failures(p->dialer); /* connected at last */
+        }
+        if (rv != NNG_ETIMEDOUT || waited_ms + slice_ms >= PULL_TIMEOUT_MS ||
+            atomic_load(&p->r->stopping)) {
+            return rv;
+        }
+        uint64_t failures = tls_dialer_cert_failures(p->dialer);
+        if (failures > p->tls_failures) {
+            p->tls_failures = failures;
+            return NNG_ECRYPTO;
+        }
+    }
+}
+
 static int send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e) {
-    nng_aio_set_msg(p->aio, out);
-    nng_aio_set_timeout(p->aio, PULL_TIMEOUT_MS);
-    nng_send_aio(p->req, p->aio);
-    nng_aio_wait(p->aio);
-    int rv = nng_aio_result(p->aio);
+    int rv = send_wait(p, out);
+    if (rv == NNG_ECRYPTO) {
+        nng_msg_free(out);
+        return err_set(e, APL_EAUTH,
+                       "TLS handshake with %s (%s) failed: its certificate is not signed by our "
+                       "CA or does not name %s, or it refused ours",
+                       p->cn->juris, p->cn->peer_url, p->cn->juris);
+    }
     if (rv != 0) {
         nng_msg_free(out);
         return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET, "cannot send to %s: %s",
@@ -1492,20 +1558,25 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
             rv = nng_ctx_open(&w->ctx, r->rep);
         }
     }
-    if (rv == 0) {
-        rv = nng_listen(r->rep, self->peer_url, NULL, 0);
-    }
     if (rv != 0) {
         return err_set(e, APL_ENET, "cannot serve peers on %s: %s", self->peer_url,
                        nng_strerror(rv));
     }
-    rv = nng_pub0_open(&r->pub);
-    if (rv == 0) {
-        r->pub_open = true;
-        rv = nng_listen(r->pub, self->pub_url, NULL, 0);
+    /* Over tls+tcp:// only nodes with a certificate from the federation's
+     * CA connect; which node it is, its signatures say (peermsg.c). */
+    int rc =
+        tls_listen(r->rep, self->peer_url, r->n->tls, TLS_AUTH_PEERS, "serve peers on", NULL, e);
+    if (rc != 0) {
+        return rc;
     }
+    rv = nng_pub0_open(&r->pub);
     if (rv != 0) {
         return err_set(e, APL_ENET, "cannot publish on %s: %s", self->pub_url, nng_strerror(rv));
+    }
+    r->pub_open = true;
+    rc = tls_listen(r->pub, self->pub_url, r->n->tls, TLS_AUTH_PEERS, "publish on", NULL, e);
+    if (rc != 0) {
+        return rc;
     }
     for (int i = 0; i < REPL_CONTEXTS; i++) {
         srv_cb(&r->works[i]);
@@ -1534,7 +1605,12 @@ static int start_peers(struct repl *r, struct errbuf *e) {
         if ((int)i == r->c->self || cn->peer_url[0] == '\0') {
             continue;
         }
-        nng_dial(r->sub, cn->pub_url, NULL, NNG_FLAG_NONBLOCK);
+        /* The peer's certificate must name its jurisdiction. */
+        int rc = tls_dial(r->sub, cn->pub_url, r->n->tls, cn->juris, NNG_FLAG_NONBLOCK,
+                          "subscribe to", NULL, e);
+        if (rc != 0) {
+            return rc;
+        }
         struct peer *p = &r->peers[r->n_peers];
         p->r = r;
         p->cn = cn;
@@ -1551,7 +1627,13 @@ static int start_peers(struct repl *r, struct errbuf *e) {
             rv = nng_aio_alloc(&p->aio, NULL, NULL);
         }
         if (rv == 0) {
-            rv = nng_dial(p->req, cn->peer_url, NULL, NNG_FLAG_NONBLOCK);
+            p->tls = tls_url(cn->peer_url);
+            rc = tls_dial(p->req, cn->peer_url, r->n->tls, cn->juris, NNG_FLAG_NONBLOCK,
+                          "pull from", &p->dialer, e);
+            if (rc != 0) {
+                r->n_peers++;
+                return rc;
+            }
         }
         if (rv == 0 && (arena_init(&p->arenas[0], REPL_ARENA_BYTES) != 0 ||
                         arena_init(&p->arenas[1], REPL_ARENA_BYTES) != 0 ||

@@ -56,6 +56,7 @@ enum {
     PUSH_BYTES_MAX = 1024 * 1024,
     REPL_CONTEXTS = 8, /* pulls served concurrently */
     PULL_TIMEOUT_MS = 20000,
+    PULL_TLS_CHECK_MS = 1000,   /* a tls+tcp:// peer not connecting: look for failed handshakes */
     PULL_EMPTY_ANSWERS_MAX = 3, /* answers in a row with nothing to store end a session */
     PULL_IDLE_MS = 2000,        /* poll interval when caught up */
     BACKOFF_MIN_MS = 200,

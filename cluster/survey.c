@@ -14,6 +14,7 @@
 #include "peermsg.h"
 #include "query.h"
 #include "repl.h"
+#include "tls.h"
 
 enum {
     SURVEY_RECV_BYTES_MAX = 8 * 1024 * 1024, /* one jurisdiction's answer */
@@ -40,11 +41,17 @@ static void respond_one(struct survey *s, nng_msg *m, nng_aio *aio) {
     arena_reset(&s->resp_arena);
     Appeal__PeerBody *b;
     const struct cluster_node *from;
-    int rc =
-        peermsg_open(s->c, nng_msg_body(m), nng_msg_len(m), &s->resp_arena, NULL, &b, &from, &e);
+    int rc = peermsg_open(s->c, &s->n->store, nng_msg_body(m), nng_msg_len(m), &s->resp_arena, NULL,
+                          &b, &from, &e);
     nng_msg_free(m);
     if (rc == 0 && (b->msg_case != APPEAL__PEER_BODY__MSG_QUERY || b->query == NULL)) {
         rc = err_set(&e, APL_EINVAL, "expected a query");
+    }
+    /* A node relearning its own log, or whose log forked, does not know
+     * what it owns: silence makes the asker use (and label) its replica. */
+    if (rc == 0 &&
+        (repl_recovering(s->n->repl) || __atomic_load_n(&s->n->self.frozen, __ATOMIC_RELAXED))) {
+        rc = err_set(&e, APL_EUNAVAIL, "recovering or frozen: not answering live");
     }
     Appeal__QueryResult *r = NULL;
     if (rc == 0) {
@@ -131,7 +138,8 @@ static int collect(struct survey *s, const Appeal__QueryRequest *q, struct arena
         err_clear(&e);
         Appeal__PeerBody *b;
         const struct cluster_node *from;
-        rc = peermsg_open(s->c, nng_msg_body(in), nng_msg_len(in), a, NULL, &b, &from, &e);
+        rc = peermsg_open(s->c, &s->n->store, nng_msg_body(in), nng_msg_len(in), a, NULL, &b, &from,
+                          &e);
         nng_msg_free(in);
         if (rc != 0 || b->msg_case != APPEAL__PEER_BODY__MSG_QUERY_RESULT ||
             b->query_result == NULL || strcmp(b->query_result->answered_by, from->juris) != 0 ||
@@ -145,6 +153,9 @@ static int collect(struct survey *s, const Appeal__QueryRequest *q, struct arena
         }
         if (!dup) {
             answers[(*n_answers)++] = (struct answer){from, b->query_result};
+        }
+        if (*n_answers + 1 >= s->c->count) {
+            break; /* every other member answered: no need to wait out the deadline */
         }
     }
     return 0;
@@ -309,24 +320,41 @@ int survey_start(struct survey **out, struct node *n, struct cluster *c, struct 
     if (rv == 0) {
         rv = nng_socket_set_size(s->surv, NNG_OPT_RECVMAXSZ, SURVEY_RECV_BYTES_MAX);
     }
-    for (uint32_t i = 0; rv == 0 && i < c->count; i++) {
+    /* nng's default waits up to a second before dialling a peer again: a
+     * peer that started a moment after us would miss the first queries. */
+    if (rv == 0) {
+        rv = nng_socket_set_ms(s->surv, NNG_OPT_RECONNMINT, 100);
+    }
+    if (rv == 0) {
+        rv = nng_socket_set_ms(s->surv, NNG_OPT_RECONNMAXT, 1000);
+    }
+    /* tls+tcp://: each peer's certificate must name its jurisdiction, and
+     * only nodes with a certificate from the federation's CA may ask us. */
+    int rc = 0;
+    for (uint32_t i = 0; rv == 0 && rc == 0 && i < c->count; i++) {
         if ((int)i != c->self && c->nodes[i].query_url[0] != '\0') {
-            rv = nng_dial(s->surv, c->nodes[i].query_url, NULL, NNG_FLAG_NONBLOCK);
+            rc = tls_dial(s->surv, c->nodes[i].query_url, n->tls, c->nodes[i].juris,
+                          NNG_FLAG_NONBLOCK, "send live queries to", NULL, e);
         }
     }
-    if (rv == 0 && self->query_url[0] != '\0') {
+    if (rv == 0 && rc == 0 && self->query_url[0] != '\0') {
         rv = nng_respondent0_open(&s->resp);
         s->resp_open = rv == 0;
         if (rv == 0) {
             rv = nng_socket_set_size(s->resp, NNG_OPT_RECVMAXSZ, RESPOND_RECV_BYTES_MAX);
         }
         if (rv == 0) {
-            rv = nng_listen(s->resp, self->query_url, NULL, 0);
+            rc = tls_listen(s->resp, self->query_url, n->tls, TLS_AUTH_PEERS,
+                            "serve live queries on", NULL, e);
         }
-        if (rv == 0) {
+        if (rv == 0 && rc == 0) {
             rv = pthread_create(&s->responder, NULL, responder_main, s) == 0 ? 0 : NNG_ENOMEM;
             s->responder_started = rv == 0;
         }
+    }
+    if (rc != 0) {
+        survey_stop(s);
+        return rc;
     }
     if (rv != 0) {
         survey_stop(s);

@@ -9,6 +9,8 @@
 
 #include "api.pb-c.h"
 #include "appeal.h"
+#include "auth.h"
+#include "clock.h"
 #include "lifecycle.h"
 #include "bounds.h"
 #include "node.h"
@@ -18,6 +20,8 @@
 #include "repl.h"
 #include "survey.h"
 #include "rules.h"
+#include "tls.h"
+#include "util.h"
 #include "view.h"
 
 enum work_state { W_INIT, W_RECV, W_WAIT, W_SEND };
@@ -29,6 +33,7 @@ struct api_work {
     enum work_state state;
     struct arena arena;
     Appeal__Request *req;
+    struct principal who; /* the official who signed it */
     struct wreq wreq;
     struct appeal_result result;
 };
@@ -52,6 +57,7 @@ struct api {
     struct api_work works[API_CONTEXTS];
     size_t started;
     struct live_queue live;
+    struct auth auth;
 };
 
 int api_error_code(int rc) {
@@ -135,6 +141,12 @@ static const char *op_name(const Appeal__Request *q) {
         return "query";
     case APPEAL__REQUEST__OP_OVERDUE:
         return "overdue";
+    case APPEAL__REQUEST__OP_GRANT:
+        return "grant";
+    case APPEAL__REQUEST__OP_REVOKE:
+        return "revoke";
+    case APPEAL__REQUEST__OP_GRANTS:
+        return "grants";
     default:
         return "unknown";
     }
@@ -148,10 +160,17 @@ static int run_write(void *node, MDB_txn *t, struct wreq *r) {
     node_appeal_ctx(node, t, &c);
     free(w->result.record);
     memset(&w->result, 0, sizeof w->result);
-    if (w->req->op_case == APPEAL__REQUEST__OP_FILE) {
+    c.actor = w->who.pk;
+    switch (w->req->op_case) {
+    case APPEAL__REQUEST__OP_FILE:
         return appeal_file(&c, w->req->file, &w->result, &r->err);
+    case APPEAL__REQUEST__OP_GRANT:
+        return appeal_grant(&c, w->req->grant, &w->result, &r->err);
+    case APPEAL__REQUEST__OP_REVOKE:
+        return appeal_revoke(&c, w->req->revoke, &w->result, &r->err);
+    default:
+        return appeal_act(&c, w->req->act, &w->result, &r->err);
     }
-    return appeal_act(&c, w->req->act, &w->result, &r->err);
 }
 
 static void write_done(struct wreq *r) {
@@ -168,11 +187,24 @@ static void write_done(struct wreq *r) {
     if (w->req->op_case == APPEAL__REQUEST__OP_FILE) {
         atomic_fetch_add_explicit(&w->api->node->metrics.appeals_filed, 1, memory_order_relaxed);
     }
-    const char *what = w->req->op_case == APPEAL__REQUEST__OP_FILE
-                           ? "filed"
-                           : status_name((Appeal__Status)res->status);
-    olog(OLOG_INFO, "appeal_changed", "number", res->number, "change", what, "type",
-         appeal_type_name(res->type), NULL);
+    if (w->req->op_case == APPEAL__REQUEST__OP_GRANT ||
+        w->req->op_case == APPEAL__REQUEST__OP_REVOKE) {
+        char seq[24], kid[KEY_SHORT_HEX + 1];
+        const ProtobufCBinaryData *k = w->req->op_case == APPEAL__REQUEST__OP_GRANT
+                                           ? &w->req->grant->key
+                                           : &w->req->revoke->key;
+        util_hex(k->data, KEY_SHORT_HEX / 2, kid);
+        snprintf(seq, sizeof seq, "%llu", (unsigned long long)res->seq);
+        olog(OLOG_INFO, op_name(w->req), "key", kid, "role",
+             w->req->op_case == APPEAL__REQUEST__OP_GRANT ? w->req->grant->role : "-", "by",
+             w->who.kid, "seq", seq, NULL);
+    } else {
+        const char *what = w->req->op_case == APPEAL__REQUEST__OP_FILE
+                               ? "filed"
+                               : status_name((Appeal__Status)res->status);
+        olog(OLOG_INFO, "appeal_changed", "number", res->number, "change", what, "type",
+             appeal_type_name(res->type), "by", w->who.kid, NULL);
+    }
     Appeal__Receipt rc = APPEAL__RECEIPT__INIT;
     rc.number = (char *)res->number;
     rc.type = res->type;
@@ -251,7 +283,8 @@ static void answer_read(struct api_work *w) {
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
     switch (w->req->op_case) {
     case APPEAL__REQUEST__OP_SHOW:
-        rc = view_appeal(n, t, w->req->show->number, &w->arena, &resp.appeal, &e);
+        rc = view_appeal(n, t, w->req->show->number, auth_reads_personal(&w->who), &w->arena,
+                         &resp.appeal, &e);
         resp.result_case = APPEAL__RESPONSE__RESULT_APPEAL;
         break;
     case APPEAL__REQUEST__OP_LIST:
@@ -280,6 +313,11 @@ static void answer_read(struct api_work *w) {
         rc = replica_query(n, t, w->req->query, &qa, &resp.query, &e);
         resp.result_case = APPEAL__RESPONSE__RESULT_QUERY;
         break;
+    case APPEAL__REQUEST__OP_GRANTS:
+        rc = grant_list(&n->store, t, n->self.idx, w->req->grants->mine ? w->who.pk : NULL,
+                        &w->arena, &resp.grants);
+        resp.result_case = APPEAL__RESPONSE__RESULT_GRANTS;
+        break;
     case APPEAL__REQUEST__OP_OVERDUE:
         rc = view_overdue_list(n, t, w->req->overdue, &w->arena, &resp.overdue, &e);
         resp.result_case = APPEAL__RESPONSE__RESULT_OVERDUE;
@@ -306,31 +344,47 @@ static void answer_read(struct api_work *w) {
 
 /* ---- decoding and dispatch ---- */
 
-static int decode(struct api_work *w, nng_msg *m, struct errbuf *e) {
-    size_t len = nng_msg_len(m);
+int api_decode(const uint8_t *data, size_t len, struct arena *a, Appeal__ClientRequest **outer,
+               Appeal__Request **req, struct errbuf *e) {
     if (len > REQUEST_BYTES_MAX) {
         return err_set(e, APL_ETOOBIG, "request of %zu bytes exceeds the limit of %d bytes", len,
                        REQUEST_BYTES_MAX);
     }
-    Appeal__ClientRequest *cr =
-        (Appeal__ClientRequest *)pbx_unpack(&appeal__client_request__descriptor, nng_msg_body(m),
-                                            len, &w->arena, REQUEST_REPEATED_MAX, e);
+    Appeal__ClientRequest *cr = (Appeal__ClientRequest *)pbx_unpack(
+        &appeal__client_request__descriptor, data, len, a, REQUEST_REPEATED_MAX, e);
     if (cr == NULL) {
         return e->code ? e->code : APL_EINVAL;
     }
-    w->req = (Appeal__Request *)pbx_unpack(&appeal__request__descriptor, cr->request.data,
-                                           cr->request.len, &w->arena, REQUEST_REPEATED_MAX, e);
-    if (w->req == NULL) {
+    Appeal__Request *q =
+        (Appeal__Request *)pbx_unpack(&appeal__request__descriptor, cr->request.data,
+                                      cr->request.len, a, REQUEST_REPEATED_MAX, e);
+    if (q == NULL) {
         return e->code ? e->code : APL_EINVAL;
     }
-    if (w->req->version != 1) {
+    if (q->version != 1) {
         return err_set(e, APL_EINVAL, "unsupported protocol version %u (this node speaks 1)",
-                       w->req->version);
+                       q->version);
     }
-    if (w->req->op_case == APPEAL__REQUEST__OP__NOT_SET) {
+    if (q->op_case == APPEAL__REQUEST__OP__NOT_SET) {
         return err_set(e, APL_EINVAL, "request names no operation this node knows");
     }
+    *outer = cr;
+    *req = q;
     return 0;
+}
+
+/* Who sent the request, and may they? */
+static int authorize(struct api_work *w, const Appeal__ClientRequest *cr, struct errbuf *e) {
+    struct node *n = w->api->node;
+    MDB_txn *t;
+    int rc = store_rd_begin(&n->store, &t);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot read the grants");
+    }
+    rc = auth_request(&w->api->auth, &n->store, t, n->self.idx, cr, w->req, clock_system_ms(),
+                      &w->who, e);
+    store_rd_end(&n->store, t);
+    return rc != 0 ? rc : auth_allow(&w->who, w->req, e);
 }
 
 static void *live_main(void *arg) {
@@ -394,16 +448,35 @@ static void submit_live(struct api_work *w) {
 static void handle(struct api_work *w, nng_msg *m) {
     struct errbuf e;
     err_clear(&e);
-    int rc = decode(w, m, &e);
-    nng_msg_free(m);
+    Appeal__ClientRequest *cr;
+    int rc = api_decode(nng_msg_body(m), nng_msg_len(m), &w->arena, &cr, &w->req, &e);
     if (rc != 0) {
+        nng_msg_free(m);
+        w->req = NULL;
         olog(OLOG_INFO, "request_malformed", "reason", err_msg(&e, rc), NULL);
+        send_error(w, rc, err_msg(&e, rc));
+        return;
+    }
+    rc = authorize(w, cr, &e);
+    nng_msg_free(m); /* decoding copied what it needs into the arena */
+    if (rc != 0) {
+        olog(OLOG_INFO, rc == APL_EAUTH ? "request_unauthenticated" : "request_forbidden", "op",
+             op_name(w->req), "key", w->who.kid[0] ? w->who.kid : "-", "reason", err_msg(&e, rc),
+             NULL);
+        if (rc == APL_EAUTH || rc == APL_EFORBIDDEN) {
+            atomic_fetch_add_explicit(rc == APL_EAUTH
+                                          ? &w->api->node->metrics.requests_unauthenticated
+                                          : &w->api->node->metrics.requests_forbidden,
+                                      1, memory_order_relaxed);
+        }
         send_error(w, rc, err_msg(&e, rc));
         return;
     }
     switch (w->req->op_case) {
     case APPEAL__REQUEST__OP_FILE:
     case APPEAL__REQUEST__OP_ACT:
+    case APPEAL__REQUEST__OP_GRANT:
+    case APPEAL__REQUEST__OP_REVOKE:
         submit_write(w);
         break;
     case APPEAL__REQUEST__OP_QUERY:
@@ -470,6 +543,11 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         return APL_ENOMEM;
     }
     a->node = n;
+    if (auth_init(&a->auth, n->auth_window_ms, AUTH_REPLAY_ENTRIES_MAX, clock_system_ms()) != 0) {
+        free(a);
+        return APL_ENOMEM;
+    }
+    memcpy(a->auth.admin_pk, n->admin_pk, KEY_PK_BYTES);
     int rv = nng_rep0_open(&a->sock);
     if (rv == 0) {
         rv = nng_socket_set_size(a->sock, NNG_OPT_RECVMAXSZ, API_RECV_BYTES_MAX);
@@ -496,10 +574,13 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         rv = nng_pipe_notify(a->sock, NNG_PIPE_EV_REM_POST, pipe_event, &n->metrics);
     }
     if (rv == 0) {
-        rv = nng_listener_create(&a->listener, a->sock, url);
-    }
-    if (rv == 0) {
-        rv = nng_listener_start(a->listener, 0);
+        /* tls+tcp://: the node's certificate; clients show none (they sign). */
+        int rc =
+            tls_listen(a->sock, url, n->tls, TLS_AUTH_NONE, "serve the API on", &a->listener, e);
+        if (rc != 0) {
+            api_stop(a);
+            return rc;
+        }
     }
     if (rv == 0) {
         pthread_mutex_init(&a->live.mu, NULL);
@@ -555,5 +636,6 @@ void api_stop(struct api *a) {
         free(a->works[i].result.record);
         arena_fini(&a->works[i].arena);
     }
+    auth_fini(&a->auth);
     free(a);
 }

@@ -22,7 +22,13 @@
 struct node;
 struct api;
 
-enum { API_RECV_BYTES_MAX = 1024 * 1024 };
+enum {
+    API_RECV_BYTES_MAX = 1024 * 1024,
+    /* Requests remembered for replay protection: at most ~64 MiB (16-byte
+     * digests, half-full tables); past it requests wait for the window. */
+    AUTH_REPLAY_ENTRIES_MAX = 2 * 1024 * 1024,
+    AUTH_WINDOW_MS_DEFAULT = 60 * 1000,
+};
 
 int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e);
 /* Stops accepting connections (first step of shutdown). */

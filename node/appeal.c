@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "cal.h"
 #include "lifecycle.h"
 #include "bounds.h"
@@ -33,7 +34,7 @@ static int commit_record(struct appeal_ctx *c, Appeal__Body *b, struct appeal_re
         return APL_EUNAVAIL; /* a fork of our own log: sign nothing more */
     }
     b->actor.data = (uint8_t *)c->actor;
-    b->actor.len = c->actor != NULL ? KEY_ID_BYTES : 0;
+    b->actor.len = c->actor != NULL ? KEY_PK_BYTES : 0;
     uint8_t *env = NULL;
     size_t len = 0;
     int rc = log_sign_append(c->s, c->t, c->self, c->keys, b, c->now_ms, &env, &len);
@@ -697,6 +698,113 @@ int appeal_genesis(struct appeal_ctx *c, const char *juris, struct errbuf *e) {
     b.event_case = APPEAL__BODY__EVENT_GENESIS;
     b.genesis = &g;
     return commit_record(c, &b, NULL);
+}
+
+int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct appeal_result *out,
+                 struct errbuf *e) {
+    if (q->key.len != KEY_PK_BYTES) {
+        return err_set(e, APL_EINVAL, "a grant needs a %d-byte Ed25519 public key", KEY_PK_BYTES);
+    }
+    uint32_t role = role_parse(q->role);
+    if (role == 0) {
+        return err_set(e, APL_EINVAL,
+                       "`%.32s` is not a role (registrar, official, national, operator, admin)",
+                       q->role);
+    }
+    const char *juris = q->jurisdiction[0] ? q->jurisdiction : c->self->juris;
+    char country[16];
+    if (role == ROLE_NATIONAL && !q->jurisdiction[0]) {
+        snprintf(country, sizeof country, "%.*s", (int)strcspn(c->self->juris, "-"),
+                 c->self->juris);
+        juris = country;
+    }
+    if (!grant_scope_ok(role, juris, c->self->juris, e)) {
+        return APL_EINVAL;
+    }
+    if (!pbx_text_ok(q->label, false) || strlen(q->label) > LABEL_BYTES_MAX) {
+        return err_set(e, APL_EINVAL, "the label is not one line of at most %d bytes",
+                       LABEL_BYTES_MAX);
+    }
+    uint8_t buf[2048];
+    struct arena a;
+    arena_on(&a, buf, sizeof buf);
+    Appeal__GrantRow *g;
+    int rc = grant_get(c->s, c->t, c->self->idx, q->key.data, &a, &g);
+    if (rc == 0 && g->revoked_seq != 0) {
+        return err_set(e, APL_EREFUSED, "that key was revoked (log seq %llu); make a new one",
+                       (unsigned long long)g->revoked_seq);
+    }
+    if (rc != 0 && rc != APL_ENOTFOUND) {
+        return rc;
+    }
+    Appeal__KeyGranted kg = APPEAL__KEY_GRANTED__INIT;
+    kg.key = q->key;
+    kg.role = (char *)role_name(role);
+    kg.jurisdiction = (char *)juris;
+    kg.label = q->label;
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_KEY_GRANTED;
+    b.key_granted = &kg;
+    return commit_record(c, &b, out);
+}
+
+int appeal_revoke(struct appeal_ctx *c, const Appeal__RevokeRequest *q, struct appeal_result *out,
+                  struct errbuf *e) {
+    if (q->key.len != KEY_PK_BYTES) {
+        return err_set(e, APL_EINVAL, "a revocation needs a %d-byte Ed25519 public key",
+                       KEY_PK_BYTES);
+    }
+    if (!pbx_text_ok(q->reason, false) || strlen(q->reason) > REASON_BYTES_MAX) {
+        return err_set(e, APL_EINVAL, "the reason is not one line of at most %d bytes",
+                       REASON_BYTES_MAX);
+    }
+    uint8_t buf[2048];
+    struct arena a;
+    arena_on(&a, buf, sizeof buf);
+    Appeal__GrantRow *g;
+    int rc = grant_get(c->s, c->t, c->self->idx, q->key.data, &a, &g);
+    if (rc == APL_ENOTFOUND) {
+        return err_set(e, rc, "this node never granted that key");
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    if (g->revoked_seq != 0) {
+        return err_set(e, APL_EREFUSED, "that key is already revoked (log seq %llu)",
+                       (unsigned long long)g->revoked_seq);
+    }
+    if (c->actor != NULL && memcmp(q->key.data, c->actor, KEY_PK_BYTES) == 0) {
+        return err_set(e, APL_EREFUSED, "a key cannot revoke itself; use another admin key");
+    }
+    Appeal__KeyRevoked kr = APPEAL__KEY_REVOKED__INIT;
+    kr.key = q->key;
+    kr.reason = q->reason;
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_KEY_REVOKED;
+    b.key_revoked = &kr;
+    return commit_record(c, &b, out);
+}
+
+int appeal_rotate(struct appeal_ctx *c, const uint8_t new_pk[KEY_PK_BYTES],
+                  struct appeal_result *out, struct errbuf *e) {
+    if (c->self->head_seq == 0) {
+        return err_set(e, APL_EINVAL, "the log is empty: nothing to rotate");
+    }
+    Appeal__KeyRotated kr = APPEAL__KEY_ROTATED__INIT;
+    kr.new_key.data = (uint8_t *)new_pk;
+    kr.new_key.len = KEY_PK_BYTES;
+    kr.from_seq = c->self->head_seq + 2; /* this record is the old key's last */
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_KEY_ROTATED;
+    b.key_rotated = &kr;
+    int rc = commit_record(c, &b, out);
+    if (rc != 0) {
+        return rc;
+    }
+    uint8_t k[16];
+    memcpy(k, "rotation", 8);
+    be64_put(k + 8, out->seq);
+    return store_put(c->t, c->s, DB_META, k, sizeof k, out->record, out->record_len, 0);
 }
 
 int appeal_heartbeat(struct appeal_ctx *c, struct errbuf *e) {

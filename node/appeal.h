@@ -28,7 +28,7 @@ struct appeal_ctx {
     struct origin_state *self; /* this node's origin, head advanced on append */
     struct state *st;
     int64_t now_ms;
-    const uint8_t *actor; /* key id of the acting official (KEY_ID_BYTES) */
+    const uint8_t *actor; /* public key of the acting official (KEY_PK_BYTES) */
     /* Box key of another jurisdiction's node, for forwarding; NULL when the
      * node knows no federation. Returns APL_ENOTFOUND if unknown. */
     int (*box_key_of)(void *arg, const char *juris, uint8_t out[BOX_PK_BYTES]);
@@ -56,6 +56,17 @@ int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *req, struct appea
 
 /* The node's genesis record (seq 1). */
 int appeal_genesis(struct appeal_ctx *c, const char *juris, struct errbuf *e);
+/* Grants an official's key a role (KeyGranted), or revokes a key
+ * (KeyRevoked); c->actor is the administrator asking. */
+int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct appeal_result *out,
+                 struct errbuf *e);
+int appeal_revoke(struct appeal_ctx *c, const Appeal__RevokeRequest *q, struct appeal_result *out,
+                  struct errbuf *e);
+/* KeyRotated: from the next record on, `new_pk` signs. The record itself
+ * is the old key's last; it is kept in meta ("rotation" + seq) as proof
+ * of the new key for peers. */
+int appeal_rotate(struct appeal_ctx *c, const uint8_t new_pk[KEY_PK_BYTES],
+                  struct appeal_result *out, struct errbuf *e);
 /* A heartbeat record. */
 int appeal_heartbeat(struct appeal_ctx *c, struct errbuf *e);
 

@@ -85,16 +85,25 @@ static void node_metrics(struct buf *b, struct node *n) {
             LOAD(m->appeals_filed));
     counter(b, "appeal_requests_refused_total", "Client requests answered with an error.",
             LOAD(m->requests_refused));
+    put(b,
+        "# HELP appeal_requests_denied_total Client requests refused by authentication "
+        "(unsigned, unknown or revoked key, bad signature, stale or replayed) or by role.\n"
+        "# TYPE appeal_requests_denied_total counter\n"
+        "appeal_requests_denied_total{reason=\"unauthenticated\"} %llu\n"
+        "appeal_requests_denied_total{reason=\"forbidden\"} %llu\n",
+        (unsigned long long)LOAD(m->requests_unauthenticated),
+        (unsigned long long)LOAD(m->requests_forbidden));
     counter(b, "appeal_pull_batches_total", "Pull answers received and verified.", LOAD(m->pulls));
     counter(b, "appeal_push_batches_total", "Pushed batches applied.", LOAD(m->pushes));
     put(b, "# HELP appeal_refused_records_total Records refused from peers, by reason.\n"
            "# TYPE appeal_refused_records_total counter\n");
-    static const char *const reasons[] = {"bad_chain",      "bad_signature", "gap",
-                                          "unknown_origin", "malformed",     "other"};
+    static const char *const reasons[] = {"bad_chain", "bad_signature", "gap",  "unknown_origin",
+                                          "malformed", "revoked_actor", "other"};
     const _Atomic uint64_t *vals[] = {&m->refused_bad_chain, &m->refused_bad_sig,
                                       &m->refused_gap,       &m->refused_unknown_origin,
-                                      &m->refused_malformed, &m->refused_other};
-    for (int i = 0; i < 6; i++) {
+                                      &m->refused_malformed, &m->refused_revoked_actor,
+                                      &m->refused_other};
+    for (int i = 0; i < 7; i++) {
         put(b, "appeal_refused_records_total{reason=\"%s\"} %llu\n", reasons[i],
             (unsigned long long)atomic_load_explicit(vals[i], memory_order_relaxed));
     }

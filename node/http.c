@@ -62,7 +62,10 @@ static void on_metrics(nng_aio *aio) {
 
 static void on_healthz(nng_aio *aio) {
     struct node *n = node_of(aio);
-    const char *status = repl_recovering(n->repl) ? "recovering" : "ok";
+    /* self.frozen belongs to the writer; a relaxed read of the flag is
+     * enough for a health check. */
+    bool frozen = __atomic_load_n(&n->self.frozen, __ATOMIC_RELAXED);
+    const char *status = repl_recovering(n->repl) ? "recovering" : frozen ? "frozen" : "ok";
     char body[256];
     int len = snprintf(body, sizeof body,
                        "{\"status\":\"%s\",\"jurisdiction\":\"%s\",\"head_seq\":%llu}\n", status,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -39,12 +40,16 @@ static void derive(struct node_keys *k) {
 
 void keys_generate(struct node_keys *k) {
     crypto_sign_keypair(k->sign_pk, k->sign_sk);
+    memcpy(k->signer_pk, k->sign_pk, KEY_PK_BYTES);
     crypto_box_keypair(k->box_pk, k->box_sk);
     crypto_aead_xchacha20poly1305_ietf_keygen(k->data_key);
     derive(k);
 }
 
 void keys_wipe(struct node_keys *k) {
+    for (size_t i = 0; i < k->n_rotations; i++) {
+        free(k->rotation[i]);
+    }
     sodium_memzero(k, sizeof *k);
 }
 
@@ -118,7 +123,14 @@ int keys_load(const char *dir, struct node_keys *k, struct errbuf *e) {
     snprintf(path, sizeof path, "%s/sign.key", dir);
     int rc = read_secret(path, k->sign_sk, KEY_SK_BYTES, e);
     if (rc == 0) {
-        crypto_sign_ed25519_sk_to_pk(k->sign_pk, k->sign_sk);
+        crypto_sign_ed25519_sk_to_pk(k->signer_pk, k->sign_sk);
+        memcpy(k->sign_pk, k->signer_pk, KEY_PK_BYTES);
+        snprintf(path, sizeof path, "%s/origin.pub", dir);
+        if (access(path, F_OK) == 0) {
+            rc = keys_parse_public(path, k->sign_pk, e);
+        }
+    }
+    if (rc == 0) {
         snprintf(path, sizeof path, "%s/box.key", dir);
         rc = read_secret(path, box, sizeof box, e);
     }
@@ -149,6 +161,52 @@ int keys_load_signing(const char *path, uint8_t pk[KEY_PK_BYTES], uint8_t sk[KEY
         crypto_sign_ed25519_sk_to_pk(pk, sk);
     }
     return rc;
+}
+
+int keys_parse_public(const char *arg, uint8_t pk[KEY_PK_BYTES], struct errbuf *e) {
+    if (strlen(arg) == 2 * KEY_PK_BYTES && util_unhex(arg, pk, KEY_PK_BYTES) == 0) {
+        return 0;
+    }
+    char *text = NULL;
+    int rc = util_read_file(arg, KEY_FILE_BYTES_MAX, &text, NULL);
+    if (rc != 0) {
+        return err_set(e, APL_EINVAL,
+                       "`%.80s` is neither a public key (64 hex digits) nor a readable key file",
+                       arg);
+    }
+    uint8_t sk[KEY_SK_BYTES];
+    rc = APL_EINVAL;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        line = util_trim(line);
+        if (*line == '#' || *line == '\0') {
+            continue;
+        }
+        if (strlen(line) == 2 * KEY_PK_BYTES) {
+            rc = util_unhex(line, pk, KEY_PK_BYTES);
+        } else if (strlen(line) == 2 * KEY_SK_BYTES && util_unhex(line, sk, KEY_SK_BYTES) == 0) {
+            crypto_sign_ed25519_sk_to_pk(pk, sk);
+            rc = 0;
+        }
+        break;
+    }
+    sodium_memzero(sk, sizeof sk);
+    sodium_memzero(text, strlen(text));
+    free(text);
+    return rc == 0 ? 0 : err_set(e, APL_EINVAL, "%.200s holds no Ed25519 key", arg);
+}
+
+int keys_save_public(const char *path, const uint8_t pk[KEY_PK_BYTES], const char *what,
+                     struct errbuf *e) {
+    char hex[2 * KEY_PK_BYTES + 1], text[512];
+    util_hex(pk, KEY_PK_BYTES, hex);
+    int n = snprintf(text, sizeof text, "# %s. Public: give it to the node's administrator.\n%s\n",
+                     what, hex);
+    int rc = util_write_file(path, text, (size_t)n, 0644, true);
+    if (rc == APL_EEXIST) {
+        return err_set(e, rc, "%s already exists: refusing to overwrite a key", path);
+    }
+    return rc != 0 ? err_set(e, rc, "cannot write %s", path) : 0;
 }
 
 int keys_save_signing(const char *path, const uint8_t sk[KEY_SK_BYTES], const char *what,

@@ -41,9 +41,23 @@ enum {
     KEY_SHORT_HEX = 16, /* hex digits shown for a key id in logs */
 };
 
+enum { KEY_ROTATIONS_MAX = 16 };
+
 struct node_keys {
+    /* The origin: the log's identity, named in every record and in the
+     * cluster file. It never changes. */
     uint8_t sign_pk[KEY_PK_BYTES];
+    /* The key that signs now: the origin's own until a rotation
+     * (`appeal-node rotate-key`), then its successor; DIR/origin.pub keeps
+     * the origin's public key once sign.key holds a successor. */
     uint8_t sign_sk[KEY_SK_BYTES];
+    uint8_t signer_pk[KEY_PK_BYTES];
+    /* The KeyRotated records from the origin key to the signer, in order:
+     * peers that have not replicated them yet check a message signed by
+     * the signer against them (node_open loads them). */
+    uint8_t *rotation[KEY_ROTATIONS_MAX];
+    size_t rotation_len[KEY_ROTATIONS_MAX];
+    size_t n_rotations;
     uint8_t box_pk[BOX_PK_BYTES];
     uint8_t box_sk[BOX_SK_BYTES];
     uint8_t data_key[DATA_KEY_BYTES];
@@ -64,6 +78,13 @@ int keys_load_signing(const char *path, uint8_t pk[KEY_PK_BYTES], uint8_t sk[KEY
                       struct errbuf *e);
 int keys_save_signing(const char *path, const uint8_t sk[KEY_SK_BYTES], const char *what,
                       struct errbuf *e);
+
+/* An Ed25519 public key from 64 hex digits, a public key file (.pub) or
+ * a secret key file (its public half). */
+int keys_parse_public(const char *arg, uint8_t pk[KEY_PK_BYTES], struct errbuf *e);
+/* Writes a public key file (mode 0644); APL_EEXIST if it exists. */
+int keys_save_public(const char *path, const uint8_t pk[KEY_PK_BYTES], const char *what,
+                     struct errbuf *e);
 
 void key_id(const uint8_t pk[KEY_PK_BYTES], uint8_t out[KEY_ID_BYTES]);
 /* First KEY_SHORT_HEX hex digits of the key id of `pk`. */

@@ -154,6 +154,9 @@ int log_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
     body->prev.data = self->head_seq > 0 ? self->head_hash : (uint8_t *)zero;
     body->prev.len = HASH_BYTES;
     body->time_ms = now_ms;
+    if (memcmp(self->signing_key, k->signer_pk, KEY_PK_BYTES) != 0) {
+        return APL_EAUTH; /* sign.key is not the key our log says signs now */
+    }
     int rc = rec_sign(body, k->sign_sk, env, len);
     if (rc != 0) {
         return rc;

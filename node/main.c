@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "cluster.h"
 #include "err.h"
 #include "bounds.h"
@@ -51,10 +52,15 @@ static const char usage[] =
     "          [--recover-quorum N]  peers to hear from before a recovering node signs\n"
     "                              (default: all peers)\n"
     "          [--http HOST:PORT]  serve /metrics, /healthz and the dashboard\n"
+    "          [--tls-ca FILE --tls-cert FILE --tls-key FILE]  the federation's CA and\n"
+    "                              this node's certificate and key (PEM), for\n"
+    "                              tls+tcp:// addresses (docs/operations.md)\n"
     "          [--alert-silent-s N] [--alert-stale-s N] [--alert-skew-s N]  alert thresholds\n"
     "                              (defaults 300, 900, 30)\n"
     "          [--clock-file F]  take the time from file F (tests, drills)\n"
     "          [--peer-clock-skew-ms N]  shift the time of peer messages (drills)\n"
+    "          [--auth-window-s N]  accepted difference between a client's clock and\n"
+    "                              the node's (default 60)\n"
     "          [--map-size BYTES] [--map-max BYTES]  initial and largest LMDB map\n"
     "          [--log-level debug|info|warn|error] [--log-file F]\n"
     "  verify  --data DIR      check every chain link and signature, offline\n"
@@ -64,11 +70,20 @@ static const char usage[] =
     "  backup  --data DIR --to FILE    a compacted copy of the database (node may run)\n"
     "  restore --data DIR --from FILE  put a backup in place (node stopped); the node\n"
     "                                  then relearns its newer records from its peers\n"
+    "  grant   --data DIR --key PUBLIC --role ROLE [--jurisdiction CODE] [--label TEXT]\n"
+    "          grant an official's key a role: registrar, official, national, operator\n"
+    "          or admin (a record in the log, signed as the administrator; works on a\n"
+    "          running node through its API, or on a stopped one directly)\n"
+    "  revoke  --data DIR --key PUBLIC [--reason TEXT]   revoke an official's key\n"
+    "  rotate-key --data DIR   a new signing key from the next record on (node stopped);\n"
+    "                          the node keeps its identity; peers need no change\n"
     "\n"
     "URLs are nng addresses such as tcp://127.0.0.1:7100.\n";
 
 struct args {
     const char *data;
+    const char *key, *role, *label, *reason;
+    long auth_window_s;
     const char *to;
     const char *from;
     const char *http;
@@ -82,10 +97,14 @@ struct args {
     const char *api;
     const char *clock_file;
     const char *log_file;
+    const char *tls_ca, *tls_cert, *tls_key;
     enum olog_level level;
     uint64_t map_bytes;
     uint64_t map_max_bytes;
 };
+
+/* Long options without a one-letter code. */
+enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY };
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
     fprintf(stderr, "appeal-node %s: %s\n", what, err_msg(e, rc));
@@ -113,6 +132,14 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"alert-stale-s", required_argument, NULL, 'T'},
         {"alert-skew-s", required_argument, NULL, 'K'},
         {"peer-clock-skew-ms", required_argument, NULL, 'Z'},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"key", required_argument, NULL, 'k'},
+        {"role", required_argument, NULL, 'r'},
+        {"label", required_argument, NULL, 'L'},
+        {"reason", required_argument, NULL, 'R'},
+        {"auth-window-s", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -147,6 +174,24 @@ static int parse_args(int argc, char **argv, struct args *a) {
             break;
         case 'o':
             a->to = optarg;
+            break;
+        case 'k':
+            a->key = optarg;
+            break;
+        case 'r':
+            a->role = optarg;
+            break;
+        case 'L':
+            a->label = optarg;
+            break;
+        case 'R':
+            a->reason = optarg;
+            break;
+        case 'A':
+            if (util_parse_long(optarg, 1, 3600, &a->auth_window_s) != 0) {
+                fprintf(stderr, "appeal-node: --auth-window-s takes 1 to 3600 seconds\n");
+                return -1;
+            }
             break;
         case 'Z':
             if (util_parse_long(optarg, -3600000, 3600000, &a->peer_skew_ms) != 0) {
@@ -195,6 +240,15 @@ static int parse_args(int argc, char **argv, struct args *a) {
                 fprintf(stderr, "appeal-node: --map-size/--map-max take a number of bytes\n");
                 return -1;
             }
+            break;
+        case OPT_TLS_CA:
+            a->tls_ca = optarg;
+            break;
+        case OPT_TLS_CERT:
+            a->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            a->tls_key = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -272,6 +326,12 @@ static int cmd_run(const struct args *a) {
         fprintf(stderr, "appeal-node run: --api URL is required (e.g. tcp://127.0.0.1:7100)\n");
         return 2;
     }
+    if ((a->tls_ca != NULL || a->tls_cert != NULL || a->tls_key != NULL) &&
+        (a->tls_ca == NULL || a->tls_cert == NULL || a->tls_key == NULL)) {
+        fprintf(stderr, "appeal-node run: TLS takes all of --tls-ca FILE, --tls-cert FILE and "
+                        "--tls-key FILE\n");
+        return 2;
+    }
     /* Signals are taken by sigwait in main only: block them before any
      * thread starts, so every thread inherits the mask. */
     sigset_t set;
@@ -307,6 +367,10 @@ static int cmd_run(const struct args *a) {
                           .recover_quorum = (int)a->recover_quorum,
                           .http_addr = a->http,
                           .peer_skew_ms = a->peer_skew_ms,
+                          .tls_ca = a->tls_ca,
+                          .tls_cert = a->tls_cert,
+                          .tls_key = a->tls_key,
+                          .auth_window_ms = a->auth_window_s * 1000,
                           .alerts = {.silent_s = (int)a->alert_silent_s,
                                      .stale_s = (int)a->alert_stale_s,
                                      .skew_s = (int)a->alert_skew_s,
@@ -346,7 +410,8 @@ static void remove_tree(const char *dir) {
  * the derived tables from the log, in a child process: LMDB does not
  * checksum its pages, so a damaged file may crash whoever reads it, and
  * that must not be the restoring command. */
-static int check_backup(const char *dir, struct verify_report *vr, struct errbuf *e) {
+static int check_backup(const char *dir, const uint8_t self[KEY_PK_BYTES], struct verify_report *vr,
+                        struct errbuf *e) {
     int fds[2];
     if (pipe(fds) != 0) {
         return err_set(e, APL_EIO, "cannot check the backup: %s", strerror(errno));
@@ -359,6 +424,17 @@ static int check_backup(const char *dir, struct verify_report *vr, struct errbuf
         int rc = store_open(&s, dir, &so, e);
         if (rc == 0) {
             rc = verify_store(&s, vr, e);
+            MDB_txn *t;
+            struct origin_state o;
+            if (rc == 0 && (rc = store_rd_begin(&s, &t)) == 0) {
+                rc = log_origin_get(&s, t, self, &o);
+                store_rd_end(&s, t);
+                if (rc != 0 || o.head_seq == 0) {
+                    rc = err_set(e, APL_EINVAL,
+                                 "the backup holds no log of this node's key: it is another "
+                                 "node's backup, or older than this node; nothing was changed");
+                }
+            }
             if (rc == 0) {
                 rc = state_rebuild(&s, e);
             }
@@ -494,12 +570,21 @@ static int cmd_restore(const struct args *a) {
     snprintf(db, sizeof db, "%.4000s/restore-check/db/data.mdb", a->data);
     remove_tree(check);
     if (util_mkdir(path, 0700) != 0 || util_copy_file(a->from, db, 0600) != 0) {
+        remove_tree(check);
         close(lock);
         fprintf(stderr, "appeal-node restore: cannot read %s\n", a->from);
         return 1;
     }
+    struct node_keys keys;
+    rc = keys_load(a->data, &keys, &e);
+    if (rc != 0) {
+        remove_tree(check);
+        close(lock);
+        return fail("restore", &e, rc);
+    }
     struct verify_report vr;
-    rc = check_backup(check, &vr, &e);
+    rc = check_backup(check, keys.sign_pk, &vr, &e);
+    keys_wipe(&keys);
     if (rc != 0) {
         remove_tree(check);
         close(lock);
@@ -508,20 +593,163 @@ static int cmd_restore(const struct args *a) {
     snprintf(db, sizeof db, "%.4000s/db", a->data);
     char old[4200];
     snprintf(old, sizeof old, "%.4000s/db.before-restore", a->data);
-    remove_tree(old);
-    if ((access(db, F_OK) == 0 && rename(db, old) != 0) || rename(path, db) != 0) {
+    if (access(old, F_OK) == 0) {
+        remove_tree(check);
         close(lock);
-        fprintf(stderr, "appeal-node restore: cannot put the backup in place\n");
+        fprintf(stderr,
+                "appeal-node restore: %s (left by an earlier restore) is in the way: move it "
+                "away first\n",
+                old);
+        return 1;
+    }
+    /* The marker first: a crash after the swap must not start a node that
+     * signs from the backup's head. */
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%.4000s/recover", a->data);
+    bool had_db = access(db, F_OK) == 0;
+    if (util_write_file(marker, "restored from a backup\n", 23, 0600, false) != 0 ||
+        (had_db && rename(db, old) != 0)) {
+        remove_tree(check);
+        close(lock);
+        fprintf(stderr, "appeal-node restore: cannot move the database aside: %s\n",
+                strerror(errno));
+        return 1;
+    }
+    if (rename(path, db) != 0) {
+        int err = errno;
+        if (had_db) {
+            rename(old, db); /* put it back as it was */
+        }
+        remove_tree(check);
+        close(lock);
+        fprintf(stderr, "appeal-node restore: cannot put the backup in place: %s\n", strerror(err));
         return 1;
     }
     remove_tree(check);
-    snprintf(path, sizeof path, "%.4000s/recover", a->data);
-    util_write_file(path, "restored from a backup\n", 23, 0600, false);
     close(lock);
     printf("ok: restored %llu records of %llu origins (the previous database is in %s).\n"
            "Start the node with --cluster: it relearns its own newer records from its peers\n"
            "before it signs anything.\n",
            (unsigned long long)vr.records, (unsigned long long)vr.origins, old);
+    return 0;
+}
+
+/* A grant or a revocation: through the running node's API when it runs
+ * (signed with DIR/admin.key), else straight into its log. */
+static int admin_write(const struct args *a, const char *what, Appeal__Request *q) {
+    struct errbuf e;
+    err_clear(&e);
+    char juris[16], path[4200];
+    int rc = node_read_conf(a->data, juris, &e);
+    if (rc != 0) {
+        return fail(what, &e, rc);
+    }
+    olog_init(juris, "-", 2, OLOG_WARN);
+    uint64_t seq = 0;
+    int lock = node_lock(a->data, &e);
+    if (lock >= 0) {
+        rc = node_admin_write(a->data, q, &seq, &e);
+        close(lock);
+    } else {
+        char *url = NULL;
+        snprintf(path, sizeof path, "%.4000s/api.url", a->data);
+        if (util_read_file(path, 4096, &url, NULL) != 0) {
+            err_set(&e, APL_EUNAVAIL, "the node runs but %s is missing: use appealctl --key", path);
+            return fail(what, &e, APL_EUNAVAIL);
+        }
+        snprintf(path, sizeof path, "%.4000s/admin.key", a->data);
+        struct client c;
+        err_clear(&e);
+        /* A tls+tcp:// API: the node's certificate, checked against --tls-ca. */
+        rc = client_open_tls(&c, url, 15000, a->tls_ca ? a->tls_ca : getenv("APPEAL_TLS_CA"), NULL,
+                             &e);
+        free(url);
+        if (rc == 0) {
+            rc = client_sign_with(&c, path, &e);
+        }
+        Appeal__Response *resp = NULL;
+        if (rc == 0) {
+            rc = client_call(&c, q, &resp, &e);
+        }
+        if (rc == 0 && resp->error != NULL && resp->error->code != 0) {
+            rc = err_set(&e, APL_EREFUSED, "%s", resp->error->message);
+        } else if (rc == 0) {
+            seq = resp->receipt != NULL ? resp->receipt->seq : 0;
+        }
+        if (c.arena.base != NULL) {
+            client_close(&c);
+        }
+    }
+    if (rc != 0) {
+        return fail(what, &e, rc);
+    }
+    printf("ok: %s (log seq %llu)\n",
+           q->op_case == APPEAL__REQUEST__OP_GRANT ? "granted" : "revoked",
+           (unsigned long long)seq);
+    return 0;
+}
+
+static int cmd_grant(const struct args *a, bool revoke) {
+    const char *what = revoke ? "revoke" : "grant";
+    if (a->key == NULL || (!revoke && a->role == NULL)) {
+        fprintf(stderr, "appeal-node %s: --key PUBLIC%s is required\n", what,
+                revoke ? "" : " and --role ROLE");
+        return 2;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    uint8_t pk[KEY_PK_BYTES];
+    if (keys_parse_public(a->key, pk, &e) != 0) {
+        return fail(what, &e, APL_EINVAL);
+    }
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    Appeal__GrantRequest g = APPEAL__GRANT_REQUEST__INIT;
+    Appeal__RevokeRequest r = APPEAL__REVOKE_REQUEST__INIT;
+    if (revoke) {
+        r.key.data = pk;
+        r.key.len = KEY_PK_BYTES;
+        r.reason = (char *)(a->reason ? a->reason : "");
+        q.op_case = APPEAL__REQUEST__OP_REVOKE;
+        q.revoke = &r;
+    } else {
+        g.key.data = pk;
+        g.key.len = KEY_PK_BYTES;
+        g.role = (char *)a->role;
+        g.jurisdiction = (char *)(a->juris ? a->juris : "");
+        g.label = (char *)(a->label ? a->label : "");
+        q.op_case = APPEAL__REQUEST__OP_GRANT;
+        q.grant = &g;
+    }
+    return admin_write(a, what, &q);
+}
+
+static int cmd_rotate(const struct args *a) {
+    struct errbuf e;
+    err_clear(&e);
+    char juris[16];
+    int rc = node_read_conf(a->data, juris, &e);
+    if (rc != 0) {
+        return fail("rotate-key", &e, rc);
+    }
+    olog_init(juris, "-", 2, OLOG_WARN);
+    int lock = node_lock(a->data, &e);
+    if (lock < 0) {
+        return fail("rotate-key", &e, APL_EUNAVAIL);
+    }
+    uint64_t seq = 0;
+    uint8_t pk[KEY_PK_BYTES];
+    rc = node_rotate_key(a->data, &seq, pk, &e);
+    close(lock);
+    if (rc != 0) {
+        return fail("rotate-key", &e, rc);
+    }
+    char hex[2 * KEY_PK_BYTES + 1];
+    util_hex(pk, KEY_PK_BYTES, hex);
+    printf("ok: record %llu hands signing to key %s; records from %llu on are signed by it.\n"
+           "The old key is in %s/sign.key.retired-%llu: move it offline or destroy it.\n"
+           "Back up the new %s/sign.key.\n",
+           (unsigned long long)seq, hex, (unsigned long long)seq + 1, a->data,
+           (unsigned long long)seq, a->data);
     return 0;
 }
 
@@ -587,6 +815,20 @@ static void json_event(struct json *j, const Appeal__Body *b) {
         json_int(j, "deadline_day", b->reopened->deadline_day);
         json_int(j, "start_day", b->reopened->start_day);
         break;
+    case APPEAL__BODY__EVENT_KEY_GRANTED:
+        json_hex(j, "key", b->key_granted->key.data, b->key_granted->key.len);
+        json_str(j, "role", b->key_granted->role);
+        json_str(j, "jurisdiction", b->key_granted->jurisdiction);
+        json_str(j, "label", b->key_granted->label);
+        break;
+    case APPEAL__BODY__EVENT_KEY_REVOKED:
+        json_hex(j, "key", b->key_revoked->key.data, b->key_revoked->key.len);
+        json_str(j, "reason", b->key_revoked->reason);
+        break;
+    case APPEAL__BODY__EVENT_KEY_ROTATED:
+        json_hex(j, "new_key", b->key_rotated->new_key.data, b->key_rotated->new_key.len);
+        json_uint(j, "from_seq", b->key_rotated->from_seq);
+        break;
     default:
         break;
     }
@@ -611,6 +853,7 @@ static int log_line(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
     json_uint(&j, "seq", seq);
     json_int(&j, "time_ms", r.body->time_ms);
     json_str(&j, "kind", rec_kind(r.body));
+    json_hex(&j, "actor", r.body->actor.data, r.body->actor.len);
     json_event(&j, r.body);
     json_end_obj(&j);
     json_done(&j);
@@ -728,6 +971,12 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "backup") == 0) {
         return cmd_backup(&a);
+    }
+    if (strcmp(cmd, "rotate-key") == 0) {
+        return cmd_rotate(&a);
+    }
+    if (strcmp(cmd, "grant") == 0 || strcmp(cmd, "revoke") == 0) {
+        return cmd_grant(&a, strcmp(cmd, "revoke") == 0);
     }
     if (strcmp(cmd, "restore") == 0) {
         return cmd_restore(&a);

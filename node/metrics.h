@@ -33,10 +33,12 @@ struct metrics {
     _Atomic uint64_t replicated_records; /* records stored from peers */
     _Atomic uint64_t appeals_filed;
     _Atomic uint64_t requests_refused; /* client requests answered with an error */
-    _Atomic uint64_t pulls;            /* pull answers received */
-    _Atomic uint64_t pushes;           /* push batches applied */
+    _Atomic uint64_t requests_unauthenticated;
+    _Atomic uint64_t requests_forbidden;
+    _Atomic uint64_t pulls;  /* pull answers received */
+    _Atomic uint64_t pushes; /* push batches applied */
     _Atomic uint64_t refused_bad_chain, refused_bad_sig, refused_gap, refused_unknown_origin,
-        refused_malformed, refused_other;
+        refused_malformed, refused_revoked_actor, refused_other;
     _Atomic uint64_t forks;
     _Atomic uint64_t api_connections;
     struct histogram commit;          /* mdb_txn_commit, seconds */

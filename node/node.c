@@ -1,6 +1,7 @@
 #include "node.h"
 
 #include <sodium.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "http.h"
 #include "repl.h"
 #include "survey.h"
+#include "tls.h"
 #include "appeal.h"
 #include "bounds.h"
 #include "record.h"
@@ -133,7 +135,137 @@ static int run_genesis(void *arg, MDB_txn *t, struct wreq *r) {
     struct node *n = arg;
     struct appeal_ctx c;
     node_appeal_ctx(n, t, &c);
-    return appeal_genesis(&c, n->juris, &r->err);
+    int rc = appeal_genesis(&c, n->juris, &r->err);
+    if (rc != 0) {
+        return rc;
+    }
+    /* The administrator's key holds every role for the jurisdiction. */
+    Appeal__GrantRequest g = APPEAL__GRANT_REQUEST__INIT;
+    g.key.data = n->admin_pk;
+    g.key.len = KEY_PK_BYTES;
+    g.role = "admin";
+    g.label = "node administrator (admin.key)";
+    return appeal_grant(&c, &g, NULL, &r->err);
+}
+
+struct admin_write {
+    struct node *n;
+    const Appeal__Request *q;
+    struct appeal_result res;
+};
+
+static int run_admin(void *node, MDB_txn *t, struct wreq *r) {
+    (void)node;
+    struct admin_write *aw = r->arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(aw->n, t, &c);
+    return aw->q->op_case == APPEAL__REQUEST__OP_GRANT
+               ? appeal_grant(&c, aw->q->grant, &aw->res, &r->err)
+               : appeal_revoke(&c, aw->q->revoke, &aw->res, &r->err);
+}
+
+int node_admin_write(const char *dir, const Appeal__Request *q, uint64_t *seq, struct errbuf *e) {
+    struct node n;
+    struct node_opts o = {.dir = dir};
+    int rc = node_open(&n, &o, e);
+    if (rc != 0) {
+        return rc;
+    }
+    struct writer_hooks h;
+    node_writer_hooks(&n, &h);
+    struct admin_write aw = {.n = &n, .q = q};
+    struct wreq r = {.run = run_admin, .arg = &aw};
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%s/recover", dir);
+    if (access(marker, F_OK) == 0) {
+        rc = err_set(e, APL_EUNAVAIL,
+                     "the node is recovering: start it with its cluster so it relearns its own "
+                     "log, then grant");
+    } else {
+        rc = writer_run_now(&n.store, &h, &r);
+        if (rc != 0) {
+            err_set(e, rc, "%s", err_msg(&r.err, rc));
+        }
+    }
+    free(aw.res.record);
+    *seq = aw.res.seq;
+    node_close(&n);
+    return rc;
+}
+
+struct rotate_write {
+    struct node *n;
+    uint8_t new_pk[KEY_PK_BYTES];
+    struct appeal_result res;
+};
+
+static int run_rotate(void *node, MDB_txn *t, struct wreq *r) {
+    (void)node;
+    struct rotate_write *rw = r->arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(rw->n, t, &c);
+    return appeal_rotate(&c, rw->new_pk, &rw->res, &r->err);
+}
+
+int node_rotate_key(const char *dir, uint64_t *seq, uint8_t new_pk[KEY_PK_BYTES],
+                    struct errbuf *e) {
+    static struct node n; /* large */
+    struct node_opts o = {.dir = dir};
+    int rc = node_open(&n, &o, e);
+    if (rc != 0) {
+        return rc;
+    }
+    char path[4200], next[4200], cur[4200];
+    snprintf(path, sizeof path, "%s/recover", dir);
+    if (access(path, F_OK) == 0 || n.self.head_seq == 0) {
+        node_close(&n);
+        return err_set(e, APL_EUNAVAIL,
+                       "the node is recovering its log from its peers: start it with its "
+                       "cluster until it has, then rotate");
+    }
+    snprintf(path, sizeof path, "%s/origin.pub", dir);
+    snprintf(next, sizeof next, "%s/sign.key.next", dir);
+    snprintf(cur, sizeof cur, "%s/sign.key", dir);
+    if (access(path, F_OK) != 0) {
+        rc = keys_save_public(path, n.keys.sign_pk,
+                              "Ed25519 origin key of this node (its identity)", e);
+    }
+    uint8_t sk[KEY_SK_BYTES];
+    struct rotate_write rw = {.n = &n};
+    crypto_sign_keypair(rw.new_pk, sk);
+    unlink(next); /* a rotation that never reached the log */
+    if (rc == 0) {
+        rc = keys_save_signing(next, sk, "Ed25519 signing key of this node (successor)", e);
+    }
+    wipe(sk, sizeof sk);
+    if (rc == 0) {
+        struct writer_hooks h;
+        node_writer_hooks(&n, &h);
+        struct wreq r = {.run = run_rotate, .arg = &rw};
+        rc = writer_run_now(&n.store, &h, &r);
+        if (rc != 0) {
+            err_set(e, rc, "cannot write the rotation record: %s", err_msg(&r.err, rc));
+            unlink(next);
+        }
+    }
+    free(rw.res.record);
+    if (rc == 0) {
+        *seq = rw.res.seq;
+        memcpy(new_pk, rw.new_pk, KEY_PK_BYTES);
+        char old[4200];
+        snprintf(old, sizeof old, "%s/sign.key.retired-%llu", dir, (unsigned long long)*seq);
+        /* A crash before these renames is finished by the next node_open. */
+        if (rename(cur, old) != 0 || rename(next, cur) != 0) {
+            rc = err_set(e, APL_EIO,
+                         "the rotation is in the log but %s could not be put in "
+                         "place (%s): the next start finishes it",
+                         next, strerror(errno));
+        } else {
+            util_fsync_dir_of(cur);
+        }
+    }
+    node_close(&n);
+    return rc;
 }
 
 int node_init(const char *dir, const char *juris, struct errbuf *e) {
@@ -161,6 +293,10 @@ int node_init(const char *dir, const char *juris, struct errbuf *e) {
     snprintf(path, sizeof path, "%s/admin.key", dir);
     rc = keys_save_signing(path, ask, "Ed25519 key of this node's administrator", e);
     wipe(ask, sizeof ask);
+    if (rc == 0) {
+        snprintf(path, sizeof path, "%s/admin.key.pub", dir);
+        rc = keys_save_public(path, apk, "Ed25519 public key of this node's administrator", e);
+    }
     if (rc != 0) {
         return rc;
     }
@@ -220,7 +356,7 @@ void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
     c->self = &n->self;
     c->st = &n->state;
     c->now_ms = node_now_ms(n);
-    c->actor = n->admin_id;
+    c->actor = n->admin_pk;
     if (n->cluster != NULL) {
         c->box_key_of = box_key_of;
         c->box_key_arg = n->cluster;
@@ -244,6 +380,70 @@ int32_t node_today(const struct node *n) {
     return day_from_ms(node_now_ms(n), n->rules.utc_offset_min);
 }
 
+/* A rotation interrupted between its record and the swap of key files:
+ * the log names the successor, DIR/sign.key.next holds it. */
+static int finish_rotation(struct node *n, struct errbuf *e) {
+    char next[4200], cur[4200], old[4200];
+    snprintf(next, sizeof next, "%s/sign.key.next", n->dir);
+    snprintf(cur, sizeof cur, "%s/sign.key", n->dir);
+    snprintf(old, sizeof old, "%s/sign.key.retired-%llu", n->dir,
+             (unsigned long long)n->self.head_seq);
+    uint8_t pk[KEY_PK_BYTES], sk[KEY_SK_BYTES];
+    struct errbuf ignored;
+    bool have = keys_load_signing(next, pk, sk, &ignored) == 0;
+    wipe(sk, sizeof sk);
+    char want[2 * KEY_PK_BYTES + 1];
+    util_hex(n->self.signing_key, KEY_PK_BYTES, want);
+    if (!have || memcmp(pk, n->self.signing_key, KEY_PK_BYTES) != 0) {
+        return err_set(e, APL_EAUTH,
+                       "%s does not hold the key this node's log says signs now (%.16s...): "
+                       "put that key back (see docs/security.md, key rotation)",
+                       cur, want);
+    }
+    if (rename(cur, old) != 0 || rename(next, cur) != 0) {
+        return err_set(e, APL_EIO, "cannot finish the key rotation: rename %s: %s", next,
+                       strerror(errno));
+    }
+    util_fsync_dir_of(cur);
+    olog(OLOG_WARN, "rotation_finished", "signer", want, NULL);
+    keys_wipe(&n->keys);
+    return keys_load(n->dir, &n->keys, e);
+}
+
+/* The KeyRotated records of this node's own log (meta "rotation" + seq),
+ * which prove its current signing key to peers. */
+static int load_rotations(struct node *n, struct errbuf *e) {
+    MDB_txn *t;
+    int rc = store_rd_begin(&n->store, &t);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot read the rotations");
+    }
+    MDB_cursor *c = NULL;
+    rc = store_rc(mdb_cursor_open(t, n->store.dbi[DB_META], &c));
+    MDB_val k = {.mv_size = 8, .mv_data = "rotation"}, v;
+    for (int m = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
+         m == 0 && k.mv_size == 16 && memcmp(k.mv_data, "rotation", 8) == 0;
+         m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (n->keys.n_rotations == KEY_ROTATIONS_MAX) {
+            rc = err_set(e, APL_ETOOBIG, "more than %d key rotations", KEY_ROTATIONS_MAX);
+            break;
+        }
+        uint8_t *copy = malloc(v.mv_size);
+        if (copy == NULL) {
+            rc = APL_ENOMEM;
+            break;
+        }
+        memcpy(copy, v.mv_data, v.mv_size);
+        n->keys.rotation[n->keys.n_rotations] = copy;
+        n->keys.rotation_len[n->keys.n_rotations++] = v.mv_size;
+    }
+    if (c != NULL) {
+        mdb_cursor_close(c);
+    }
+    store_rd_end(&n->store, t);
+    return rc;
+}
+
 static int load_self(struct node *n, struct errbuf *e) {
     MDB_txn *t;
     int rc = store_wr_begin(&n->store, &t);
@@ -264,7 +464,11 @@ static int load_self(struct node *n, struct errbuf *e) {
         return err_set(e, rc, "cannot load this node's own log: %s", apl_strerror(rc));
     }
     n->last_record_ms = n->self.head_time_ms;
-    return 0;
+    if (n->self.head_seq > 0 && memcmp(n->self.signing_key, n->keys.signer_pk, KEY_PK_BYTES) != 0 &&
+        (rc = finish_rotation(n, e)) != 0) {
+        return rc;
+    }
+    return load_rotations(n, e);
 }
 
 static int load_cluster(struct node *n, const char *path, struct errbuf *e) {
@@ -297,6 +501,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     n->recover_quorum = o->recover_quorum;
     n->alert_th = o->alerts;
     n->peer_skew_ms = o->peer_skew_ms;
+    n->auth_window_ms = o->auth_window_ms > 0 ? o->auth_window_ms : AUTH_WINDOW_MS_DEFAULT;
     if (o->http_addr != NULL) {
         snprintf(n->http_addr, sizeof n->http_addr, "%s", o->http_addr);
     }
@@ -317,9 +522,16 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     }
     char path[4096];
     uint8_t ask[KEY_SK_BYTES];
+    /* The administrator's secret key may live elsewhere (an official's
+     * machine); the node needs only its public half. */
     snprintf(path, sizeof path, "%s/admin.key", o->dir);
     rc = keys_load_signing(path, n->admin_pk, ask, e);
     wipe(ask, sizeof ask);
+    if (rc == APL_ENOTFOUND) {
+        snprintf(path, sizeof path, "%s/admin.key.pub", o->dir);
+        err_clear(e);
+        rc = keys_parse_public(path, n->admin_pk, e);
+    }
     if (rc != 0) {
         keys_wipe(&n->keys);
         return rc;
@@ -349,11 +561,24 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     if (rc != 0) {
         rules_fini(&n->rules);
         keys_wipe(&n->keys);
+        return rc;
+    }
+    if (o->tls_ca != NULL || o->tls_cert != NULL || o->tls_key != NULL) {
+        rc = tls_load(&n->tls, o->tls_ca, o->tls_cert, o->tls_key, e);
+        /* Peers check that its certificate names its jurisdiction. */
+        if (rc == 0) {
+            rc = tls_check_own(n->tls, n->cluster != NULL ? n->juris : NULL, e);
+        }
+        if (rc != 0) {
+            node_close(n);
+        }
     }
     return rc;
 }
 
 void node_close(struct node *n) {
+    tls_free(n->tls);
+    n->tls = NULL;
     free(n->cluster);
     n->cluster = NULL;
     state_fini(&n->state);
@@ -372,12 +597,52 @@ static bool recover_marker(const struct node *n, bool remove) {
     return access(path, F_OK) == 0;
 }
 
+/* A tls+tcp:// address this node listens on or dials, when it has no TLS
+ * files: said before anything starts, rather than by the first socket. */
+static int check_tls_urls(const struct node *n, const char *api_url, struct errbuf *e) {
+    if (n->tls != NULL) {
+        return 0;
+    }
+    const char *url = tls_url(api_url) ? api_url : NULL, *where = "--api";
+    for (uint32_t i = 0; url == NULL && n->cluster != NULL && i < n->cluster->count; i++) {
+        const struct cluster_node *cn = &n->cluster->nodes[i];
+        where = cn->juris;
+        url = tls_url(cn->peer_url)    ? cn->peer_url
+              : tls_url(cn->pub_url)   ? cn->pub_url
+              : tls_url(cn->query_url) ? cn->query_url
+                                       : NULL;
+    }
+    if (url == NULL) {
+        return 0;
+    }
+    struct errbuf probe;
+    err_clear(&probe);
+    if (tls_probe(&probe) != 0) {
+        return err_set(e, APL_EUNAVAIL, "%s (%s) is a tls+tcp:// address, but %s", url, where,
+                       probe.msg);
+    }
+    return err_set(e, APL_EINVAL,
+                   "%s (%s) is a tls+tcp:// address: give the node its TLS files with "
+                   "--tls-ca FILE --tls-cert FILE --tls-key FILE",
+                   url, where);
+}
+
 int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
+    int tls_rc = check_tls_urls(n, api_url, e);
+    if (tls_rc != 0) {
+        return tls_rc;
+    }
     struct writer_hooks h;
     node_writer_hooks(n, &h);
     /* A node with keys but no log of its own (its disk was lost), or one
      * restored from a backup, may be behind what its peers hold of it:
      * with a federation it learns its log back before signing anything. */
+    if (n->cluster == NULL && recover_marker(n, false)) {
+        return err_set(e, APL_EUNAVAIL,
+                       "this node was restored from a backup and may be behind what its peers "
+                       "hold of its log: start it with --cluster FILE, so that it relearns its "
+                       "newer records before it signs anything (signing first forks its log)");
+    }
     bool recovering = n->cluster != NULL && (n->self.head_seq == 0 || recover_marker(n, false));
     if (n->self.head_seq == 0 && !recovering) {
         struct wreq r = {.run = run_genesis};
@@ -419,6 +684,11 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
         olog(OLOG_ERROR, "monitor_not_started", NULL);
     }
     n->serving = true;
+    /* Where offline commands (appeal-node grant) find the running node. */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/api.url", n->dir);
+    unlink(path);
+    util_write_file(path, api_url, strlen(api_url), 0600, false);
     if (n->http_addr[0] != '\0' && (rc = http_start(&n->http, n, n->http_addr, e)) != 0) {
         node_stop(n);
         return rc;

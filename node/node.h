@@ -26,12 +26,14 @@
 #include "state.h"
 #include "store.h"
 #include "writer.h"
+#include "api.pb-c.h"
 
 struct api;
 struct cluster;
 struct repl;
 struct survey;
 struct http;
+struct tls;
 
 struct node_opts {
     const char *dir;
@@ -45,6 +47,9 @@ struct node_opts {
     struct alert_thresholds alerts;
     const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
     int64_t peer_skew_ms;  /* drills only */
+    /* TLS files for tls+tcp:// addresses: all three or none (node/tls.h). */
+    const char *tls_ca, *tls_cert, *tls_key;
+    int64_t auth_window_ms; /* 0: AUTH_WINDOW_MS_DEFAULT */
 };
 
 struct node {
@@ -67,6 +72,7 @@ struct node {
     struct survey *survey;
     int recover_quorum;
     int heartbeat_idle_ms;
+    int64_t auth_window_ms; /* client requests: accepted clock difference */
     int64_t last_record_ms; /* writer thread only */
     uint64_t ticks;         /* writer thread only */
     /* This node's own log is on disk up to here: what peers may be served
@@ -79,11 +85,21 @@ struct node {
     struct http *http;
     char http_addr[128];
     int64_t peer_skew_ms; /* drills only: shifts the time in our peer messages */
+    struct tls *tls;      /* NULL: no TLS files (tcp:// and ipc:// only) */
     bool serving;
 };
 
-/* Creates DIR with keys, config, default rules files and the genesis
- * record. Prints nothing; fills `n` enough for the caller to print keys. */
+/* Writes a grant or a revocation (q: GrantRequest or RevokeRequest) into
+ * the log of a stopped node, as its administrator. */
+int node_admin_write(const char *dir, const Appeal__Request *q, uint64_t *seq, struct errbuf *e);
+
+/* Rotates a stopped node's signing key: writes the KeyRotated record
+ * (signed by the old key), moves the old key to sign.key.retired-SEQ and
+ * the new one to sign.key. The origin (the identity peers know) stays. */
+int node_rotate_key(const char *dir, uint64_t *seq, uint8_t new_pk[KEY_PK_BYTES], struct errbuf *e);
+
+/* Creates DIR with keys, config, default rules files, the genesis record
+ * and the grant of the administrator's key (DIR/admin.key). */
 int node_init(const char *dir, const char *juris, struct errbuf *e);
 
 /* Opens an initialised node (keys, rules, store). */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bounds.h"
 
 enum { RECORD_REPEATED_MAX = 16 };
@@ -221,13 +222,18 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
         if (b->key_granted->jurisdiction[0] != '\0' && !juris_valid(b->key_granted->jurisdiction)) {
             return err_set(e, APL_EINVAL, "grant names a malformed jurisdiction");
         }
+        if (role_parse(b->key_granted->role) == 0) {
+            return err_set(e, APL_EINVAL, "grant names no known role");
+        }
         return bytes_len(&b->key_granted->key, KEY_PK_BYTES, KEY_PK_BYTES, "key", e) ||
-               text(b->key_granted->role, 16, false, "role", e) ||
                text(b->key_granted->label, LABEL_BYTES_MAX, false, "label", e);
     case APPEAL__BODY__EVENT_KEY_REVOKED:
         return bytes_len(&b->key_revoked->key, KEY_PK_BYTES, KEY_PK_BYTES, "key", e) ||
                text(b->key_revoked->reason, REASON_BYTES_MAX, true, "reason", e);
     case APPEAL__BODY__EVENT_KEY_ROTATED:
+        if (b->key_rotated->from_seq != b->seq + 1) {
+            return err_set(e, APL_EINVAL, "a rotated key must sign from the next record on");
+        }
         return bytes_len(&b->key_rotated->new_key, KEY_PK_BYTES, KEY_PK_BYTES, "new_key", e) ||
                key_len(&b->key_rotated->new_box_key, BOX_PK_BYTES, "new_box_key", e);
     default:
@@ -262,7 +268,7 @@ int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record 
         rc = bytes_len(&b->prev, HASH_BYTES, HASH_BYTES, "prev", e);
     }
     if (rc == 0 && b->actor.len != 0) {
-        rc = bytes_len(&b->actor, KEY_ID_BYTES, KEY_ID_BYTES, "actor", e);
+        rc = bytes_len(&b->actor, KEY_PK_BYTES, KEY_PK_BYTES, "actor", e);
     }
     if (rc == 0 && b->seq == 0) {
         rc = err_set(e, APL_EINVAL, "record seq is 0");
@@ -417,6 +423,8 @@ static void body_field(void *arg, uint32_t num, uint32_t wire, uint64_t v, const
         o->seq = v;
     } else if (num == 3 && wire == 2) {
         o->prev = blen == HASH_BYTES ? b : NULL;
+    } else if (num == 5 && wire == 2) {
+        o->actor = blen == KEY_PK_BYTES ? b : NULL;
     } else if (num >= 10 && num <= 24 && wire == 2) {
         o->event = num;
     }

@@ -45,8 +45,9 @@ struct rec_peek {
     size_t body_len;
     const uint8_t *origin; /* KEY_PK_BYTES */
     uint64_t seq;
-    const uint8_t *prev; /* HASH_BYTES */
-    uint32_t event;      /* field number of the event: Body's oneof case */
+    const uint8_t *prev;  /* HASH_BYTES */
+    uint32_t event;       /* field number of the event: Body's oneof case */
+    const uint8_t *actor; /* KEY_PK_BYTES, or NULL */
 };
 int rec_peek(const uint8_t *bytes, size_t len, struct rec_peek *out);
 

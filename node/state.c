@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agg.h"
+#include "auth.h"
 #include "lifecycle.h"
 #include "bounds.h"
 #include "olog.h"
@@ -510,7 +511,8 @@ int state_apply(struct state *st, MDB_txn *t, const struct origin_state *o, uint
     if (rec_appeal_ref(b, &number, &version)) {
         return apply_appeal(st, t, o, seq, b);
     }
-    return 0; /* genesis, heartbeat, keys: origin-level, handled by log_append */
+    /* genesis, heartbeat, rotation: origin-level, handled by log_append */
+    return grant_apply(st->s, t, o->idx, seq, b);
 }
 
 /* ---- rebuild ---- */

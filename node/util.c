@@ -103,7 +103,7 @@ int util_read_file(const char *path, size_t max_bytes, char **out, size_t *len) 
     return 0;
 }
 
-static int fsync_dir_of(const char *path) {
+int util_fsync_dir_of(const char *path) {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -160,7 +160,7 @@ int util_write_file(const char *path, const void *data, size_t len, unsigned mod
     } else {
         unlink(tmp);
     }
-    return rc == 0 ? fsync_dir_of(path) : rc;
+    return rc == 0 ? util_fsync_dir_of(path) : rc;
 }
 
 int util_mkdir(const char *path, unsigned mode) {

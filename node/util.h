@@ -30,6 +30,9 @@ int util_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
  * APL_EEXIST if `path` exists. */
 int util_write_file(const char *path, const void *data, size_t len, unsigned mode, bool exclusive);
 
+/* fsyncs the directory holding `path` (after a rename in it). */
+int util_fsync_dir_of(const char *path);
+
 /* Copies a file of any size (streaming), fsyncs it; `to` is created. */
 int util_copy_file(const char *from, const char *to, unsigned mode);
 

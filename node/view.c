@@ -154,7 +154,7 @@ static int personal(struct node *n, MDB_txn *t, const Appeal__AppealRow *row, st
     return 0;
 }
 
-int view_appeal(struct node *n, MDB_txn *t, const char *number, struct arena *a,
+int view_appeal(struct node *n, MDB_txn *t, const char *number, bool may_read, struct arena *a,
                 Appeal__AppealView **out, struct errbuf *e) {
     if (!number_valid(number)) {
         return err_set(e, APL_EINVAL, "`%.40s` is not a registration number", number);
@@ -175,8 +175,10 @@ int view_appeal(struct node *n, MDB_txn *t, const char *number, struct arena *a,
     v->row = row;
     v->overdue = view_overdue(n, row, node_today(n), &v->days_overdue);
     rc = history(n, t, number, a, v);
-    if (rc == 0) {
+    if (rc == 0 && may_read) {
         rc = personal(n, t, row, a, v);
+    } else if (rc == 0 && (row->sealed_at != NULL || row->answer_at != NULL)) {
+        v->personal_withheld = true; /* the caller's role does not read it */
     }
     if (rc != 0) {
         return err_set(e, rc, "cannot read appeal %s: %s", number, apl_strerror(rc));

@@ -16,7 +16,7 @@
 
 struct node;
 
-int view_appeal(struct node *n, MDB_txn *t, const char *number, struct arena *a,
+int view_appeal(struct node *n, MDB_txn *t, const char *number, bool may_read, struct arena *a,
                 Appeal__AppealView **out, struct errbuf *e);
 int view_list(struct node *n, MDB_txn *t, const Appeal__ListRequest *q, struct arena *a,
               Appeal__AppealList **out, struct errbuf *e);

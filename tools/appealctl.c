@@ -21,6 +21,7 @@
 #include "client.h"
 #include "json.h"
 #include "jsonout.h"
+#include "keys.h"
 #include "lifecycle.h"
 #include "query.h"
 #include "rules.h"
@@ -72,6 +73,14 @@ static const struct opt known[] = {
     {"csv", false},
     {"period", true},
     {"min-group", true},
+    {"key", true},
+    {"role", true},
+    {"jurisdiction", true},
+    {"label", true},
+    {"mine", false},
+    {"out", true},
+    {"tls-ca", true},
+    {"tls-server-name", true},
     {"help", false},
 };
 
@@ -83,7 +92,10 @@ struct cli {
 };
 
 static const char usage[] =
-    "usage: appealctl [--node URL] [--json] COMMAND [ARGS]\n"
+    "usage: appealctl [--node URL] [--key FILE] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "Requests are signed with the official's key FILE (default: $APPEAL_KEY);\n"
+    "the node checks the key's role before it answers.\n"
     "\n"
     "  file --type TYPE --category CODE --subject TEXT [--body TEXT]\n"
     "       [--applicant-name NAME] [--applicant-iin IIN] [--applicant-address ADDR]\n"
@@ -113,7 +125,16 @@ static const char usage[] =
     "  cluster status      replication: peers, origins, lag, forks\n"
     "  metrics             the node's metrics (Prometheus text format)\n"
     "\n"
-    "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100.\n";
+    "  keygen --out FILE   a new official's key: FILE (secret, 0600) and FILE.pub\n"
+    "  grant PUBLIC --role ROLE [--jurisdiction CODE] [--label TEXT]   (admin)\n"
+    "       ROLE: registrar, official, national, operator, admin\n"
+    "  revoke PUBLIC [--reason TEXT]                                   (admin)\n"
+    "  grants [--mine]     the keys this node granted (--mine: the caller's)\n"
+    "  whoami              the caller's key and roles on this node\n"
+    "\n"
+    "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100. For tls+tcp:// nodes,\n"
+    "--tls-ca FILE (or $APPEAL_TLS_CA) is the federation's CA certificate; the node's\n"
+    "certificate must name the URL's host, or --tls-server-name NAME.\n";
 
 static int find_opt(const char *name) {
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
@@ -311,14 +332,19 @@ static void print_view_text(const Appeal__AppealView *v) {
             printf("  answered   %s\n", p->answer_text);
         }
     } else if (v->personal_withheld) {
-        printf("  personal data withheld: only the owner's node opens it\n");
+        printf("  personal data withheld: only the owner's node opens it, for its registrars "
+               "and officials\n");
     }
     printf("  history\n");
     for (size_t i = 0; i < v->n_history; i++) {
         const Appeal__HistoryEntry *h = v->history[i];
         fmt_time(h->time_ms, t, sizeof t);
-        printf("    %s  %-6s #%-6llu %s\n", t, h->jurisdiction, (unsigned long long)h->seq,
-               h->detail);
+        char by[KEY_SHORT_HEX + 1] = "-";
+        if (h->actor.len == KEY_PK_BYTES) {
+            util_hex(h->actor.data, KEY_SHORT_HEX / 2, by);
+        }
+        printf("    %s  %-6s #%-6llu by %s  %s\n", t, h->jurisdiction, (unsigned long long)h->seq,
+               by, h->detail);
     }
 }
 
@@ -345,7 +371,10 @@ static void print_receipt(bool as_json, const char *verb, const Appeal__Receipt 
         json_done(&j);
         return;
     }
-    if (strcmp(verb, "file") == 0) {
+    if (strcmp(verb, "grant") == 0 || strcmp(verb, "revoke") == 0) {
+        printf("ok: %s (log seq %llu)\n", strcmp(verb, "grant") == 0 ? "granted" : "revoked",
+               (unsigned long long)r->seq);
+    } else if (strcmp(verb, "file") == 0) {
         printf("%s\n", r->number);
         printf("  registered %s by %s\n", t, r->receiving_body);
         printf("  deadline   %s\n", d);
@@ -931,6 +960,128 @@ static int cmd_overdue(struct client *cl, const struct cli *c, bool as_json) {
     return rc;
 }
 
+static void print_grants(bool as_json, const Appeal__GrantList *l) {
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_arr(&j, "grants");
+        for (size_t i = 0; i < l->n_grants; i++) {
+            const Appeal__Grant *g = l->grants[i];
+            json_obj(&j, NULL);
+            json_hex(&j, "key", g->key.data, g->key.len);
+            json_arr(&j, "roles");
+            for (size_t r = 0; r < g->n_roles; r++) {
+                json_str(&j, NULL, g->roles[r]);
+            }
+            json_end_arr(&j);
+            json_str(&j, "jurisdiction", g->jurisdiction);
+            json_str(&j, "label", g->label);
+            json_uint(&j, "granted_seq", g->granted_seq);
+            json_uint(&j, "revoked_seq", g->revoked_seq);
+            json_str(&j, "revoked_reason", g->revoked_reason);
+            json_end_obj(&j);
+        }
+        json_end_arr(&j);
+        json_end_obj(&j);
+        json_done(&j);
+        return;
+    }
+    if (l->n_grants == 0) {
+        printf("no grants\n");
+    }
+    for (size_t i = 0; i < l->n_grants; i++) {
+        const Appeal__Grant *g = l->grants[i];
+        char hex[2 * 32 + 1] = "?";
+        if (g->key.len == 32) {
+            util_hex(g->key.data, 32, hex);
+        }
+        printf("%s  %-8s", hex, g->jurisdiction);
+        for (size_t r = 0; r < g->n_roles; r++) {
+            printf("%s%s", r ? "," : " ", g->roles[r]);
+        }
+        if (g->revoked_seq) {
+            printf("  REVOKED at seq %llu%s%s", (unsigned long long)g->revoked_seq,
+                   g->revoked_reason[0] ? ": " : "", g->revoked_reason);
+        }
+        printf("%s%s\n", g->label[0] ? "  " : "", g->label);
+    }
+}
+
+/* keygen: needs no node. */
+static int cmd_keygen(const struct cli *c, bool as_json) {
+    const char *out = opt(c, "out");
+    if (out == NULL || !out[0]) {
+        fprintf(stderr, "appealctl: keygen --out FILE\n");
+        return 2;
+    }
+    uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    crypto_sign_keypair(pk, sk);
+    struct errbuf e;
+    err_clear(&e);
+    char pub[4200];
+    snprintf(pub, sizeof pub, "%.4000s.pub", out);
+    int rc = keys_save_signing(out, sk, "Ed25519 key of an official", &e);
+    sodium_memzero(sk, sizeof sk);
+    if (rc == 0) {
+        rc = keys_save_public(pub, pk, "Ed25519 public key of an official", &e);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "appealctl: %s\n", err_msg(&e, rc));
+        return 1;
+    }
+    char hex[2 * sizeof pk + 1];
+    util_hex(pk, sizeof pk, hex);
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_str(&j, "key", hex);
+        json_str(&j, "secret_file", out);
+        json_str(&j, "public_file", pub);
+        json_end_obj(&j);
+        json_done(&j);
+    } else {
+        printf("%s\n  secret key in %s (keep it: mode 0600)\n  public key in %s (give it to "
+               "the node's administrator to grant)\n",
+               hex, out, pub);
+    }
+    return 0;
+}
+
+static int build_grant(const struct cli *c, Appeal__Request *q, Appeal__GrantRequest *g,
+                       Appeal__RevokeRequest *r, uint8_t pk[32]) {
+    bool revoke = strcmp(c->pos[0], "revoke") == 0;
+    if (c->npos < 2 || (!revoke && opt(c, "role") == NULL)) {
+        fprintf(stderr, "appealctl: %s\n",
+                revoke ? "revoke PUBLIC [--reason TEXT]"
+                       : "grant PUBLIC --role ROLE [--jurisdiction CODE] [--label TEXT]");
+        return 2;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    if (keys_parse_public(c->pos[1], pk, &e) != 0) {
+        fprintf(stderr, "appealctl: %s\n", e.msg);
+        return 2;
+    }
+    if (revoke) {
+        r->key.data = pk;
+        r->key.len = 32;
+        r->reason = (char *)(opt(c, "reason") ? opt(c, "reason") : "");
+        q->op_case = APPEAL__REQUEST__OP_REVOKE;
+        q->revoke = r;
+    } else {
+        g->key.data = pk;
+        g->key.len = 32;
+        g->role = (char *)opt(c, "role");
+        g->jurisdiction = (char *)(opt(c, "jurisdiction") ? opt(c, "jurisdiction") : "");
+        g->label = (char *)(opt(c, "label") ? opt(c, "label") : "");
+        q->op_case = APPEAL__REQUEST__OP_GRANT;
+        q->grant = g;
+    }
+    return 0;
+}
+
 static int run(struct client *cl, const struct cli *c, bool as_json) {
     const char *cmd = c->pos[0];
     Appeal__Request q = APPEAL__REQUEST__INIT;
@@ -940,6 +1091,10 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
     Appeal__InfoRequest i = APPEAL__INFO_REQUEST__INIT;
     Appeal__ClusterStatusRequest cs = APPEAL__CLUSTER_STATUS_REQUEST__INIT;
     Appeal__MetricsRequest mr = APPEAL__METRICS_REQUEST__INIT;
+    Appeal__GrantRequest g = APPEAL__GRANT_REQUEST__INIT;
+    Appeal__RevokeRequest r = APPEAL__REVOKE_REQUEST__INIT;
+    Appeal__GrantsRequest gs = APPEAL__GRANTS_REQUEST__INIT;
+    uint8_t pk[32];
     if (strcmp(cmd, "list") == 0) {
         return cmd_list(cl, c, as_json);
     }
@@ -963,6 +1118,14 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
         s.number = (char *)c->pos[1];
         q.op_case = APPEAL__REQUEST__OP_SHOW;
         q.show = &s;
+    } else if (strcmp(cmd, "grant") == 0 || strcmp(cmd, "revoke") == 0) {
+        if (build_grant(c, &q, &g, &r, pk) != 0) {
+            return 2;
+        }
+    } else if (strcmp(cmd, "grants") == 0 || strcmp(cmd, "whoami") == 0) {
+        gs.mine = strcmp(cmd, "whoami") == 0 || flag(c, "mine");
+        q.op_case = APPEAL__REQUEST__OP_GRANTS;
+        q.grants = &gs;
     } else if (strcmp(cmd, "info") == 0) {
         q.op_case = APPEAL__REQUEST__OP_INFO;
         q.info = &i;
@@ -1018,6 +1181,13 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
     case APPEAL__RESPONSE__RESULT_METRICS_TEXT:
         fputs(resp->metrics_text, stdout);
         break;
+    case APPEAL__RESPONSE__RESULT_GRANTS:
+        if (strcmp(cmd, "whoami") == 0 && resp->grants->n_grants == 0 && !as_json) {
+            printf("this key has no grant on this node\n");
+            break;
+        }
+        print_grants(as_json, resp->grants);
+        break;
     default:
         fprintf(stderr, "appealctl: the node answered with nothing\n");
         return 1;
@@ -1048,13 +1218,27 @@ int main(int argc, char **argv) {
         return 2;
     }
     bool as_json = flag(&c, "json");
+    if (strcmp(c.pos[0], "keygen") == 0) {
+        return cmd_keygen(&c, as_json);
+    }
     struct client cl;
     struct errbuf e;
     err_clear(&e);
-    int rc = client_open(&cl, url, (int)timeout, &e);
+    /* tls+tcp://: the node's certificate is checked against the federation's CA. */
+    const char *ca = opt(&c, "tls-ca") ? opt(&c, "tls-ca") : getenv("APPEAL_TLS_CA");
+    const char *server_name =
+        opt(&c, "tls-server-name") ? opt(&c, "tls-server-name") : getenv("APPEAL_TLS_SERVER_NAME");
+    int rc = client_open_tls(&cl, url, (int)timeout, ca, server_name, &e);
     if (rc != 0) {
         print_error(as_json, APPEAL__ERROR_CODE__ERR_UNAVAILABLE, err_msg(&e, rc));
-        return 3;
+        /* No usable CA file is a usage error; a refused certificate, unreachable. */
+        return rc == APL_ENET || rc == APL_EAUTH || rc == APL_ETIMEDOUT ? 3 : 2;
+    }
+    const char *key = opt(&c, "key") ? opt(&c, "key") : getenv("APPEAL_KEY");
+    if (key != NULL && key[0] != '\0' && (rc = client_sign_with(&cl, key, &e)) != 0) {
+        fprintf(stderr, "appealctl: %s\n", err_msg(&e, rc));
+        client_close(&cl);
+        return 2;
     }
     rc = run(&cl, &c, as_json);
     client_close(&cl);

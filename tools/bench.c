@@ -2,7 +2,11 @@
  * appeal-bench: N concurrent clients, each on its own persistent
  * connection, filing appeals against one node for a fixed time.
  *
- *   appeal-bench --node URL [--clients 32] [--seconds 10] [--warmup 1]
+ *   appeal-bench --node URL --key FILE [--clients 32] [--seconds 10] [--warmup 1]
+ *
+ * FILE is a registrar's key (a node's DIR/admin.key will do). Requests are
+ * signed before the clock starts, each with its own nonce: the node's
+ * replay cache refuses a request sent twice.
  *
  * Prints appeals/s acknowledged, p50/p99/max latency, commits/s and
  * appeals per commit (from the node's own counters), and the machine's
@@ -27,12 +31,24 @@
 #include <time.h>
 
 #include "client.h"
+#include "clock.h"
 #include "keys.h"
 #include "olog.h"
 #include "store.h"
 #include "util.h"
 
-enum { CLIENTS_MAX = 512, SAMPLES_PER_CLIENT_MAX = 1 << 20 };
+enum { CLIENTS_MAX = 512, SAMPLES_PER_CLIENT_MAX = 1 << 20, POOL_MAX = 2000000 };
+
+static const char *key_path; /* the official's key every request is signed with */
+
+/* A client that signs with key_path. */
+static int open_signed(struct client *c, const char *url, struct errbuf *e) {
+    int rc = client_open(c, url, 10000, e);
+    if (rc == 0 && (rc = client_sign_with(c, key_path, e)) != 0) {
+        client_close(c);
+    }
+    return rc;
+}
 
 struct worker {
     pthread_t thread;
@@ -87,7 +103,7 @@ static void *work(void *arg) {
     struct worker *w = arg;
     struct client c;
     struct errbuf e = {0};
-    if (client_open(&c, w->url, 10000, &e) != 0) {
+    if (open_signed(&c, w->url, &e) != 0) {
         snprintf(w->first_error, sizeof w->first_error, "%s", e.msg);
         w->errors++;
         return NULL;
@@ -191,14 +207,22 @@ static int raw_connect(const char *url, int *fd_out) {
 struct raw_pool {
     uint8_t **msgs;
     size_t *lens;
-    size_t n;
+    size_t n, next;        /* each is sent once */
+    uint64_t exhausted_ns; /* when the last one was sent; 0: not yet */
 };
 
 /* Requests prepared before the clock starts: distinct applicants and texts. */
-static void raw_prepare(struct raw_pool *p, size_t n) {
+static int raw_prepare(struct raw_pool *p, size_t n) {
+    uint8_t pk[KEY_PK_BYTES], sk[KEY_SK_BYTES];
+    struct errbuf e = {0};
+    if (keys_load_signing(key_path, pk, sk, &e) != 0) {
+        fprintf(stderr, "appeal-bench: %s\n", e.msg);
+        return -1;
+    }
     p->msgs = calloc(n, sizeof *p->msgs);
     p->lens = calloc(n, sizeof *p->lens);
     p->n = n;
+    p->next = 0;
     char body[200], iin[13];
     for (size_t i = 0; i < n; i++) {
         snprintf(body, sizeof body,
@@ -218,7 +242,7 @@ static void raw_prepare(struct raw_pool *p, size_t n) {
         randombytes_buf(nonce, sizeof nonce);
         Appeal__Request q = APPEAL__REQUEST__INIT;
         q.version = 1;
-        q.time_ms = 1;
+        q.time_ms = clock_system_ms();
         q.nonce.data = nonce;
         q.nonce.len = sizeof nonce;
         q.op_case = APPEAL__REQUEST__OP_FILE;
@@ -226,16 +250,31 @@ static void raw_prepare(struct raw_pool *p, size_t n) {
         uint8_t *inner;
         size_t ilen;
         pbx_pack(&q.base, &inner, &ilen);
+        uint8_t sig[SIG_BYTES];
+        crypto_sign_detached(sig, NULL, inner, ilen, sk);
         Appeal__ClientRequest cr = APPEAL__CLIENT_REQUEST__INIT;
         cr.request.data = inner;
         cr.request.len = ilen;
+        cr.key.data = pk;
+        cr.key.len = sizeof pk;
+        cr.sig.data = sig;
+        cr.sig.len = sizeof sig;
         pbx_pack(&cr.base, &p->msgs[i], &p->lens[i]);
         free(inner);
     }
+    sodium_memzero(sk, sizeof sk);
+    return 0;
 }
 
-static void raw_send(struct raw_conn *c, const struct raw_pool *p) {
-    size_t k = c->next++ % p->n;
+static void raw_send(struct raw_conn *c, struct raw_pool *p) {
+    if (p->next == p->n) {
+        return; /* every prepared request is sent: the run ends early */
+    }
+    size_t k = p->next++;
+    c->next++;
+    if (p->next == p->n) {
+        p->exhausted_ns = util_mono_ns();
+    }
     size_t len = p->lens[k];
     c->out = realloc(c->out, 12 + len);
     uint64_t frame = 4 + len;
@@ -255,8 +294,7 @@ static void raw_send(struct raw_conn *c, const struct raw_pool *p) {
 }
 
 /* Consumes whole frames in c->in; returns replies seen (-1 on error). */
-static int raw_replies(struct raw_conn *c, struct worker *w, const struct raw_pool *p,
-                       struct arena *a) {
+static int raw_replies(struct raw_conn *c, struct worker *w, struct raw_pool *p, struct arena *a) {
     int got = 0;
     size_t at = 0;
     if (!c->handshaken) {
@@ -305,9 +343,7 @@ static int raw_replies(struct raw_conn *c, struct worker *w, const struct raw_po
 
 /* The whole load from one thread: `clients` connections, one request in
  * flight on each. Latencies go into w. */
-static void raw_run(const char *url, long clients, struct worker *w) {
-    struct raw_pool pool;
-    raw_prepare(&pool, 4096);
+static void raw_run(const char *url, long clients, struct worker *w, struct raw_pool *pool) {
     struct raw_conn *conns = calloc((size_t)clients, sizeof *conns);
     int ep = epoll_create1(0);
     for (long i = 0; i < clients; i++) {
@@ -333,7 +369,7 @@ static void raw_run(const char *url, long clients, struct worker *w) {
                 if (c->due_ns <= now || now >= w->until_ns) {
                     c->waiting = false;
                     if (now < w->until_ns) {
-                        raw_send(c, &pool);
+                        raw_send(c, pool);
                     }
                 } else if ((int)((c->due_ns - now) / 1000000) < timeout_ms) {
                     timeout_ms = (int)((c->due_ns - now) / 1000000);
@@ -356,7 +392,7 @@ static void raw_run(const char *url, long clients, struct worker *w) {
                 continue;
             }
             c->in_len += (size_t)r;
-            if (raw_replies(c, w, &pool, &a) < 0) {
+            if (raw_replies(c, w, pool, &a) < 0) {
                 w->errors++;
             }
             if (util_mono_ns() >= w->until_ns && c->in_len == 0 && c->handshaken && c->fd >= 0 &&
@@ -404,7 +440,7 @@ static double sign_ceiling(void) {
 static int node_counters(const char *url, uint64_t *commits, uint64_t *writes) {
     struct client c;
     struct errbuf e = {0};
-    if (client_open(&c, url, 10000, &e) != 0) {
+    if (open_signed(&c, url, &e) != 0) {
         fprintf(stderr, "appeal-bench: %s\n", e.msg);
         return -1;
     }
@@ -508,13 +544,30 @@ int main(int argc, char **argv) {
             raw = strcmp(argv[i + 1], "nng") != 0;
         } else if (strcmp(argv[i], "--op") == 0) {
             info_only = strcmp(argv[i + 1], "info") == 0;
+        } else if (strcmp(argv[i], "--key") == 0) {
+            key_path = argv[i + 1];
         } else if (strcmp(argv[i], "--warmup") == 0) {
             util_parse_long(argv[i + 1], 0, 60, &warmup);
         }
     }
-    if (url == NULL || sodium_init() < 0) {
-        fprintf(stderr, "usage: appeal-bench --node URL [--clients N] [--seconds S]\n");
+    if (key_path == NULL) {
+        key_path = getenv("APPEAL_KEY");
+    }
+    if (url == NULL || key_path == NULL || sodium_init() < 0) {
+        fprintf(
+            stderr,
+            "usage: appeal-bench --node URL --key FILE [--clients N] [--seconds S] [--rate N]\n");
         return 2;
+    }
+    struct raw_pool pool = {0};
+    if (raw && !info_only) {
+        /* Enough signed requests for the run at the rate asked, or at more
+         * than this machine's node has ever done. */
+        double per_s = rate > 0 ? (double)rate * 1.1 : 25000.0;
+        size_t n = (size_t)(per_s * (double)(seconds + warmup)) + (size_t)clients;
+        if (raw_prepare(&pool, n < POOL_MAX ? n : POOL_MAX) != 0) {
+            return 2;
+        }
     }
     double ceiling = sign_ceiling();
     struct worker *w = calloc((size_t)clients, sizeof *w);
@@ -543,7 +596,7 @@ int main(int argc, char **argv) {
         struct counters_probe probe = {url, (time_t)warmup, &c0, &w0, -1};
         pthread_t pt;
         pthread_create(&pt, NULL, probe_counters, &probe);
-        raw_run(url, clients, ww);
+        raw_run(url, clients, ww, &pool);
         pthread_join(pt, NULL);
         counters = probe.rc;
         clients_measured = 1;
@@ -556,7 +609,15 @@ int main(int argc, char **argv) {
         }
         clients_measured = clients;
     }
-    double elapsed = (double)(util_mono_ns() - from) / 1e9;
+    uint64_t end = util_mono_ns();
+    if (pool.exhausted_ns != 0 && pool.exhausted_ns < end) {
+        fprintf(stderr,
+                "appeal-bench: all %zu prepared requests were sent before the end; the "
+                "rate is measured up to then\n",
+                pool.n);
+        end = pool.exhausted_ns;
+    }
+    double elapsed = (double)(end - from) / 1e9;
     if (counters == 0) {
         counters = node_counters(url, &c1, &w1);
     }

@@ -8,10 +8,40 @@
 
 #include "bounds.h"
 #include "clock.h"
+#include "tls.h"
+#include "keys.h"
 
 enum { CLIENT_ARENA_BYTES = 2 * RESPONSE_BYTES_MAX + (1 << 20) };
 
+/* Dials once and waits for the connection. Over tls+tcp:// the node's
+ * certificate must be signed by the CA in `ca_path` and name `server_name`
+ * (NULL: the URL's host). */
+static int client_dial(struct client *c, const char *url, const char *ca_path,
+                       const char *server_name, struct errbuf *e) {
+    struct tls *t = NULL;
+    if (tls_url(url)) {
+        if (ca_path == NULL || ca_path[0] == '\0') {
+            return err_set(e, APL_EINVAL,
+                           "%s is a tls+tcp:// address: give the federation's CA certificate "
+                           "with --tls-ca FILE (or APPEAL_TLS_CA)",
+                           url);
+        }
+        int rc = tls_load(&t, ca_path, NULL, NULL, e);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    int rc = tls_dial(c->sock, url, t, server_name, 0, "reach the node at", NULL, e);
+    tls_free(t);
+    return rc;
+}
+
 int client_open(struct client *c, const char *url, int timeout_ms, struct errbuf *e) {
+    return client_open_tls(c, url, timeout_ms, NULL, NULL, e);
+}
+
+int client_open_tls(struct client *c, const char *url, int timeout_ms, const char *ca_path,
+                    const char *server_name, struct errbuf *e) {
     memset(c, 0, sizeof *c);
     c->timeout_ms = timeout_ms;
     int rv = nng_req0_open(&c->sock);
@@ -30,10 +60,10 @@ int client_open(struct client *c, const char *url, int timeout_ms, struct errbuf
     if (rv != 0) {
         return err_set(e, APL_ENET, "cannot open a socket: %s", nng_strerror(rv));
     }
-    rv = nng_dial(c->sock, url, NULL, 0);
-    if (rv != 0) {
+    int rc = client_dial(c, url, ca_path, server_name, e);
+    if (rc != 0) {
         nng_close(c->sock);
-        return err_set(e, APL_ENET, "cannot reach the node at %s: %s", url, nng_strerror(rv));
+        return rc;
     }
     if (arena_init(&c->arena, CLIENT_ARENA_BYTES) != 0) {
         nng_close(c->sock);
@@ -45,6 +75,13 @@ int client_open(struct client *c, const char *url, int timeout_ms, struct errbuf
 void client_close(struct client *c) {
     nng_close(c->sock);
     arena_fini(&c->arena);
+    sodium_memzero(c->sk, sizeof c->sk);
+}
+
+int client_sign_with(struct client *c, const char *path, struct errbuf *e) {
+    int rc = keys_load_signing(path, c->pk, c->sk, e);
+    c->signing = rc == 0;
+    return rc;
 }
 
 int client_call_raw(struct client *c, const void *data, size_t len, Appeal__Response **resp,
@@ -83,6 +120,14 @@ int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp,
     Appeal__ClientRequest cr = APPEAL__CLIENT_REQUEST__INIT;
     cr.request.data = inner;
     cr.request.len = inner_len;
+    uint8_t sig[crypto_sign_BYTES];
+    if (c->signing) {
+        crypto_sign_detached(sig, NULL, inner, inner_len, c->sk);
+        cr.key.data = c->pk;
+        cr.key.len = sizeof c->pk;
+        cr.sig.data = sig;
+        cr.sig.len = sizeof sig;
+    }
     uint8_t *wire;
     size_t wire_len;
     rc = pbx_pack(&cr.base, &wire, &wire_len);

@@ -10,6 +10,7 @@
 #define APPEAL_CLIENT_H
 
 #include <nng/nng.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "api.pb-c.h"
@@ -20,10 +21,24 @@ struct client {
     nng_socket sock;
     int timeout_ms;
     struct arena arena; /* holds the last response */
+    bool signing;       /* requests are signed with `sk` */
+    uint8_t pk[32];
+    uint8_t sk[64];
 };
 
 int client_open(struct client *c, const char *url, int timeout_ms, struct errbuf *e);
+/* The same, for tls+tcp:// too: the node's certificate must be signed by
+ * the CA in `ca_path` and name `server_name` (NULL: the URL's host).
+ * Errors: APL_EINVAL and the file's errors for a missing or unusable CA
+ * file, APL_EAUTH for a certificate refused in the handshake, APL_ENET
+ * for the rest. */
+int client_open_tls(struct client *c, const char *url, int timeout_ms, const char *ca_path,
+                    const char *server_name, struct errbuf *e);
 void client_close(struct client *c);
+
+/* Signs every request from now on with the official's key in `path`
+ * (appealctl keygen writes one; a node's DIR/admin.key is one too). */
+int client_sign_with(struct client *c, const char *path, struct errbuf *e);
 
 /* Sends `req` (version, time and nonce filled in here) and decodes the
  * response into the client's arena (valid until the next call). Transport

@@ -17,9 +17,10 @@ def say(text):
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
-def ctl(member, *args, check=True):
-    p = subprocess.run([os.path.join(BIN, "appealctl"), "--node", member.api, *args],
-                       capture_output=True, text=True)
+def ctl(member, *args, check=True, key=None):
+    """appealctl against `member`, signed with `key` (default: its administrator's)."""
+    p = subprocess.run([os.path.join(BIN, "appealctl"), "--node", member.api, "--key",
+                        key or member.admin_key, *args], capture_output=True, text=True)
     out = (p.stdout + p.stderr).rstrip()
     if out:
         print(out)
@@ -28,8 +29,9 @@ def ctl(member, *args, check=True):
     return p
 
 
-def file(member, type_, category, subject, *extra):
-    p = subprocess.run([os.path.join(BIN, "appealctl"), "--node", member.api, "--json", "file",
+def file(member, type_, category, subject, *extra, key=None):
+    p = subprocess.run([os.path.join(BIN, "appealctl"), "--node", member.api, "--key",
+                        key or member.admin_key, "--json", "file",
                         "--type", type_, "--category", category, "--subject", subject, *extra],
                        capture_output=True, text=True)
     if p.returncode != 0:
@@ -55,12 +57,25 @@ def main():
             print(f"  {code:6} {names[code]:18} api {m.api}  peers pull from {m.peer}")
         kz, astana, almaty, shymkent, abai = (fed.members[c] for c in codes)
 
+        say("Officials get keys; each node's administrator grants them roles")
+        keys = {}
+        for who, member, role in (("registrar", almaty, "registrar"),
+                                  ("official", almaty, "official"),
+                                  ("national", kz, "national")):
+            keys[who] = os.path.join(root, f"{who}.key")
+            subprocess.run([os.path.join(BIN, "appealctl"), "keygen", "--out", keys[who]],
+                           capture_output=True, check=True)
+            print(f"  {member.juris:6} {role:9} ", end="")
+            ctl(member, "grant", keys[who] + ".pub", "--role", role, "--label",
+                f"{role} of {names[member.juris]}")
+
         say("Register appeals in different regions (each node signs its own records)")
         a1 = file(almaty, "statement", "0002.0001", "Recalculation of my pension",
                   "--applicant-name", "Aigerim Bekova", "--applicant-iin", "900101300126",
-                  "--applicant-address", "Almaty, Abai avenue 150")
+                  "--applicant-address", "Almaty, Abai avenue 150", key=keys["registrar"])
         a2 = file(almaty, "complaint", "0005.0002", "Heating tariff raised without notice",
-                  "--applicant-name", "Timur Akhmetov", "--applicant-iin", "851231400567")
+                  "--applicant-name", "Timur Akhmetov", "--applicant-iin", "851231400567",
+                  key=keys["registrar"])
         file(astana, "proposal", "0005.0003", "A park on the empty lot by the river",
              "--applicant-name", "Residents' initiative group", "--co-signers", "240")
         file(shymkent, "request", "0002.0003", "Places in school No. 12",
@@ -69,11 +84,14 @@ def main():
         file(abai, "statement", "0003.0002", "Road to the village washed out",
              "--applicant-name", "Yerlan Nurgaliyev")
 
-        say("Work on them: assign, answer, close")
-        ctl(almaty, "assign", a2, "--to", "Department of energy and utilities")
+        say("Work on them: the registrar may not answer; the official assigns, answers, closes")
+        ctl(almaty, "answer", a1, "--outcome", "satisfied", "--text", "Done.",
+            key=keys["registrar"], check=False)
+        ctl(almaty, "assign", a2, "--to", "Department of energy and utilities",
+            key=keys["official"])
         ctl(almaty, "answer", a1, "--outcome", "satisfied", "--text",
-            "Your pension was recalculated from next month.")
-        ctl(almaty, "close", a1)
+            "Your pension was recalculated from next month.", key=keys["official"])
+        ctl(almaty, "close", a1, key=keys["official"])
 
         say(f"Forward {a2} from Almaty to Astana, the competent body")
         ctl(almaty, "forward", a2, "--to", "KZ-71", "--reason",
@@ -91,7 +109,7 @@ def main():
               ", ".join(f"{k} {v}" for k, v in sorted(views.items())))
 
         say(f"The national office (KZ) looks up {a2}: where it is now, no personal data")
-        ctl(kz, "show", a2)
+        ctl(kz, "show", a2, key=keys["national"])
         say(f"The new owner (Astana) opens it: personal data re-encrypted under its key")
         ctl(astana, "show", a2)
 

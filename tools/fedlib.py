@@ -2,7 +2,11 @@
 the integration tests. Real node processes, real ports, real cluster file.
 
 Ports: each node gets four consecutive free ports: API, then peer (pulls),
-peer+1 (pushes) and peer+2 (queries), as the cluster file derives them."""
+peer+1 (pushes) and peer+2 (queries), as the cluster file derives them.
+
+TLS (`Federation(..., tls=True)`): a federation CA is made with the openssl
+command in ROOT/ca, each node gets a key and a certificate naming its
+jurisdiction in its data directory, and every address is tls+tcp://."""
 
 import json
 import os
@@ -57,6 +61,73 @@ def port_block(count, tries=200):
     raise RuntimeError("no block of free ports")
 
 
+# -- TLS: a federation CA and node certificates, with the openssl command --
+
+TLS_FILES = ("tls-ca.pem", "tls-cert.pem", "tls-key.pem")  # in each node's directory
+
+
+def _openssl(*args):
+    p = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"openssl {args[0]}: {p.stderr.strip()}")
+
+
+def _private_file(path):
+    """Creates `path` empty with mode 0600, so the key never exists readable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def tls_ca(ca_dir, name="Appeals federation CA", days=3650):
+    """A federation CA: ca_dir/ca.pem (the certificate every node and client
+    trusts) and ca_dir/ca.key (mode 0600; signs node certificates only)."""
+    os.makedirs(ca_dir, mode=0o700, exist_ok=True)
+    key, cert = os.path.join(ca_dir, "ca.key"), os.path.join(ca_dir, "ca.pem")
+    _private_file(key)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", key, "-out", cert, "-days", str(days), "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return cert
+
+
+def tls_node_cert(ca_dir, out_dir, juris, hosts=("127.0.0.1", "localhost"), days=825):
+    """A key and a certificate for node `juris`, signed by the CA in ca_dir,
+    written with the CA certificate into out_dir as TLS_FILES (key 0600).
+    The certificate names the jurisdiction (peers check it) and `hosts`
+    (clients check the host of the URL they dial); an IP address is listed
+    as a DNS name too, because mbedTLS 2.28 matches names against DNS
+    entries only. Returns {"ca", "cert", "key"} paths."""
+    ca_pem, cert, key = (os.path.join(out_dir, f) for f in TLS_FILES)
+    csr, ext = os.path.join(out_dir, "tls.csr"), os.path.join(out_dir, "tls.ext")
+    names = [f"DNS:{juris}"]
+    for h in hosts:
+        names.append(f"DNS:{h}")
+        if h.replace(".", "").isdigit() or ":" in h:
+            names.append(f"IP:{h}")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth,clientAuth\n"
+                f"subjectAltName={','.join(names)}\n")
+    _private_file(key)
+    try:
+        _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={juris}")
+        _openssl("x509", "-req", "-in", csr, "-CA", os.path.join(ca_dir, "ca.pem"),
+                 "-CAkey", os.path.join(ca_dir, "ca.key"), "-set_serial",
+                 str(int.from_bytes(os.urandom(8), "big")), "-days", str(days),
+                 "-extfile", ext, "-out", cert)
+    finally:
+        for tmp in (csr, ext):
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    with open(os.path.join(ca_dir, "ca.pem")) as src, open(ca_pem, "w") as dst:
+        dst.write(src.read())
+    return {"ca": ca_pem, "cert": cert, "key": key}
+
+
 class Member:
     """One node of a local federation."""
 
@@ -71,14 +142,26 @@ class Member:
         self.entry = ""
         self.cluster_file = fed.cluster_file
         self.clock_file = None
+        self.client_ca = fed.ca_file  # what its appealctl trusts, with TLS
+
+    @property
+    def scheme(self):
+        return "tls+tcp" if self.fed.tls else "tcp"
 
     @property
     def api(self):
-        return f"tcp://127.0.0.1:{self.api_port}"
+        return f"{self.scheme}://127.0.0.1:{self.api_port}"
 
     @property
     def peer(self):
-        return f"tcp://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
+
+    def tls_args(self):
+        """--tls-ca/--tls-cert/--tls-key of its files ([] without TLS)."""
+        if not self.fed.tls:
+            return []
+        ca, cert, key = (os.path.join(self.dir, f) for f in TLS_FILES)
+        return ["--tls-ca", ca, "--tls-cert", cert, "--tls-key", key]
 
     def init(self):
         out = subprocess.run([self.fed.bin("appeal-node"), "init", "--data", self.dir,
@@ -90,11 +173,13 @@ class Member:
             parts = line.split()
             if len(parts) == 2 and parts[0] in ("sign", "box"):
                 self.keys[parts[0]] = parts[1]
+        if self.fed.tls:
+            tls_node_cert(self.fed.ca_dir, self.dir, self.juris)
 
     def start(self, *extra, wait=True):
         args = [self.fed.bin("appeal-node"), "run", "--data", self.dir, "--api", self.api,
                 "--cluster", self.cluster_file, "--log-file", self.log_path,
-                "--heartbeat-ms", str(self.fed.heartbeat_ms)]
+                "--heartbeat-ms", str(self.fed.heartbeat_ms), *self.tls_args()]
         if self.clock_file:
             args += ["--clock-file", self.clock_file]
         args += list(extra) + list(self.fed.node_args)
@@ -139,13 +224,24 @@ class Member:
         p.wait()
         p.stderr.close()
 
-    def ctl_raw(self, *args, timeout_ms=15000):
+    @property
+    def admin_key(self):
+        """The administrator's key: every role on this node."""
+        return os.path.join(self.dir, "admin.key")
+
+    def ctl_raw(self, *args, timeout_ms=15000, key=None):
+        """appealctl ARGS signed with `key` (default: the admin's; "" unsigned)."""
+        key = self.admin_key if key is None else key
+        sign = ["--key", key] if key else []
+        env = {k: v for k, v in os.environ.items() if k != "APPEAL_KEY"}
+        tls = ["--tls-ca", self.client_ca] if self.fed.tls else []
         p = subprocess.run([self.fed.bin("appealctl"), "--node", self.api, "--timeout",
-                            str(timeout_ms), *args], capture_output=True, text=True)
+                            str(timeout_ms), *sign, *tls, *args], capture_output=True,
+                           text=True, env=env)
         return p.returncode, p.stdout, p.stderr
 
-    def ctl(self, *args):
-        rc, out, err = self.ctl_raw("--json", *args)
+    def ctl(self, *args, key=None):
+        rc, out, err = self.ctl_raw("--json", *args, key=key)
         if rc == 0:
             return json.loads(out)
         if rc == 1 and out.strip():
@@ -174,9 +270,12 @@ class CtlError(Exception):
 
 
 class Federation:
-    def __init__(self, root, codes, bin_dir, heartbeat_ms=10000, node_args=()):
+    def __init__(self, root, codes, bin_dir, heartbeat_ms=10000, node_args=(), tls=False):
         self.root = root
         self.bin_dir = bin_dir
+        self.tls = tls  # tls+tcp:// everywhere, certificates from a CA in ROOT/ca
+        self.ca_dir = os.path.join(root, "ca")
+        self.ca_file = os.path.join(self.ca_dir, "ca.pem")
         self.heartbeat_ms = heartbeat_ms
         self.node_args = list(node_args)
         self.cluster_file = os.path.join(root, "cluster.conf")
@@ -191,6 +290,8 @@ class Federation:
         return os.path.join(self.bin_dir, name)
 
     def init(self):
+        if self.tls:
+            tls_ca(self.ca_dir)
         for m in self.members.values():
             m.init()
         self.write_cluster()
@@ -245,7 +346,9 @@ class Federation:
 
     def save(self):
         info = {code: {"api": m.api, "peer": m.peer, "data": m.dir, "log": m.log_path,
+                       "admin_key": m.admin_key,
                        "pid": m.proc.pid if m.proc else None}
                 for code, m in self.members.items()}
         with open(os.path.join(self.root, "federation.json"), "w") as f:
-            json.dump({"cluster": self.cluster_file, "nodes": info}, f, indent=2)
+            json.dump({"cluster": self.cluster_file, "nodes": info,
+                       "tls_ca": self.ca_file if self.tls else None}, f, indent=2)

@@ -150,14 +150,23 @@ class Node:
 
     # -- tools --
 
-    def ctl_raw(self, *args, timeout_ms=15000):
-        p = subprocess.run([CTL, "--node", self.url, "--timeout", str(timeout_ms), *args],
-                           capture_output=True, text=True)
+    @property
+    def admin_key(self):
+        """The administrator's key: every role on this node."""
+        return os.path.join(self.dir, "admin.key")
+
+    def ctl_raw(self, *args, timeout_ms=15000, key=None):
+        """appealctl ARGS signed with `key` (default: the admin's; "" unsigned)."""
+        key = self.admin_key if key is None else key
+        sign = ["--key", key] if key else []
+        env = {k: v for k, v in os.environ.items() if k != "APPEAL_KEY"}
+        p = subprocess.run([CTL, "--node", self.url, "--timeout", str(timeout_ms), *sign, *args],
+                           capture_output=True, text=True, env=env)
         return p.returncode, p.stdout, p.stderr
 
-    def ctl(self, *args):
+    def ctl(self, *args, key=None):
         """appealctl --json ARGS: the parsed answer, or NodeError."""
-        rc, out, err = self.ctl_raw("--json", *args)
+        rc, out, err = self.ctl_raw("--json", *args, key=key)
         if rc == 0:
             return json.loads(out)
         if rc == 1 and out.strip():
@@ -177,8 +186,11 @@ class Node:
     def info(self):
         return self.ctl("info")
 
-    def raw(self, data):
-        p = subprocess.run([RAWREQ, self.url], input=data, capture_output=True)
+    def raw(self, data, sign=True):
+        """Sends bytes as a request; with `sign`, signed with the admin's key
+        when they decode as a ClientRequest (to reach the checks behind)."""
+        p = subprocess.run([RAWREQ, self.url] + ([self.admin_key] if sign else []), input=data,
+                           capture_output=True)
         if p.returncode == 3:
             return None
         return json.loads(p.stdout)
@@ -251,13 +263,15 @@ def file_body(type_=1, category="0002.0001", subject="Subject", name="Name Surna
 FAULTPROXY = os.path.join(BIN, "appeal-faultproxy")
 
 
-def federation(codes, heartbeat_ms=60000, node_args=()):
+def federation(codes, heartbeat_ms=60000, node_args=(), tls=False):
     """An initialised (not started) local federation in a temporary
     directory; call .start(), and always .kill_all() and cleanup. Heartbeats
     are rare by default so that logs stand still once replication is done
-    (tests of convergence compare heads); tests of freshness ask for more."""
+    (tests of convergence compare heads); tests of freshness ask for more.
+    With tls, every address is tls+tcp:// (fedlib makes the certificates)."""
     root = tempfile.mkdtemp(prefix="appeal-fed-")
-    fed = fedlib.Federation(root, codes, BIN, heartbeat_ms=heartbeat_ms, node_args=node_args)
+    fed = fedlib.Federation(root, codes, BIN, heartbeat_ms=heartbeat_ms, node_args=node_args,
+                            tls=tls)
     fed.init()
     return fed
 

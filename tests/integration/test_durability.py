@@ -30,7 +30,8 @@ class Crash(unittest.TestCase):
         while not stop.is_set():
             n += 1
             p = subprocess.run(
-                [CTL, "--node", self.node.url, "--json", "--timeout", "3000", "file",
+                [CTL, "--node", self.node.url, "--key", self.node.admin_key, "--json",
+                 "--timeout", "3000", "file",
                  "--type", "statement", "--category", "0002.0002",
                  "--subject", f"Clinic queue {n}", "--applicant-name", "Dana Sarsen",
                  "--applicant-iin", "010203500018"],

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import time
 import unittest
 import urllib.error
@@ -171,6 +172,11 @@ class Operations(unittest.TestCase):
         rc, out = almaty.offline("restore", "--from", backup)
         self.assertEqual(rc, 0, out)
         self.assertIn("relearns its own newer records", out)
+        alone = subprocess.run([self.fed.bin("appeal-node"), "run", "--data", almaty.dir,
+                                "--api", f"tcp://127.0.0.1:{free_port()}"],
+                               capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(alone.returncode, 0)  # signing before relearning would fork
+        self.assertIn("start it with --cluster FILE", alone.stderr)
         self.start("KZ-75")
         wait_for(lambda: not almaty.ctl("cluster", "status")["recovering"], 60,
                  what="recovery after the restore")
@@ -196,8 +202,13 @@ class Operations(unittest.TestCase):
         rc, out = almaty.offline("restore", "--from", backup)
         self.assertNotEqual(rc, 0)
         self.assertIn("another appeal-node process", out)
+        other = os.path.join(self.fed.root, "astana.backup")
+        self.assertEqual(self.fed.members["KZ-71"].offline("backup", "--to", other)[0], 0)
         head = almaty.ctl("info")["head_seq"]
         self.assertEqual(almaty.stop(), 0)
+        rc, out = almaty.offline("restore", "--from", other)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("another node's backup", out)
         size = os.path.getsize(backup)
         with open(backup, "rb") as f:
             good = f.read()

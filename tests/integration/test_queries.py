@@ -205,6 +205,11 @@ class LiveWithADeadNode(unittest.TestCase):
                                           "0002.0001", "--subject", f"x{k}",
                                           "--applicant-name", "A B")
             wait_for(lambda: converged(fed), 30, what="convergence")
+            # the live links are up (a node dials a peer that started after
+            # it again within a second)
+            wait_for(lambda: all(s["source"] == "live" for s in fed.members["KZ"].ctl(
+                "stats", "--by", "region", "--live", "--deadline-ms", "1500")["sources"].values()),
+                30, what="every region answering live")
             replica = fed.members["KZ"].ctl("stats", "--by", "region,status")
             fed.members["KZ-75"].kill()
             t0 = time.time()

@@ -40,7 +40,7 @@ class Verify(unittest.TestCase):
         self.assertEqual(self.node.stop(), 0)
         rc, out = self.node.offline("verify")
         self.assertEqual(rc, 0, out)
-        self.assertIn("ok: 9 records of 1 origins", out)
+        self.assertIn("ok: 10 records of 1 origins", out)  # genesis, grant, 8 events
         rc, live = self.node.offline("dump")
         self.assertEqual(rc, 0)
         self.assertGreater(len(live.splitlines()), 20)

@@ -13,6 +13,7 @@
 #include "check.h"
 #include "bounds.h"
 #include "node.h"
+#include "repl.h"
 #include "verify.h"
 
 struct file_req {
@@ -31,6 +32,12 @@ static int run_req(void *arg, MDB_txn *t, struct wreq *r) {
     q->res.record = NULL;
     return q->act ? appeal_act(&c, &q->a, &q->res, &r->err)
                   : appeal_file(&c, &q->f, &q->res, &r->err);
+}
+
+static int run_heartbeat(void *arg, MDB_txn *t, struct wreq *r) {
+    struct appeal_ctx c;
+    node_appeal_ctx(arg, t, &c);
+    return appeal_heartbeat(&c, &r->err);
 }
 
 static void populate(struct node *n) {
@@ -108,7 +115,7 @@ static void flip(struct store *s, const struct rec_pos *p, size_t at) {
 static void every_flip_is_caught(struct store *s) {
     struct rec_pos recs[32];
     size_t n = list_records(s, recs, 32);
-    CHECK_INT(n, 5); /* genesis, three filings, one assignment */
+    CHECK_INT(n, 6); /* genesis, the admin's grant, three filings, one assignment */
     size_t flips = 0, caught = 0;
     for (size_t r = 0; r < n; r++) {
         char want[48];
@@ -134,7 +141,7 @@ static void every_flip_is_caught(struct store *s) {
     struct verify_report rep;
     struct errbuf e;
     CHECK(verify_store(s, &rep, &e) == 0);
-    CHECK_INT(rep.records, 5);
+    CHECK_INT(rep.records, 6);
 }
 
 /* Every derived table, as one string, for comparisons. */
@@ -169,6 +176,101 @@ static char *dump_derived(struct store *s) {
     return out;
 }
 
+static void heartbeat(struct node *n) {
+    struct writer_hooks h;
+    node_writer_hooks(n, &h);
+    h.tick = NULL;
+    struct wreq w = {.run = run_heartbeat};
+    CHECK(writer_run_now(&n->store, &h, &w) == 0);
+}
+
+/* A rotated key signs from the record after the rotation on: the chain
+ * verifies; a record the old key signs after it is refused by verify and
+ * by the checks replication makes on a run. */
+static void rotation_is_enforced(const char *dir) {
+    struct errbuf e;
+    err_clear(&e);
+    uint64_t rot_seq;
+    uint8_t new_pk[KEY_PK_BYTES], old_pk[KEY_PK_BYTES], old_sk[KEY_SK_BYTES];
+    CHECK(node_rotate_key(dir, &rot_seq, new_pk, &e) == 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/sign.key.retired-%llu", dir, (unsigned long long)rot_seq);
+    CHECK(keys_load_signing(path, old_pk, old_sk, &e) == 0);
+    struct node n;
+    struct node_opts o = {.dir = dir};
+    CHECK(node_open(&n, &o, &e) == 0);
+    CHECK(memcmp(n.keys.sign_pk, old_pk, KEY_PK_BYTES) == 0); /* the identity stays */
+    CHECK(memcmp(n.keys.signer_pk, new_pk, KEY_PK_BYTES) == 0);
+    CHECK(memcmp(n.self.signing_key, new_pk, KEY_PK_BYTES) == 0);
+    CHECK_INT(n.keys.n_rotations, 1);
+    heartbeat(&n); /* signed by the new key */
+    struct verify_report rep;
+    CHECK(verify_store(&n.store, &rep, &e) == 0);
+
+    /* The old key signs the next record anyway (a thief of the old key). */
+    Appeal__Heartbeat hb = APPEAL__HEARTBEAT__INIT;
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_HEARTBEAT;
+    b.heartbeat = &hb;
+    b.origin.data = old_pk;
+    b.origin.len = KEY_PK_BYTES;
+    b.seq = n.self.head_seq + 1;
+    b.prev.data = n.self.head_hash;
+    b.prev.len = HASH_BYTES;
+    b.time_ms = 1;
+    uint8_t *env;
+    size_t len;
+    CHECK(rec_sign(&b, old_sk, &env, &len) == 0);
+    MDB_txn *t;
+    CHECK(store_wr_begin(&n.store, &t) == 0);
+    struct origin_state forged = n.self;
+    CHECK(log_append(&n.store, t, &forged, env, len, &b, 0, false) == 0);
+    CHECK(store_commit(&n.store, t) == 0);
+    err_clear(&e);
+    CHECK_INT(verify_store(&n.store, &rep, &e), APL_ESIG);
+    char want[64];
+    snprintf(want, sizeof want, "seq %llu: bad signature", (unsigned long long)b.seq);
+    CHECK(strstr(e.msg, want) != NULL);
+
+    /* Replication: a run from the rotation to the forged record. */
+    ProtobufCBinaryData recs[3];
+    MDB_txn *rt;
+    CHECK(store_rd_begin(&n.store, &rt) == 0);
+    for (uint64_t s = rot_seq; s <= b.seq; s++) {
+        MDB_val v;
+        CHECK(log_get(&n.store, rt, n.self.idx, s, &v) == 0);
+        recs[s - rot_seq].data = v.mv_data;
+        recs[s - rot_seq].len = v.mv_size;
+    }
+    MDB_val before;
+    CHECK(log_get(&n.store, rt, n.self.idx, rot_seq - 1, &before) == 0);
+    uint8_t before_hash[HASH_BYTES];
+    rec_hash(before.mv_data, before.mv_size, before_hash);
+    Appeal__Run run = APPEAL__RUN__INIT;
+    run.origin.data = old_pk;
+    run.origin.len = KEY_PK_BYTES;
+    run.first_seq = rot_seq;
+    run.records = recs;
+    run.n_records = 3;
+    struct run_base base = {.origin = old_pk,
+                            .head_seq = rot_seq - 1,
+                            .head_hash = before_hash,
+                            .signing_key = old_pk,
+                            .juris = "KZ-75",
+                            .box_key = n.keys.box_pk};
+    struct arena a;
+    CHECK(arena_init(&a, 1 << 20) == 0);
+    err_clear(&e);
+    CHECK_INT(repl_check_run(&run, &base, &a, &e), APL_ESIG);
+    run.n_records = 2; /* up to the new key's heartbeat: accepted */
+    err_clear(&e);
+    CHECK_INT(repl_check_run(&run, &base, &a, &e), 0);
+    arena_fini(&a);
+    store_rd_end(&n.store, rt);
+    free(env);
+    node_close(&n);
+}
+
 int main(void) {
     if (sodium_init() < 0) {
         return 1;
@@ -194,6 +296,7 @@ int main(void) {
 
     every_flip_is_caught(&n.store);
     node_close(&n);
+    rotation_is_enforced(dir);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
