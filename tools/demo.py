@@ -48,7 +48,7 @@ def main():
     root = tempfile.mkdtemp(prefix="appeal-demo-")
     codes = [j["code"] for j in fedlib.jurisdictions(5)]
     names = {j["code"]: j["name"] for j in fedlib.jurisdictions(5)}
-    fed = fedlib.Federation(root, codes, BIN, heartbeat_ms=1000)
+    fed = fedlib.Federation(root, codes, BIN, heartbeat_ms=1000, tied=not keep)
     try:
         say(f"Start a federation of {len(codes)} nodes on loopback")
         fed.init().start()

@@ -15,6 +15,14 @@ import socket
 import subprocess
 import time
 
+
+def die_with_parent():
+    """preexec_fn: the child is killed when the process that started it
+    dies (Linux PR_SET_PDEATHSIG), so that a test killed by a timeout
+    leaves no node behind."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REGIONS = os.path.join(HERE, "data", "kz-regions.tsv")
@@ -184,7 +192,8 @@ class Member:
             args += ["--clock-file", self.clock_file]
         args += list(extra) + list(self.fed.node_args)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+                                     text=True, start_new_session=True,
+                                     preexec_fn=die_with_parent if self.fed.tied else None)
         self.fed.procs.append(self.proc)
         if wait:
             self.wait_ready()
@@ -270,8 +279,10 @@ class CtlError(Exception):
 
 
 class Federation:
-    def __init__(self, root, codes, bin_dir, heartbeat_ms=10000, node_args=(), tls=False):
+    def __init__(self, root, codes, bin_dir, heartbeat_ms=10000, node_args=(), tls=False,
+                 tied=False):
         self.root = root
+        self.tied = tied  # nodes die with this process (tests); else they outlive it
         self.bin_dir = bin_dir
         self.tls = tls  # tls+tcp:// everywhere, certificates from a CA in ROOT/ca
         self.ca_dir = os.path.join(root, "ca")

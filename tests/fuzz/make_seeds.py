@@ -8,11 +8,15 @@ commit both. With --check it writes nothing and exits 1 if the committed
 files differ from what it would write (a CI check).
 
 Protobuf messages are encoded by hand from proto/*.proto (field numbers
-below), so the seeds need nothing but Python 3. Records and signed requests
-are signed with Ed25519 (RFC 8032 reference code below) by the key of seed
-FUZZ_KEY_SEED, the same fixed key as in fuzz_record.c. Valid file texts
-are the defaults compiled into node/rules.c and node/cal.c, read from
-those sources, plus edge cases and malformed texts.
+below), so the seeds need nothing but Python 3. Records are signed with
+Ed25519 (RFC 8032 reference code below) by the key of seed FUZZ_KEY_SEED,
+the same fixed key as in fuzz_record.c; it is also the origin key of node
+KZ-75 in fuzz_peer.c, whose cluster has a second node, KZ-11 (KZ11_SEED),
+and gives KZ-75 a successor key (NEXT_SEED). Records name as their actor
+the public key of an official (ACTOR_SEED), who signs the requests; the
+administrator's key (ADMIN_SEED) signs grants and revocations. Valid file
+texts are the defaults compiled into node/rules.c and node/cal.c, read
+from those sources, plus edge cases and malformed texts.
 """
 import hashlib
 import os
@@ -23,7 +27,11 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-FUZZ_KEY_SEED = bytes([0x42]) * 32
+FUZZ_KEY_SEED = bytes([0x42]) * 32  # KZ-75's origin key (fuzz_record.c, fuzz_peer.c)
+KZ11_SEED = bytes([0x43]) * 32  # KZ-11's origin key (fuzz_peer.c)
+NEXT_SEED = bytes([0x44]) * 32  # KZ-75's successor key (fuzz_peer.c)
+ACTOR_SEED = bytes([0x41]) * 32  # an official's key: records' actor, requests' signer
+ADMIN_SEED = bytes([0x40]) * 32  # the node's administrator: grants and revokes keys
 
 # ---- Ed25519 (RFC 8032, section 6: reference implementation) ----
 
@@ -95,6 +103,10 @@ def ed25519_sign(seed, msg):
 
 
 PK = ed25519_public(FUZZ_KEY_SEED)
+KZ11_PK = ed25519_public(KZ11_SEED)
+NEXT_PK = ed25519_public(NEXT_SEED)
+ACTOR = ed25519_public(ACTOR_SEED)  # Body.actor: an Ed25519 public key (32 bytes)
+ADMIN = ed25519_public(ADMIN_SEED)
 
 # ---- protobuf wire format ----
 
@@ -141,8 +153,7 @@ def blake2b256(b):
 NUMBER = "KZ-75-2026-000001"
 T0 = 1795000000000  # ms, 2026-11-18
 DAY = 20784  # 2026-11-27
-ACTOR = blake2b256(b"actor")
-BOX = bytes(range(32))
+BOX = bytes(range(32))  # KZ-75's box key (fuzz_peer.c: its cluster entry)
 
 
 def event(num, *fields):
@@ -229,9 +240,11 @@ def request(op_num, op, version=1):
     return msg((1, version), (2, T0), (3, bytes(range(16))), (op_num, op))
 
 
-def client(req, signed=False):
+def client(req, signed=False, seed=ACTOR_SEED):
+    """A ClientRequest: `req` signed by the key of `seed` (node/auth.c:
+    Ed25519 over the exact Request bytes), or unsigned."""
     if signed:
-        return msg((1, req), (2, PK), (3, ed25519_sign(FUZZ_KEY_SEED, req)))
+        return msg((1, req), (2, ed25519_public(seed)), (3, ed25519_sign(seed, req)))
     return msg((1, req))
 
 
@@ -258,6 +271,23 @@ def request_seeds():
         "act-forward-signed": client(request(13, msg((1, NUMBER), (2, 7), (8, "KZ-11"),
                                                      (5, "Competence"))), True),
         "act-close-signed": client(request(13, msg((1, NUMBER), (2, 4))), True),
+        "cluster-status-signed": client(request(15, b""), True),
+        "metrics-signed": client(request(16, b""), True),
+        "query-signed": client(request(17, msg(
+            (1, msg((1, ["KZ-75", "KZ-11"]), (2, "KZ-75"), (3, [1, 4]), (4, "0002"), (5, [0, 2]),
+                    (6, DAY - 30), (7, DAY), (8, 1))),
+            (2, ["region", "status"]), (3, 1), (4, 2000), (5, 100))), True),
+        "overdue-signed": client(request(18, msg((1, ["KZ-75"]), (2, 50))), True),
+        "grant-signed": client(request(19, msg((1, ACTOR), (2, "registrar"), (3, "KZ-75"),
+                                               (4, "Registrar, reception office 1"))),
+                               True, ADMIN_SEED),
+        "grant-national-signed": client(request(19, msg((1, ACTOR), (2, "national"), (3, "KZ"))),
+                                        True, ADMIN_SEED),
+        "revoke-signed": client(request(20, msg((1, ACTOR), (2, "Left the post"))), True,
+                                ADMIN_SEED),
+        "grants-mine-signed": client(request(21, msg((1, 1))), True),
+        "grants-all-signed": client(request(21, b""), True, ADMIN_SEED),
+        "sig-63-bytes": msg((1, request(14, b"")), (2, ACTOR), (3, bytes(63))),
         "bad-version-2": client(request(14, b"", version=2)),
         "bad-no-op": client(msg((1, 1), (2, T0))),
         "bad-request-garbage": client(b"\xff\xff\xff"),
@@ -356,6 +386,133 @@ def pbx_seeds():
         (1, bodies["heads"]), (2, PK), (3, ed25519_sign(FUZZ_KEY_SEED, bodies["heads"])))
     seeds["fork"] = pick("fork", rmax=R4096) + msg(
         (1, PK), (2, 3), (3, recs[2][1]), (4, recs[3][1]), (5, "KZ-11"), (6, T0))
+    return seeds
+
+
+# ---- peer messages for fuzz_peer (proto/repl.proto, cluster/peermsg.c) ----
+
+BOX11 = bytes(range(32, 64))  # KZ-11's box key
+HEAD_SEQ, HEAD_HASH = 3, bytes([0x33]) * 32  # fuzz_peer.c's second base: records 1..3 held
+ZERO = bytes(32)
+
+
+def genesis(juris, box):
+    return event(10, (1, juris), (2, box))
+
+
+def heartbeat(n):
+    return event(21, (1, n))
+
+
+def rotated(new_key, from_seq):
+    return event(24, (1, new_key), (2, from_seq), (3, bytes(range(64, 96))))
+
+
+def signed_record(seed, origin, seq, prev, ev):
+    """An envelope of `origin`'s log signed by the key of `seed`, in the name
+    of the administrator, as a node signs its genesis and heartbeats."""
+    b = msg((1, origin), (2, seq), (3, prev), (4, T0 + seq * 1000), (5, ADMIN), ev)
+    return msg((1, b), (2, ed25519_sign(seed, b)))
+
+
+def chain(seed, origin, first_seq, prev, events):
+    """Records first_seq.. of `origin`, each linked to the one before."""
+    out = []
+    for i, ev in enumerate(events):
+        out.append(signed_record(seed, origin, first_seq + i, prev, ev))
+        prev = blake2b256(out[-1])
+    return out
+
+
+def run(origin, first_seq, recs):
+    return msg((1, origin), (2, first_seq), (3, recs))
+
+
+def mark(origin, seq, head):
+    return msg((1, origin), (2, seq), (3, head), (4, T0 + seq * 1000))
+
+
+def peer_body(num, m, version=1):
+    return msg((1, version), (2, T0), (num, m))
+
+
+def peer_message(body_bytes, seed=FUZZ_KEY_SEED, sender=PK, proof=None):
+    """A PeerMessage: Ed25519 by the key of `seed` over "appeal-peer-v1" ||
+    BLAKE2b-256(body), sent as `sender`, with key proof records `proof`."""
+    sig = ed25519_sign(seed, b"appeal-peer-v1" + blake2b256(body_bytes))
+    return msg((1, body_bytes), (2, sender), (3, sig), (4, proof or []))
+
+
+def peer_seeds():
+    kz75 = chain(FUZZ_KEY_SEED, PK, 1, ZERO, [genesis("KZ-75", BOX), heartbeat(1), heartbeat(2)])
+    kz11 = chain(KZ11_SEED, KZ11_PK, 1, ZERO, [genesis("KZ-11", BOX11), heartbeat(1)])
+    marks = [mark(PK, 3, blake2b256(kz75[2])), mark(KZ11_PK, 2, blake2b256(kz11[1]))]
+    pulled = peer_body(11, msg((1, [run(PK, 1, kz75)]), (2, marks[0]), (3, 0)))
+    push = peer_body(12, msg((1, run(PK, HEAD_SEQ + 1, chain(FUZZ_KEY_SEED, PK, HEAD_SEQ + 1,
+                                                              HEAD_HASH, [heartbeat(3),
+                                                                          heartbeat(4)])))))
+    # KZ-75 rotates its key at seq 4; the successor signs seq 5 and the message.
+    rot = signed_record(FUZZ_KEY_SEED, PK, HEAD_SEQ + 1, HEAD_HASH, rotated(NEXT_PK, HEAD_SEQ + 2))
+    after = signed_record(NEXT_SEED, PK, HEAD_SEQ + 2, blake2b256(rot), heartbeat(5))
+    push_rot = peer_body(12, msg((1, run(PK, HEAD_SEQ + 1, [rot, after]))))
+    heads = peer_body(13, msg((1, marks)))
+    # The same rotation signed by the successor itself: proves nothing.
+    forged = signed_record(NEXT_SEED, PK, HEAD_SEQ + 1, HEAD_HASH, rotated(NEXT_PK, HEAD_SEQ + 2))
+    seeds = {
+        "pull": peer_message(peer_body(10, msg((1, marks), (2, 20000), (3, 8 << 20),
+                                               (4, [PK, KZ11_PK]))), KZ11_SEED, KZ11_PK),
+        "pulled-3-records": peer_message(pulled),
+        "pulled-two-origins": peer_message(peer_body(11, msg(
+            (1, [run(PK, 1, kz75), run(KZ11_PK, 1, kz11)]), (2, marks), (3, 1),
+            (4, [run(PK, 2, kz75[1:2])])))),
+        "pulled-refusal": peer_message(peer_body(11, msg((5, "unknown peer: its key is not in "
+                                                             "the cluster file")))),
+        "push": peer_message(push),
+        "heads": peer_message(heads, KZ11_SEED, KZ11_PK),
+        "query": peer_message(peer_body(14, msg((1, msg((1, "KZ-75"), (5, [0, 2]))),
+                                                (2, ["region", "status"]), (3, 1), (4, 2000))),
+                              KZ11_SEED, KZ11_PK),
+        "query-result": peer_message(peer_body(15, msg(
+            (1, "live"), (2, ["status"]),
+            (3, msg((1, "registered"), (2, 5), (3, 3), (4, 1), (5, 2), (6, 2), (7, [3, 1]))),
+            (4, msg((1, "KZ-75"), (2, "live"), (3, 0), (4, 0))), (5, DAY), (6, "KZ-75")))),
+        "key-proof-push": peer_message(push_rot, NEXT_SEED, PK, [rot]),
+        "key-proof-heads": peer_message(heads, NEXT_SEED, PK, [rot]),
+        # Bodies alone: fuzz_peer takes what is not a PeerMessage as a body.
+        "body-pulled": pulled,
+        "body-push-key-rotated": push_rot,
+        # Malformed, unknown, forged.
+        "bad-empty": b"",
+        "bad-truncated": peer_message(pulled)[:-20],
+        "bad-sig-flipped": (lambda m: m[:-1] + bytes([m[-1] ^ 1]))(peer_message(heads)),
+        "bad-sig-63-bytes": msg((1, heads), (2, PK), (3, bytes(63))),
+        "bad-sender-31-bytes": peer_message(heads, sender=PK[:31]),
+        "bad-unknown-sender": peer_message(heads, bytes([0x45]) * 32,
+                                           ed25519_public(bytes([0x45]) * 32)),
+        "bad-version-2": peer_message(peer_body(13, msg((1, marks)), version=2)),
+        "bad-body-garbage": peer_message(b"\x08\x01\x5a\xff\xff"),
+        "bad-successor-without-proof": peer_message(push_rot, NEXT_SEED, PK),
+        "bad-proof-signed-by-successor": peer_message(push_rot, NEXT_SEED, PK, [forged]),
+        "bad-proof-not-rotation": peer_message(heads, NEXT_SEED, PK, [kz75[1]]),
+        "bad-proof-other-origin": peer_message(
+            heads, NEXT_SEED, PK,
+            [signed_record(KZ11_SEED, KZ11_PK, 3, HEAD_HASH, rotated(NEXT_PK, 4))]),
+        "bad-proof-empty-record": peer_message(heads, NEXT_SEED, PK, [b""]),
+        "bad-proof-17-records": peer_message(heads, NEXT_SEED, PK, [rot] * 17),
+        "bad-run-gap": peer_message(peer_body(11, msg((1, run(PK, 2, kz75[1:]))))),
+        "bad-run-broken-link": peer_message(peer_body(11, msg((1, run(PK, 1, kz75[:2] + chain(
+            FUZZ_KEY_SEED, PK, 3, ZERO, [heartbeat(2)])))))),
+        "bad-run-last-sig": peer_message(peer_body(11, msg((1, run(PK, 1, kz75[:2] + [
+            signed_record(KZ11_SEED, PK, 3, blake2b256(kz75[1]), heartbeat(2))]))))),
+        "bad-run-genesis-other-juris": peer_message(peer_body(11, msg((1, run(PK, 1, chain(
+            FUZZ_KEY_SEED, PK, 1, ZERO, [genesis("KZ-11", BOX)])))))),
+        "bad-run-empty-record": peer_message(peer_body(11, msg((1, run(PK, 1, [kz75[0], b""]))))),
+        "bad-run-other-origin": peer_message(peer_body(12, msg((1, run(PK, 1, kz11))))),
+        "bad-run-origin-31-bytes": peer_message(peer_body(12, msg((1, run(PK[:31], 1, kz75))))),
+        "bad-run-rotation-forged": peer_message(peer_body(12, msg((1, run(PK, HEAD_SEQ + 1, [
+            forged, signed_record(NEXT_SEED, PK, HEAD_SEQ + 2, blake2b256(forged),
+                                  heartbeat(5))]))))),
+    }
     return seeds
 
 
@@ -493,6 +650,7 @@ def corpora():
         "record": record_seeds(),
         "request": request_seeds(),
         "pbx_guard": pbx_seeds(),
+        "peer": peer_seeds(),
         "rules_conf": enc(conf_seeds()),
         "holidays": enc(holiday_seeds()),
         "categories": enc(category_seeds()),

@@ -100,7 +100,7 @@ class Node:
             args += ["--clock-file", self.clock_file]
         args += list(extra)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, preexec_fn=fedlib.die_with_parent)
         _live.append(self.proc)
         if wait:
             self.wait_ready()
@@ -271,7 +271,7 @@ def federation(codes, heartbeat_ms=60000, node_args=(), tls=False):
     With tls, every address is tls+tcp:// (fedlib makes the certificates)."""
     root = tempfile.mkdtemp(prefix="appeal-fed-")
     fed = fedlib.Federation(root, codes, BIN, heartbeat_ms=heartbeat_ms, node_args=node_args,
-                            tls=tls)
+                            tls=tls, tied=True)
     fed.init()
     return fed
 
@@ -312,7 +312,8 @@ class Proxy:
         self.proc = subprocess.Popen(
             [FAULTPROXY, "--listen", f"127.0.0.1:{self.port}", "--to", f"127.0.0.1:{target_port}",
              "--control", f"127.0.0.1:{self.control}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=fedlib.die_with_parent)
         _live.append(self.proc)
         wait_for(lambda: self.cmd("status", check=False).startswith("ok"), 10,
                  what="fault proxy control port")
