@@ -182,6 +182,19 @@ static int merge_days(Appeal__AggCell *c, const struct delta *d, uint32_t *out, 
             out[w++] = out[i + 1];
         }
     }
+    /* Sorted by day, so that a cell's bytes do not depend on the order and
+     * the batches in which its appeals were applied: a rebuild (one batch)
+     * then equals the live store (many). Few pairs: insertion sort. */
+    for (size_t i = 2; i < w; i += 2) {
+        uint32_t day = out[i], count = out[i + 1];
+        size_t j = i;
+        for (; j >= 2 && out[j - 2] > day; j -= 2) {
+            out[j] = out[j - 2];
+            out[j + 1] = out[j - 1];
+        }
+        out[j] = day;
+        out[j + 1] = count;
+    }
     c->days = out;
     c->n_days = w;
     return 0;

@@ -427,12 +427,16 @@ static int check_backup(const char *dir, const uint8_t self[KEY_PK_BYTES], struc
             MDB_txn *t;
             struct origin_state o;
             if (rc == 0 && (rc = store_rd_begin(&s, &t)) == 0) {
+                MDB_val whose;
+                int mine = store_get(t, &s, DB_META, "self", 4, &whose);
+                bool other = mine == 0 && (whose.mv_size != KEY_PK_BYTES ||
+                                           memcmp(whose.mv_data, self, KEY_PK_BYTES) != 0);
                 rc = log_origin_get(&s, t, self, &o);
                 store_rd_end(&s, t);
-                if (rc != 0 || o.head_seq == 0) {
+                if (other || rc != 0 || o.head_seq == 0) {
                     rc = err_set(e, APL_EINVAL,
-                                 "the backup holds no log of this node's key: it is another "
-                                 "node's backup, or older than this node; nothing was changed");
+                                 "the backup is another node's backup, or holds no log of this "
+                                 "node's key; nothing was changed");
                 }
             }
             if (rc == 0) {
@@ -480,9 +484,21 @@ static int open_store_only(const struct args *a, struct store *s, bool ro, struc
         return rc;
     }
     olog_init(juris, "-", 2, OLOG_WARN);
-    struct store_opts so = {
-        .map_bytes = 256ull << 20, .map_max_bytes = 1ull << 40, .read_only = ro};
+    struct store_opts so = {.map_bytes = a->map_bytes ? a->map_bytes : 256ull << 20,
+                            .map_max_bytes = 1ull << 40,
+                            .read_only = ro};
     return store_open(s, a->data, &so, e);
+}
+
+/* A rebuild rewrites every derived table in one transaction while the
+ * pages of the old ones stay allocated until it commits: a map of twice
+ * the file, and some (the map is address space, not disk). */
+static uint64_t rebuild_map_bytes(const char *dir) {
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/db/data.mdb", dir);
+    uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    return 2 * size + (256ull << 20);
 }
 
 static int cmd_verify(const struct args *a) {
@@ -760,8 +776,12 @@ static int cmd_rebuild(const struct args *a) {
     if (lock < 0) {
         return fail("rebuild", &e, APL_EUNAVAIL);
     }
+    struct args big = *a;
+    if (big.map_bytes == 0) {
+        big.map_bytes = rebuild_map_bytes(a->data);
+    }
     struct store s;
-    int rc = open_store_only(a, &s, false, &e);
+    int rc = open_store_only(&big, &s, false, &e);
     if (rc == 0) {
         rc = state_rebuild(&s, &e);
         store_close(&s);

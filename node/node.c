@@ -454,6 +454,12 @@ static int load_self(struct node *n, struct errbuf *e) {
     if (rc == APL_ENOTFOUND) {
         rc = log_origin_create(&n->store, t, n->keys.sign_pk, &n->self);
     }
+    /* Whose database this is: every node holds every origin's log, so a
+     * backup names its node here (restore checks it). */
+    MDB_val mine;
+    if (rc == 0 && store_get(t, &n->store, DB_META, "self", 4, &mine) == APL_ENOTFOUND) {
+        rc = store_put(t, &n->store, DB_META, "self", 4, n->keys.sign_pk, KEY_PK_BYTES, 0);
+    }
     if (rc == 0) {
         snprintf(n->self.juris, sizeof n->self.juris, "%s", n->juris);
         rc = store_commit(&n->store, t);

@@ -597,7 +597,9 @@ int query_merge(Appeal__QueryResult *into, const Appeal__QueryResult *from, uint
     if (all == NULL) {
         return APL_ENOMEM;
     }
-    memcpy(all, into->groups, into->n_groups * sizeof *all);
+    if (into->n_groups > 0) {
+        memcpy(all, into->groups, into->n_groups * sizeof *all);
+    }
     size_t n = into->n_groups;
     for (size_t i = 0; i < from->n_groups; i++) {
         const Appeal__QueryGroup *g = from->groups[i];
@@ -624,7 +626,9 @@ int query_merge(Appeal__QueryResult *into, const Appeal__QueryResult *from, uint
         m->overdue += g->overdue;
         m->answered += g->answered;
         m->answered_in_term += g->answered_in_term;
-        memcpy(days, all[k]->days, all[k]->n_days * sizeof *days);
+        if (all[k]->n_days > 0) { /* days is NULL when there are none */
+            memcpy(days, all[k]->days, all[k]->n_days * sizeof *days);
+        }
         size_t nd = all[k]->n_days;
         for (size_t i2 = 0; i2 + 1 < g->n_days; i2 += 2) {
             size_t j = 0;
