@@ -44,14 +44,15 @@ int32_t agg_month_of(int32_t day) {
     return y * 12 + (int32_t)m - 1;
 }
 
-static size_t dims(uint8_t *out, const struct agg_fields *f) {
+/* The dimensions of a key; a rollup leaves the category out. */
+static size_t dims(uint8_t *out, const struct agg_fields *f, bool rollup) {
     memset(out, 0, 2 * JURIS_BYTES_MAX);
     memcpy(out, f->region, strlen(f->region));
     memcpy(out + JURIS_BYTES_MAX, f->owner, strlen(f->owner));
     size_t at = 2 * JURIS_BYTES_MAX;
     out[at++] = f->type;
     out[at++] = f->status;
-    size_t cl = strlen(f->category);
+    size_t cl = rollup ? 0 : strlen(f->category);
     memcpy(out + at, f->category, cl);
     return at + cl;
 }
@@ -63,17 +64,25 @@ size_t agg_key_prefix(uint8_t *out, char grain, int32_t period) {
 }
 
 static size_t agg_key(uint8_t *out, char grain, const struct agg_fields *f) {
-    int32_t period = grain == 'A'   ? 0
-                     : grain == 'M' ? agg_month_of(f->registered_day)
-                                    : f->registered_day;
+    char g = (char)(grain & ~0x20); /* the rollups are the lowercase grains */
+    int32_t period = g == 'A' ? 0 : g == 'M' ? agg_month_of(f->registered_day) : f->registered_day;
     size_t at = agg_key_prefix(out, grain, period);
-    return at + dims(out + at, f);
+    return at + dims(out + at, f, grain != g);
 }
 
 static size_t due_key(uint8_t *out, const struct agg_fields *f) {
     be32_put(out, (uint32_t)f->deadline_day);
     be32_put(out + 4, (uint32_t)f->registered_day);
-    return 8 + dims(out + 8, f);
+    return 8 + dims(out + 8, f, false);
+}
+
+/* The due rollup: no category, the registration month's first day. */
+static size_t due_rollup_key(uint8_t *out, const struct agg_fields *f) {
+    int32_t month = agg_month_of(f->registered_day);
+    out[0] = DUE_ROLLUP;
+    be32_put(out + 1, (uint32_t)f->deadline_day);
+    be32_put(out + 5, (uint32_t)day_from_civil(month / 12, (unsigned)(month % 12 + 1), 1));
+    return 9 + dims(out + 9, f, true);
 }
 
 static int dims_decode(const uint8_t *p, size_t len, struct agg_key *out) {
@@ -105,13 +114,20 @@ int agg_key_decode(const MDB_val *k, struct agg_key *out) {
 
 int due_key_decode(const MDB_val *k, struct agg_key *out) {
     const uint8_t *p = k->mv_data;
-    if (k->mv_size < 8) {
+    size_t len = k->mv_size;
+    bool rollup = len > 0 && p[0] == DUE_ROLLUP;
+    if (rollup) {
+        p++;
+        len--;
+    }
+    if (len < 8) {
         return APL_ECORRUPT;
     }
     memset(out, 0, sizeof *out);
+    out->grain = rollup ? 'r' : 0;
     out->deadline_day = (int32_t)be32_get(p);
     out->registered_day = (int32_t)be32_get(p + 4);
-    return dims_decode(p + 8, k->mv_size - 8, out);
+    return dims_decode(p + 8, len - 8, out);
 }
 
 /* A change to one cell: of `agg` (is_due false) or of `due`. */
@@ -315,13 +331,16 @@ static int apply_one(struct agg_batch *b, struct store *s, MDB_txn *t, const uin
 int agg_apply(struct agg_batch *b, struct store *s, MDB_txn *t, const struct agg_fields *f,
               int sign) {
     uint8_t key[AGG_KEY_BYTES_MAX + 4];
-    static const char grains[3] = {'A', 'M', 'D'};
+    static const char grains[6] = {'A', 'M', 'D', 'a', 'm', 'd'};
     int rc = 0;
-    for (int g = 0; g < 3 && rc == 0; g++) {
+    for (int g = 0; g < 6 && rc == 0; g++) {
         rc = apply_one(b, s, t, key, agg_key(key, grains[g], f), false, f, sign);
     }
     if (rc == 0 && f->open) {
         rc = apply_one(b, s, t, key, due_key(key, f), true, f, sign);
+    }
+    if (rc == 0 && f->open) {
+        rc = apply_one(b, s, t, key, due_rollup_key(key, f), true, f, sign);
     }
     return rc;
 }

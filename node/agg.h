@@ -11,12 +11,18 @@
  *        month - 1) and 'D' (day). A query over any registration period
  *        reads whole months where it can and days at the edges, so its cost
  *        depends on the number of groups and months, not of appeals.
+ *        Three more cells, grains 'a', 'm', 'd', are the same rolled up
+ *        over categories (an empty category): a query that neither groups
+ *        nor filters by category reads them, about 18 times fewer.
  *   due  deadline (4, BE) | registered (4, BE) | region | owner | type |
  *        status | category  ->  count of OPEN appeals.
  *        Overdue is computed at query time: open appeals minus those whose
  *        deadline is today or later, a scan that covers at most the terms
  *        still running (about two months of deadlines), however old or
  *        large the backlog.
+ *        Its rollup, DUE_ROLLUP | deadline | first day of the registration
+ *        month | dims without category, serves queries that neither group
+ *        by category or day nor filter by category or period.
  *
  * `region` is the jurisdiction that registered the appeal, `owner` the one
  * handling it now. Juris fields are zero-padded to 8 bytes.
@@ -34,6 +40,7 @@ enum {
     AGG_KEY_BYTES_MAX = 1 + 4 + 2 * JURIS_BYTES_MAX + 2 + 31,
     DUE_KEY_BYTES_MAX = 4 + 4 + 2 * JURIS_BYTES_MAX + 2 + 31,
     AGG_DAYS_MAX = 400, /* days-to-answer beyond this count as this */
+    DUE_ROLLUP = 0xFE,  /* first byte of the due rollup's keys */
 };
 
 /* What places an appeal in the aggregates. */

@@ -441,6 +441,9 @@ static int check_backup(const char *dir, const uint8_t self[KEY_PK_BYTES], struc
             }
             if (rc == 0) {
                 rc = state_rebuild(&s, e);
+                if (rc == 0) {
+                    rc = store_mark_current(&s);
+                }
             }
             store_close(&s);
         }
@@ -784,6 +787,9 @@ static int cmd_rebuild(const struct args *a) {
     int rc = open_store_only(&big, &s, false, &e);
     if (rc == 0) {
         rc = state_rebuild(&s, &e);
+        if (rc == 0) {
+            rc = store_mark_current(&s);
+        }
         store_close(&s);
     }
     if (rc != 0) {

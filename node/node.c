@@ -554,6 +554,17 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         .defer_meta_sync = o->serving,
     };
     rc = store_open(&n->store, o->dir, &so, e);
+    if (rc == 0 && n->store.derived_stale) {
+        /* An older schema: same log, older derived tables. */
+        olog(OLOG_WARN, "rebuilding", "reason", "database schema upgrade", NULL);
+        rc = state_rebuild(&n->store, e);
+        if (rc == 0) {
+            rc = store_mark_current(&n->store);
+        }
+        if (rc != 0) {
+            store_close(&n->store);
+        }
+    }
     if (rc == 0) {
         rc = state_init(&n->state, &n->store);
         if (rc != 0) {

@@ -169,6 +169,8 @@ struct qctx {
     int32_t from, to, today;
     int by[QUERY_BY_MAX];
     size_t n_by;
+    bool rollup;     /* no category in the grouping or filter: read the rollups */
+    bool due_rollup; /* nor a day or a period: the due rollup too */
     struct qmap map;
 };
 
@@ -216,50 +218,78 @@ static bool passes(const struct qctx *c, const struct agg_key *k, int32_t reg_da
     return type_ok && status_ok;
 }
 
-/* The group key of a cell: its values for `by`, joined by \x1f. */
+/* Appends `n` bytes of `s` at `*at`, within GROUP_KEY_BYTES - 1. */
+static void put(char *out, size_t *at, const char *s, size_t n) {
+    if (*at + n >= GROUP_KEY_BYTES) {
+        n = GROUP_KEY_BYTES - 1 - *at;
+    }
+    memcpy(out + *at, s, n);
+    *at += n;
+}
+
+/* Appends a number of exactly `width` digits (zero-padded). */
+static void put_digits(char *out, size_t *at, uint32_t v, int width) {
+    char d[10];
+    for (int i = width - 1; i >= 0; i--) {
+        d[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    put(out, at, d, (size_t)width);
+}
+
+/* The group key of a cell: its values for `by`, joined by \x1f. Built by
+ * hand: it runs for every cell a query reads (snprintf was half of it). */
 static void group_key(const struct qctx *c, const struct agg_key *k, int32_t day, int32_t month,
                       char out[GROUP_KEY_BYTES]) {
     size_t at = 0;
-    out[0] = '\0';
     for (size_t i = 0; i < c->n_by; i++) {
-        char v[40];
+        if (i > 0) {
+            put(out, &at, "\x1f", 1);
+        }
+        const char *s = NULL;
         switch (c->by[i]) {
         case D_REGION:
-            snprintf(v, sizeof v, "%s", k->region);
+            s = k->region;
             break;
         case D_OWNER:
-            snprintf(v, sizeof v, "%s", k->owner);
+            s = k->owner;
             break;
         case D_TYPE:
-            snprintf(v, sizeof v, "%s", appeal_type_name(k->type));
+            s = appeal_type_name(k->type);
             break;
         case D_CATEGORY:
-            snprintf(v, sizeof v, "%s", k->category);
+            s = k->category;
             break;
         case D_SECTION:
-            snprintf(v, sizeof v, "%.*s", SECTION_BYTES, k->category);
+            put(out, &at, k->category, strnlen(k->category, SECTION_BYTES));
             break;
         case D_STATUS:
-            snprintf(v, sizeof v, "%s", status_name((Appeal__Status)k->status));
+            s = status_name((Appeal__Status)k->status);
             break;
         case D_YEAR:
-            snprintf(v, sizeof v, "%d", month / 12);
+            put_digits(out, &at, (uint32_t)(month / 12 % 10000), 4);
             break;
         case D_MONTH:
-            snprintf(v, sizeof v, "%04d-%02d", month / 12 % 10000, month % 12 + 1);
+            put_digits(out, &at, (uint32_t)(month / 12 % 10000), 4);
+            put(out, &at, "-", 1);
+            put_digits(out, &at, (uint32_t)(month % 12 + 1), 2);
             break;
-        case D_DAY:
+        case D_DAY: {
+            char v[16];
             day_format(day, v);
+            s = v;
+            put(out, &at, s, strlen(s));
+            s = NULL;
             break;
+        }
         default:
-            v[0] = '\0';
             break; /* overdue: split at the end */
         }
-        at += (size_t)snprintf(out + at, GROUP_KEY_BYTES - at, "%s%s", i ? "\x1f" : "", v);
-        if (at >= GROUP_KEY_BYTES) {
-            break;
+        if (s != NULL) {
+            put(out, &at, s, strlen(s));
         }
     }
+    out[at] = '\0';
 }
 
 static bool wants(const struct qctx *c, int dim) {
@@ -278,8 +308,9 @@ static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct a
     if (agg_key_decode(k, &key) != 0) {
         return APL_ECORRUPT;
     }
-    int32_t day = key.grain == 'D' ? key.period : 0;
-    int32_t month = key.grain == 'M' ? key.period : (key.grain == 'D' ? agg_month_of(day) : 0);
+    char grain = (char)(key.grain & ~0x20); /* a rollup's grains are lowercase */
+    int32_t day = grain == 'D' ? key.period : 0;
+    int32_t month = grain == 'M' ? key.period : (grain == 'D' ? agg_month_of(day) : 0);
     if (!passes(c, &key, 0)) {
         return 0;
     }
@@ -322,6 +353,9 @@ static int scan_cells(struct qctx *c, MDB_txn *t, struct store *s, char grain, i
     if (rc != 0) {
         return rc;
     }
+    if (c->rollup) {
+        grain = (char)(grain | 0x20); /* 'A' -> 'a': the same cells without category */
+    }
     uint8_t start[8];
     size_t sl = agg_key_prefix(start, grain, lo);
     MDB_val k = {sl, start}, v;
@@ -344,17 +378,27 @@ static int scan_not_due(struct qctx *c, MDB_txn *t, struct store *s) {
     if (rc != 0) {
         return rc;
     }
-    uint8_t start[4];
-    be32_put(start, (uint32_t)c->today);
-    MDB_val k = {4, start}, v;
+    uint8_t start[5];
+    size_t sl = 0;
+    if (c->due_rollup) {
+        start[sl++] = DUE_ROLLUP;
+    }
+    be32_put(start + sl, (uint32_t)c->today);
+    sl += 4;
+    MDB_val k = {sl, start}, v;
     for (int m = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); m == 0 && rc == 0;
          m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if ((((const uint8_t *)k.mv_data)[0] == DUE_ROLLUP) != c->due_rollup) {
+            break; /* the plain keys end where the rollup's begin */
+        }
         struct agg_key key;
         if (due_key_decode(&k, &key) != 0 || v.mv_size != 8) {
             rc = APL_ECORRUPT;
             break;
         }
-        if (!passes(c, &key, key.registered_day)) {
+        /* The rollup's registration day is its month's first: no period
+         * filter uses it (due_rollup is false then). */
+        if (!passes(c, &key, c->due_rollup ? 0 : key.registered_day)) {
             continue;
         }
         char gk[GROUP_KEY_BYTES];
@@ -549,6 +593,10 @@ int query_run(struct store *s, MDB_txn *t, const Appeal__QueryRequest *q, const 
     for (size_t i = 0; i < q->n_by; i++) {
         c.by[i] = dim_parse(q->by[i]);
     }
+    bool period = c.f != NULL && (c.f->from_day != 0 || c.f->to_day != 0);
+    c.rollup =
+        !wants(&c, D_CATEGORY) && !wants(&c, D_SECTION) && (c.f == NULL || c.f->n_category == 0);
+    c.due_rollup = c.rollup && !wants(&c, D_DAY) && !period;
     uint32_t max = q->groups_max ? q->groups_max : QUERY_GROUPS_DEFAULT;
     if ((rc = qmap_init(&c.map, max)) != 0) {
         return rc;

@@ -62,6 +62,24 @@ int store_rc(int mdb_rc) {
     }
 }
 
+int store_mark_current(struct store *s) {
+    MDB_txn *t;
+    int rc = store_wr_begin(s, &t);
+    if (rc != 0) {
+        return rc;
+    }
+    uint8_t ver[4];
+    be32_put(ver, STORE_SCHEMA_VERSION);
+    rc = store_put(t, s, DB_META, "schema", 6, ver, 4, 0);
+    if (rc == 0) {
+        rc = store_commit(s, t);
+        s->derived_stale = rc != 0;
+    } else {
+        store_abort(s, t);
+    }
+    return rc;
+}
+
 static int open_dbs(struct store *s, struct errbuf *e) {
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
@@ -90,6 +108,8 @@ static int open_dbs(struct store *s, struct errbuf *e) {
         v.mv_size = 4;
         v.mv_data = ver;
         rc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
+    } else if (rc == 0 && v.mv_size == 4 && be32_get(v.mv_data) == STORE_SCHEMA_REBUILDABLE) {
+        s->derived_stale = true; /* the log is the same; the derived tables are older */
     } else if (rc == 0 && (v.mv_size != 4 || be32_get(v.mv_data) != STORE_SCHEMA_VERSION)) {
         mdb_txn_abort(txn);
         return err_set(e, APL_ECORRUPT, "database schema is not version %d", STORE_SCHEMA_VERSION);

@@ -68,7 +68,10 @@ enum store_db {
 };
 
 enum {
-    STORE_SCHEMA_VERSION = 2,
+    STORE_SCHEMA_VERSION = 3,
+    /* Schema 2 lacks the aggregate rollups of 3 (agg.h): opened read-write,
+     * it is marked `derived_stale` and node_open rebuilds it. */
+    STORE_SCHEMA_REBUILDABLE = 2,
     LOG_KEY_BYTES = 12,
     STORE_READERS_MAX = 256,
     NUMBER_BYTES_MAX = 32, /* registration numbers */
@@ -92,7 +95,11 @@ struct store {
     uint64_t map_bytes;
     uint64_t map_max_bytes;
     bool read_only;
+    bool derived_stale; /* an older schema: rebuild, then store_mark_current() */
 };
+
+/* Records that the derived tables are of STORE_SCHEMA_VERSION now. */
+int store_mark_current(struct store *s);
 
 /* Opens (creating if needed) DIR/db. Clears stale reader slots. */
 int store_open(struct store *s, const char *dir, const struct store_opts *o, struct errbuf *e);
