@@ -12,6 +12,21 @@
  * appeals per commit (from the node's own counters), and the machine's
  * Ed25519 signing ceiling measured in the same run, as text and as one
  * JSON line (prefixed "json ") for tools/bench.
+ *
+ *   appeal-bench --op query --node URL --key FILE [--by region,status]
+ *                [--clients 1] [--seconds 10] [--warmup 1]
+ *   appeal-bench --op live  --node URL --key FILE [--by region,status]
+ *                [--deadline-ms 2000] [--clients 1] [--seconds 10] [--warmup 1]
+ *
+ * Federated queries instead of filings: each client sends the same
+ * aggregate query (grouped by --by, no filters) again and again, one in
+ * flight, each request signed as appealctl signs it (FILE needs the
+ * national, operator or admin role), and the time of each round trip is
+ * measured. `query` asks the node's replica; `live` asks it for a live
+ * fan-out to every jurisdiction (QueryRequest.live, --deadline-ms).
+ * Prints queries/s, p50/p99/max, the answer's size (groups, and sources
+ * by kind; for live, how many answers fell back to the replica for a
+ * silent jurisdiction), as text and as one JSON line.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +49,7 @@
 #include "clock.h"
 #include "keys.h"
 #include "olog.h"
+#include "query.h"
 #include "store.h"
 #include "util.h"
 
@@ -522,6 +538,192 @@ static int limit_run(const char *from, const char *scratch) {
     return 0;
 }
 
+/* ---- federated queries: --op query | live ---- */
+
+struct query_opts {
+    const char *url;
+    char *by[QUERY_BY_MAX];
+    size_t n_by;
+    char by_text[256];
+    bool live;
+    long deadline_ms, clients, seconds, warmup;
+};
+
+struct query_worker {
+    struct worker w; /* thread, deadlines, latencies, errors */
+    const struct query_opts *o;
+    size_t groups;       /* of the last answer */
+    uint32_t sources[3]; /* live, replica, missing: of the last answer */
+    uint32_t live_min;   /* fewest jurisdictions answering live in one answer */
+    uint64_t partial;    /* live answers with a silent jurisdiction */
+    uint64_t replies;    /* answers, warm-up included */
+};
+
+static void count_sources(struct query_worker *qw, const Appeal__QueryResult *r) {
+    static const char *const kinds[3] = {"live", "replica", "missing"};
+    memset(qw->sources, 0, sizeof qw->sources);
+    for (size_t i = 0; i < r->n_sources; i++) {
+        for (int k = 0; k < 3; k++) {
+            qw->sources[k] += strcmp(r->sources[i]->source, kinds[k]) == 0;
+        }
+    }
+    qw->groups = r->n_groups;
+    if (qw->o->live) {
+        if (qw->sources[0] < qw->live_min) {
+            qw->live_min = qw->sources[0];
+        }
+        qw->partial += qw->sources[1] + qw->sources[2] > 0;
+    }
+}
+
+static void *query_work(void *arg) {
+    struct query_worker *qw = arg;
+    struct worker *w = &qw->w;
+    struct client c;
+    struct errbuf e = {0};
+    int timeout = (int)(qw->o->live ? qw->o->deadline_ms + 5000 : 10000);
+    if (client_open(&c, w->url, timeout, &e) != 0 || client_sign_with(&c, key_path, &e) != 0) {
+        snprintf(w->first_error, sizeof w->first_error, "%s", e.msg);
+        w->errors++;
+        return NULL;
+    }
+    Appeal__QueryRequest qr = APPEAL__QUERY_REQUEST__INIT;
+    qr.by = (char **)qw->o->by;
+    qr.n_by = qw->o->n_by;
+    qr.live = qw->o->live;
+    qr.deadline_ms = (uint32_t)qw->o->deadline_ms;
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_QUERY;
+    q.query = &qr;
+    while (util_mono_ns() < w->until_ns) {
+        uint64_t t0 = util_mono_ns();
+        Appeal__Response *r;
+        int rc = client_call(&c, &q, &r, &e);
+        uint64_t t1 = util_mono_ns();
+        if (rc != 0 || (r->error != NULL && r->error->code != 0) || r->query == NULL) {
+            if (w->errors++ == 0) {
+                snprintf(w->first_error, sizeof w->first_error, "%s",
+                         rc != 0 ? e.msg : (r->error ? r->error->message : "no query result"));
+            }
+            if (rc != 0) {
+                break; /* the connection is gone: REQ would wait on it */
+            }
+            continue;
+        }
+        qw->replies++;
+        if (t0 >= w->measure_from_ns) {
+            count_sources(qw, r->query);
+            if (w->n_lat < SAMPLES_PER_CLIENT_MAX) {
+                w->lat_ns[w->n_lat++] = t1 - t0;
+            }
+        }
+    }
+    client_close(&c);
+    return NULL;
+}
+
+static int parse_by(struct query_opts *o, const char *text) {
+    snprintf(o->by_text, sizeof o->by_text, "%s", text);
+    static char buf[256];
+    snprintf(buf, sizeof buf, "%s", text);
+    o->n_by = 0;
+    for (char *save = NULL, *f = strtok_r(buf, ",", &save); f != NULL;
+         f = strtok_r(NULL, ",", &save)) {
+        if (o->n_by == QUERY_BY_MAX) {
+            fprintf(stderr, "appeal-bench: --by names at most %d fields\n", QUERY_BY_MAX);
+            return -1;
+        }
+        o->by[o->n_by++] = f;
+    }
+    return 0;
+}
+
+static void query_report(const struct query_opts *o, struct query_worker *qw, double elapsed) {
+    size_t total = 0;
+    uint64_t errors = 0, partial = 0, replies = 0;
+    uint32_t live_min = UINT32_MAX;
+    const struct query_worker *last = NULL;
+    for (long i = 0; i < o->clients; i++) {
+        total += qw[i].w.n_lat;
+        errors += qw[i].w.errors;
+        partial += qw[i].partial;
+        replies += qw[i].replies;
+        live_min = qw[i].w.n_lat && qw[i].live_min < live_min ? qw[i].live_min : live_min;
+        last = qw[i].w.n_lat ? &qw[i] : last;
+        if (qw[i].w.errors) {
+            fprintf(stderr, "client %ld: %llu errors, first: %s\n", i,
+                    (unsigned long long)qw[i].w.errors, qw[i].w.first_error);
+        }
+    }
+    uint64_t *all = malloc((total + 1) * sizeof *all);
+    size_t k = 0;
+    for (long i = 0; i < o->clients; i++) {
+        memcpy(all + k, qw[i].w.lat_ns, qw[i].w.n_lat * sizeof *all);
+        k += qw[i].w.n_lat;
+    }
+    qsort(all, total, sizeof *all, cmp_u64);
+    double p50 = total ? (double)all[total / 2] / 1e6 : 0;
+    double p99 = total ? (double)all[(size_t)((double)total * 0.99)] / 1e6 : 0;
+    double pmax = total ? (double)all[total - 1] / 1e6 : 0;
+    free(all);
+    size_t groups = last ? last->groups : 0;
+    uint32_t src[3] = {0, 0, 0};
+    if (last) {
+        memcpy(src, last->sources, sizeof src);
+    }
+    const char *mode = o->live ? "live" : "query";
+    printf("op                 %s, by %s\n", o->live ? "live (fan-out)" : "query (replica)",
+           o->by_text);
+    printf("clients            %ld\n", o->clients);
+    printf("queries/s          %.0f  (%zu answered in %.1f s, %llu errors)\n",
+           (double)total / elapsed, total, elapsed, (unsigned long long)errors);
+    printf("latency ms         p50 %.2f  p99 %.2f  max %.2f\n", p50, p99, pmax);
+    printf("answer             %zu groups; sources %u live, %u replica, %u missing\n", groups,
+           src[0], src[1], src[2]);
+    if (o->live) {
+        printf("live               deadline %ld ms; %llu of %zu answers used the replica for a "
+               "silent jurisdiction; fewest live in one answer: %u\n",
+               o->deadline_ms, (unsigned long long)partial, total,
+               live_min == UINT32_MAX ? 0 : live_min);
+    }
+    printf("json {\"op\":\"%s\",\"by\":\"%s\",\"clients\":%ld,\"queries_per_s\":%.1f,"
+           "\"answered\":%zu,\"errors\":%llu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+           "\"groups\":%zu,\"sources_live\":%u,\"sources_replica\":%u,\"sources_missing\":%u,"
+           "\"deadline_ms\":%ld,\"partial\":%llu,\"live_min\":%u,\"replies\":%llu}\n",
+           mode, o->by_text, o->clients, (double)total / elapsed, total, (unsigned long long)errors,
+           p50, p99, pmax, groups, src[0], src[1], src[2], o->live ? o->deadline_ms : 0,
+           (unsigned long long)partial, live_min == UINT32_MAX ? 0 : live_min,
+           (unsigned long long)replies);
+}
+
+static int query_main(struct query_opts *o) {
+    struct query_worker *qw = calloc((size_t)o->clients, sizeof *qw);
+    uint64_t from = util_mono_ns() + (uint64_t)o->warmup * 1000000000u;
+    uint64_t until = from + (uint64_t)o->seconds * 1000000000u;
+    for (long i = 0; i < o->clients; i++) {
+        qw[i].o = o;
+        qw[i].live_min = UINT32_MAX;
+        qw[i].w.url = o->url;
+        qw[i].w.id = (int)i;
+        qw[i].w.until_ns = until;
+        qw[i].w.measure_from_ns = from;
+        qw[i].w.lat_ns = malloc(SAMPLES_PER_CLIENT_MAX * sizeof(uint64_t));
+        pthread_create(&qw[i].w.thread, NULL, query_work, &qw[i]);
+    }
+    for (long i = 0; i < o->clients; i++) {
+        pthread_join(qw[i].w.thread, NULL);
+    }
+    uint64_t end = util_mono_ns();
+    query_report(o, qw, (double)(end > from ? end - from : 1) / 1e9);
+    uint64_t errors = 0;
+    for (long i = 0; i < o->clients; i++) {
+        errors += qw[i].w.errors;
+        free(qw[i].w.lat_ns);
+    }
+    free(qw);
+    return errors > 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--limit") == 0) {
         olog_init("bench", "-", 2, OLOG_WARN);
@@ -529,13 +731,17 @@ int main(int argc, char **argv) {
     }
     const char *url = NULL;
     long clients = 32, seconds = 10, warmup = 1;
-    bool info_only = false, raw = true;
+    bool info_only = false, raw = true, query_op = false;
     long rate = 0;
+    struct query_opts qo = {.deadline_ms = 2000};
+    const char *by = "region,status";
+    bool clients_given = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--node") == 0) {
             url = argv[i + 1];
         } else if (strcmp(argv[i], "--clients") == 0) {
             util_parse_long(argv[i + 1], 1, CLIENTS_MAX, &clients);
+            clients_given = true;
         } else if (strcmp(argv[i], "--seconds") == 0) {
             util_parse_long(argv[i + 1], 1, 3600, &seconds);
         } else if (strcmp(argv[i], "--rate") == 0) {
@@ -544,6 +750,12 @@ int main(int argc, char **argv) {
             raw = strcmp(argv[i + 1], "nng") != 0;
         } else if (strcmp(argv[i], "--op") == 0) {
             info_only = strcmp(argv[i + 1], "info") == 0;
+            qo.live = strcmp(argv[i + 1], "live") == 0;
+            query_op = qo.live || strcmp(argv[i + 1], "query") == 0;
+        } else if (strcmp(argv[i], "--by") == 0) {
+            by = argv[i + 1];
+        } else if (strcmp(argv[i], "--deadline-ms") == 0) {
+            util_parse_long(argv[i + 1], 1, 30000, &qo.deadline_ms);
         } else if (strcmp(argv[i], "--key") == 0) {
             key_path = argv[i + 1];
         } else if (strcmp(argv[i], "--warmup") == 0) {
@@ -554,10 +766,18 @@ int main(int argc, char **argv) {
         key_path = getenv("APPEAL_KEY");
     }
     if (url == NULL || key_path == NULL || sodium_init() < 0) {
-        fprintf(
-            stderr,
-            "usage: appeal-bench --node URL --key FILE [--clients N] [--seconds S] [--rate N]\n");
+        fprintf(stderr,
+                "usage: appeal-bench --node URL --key FILE [--clients N] [--seconds S] [--rate N]\n"
+                "       appeal-bench --op query|live --node URL --key FILE [--by F1,F2]\n"
+                "                    [--deadline-ms N] [--clients N] [--seconds S] [--warmup S]\n");
         return 2;
+    }
+    if (query_op) {
+        qo.url = url;
+        qo.clients = clients_given ? clients : 1;
+        qo.seconds = seconds;
+        qo.warmup = warmup;
+        return parse_by(&qo, by) == 0 ? query_main(&qo) : 2;
     }
     struct raw_pool pool = {0};
     if (raw && !info_only) {
