@@ -63,11 +63,20 @@ static int write_default(const char *dir, const char *name, const char *text) {
 static void hook_begin(void *arg) {
     struct node *n = arg;
     n->self_saved = n->self;
+    /* The aggregate changes of a whole group commit are summed in memory
+     * and written once (a batch of filings shares most of its cells). */
+    state_batch_begin(&n->state);
+}
+
+static int hook_precommit(void *arg, MDB_txn *t) {
+    struct node *n = arg;
+    return state_batch_end(&n->state, t);
 }
 
 static void hook_rollback(void *arg) {
     struct node *n = arg;
     n->self = n->self_saved;
+    state_batch_end(&n->state, NULL); /* forget the sums of the aborted batch */
 }
 
 static uint64_t hook_committed(void *arg) {
@@ -126,6 +135,7 @@ void node_writer_hooks(struct node *n, struct writer_hooks *h) {
     h->node = n;
     h->begin = hook_begin;
     h->rollback = hook_rollback;
+    h->precommit = hook_precommit;
     h->committed = hook_committed;
     h->durable = hook_durable;
     h->tick = hook_tick;

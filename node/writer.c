@@ -49,6 +49,14 @@ static enum batch_outcome attempt(struct writer *w, struct store *s, const struc
         *fail_rc = rc;
         return BATCH_RETRY;
     }
+    if (h->precommit != NULL && (rc = h->precommit(h->node, t)) != 0) {
+        store_abort(s, t);
+        if (h->rollback != NULL) {
+            h->rollback(h->node);
+        }
+        *fail_rc = rc;
+        return rc == APL_EMAPFULL ? BATCH_RETRY : BATCH_FAILED;
+    }
     uint64_t t0 = util_mono_ns();
     rc = store_commit(s, t);
     if (w != NULL) {

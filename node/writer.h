@@ -61,6 +61,10 @@ struct writer_hooks {
      * own log; after a commit it notes what changed. */
     void (*begin)(void *node);
     void (*rollback)(void *node);
+    /* Writer thread, inside the batch's transaction, just before its
+     * commit: the node writes what it summed in memory. An error aborts
+     * the batch like a storage error. */
+    int (*precommit)(void *node, MDB_txn *t);
     /* Returns a mark of what the commit contains (the node's log head). */
     uint64_t (*committed)(void *node);
     /* Completion thread: everything up to `mark` is on disk. */
