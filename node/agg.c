@@ -9,7 +9,7 @@
 
 enum {
     BATCH_SLOTS = 16384, /* touched cells one batch keeps in memory */
-    DELTA_DAYS = 6,      /* distinct answer delays one cell's delta keeps */
+    DELTA_DAYS = 32,     /* distinct answer delays one cell's delta keeps */
     CELL_ARENA_BYTES = 64 * 1024,
 };
 
@@ -144,6 +144,7 @@ struct delta {
 struct agg_batch {
     struct delta slots[BATCH_SLOTS];
     uint32_t used;
+    uint32_t used_at[BATCH_SLOTS / 2]; /* which slots, to flush and clear only those */
 };
 
 static int due_write(struct store *s, MDB_txn *t, const struct delta *d) {
@@ -307,7 +308,7 @@ static int apply_one(struct agg_batch *b, struct store *s, MDB_txn *t, const uin
                 break; /* keep the table sparse: write through instead */
             }
             delta_init(d, key, len, is_due);
-            b->used++;
+            b->used_at[b->used++] = (uint32_t)(d - b->slots);
         } else if (d->is_due != is_due || d->len != len || memcmp(d->key, key, len) != 0) {
             continue;
         }
@@ -350,17 +351,22 @@ int agg_batch_new(struct agg_batch **out) {
     return *out != NULL ? 0 : APL_ENOMEM;
 }
 
-int agg_batch_end(struct agg_batch *b, struct store *s, MDB_txn *t) {
+int agg_batch_flush(struct agg_batch *b, struct store *s, MDB_txn *t) {
     if (b == NULL) {
         return 0;
     }
     int rc = 0;
-    for (uint32_t i = 0; i < BATCH_SLOTS && t != NULL && rc == 0; i++) {
-        const struct delta *d = &b->slots[i];
-        if (d->used && (d->count != 0 || d->answered != 0 || d->n_days != 0)) {
+    for (uint32_t i = 0; i < b->used; i++) {
+        struct delta *d = &b->slots[b->used_at[i]];
+        if (t != NULL && rc == 0 && (d->count != 0 || d->answered != 0 || d->n_days != 0)) {
             rc = write_delta(s, t, d);
         }
+        d->used = false;
     }
-    free(b);
+    b->used = 0;
     return rc;
+}
+
+void agg_batch_free(struct agg_batch *b) {
+    free(b);
 }

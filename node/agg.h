@@ -64,8 +64,10 @@ int agg_apply(struct agg_batch *b, struct store *s, MDB_txn *t, const struct agg
               int sign);
 
 int agg_batch_new(struct agg_batch **out);
-/* Writes the sums (t NULL: forgets them) and frees the batch. */
-int agg_batch_end(struct agg_batch *b, struct store *s, MDB_txn *t);
+/* Writes the sums (t NULL: forgets them) and empties the batch for reuse;
+ * only the cells it touched are visited. */
+int agg_batch_flush(struct agg_batch *b, struct store *s, MDB_txn *t);
+void agg_batch_free(struct agg_batch *b);
 
 /* Month number of a day: year * 12 + month - 1. */
 int32_t agg_month_of(int32_t day);

@@ -33,7 +33,8 @@ int state_init(struct state *st, struct store *s) {
 }
 
 void state_fini(struct state *st) {
-    agg_batch_end(st->batch, st->s, NULL);
+    agg_batch_free(st->sums);
+    st->sums = NULL;
     st->batch = NULL;
     arena_fini(&st->rows);
     arena_fini(&st->parked);
@@ -98,11 +99,18 @@ static size_t deadline_key(uint8_t *out, const char *owner, int32_t day, const c
 }
 
 int state_batch_begin(struct state *st) {
-    return st->batch != NULL ? 0 : agg_batch_new(&st->batch);
+    if (st->sums == NULL) { /* allocated once, reused by every batch */
+        int rc = agg_batch_new(&st->sums);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    st->batch = st->sums;
+    return 0;
 }
 
 int state_batch_end(struct state *st, MDB_txn *t) {
-    int rc = agg_batch_end(st->batch, st->s, t);
+    int rc = agg_batch_flush(st->batch, st->s, t);
     st->batch = NULL;
     return rc;
 }

@@ -32,7 +32,8 @@ struct state {
     struct arena rows;       /* appeal rows, reset per event */
     struct arena parked;     /* parked records, reset per record */
     uint64_t ignored;        /* events that changed nothing */
-    struct agg_batch *batch; /* between state_batch_begin and _end */
+    struct agg_batch *batch; /* between state_batch_begin and _end: `sums` */
+    struct agg_batch *sums;  /* the batch's memory, kept for the next one */
 };
 
 int state_init(struct state *st, struct store *s);
