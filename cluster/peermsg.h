@@ -22,7 +22,7 @@
 enum {
     PEER_CLOCK_SKEW_MAX_MS = 10 * 60 * 1000,
     PEER_RECV_BYTES_MAX = 16 * 1024 * 1024,
-    PEER_REPEATED_MAX = 20000,
+    PEER_REPEATED_MAX = 50000,
 };
 
 /* Fills version and time (the system clock, plus `skew_ms`: zero except

@@ -50,8 +50,8 @@ struct repl;
 
 enum {
     REPL_RECV_BYTES_MAX = 16 * 1024 * 1024, /* any peer message: PEER_RECV_BYTES_MAX */
-    PULL_RECORDS_MAX = 20000,               /* records in one pull response */
-    PULL_BYTES_MAX = 8 * 1024 * 1024,       /* bytes of records in one response */
+    PULL_RECORDS_MAX = 50000,               /* records in one pull response */
+    PULL_BYTES_MAX = 12 * 1024 * 1024,      /* bytes of records in one response */
     PUSH_RECORDS_MAX = 2000,
     PUSH_BYTES_MAX = 1024 * 1024,
     REPL_CONTEXTS = 8, /* pulls served concurrently */

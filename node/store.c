@@ -335,10 +335,13 @@ void log_key(uint8_t out[LOG_KEY_BYTES], uint32_t idx, uint64_t seq) {
 int store_usage(struct store *s, uint64_t *map_bytes, uint64_t *used_bytes, uint32_t *readers) {
     MDB_envinfo info;
     MDB_stat st;
+    /* Both read the map's meta pages: not while the writer remaps it. */
+    pthread_rwlock_rdlock(&s->resize_lock);
     int rc = mdb_env_info(s->env, &info);
     if (rc == 0) {
         rc = mdb_env_stat(s->env, &st);
     }
+    pthread_rwlock_unlock(&s->resize_lock);
     if (rc != 0) {
         return store_rc(rc);
     }
