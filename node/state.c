@@ -585,7 +585,7 @@ static int rebuild_origin(struct rebuild *rb, uint32_t idx) {
     return log_origin_save(rb->s, rb->t, &rb->o);
 }
 
-int state_rebuild(struct store *s, struct errbuf *e) {
+static int rebuild_once(struct store *s, struct errbuf *e) {
     struct rebuild rb;
     memset(&rb, 0, sizeof rb);
     rb.s = s;
@@ -641,5 +641,29 @@ int state_rebuild(struct store *s, struct errbuf *e) {
     }
     arena_fini(&rb.a);
     state_fini(&rb.st);
+    return rc;
+}
+
+int state_rebuild(struct store *s, struct errbuf *e) {
+    /* One transaction rewrites every derived table while the pages of the
+     * old ones stay allocated until it commits: ask for a map of twice
+     * what is in use, and more (it is address space, not disk). Should
+     * that still be short, grow and start again: nothing was committed. */
+    uint64_t map, used;
+    uint32_t readers;
+    int rc = store_usage(s, &map, &used, &readers);
+    if (rc == 0) {
+        rc = store_reserve(s, 2 * used + (256ull << 20));
+    }
+    while (rc == 0) {
+        rc = rebuild_once(s, e);
+        if (rc != APL_EMAPFULL || store_grow(s) != 0) {
+            break;
+        }
+        rc = 0;
+        if (e != NULL) {
+            err_clear(e);
+        }
+    }
     return rc;
 }

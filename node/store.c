@@ -218,6 +218,22 @@ void store_abort(struct store *s, MDB_txn *txn) {
     pthread_rwlock_unlock(&s->resize_lock);
 }
 
+int store_reserve(struct store *s, uint64_t bytes) {
+    if (bytes > s->map_max_bytes) {
+        bytes = s->map_max_bytes;
+    }
+    if (bytes <= s->map_bytes) {
+        return 0;
+    }
+    pthread_rwlock_wrlock(&s->resize_lock);
+    int rc = mdb_env_set_mapsize(s->env, (size_t)bytes);
+    if (rc == 0) {
+        s->map_bytes = bytes;
+    }
+    pthread_rwlock_unlock(&s->resize_lock);
+    return store_rc(rc);
+}
+
 int store_grow(struct store *s) {
     const uint64_t step_min = 64ull << 20;
     if (s->map_bytes >= s->map_max_bytes) {

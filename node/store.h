@@ -115,6 +115,9 @@ int store_commit(struct store *s, MDB_txn *txn);
 void store_abort(struct store *s, MDB_txn *txn);
 /* Makes every commit so far durable (fsync). */
 int store_sync(struct store *s);
+/* Makes the map at least `bytes` (up to the maximum); no transaction of
+ * this process may be open. */
+int store_reserve(struct store *s, uint64_t bytes);
 /* Doubles the map (at least +64 MiB) up to the maximum. */
 int store_grow(struct store *s);
 /* Clears stale reader slots; returns how many were cleared. */
