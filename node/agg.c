@@ -134,7 +134,7 @@ int due_key_decode(const MDB_val *k, struct agg_key *out) {
 struct delta {
     uint8_t key[AGG_KEY_BYTES_MAX + 4];
     uint8_t len;
-    bool used, is_due;
+    bool is_due;
     int64_t count, answered, in_term;
     uint32_t n_days;
     uint32_t day[DELTA_DAYS];
@@ -143,6 +143,9 @@ struct delta {
 
 struct agg_batch {
     struct delta slots[BATCH_SLOTS];
+    /* Each slot's key hash | 1, 0 if free: probing reads this compact
+     * array, and a slot's key only when the hashes match. */
+    uint32_t tag[BATCH_SLOTS];
     uint32_t used;
     uint32_t used_at[BATCH_SLOTS / 2]; /* which slots, to flush and clear only those */
 };
@@ -253,11 +256,12 @@ static int write_delta(struct store *s, MDB_txn *t, const struct delta *d) {
 }
 
 static void delta_init(struct delta *d, const uint8_t *key, size_t len, bool is_due) {
-    memset(d, 0, sizeof *d);
+    /* Not memset: day[] and day_delta[] are read only below n_days. */
     memcpy(d->key, key, len);
     d->len = (uint8_t)len;
     d->is_due = is_due;
-    d->used = true;
+    d->count = d->answered = d->in_term = 0;
+    d->n_days = 0;
 }
 
 /* Adds one appeal's contribution into delta d; false if its day list is
@@ -301,15 +305,19 @@ static int apply_one(struct agg_batch *b, struct store *s, MDB_txn *t, const uin
         return write_delta(s, t, &d);
     }
     uint32_t h = hash_key(key, len, is_due);
+    uint32_t tag = h | 1u;
     for (uint32_t probe = 0; probe < BATCH_SLOTS; probe++) {
-        struct delta *d = &b->slots[(h + probe) % BATCH_SLOTS];
-        if (!d->used) {
+        uint32_t i = (h + probe) % BATCH_SLOTS;
+        struct delta *d = &b->slots[i];
+        if (b->tag[i] == 0) {
             if (b->used >= BATCH_SLOTS / 2) {
                 break; /* keep the table sparse: write through instead */
             }
             delta_init(d, key, len, is_due);
-            b->used_at[b->used++] = (uint32_t)(d - b->slots);
-        } else if (d->is_due != is_due || d->len != len || memcmp(d->key, key, len) != 0) {
+            b->tag[i] = tag;
+            b->used_at[b->used++] = i;
+        } else if (b->tag[i] != tag || d->is_due != is_due || d->len != len ||
+                   memcmp(d->key, key, len) != 0) {
             continue;
         }
         if (delta_add(d, f, sign)) {
@@ -361,7 +369,7 @@ int agg_batch_flush(struct agg_batch *b, struct store *s, MDB_txn *t) {
         if (t != NULL && rc == 0 && (d->count != 0 || d->answered != 0 || d->n_days != 0)) {
             rc = write_delta(s, t, d);
         }
-        d->used = false;
+        b->tag[b->used_at[i]] = 0;
     }
     b->used = 0;
     return rc;
