@@ -493,17 +493,6 @@ static int open_store_only(const struct args *a, struct store *s, bool ro, struc
     return store_open(s, a->data, &so, e);
 }
 
-/* A rebuild rewrites every derived table in one transaction while the
- * pages of the old ones stay allocated until it commits: a map of twice
- * the file, and some (the map is address space, not disk). */
-static uint64_t rebuild_map_bytes(const char *dir) {
-    char path[4200];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/db/data.mdb", dir);
-    uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-    return 2 * size + (256ull << 20);
-}
-
 static int cmd_verify(const struct args *a) {
     struct errbuf e;
     err_clear(&e);
@@ -779,12 +768,8 @@ static int cmd_rebuild(const struct args *a) {
     if (lock < 0) {
         return fail("rebuild", &e, APL_EUNAVAIL);
     }
-    struct args big = *a;
-    if (big.map_bytes == 0) {
-        big.map_bytes = rebuild_map_bytes(a->data);
-    }
-    struct store s;
-    int rc = open_store_only(&big, &s, false, &e);
+    struct store s; /* state_rebuild sizes the map it needs */
+    int rc = open_store_only(a, &s, false, &e);
     if (rc == 0) {
         rc = state_rebuild(&s, &e);
         if (rc == 0) {

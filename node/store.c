@@ -243,20 +243,12 @@ int store_grow(struct store *s) {
     if (next < s->map_bytes + step_min) {
         next = s->map_bytes + step_min;
     }
-    if (next > s->map_max_bytes) {
-        next = s->map_max_bytes;
-    }
-    pthread_rwlock_wrlock(&s->resize_lock);
-    int rc = mdb_env_set_mapsize(s->env, (size_t)next);
-    if (rc == 0) {
-        s->map_bytes = next;
-    }
-    pthread_rwlock_unlock(&s->resize_lock);
+    int rc = store_reserve(s, next);
     if (rc != 0) {
-        return store_rc(rc);
+        return rc;
     }
     char mib[24];
-    snprintf(mib, sizeof mib, "%llu", (unsigned long long)(next >> 20));
+    snprintf(mib, sizeof mib, "%llu", (unsigned long long)(s->map_bytes >> 20));
     olog(OLOG_INFO, "map_grown", "map_mib", mib, NULL);
     return 0;
 }
