@@ -303,6 +303,84 @@ static bool wants(const struct qctx *c, int dim) {
 
 /* ---- scanning ---- */
 
+static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* An AggCell as the node writes it (fields 1-3 as varints, days packed,
+ * each at most once), read without unpacking: a query reads thousands of
+ * cells. False for anything else, which then goes through pbx_unpack. */
+struct cell_view {
+    uint64_t count, answered, in_term;
+    const uint8_t *days, *days_end;
+};
+
+static bool cell_view(const MDB_val *v, struct cell_view *cv) {
+    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
+    memset(cv, 0, sizeof *cv);
+    unsigned seen = 0;
+    while (p < end) {
+        uint64_t tag, x;
+        if (!varint(&p, end, &tag) || tag > 34 || (seen & (1u << (tag >> 3))) != 0 ||
+            !varint(&p, end, &x)) {
+            return false;
+        }
+        seen |= 1u << (tag >> 3);
+        switch (tag) {
+        case 8:
+            cv->count = x;
+            break;
+        case 16:
+            cv->answered = x;
+            break;
+        case 24:
+            cv->in_term = x;
+            break;
+        case 34:
+            if (x > (uint64_t)(end - p)) {
+                return false;
+            }
+            cv->days = p;
+            cv->days_end = p + x;
+            p += x;
+            break;
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Adds the (days, appeals) pairs of a packed days field, as the unpacked
+ * path does: uint32 values, at most AGG_DAYS_MAX + 2 pairs, a lone last
+ * element ignored. */
+static int add_days(struct qgroup *g, const uint8_t *p, const uint8_t *end) {
+    for (uint32_t pairs = 0; p < end; pairs++) {
+        uint64_t d, n;
+        if (pairs > AGG_DAYS_MAX + 1 || !varint(&p, end, &d)) {
+            return APL_ECORRUPT;
+        }
+        if (p == end) {
+            break;
+        }
+        if (!varint(&p, end, &n)) {
+            return APL_ECORRUPT;
+        }
+        uint32_t day = (uint32_t)d;
+        g->days[day > AGG_DAYS_MAX ? AGG_DAYS_MAX : day] += (uint32_t)n;
+    }
+    return 0;
+}
+
 static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct arena *scratch) {
     struct agg_key key;
     if (agg_key_decode(k, &key) != 0) {
@@ -319,6 +397,22 @@ static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct a
     struct qgroup *g = qmap_get(&c->map, gk, true);
     if (g == NULL) {
         return APL_ETOOBIG;
+    }
+    struct cell_view cv;
+    if (cell_view(v, &cv)) {
+        g->count += cv.count;
+        if (lifecycle_open((Appeal__Status)key.status)) {
+            g->open += cv.count;
+        }
+        g->answered += cv.answered;
+        g->in_term += cv.in_term;
+        if (cv.days == cv.days_end) {
+            return 0;
+        }
+        if (g->days == NULL && (g->days = calloc(AGG_DAYS_MAX + 1, sizeof *g->days)) == NULL) {
+            return APL_ENOMEM;
+        }
+        return add_days(g, cv.days, cv.days_end);
     }
     size_t mark = scratch->used_bytes;
     Appeal__AggCell *cell =
