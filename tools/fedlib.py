@@ -8,6 +8,7 @@ TLS (`Federation(..., tls=True)`): a federation CA is made with the openssl
 command in ROOT/ca, each node gets a key and a certificate naming its
 jurisdiction in its data directory, and every address is tls+tcp://."""
 
+import atexit
 import json
 import os
 import signal
@@ -49,23 +50,90 @@ def jurisdictions(n):
 PORTS_FIRST, PORTS_LAST = 10000, 32000
 
 
+_claimed = set()  # ports this process handed out
+PORT_CLAIMS = os.path.join("/tmp", f"appeal-ports-{os.getuid()}")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _claim(port):
+    """Claims `port` for this process among every process of this user
+    (tests run in parallel, benchmarks beside them): a file named after it
+    holding our pid. A claim whose process is gone is taken over."""
+    path = os.path.join(PORT_CLAIMS, str(port))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read() or 0)
+            except (OSError, ValueError):
+                return False
+            if pid == os.getpid() or (pid and _alive(pid)):
+                return False
+            try:
+                os.unlink(path)  # its process is gone
+            except OSError:
+                return False
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        _claimed.add(port)
+        return True
+    return False
+
+
+def _release_claims():
+    for port in _claimed:
+        try:
+            os.unlink(os.path.join(PORT_CLAIMS, str(port)))
+        except OSError:
+            pass
+
+
+atexit.register(_release_claims)
+
+
 def port_block(count, tries=200):
-    """`count` consecutive ports, all free on 127.0.0.1 right now."""
+    """`count` consecutive ports, all free on 127.0.0.1 right now and
+    claimed by no other process of ours: two tests running side by side
+    never pick the same port, even before their nodes bind it."""
     import random
+    os.makedirs(PORT_CLAIMS, mode=0o700, exist_ok=True)
     for _ in range(tries):
         base = random.randint(PORTS_FIRST, PORTS_LAST - count)
+        ports = range(base, base + count)
+        if any(p in _claimed for p in ports):
+            continue
         socks = []
         try:
-            for p in range(base, base + count):
+            for p in ports:
                 s = socket.socket()
                 socks.append(s)
                 s.bind(("127.0.0.1", p))
-            return base
         except OSError:
             continue
         finally:
             for s in socks:
                 s.close()
+        got = [p for p in ports if _claim(p)]
+        if len(got) == count:
+            return base
+        for p in got:
+            _claimed.discard(p)
+            try:
+                os.unlink(os.path.join(PORT_CLAIMS, str(p)))
+            except OSError:
+                pass
     raise RuntimeError("no block of free ports")
 
 
