@@ -271,6 +271,23 @@ const struct category *rules_category(const struct rules *r, const char *code) {
     return bsearch(&key, r->categories, r->category_count, sizeof key, cat_cmp);
 }
 
+int rules_iin_check_digit(const char *digits) {
+    int sum = 0;
+    for (int i = 0; i < 11; i++) {
+        sum += (i + 1) * (digits[i] - '0');
+    }
+    int check = sum % 11;
+    if (check == 10) {
+        static const int w2[11] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2};
+        sum = 0;
+        for (int i = 0; i < 11; i++) {
+            sum += w2[i] * (digits[i] - '0');
+        }
+        check = sum % 11;
+    }
+    return check == 10 ? -1 : check;
+}
+
 int rules_iin_check(const char *iin, struct errbuf *e) {
     if (strlen(iin) != 12 || strspn(iin, "0123456789") != 12) {
         return err_set(e, APL_EINVAL, "an IIN/BIN is exactly 12 digits");
@@ -279,21 +296,9 @@ int rules_iin_check(const char *iin, struct errbuf *e) {
     for (int i = 0; i < 12; i++) {
         d[i] = iin[i] - '0';
     }
-    int sum = 0;
-    for (int i = 0; i < 11; i++) {
-        sum += (i + 1) * d[i];
-    }
-    int check = sum % 11;
-    if (check == 10) {
-        static const int w2[11] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2};
-        sum = 0;
-        for (int i = 0; i < 11; i++) {
-            sum += w2[i] * d[i];
-        }
-        check = sum % 11;
-        if (check == 10) {
-            return err_set(e, APL_EINVAL, "the IIN/BIN is not valid (no check digit fits)");
-        }
+    int check = rules_iin_check_digit(iin);
+    if (check < 0) {
+        return err_set(e, APL_EINVAL, "the IIN/BIN is not valid (no check digit fits)");
     }
     if (check != d[11]) {
         return err_set(e, APL_EINVAL, "the IIN/BIN is not valid (check digit mismatch)");

@@ -63,6 +63,9 @@ const struct category *rules_category(const struct rules *r, const char *code);
 /* 12 digits, a valid check digit, and for an IIN a valid birth date and
  * century digit. The message never echoes the number. */
 int rules_iin_check(const char *iin, struct errbuf *e);
+/* The check digit of an IIN/BIN's first 11 digits, or -1 if none fits
+ * (shared/data/appeal-facts.md). */
+int rules_iin_check_digit(const char *digits);
 
 /* Name used on the command line and in JSON: "statement", ... */
 const char *appeal_type_name(int type);

@@ -48,6 +48,7 @@
 #include "appeal.h"
 #include "cal.h"
 #include "node.h"
+#include "rules.h"
 #include "util.h"
 
 enum {
@@ -154,23 +155,8 @@ static void make_iin(uint32_t n, char out[13]) {
     for (uint32_t serial = n;; serial += 7919) {
         snprintf(out, 13, "%02u%02u%02u%u%04u0", 50 + n % 50, 1 + n / 50 % 12, 1 + n / 600 % 28,
                  3 + n % 2, serial % 10000);
-        int d[12], sum = 0;
-        for (int i = 0; i < 12; i++) {
-            d[i] = out[i] - '0';
-        }
-        for (int i = 0; i < 11; i++) {
-            sum += (i + 1) * d[i];
-        }
-        int check = sum % 11;
-        if (check == 10) {
-            static const int w2[11] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2};
-            sum = 0;
-            for (int i = 0; i < 11; i++) {
-                sum += w2[i] * d[i];
-            }
-            check = sum % 11;
-        }
-        if (check != 10) {
+        int check = rules_iin_check_digit(out);
+        if (check >= 0) {
             out[11] = (char)('0' + check);
             return;
         }
