@@ -1895,6 +1895,23 @@ static int fork_list(struct repl *r, MDB_txn *t, struct arena *a, Appeal__Cluste
     return 0;
 }
 
+void repl_status_visit(struct repl *r, void (*fn)(void *arg, const Appeal__ClusterStatus *s),
+                       void *arg) {
+    struct arena a;
+    MDB_txn *t;
+    if (r == NULL || arena_init(&a, 1u << 20) != 0) {
+        return;
+    }
+    if (store_rd_begin(&r->n->store, &t) == 0) {
+        Appeal__ClusterStatus *s;
+        if (repl_status(r, t, &a, &s) == 0) {
+            fn(arg, s);
+        }
+        store_rd_end(&r->n->store, t);
+    }
+    arena_fini(&a);
+}
+
 int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus **out) {
     Appeal__ClusterStatus *s = arena_new(a, sizeof *s);
     struct origin_list *l = arena_new(a, sizeof *l);

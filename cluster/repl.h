@@ -86,6 +86,10 @@ bool repl_recovering(const struct repl *r);
 
 /* The cluster view for `appealctl cluster status`. */
 int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus **out);
+/* Reads the cluster view in a read transaction of its own and hands it to
+ * fn; fn is not called when it cannot be read (r NULL: not replicating). */
+void repl_status_visit(struct repl *r, void (*fn)(void *arg, const Appeal__ClusterStatus *s),
+                       void *arg);
 
 /* Chain verification of one run against what we hold of its origin (the
  * head and the signing key): exported for tests and fuzzing. */

@@ -108,6 +108,16 @@ static void settle(struct alerts *al, struct found *f) {
     pthread_mutex_unlock(&al->mu);
 }
 
+struct visit {
+    struct alerts *al;
+    struct found *f;
+};
+
+static void visit_cluster(void *arg, const Appeal__ClusterStatus *s) {
+    struct visit *v = arg;
+    cluster_conditions(v->al, s, v->f);
+}
+
 void alerts_eval(struct alerts *al) {
     struct node *n = al->n;
     struct found *f = calloc(1, sizeof *f);
@@ -121,20 +131,8 @@ void alerts_eval(struct alerts *al) {
         add(f, "map_full", n->juris, "%llu of %llu MiB used", (unsigned long long)(used >> 20),
             (unsigned long long)(n->store.map_max_bytes >> 20));
     }
-    if (n->repl != NULL) {
-        struct arena a;
-        MDB_txn *t;
-        if (arena_init(&a, 1u << 20) == 0) {
-            if (store_rd_begin(&n->store, &t) == 0) {
-                Appeal__ClusterStatus *s;
-                if (repl_status(n->repl, t, &a, &s) == 0) {
-                    cluster_conditions(al, s, f);
-                }
-                store_rd_end(&n->store, t);
-            }
-            arena_fini(&a);
-        }
-    }
+    struct visit v = {al, f};
+    repl_status_visit(n->repl, visit_cluster, &v);
     settle(al, f);
     free(f);
 }

@@ -195,26 +195,17 @@ static void cluster_metrics(struct buf *b, const Appeal__ClusterStatus *s) {
     }
 }
 
+static void visit_cluster(void *arg, const Appeal__ClusterStatus *s) {
+    cluster_metrics(arg, s);
+}
+
 int metrics_render(struct node *n, char **out, size_t *len) {
     struct buf b = {malloc(16384), 0, 16384, 0};
     if (b.p == NULL) {
         return APL_ENOMEM;
     }
     node_metrics(&b, n);
-    if (n->repl != NULL) {
-        struct arena a;
-        MDB_txn *t;
-        if (arena_init(&a, 1u << 20) == 0) {
-            if (store_rd_begin(&n->store, &t) == 0) {
-                Appeal__ClusterStatus *s;
-                if (repl_status(n->repl, t, &a, &s) == 0) {
-                    cluster_metrics(&b, s);
-                }
-                store_rd_end(&n->store, t);
-            }
-            arena_fini(&a);
-        }
-    }
+    repl_status_visit(n->repl, visit_cluster, &b);
     if (b.rc != 0) {
         free(b.p);
         return b.rc;

@@ -331,6 +331,24 @@ static uint64_t chain_head(const struct chain *c) {
     return c->n ? c->first_seq + c->n - 1 : c->first_seq - 1;
 }
 
+/* The high-water mark of a non-empty chain: its origin, head seq and the
+ * hash of its head record. */
+static Appeal__Mark *chain_mark(const struct chain *c, struct arena *a) {
+    Appeal__Mark *m = arena_new(a, sizeof *m);
+    uint8_t *h = arena_new(a, HASH_BYTES);
+    if (m == NULL || h == NULL) {
+        return NULL;
+    }
+    appeal__mark__init(m);
+    m->origin.data = (uint8_t *)c->origin;
+    m->origin.len = KEY_PK_BYTES;
+    m->seq = chain_head(c);
+    rec_hash(c->recs[c->n - 1].data, c->recs[c->n - 1].len, h);
+    m->head_hash.data = h;
+    m->head_hash.len = HASH_BYTES;
+    return m;
+}
+
 /* ---- peer messages ---- */
 
 static size_t varint_put(uint8_t *p, uint64_t v) {
@@ -558,18 +576,10 @@ static int pull_request(struct rogue *g, struct arena *a, nng_msg **out) {
         if (c->n == 0) {
             continue;
         }
-        Appeal__Mark *m = arena_new(a, sizeof *m);
-        uint8_t *h = arena_new(a, HASH_BYTES);
-        if (m == NULL || h == NULL) {
+        Appeal__Mark *m = chain_mark(c, a);
+        if (m == NULL) {
             return APL_ENOMEM;
         }
-        appeal__mark__init(m);
-        m->origin.data = (uint8_t *)c->origin;
-        m->origin.len = KEY_PK_BYTES;
-        m->seq = chain_head(c);
-        rec_hash(c->recs[c->n - 1].data, c->recs[c->n - 1].len, h);
-        m->head_hash.data = h;
-        m->head_hash.len = HASH_BYTES;
         q.marks[q.n_marks++] = m;
     }
     q.records_max = PULL_RECORDS_MAX;
@@ -714,18 +724,10 @@ static int own_marks(struct rogue *g) {
         if (c->n == 0) {
             continue;
         }
-        Appeal__Mark *m = arena_new(&g->keep, sizeof *m);
-        uint8_t *h = arena_new(&g->keep, HASH_BYTES);
-        if (m == NULL || h == NULL) {
+        Appeal__Mark *m = chain_mark(c, &g->keep);
+        if (m == NULL) {
             return APL_ENOMEM;
         }
-        appeal__mark__init(m);
-        m->origin.data = (uint8_t *)c->origin;
-        m->origin.len = KEY_PK_BYTES;
-        m->seq = chain_head(c);
-        rec_hash(c->recs[c->n - 1].data, c->recs[c->n - 1].len, h);
-        m->head_hash.data = h;
-        m->head_hash.len = HASH_BYTES;
         g->own_marks[g->n_own_marks++] = m;
     }
     return 0;
