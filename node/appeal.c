@@ -188,6 +188,59 @@ static int seal_filing(struct appeal_ctx *c, const Appeal__FileRequest *q, const
     return rc;
 }
 
+/* An official's reason, sealed (docs/record-format.md 7.6): under this
+ * node's data key, and boxed to the node of `box_to` when not NULL. The
+ * event in `b` must already carry its number and version (they are the
+ * associated data). An empty reason leaves both empty. */
+struct reason_seal {
+    uint8_t *sealed;
+    size_t sealed_len;
+    uint8_t *boxed;
+    size_t boxed_len;
+};
+
+static int seal_reason(struct appeal_ctx *c, const Appeal__Body *b, const char *reason,
+                       const char *box_to, struct reason_seal *out, struct errbuf *e) {
+    memset(out, 0, sizeof *out);
+    struct rec_reason r;
+    size_t len = strlen(reason);
+    if (len == 0 || !rec_reason_of(b, &r)) {
+        return 0;
+    }
+    char ad[REASON_AD_BYTES];
+    rec_reason_ad(b, &r, ad);
+    int rc = seal_data_ad(c->keys, ad, (const uint8_t *)reason, len, &out->sealed, &out->sealed_len);
+    if (rc != 0 || box_to == NULL) {
+        return rc;
+    }
+    uint8_t box[BOX_PK_BYTES];
+    if (c->box_key_of == NULL || c->box_key_of(c->box_key_arg, box_to, box) != 0) {
+        return err_set(e, APL_ENOTFOUND, "no node of %s in the cluster file to seal the reason to",
+                       box_to);
+    }
+    size_t adlen = strlen(ad) + 1, ptlen = adlen + len;
+    uint8_t *pt = malloc(ptlen);
+    if (pt == NULL) {
+        return APL_ENOMEM;
+    }
+    memcpy(pt, ad, adlen); /* with its terminator: the zero byte of 7.6 */
+    memcpy(pt + adlen, reason, len);
+    rc = seal_box(box, pt, ptlen, &out->boxed, &out->boxed_len);
+    wipe_free(pt, ptlen);
+    return rc;
+}
+
+static void reason_seal_free(struct reason_seal *s) {
+    free(s->sealed);
+    free(s->boxed);
+    memset(s, 0, sizeof *s);
+}
+
+static void set_bytes(ProtobufCBinaryData *f, uint8_t *data, size_t len) {
+    f->data = data;
+    f->len = len;
+}
+
 static int check_signing(const struct appeal_ctx *c, struct errbuf *e) {
     if (c->self->frozen) {
         return err_set(e, APL_EUNAVAIL,
@@ -232,7 +285,7 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appea
     f.anonymous = q->anonymous;
     f.co_signers = q->co_signers;
     f.learned_day = q->learned_day;
-    f.late_reason = q->late_reason;
+    /* f.late_reason stays empty: the reason is sealed below. */
     f.urgent = q->anonymous && (c->rules->urgent_anonymous & (1u << q->type)) != 0;
     uint8_t tag[APPLICANT_TAG_BYTES];
     char repeat[NUMBER_BYTES_MAX + 1] = "";
@@ -261,7 +314,16 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appea
     Appeal__Body b = APPEAL__BODY__INIT;
     b.event_case = APPEAL__BODY__EVENT_FILED;
     b.filed = &f;
-    rc = commit_record(c, &b, out);
+    struct reason_seal rs;
+    rc = seal_reason(c, &b, q->late_reason, NULL, &rs, e);
+    if (rc == 0 && rs.sealed != NULL) {
+        set_bytes(&f.sealed_late_reason, rs.sealed, rs.sealed_len);
+        set_bytes(&f.data_key_id, (uint8_t *)c->keys->data_key_id, DATA_KEY_ID_BYTES);
+    }
+    if (rc == 0) {
+        rc = commit_record(c, &b, out);
+    }
+    reason_seal_free(&rs);
     free(sealed);
     if (rc == 0) {
         out->type = q->type;
@@ -363,6 +425,7 @@ struct act_parts {
     } ev;
     uint8_t *owned; /* a ciphertext to free after signing */
     size_t owned_len;
+    struct reason_seal reason; /* the official's reason, sealed */
     uint8_t tag[APPLICANT_TAG_BYTES];
     int32_t deadline_day;
     int status_after;
@@ -391,7 +454,6 @@ static int build_extend(struct appeal_ctx *c, const Appeal__AppealRow *row,
     }
     Appeal__Extended x = APPEAL__EXTENDED__INIT;
     x.until_day = q->until_day;
-    x.reason = q->reason;
     p->ev.extended = x;
     p->body.event_case = APPEAL__BODY__EVENT_EXTENDED;
     p->body.extended = &p->ev.extended;
@@ -470,7 +532,6 @@ static int build_forward(struct appeal_ctx *c, const Appeal__AppealRow *row,
     }
     int32_t start = row->term_start_day ? row->term_start_day : row->registered_day;
     x.to_jurisdiction = q->to_jurisdiction;
-    x.reason = q->reason;
     x.late = today(c) > cal_add_working(&c->rules->cal, start, c->rules->forward_working_days);
     p->ev.forwarded = x;
     p->body.event_case = APPEAL__BODY__EVENT_FORWARDED;
@@ -546,13 +607,11 @@ static int build_simple(struct appeal_ctx *c, const Appeal__AppealRow *row,
     case APPEAL__ACTION__ACTION_WITHDRAW:
         rc = text_field(q->reason, REASON_BYTES_MAX, false, true, "the reason", e);
         appeal__withdrawn__init(&p->ev.withdrawn);
-        p->ev.withdrawn.reason = q->reason;
         p->body.withdrawn = &p->ev.withdrawn;
         break;
     case APPEAL__ACTION__ACTION_REOPEN:
         rc = text_field(q->reason, REASON_BYTES_MAX, true, true, "the reason for reopening", e);
         appeal__reopened__init(&p->ev.reopened);
-        p->ev.reopened.reason = q->reason;
         p->ev.reopened.start_day = today(c);
         p->ev.reopened.deadline_day =
             cal_add_working(&c->rules->cal, today(c), c->rules->reopen_working_days);
@@ -562,13 +621,52 @@ static int build_simple(struct appeal_ctx *c, const Appeal__AppealRow *row,
     case APPEAL__ACTION__ACTION_RETURN:
         rc = text_field(q->reason, REASON_BYTES_MAX, true, true, "the reason for returning", e);
         appeal__returned__init(&p->ev.returned);
-        p->ev.returned.reason = q->reason;
         p->body.returned = &p->ev.returned;
         break;
     default:
         return err_set(e, APL_EINVAL, "unknown action");
     }
     (void)row;
+    return rc;
+}
+
+/* Seals the request's reason into the event `p` holds (its number and
+ * version set): forwards box it to the receiver, returns to the owner. */
+static int seal_act_reason(struct appeal_ctx *c, const Appeal__AppealRow *row,
+                           const Appeal__ActRequest *q, struct act_parts *p, struct errbuf *e) {
+    ProtobufCBinaryData *sealed, *kid, *boxed = NULL;
+    const char *box_to = NULL;
+#define AT(f) sealed = &p->ev.f.sealed_reason, kid = &p->ev.f.data_key_id
+    switch (p->body.event_case) {
+    case APPEAL__BODY__EVENT_EXTENDED:
+        AT(extended);
+        break;
+    case APPEAL__BODY__EVENT_FORWARDED:
+        AT(forwarded);
+        boxed = &p->ev.forwarded.boxed_reason, box_to = q->to_jurisdiction;
+        break;
+    case APPEAL__BODY__EVENT_RETURNED:
+        AT(returned);
+        boxed = &p->ev.returned.boxed_reason, box_to = row->owner;
+        break;
+    case APPEAL__BODY__EVENT_REOPENED:
+        AT(reopened);
+        break;
+    case APPEAL__BODY__EVENT_WITHDRAWN:
+        AT(withdrawn);
+        break;
+    default:
+        return 0;
+    }
+#undef AT
+    int rc = seal_reason(c, &p->body, q->reason, box_to, &p->reason, e);
+    if (rc == 0 && p->reason.sealed != NULL) {
+        set_bytes(sealed, p->reason.sealed, p->reason.sealed_len);
+        set_bytes(kid, (uint8_t *)c->keys->data_key_id, DATA_KEY_ID_BYTES);
+    }
+    if (rc == 0 && boxed != NULL) {
+        set_bytes(boxed, p->reason.boxed, p->reason.boxed_len);
+    }
     return rc;
 }
 
@@ -668,11 +766,15 @@ int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_
     }
     if (rc == 0) {
         set_ref(&p, row->number, row->version + 1);
+        rc = seal_act_reason(c, row, q, &p, e);
+    }
+    if (rc == 0) {
         memset(out, 0, sizeof *out);
         snprintf(out->number, sizeof out->number, "%s", row->number);
         rc = commit_record(c, &p.body, out);
     }
     free(p.owned);
+    reason_seal_free(&p.reason);
     if (rc == 0) {
         arena_on(&a, rowbuf, sizeof rowbuf);
         rc = state_appeal(c->s, c->t, out->number, &a, &row);
@@ -874,4 +976,63 @@ int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
         }
     }
     return rc;
+}
+
+/* A boxed reason's plaintext is the associated data, a zero byte and the
+ * text; the prefix binds it to its appeal and event. */
+static int open_boxed_reason(const struct node_keys *k, const char *ad,
+                             const ProtobufCBinaryData *boxed, struct arena *a, char **text) {
+    uint8_t *pt = NULL;
+    size_t ptlen = 0;
+    int rc = open_box(k, boxed->data, boxed->len, &pt, &ptlen);
+    if (rc != 0) {
+        return rc;
+    }
+    size_t adlen = strlen(ad) + 1;
+    rc = ptlen >= adlen && memcmp(pt, ad, adlen) == 0 ? 0 : APL_EAUTH;
+    if (rc == 0) {
+        *text = a->allocator.alloc(a, ptlen - adlen + 1);
+        rc = *text != NULL ? 0 : APL_ENOMEM;
+    }
+    if (rc == 0) {
+        memcpy(*text, pt + adlen, ptlen - adlen);
+        (*text)[ptlen - adlen] = '\0';
+    }
+    wipe_free(pt, ptlen);
+    return rc;
+}
+
+int appeal_open_reason(const struct node_keys *k, const Appeal__Body *b, struct arena *a,
+                       char **text) {
+    struct rec_reason r;
+    *text = "";
+    if (!rec_reason_of(b, &r)) {
+        return 0;
+    }
+    if (r.clear[0] != '\0' || r.sealed->len == 0) {
+        *text = (char *)r.clear; /* a legacy clear reason, or none */
+        return 0;
+    }
+    char ad[REASON_AD_BYTES];
+    rec_reason_ad(b, &r, ad);
+    if (r.data_key_id->len == DATA_KEY_ID_BYTES &&
+        memcmp(r.data_key_id->data, k->data_key_id, DATA_KEY_ID_BYTES) == 0) {
+        uint8_t *pt = NULL;
+        size_t ptlen = 0;
+        int rc = open_data_ad(k, ad, r.sealed->data, r.sealed->len, &pt, &ptlen);
+        if (rc != 0) {
+            return rc;
+        }
+        *text = a->allocator.alloc(a, ptlen + 1);
+        if (*text != NULL) {
+            memcpy(*text, pt, ptlen);
+            (*text)[ptlen] = '\0';
+        }
+        wipe_free(pt, ptlen);
+        return *text != NULL ? 0 : APL_ENOMEM;
+    }
+    if (r.boxed != NULL && r.boxed->len != 0) {
+        return open_boxed_reason(k, ad, r.boxed, a, text);
+    }
+    return APL_EAUTH;
 }

@@ -75,4 +75,12 @@ int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
                          const Appeal__AppealRow *row, struct arena *a, Appeal__Sealed **out,
                          char **answer_text);
 
+/* The text of the official's reason an event carries, as this node may
+ * show it (docs/record-format.md 7.6): a legacy clear reason as it stands;
+ * a sealed one opened with this node's data key (it wrote it) or box key
+ * (it received the forward or the return); "" when there is none.
+ * APL_EAUTH: a reason exists that this node cannot open. */
+int appeal_open_reason(const struct node_keys *k, const Appeal__Body *b, struct arena *a,
+                       char **text);
+
 #endif

@@ -226,6 +226,16 @@ int keys_save_signing(const char *path, const uint8_t sk[KEY_SK_BYTES], const ch
 
 int seal_data(const struct node_keys *k, const char *number, const uint8_t *pt, size_t len,
               uint8_t **out, size_t *out_len) {
+    return seal_data_ad(k, number, pt, len, out, out_len);
+}
+
+int open_data(const struct node_keys *k, const char *number, const uint8_t *ct, size_t len,
+              uint8_t **out, size_t *out_len) {
+    return open_data_ad(k, number, ct, len, out, out_len);
+}
+
+int seal_data_ad(const struct node_keys *k, const char *ad, const uint8_t *pt, size_t len,
+                 uint8_t **out, size_t *out_len) {
     size_t n = SEAL_NONCE_BYTES + len + crypto_aead_xchacha20poly1305_ietf_ABYTES;
     uint8_t *buf = malloc(n);
     if (buf == NULL) {
@@ -234,15 +244,15 @@ int seal_data(const struct node_keys *k, const char *number, const uint8_t *pt, 
     randombytes_buf(buf, SEAL_NONCE_BYTES);
     unsigned long long clen = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(buf + SEAL_NONCE_BYTES, &clen, pt, len,
-                                               (const uint8_t *)number, strlen(number), NULL, buf,
+                                               (const uint8_t *)ad, strlen(ad), NULL, buf,
                                                k->data_key);
     *out = buf;
     *out_len = SEAL_NONCE_BYTES + (size_t)clen;
     return 0;
 }
 
-int open_data(const struct node_keys *k, const char *number, const uint8_t *ct, size_t len,
-              uint8_t **out, size_t *out_len) {
+int open_data_ad(const struct node_keys *k, const char *ad, const uint8_t *ct, size_t len,
+                 uint8_t **out, size_t *out_len) {
     if (len < SEAL_OVERHEAD_BYTES) {
         return APL_EAUTH;
     }
@@ -252,8 +262,8 @@ int open_data(const struct node_keys *k, const char *number, const uint8_t *ct, 
     }
     unsigned long long plen = 0;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(buf, &plen, NULL, ct + SEAL_NONCE_BYTES,
-                                                   len - SEAL_NONCE_BYTES, (const uint8_t *)number,
-                                                   strlen(number), ct, k->data_key) != 0) {
+                                                   len - SEAL_NONCE_BYTES, (const uint8_t *)ad,
+                                                   strlen(ad), ct, k->data_key) != 0) {
         free(buf);
         return APL_EAUTH;
     }

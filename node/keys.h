@@ -101,6 +101,13 @@ int seal_data(const struct node_keys *k, const char *number, const uint8_t *pt, 
 int open_data(const struct node_keys *k, const char *number, const uint8_t *ct, size_t len,
               uint8_t **out, size_t *out_len);
 
+/* The same with any associated data (an official's reason binds the
+ * appeal number, the event and its version: docs/record-format.md 7.6). */
+int seal_data_ad(const struct node_keys *k, const char *ad, const uint8_t *pt, size_t len,
+                 uint8_t **out, size_t *out_len);
+int open_data_ad(const struct node_keys *k, const char *ad, const uint8_t *ct, size_t len,
+                 uint8_t **out, size_t *out_len);
+
 /* crypto_box_seal to another node's box key, and its opening. */
 int seal_box(const uint8_t box_pk[BOX_PK_BYTES], const uint8_t *pt, size_t len, uint8_t **out,
              size_t *out_len);

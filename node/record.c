@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +139,22 @@ static int appeal_ref(const char *number, struct errbuf *e) {
     return 0;
 }
 
+bool category_valid(const char *s) {
+    size_t n = strlen(s);
+    return n >= 1 && n <= CATEGORY_BYTES_MAX && strspn(s, "0123456789.") == n;
+}
+
+/* Replicated categories get the classifier's syntax, as local ones do: a
+ * member cannot plant a spreadsheet formula or a comma in exports. */
+static int check_category(const char *category, struct errbuf *e) {
+    if (!category_valid(category)) {
+        return err_set(e, APL_EINVAL,
+                       "record field category is not a classifier code (1..%d digits and dots)",
+                       CATEGORY_BYTES_MAX);
+    }
+    return 0;
+}
+
 static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
     int rc = appeal_ref(f->number, e);
     if (rc == 0 && (f->type <= 0 || f->type > APPEAL__APPEAL_TYPE__TYPE_FEEDBACK)) {
@@ -147,7 +164,7 @@ static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
         rc = err_set(e, APL_EINVAL, "a filing has version 0");
     }
     if (rc == 0) {
-        rc = text(f->category, CATEGORY_BYTES_MAX, false, "category", e);
+        rc = check_category(f->category, e);
     }
     if (rc == 0 && !juris_valid(f->jurisdiction)) {
         rc = err_set(e, APL_EINVAL, "record has a malformed jurisdiction");
@@ -241,6 +258,79 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
     }
 }
 
+bool rec_reason_of(const Appeal__Body *b, struct rec_reason *out) {
+    memset(out, 0, sizeof *out);
+#define REASON(f, clear_field, sealed_field, key_field)                                            \
+    out->number = b->f->number, out->version = b->f->version, out->clear = b->f->clear_field,      \
+    out->sealed = &b->f->sealed_field, out->data_key_id = &b->f->key_field
+    switch (b->event_case) {
+    case APPEAL__BODY__EVENT_FILED:
+        REASON(filed, late_reason, sealed_late_reason, data_key_id);
+        break;
+    case APPEAL__BODY__EVENT_EXTENDED:
+        REASON(extended, reason, sealed_reason, data_key_id);
+        break;
+    case APPEAL__BODY__EVENT_FORWARDED:
+        REASON(forwarded, reason, sealed_reason, data_key_id);
+        out->boxed = &b->forwarded->boxed_reason;
+        break;
+    case APPEAL__BODY__EVENT_RETURNED:
+        REASON(returned, reason, sealed_reason, data_key_id);
+        out->boxed = &b->returned->boxed_reason;
+        break;
+    case APPEAL__BODY__EVENT_REOPENED:
+        REASON(reopened, reason, sealed_reason, data_key_id);
+        break;
+    case APPEAL__BODY__EVENT_WITHDRAWN:
+        REASON(withdrawn, reason, sealed_reason, data_key_id);
+        break;
+    default:
+        return false;
+    }
+#undef REASON
+    return true;
+}
+
+void rec_reason_ad(const Appeal__Body *b, const struct rec_reason *r, char out[REASON_AD_BYTES]) {
+    snprintf(out, REASON_AD_BYTES, "%s:%s:%u", r->number, rec_kind(b), (unsigned)r->version);
+}
+
+/* The sealed reason fields (docs/record-format.md 7.6). Their contents only
+ * the writer and the other node of a forward or return can open; every
+ * node checks their shape, and that a reason is not both clear and sealed. */
+static int check_reason(const Appeal__Body *b, struct errbuf *e) {
+    struct rec_reason r;
+    if (!rec_reason_of(b, &r)) {
+        return 0;
+    }
+    bool sealed = r.sealed->len != 0;
+    if (sealed && r.clear[0] != '\0') {
+        return err_set(e, APL_EINVAL, "record holds a reason both in clear and sealed");
+    }
+    int rc = 0;
+    if (sealed) {
+        rc = bytes_len(r.sealed, SEAL_OVERHEAD_BYTES + 1, SEALED_REASON_BYTES_MAX,
+                       "sealed_reason", e);
+    }
+    if (rc == 0 && sealed && r.data_key_id->len != DATA_KEY_ID_BYTES) {
+        rc = err_set(e, APL_EINVAL, "record field data_key_id must name the key of sealed_reason");
+    }
+    /* AppealFiled.data_key_id also names the key of `sealed`: checked there. */
+    if (rc == 0 && !sealed && b->event_case != APPEAL__BODY__EVENT_FILED &&
+        r.data_key_id->len != 0) {
+        rc = err_set(e, APL_EINVAL, "record field data_key_id is set without a sealed_reason");
+    }
+    if (rc == 0 && r.boxed != NULL && (r.boxed->len != 0) != sealed) {
+        rc = err_set(e, APL_EINVAL, "record has a boxed_reason without a sealed_reason or "
+                                    "the reverse");
+    }
+    if (rc == 0 && r.boxed != NULL && sealed) {
+        rc = bytes_len(r.boxed, BOX_SEAL_OVERHEAD_BYTES + 1, BOXED_REASON_BYTES_MAX,
+                       "boxed_reason", e);
+    }
+    return rc;
+}
+
 int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record *out,
                struct errbuf *e) {
     if (len > RECORD_BYTES_MAX) {
@@ -275,6 +365,9 @@ int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record 
     }
     if (rc == 0) {
         rc = check_event(b, e);
+    }
+    if (rc == 0) {
+        rc = check_reason(b, e);
     }
     return rc != 0 ? (rc < 0 ? rc : APL_EINVAL) : 0;
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bounds.h"
 #include "err.h"
 #include "keys.h"
 #include "pbx.h"
@@ -63,6 +64,37 @@ bool rec_appeal_ref(const Appeal__Body *b, const char **number, uint32_t *versio
 
 /* A short name of the event kind: "filed", "assigned", ... */
 const char *rec_kind(const Appeal__Body *b);
+
+/* An official's reason carried by an event (docs/record-format.md 7.6):
+ * the legacy clear text, the copy sealed under the writer's data key and,
+ * for forwards and returns, the copy boxed to the other node. Fields the
+ * event does not have are empty (boxed: len 0). */
+struct rec_reason {
+    const char *number;
+    uint32_t version;
+    const char *clear;
+    const ProtobufCBinaryData *sealed;
+    const ProtobufCBinaryData *data_key_id;
+    const ProtobufCBinaryData *boxed; /* NULL: the event has no boxed copy */
+};
+/* False for events that carry no reason. */
+bool rec_reason_of(const Appeal__Body *b, struct rec_reason *out);
+
+enum {
+    /* "NUMBER:EVENT:VERSION" and its terminator: 31 + 1 + 9 + 1 + 10 + 1. */
+    REASON_AD_BYTES = 64,
+    /* A sealed_reason: nonce, a reason of at most REASON_BYTES_MAX (2000)
+     * bytes, tag. A boxed_reason: the ad, a zero byte, the reason and the
+     * sealed box's 48 bytes. */
+    SEALED_REASON_BYTES_MAX = REASON_BYTES_MAX + SEAL_OVERHEAD_BYTES,
+    BOXED_REASON_BYTES_MAX = REASON_AD_BYTES + REASON_BYTES_MAX + BOX_SEAL_OVERHEAD_BYTES,
+};
+/* The associated data of a sealed reason: "KZ-75-2026-000001:extended:1". */
+void rec_reason_ad(const Appeal__Body *b, const struct rec_reason *r, char out[REASON_AD_BYTES]);
+
+/* The classifier's syntax for a category code (categories.tsv): 1..31
+ * bytes, each an ASCII digit or a dot. */
+bool category_valid(const char *s);
 
 /* Formats: "KZ" or "KZ-75"; "KZ-75-2026-000001". */
 bool juris_valid(const char *s);

@@ -32,45 +32,72 @@ bool view_overdue(const struct node *n, const Appeal__AppealRow *row, int32_t to
     return over;
 }
 
-static char *detail_of(struct arena *a, const Appeal__Body *b) {
+/* An official's reason as this caller may read it (docs/record-format.md
+ * 7.6): the text where this node can open it and the caller's role reads
+ * personal data, else only that one exists. "" when there is none. */
+static int reason_shown(struct node *n, const Appeal__Body *b, bool may_read, struct arena *a,
+                        const char **out) {
+    static const char sealed[] = "(reason sealed)";
+    struct rec_reason r;
+    *out = "";
+    if (!rec_reason_of(b, &r)) {
+        return 0;
+    }
+    if (r.sealed->len != 0 && !may_read) {
+        *out = sealed;
+        return 0;
+    }
+    char *text;
+    int rc = appeal_open_reason(&n->keys, b, a, &text);
+    if (rc == APL_EAUTH) {
+        *out = sealed; /* sealed under a key this node lacks */
+        return 0;
+    }
+    if (rc == 0) {
+        *out = text;
+    }
+    return rc;
+}
+
+static char *detail_of(struct arena *a, const Appeal__Body *b, const char *reason) {
     char d[11];
     switch (b->event_case) {
     case APPEAL__BODY__EVENT_FILED:
         day_format(b->filed->deadline_day, d);
-        return arena_printf(a, "registered by %s as %s, category %s, deadline %s%s%s",
+        return arena_printf(a, "registered by %s as %s, category %s, deadline %s%s%s%s%s",
                             b->filed->jurisdiction, appeal_type_name(b->filed->type),
                             b->filed->category, d, b->filed->urgent ? ", urgent" : "",
-                            b->filed->co_signers ? ", collective" : "");
+                            b->filed->co_signers ? ", collective" : "",
+                            reason[0] ? "; late: " : "", reason);
     case APPEAL__BODY__EVENT_ASSIGNED:
         return arena_printf(a, "assigned to %s", b->assigned->assignee);
     case APPEAL__BODY__EVENT_EXTENDED:
         day_format(b->extended->until_day, d);
-        return arena_printf(a, "extended until %s: %s", d, b->extended->reason);
+        return arena_printf(a, "extended until %s: %s", d, reason);
     case APPEAL__BODY__EVENT_FORWARDED:
-        return arena_printf(a, "forwarded to %s: %s%s", b->forwarded->to_jurisdiction,
-                            b->forwarded->reason, b->forwarded->late ? " (after the term)" : "");
+        return arena_printf(a, "forwarded to %s: %s%s", b->forwarded->to_jurisdiction, reason,
+                            b->forwarded->late ? " (after the term)" : "");
     case APPEAL__BODY__EVENT_ACCEPTED:
         day_format(b->accepted->deadline_day, d);
         return arena_printf(a, "accepted, deadline %s", d);
     case APPEAL__BODY__EVENT_RETURNED:
-        return arena_printf(a, "returned: %s", b->returned->reason);
+        return arena_printf(a, "returned: %s", reason);
     case APPEAL__BODY__EVENT_ANSWERED:
         return arena_printf(a, "answered: %s", outcome_name(b->answered->outcome));
     case APPEAL__BODY__EVENT_CLOSED:
         return arena_strdup(a, "closed");
     case APPEAL__BODY__EVENT_REOPENED:
         day_format(b->reopened->deadline_day, d);
-        return arena_printf(a, "reopened: %s; deadline %s", b->reopened->reason, d);
+        return arena_printf(a, "reopened: %s; deadline %s", reason, d);
     case APPEAL__BODY__EVENT_WITHDRAWN:
-        return arena_printf(a, "withdrawn%s%s", b->withdrawn->reason[0] ? ": " : "",
-                            b->withdrawn->reason);
+        return arena_printf(a, "withdrawn%s%s", reason[0] ? ": " : "", reason);
     default:
         return arena_strdup(a, rec_kind(b));
     }
 }
 
-static int history(struct node *n, MDB_txn *t, const char *number, struct arena *a,
-                   Appeal__AppealView *v) {
+static int history(struct node *n, MDB_txn *t, const char *number, bool may_read,
+                   struct arena *a, Appeal__AppealView *v) {
     MDB_cursor *c;
     int rc = store_rc(mdb_cursor_open(t, n->store.dbi[DB_EVENTS], &c));
     if (rc != 0) {
@@ -102,12 +129,16 @@ static int history(struct node *n, MDB_txn *t, const char *number, struct arena 
         if (rc == 0 && h == NULL) {
             rc = APL_ENOMEM;
         }
+        const char *reason = "";
+        if (rc == 0) {
+            rc = reason_shown(n, r.body, may_read, a, &reason);
+        }
         if (rc == 0) {
             h->kind = (char *)rec_kind(r.body);
             h->jurisdiction = arena_strdup(a, o.juris);
             h->seq = seq;
             h->time_ms = r.body->time_ms;
-            h->detail = detail_of(a, r.body);
+            h->detail = detail_of(a, r.body, reason);
             h->actor = r.body->actor;
             v->history[v->n_history++] = h;
         }
@@ -174,7 +205,7 @@ int view_appeal(struct node *n, MDB_txn *t, const char *number, bool may_read, s
     }
     v->row = row;
     v->overdue = view_overdue(n, row, node_today(n), &v->days_overdue);
-    rc = history(n, t, number, a, v);
+    rc = history(n, t, number, may_read, a, v);
     if (rc == 0 && may_read) {
         rc = personal(n, t, row, a, v);
     } else if (rc == 0 && (row->sealed_at != NULL || row->answer_at != NULL)) {
