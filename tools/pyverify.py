@@ -205,6 +205,11 @@ def msg(*spec):
 
 
 NUMBER_REF = [(1, "number", "string"), (2, "version", "uint32")]
+
+
+def SEALED_REASON(n):
+    """sealed_reason at field n and the data_key_id naming its key at n + 1."""
+    return [(n, "sealed_reason", "bytes"), (n + 1, "data_key_id", "bytes")]
 EVENTS = {
     10: ("genesis", msg((1, "jurisdiction", "string"), (2, "box_key", "bytes"))),
     11: ("filed", msg(*NUMBER_REF, (3, "type", "enum"), (4, "category", "string"),
@@ -214,21 +219,24 @@ EVENTS = {
                       (11, "learned_day", "int32"), (12, "late_reason", "string"),
                       (13, "sealed", "bytes"), (14, "applicant_tag", "bytes"),
                       (15, "data_key_id", "bytes"), (16, "urgent", "bool"),
-                      (17, "registered_day", "int32"))),
+                      (17, "registered_day", "int32"), (18, "sealed_late_reason", "bytes"))),
     12: ("assigned", msg(*NUMBER_REF, (3, "assignee", "string"))),
-    13: ("extended", msg(*NUMBER_REF, (3, "until_day", "int32"), (4, "reason", "string"))),
+    13: ("extended", msg(*NUMBER_REF, (3, "until_day", "int32"), (4, "reason", "string"),
+                         *SEALED_REASON(5))),
     14: ("forwarded", msg(*NUMBER_REF, (3, "to_jurisdiction", "string"), (4, "reason", "string"),
-                          (5, "sealed", "bytes"), (6, "late", "bool"))),
+                          (5, "sealed", "bytes"), (6, "late", "bool"), *SEALED_REASON(7),
+                          (9, "boxed_reason", "bytes"))),
     15: ("accepted", msg(*NUMBER_REF, (3, "deadline_day", "int32"), (4, "sealed", "bytes"),
                          (5, "applicant_tag", "bytes"), (6, "data_key_id", "bytes"),
                          (7, "start_day", "int32"))),
-    16: ("returned", msg(*NUMBER_REF, (3, "reason", "string"))),
+    16: ("returned", msg(*NUMBER_REF, (3, "reason", "string"), *SEALED_REASON(4),
+                         (6, "boxed_reason", "bytes"))),
     17: ("answered", msg(*NUMBER_REF, (3, "outcome", "enum"), (4, "sealed_text", "bytes"),
                          (5, "answered_day", "int32"), (6, "data_key_id", "bytes"))),
     18: ("closed", msg(*NUMBER_REF, (3, "closed_day", "int32"))),
     19: ("reopened", msg(*NUMBER_REF, (3, "reason", "string"), (4, "deadline_day", "int32"),
-                         (5, "start_day", "int32"))),
-    20: ("withdrawn", msg(*NUMBER_REF, (3, "reason", "string"))),
+                         (5, "start_day", "int32"), *SEALED_REASON(6))),
+    20: ("withdrawn", msg(*NUMBER_REF, (3, "reason", "string"), *SEALED_REASON(4))),
     21: ("heartbeat", msg((1, "records_total", "uint64"))),
     22: ("key_granted", msg((1, "key", "bytes"), (2, "role", "string"),
                             (3, "jurisdiction", "string"), (4, "label", "string"))),
@@ -251,6 +259,13 @@ NUMBER = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?-[0-9]{4}-[0-9]{6,8}")
 ROLES = {b"registrar", b"official", b"national", b"operator", b"admin"}
 CATEGORY_BYTES_MAX, REASON_BYTES_MAX, ASSIGNEE_BYTES_MAX, LABEL_BYTES_MAX = 31, 2000, 200, 200
 SEALED_BYTES_MAX, APPLICANT_TAG_BYTES, DATA_KEY_ID_BYTES = 81920, 16, 8
+SEAL_OVERHEAD_BYTES, BOX_SEAL_OVERHEAD_BYTES, REASON_AD_BYTES = 40, 48, 64
+SEALED_REASON_BYTES_MAX = REASON_BYTES_MAX + SEAL_OVERHEAD_BYTES
+BOXED_REASON_BYTES_MAX = REASON_AD_BYTES + REASON_BYTES_MAX + BOX_SEAL_OVERHEAD_BYTES
+CATEGORY = re.compile(rb"[0-9.]{1,31}")
+REASONS = {"filed": ("late_reason", "sealed_late_reason"), "extended": ("reason", "sealed_reason"),
+           "forwarded": ("reason", "sealed_reason"), "returned": ("reason", "sealed_reason"),
+           "reopened": ("reason", "sealed_reason"), "withdrawn": ("reason", "sealed_reason")}
 
 
 def juris_ok(s):
@@ -298,7 +313,8 @@ def check_filed(f):
     ref(f)
     need(1 <= f["type"] <= 6, "record has an unknown appeal type")
     need(f["version"] == 0, "a filing has version 0")
-    text(f["category"], CATEGORY_BYTES_MAX, False, "category")
+    need(CATEGORY.fullmatch(f["category"]) is not None,
+         "record field category is not a classifier code (1..31 digits and dots)")
     need(juris_ok(f["jurisdiction"]), "record has a malformed jurisdiction")
     need(f["repeat_of"] == b"" or number_ok(f["repeat_of"]), "record has a malformed repeat_of")
     reason(f, "late_reason")
@@ -352,6 +368,30 @@ def check_event(kind, e, seq):
         size(e["new_box_key"], (0, 32), "new_box_key")
 
 
+def check_reason(kind, e):
+    """Section 7.6: a reason is clear (legacy) or sealed, never both; a
+    sealed one has its data key id, and a boxed copy exactly when sealed
+    (forwards and returns)."""
+    if kind not in REASONS:
+        return
+    clear, sealed_name = REASONS[kind]
+    sealed = e[sealed_name]
+    need(not (sealed and e[clear]), "record holds a reason both in clear and sealed")
+    if sealed:
+        need(SEAL_OVERHEAD_BYTES + 1 <= len(sealed) <= SEALED_REASON_BYTES_MAX,
+             "record field sealed_reason has %d bytes" % len(sealed))
+        need(len(e["data_key_id"]) == DATA_KEY_ID_BYTES,
+             "record field data_key_id must name the key of sealed_reason")
+    elif kind != "filed":
+        need(e["data_key_id"] == b"", "record field data_key_id is set without a sealed_reason")
+    if "boxed_reason" in e:
+        need(bool(e["boxed_reason"]) == bool(sealed),
+             "record has a boxed_reason without a sealed_reason or the reverse")
+        if sealed:
+            need(BOX_SEAL_OVERHEAD_BYTES + 1 <= len(e["boxed_reason"]) <= BOXED_REASON_BYTES_MAX,
+                 "record field boxed_reason has a wrong size")
+
+
 def decode_record(env):
     """Section 5: the envelope and its body, checked. Returns (envelope, body)."""
     need(len(env) <= RECORD_BYTES_MAX, "record larger than %d bytes" % RECORD_BYTES_MAX)
@@ -365,6 +405,7 @@ def decode_record(env):
     kind = b.get("_last_message")
     need(kind is not None, "record carries no known event")
     check_event(kind, b[kind], b["seq"])
+    check_reason(kind, b[kind])
     b["kind"] = kind
     return e, b
 
