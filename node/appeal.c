@@ -725,7 +725,7 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
         return err_set(e, APL_EINVAL, "the label is not one line of at most %d bytes",
                        LABEL_BYTES_MAX);
     }
-    uint8_t buf[2048];
+    uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
@@ -758,7 +758,7 @@ int appeal_revoke(struct appeal_ctx *c, const Appeal__RevokeRequest *q, struct a
         return err_set(e, APL_EINVAL, "the reason is not one line of at most %d bytes",
                        REASON_BYTES_MAX);
     }
-    uint8_t buf[2048];
+    uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
