@@ -94,8 +94,16 @@ static int check_complaint_window(const struct appeal_ctx *c, const Appeal__File
         return err_set(e, APL_EINVAL, "the date the act became known applies to complaints only");
     }
     int32_t now = today(c);
-    if (q->learned_day > now || !cal_in_range(&c->rules->cal, q->learned_day)) {
+    if (q->learned_day > now) {
         return err_set(e, APL_EINVAL, "the date the act became known cannot be in the future");
+    }
+    if (!cal_in_range(&c->rules->cal, q->learned_day)) {
+        char first[11];
+        day_format(c->rules->cal.first_day, first);
+        return err_set(e, APL_EINVAL,
+                       "the date the act became known is too far in the past: the calendar of "
+                       "working days starts on %s",
+                       first);
     }
     int32_t last = day_add_months(q->learned_day, c->rules->complaint_window_months);
     int rc = text_field(q->late_reason, REASON_BYTES_MAX, false, true, "the late reason", e);

@@ -91,6 +91,16 @@ class Node1(unittest.TestCase):
             self.assertEqual(answer["code"], "unauthenticated", shift_s)
             self.assertIn("from the node's clock", answer["message"])
 
+    def test_extreme_request_times_are_out_of_range(self):
+        # INT64_MIN overflowed `time - now` in auth_request (undefined
+        # behaviour, a nonsensical message) (issue 10, L)
+        for t in (-2**63, 2**63 - 1, 0):
+            inner = field(1, 1) + field(2, t % 2**64) + field(3, os.urandom(16)) + field(14, b"")
+            answer = self.node.raw(field(1, inner))
+            self.assertEqual(answer["code"], "unauthenticated", t)
+            self.assertIn("request time out of range", answer["message"])
+        self.assertTrue(self.node.info()["head_seq"] > 0)  # still serving
+
     def test_request_signed_before_the_node_started_is_refused(self):
         node = Node("KZ-71")
         try:
