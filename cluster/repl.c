@@ -373,7 +373,13 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
             /* Runs are mostly one official's work: look each actor up once. */
             if (!have_actor || memcmp(actor, rec.body->actor.data, KEY_PK_BYTES) != 0) {
                 memcpy(actor, rec.body->actor.data, KEY_PK_BYTES);
-                revoked = grant_revoked_seq(&n->store, t, o->idx, actor);
+                /* Fail closed: a grant we cannot read stores nothing
+                 * (the writer aborts the ingest and the next pull retries). */
+                if ((rc = grant_revoked_seq(&n->store, t, o->idx, actor, &revoked)) != 0) {
+                    olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error",
+                         apl_strerror(rc), "action", "ingest refused", NULL);
+                    return rc;
+                }
                 have_actor = true;
             }
             if (revoked != 0 && seq > revoked) {

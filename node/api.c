@@ -160,6 +160,16 @@ static int run_write(void *node, MDB_txn *t, struct wreq *r) {
     node_appeal_ctx(node, t, &c);
     free(w->result.record);
     memset(&w->result, 0, sizeof w->result);
+    /* Again where the record is made: a revocation committed since the
+     * request was authenticated (even earlier in this batch) wins. */
+    struct node *n = node;
+    int rc = auth_grant_check(&n->store, t, n->self.idx, w->api->auth.admin_pk, &w->who, &r->err);
+    if (rc == 0) {
+        rc = auth_allow(&w->who, w->req, &r->err);
+    }
+    if (rc != 0) {
+        return rc;
+    }
     c.actor = w->who.pk;
     switch (w->req->op_case) {
     case APPEAL__REQUEST__OP_FILE:

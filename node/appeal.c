@@ -18,8 +18,9 @@ static int text_field(const char *s, size_t max, bool required, bool multiline, 
     if (n > max) {
         return err_set(e, APL_ETOOBIG, "%s is %zu bytes long; the limit is %zu", what, n, max);
     }
-    if (!pbx_text_ok(s, multiline)) {
-        return err_set(e, APL_EINVAL, "%s is not valid UTF-8 text", what);
+    const char *why = pbx_text_problem(s, multiline);
+    if (why != NULL) {
+        return err_set(e, APL_EINVAL, "%s holds %s", what, why);
     }
     return 0;
 }
@@ -94,11 +95,19 @@ static int check_complaint_window(const struct appeal_ctx *c, const Appeal__File
         return err_set(e, APL_EINVAL, "the date the act became known applies to complaints only");
     }
     int32_t now = today(c);
-    if (q->learned_day > now || !cal_in_range(&c->rules->cal, q->learned_day)) {
+    if (q->learned_day > now) {
         return err_set(e, APL_EINVAL, "the date the act became known cannot be in the future");
     }
+    if (!cal_in_range(&c->rules->cal, q->learned_day)) {
+        char first[11];
+        day_format(c->rules->cal.first_day, first);
+        return err_set(e, APL_EINVAL,
+                       "the date the act became known is too far in the past: the calendar of "
+                       "working days starts on %s",
+                       first);
+    }
     int32_t last = day_add_months(q->learned_day, c->rules->complaint_window_months);
-    int rc = text_field(q->late_reason, REASON_BYTES_MAX, false, true, "the late reason", e);
+    int rc = text_field(q->late_reason, REASON_BYTES_MAX, false, false, "the late reason", e);
     if (rc == 0 && now > last && q->late_reason[0] == '\0') {
         char d[11];
         day_format(last, d);
@@ -434,7 +443,7 @@ struct act_parts {
 static int build_extend(struct appeal_ctx *c, const Appeal__AppealRow *row,
                         const Appeal__ActRequest *q, struct act_parts *p, struct errbuf *e) {
     int rc =
-        text_field(q->reason, REASON_BYTES_MAX, true, true, "a reasoned extension's reason", e);
+        text_field(q->reason, REASON_BYTES_MAX, true, false, "a reasoned extension's reason", e);
     if (rc != 0) {
         return rc;
     }
@@ -496,7 +505,7 @@ static int build_forward(struct appeal_ctx *c, const Appeal__AppealRow *row,
     if (strcmp(q->to_jurisdiction, c->self->juris) == 0) {
         return err_set(e, APL_EINVAL, "cannot forward an appeal to its own jurisdiction");
     }
-    int rc = text_field(q->reason, REASON_BYTES_MAX, true, true, "the reason for forwarding", e);
+    int rc = text_field(q->reason, REASON_BYTES_MAX, true, false, "the reason for forwarding", e);
     if (rc != 0) {
         return rc;
     }
@@ -605,12 +614,12 @@ static int build_simple(struct appeal_ctx *c, const Appeal__AppealRow *row,
         p->body.closed = &p->ev.closed;
         break;
     case APPEAL__ACTION__ACTION_WITHDRAW:
-        rc = text_field(q->reason, REASON_BYTES_MAX, false, true, "the reason", e);
+        rc = text_field(q->reason, REASON_BYTES_MAX, false, false, "the reason", e);
         appeal__withdrawn__init(&p->ev.withdrawn);
         p->body.withdrawn = &p->ev.withdrawn;
         break;
     case APPEAL__ACTION__ACTION_REOPEN:
-        rc = text_field(q->reason, REASON_BYTES_MAX, true, true, "the reason for reopening", e);
+        rc = text_field(q->reason, REASON_BYTES_MAX, true, false, "the reason for reopening", e);
         appeal__reopened__init(&p->ev.reopened);
         p->ev.reopened.start_day = today(c);
         p->ev.reopened.deadline_day =
@@ -619,7 +628,7 @@ static int build_simple(struct appeal_ctx *c, const Appeal__AppealRow *row,
         p->body.reopened = &p->ev.reopened;
         break;
     case APPEAL__ACTION__ACTION_RETURN:
-        rc = text_field(q->reason, REASON_BYTES_MAX, true, true, "the reason for returning", e);
+        rc = text_field(q->reason, REASON_BYTES_MAX, true, false, "the reason for returning", e);
         appeal__returned__init(&p->ev.returned);
         p->body.returned = &p->ev.returned;
         break;
@@ -823,15 +832,15 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
     if (!grant_scope_ok(role, juris, c->self->juris, e)) {
         return APL_EINVAL;
     }
-    if (!pbx_text_ok(q->label, false) || strlen(q->label) > LABEL_BYTES_MAX) {
-        return err_set(e, APL_EINVAL, "the label is not one line of at most %d bytes",
-                       LABEL_BYTES_MAX);
+    int rc = text_field(q->label, LABEL_BYTES_MAX, false, false, "the label", e);
+    if (rc != 0) {
+        return rc;
     }
-    uint8_t buf[2048];
+    uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
-    int rc = grant_get(c->s, c->t, c->self->idx, q->key.data, &a, &g);
+    rc = grant_get(c->s, c->t, c->self->idx, q->key.data, &a, &g);
     if (rc == 0 && g->revoked_seq != 0) {
         return err_set(e, APL_EREFUSED, "that key was revoked (log seq %llu); make a new one",
                        (unsigned long long)g->revoked_seq);
@@ -856,15 +865,15 @@ int appeal_revoke(struct appeal_ctx *c, const Appeal__RevokeRequest *q, struct a
         return err_set(e, APL_EINVAL, "a revocation needs a %d-byte Ed25519 public key",
                        KEY_PK_BYTES);
     }
-    if (!pbx_text_ok(q->reason, false) || strlen(q->reason) > REASON_BYTES_MAX) {
-        return err_set(e, APL_EINVAL, "the reason is not one line of at most %d bytes",
-                       REASON_BYTES_MAX);
+    int rc = text_field(q->reason, REASON_BYTES_MAX, false, false, "the reason", e);
+    if (rc != 0) {
+        return rc;
     }
-    uint8_t buf[2048];
+    uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
-    int rc = grant_get(c->s, c->t, c->self->idx, q->key.data, &a, &g);
+    rc = grant_get(c->s, c->t, c->self->idx, q->key.data, &a, &g);
     if (rc == APL_ENOTFOUND) {
         return err_set(e, rc, "this node never granted that key");
     }

@@ -73,13 +73,26 @@ int grant_get(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t pk[KEY_PK
     return grant_get_by_id(s, t, idx, id, a, out);
 }
 
-uint64_t grant_revoked_seq(struct store *s, MDB_txn *t, uint32_t idx,
-                           const uint8_t actor[KEY_PK_BYTES]) {
-    uint8_t buf[1024];
+/* A grant row holds: the struct, the key, the jurisdiction, the label and
+ * the revocation reason, each allocation aligned to 16 bytes. */
+_Static_assert(sizeof(Appeal__GrantRow) + 5 * 16 + 16 <= GRANT_ROW_SLACK_BYTES,
+               "GRANT_ROW_ARENA_BYTES must hold the longest grant row the node accepts");
+
+int grant_revoked_seq(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t actor[KEY_PK_BYTES],
+                      uint64_t *revoked) {
+    uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
-    return grant_get(s, t, idx, actor, &a, &g) == 0 ? g->revoked_seq : 0;
+    *revoked = 0;
+    int rc = grant_get(s, t, idx, actor, &a, &g);
+    if (rc == APL_ENOTFOUND) {
+        return 0;
+    }
+    if (rc == 0) {
+        *revoked = g->revoked_seq;
+    }
+    return rc;
 }
 
 int grant_apply(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, const Appeal__Body *b) {
@@ -91,7 +104,7 @@ int grant_apply(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, const A
     } else {
         return 0;
     }
-    uint8_t buf[2048];
+    uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     uint8_t id[KEY_ID_BYTES], k[GRANT_KEY_BYTES];
@@ -238,6 +251,58 @@ static int replay_check(struct auth *a, const uint8_t *key, const uint8_t *nonce
 
 /* ---- requests ---- */
 
+/* The request's time against the node's clock and start. The window is
+ * checked without subtracting the two (any int64 is a valid wire value:
+ * `time_ms - now_ms` could overflow). */
+static int check_time(const struct auth *a, int64_t time_ms, int64_t now_ms, struct errbuf *e) {
+    if (time_ms < now_ms - a->window_ms || time_ms > now_ms + a->window_ms) {
+        if (time_ms < now_ms - AUTH_TIME_RANGE_MS || time_ms > now_ms + AUTH_TIME_RANGE_MS) {
+            return err_set(e, APL_EAUTH,
+                           "request time out of range: more than %lld days from the node's "
+                           "clock (the window is %lld s): check the clocks",
+                           (long long)(AUTH_TIME_RANGE_MS / 86400000),
+                           (long long)(a->window_ms / 1000));
+        }
+        return err_set(e, APL_EAUTH,
+                       "request time is %+lld s from the node's clock (the window is %lld s): "
+                       "check the clocks",
+                       (long long)((time_ms - now_ms) / 1000), (long long)(a->window_ms / 1000));
+    }
+    if (time_ms < a->started_ms) {
+        return err_set(e, APL_EAUTH, "request signed before the node started: sign it again");
+    }
+    return 0;
+}
+
+int auth_grant_check(struct store *s, MDB_txn *t, uint32_t idx,
+                     const uint8_t admin_pk[KEY_PK_BYTES], struct principal *p, struct errbuf *e) {
+    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    struct arena ga;
+    arena_on(&ga, buf, sizeof buf);
+    Appeal__GrantRow *g;
+    p->roles = 0;
+    int rc = grant_get(s, t, idx, p->pk, &ga, &g);
+    static const Appeal__GrantRow admin = {
+        .base = PROTOBUF_C_MESSAGE_INIT(&appeal__grant_row__descriptor), .roles = ROLE_ADMIN};
+    if (rc == APL_ENOTFOUND && memcmp(p->pk, admin_pk, KEY_PK_BYTES) == 0) {
+        g = (Appeal__GrantRow *)&admin;
+        rc = 0;
+    }
+    if (rc == APL_ENOTFOUND) {
+        return err_set(e, APL_EAUTH, "key %s has no grant on this node", p->kid);
+    }
+    if (rc != 0) { /* fail closed: a grant we cannot read grants nothing */
+        return err_set(e, rc, "cannot read the grant of key %s: refused", p->kid);
+    }
+    if (g->revoked_seq != 0) {
+        return err_set(e, APL_EAUTH, "key %s was revoked (log seq %llu)%s%s", p->kid,
+                       (unsigned long long)g->revoked_seq, g->revoked_reason[0] ? ": " : "",
+                       g->revoked_reason);
+    }
+    p->roles = g->roles & ROLE_ADMIN ? ROLE_ALL : g->roles;
+    return 0;
+}
+
 int auth_request(struct auth *a, struct store *s, MDB_txn *t, uint32_t idx,
                  const Appeal__ClientRequest *cr, const Appeal__Request *q, int64_t now_ms,
                  struct principal *p, struct errbuf *e) {
@@ -257,47 +322,18 @@ int auth_request(struct auth *a, struct store *s, MDB_txn *t, uint32_t idx,
                                     cr->key.data) != 0) {
         return err_set(e, APL_EAUTH, "bad signature from key %s", p->kid);
     }
-    int64_t skew = q->time_ms - now_ms;
-    if (skew > a->window_ms || -skew > a->window_ms) {
-        return err_set(e, APL_EAUTH,
-                       "request time is %+lld s from the node's clock (the window is %lld s): "
-                       "check the clocks",
-                       (long long)(skew / 1000), (long long)(a->window_ms / 1000));
-    }
-    if (q->time_ms < a->started_ms) {
-        return err_set(e, APL_EAUTH, "request signed before the node started: sign it again");
+    int rc = check_time(a, q->time_ms, now_ms, e);
+    if (rc != 0) {
+        return rc;
     }
     if (q->nonce.len < 16 || q->nonce.len > 64) {
         return err_set(e, APL_EAUTH, "request without a nonce of 16 to 64 bytes");
     }
-    uint8_t buf[2048];
-    struct arena ga;
-    arena_on(&ga, buf, sizeof buf);
-    Appeal__GrantRow *g;
-    int rc = grant_get(s, t, idx, p->pk, &ga, &g);
-    static Appeal__GrantRow admin = {
-        .base = PROTOBUF_C_MESSAGE_INIT(&appeal__grant_row__descriptor), .roles = ROLE_ADMIN};
-    if (rc == APL_ENOTFOUND && memcmp(p->pk, a->admin_pk, KEY_PK_BYTES) == 0) {
-        g = &admin;
-        rc = 0;
-    }
-    if (rc == APL_ENOTFOUND) {
-        return err_set(e, APL_EAUTH, "key %s has no grant on this node", p->kid);
-    }
-    if (rc != 0) {
-        return err_set(e, rc, "cannot read the grants");
-    }
-    if (g->revoked_seq != 0) {
-        return err_set(e, APL_EAUTH, "key %s was revoked (log seq %llu)%s%s", p->kid,
-                       (unsigned long long)g->revoked_seq, g->revoked_reason[0] ? ": " : "",
-                       g->revoked_reason);
-    }
-    rc = replay_check(a, p->pk, q->nonce.data, q->nonce.len, q->time_ms, now_ms, e);
+    rc = auth_grant_check(s, t, idx, a->admin_pk, p, e);
     if (rc != 0) {
         return rc;
     }
-    p->roles = g->roles & ROLE_ADMIN ? ROLE_ALL : g->roles;
-    return 0;
+    return replay_check(a, p->pk, q->nonce.data, q->nonce.len, q->time_ms, now_ms, e);
 }
 
 static uint32_t roles_for(const Appeal__Request *q) {

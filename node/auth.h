@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "api.pb-c.h"
+#include "bounds.h"
 #include "err.h"
 #include "keys.h"
 #include "pbx.h"
@@ -63,10 +64,23 @@ int grant_apply(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, const A
 /* The grant of key `pk` in the log of origin `idx`; APL_ENOTFOUND if none. */
 int grant_get(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t pk[KEY_PK_BYTES],
               struct arena *a, Appeal__GrantRow **out);
-/* The revocation seq of an actor (a public key) in origin `idx`; 0 if the
- * key is in force or unknown. */
-uint64_t grant_revoked_seq(struct store *s, MDB_txn *t, uint32_t idx,
-                           const uint8_t actor[KEY_PK_BYTES]);
+/* The revocation seq of an actor (a public key) in origin `idx` in
+ * `*revoked`; 0 if the key is in force or unknown. Any error reading the
+ * grant (APL_ECORRUPT, storage errors) is returned: the caller must then
+ * treat the actor as revoked (fail closed), never as in force. */
+int grant_revoked_seq(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t actor[KEY_PK_BYTES],
+                      uint64_t *revoked);
+
+/* Bytes of arena that decode any grant row the node can hold: a row's
+ * strings are bounded by what record validation accepts (node/record.c:
+ * label <= LABEL_BYTES_MAX, reason <= REASON_BYTES_MAX, a jurisdiction of
+ * at most 6 bytes); GRANT_ROW_SLACK_BYTES covers the struct and the
+ * arena's alignment (checked in auth.c). */
+enum {
+    GRANT_ROW_SLACK_BYTES = 512,
+    GRANT_ROW_ARENA_BYTES =
+        GRANT_ROW_SLACK_BYTES + KEY_PK_BYTES + LABEL_BYTES_MAX + REASON_BYTES_MAX,
+};
 
 /* Who sent a request. */
 struct principal {
@@ -98,6 +112,11 @@ struct auth {
     uint8_t admin_pk[KEY_PK_BYTES];
 };
 
+/* A request time further than this from the node's clock is reported as
+ * out of range rather than as a number of seconds off (the node's clock
+ * and the window are far smaller, so nothing here can overflow). */
+#define AUTH_TIME_RANGE_MS ((int64_t)366 * 86400 * 1000)
+
 int auth_init(struct auth *a, int64_t window_ms, size_t entries_max, int64_t now_ms);
 void auth_fini(struct auth *a);
 
@@ -106,6 +125,15 @@ void auth_fini(struct auth *a);
 int auth_request(struct auth *a, struct store *s, MDB_txn *t, uint32_t idx,
                  const Appeal__ClientRequest *cr, const Appeal__Request *q, int64_t now_ms,
                  struct principal *p, struct errbuf *e);
+
+/* Checks the grant of `p->pk` in the log of origin `idx` as transaction
+ * `t` sees it and sets `p->roles`: APL_EAUTH if the key has no grant (and
+ * is not `admin_pk`) or was revoked; any error reading the grant denies.
+ * The writer calls it again inside its write transaction, so that a key
+ * revoked by a record committed before (even in the same batch) signs
+ * nothing after its revocation. */
+int auth_grant_check(struct store *s, MDB_txn *t, uint32_t idx,
+                     const uint8_t admin_pk[KEY_PK_BYTES], struct principal *p, struct errbuf *e);
 
 /* Whether `p` may perform `q`; APL_EFORBIDDEN with a message otherwise. */
 int auth_allow(const struct principal *p, const Appeal__Request *q, struct errbuf *e);

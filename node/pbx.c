@@ -200,18 +200,36 @@ ProtobufCMessage *pbx_unpack(const ProtobufCMessageDescriptor *desc, const uint8
     return m;
 }
 
-bool pbx_text_ok(const char *s, bool multiline) {
+/* Format characters that reorder or hide text on display: ALM, LRM, RLM,
+ * the embeddings and overrides U+202A..U+202E, the isolates
+ * U+2066..U+2069. */
+static bool bidi_control(uint32_t cp) {
+    return cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* One ASCII byte at `p`: NULL if allowed. */
+static const char *ascii_problem(const unsigned char *p, bool multiline) {
+    unsigned c = *p;
+    if (!multiline && (c == '\n' || c == '\t' || c == '\r')) {
+        return "a line break or tab (one line of text is expected)";
+    }
+    if (c == '\n' || c == '\t' || (c == '\r' && p[1] == '\n')) {
+        return NULL;
+    }
+    return c < 0x20 || c == 0x7f ? "a control character" : NULL;
+}
+
+const char *pbx_text_problem(const char *s, bool multiline) {
     const unsigned char *p = (const unsigned char *)s;
     while (*p != 0) {
         unsigned c = *p;
         int n;
         uint32_t cp;
         if (c < 0x80) {
-            if (c < 0x20 && !(multiline && (c == '\n' || c == '\t' || c == '\r'))) {
-                return false;
-            }
-            if (c == 0x7f) {
-                return false;
+            const char *why = ascii_problem(p, multiline);
+            if (why != NULL) {
+                return why;
             }
             p++;
             continue;
@@ -225,21 +243,34 @@ bool pbx_text_ok(const char *s, bool multiline) {
             n = 3;
             cp = c & 0x07;
         } else {
-            return false;
+            return "invalid UTF-8";
         }
         for (int i = 1; i <= n; i++) {
             if ((p[i] & 0xc0) != 0x80) {
-                return false;
+                return "invalid UTF-8";
             }
             cp = (cp << 6) | (p[i] & 0x3fu);
         }
         if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
             cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return false;
+            return "invalid UTF-8";
+        }
+        if (cp >= 0x80 && cp <= 0x9f) {
+            return "a control character (C1)";
+        }
+        if (bidi_control(cp)) {
+            return "a bidirectional control character";
+        }
+        if (!multiline && (cp == 0x2028 || cp == 0x2029)) {
+            return "a line break or tab (one line of text is expected)";
         }
         p += n + 1;
     }
-    return true;
+    return NULL;
+}
+
+bool pbx_text_ok(const char *s, bool multiline) {
+    return pbx_text_problem(s, multiline) == NULL;
 }
 
 int pbx_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len) {

@@ -54,8 +54,14 @@ int pbx_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_
 ProtobufCMessage *pbx_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                              size_t len, struct arena *a, uint32_t repeated_max, struct errbuf *e);
 
-/* True if `s` is valid UTF-8 without NUL or control characters other than
- * tab and newline (when `multiline`). */
+/* Why `s` is not clean text, or NULL if it is: valid UTF-8 without
+ * control characters (C0, DEL, C1) and without the bidirectional controls
+ * that make text display other than it reads (U+061C, U+200E, U+200F,
+ * U+202A..U+202E, U+2066..U+2069). One-line text (`multiline` false)
+ * also has no tab, line feed, CR or U+2028/U+2029; multi-line text may
+ * hold tab, LF and CR LF. */
+const char *pbx_text_problem(const char *s, bool multiline);
+/* pbx_text_problem(s, multiline) == NULL. */
 bool pbx_text_ok(const char *s, bool multiline);
 
 /* Packs `m` into a malloc'd buffer. */

@@ -109,8 +109,9 @@ static int text(const char *s, size_t max, bool multiline, const char *what, str
     if (strlen(s) > max) {
         return err_set(e, APL_ETOOBIG, "record field %s longer than %zu bytes", what, max);
     }
-    if (!pbx_text_ok(s, multiline)) {
-        return err_set(e, APL_EINVAL, "record field %s is not clean UTF-8 text", what);
+    const char *why = pbx_text_problem(s, multiline);
+    if (why != NULL) {
+        return err_set(e, APL_EINVAL, "record field %s holds %s", what, why);
     }
     return 0;
 }
@@ -173,7 +174,7 @@ static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
         rc = err_set(e, APL_EINVAL, "record has a malformed repeat_of");
     }
     if (rc == 0) {
-        rc = text(f->late_reason, REASON_BYTES_MAX, true, "late_reason", e);
+        rc = text(f->late_reason, REASON_BYTES_MAX, false, "late_reason", e);
     }
     if (rc == 0) {
         rc = bytes_len(&f->sealed, 0, SEALED_BYTES_MAX, "sealed", e);
@@ -201,13 +202,13 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
                text(b->assigned->assignee, ASSIGNEE_BYTES_MAX, false, "assignee", e);
     case APPEAL__BODY__EVENT_EXTENDED:
         return appeal_ref(b->extended->number, e) ||
-               text(b->extended->reason, REASON_BYTES_MAX, true, "reason", e);
+               text(b->extended->reason, REASON_BYTES_MAX, false, "reason", e);
     case APPEAL__BODY__EVENT_FORWARDED:
         if (!juris_valid(b->forwarded->to_jurisdiction)) {
             return err_set(e, APL_EINVAL, "forward names a malformed jurisdiction");
         }
         return appeal_ref(b->forwarded->number, e) ||
-               text(b->forwarded->reason, REASON_BYTES_MAX, true, "reason", e) ||
+               text(b->forwarded->reason, REASON_BYTES_MAX, false, "reason", e) ||
                bytes_len(&b->forwarded->sealed, 0, SEALED_BYTES_MAX, "sealed", e);
     case APPEAL__BODY__EVENT_ACCEPTED:
         return appeal_ref(b->accepted->number, e) ||
@@ -216,7 +217,7 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
                key_len(&b->accepted->data_key_id, DATA_KEY_ID_BYTES, "data_key_id", e);
     case APPEAL__BODY__EVENT_RETURNED:
         return appeal_ref(b->returned->number, e) ||
-               text(b->returned->reason, REASON_BYTES_MAX, true, "reason", e);
+               text(b->returned->reason, REASON_BYTES_MAX, false, "reason", e);
     case APPEAL__BODY__EVENT_ANSWERED:
         if (b->answered->outcome <= 0 ||
             b->answered->outcome > APPEAL__OUTCOME__OUTCOME_EXPLAINED) {
@@ -229,10 +230,10 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
         return appeal_ref(b->closed->number, e);
     case APPEAL__BODY__EVENT_REOPENED:
         return appeal_ref(b->reopened->number, e) ||
-               text(b->reopened->reason, REASON_BYTES_MAX, true, "reason", e);
+               text(b->reopened->reason, REASON_BYTES_MAX, false, "reason", e);
     case APPEAL__BODY__EVENT_WITHDRAWN:
         return appeal_ref(b->withdrawn->number, e) ||
-               text(b->withdrawn->reason, REASON_BYTES_MAX, true, "reason", e);
+               text(b->withdrawn->reason, REASON_BYTES_MAX, false, "reason", e);
     case APPEAL__BODY__EVENT_HEARTBEAT:
         return 0;
     case APPEAL__BODY__EVENT_KEY_GRANTED:
@@ -246,7 +247,7 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
                text(b->key_granted->label, LABEL_BYTES_MAX, false, "label", e);
     case APPEAL__BODY__EVENT_KEY_REVOKED:
         return bytes_len(&b->key_revoked->key, KEY_PK_BYTES, KEY_PK_BYTES, "key", e) ||
-               text(b->key_revoked->reason, REASON_BYTES_MAX, true, "reason", e);
+               text(b->key_revoked->reason, REASON_BYTES_MAX, false, "reason", e);
     case APPEAL__BODY__EVENT_KEY_ROTATED:
         if (b->key_rotated->from_seq != b->seq + 1) {
             return err_set(e, APL_EINVAL, "a rotated key must sign from the next record on");

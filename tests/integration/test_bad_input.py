@@ -70,7 +70,35 @@ class BadInput(unittest.TestCase):
 
     def test_invalid_text(self):
         self.expect(file_request(subject=bytes([0x41, 0xff, 0x41])), "bad_request", "UTF-8")
-        self.expect(file_request(subject="line\x01break"), "bad_request", "UTF-8")
+        self.expect(file_request(subject="line\x01break"), "bad_request",
+                    "the subject holds a control character")
+
+    def test_deceptive_text_is_refused(self):
+        # C1 controls, bidirectional overrides and isolates, and line breaks
+        # in one-line fields display other than they read (issue 10, K).
+        bidi = "bidirectional control character"
+        self.expect(file_request(subject="Pension \u009b2J"), "bad_request",
+                    "the subject holds a control character (C1)")
+        self.expect(file_request(subject="Pension \u202egpj.exe"), "bad_request",
+                    "the subject", bidi)
+        self.expect(file_request(subject="Pension\r"), "bad_request", "the subject", "line break")
+        self.expect(file_request(name="Aigerim\u2066Bekova"), "bad_request", "name", bidi)
+        self.expect(file_request(category="0002.0001\u200f"), "bad_request", "category", bidi)
+        self.expect(file_request(body="Text\u202d reversed"), "bad_request", "the text", bidi)
+        self.expect(file_request(body="Text\u0085"), "bad_request", "the text", "(C1)")
+        self.expect(file_request(body="a lone\rCR"), "bad_request", "the text",
+                    "control character")
+        number = self.node.file()["number"]
+        assign, withdraw = 1, 5
+        self.expect(request(13, field(1, number) + field(2, assign) +
+                            field(3, "Serik\u202e \u009b")), "bad_request", "the assignee")
+        self.expect(request(13, field(1, number) + field(2, withdraw) +
+                            field(5, "by phone\rOK")), "bad_request", "the reason", "line break")
+        self.expect(request(13, field(1, number) + field(2, withdraw) +
+                            field(5, "by phone\nOK")), "bad_request", "the reason", "line break")
+        # multi-line text keeps its line breaks (LF, CR LF, tab)
+        answer = self.node.raw(file_request(body="Line one\r\nline two\n\tthree"))
+        self.assertEqual(answer["code"], "none", answer["message"])
 
     def test_invalid_iin(self):
         msg = self.expect(file_request(iin="900101300127"), "bad_request", "IIN")

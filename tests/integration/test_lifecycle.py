@@ -218,8 +218,15 @@ class FilingRules(unittest.TestCase):
                           "--subject", "Refusal of a permit", "--applicant-name", "A B",
                           "--learned", "2026-10-01")
         self.assertEqual(r["status"], "registered")
-        self.refused("bad_request", "file", "--type", "complaint", "--category", "0001.0002",
-                     "--subject", "x", "--applicant-name", "A B", "--learned", "2026-12-01")
+        msg = self.refused("bad_request", "file", "--type", "complaint", "--category",
+                           "0001.0002", "--subject", "x", "--applicant-name", "A B",
+                           "--learned", "2026-12-01")
+        self.assertIn("cannot be in the future", msg)
+        # a date before the calendar is too old, not "in the future" (issue 10, L)
+        msg = self.refused("bad_request", "file", "--type", "complaint", "--category",
+                           "0001.0002", "--subject", "x", "--applicant-name", "A B",
+                           "--learned", "1900-01-01", "--late-reason", "Abroad")
+        self.assertIn("too far in the past", msg)
         self.refused("bad_request", "file", "--type", "statement", "--category", "0001.0002",
                      "--subject", "x", "--applicant-name", "A B", "--learned", "2026-10-01")
 

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import unittest
 
@@ -17,6 +18,7 @@ from harness import BIN, CTL, Node, federation, field, file_body, request, wait_
 FORGE = os.path.join(BIN, "forge")
 
 NAME, IIN = "Aigerim Bekova", "900101300126"
+LABEL_BYTES_MAX, REASON_BYTES_MAX = 200, 2000  # node/bounds.h
 
 
 def keygen(path):
@@ -88,6 +90,16 @@ class Node1(unittest.TestCase):
             answer = self.node.raw(field(1, inner))
             self.assertEqual(answer["code"], "unauthenticated", shift_s)
             self.assertIn("from the node's clock", answer["message"])
+
+    def test_extreme_request_times_are_out_of_range(self):
+        # INT64_MIN overflowed `time - now` in auth_request (undefined
+        # behaviour, a nonsensical message) (issue 10, L)
+        for t in (-2**63, 2**63 - 1, 0):
+            inner = field(1, 1) + field(2, t % 2**64) + field(3, os.urandom(16)) + field(14, b"")
+            answer = self.node.raw(field(1, inner))
+            self.assertEqual(answer["code"], "unauthenticated", t)
+            self.assertIn("request time out of range", answer["message"])
+        self.assertTrue(self.node.info()["head_seq"] > 0)  # still serving
 
     def test_request_signed_before_the_node_started_is_refused(self):
         node = Node("KZ-71")
@@ -283,11 +295,27 @@ class Federation(unittest.TestCase):
         self.assertIn(pub, [g["key"] for g in grants if g["origin"] == "KZ-75"])
 
     def test_record_naming_a_revoked_actor_is_refused_everywhere(self):
+        self.forge_after_revocation("", "key lost")
+
+    def test_revocation_with_the_longest_label_and_reason_fails_closed(self):
+        # The longest label and reason the node accepts (multi-byte text):
+        # the grant row no longer fit the arenas that read it, and a read
+        # error counted as "not revoked" on peers (issue 10, A).
+        label = exact_bytes("registrar, Алматы office ", LABEL_BYTES_MAX)
+        reason = exact_bytes("ключ утерян, key lost; ", REASON_BYTES_MAX)
+        self.forge_after_revocation(label, reason)
+
+    def forge_after_revocation(self, label, reason):
         kz, astana, almaty = (self.fed.members[c] for c in ("KZ", "KZ-71", "KZ-75"))
         path = os.path.join(self.fed.root, "official.key")
         pub = keygen(path)
-        almaty.ctl("grant", pub, "--role", "official")
-        almaty.ctl("revoke", pub, "--reason", "key lost")
+        almaty.ctl("grant", pub, "--role", "official", "--label", label)
+        r = almaty.ctl("revoke", pub, "--reason", reason)
+        # the owning node refuses the key as revoked, naming the record
+        rc, out, _ = almaty.ctl_raw("--json", "info", key=path)
+        e = json.loads(out)["error"]
+        self.assertEqual(e["code"], "unauthenticated", e["message"])
+        self.assertIn(f"was revoked (log seq {r['seq']})", e["message"])
         self.fed.wait_converged()
         held = {m.juris: m.ctl("cluster", "status") for m in (kz, astana)}
         # Almaty's node is compromised: its key signs a record in the name
@@ -307,6 +335,59 @@ class Federation(unittest.TestCase):
             self.assertIn("event=revoked_actor", m.log())
             before = [x for x in held[m.juris]["origins"] if x["jurisdiction"] == "KZ-75"][0]
             self.assertGreaterEqual(o["local_seq"], before["local_seq"])
+
+    def test_a_key_revoked_while_in_use_signs_nothing_after_its_revocation(self):
+        # Clients file with a registrar's key while an administrator revokes
+        # it: filings authenticated before the revocation but written after
+        # it were signed (issue 10, B), and every peer froze the honest
+        # region. The grant is checked again where the record is made.
+        almaty = self.fed.members["KZ-75"]
+        clients, rounds = 8, 3
+        revoked_at = {}
+        for round_ in range(rounds):
+            path = os.path.join(self.fed.root, f"busy{round_}.key")
+            pub = keygen(path)
+            almaty.ctl("grant", pub, "--role", "registrar")
+            filed, refusals, lock = [0], [], threading.Lock()
+            stop = threading.Event()
+
+            def client():
+                while not stop.is_set():
+                    rc, out, err = almaty.ctl_raw(
+                        "--json", "file", "--type", "statement", "--category", "0002.0001",
+                        "--subject", "Busy", "--applicant-name", NAME, key=path)
+                    with lock:
+                        if rc == 0:
+                            filed[0] += 1
+                        else:
+                            refusals.append(json.loads(out)["error"] if rc == 1 else err)
+                            return
+
+            threads = [threading.Thread(target=client) for _ in range(clients)]
+            for t in threads:
+                t.start()
+            try:
+                wait_for(lambda: filed[0] >= 2 * clients, 60, what="filings under way")
+                revoked_at[pub] = almaty.ctl("revoke", pub, "--reason", "stolen")["seq"]
+            finally:
+                for t in threads:
+                    t.join(60)
+                stop.set()
+            self.assertEqual(len(refusals), clients, refusals)
+            for e in refusals:  # every client ends on a clear refusal
+                self.assertEqual(e["code"], "unauthenticated", e)
+                self.assertIn(f"was revoked (log seq {revoked_at[pub]})", e["message"])
+        rc, out = almaty.offline("log")
+        self.assertEqual(rc, 0, out)
+        late = [l for l in map(json.loads, out.splitlines())
+                if l["origin"] == "KZ-75" and l["actor"] in revoked_at
+                and l["seq"] > revoked_at[l["actor"]]]
+        self.assertEqual(late, [], "records signed for a key after its revocation")
+        self.fed.wait_converged()
+        for m in self.fed.members.values():
+            st = m.ctl("cluster", "status")
+            self.assertEqual([o["jurisdiction"] for o in st["origins"] if o["frozen"]], [],
+                             m.juris)
 
 
 class Rotation(unittest.TestCase):
@@ -385,6 +466,14 @@ class Rotation(unittest.TestCase):
                            text=True, timeout=30)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("does not hold the key this node's log says signs now", p.stderr)
+
+
+def exact_bytes(unit, n):
+    """`unit` repeated, cut and padded with dots to exactly n bytes of UTF-8."""
+    s = unit * (n // len(unit.encode()) + 1)
+    while len(s.encode()) > n:
+        s = s[:-1]
+    return s + "." * (n - len(s.encode()))
 
 
 def frozen(member, origin):
