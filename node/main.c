@@ -708,8 +708,7 @@ static int restore_declare_standalone(const struct restore_paths *p) {
         return 2;
     }
     if (restore_set_marker(p, true) != 0) {
-        fprintf(stderr, "appeal-node restore: cannot remove %s: %s\n", p->marker,
-                strerror(errno));
+        fprintf(stderr, "appeal-node restore: cannot remove %s: %s\n", p->marker, strerror(errno));
         return 1;
     }
     printf("ok: the node is standalone: the next run without --cluster signs at once.\n"
@@ -795,8 +794,10 @@ static int cmd_restore(const struct args *a) {
     if (realpath(a->from, from) == NULL) {
         rc = err_set(&e, APL_ENOTFOUND, "cannot read %s: %s", a->from, strerror(errno));
     } else if ((rc = restore_check_copy(&p, from, &vr, &e)) == 0 && exists(p.old)) {
-        rc = err_set(&e, APL_EEXIST, "%s (left by an earlier restore) is in the way: move it "
-                                     "away first", p.old);
+        rc = err_set(&e, APL_EEXIST,
+                     "%s (left by an earlier restore) is in the way: move it "
+                     "away first",
+                     p.old);
     }
     if (rc != 0) {
         remove_tree(p.check);
@@ -805,7 +806,8 @@ static int cmd_restore(const struct args *a) {
     }
     /* Decided: from here on any later restore finishes this one. */
     char ready[PATH_MAX + 16];
-    int n = snprintf(ready, sizeof ready, "%s %s\n", a->standalone ? "standalone" : "recover", from);
+    int n =
+        snprintf(ready, sizeof ready, "%s %s\n", a->standalone ? "standalone" : "recover", from);
     if (util_write_file(p.ready, ready, (size_t)n, 0600, false) != 0) {
         remove_tree(p.check);
         close(lock);
@@ -1146,7 +1148,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     /* A decided restore left half done (a kill, a power loss): nothing may
      * open DIR/db, which may be missing or the old one, until it is done. */
-    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "restore") != 0 && a.data != NULL && restore_pending(a.data)) {
+    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "restore") != 0 && a.data != NULL &&
+        restore_pending(a.data)) {
         fprintf(stderr,
                 "appeal-node %s: a restore of %s was interrupted before it finished: run "
                 "appeal-node restore --data %s to finish it (nothing else is needed)\n",
