@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
@@ -70,6 +71,10 @@ static const char usage[] =
     "  backup  --data DIR --to FILE    a compacted copy of the database (node may run)\n"
     "  restore --data DIR --from FILE  put a backup in place (node stopped); the node\n"
     "                                  then relearns its newer records from its peers\n"
+    "          [--standalone]  the node has no peers: the next run without --cluster\n"
+    "                          signs at once (a fork, if a peer held newer records);\n"
+    "                          without --from, says so of a node already restored\n"
+    "          run again after a kill or a power loss, it finishes the restore\n"
     "  grant   --data DIR --key PUBLIC --role ROLE [--jurisdiction CODE] [--label TEXT]\n"
     "          grant an official's key a role: registrar, official, national, operator\n"
     "          or admin (a record in the log, signed as the administrator; works on a\n"
@@ -101,10 +106,11 @@ struct args {
     enum olog_level level;
     uint64_t map_bytes;
     uint64_t map_max_bytes;
+    bool standalone;
 };
 
 /* Long options without a one-letter code. */
-enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY };
+enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_STANDALONE };
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
     fprintf(stderr, "appeal-node %s: %s\n", what, err_msg(e, rc));
@@ -135,6 +141,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"tls-ca", required_argument, NULL, OPT_TLS_CA},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"standalone", no_argument, NULL, OPT_STANDALONE},
         {"key", required_argument, NULL, 'k'},
         {"role", required_argument, NULL, 'r'},
         {"label", required_argument, NULL, 'L'},
@@ -249,6 +256,9 @@ static int parse_args(int argc, char **argv, struct args *a) {
             break;
         case OPT_TLS_KEY:
             a->tls_key = optarg;
+            break;
+        case OPT_STANDALONE:
+            a->standalone = true;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -551,17 +561,211 @@ static int cmd_backup(const struct args *a) {
     return 0;
 }
 
-/* Puts a backup in place of the node's database. The node must be
- * stopped. The restored node is marked to recover: with --cluster it
- * relearns its own newer records from its peers before signing. */
-static int cmd_restore(const struct args *a) {
-    if (a->from == NULL) {
-        fprintf(stderr, "appeal-node restore: --from FILE is required\n");
+/* A restore moves directories in steps; each step is synced (files and
+ * directories) before the next, and DIR/restore-check/checked, written
+ * once the copy has passed its check, says the restore is decided: from
+ * then on any later `restore` finishes it (rolls forward), whatever step
+ * a kill or a power loss stopped it at. Before that file, nothing of the
+ * node was changed and a leftover DIR/restore-check/ is discarded. */
+struct restore_paths {
+    char dir[4100], check[4200], copy[4200], ready[4200], db[4200], old[4200], marker[4200];
+};
+
+/* The steps a test may stop a restore at (APPEAL_TEST_RESTORE_STOP_AT):
+ * copied, checked, marker, aside, swapped, cleaned. The process _exits
+ * there, as a kill would stop it. */
+static void restore_stop_at(const char *step) {
+    const char *at = getenv("APPEAL_TEST_RESTORE_STOP_AT");
+    if (at != NULL && strcmp(at, step) == 0) {
+        _exit(99);
+    }
+}
+
+static void restore_paths_init(struct restore_paths *p, const char *dir) {
+    snprintf(p->dir, sizeof p->dir, "%.4000s", dir);
+    snprintf(p->check, sizeof p->check, "%s/restore-check", p->dir);
+    snprintf(p->copy, sizeof p->copy, "%s/restore-check/db", p->dir);
+    snprintf(p->ready, sizeof p->ready, "%s/restore-check/checked", p->dir);
+    snprintf(p->db, sizeof p->db, "%s/db", p->dir);
+    snprintf(p->old, sizeof p->old, "%s/db.before-restore", p->dir);
+    snprintf(p->marker, sizeof p->marker, "%s/recover", p->dir);
+}
+
+static bool exists(const char *path) {
+    return access(path, F_OK) == 0;
+}
+
+/* True if a restore of `dir` was decided and not finished. */
+static bool restore_pending(const char *dir) {
+    struct restore_paths p;
+    restore_paths_init(&p, dir);
+    return exists(p.ready);
+}
+
+/* The recover marker as the restore's mode says: present (relearn from
+ * the peers before signing) or, standalone, absent. Synced either way. */
+static int restore_set_marker(const struct restore_paths *p, bool standalone) {
+    if (!standalone) {
+        return util_write_file(p->marker, "restored from a backup\n", 23, 0600, false);
+    }
+    if (unlink(p->marker) != 0 && errno != ENOENT) {
+        return APL_EIO;
+    }
+    return util_fsync_dir_of(p->marker);
+}
+
+/* Rolls a decided restore forward from whatever step it reached: the
+ * marker, the current db/ aside, the checked copy in place, the check
+ * directory removed. Each step is idempotent and synced. */
+static int restore_finish(const struct restore_paths *p, bool standalone, struct errbuf *e) {
+    if (restore_set_marker(p, standalone) != 0) {
+        return err_set(e, APL_EIO, "cannot write %s: %s", p->marker, strerror(errno));
+    }
+    restore_stop_at("marker");
+    bool copy = exists(p->copy);
+    if (copy && exists(p->db)) {
+        if (exists(p->old)) {
+            return err_set(e, APL_EEXIST,
+                           "%s is in the way of the restore: move it away, then run restore "
+                           "again to finish",
+                           p->old);
+        }
+        if (rename(p->db, p->old) != 0 || util_fsync_dir_of(p->db) != 0) {
+            return err_set(e, APL_EIO, "cannot move the database aside: %s", strerror(errno));
+        }
+        restore_stop_at("aside");
+    }
+    if (copy) {
+        if (rename(p->copy, p->db) != 0 || util_fsync_dir_of(p->db) != 0 ||
+            util_fsync_dir_of(p->copy) != 0) {
+            return err_set(e, APL_EIO, "cannot put the backup in place: %s", strerror(errno));
+        }
+        restore_stop_at("swapped");
+    } else if (!exists(p->db)) {
+        return err_set(e, APL_ECORRUPT,
+                       "the interrupted restore left neither %s nor the checked copy: restore "
+                       "again from the backup file after moving %s away",
+                       p->db, p->check);
+    }
+    remove_tree(p->check);
+    if (exists(p->check) || util_fsync_dir_of(p->check) != 0) {
+        return err_set(e, APL_EIO, "cannot remove %s", p->check);
+    }
+    restore_stop_at("cleaned");
+    return 0;
+}
+
+/* The mode and the source a decided restore recorded: "recover FILE" or
+ * "standalone FILE". */
+static int restore_read_ready(const struct restore_paths *p, bool *standalone, char *from,
+                              size_t from_len) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = util_read_file(p->ready, 8192, &text, &len);
+    if (rc != 0) {
+        return rc;
+    }
+    char *nl = strchr(text, '\n');
+    if (nl != NULL) {
+        *nl = '\0';
+    }
+    char *space = strchr(text, ' ');
+    *standalone = strncmp(text, "standalone", 10) == 0;
+    snprintf(from, from_len, "%s", space != NULL ? space + 1 : "");
+    free(text);
+    return 0;
+}
+
+/* Copies the backup into DIR/restore-check/db (synced, directories too)
+ * and checks it in a child process. */
+static int restore_check_copy(const struct restore_paths *p, const char *from,
+                              struct verify_report *vr, struct errbuf *e) {
+    remove_tree(p->check);
+    char file[4300];
+    snprintf(file, sizeof file, "%s/data.mdb", p->copy);
+    if (util_mkdir(p->copy, 0700) != 0 || util_copy_file(from, file, 0600) != 0 ||
+        util_fsync_dir_of(file) != 0 || util_fsync_dir_of(p->copy) != 0 ||
+        util_fsync_dir_of(p->check) != 0) {
+        return err_set(e, APL_EIO, "cannot read %s", from);
+    }
+    restore_stop_at("copied");
+    struct node_keys keys;
+    int rc = keys_load(p->dir, &keys, e);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = check_backup(p->check, keys.sign_pk, vr, e);
+    keys_wipe(&keys);
+    return rc;
+}
+
+/* restore --standalone with no --from, on a node a restore left waiting to
+ * relearn: the administrator states it has no peers. */
+static int restore_declare_standalone(const struct restore_paths *p) {
+    if (!exists(p->marker)) {
+        fprintf(stderr, "appeal-node restore: --from FILE is required (the node is not waiting "
+                        "to relearn its log: --standalone alone has nothing to do)\n");
         return 2;
     }
+    if (restore_set_marker(p, true) != 0) {
+        fprintf(stderr, "appeal-node restore: cannot remove %s: %s\n", p->marker, strerror(errno));
+        return 1;
+    }
+    printf("ok: the node is standalone: the next run without --cluster signs at once.\n"
+           "If a peer held newer records of it, its next record forks its log.\n");
+    return 0;
+}
+
+static void restore_say_done(const struct restore_paths *p, bool standalone) {
+    if (standalone) {
+        printf("Standalone: the next run without --cluster signs at once (if a peer held\n"
+               "newer records of this node, its next record forks its log).\n");
+    } else {
+        printf("Start the node with --cluster: it relearns its own newer records from its peers\n"
+               "before it signs anything. A node with no peers: appeal-node restore --data %s\n"
+               "--standalone, then run it without --cluster.\n",
+               p->dir);
+    }
+}
+
+/* Finishes a restore a kill or a power loss interrupted (the lock held). */
+static int restore_resume(const struct restore_paths *p, const struct args *a) {
+    bool standalone = false;
+    char from[4200], want[PATH_MAX];
     struct errbuf e;
     err_clear(&e);
-    char juris[16], path[4200], db[4200];
+    int rc = restore_read_ready(p, &standalone, from, sizeof from);
+    standalone = standalone || a->standalone;
+    if (rc == 0) {
+        rc = restore_finish(p, standalone, &e);
+    } else {
+        err_set(&e, rc, "cannot read %s", p->ready);
+    }
+    if (rc != 0) {
+        return fail("restore", &e, rc);
+    }
+    printf("ok: finished an interrupted restore of %s (checked before it was interrupted; "
+           "the previous database is in %s).\n",
+           from, p->old);
+    restore_say_done(p, standalone);
+    if (a->from != NULL && (realpath(a->from, want) == NULL || strcmp(want, from) != 0)) {
+        fprintf(stderr,
+                "appeal-node restore: that restore was of %s, not %s: to restore %s, move %s "
+                "away and run restore again\n",
+                from, a->from, a->from, p->old);
+        return 1;
+    }
+    return 0;
+}
+
+/* Puts a backup in place of the node's database. The node must be
+ * stopped. The restored node is marked to recover: with --cluster it
+ * relearns its own newer records from its peers before signing; with
+ * --standalone (no peers) it signs at once. */
+static int cmd_restore(const struct args *a) {
+    struct errbuf e;
+    err_clear(&e);
+    char juris[16];
     int rc = node_read_conf(a->data, juris, &e);
     if (rc != 0) {
         return fail("restore", &e, rc);
@@ -570,75 +774,55 @@ static int cmd_restore(const struct args *a) {
     if (lock < 0) {
         return fail("restore", &e, APL_EUNAVAIL);
     }
-    /* Check the backup before anything is replaced: it must open as a
-     * store of this schema and verify. */
-    char check[4200];
-    snprintf(check, sizeof check, "%.4000s/restore-check", a->data);
-    snprintf(path, sizeof path, "%.4000s/restore-check/db", a->data);
-    snprintf(db, sizeof db, "%.4000s/restore-check/db/data.mdb", a->data);
-    remove_tree(check);
-    if (util_mkdir(path, 0700) != 0 || util_copy_file(a->from, db, 0600) != 0) {
-        remove_tree(check);
+    struct restore_paths p;
+    restore_paths_init(&p, a->data);
+    if (exists(p.ready)) {
+        rc = restore_resume(&p, a);
         close(lock);
-        fprintf(stderr, "appeal-node restore: cannot read %s\n", a->from);
-        return 1;
+        return rc;
     }
-    struct node_keys keys;
-    rc = keys_load(a->data, &keys, &e);
-    if (rc != 0) {
-        remove_tree(check);
-        close(lock);
-        return fail("restore", &e, rc);
-    }
-    struct verify_report vr;
-    rc = check_backup(check, keys.sign_pk, &vr, &e);
-    keys_wipe(&keys);
-    if (rc != 0) {
-        remove_tree(check);
-        close(lock);
-        return fail("restore", &e, rc);
-    }
-    snprintf(db, sizeof db, "%.4000s/db", a->data);
-    char old[4200];
-    snprintf(old, sizeof old, "%.4000s/db.before-restore", a->data);
-    if (access(old, F_OK) == 0) {
-        remove_tree(check);
-        close(lock);
-        fprintf(stderr,
-                "appeal-node restore: %s (left by an earlier restore) is in the way: move it "
-                "away first\n",
-                old);
-        return 1;
-    }
-    /* The marker first: a crash after the swap must not start a node that
-     * signs from the backup's head. */
-    char marker[4200];
-    snprintf(marker, sizeof marker, "%.4000s/recover", a->data);
-    bool had_db = access(db, F_OK) == 0;
-    if (util_write_file(marker, "restored from a backup\n", 23, 0600, false) != 0 ||
-        (had_db && rename(db, old) != 0)) {
-        remove_tree(check);
-        close(lock);
-        fprintf(stderr, "appeal-node restore: cannot move the database aside: %s\n",
-                strerror(errno));
-        return 1;
-    }
-    if (rename(path, db) != 0) {
-        int err = errno;
-        if (had_db) {
-            rename(old, db); /* put it back as it was */
+    if (a->from == NULL) {
+        rc = a->standalone ? restore_declare_standalone(&p) : 2;
+        if (!a->standalone) {
+            fprintf(stderr, "appeal-node restore: --from FILE is required\n");
         }
-        remove_tree(check);
         close(lock);
-        fprintf(stderr, "appeal-node restore: cannot put the backup in place: %s\n", strerror(err));
+        return rc;
+    }
+    char from[PATH_MAX];
+    struct verify_report vr;
+    if (realpath(a->from, from) == NULL) {
+        rc = err_set(&e, APL_ENOTFOUND, "cannot read %s: %s", a->from, strerror(errno));
+    } else if ((rc = restore_check_copy(&p, from, &vr, &e)) == 0 && exists(p.old)) {
+        rc = err_set(&e, APL_EEXIST,
+                     "%s (left by an earlier restore) is in the way: move it "
+                     "away first",
+                     p.old);
+    }
+    if (rc != 0) {
+        remove_tree(p.check);
+        close(lock);
+        return fail("restore", &e, rc);
+    }
+    /* Decided: from here on any later restore finishes this one. */
+    char ready[PATH_MAX + 16];
+    int n =
+        snprintf(ready, sizeof ready, "%s %s\n", a->standalone ? "standalone" : "recover", from);
+    if (util_write_file(p.ready, ready, (size_t)n, 0600, false) != 0) {
+        remove_tree(p.check);
+        close(lock);
+        fprintf(stderr, "appeal-node restore: cannot write %s: %s\n", p.ready, strerror(errno));
         return 1;
     }
-    remove_tree(check);
+    restore_stop_at("checked");
+    rc = restore_finish(&p, a->standalone, &e);
     close(lock);
-    printf("ok: restored %llu records of %llu origins (the previous database is in %s).\n"
-           "Start the node with --cluster: it relearns its own newer records from its peers\n"
-           "before it signs anything.\n",
-           (unsigned long long)vr.records, (unsigned long long)vr.origins, old);
+    if (rc != 0) {
+        return fail("restore", &e, rc);
+    }
+    printf("ok: restored %llu records of %llu origins (the previous database is in %s).\n",
+           (unsigned long long)vr.records, (unsigned long long)vr.origins, p.old);
+    restore_say_done(&p, a->standalone);
     return 0;
 }
 
@@ -962,6 +1146,16 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *cmd = argv[1];
+    /* A decided restore left half done (a kill, a power loss): nothing may
+     * open DIR/db, which may be missing or the old one, until it is done. */
+    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "restore") != 0 && a.data != NULL &&
+        restore_pending(a.data)) {
+        fprintf(stderr,
+                "appeal-node %s: a restore of %s was interrupted before it finished: run "
+                "appeal-node restore --data %s to finish it (nothing else is needed)\n",
+                cmd, a.data, a.data);
+        return 1;
+    }
     if (strcmp(cmd, "init") == 0) {
         return cmd_init(&a);
     }

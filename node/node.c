@@ -666,9 +666,11 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
      * with a federation it learns its log back before signing anything. */
     if (n->cluster == NULL && recover_marker(n, false)) {
         return err_set(e, APL_EUNAVAIL,
-                       "this node was restored from a backup and may be behind what its peers "
-                       "hold of its log: start it with --cluster FILE, so that it relearns its "
-                       "newer records before it signs anything (signing first forks its log)");
+                       "restored from a backup, this node may be behind its peers: start it "
+                       "with --cluster FILE to relearn its newer records first; with no peers, "
+                       "run appeal-node restore --data %.80s --standalone (a fork if a peer "
+                       "held newer records)",
+                       n->dir);
     }
     bool recovering = n->cluster != NULL && (n->self.head_seq == 0 || recover_marker(n, false));
     if (n->self.head_seq == 0 && !recovering) {
