@@ -125,9 +125,15 @@ void node_writer_hooks(struct node *n, struct writer_hooks *h);
 /* Recovery is over: removes the restore marker (DIR/recover). */
 void node_recovered(struct node *n);
 
-/* Refuses writes while recovering or after a fork of our own log:
- * APL_EUNAVAIL with the reason in `e`. */
-int node_writable(const struct node *n, struct errbuf *e);
+/* Refuses writes after a failed sync (APL_ESTORAGE), while recovering or
+ * after a fork of our own log (APL_EUNAVAIL), with the reason in `e`. */
+int node_writable(struct node *n, struct errbuf *e);
+
+enum { NODE_HEALTH_REASON_BYTES = 256 };
+/* /healthz: "ok", or why writes are refused ("storage_failed",
+ * "storage_full", "recovering", "frozen") with a sentence in `reason`
+ * (empty when ok). Any thread. */
+const char *node_health(struct node *n, char *reason, size_t cap);
 
 /* Takes DIR/node.lock (flock): one process at a time runs, rebuilds or
  * restores a node. Returns the descriptor to keep open, or -1 with `e`. */
