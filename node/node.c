@@ -63,6 +63,7 @@ static int write_default(const char *dir, const char *name, const char *text) {
 static void hook_begin(void *arg) {
     struct node *n = arg;
     n->self_saved = n->self;
+    n->ingest_txn_bytes = 0;
     /* The aggregate changes of a whole group commit are summed in memory
      * and written once (a batch of filings shares most of its cells). */
     state_batch_begin(&n->state);
@@ -602,6 +603,11 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         .defer_meta_sync = o->serving,
     };
     rc = store_open(&n->store, o->dir, &so, e);
+    n->own_reserve_bytes = rc == 0 ? n->store.map_max_bytes / 100 *
+                                         (uint64_t)(o->own_reserve_percent > 0
+                                                        ? o->own_reserve_percent
+                                                        : 0)
+                                   : 0;
     if (rc == 0 && n->store.derived_stale) {
         /* An older schema: same log, older derived tables. */
         olog(OLOG_WARN, "rebuilding", "reason", "database schema upgrade", NULL);
