@@ -254,6 +254,7 @@ struct ingest {
     size_t n_runs;
     uint64_t appended;
     uint64_t forks;
+    uint64_t postponed; /* records left for later: the own reserve */
 };
 
 static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_t seq,
@@ -323,6 +324,24 @@ static int ingest_origin(struct repl *r, MDB_txn *t, const uint8_t *pk, struct o
     return rc;
 }
 
+/* Whether a replicated record of `len` bytes still fits below the room
+ * kept for this node's own log. The estimate counts the records this
+ * batch has stored so far (LMDB tells only the last commit's use), times
+ * what the derived tables add to a record. Inside the write transaction:
+ * the decision and the write are one. */
+static bool below_reserve(struct node *n, size_t len) {
+    if (n->own_reserve_bytes == 0) {
+        return true;
+    }
+    uint64_t used = 0;
+    if (store_used_bytes(&n->store, &used) != 0) {
+        return false; /* unknown: keep the room */
+    }
+    uint64_t line = n->store.map_max_bytes - n->own_reserve_bytes;
+    uint64_t more = (n->ingest_txn_bytes + len) * INGEST_BYTES_FACTOR;
+    return used + more <= line;
+}
+
 static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
     struct repl *r = in->r;
     struct node *n = r->n;
@@ -389,6 +408,11 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         if (rec.body->event_case == APPEAL__BODY__EVENT_KEY_REVOKED) {
             have_actor = false; /* the grants change with this record */
         }
+        if (o != &n->self && !below_reserve(n, rb->len)) {
+            in->postponed += run->n_records - i;
+            break; /* the rest waits: stored so far is a chain prefix */
+        }
+        n->ingest_txn_bytes += rb->len;
         rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
         if (rc == 0 && o != &n->self) {
             atomic_fetch_add_explicit(&n->metrics.replicated_records, 1, memory_order_relaxed);
@@ -411,6 +435,7 @@ static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
     struct ingest *in = (struct ingest *)(void *)w;
     in->appended = 0;
     in->forks = 0;
+    in->postponed = 0;
     int rc = state_batch_begin(&in->r->n->state);
     for (size_t i = 0; rc == 0 && i < in->n_runs; i++) {
         rc = ingest_run(in, t, in->runs[i]);
@@ -437,6 +462,18 @@ static int ingest_end(struct ingest *in, uint64_t *appended, struct errbuf *e) {
     *appended = in->appended;
     if (rc != 0) {
         return err_set(e, rc, "storing records failed: %s", err_msg(&in->wt.w.err, rc));
+    }
+    struct node *n = in->r->n;
+    atomic_store(&n->reserve_reached, in->postponed > 0);
+    if (in->postponed > 0) {
+        atomic_fetch_add_explicit(&n->metrics.ingest_postponed, in->postponed,
+                                  memory_order_relaxed);
+        return err_set(e, APL_EFULL,
+                       "postponed %llu records: the map is within --own-reserve (%llu MiB) of "
+                       "--map-max (%llu MiB), room this node keeps for its own log",
+                       (unsigned long long)in->postponed,
+                       (unsigned long long)(n->own_reserve_bytes >> 20),
+                       (unsigned long long)(n->store.map_max_bytes >> 20));
     }
     return 0;
 }

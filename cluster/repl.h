@@ -64,6 +64,9 @@ enum {
     HEADS_INTERVAL_MS = 1000,
     PEER_SILENT_MS = 3 * PULL_IDLE_MS + 1000, /* no good pull for this long: unreachable */
     REPL_ARENA_BYTES = 64 * 1024 * 1024,
+    /* A replicated record's bytes in the map, over its envelope's: the log
+     * row, derived rows and B-tree pages (measured about 3; kept above). */
+    INGEST_BYTES_FACTOR = 4,
 };
 
 struct repl_opts {

@@ -131,6 +131,20 @@ void alerts_eval(struct alerts *al) {
         add(f, "map_full", n->juris, "%llu of %llu MiB used", (unsigned long long)(used >> 20),
             (unsigned long long)(n->store.map_max_bytes >> 20));
     }
+    char why[WRITER_REASON_BYTES];
+    if (writer_failed(&n->writer, why, sizeof why)) {
+        add(f, "storage_failed", n->juris, "%s: writes stopped until a restart", why);
+    }
+    if (atomic_load(&n->reserve_reached)) {
+        add(f, "own_reserve", n->juris,
+            "records from peers postponed: the map is within --own-reserve of --map-max "
+            "(%llu MiB)",
+            (unsigned long long)(n->store.map_max_bytes >> 20));
+    }
+    if (atomic_load(&n->writer.full)) {
+        add(f, "writes_refused", n->juris, "the map is at its maximum (%llu MiB)",
+            (unsigned long long)(n->store.map_max_bytes >> 20));
+    }
     struct visit v = {al, f};
     repl_status_visit(n->repl, visit_cluster, &v);
     settle(al, f);

@@ -80,6 +80,8 @@ int api_error_code(int rc) {
         return APPEAL__ERROR_CODE__ERR_UNAVAILABLE;
     case APL_ENOTOWNER:
         return APPEAL__ERROR_CODE__ERR_NOT_OWNER;
+    case APL_ESTORAGE:
+        return APPEAL__ERROR_CODE__ERR_STORAGE_FAILED;
     case APL_EAUTH:
         return APPEAL__ERROR_CODE__ERR_UNAUTHENTICATED;
     case APL_EFORBIDDEN:

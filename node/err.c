@@ -55,6 +55,8 @@ const char *apl_strerror(int code) {
         return "already exists";
     case APL_ETIMEDOUT:
         return "timed out";
+    case APL_ESTORAGE:
+        return "storage failed";
     default:
         return "unknown error";
     }

@@ -41,7 +41,8 @@ enum {
     APL_ENET = -30621,       /* any nng error */
     APL_EEXIST = -30622,
     APL_ETIMEDOUT = -30623,
-    APL_ELAST = -30623,
+    APL_ESTORAGE = -30624, /* a sync of the store failed: the node stopped writing */
+    APL_ELAST = -30624,
 };
 
 /* A short fixed description of a code (never NULL). */

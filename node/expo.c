@@ -123,6 +123,19 @@ static void node_metrics(struct buf *b, struct node *n) {
     gauge(b, "appeal_lmdb_map_max_bytes", "Largest size the map may grow to.",
           (double)n->store.map_max_bytes);
     gauge(b, "appeal_lmdb_readers", "LMDB reader slots in use.", (double)readers);
+    gauge(b, "appeal_writes_stopped",
+          "1 after a failed sync of the store: the node writes nothing until restarted.",
+          writer_failed(&n->writer, NULL, 0) ? 1 : 0);
+    counter(b, "appeal_ingest_postponed_total",
+            "Replicated records not stored (yet): the map reached the room kept for the own "
+            "log (--own-reserve).",
+            LOAD(n->metrics.ingest_postponed));
+    gauge(b, "appeal_own_reserve_reached",
+          "1 while records from peers are postponed to keep room for the own log.",
+          atomic_load(&n->reserve_reached) ? 1 : 0);
+    gauge(b, "appeal_writes_refused_full",
+          "1 while writes are refused because the map is at its maximum (--map-max).",
+          atomic_load(&n->writer.full) ? 1 : 0);
     gauge(b, "appeal_log_head_seq", "Records in this node's own log.",
           (double)atomic_load(&n->durable_head));
     struct alert *active = malloc(ALERTS_MAX * sizeof *active);

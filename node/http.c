@@ -62,14 +62,27 @@ static void on_metrics(nng_aio *aio) {
 
 static void on_healthz(nng_aio *aio) {
     struct node *n = node_of(aio);
-    /* self.frozen belongs to the writer; a relaxed read of the flag is
-     * enough for a health check. */
-    bool frozen = __atomic_load_n(&n->self.frozen, __ATOMIC_RELAXED);
-    const char *status = repl_recovering(n->repl) ? "recovering" : frozen ? "frozen" : "ok";
-    char body[256];
-    int len = snprintf(body, sizeof body,
-                       "{\"status\":\"%s\",\"jurisdiction\":\"%s\",\"head_seq\":%llu}\n", status,
-                       n->juris, (unsigned long long)atomic_load(&n->durable_head));
+    char reason[NODE_HEALTH_REASON_BYTES];
+    const char *status = node_health(n, reason, sizeof reason);
+    char body[1024];
+    FILE *f = fmemopen(body, sizeof body, "w");
+    if (f == NULL) {
+        reply(aio, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    struct json j;
+    json_init(&j, f);
+    json_obj(&j, NULL);
+    json_str(&j, "status", status);
+    if (reason[0] != '\0') {
+        json_str(&j, "reason", reason); /* why writes are refused */
+    }
+    json_str(&j, "jurisdiction", n->juris);
+    json_uint(&j, "head_seq", atomic_load(&n->durable_head));
+    json_end_obj(&j);
+    json_done(&j);
+    long len = ftell(f);
+    fclose(f);
     reply(aio, strcmp(status, "ok") == 0 ? 200 : 503, "application/json", body, (size_t)len);
 }
 

@@ -63,6 +63,9 @@ static const char usage[] =
     "          [--auth-window-s N]  accepted difference between a client's clock and\n"
     "                              the node's (default 60)\n"
     "          [--map-size BYTES] [--map-max BYTES]  initial and largest LMDB map\n"
+    "          [--own-reserve PERCENT]  share of --map-max kept for this node's own log:\n"
+    "                              records from peers are postponed above the rest\n"
+    "                              (default 10)\n"
     "          [--log-level debug|info|warn|error] [--log-file F]\n"
     "  verify  --data DIR      check every chain link and signature, offline\n"
     "  rebuild --data DIR      recompute every derived table from the log\n"
@@ -98,6 +101,7 @@ struct args {
     const char *cluster;
     long heartbeat_ms;
     long recover_quorum;
+    long own_reserve_percent;
     const char *juris;
     const char *api;
     const char *clock_file;
@@ -110,7 +114,7 @@ struct args {
 };
 
 /* Long options without a one-letter code. */
-enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_STANDALONE };
+enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_STANDALONE, OPT_OWN_RESERVE };
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
     fprintf(stderr, "appeal-node %s: %s\n", what, err_msg(e, rc));
@@ -127,6 +131,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"log-file", required_argument, NULL, 'f'},
         {"map-size", required_argument, NULL, 'm'},
         {"map-max", required_argument, NULL, 'M'},
+        {"own-reserve", required_argument, NULL, OPT_OWN_RESERVE},
         {"peer", required_argument, NULL, 'p'},
         {"cluster", required_argument, NULL, 'C'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -157,6 +162,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
     a->alert_silent_s = 300;
     a->alert_stale_s = 900;
     a->alert_skew_s = 30;
+    a->own_reserve_percent = NODE_OWN_RESERVE_PERCENT_DEFAULT;
     optind = 2;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -197,6 +203,15 @@ static int parse_args(int argc, char **argv, struct args *a) {
         case 'A':
             if (util_parse_long(optarg, 1, 3600, &a->auth_window_s) != 0) {
                 fprintf(stderr, "appeal-node: --auth-window-s takes 1 to 3600 seconds\n");
+                return -1;
+            }
+            break;
+        case OPT_OWN_RESERVE:
+            if (util_parse_long(optarg, 0, NODE_OWN_RESERVE_PERCENT_MAX,
+                                &a->own_reserve_percent) != 0) {
+                fprintf(stderr, "appeal-node: --own-reserve takes a percentage of --map-max "
+                                "(0 to %d)\n",
+                        NODE_OWN_RESERVE_PERCENT_MAX);
                 return -1;
             }
             break;
@@ -371,6 +386,7 @@ static int cmd_run(const struct args *a) {
                           .clock_file = a->clock_file,
                           .map_bytes = a->map_bytes,
                           .map_max_bytes = a->map_max_bytes,
+                          .own_reserve_percent = (int)a->own_reserve_percent,
                           .heartbeat_idle_ms = (int)a->heartbeat_ms,
                           .serving = true,
                           .cluster_path = a->cluster,

@@ -40,6 +40,7 @@ struct metrics {
     _Atomic uint64_t refused_bad_chain, refused_bad_sig, refused_gap, refused_unknown_origin,
         refused_malformed, refused_revoked_actor, refused_other;
     _Atomic uint64_t forks;
+    _Atomic uint64_t ingest_postponed; /* replicated records not stored: own reserve */
     _Atomic uint64_t api_connections;
     struct histogram commit;          /* mdb_txn_commit, seconds */
     struct histogram replication_lag; /* origin's clock at signing to our store */

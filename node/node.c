@@ -63,6 +63,7 @@ static int write_default(const char *dir, const char *name, const char *text) {
 static void hook_begin(void *arg) {
     struct node *n = arg;
     n->self_saved = n->self;
+    n->ingest_txn_bytes = 0;
     /* The aggregate changes of a whole group commit are summed in memory
      * and written once (a batch of filings shares most of its cells). */
     state_batch_begin(&n->state);
@@ -125,6 +126,9 @@ static void hook_tick(void *arg) {
     struct wreq r = {.run = run_heartbeat};
     /* Inline on the writer thread: we are it, between batches. */
     writer_run_now(&n->store, &h, &r);
+    if (r.rc == APL_ESTORAGE) {
+        writer_fail(&n->writer, "a sync of the store failed");
+    }
     if (r.rc != 0) {
         olog(OLOG_ERROR, "heartbeat_failed", "error", err_msg(&r.err, r.rc), NULL);
     }
@@ -373,13 +377,48 @@ void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
     }
 }
 
-int node_writable(const struct node *n, struct errbuf *e) {
+int node_writable(struct node *n, struct errbuf *e) {
+    char why[WRITER_REASON_BYTES];
+    if (writer_failed(&n->writer, why, sizeof why)) {
+        return err_set(e, APL_ESTORAGE,
+                       "storage_failed: the node stopped writing after a failed sync of its "
+                       "store (%s); its operator must restart it",
+                       why);
+    }
     if (repl_recovering(n->repl)) {
         return err_set(e, APL_EUNAVAIL,
                        "the node is recovering: it is learning its own log back from its peers "
                        "and signs nothing until then");
     }
     return 0;
+}
+
+const char *node_health(struct node *n, char *reason, size_t cap) {
+    reason[0] = '\0';
+    char why[WRITER_REASON_BYTES];
+    if (writer_failed(&n->writer, why, sizeof why)) {
+        snprintf(reason, cap,
+                 "writes refused: %s; the node stopped writing (restart it: docs/operations.md)",
+                 why);
+        return "storage_failed";
+    }
+    if (atomic_load(&n->writer.full)) {
+        snprintf(reason, cap,
+                 "writes refused: the database reached its maximum size (--map-max %llu MiB)",
+                 (unsigned long long)(n->store.map_max_bytes >> 20));
+        return "storage_full";
+    }
+    if (repl_recovering(n->repl)) {
+        snprintf(reason, cap, "writes refused: relearning its own log from its peers");
+        return "recovering";
+    }
+    /* self.frozen belongs to the writer; a relaxed read of the flag is
+     * enough for a health check. */
+    if (__atomic_load_n(&n->self.frozen, __ATOMIC_RELAXED)) {
+        snprintf(reason, cap, "writes refused: this node's own log is frozen after a fork");
+        return "frozen";
+    }
+    return "ok";
 }
 
 int64_t node_now_ms(const struct node *n) {
@@ -564,6 +603,11 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         .defer_meta_sync = o->serving,
     };
     rc = store_open(&n->store, o->dir, &so, e);
+    n->own_reserve_bytes = rc == 0 ? n->store.map_max_bytes / 100 *
+                                         (uint64_t)(o->own_reserve_percent > 0
+                                                        ? o->own_reserve_percent
+                                                        : 0)
+                                   : 0;
     if (rc == 0 && n->store.derived_stale) {
         /* An older schema: same log, older derived tables. */
         olog(OLOG_WARN, "rebuilding", "reason", "database schema upgrade", NULL);

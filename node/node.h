@@ -35,11 +35,20 @@ struct survey;
 struct http;
 struct tls;
 
+enum {
+    /* Records from peers may not take the last share of the map: the
+     * node's own filings keep that room (a member's huge log cannot fill
+     * this node until its own registrars are refused). */
+    NODE_OWN_RESERVE_PERCENT_DEFAULT = 10,
+    NODE_OWN_RESERVE_PERCENT_MAX = 90,
+};
+
 struct node_opts {
     const char *dir;
     const char *clock_file; /* NULL: the system clock */
     uint64_t map_bytes;
     uint64_t map_max_bytes;
+    int own_reserve_percent; /* of map_max_bytes, kept for the own log */
     int heartbeat_idle_ms;    /* a heartbeat after this long without a record */
     bool serving;             /* the store defers meta syncs to the writer */
     const char *cluster_path; /* NULL: standalone */
@@ -79,6 +88,11 @@ struct node {
      * (a record served before it is durable could be lost in a power cut
      * and signed again differently: a fork). */
     _Atomic uint64_t durable_head;
+    /* Replicated ingest stops when the map's use would pass
+     * map_max_bytes - own_reserve_bytes; the records wait (postponed). */
+    uint64_t own_reserve_bytes;
+    uint64_t ingest_txn_bytes; /* writer thread: replicated bytes in this batch */
+    _Atomic bool reserve_reached; /* the last replicated ingest was postponed */
     struct metrics metrics;
     struct alerts alerts;
     struct alert_thresholds alert_th;
@@ -125,9 +139,15 @@ void node_writer_hooks(struct node *n, struct writer_hooks *h);
 /* Recovery is over: removes the restore marker (DIR/recover). */
 void node_recovered(struct node *n);
 
-/* Refuses writes while recovering or after a fork of our own log:
- * APL_EUNAVAIL with the reason in `e`. */
-int node_writable(const struct node *n, struct errbuf *e);
+/* Refuses writes after a failed sync (APL_ESTORAGE), while recovering or
+ * after a fork of our own log (APL_EUNAVAIL), with the reason in `e`. */
+int node_writable(struct node *n, struct errbuf *e);
+
+enum { NODE_HEALTH_REASON_BYTES = 256 };
+/* /healthz: "ok", or why writes are refused ("storage_failed",
+ * "storage_full", "recovering", "frozen") with a sentence in `reason`
+ * (empty when ok). Any thread. */
+const char *node_health(struct node *n, char *reason, size_t cap);
 
 /* Takes DIR/node.lock (flock): one process at a time runs, rebuilds or
  * restores a node. Returns the descriptor to keep open, or -1 with `e`. */

@@ -358,3 +358,17 @@ int store_usage(struct store *s, uint64_t *map_bytes, uint64_t *used_bytes, uint
     *readers = info.me_numreaders;
     return 0;
 }
+
+int store_used_bytes(struct store *s, uint64_t *used_bytes) {
+    MDB_envinfo info;
+    MDB_stat st;
+    int rc = mdb_env_info(s->env, &info);
+    if (rc == 0) {
+        rc = mdb_env_stat(s->env, &st);
+    }
+    if (rc != 0) {
+        return store_rc(rc);
+    }
+    *used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+    return 0;
+}

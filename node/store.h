@@ -153,6 +153,11 @@ void log_key(uint8_t out[LOG_KEY_BYTES], uint32_t idx, uint64_t seq);
 const char *store_db_name(enum store_db db);
 bool store_db_derived(enum store_db db);
 
+/* The bytes in use as of the last commit, without the resize lock: only
+ * for the writer thread (the only one that remaps), e.g. inside its
+ * transaction. */
+int store_used_bytes(struct store *s, uint64_t *used_bytes);
+
 /* Map size and the bytes in use (last page * page size). */
 int store_usage(struct store *s, uint64_t *map_bytes, uint64_t *used_bytes, uint32_t *readers);
 

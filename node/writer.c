@@ -15,6 +15,43 @@ static bool storage_error(int rc) {
 
 enum batch_outcome { BATCH_DONE, BATCH_RETRY, BATCH_FAILED };
 
+/* The answers after a failed sync. Neither says the change does not
+ * exist: a record committed before the failure may be on disk (and is
+ * served after the restart), or may be lost. */
+static const char MAYBE_MSG[] =
+    "storage_failed: the write may or may not be durable (a sync of the store failed); the "
+    "node stopped writing: look it up again once its operator has restarted the node";
+static const char STOPPED_MSG[] =
+    "storage_failed: the node stopped writing after a failed sync of its store (%s); this "
+    "request was not run; its operator must restart the node";
+
+void writer_fail(struct writer *w, const char *why) {
+    bool was = true;
+    pthread_mutex_lock(&w->mu);
+    if (!atomic_load(&w->failed)) {
+        was = false;
+        snprintf(w->failed_reason, sizeof w->failed_reason, "%s", why);
+        atomic_store(&w->failed, true);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (!was) {
+        olog(OLOG_ALERT, "writes_stopped", "reason", why, "recovery",
+             "restart the node: it re-opens and re-syncs the store", NULL);
+    }
+}
+
+bool writer_failed(struct writer *w, char *reason, size_t cap) {
+    if (!atomic_load(&w->failed)) {
+        return false;
+    }
+    if (reason != NULL && cap > 0) {
+        pthread_mutex_lock(&w->mu);
+        snprintf(reason, cap, "%s", w->failed_reason);
+        pthread_mutex_unlock(&w->mu);
+    }
+    return true;
+}
+
 /* One attempt: run the live requests in one transaction and commit. */
 static enum batch_outcome attempt(struct writer *w, struct store *s, const struct writer_hooks *h,
                                   struct wreq **batch, size_t n, bool *live, int *fail_rc) {
@@ -70,6 +107,11 @@ static enum batch_outcome attempt(struct writer *w, struct store *s, const struc
         if (h->rollback != NULL) {
             h->rollback(h->node);
         }
+        if (rc != APL_EMAPFULL && w != NULL) {
+            /* The commit's fsync (or its writes) failed: the meta page of
+             * the batch before is not known to be on disk either. */
+            writer_fail(w, "a commit of the store failed");
+        }
         *fail_rc = rc;
         return rc == APL_EMAPFULL ? BATCH_RETRY : BATCH_FAILED;
     }
@@ -103,13 +145,17 @@ static bool run_batch(struct writer *w, struct store *s, const struct writer_hoo
             writes += live[i] && batch[i]->rc == 0;
         }
         if (w != NULL) {
+            atomic_store(&w->full, false);
             atomic_fetch_add(&w->commits, 1);
             atomic_fetch_add(&w->committed_writes, writes);
         }
     } else {
         int code = fail_rc == APL_EFULL || fail_rc == APL_EMAPFULL ? APL_EFULL : fail_rc;
+        bool stopped = w != NULL && atomic_load(&w->failed);
         for (size_t i = 0; i < n; i++) {
-            if (live[i]) {
+            if (live[i] && stopped) {
+                batch[i]->rc = err_set(&batch[i]->err, APL_ESTORAGE, "%s", MAYBE_MSG);
+            } else if (live[i]) {
                 batch[i]->rc = code;
                 err_set(&batch[i]->err, code,
                         code == APL_EFULL
@@ -118,6 +164,9 @@ static bool run_batch(struct writer *w, struct store *s, const struct writer_hoo
                             : "storage error: %s; nothing was stored",
                         apl_strerror(code));
             }
+        }
+        if (w != NULL && code == APL_EFULL) {
+            atomic_store(&w->full, true); /* until a commit fits again */
         }
         char c[16];
         snprintf(c, sizeof c, "%zu", n);
@@ -141,18 +190,23 @@ static int sync_all(struct writer *w, struct store *s) {
     }
     if (rc != 0) {
         olog(OLOG_ERROR, "sync_failed", "error", apl_strerror(rc), NULL);
+        if (w != NULL) {
+            /* A retried fsync may "succeed" after the kernel dropped the
+             * dirty pages: never trust this store's page cache again. */
+            writer_fail(w, "a sync of the store failed");
+        }
+        return APL_ESTORAGE;
     }
-    return rc;
+    return 0;
 }
 
 /* Answers a settled batch; a committed one whose sync failed is answered
- * with an error: the client must not believe it stored. */
+ * storage_failed: neither "stored" nor "not stored". */
 static void complete(struct wreq *const *reqs, size_t n, bool committed, int sync_rc) {
     for (size_t i = 0; i < n; i++) {
         struct wreq *r = reqs[i];
         if (committed && sync_rc != 0 && r->rc == 0) {
-            r->rc =
-                err_set(&r->err, APL_EIO, "storage error: the change could not be made durable");
+            r->rc = err_set(&r->err, APL_ESTORAGE, "%s", MAYBE_MSG);
         }
         if (r->done != NULL) {
             r->done(r);
@@ -216,12 +270,26 @@ static void settle(struct writer *w, struct wreq **batch, size_t n, bool committ
     struct writer_batch b = {.n = n, .committed = committed};
     memcpy(b.reqs, batch, n * sizeof *batch);
     if (!committed) {
+        if (atomic_load(&w->failed)) {
+            release_pending(w, APL_ESTORAGE); /* its meta page was never synced */
+        }
         hand_over(w, &b); /* nothing stored: nothing to wait for */
         return;
     }
     b.mark = w->hooks.committed != NULL ? w->hooks.committed(w->hooks.node) : 0;
     release_pending(w, 0); /* this commit's fsync covered the last meta page */
     w->pending = b;
+}
+
+/* After a failed sync nothing more is committed (a later commit would make
+ * the unsynced records durable-looking and let replication publish them). */
+static void refuse_stopped(struct writer *w, struct wreq **batch, size_t n) {
+    char why[WRITER_REASON_BYTES];
+    writer_failed(w, why, sizeof why);
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->rc = err_set(&batch[i]->err, APL_ESTORAGE, STOPPED_MSG, why);
+    }
+    settle(w, batch, n, false);
 }
 
 static void *writer_main(void *arg) {
@@ -260,12 +328,15 @@ static void *writer_main(void *arg) {
         if (stop) {
             break;
         }
-        if (n > 0) {
+        if (n > 0 && atomic_load(&w->failed)) {
+            refuse_stopped(w, batch, n);
+        } else if (n > 0) {
             settle(w, batch, n, run_batch(w, w->s, &w->hooks, batch, n));
         }
         uint64_t now = util_mono_ns();
         /* About once a second (the wait above ends after about a second). */
-        if (now - last_tick >= 900000000u && w->hooks.tick != NULL && w->pending.n == 0) {
+        if (now - last_tick >= 900000000u && w->hooks.tick != NULL && w->pending.n == 0 &&
+            !atomic_load(&w->failed)) {
             last_tick = now;
             w->hooks.tick(w->hooks.node);
         }
@@ -304,6 +375,11 @@ int writer_submit(struct writer *w, struct wreq *r) {
     r->next = NULL;
     r->rc = 0;
     err_clear(&r->err);
+    if (atomic_load(&w->failed)) {
+        char why[WRITER_REASON_BYTES];
+        writer_failed(w, why, sizeof why);
+        return err_set(&r->err, APL_ESTORAGE, STOPPED_MSG, why);
+    }
     pthread_mutex_lock(&w->mu);
     if (w->stopping || !w->running || w->queued >= WRITER_QUEUE_MAX) {
         bool busy = !w->stopping && w->running;

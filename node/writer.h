@@ -26,6 +26,15 @@
  * error fails that request and the batch is run again without it.
  *
  * `done` runs on the completion thread and must not block.
+ *
+ * A failed sync (or a failed commit, whose fsync may be what failed) stops
+ * the writer for good: after one failed fsync the kernel may have dropped
+ * the dirty pages and a retry may report success, so nothing this process
+ * commits afterwards could be trusted. The batch whose durability is
+ * unknown is answered APL_ESTORAGE ("may or may not be durable"), never
+ * published (the `durable` hook is not called for it), and every later
+ * request is refused with APL_ESTORAGE without running. The operator
+ * restarts the node: LMDB re-opens at the last meta page on disk.
  */
 #ifndef APPEAL_WRITER_H
 #define APPEAL_WRITER_H
@@ -73,7 +82,10 @@ struct writer_hooks {
     void (*tick)(void *node);
 };
 
-enum { WRITER_PIPELINE_MAX = 8 }; /* settled batches waiting for their replies */
+enum {
+    WRITER_PIPELINE_MAX = 8,  /* settled batches waiting for their replies */
+    WRITER_REASON_BYTES = 96, /* why the writer stopped */
+};
 
 struct writer_batch {
     struct wreq *reqs[WRITER_BATCH_MAX];
@@ -97,6 +109,9 @@ struct writer {
     bool stopping;
     bool writer_done;
     bool running;
+    _Atomic bool failed;                      /* writes stopped: see writer_fail */
+    char failed_reason[WRITER_REASON_BYTES];  /* under mu */
+    _Atomic bool full; /* the last batch was refused at the map's maximum */
     _Atomic uint64_t commits;
     _Atomic uint64_t committed_writes;
     _Atomic uint64_t syncs;
@@ -109,6 +124,11 @@ int writer_start(struct writer *w, struct store *s, const struct writer_hooks *h
 /* Queues `r`; APL_EUNAVAIL if stopping or the queue is full (then `done`
  * is not called). */
 int writer_submit(struct writer *w, struct wreq *r);
+/* Stops every further write (a sync failed): logs an alert line once.
+ * Any thread. */
+void writer_fail(struct writer *w, const char *why);
+/* True once writes stopped; copies why into `reason` (may be NULL). */
+bool writer_failed(struct writer *w, char *reason, size_t cap);
 /* Runs everything queued, completes it, then stops both threads. */
 void writer_stop(struct writer *w);
 /* Runs `r` in its own transaction, syncs, and completes it, on the

@@ -148,6 +148,7 @@ int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp,
 const char *client_code_name(int code) {
     static const char *const names[] = {
         "none",         "bad_request", "not_found", "invalid_transition", "refused",   "too_large",
-        "storage_full", "unavailable", "internal",  "unauthenticated",    "forbidden", "not_owner"};
+        "storage_full", "unavailable", "internal",  "unauthenticated",    "forbidden", "not_owner",
+        "storage_failed"};
     return code >= 0 && code < (int)(sizeof names / sizeof names[0]) ? names[code] : "unknown";
 }
