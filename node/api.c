@@ -149,6 +149,8 @@ static const char *op_name(const Appeal__Request *q) {
         return "revoke";
     case APPEAL__REQUEST__OP_GRANTS:
         return "grants";
+    case APPEAL__REQUEST__OP_HELLO:
+        return "hello";
     default:
         return "unknown";
     }
@@ -457,6 +459,19 @@ static void submit_live(struct api_work *w) {
     }
 }
 
+/* Public: what a client signs its requests for (Request.node). */
+static void answer_hello(struct api_work *w) {
+    struct node *n = w->api->node;
+    Appeal__NodeInfo info = APPEAL__NODE_INFO__INIT;
+    info.jurisdiction = n->juris;
+    info.origin.data = n->keys.sign_pk;
+    info.origin.len = KEY_PK_BYTES;
+    Appeal__Response resp = APPEAL__RESPONSE__INIT;
+    resp.result_case = APPEAL__RESPONSE__RESULT_INFO;
+    resp.info = &info;
+    send_response(w, &resp);
+}
+
 static void handle(struct api_work *w, nng_msg *m) {
     struct errbuf e;
     err_clear(&e);
@@ -467,6 +482,11 @@ static void handle(struct api_work *w, nng_msg *m) {
         w->req = NULL;
         olog(OLOG_INFO, "request_malformed", "reason", err_msg(&e, rc), NULL);
         send_error(w, rc, err_msg(&e, rc));
+        return;
+    }
+    if (w->req->op_case == APPEAL__REQUEST__OP_HELLO) {
+        nng_msg_free(m);
+        answer_hello(w);
         return;
     }
     rc = authorize(w, cr, &e);
@@ -560,6 +580,7 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         return APL_ENOMEM;
     }
     memcpy(a->auth.admin_pk, n->admin_pk, KEY_PK_BYTES);
+    snprintf(a->auth.juris, sizeof a->auth.juris, "%s", n->juris);
     int rv = nng_rep0_open(&a->sock);
     if (rv == 0) {
         rv = nng_socket_set_size(a->sock, NNG_OPT_RECVMAXSZ, API_RECV_BYTES_MAX);

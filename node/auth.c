@@ -322,6 +322,16 @@ int auth_request(struct auth *a, struct store *s, MDB_txn *t, uint32_t idx,
                                     cr->key.data) != 0) {
         return err_set(e, APL_EAUTH, "bad signature from key %s", p->kid);
     }
+    if (q->node[0] == '\0') {
+        return err_set(e, APL_EAUTH,
+                       "request not bound to a node: sign it for this node (%s); "
+                       "update the client",
+                       a->juris);
+    }
+    if (strcmp(q->node, a->juris) != 0) {
+        return err_set(e, APL_EAUTH, "request signed for %.16s, not for this node (%s)", q->node,
+                       a->juris);
+    }
     int rc = check_time(a, q->time_ms, now_ms, e);
     if (rc != 0) {
         return rc;

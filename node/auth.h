@@ -110,6 +110,8 @@ struct auth {
      * log holds its grant (a node recovering its log from peers), unless
      * the log revokes it. */
     uint8_t admin_pk[KEY_PK_BYTES];
+    /* The node's jurisdiction: a request must name it in `Request.node`. */
+    char juris[16];
 };
 
 /* A request time further than this from the node's clock is reported as

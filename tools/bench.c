@@ -214,9 +214,17 @@ struct raw_pool {
 };
 
 /* Requests prepared before the clock starts: distinct applicants and texts. */
-static int raw_prepare(struct raw_pool *p, size_t n) {
+static int raw_prepare(struct raw_pool *p, size_t n, const char *url) {
     uint8_t pk[KEY_PK_BYTES], sk[KEY_SK_BYTES];
     struct errbuf e = {0};
+    struct client hc; /* the node the requests are signed for */
+    if (client_open(&hc, url, 10000, &e) != 0 || client_hello(&hc, &e) != 0) {
+        fprintf(stderr, "appeal-bench: %s\n", e.msg);
+        return -1;
+    }
+    char node[sizeof hc.node];
+    memcpy(node, hc.node, sizeof node);
+    client_close(&hc);
     if (keys_load_signing(key_path, pk, sk, &e) != 0) {
         fprintf(stderr, "appeal-bench: %s\n", e.msg);
         return -1;
@@ -247,6 +255,7 @@ static int raw_prepare(struct raw_pool *p, size_t n) {
         q.time_ms = clock_system_ms();
         q.nonce.data = nonce;
         q.nonce.len = sizeof nonce;
+        q.node = node;
         q.op_case = APPEAL__REQUEST__OP_FILE;
         q.file = &f;
         uint8_t *inner;
@@ -771,7 +780,7 @@ int main(int argc, char **argv) {
          * than this machine's node has ever done. */
         double per_s = rate > 0 ? (double)rate * 1.1 : 25000.0;
         size_t n = (size_t)(per_s * (double)(seconds + warmup)) + (size_t)clients;
-        if (raw_prepare(&pool, n < POOL_MAX ? n : POOL_MAX) != 0) {
+        if (raw_prepare(&pool, n < POOL_MAX ? n : POOL_MAX, url) != 0) {
             return 2;
         }
     }

@@ -104,7 +104,40 @@ int client_call_raw(struct client *c, const void *data, size_t len, Appeal__Resp
     return *resp != NULL ? 0 : APL_EINVAL;
 }
 
+int client_hello(struct client *c, struct errbuf *e) {
+    bool signing = c->signing;
+    c->signing = false; /* hello is answered to anyone */
+    Appeal__HelloRequest h = APPEAL__HELLO_REQUEST__INIT;
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_HELLO;
+    q.hello = &h;
+    Appeal__Response *r;
+    int rc = client_call(c, &q, &r, e);
+    c->signing = signing;
+    if (rc != 0) {
+        return rc;
+    }
+    if (r->error != NULL && r->error->code != 0) {
+        return err_set(e, APL_EINVAL, "the node did not say who it is: %s", r->error->message);
+    }
+    if (r->result_case != APPEAL__RESPONSE__RESULT_INFO || r->info->jurisdiction[0] == '\0' ||
+        strlen(r->info->jurisdiction) >= sizeof c->node) {
+        return err_set(e, APL_EINVAL, "the node did not say who it is (an older node?)");
+    }
+    snprintf(c->node, sizeof c->node, "%s", r->info->jurisdiction);
+    return 0;
+}
+
 int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp, struct errbuf *e) {
+    if (c->signing && c->node[0] == '\0') {
+        int rc = client_hello(c, e);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    if (c->signing) {
+        req->node = c->node;
+    }
     uint8_t nonce[16];
     randombytes_buf(nonce, sizeof nonce);
     req->version = 1;

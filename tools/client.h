@@ -24,6 +24,7 @@ struct client {
     bool signing;       /* requests are signed with `sk` */
     uint8_t pk[32];
     uint8_t sk[64];
+    char node[16]; /* the node's jurisdiction, asked once (client_hello) */
 };
 
 int client_open(struct client *c, const char *url, int timeout_ms, struct errbuf *e);
@@ -40,7 +41,12 @@ void client_close(struct client *c);
  * (appealctl keygen writes one; a node's DIR/admin.key is one too). */
 int client_sign_with(struct client *c, const char *path, struct errbuf *e);
 
-/* Sends `req` (version, time and nonce filled in here) and decodes the
+/* Asks the node who it is (an unsigned `hello`) and keeps its
+ * jurisdiction in `c->node`: requests are signed for that node only. */
+int client_hello(struct client *c, struct errbuf *e);
+
+/* Sends `req` (version, time, nonce and, when signing, the node it is for
+ * (client_hello on first use) filled in here) and decodes the
  * response into the client's arena (valid until the next call). Transport
  * failures return APL_ENET/APL_ETIMEDOUT; an error answered by the node is
  * returned in (*resp)->error with 0. */

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import BIN, CTL, Node, federation, field, file_body, request, wait_for
+from harness import BIN, CTL, RAWREQ, Node, federation, field, file_body, request, wait_for
 
 FORGE = os.path.join(BIN, "forge")
 
@@ -112,6 +112,36 @@ class Node1(unittest.TestCase):
             self.assertIn("signed before the node started", answer["message"])
         finally:
             node.cleanup()
+
+    def test_request_is_bound_to_the_node_it_is_for(self):
+        # The same signed filing made an appeal on KZ-75 and another on
+        # KZ-71, where the key also held a role (issue 10, I).
+        other = Node("KZ-71")
+        try:
+            other.start()
+            path = os.path.join(self.node.root, "both.key")
+            pub = keygen(path)
+            for n in (self.node, other):
+                n.ctl("grant", pub, "--role", "registrar")
+            inner = field(1, 1) + field(2, int(time.time() * 1000)) + \
+                field(3, os.urandom(16)) + field(4, "KZ-75") + \
+                field(10, file_body(subject="Bound", name=NAME))
+
+            def send(n):
+                p = subprocess.run([RAWREQ, n.url, path], input=field(1, inner),
+                                   capture_output=True)
+                return json.loads(p.stdout)
+
+            head = other.info()["head_seq"]
+            answer = send(other)
+            self.assertEqual(answer["code"], "unauthenticated", answer["message"])
+            self.assertIn("request signed for KZ-75, not for this node (KZ-71)", answer["message"])
+            self.assertEqual(other.info()["head_seq"], head)
+            self.assertEqual(send(self.node)["code"], "none")
+            # appealctl learns the node it talks to and signs for it
+            self.assertEqual(other.ctl("whoami", key=path)["grants"][0]["roles"], ["registrar"])
+        finally:
+            other.cleanup()
 
     def test_replayed_request_is_refused(self):
         data = file_request_bytes("Replayed filing")
