@@ -31,7 +31,12 @@ enum {
 };
 
 int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e);
-/* Stops accepting connections (first step of shutdown). */
+/* First step of shutdown: cancels the live queries (the running one stops
+ * waiting for peers, the queued ones are answered "the node is shutting
+ * down") and waits up to LIVE_STOP_WAIT_S for those answers to be sent.
+ * Later live queries are refused the same way. */
+void api_stop_live(struct api *a);
+/* Stops accepting connections (and closes the open ones). */
 void api_close_listener(struct api *a);
 /* Stops every context, closes the socket, frees `a`. The writer must be
  * stopped first, so no write completion is still to come. */

@@ -33,6 +33,12 @@ enum {
     HISTORY_SHOWN_MAX = 1000, /* events in one AppealView */
     API_CONTEXTS = 64,        /* requests served concurrently */
     API_ARENA_BYTES = 512 * 1024,
+    /* Live queries wait for other nodes (up to their deadline): they are
+     * handed off to a queue of their own and the API context goes back to
+     * serving; past these counts the node answers at once "too many live
+     * queries" (docs/operations.md "Limits"). */
+    LIVE_QUERIES_MAX = 16,        /* queued or running, all clients */
+    LIVE_QUERIES_PER_KEY_MAX = 4, /* queued or running, one signing key */
 
     /* Writer. */
     WRITER_QUEUE_MAX = 4096, /* requests waiting for the writer */

@@ -731,6 +731,7 @@ void node_stop(struct node *n) {
     if (!n->serving) {
         return;
     }
+    api_stop_live(n->api); /* answered before the listener closes their connections */
     http_stop(n->http);
     n->http = NULL;
     api_close_listener(n->api);
