@@ -12,6 +12,7 @@
 #include "appeal.h"
 #include "auth.h"
 #include "clock.h"
+#include "connlimit.h"
 #include "lifecycle.h"
 #include "bounds.h"
 #include "node.h"
@@ -33,6 +34,8 @@ struct api_work {
     nng_ctx ctx;
     enum work_state state;
     bool live; /* handed to the live queue; a spare serves in its place */
+    nng_pipe pipe; /* of the request in progress (conn_limit) */
+    bool has_pipe;
     struct arena arena;
     Appeal__Request *req;
     struct principal who; /* the official who signed it */
@@ -69,6 +72,7 @@ struct api {
     struct api_work works[API_CONTEXTS + LIVE_QUERIES_MAX];
     size_t started;
     struct live_queue live;
+    struct conn_limit *conns;
     struct auth auth;
 };
 
@@ -106,6 +110,10 @@ static void live_release(struct api_work *w);
 static void recv_next(struct api_work *w) {
     arena_reset(&w->arena);
     w->req = NULL;
+    if (w->has_pipe) {
+        conn_limit_busy(w->api->conns, w->pipe, -1); /* answered */
+        w->has_pipe = false;
+    }
     if (w->live) {
         live_release(w); /* its spare receives in its place */
         return;
@@ -516,6 +524,9 @@ static void submit_live(struct api_work *w) {
 static void handle(struct api_work *w, nng_msg *m) {
     struct errbuf e;
     err_clear(&e);
+    w->pipe = nng_msg_get_pipe(m);
+    w->has_pipe = true;
+    conn_limit_busy(w->api->conns, w->pipe, +1);
     Appeal__ClientRequest *cr;
     int rc = api_decode(nng_msg_body(m), nng_msg_len(m), &w->arena, &cr, &w->req, &e);
     if (rc != 0) {
@@ -593,18 +604,6 @@ static void work_cb(void *arg) {
     }
 }
 
-/* Runs with the socket's lock held: it only counts (nng caveat: never call
- * into the socket from here). */
-static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg) {
-    (void)p;
-    struct metrics *m = arg;
-    if (ev == NNG_PIPE_EV_ADD_POST) {
-        atomic_fetch_add_explicit(&m->api_connections, 1, memory_order_relaxed);
-    } else {
-        atomic_fetch_sub_explicit(&m->api_connections, 1, memory_order_relaxed);
-    }
-}
-
 int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e) {
     struct api *a = calloc(1, sizeof *a);
     if (a == NULL) {
@@ -642,10 +641,8 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         }
     }
     if (rv == 0) {
-        rv = nng_pipe_notify(a->sock, NNG_PIPE_EV_ADD_POST, pipe_event, &n->metrics);
-    }
-    if (rv == 0) {
-        rv = nng_pipe_notify(a->sock, NNG_PIPE_EV_REM_POST, pipe_event, &n->metrics);
+        rv = conn_limit_start(&a->conns, a->sock, "api", n->connections_max, n->idle_ms,
+                              &n->metrics.api_connections);
     }
     if (rv == 0) {
         /* tls+tcp://: the node's certificate; clients show none (they sign). */
@@ -706,6 +703,7 @@ void api_stop(struct api *a) {
         return;
     }
     api_stop_live(a);
+    conn_limit_stop(a->conns);
     for (size_t i = 0; i < API_CONTEXTS + LIVE_QUERIES_MAX; i++) {
         if (a->works[i].aio != NULL) {
             nng_aio_stop(a->works[i].aio);
@@ -722,6 +720,7 @@ void api_stop(struct api *a) {
         free(a->works[i].result.record);
         arena_fini(&a->works[i].arena);
     }
+    conn_limit_free(a->conns);
     pthread_mutex_destroy(&a->live.mu);
     pthread_cond_destroy(&a->live.cv);
     pthread_cond_destroy(&a->live.idle);

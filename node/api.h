@@ -23,7 +23,11 @@ struct node;
 struct api;
 
 enum {
-    API_RECV_BYTES_MAX = 1024 * 1024,
+    /* What nng holds for one message while its bytes arrive: past
+     * REQUEST_BYTES_MAX a request is answered ERR_TOO_LARGE, past this the
+     * connection is dropped. Stalled senders hold at most
+     * --connections-max times this, for at most --idle-timeout-ms. */
+    API_RECV_BYTES_MAX = 256 * 1024,
     /* Requests remembered for replay protection: at most ~64 MiB (16-byte
      * digests, half-full tables); past it requests wait for the window. */
     AUTH_REPLAY_ENTRIES_MAX = 2 * 1024 * 1024,

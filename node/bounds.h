@@ -40,6 +40,14 @@ enum {
     LIVE_QUERIES_MAX = 16,        /* queued or running, all clients */
     LIVE_QUERIES_PER_KEY_MAX = 4, /* queued or running, one signing key */
 
+    /* Connections, per listener (client API, --http, peer port): past the
+     * cap a new connection is closed at once; one with no request in
+     * progress for the idle time is closed (docs/operations.md "Limits"). */
+    CONNECTIONS_MAX_DEFAULT = 256, /* --connections-max */
+    CONNECTIONS_MAX_LIMIT = 65536,
+    IDLE_MS_DEFAULT = 60 * 1000, /* --idle-timeout-ms */
+    IDLE_MS_MIN = 100,
+
     /* Writer. */
     WRITER_QUEUE_MAX = 4096, /* requests waiting for the writer */
     WRITER_BATCH_MAX = 512,  /* requests in one group commit */
