@@ -41,6 +41,7 @@ struct metrics {
         refused_malformed, refused_revoked_actor, refused_other;
     _Atomic uint64_t forks;
     _Atomic uint64_t api_connections;
+    _Atomic uint64_t http_connections; /* --http (httpd) */
     struct histogram commit;          /* mdb_txn_commit, seconds */
     struct histogram replication_lag; /* origin's clock at signing to our store */
 };
