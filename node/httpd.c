@@ -49,7 +49,8 @@ struct httpd {
     struct httpd_limits lim;
     struct conn **conns; /* lim.connections_max slots, NULL when free */
     uint32_t n_conns;
-    struct pollfd *pfd;
+    struct pollfd *pfd; /* wake pipe, listener, then open connections */
+    uint32_t *slot;     /* pfd entry -> conns slot */
     _Atomic uint64_t *gauge;
     int64_t backoff_until_ms;
     uint64_t counts[K_COUNT];
@@ -589,14 +590,16 @@ static int conn_step(struct httpd *h, struct conn *c, short revents) {
 
 /* ---- the listener ---- */
 
-/* When the cap is reached: the connection idle longest makes room; none
- * idle: -1. */
+/* When the cap is reached: the connection idle longest (no request begun,
+ * none waiting to be read) makes room; none idle: -1. */
 static int evict_idle(struct httpd *h) {
     uint32_t victim = UINT32_MAX;
     for (uint32_t i = 0; i < h->lim.connections_max; i++) {
         const struct conn *c = h->conns[i];
+        char b;
         if (c != NULL && c->state == C_READ && c->buf == NULL &&
-            (victim == UINT32_MAX || c->last_ms < h->conns[victim]->last_ms)) {
+            (victim == UINT32_MAX || c->last_ms < h->conns[victim]->last_ms) &&
+            recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) { /* no request waiting unread */
             victim = i;
         }
     }
@@ -612,7 +615,10 @@ static void refuse(struct httpd *h, int fd) {
     static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
                                "Content-Length: 31\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
                                "service unavailable: too busy\r\n";
+    char sink[1024]; /* what already came: unread bytes make close() send a reset */
+    (void)recv(fd, sink, sizeof sink, MSG_DONTWAIT);
     (void)send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
     close(fd);
     h->counts[K_CAP]++;
 }
@@ -714,26 +720,31 @@ static void loop_once(struct httpd *h) {
     if (now < h->backoff_until_ms && h->backoff_until_ms < next) {
         next = h->backoff_until_ms;
     }
+    /* Only the open connections: poll refuses more entries than RLIMIT_NOFILE. */
+    nfds_t np = 2;
     for (uint32_t i = 0; i < h->lim.connections_max; i++) {
         const struct conn *c = h->conns[i];
-        h->pfd[2 + i] = (struct pollfd){.fd = -1};
         if (c == NULL) {
             continue;
         }
-        h->pfd[2 + i].fd = c->fd;
-        h->pfd[2 + i].events = c->state == C_WRITE ? POLLOUT : POLLIN;
+        h->slot[np] = i;
+        h->pfd[np++] = (struct pollfd){.fd = c->fd,
+                                       .events = c->state == C_WRITE ? POLLOUT : POLLIN};
         int64_t d = conn_deadline(h, c);
         next = d < next ? d : next;
     }
     int timeout = next > now ? (int)(next - now) : 0;
-    if (poll(h->pfd, 2 + (nfds_t)h->lim.connections_max, timeout) <= 0) {
-        return; /* timeout, EINTR; ENOMEM: tried again next round */
+    int ready = poll(h->pfd, np, timeout);
+    if (ready < 0 && errno != EINTR) {
+        (void)poll(h->pfd, 1, HTTPD_BACKOFF_MS); /* ENOMEM: rest, never spin */
+    }
+    if (ready <= 0) {
+        return;
     }
     now = now_ms();
-    for (uint32_t i = 0; i < h->lim.connections_max; i++) {
-        short ev = h->pfd[2 + i].revents;
-        if (ev != 0 && h->conns[i] != NULL && h->conns[i]->fd == h->pfd[2 + i].fd &&
-            conn_step(h, h->conns[i], ev) != 0) {
+    for (nfds_t k = 2; k < np; k++) {
+        uint32_t i = h->slot[k];
+        if (h->pfd[k].revents != 0 && conn_step(h, h->conns[i], h->pfd[k].revents) != 0) {
             conn_close(h, i);
         }
     }
@@ -816,8 +827,9 @@ int httpd_start(struct httpd **out, const char *addr, const struct httpd_route *
     h->gauge = open_gauge;
     h->conns = calloc(lim->connections_max, sizeof *h->conns);
     h->pfd = calloc(2 + (size_t)lim->connections_max, sizeof *h->pfd);
+    h->slot = calloc(2 + (size_t)lim->connections_max, sizeof *h->slot);
     int rc = 0;
-    if (h->conns == NULL || h->pfd == NULL) {
+    if (h->conns == NULL || h->pfd == NULL || h->slot == NULL) {
         rc = err_set(e, APL_ENOMEM, "out of memory");
         goto fail;
     }
@@ -864,5 +876,6 @@ void httpd_stop(struct httpd *h) {
     }
     free(h->conns);
     free(h->pfd);
+    free(h->slot);
     free(h);
 }
