@@ -34,13 +34,17 @@ static void reply(struct http_call *aio, uint16_t status, const char *mime, cons
     struct httpd_res *res = aio->res;
     void *copy = malloc(len > 0 ? len : 1);
     if (copy == NULL) {
-        *res = (struct httpd_res){.status = 503, .content_type = "text/plain",
-                                  .body = "out of memory\n", .len = 14};
+        *res = (struct httpd_res){
+            .status = 503, .content_type = "text/plain", .body = "out of memory\n", .len = 14};
         return;
     }
     memcpy(copy, data, len);
-    *res = (struct httpd_res){.status = status, .content_type = mime, .body = copy, .len = len,
-                              .body_free = true, .cache_control = "no-store"};
+    *res = (struct httpd_res){.status = status,
+                              .content_type = mime,
+                              .body = copy,
+                              .len = len,
+                              .body_free = true,
+                              .cache_control = "no-store"};
 }
 
 static struct node *node_of(struct http_call *aio) {
@@ -201,8 +205,8 @@ static void call(void *arg, const struct httpd_req *req, struct httpd_res *res) 
 static void asset(void *arg, const struct httpd_req *req, struct httpd_res *res) {
     const struct web_asset *w = arg;
     (void)req;
-    *res = (struct httpd_res){.status = 200, .content_type = w->mime, .body = w->data,
-                              .len = w->len};
+    *res =
+        (struct httpd_res){.status = 200, .content_type = w->mime, .body = w->data, .len = w->len};
 }
 
 int http_start(struct http **out, struct node *n, const char *addr, struct errbuf *e) {
@@ -227,8 +231,8 @@ int http_start(struct http **out, struct node *n, const char *addr, struct errbu
         routes[nr++] = (struct httpd_route){"GET", own[i].path, call, &args[i]};
     }
     for (size_t i = 0; i < web_assets_count; i++) {
-        routes[nr++] = (struct httpd_route){"GET", web_assets[i].path, asset,
-                                            (void *)&web_assets[i]};
+        routes[nr++] =
+            (struct httpd_route){"GET", web_assets[i].path, asset, (void *)&web_assets[i]};
     }
     struct httpd_limits lim = {.connections_max = n->connections_max, .idle_ms = n->idle_ms};
     int rc = httpd_start(&h->srv, addr, routes, nr, &lim, &n->metrics.http_connections, e);

@@ -25,11 +25,11 @@ struct conn {
     enum conn_state state;
     unsigned char *buf; /* request bytes; NULL while idle */
     size_t cap, len;
-    size_t need;          /* bytes of the current request once its head is parsed; 0 before */
-    int64_t last_ms;      /* last request finished (idle since) */
-    int64_t start_ms;     /* first byte of the request, or start of the write */
+    size_t need;      /* bytes of the current request once its head is parsed; 0 before */
+    int64_t last_ms;  /* last request finished (idle since) */
+    int64_t start_ms; /* first byte of the request, or start of the write */
     bool close_after;
-    char head[512];       /* response head */
+    char head[512]; /* response head */
     size_t head_len;
     const unsigned char *out;
     size_t out_len, sent; /* over head, then out */
@@ -39,8 +39,8 @@ struct conn {
 /* Closes and refusals, logged at most once a second. */
 enum { K_CAP, K_FDS, K_EVICTED, K_IDLE, K_REQUEST_TIMEOUT, K_RESPONSE_TIMEOUT, K_BAD, K_COUNT };
 static const char *const count_names[K_COUNT] = {
-    "refused_cap", "refused_descriptors", "evicted_idle", "idle",
-    "request_timeout", "response_timeout", "bad_request"};
+    "refused_cap",     "refused_descriptors", "evicted_idle", "idle",
+    "request_timeout", "response_timeout",    "bad_request"};
 
 struct httpd {
     int lfd, wake[2], reserve_fd;
@@ -76,20 +76,34 @@ const char *httpd_header(const struct httpd_req *r, const char *name) {
 
 static const char *reason(int status) {
     switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Status";
     }
 }
 
@@ -176,8 +190,11 @@ static void respond(struct httpd *h, struct conn *c, const struct httpd_res *r, 
 
 /* An error answer; the connection closes after it. */
 static void fail(struct httpd *h, struct conn *c, int status, const char *text) {
-    struct httpd_res r = {.status = status, .content_type = "text/plain; charset=utf-8",
-                          .body = text, .len = strlen(text), .cache_control = "no-store"};
+    struct httpd_res r = {.status = status,
+                          .content_type = "text/plain; charset=utf-8",
+                          .body = text,
+                          .len = strlen(text),
+                          .cache_control = "no-store"};
     c->close_after = true;
     c->need = 0;
     c->len = 0; /* what came with it is not read any further */
@@ -327,8 +344,9 @@ static int head_semantics(struct parsed *p, size_t body_max) {
         const struct httpd_header *hd = &r->headers[i];
         if (strcasecmp(hd->name, "Transfer-Encoding") == 0) {
             return has_token(hd->value, "chunked")
-                       ? bad(p, 411, "length required: send the body with Content-Length, not "
-                                     "chunked\n")
+                       ? bad(p, 411,
+                             "length required: send the body with Content-Length, not "
+                             "chunked\n")
                        : bad(p, 501, "not implemented: Transfer-Encoding\n");
         }
         if (strcasecmp(hd->name, "Content-Length") == 0) {
@@ -424,14 +442,20 @@ static void dispatch(struct httpd *h, struct conn *c, const struct parsed *p) {
                  get ? ", HEAD" : "");
     }
     if (!path_known) {
-        struct httpd_res res = {.status = 404, .content_type = "text/plain; charset=utf-8",
-                                .body = "not found\n", .len = 10, .cache_control = "no-store"};
+        struct httpd_res res = {.status = 404,
+                                .content_type = "text/plain; charset=utf-8",
+                                .body = "not found\n",
+                                .len = 10,
+                                .cache_control = "no-store"};
         c->close_after = !p->keep_alive;
         respond(h, c, &res, head, NULL);
         return;
     }
-    struct httpd_res res = {.status = 405, .content_type = "text/plain; charset=utf-8",
-                            .body = "method not allowed\n", .len = 19, .cache_control = "no-store"};
+    struct httpd_res res = {.status = 405,
+                            .content_type = "text/plain; charset=utf-8",
+                            .body = "method not allowed\n",
+                            .len = 19,
+                            .cache_control = "no-store"};
     c->close_after = !p->keep_alive;
     respond(h, c, &res, head, allow);
 }
@@ -728,8 +752,8 @@ static void loop_once(struct httpd *h) {
             continue;
         }
         h->slot[np] = i;
-        h->pfd[np++] = (struct pollfd){.fd = c->fd,
-                                       .events = c->state == C_WRITE ? POLLOUT : POLLIN};
+        h->pfd[np++] =
+            (struct pollfd){.fd = c->fd, .events = c->state == C_WRITE ? POLLOUT : POLLIN};
         int64_t d = conn_deadline(h, c);
         next = d < next ? d : next;
     }
@@ -779,8 +803,10 @@ static int listen_on(struct httpd *h, const char *addr, struct errbuf *e) {
         memmove(host, host + 1, hl - 2);
         host[hl - 2] = '\0';
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *ai = NULL;
     int g = getaddrinfo(host, colon + 1, &hints, &ai);
     if (g != 0) {
         return err_set(e, APL_EINVAL, "cannot serve HTTP on %s: %s", addr, gai_strerror(g));
@@ -819,11 +845,12 @@ int httpd_start(struct httpd **out, const char *addr, const struct httpd_route *
     h->n_routes = n_routes;
     h->lim = *lim;
     if (h->lim.request_ms <= 0) {
-        h->lim.request_ms = lim->idle_ms < HTTPD_REQUEST_MS_MAX ? lim->idle_ms : HTTPD_REQUEST_MS_MAX;
+        h->lim.request_ms =
+            lim->idle_ms < HTTPD_REQUEST_MS_MAX ? lim->idle_ms : HTTPD_REQUEST_MS_MAX;
     }
     h->lim.response_ms = lim->response_ms > 0 ? lim->response_ms : HTTPD_RESPONSE_MS_DEFAULT;
-    h->lim.body_bytes_max = lim->body_bytes_max > 0 ? lim->body_bytes_max
-                                                    : HTTPD_BODY_BYTES_MAX_DEFAULT;
+    h->lim.body_bytes_max =
+        lim->body_bytes_max > 0 ? lim->body_bytes_max : HTTPD_BODY_BYTES_MAX_DEFAULT;
     h->gauge = open_gauge;
     h->conns = calloc(lim->connections_max, sizeof *h->conns);
     h->pfd = calloc(2 + (size_t)lim->connections_max, sizeof *h->pfd);

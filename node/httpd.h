@@ -52,26 +52,26 @@
 #include "err.h"
 
 enum {
-    HTTPD_HEAD_BYTES_MAX = 8 * 1024,         /* request line and headers */
-    HTTPD_HEADERS_MAX = 64,                  /* header lines in one request */
+    HTTPD_HEAD_BYTES_MAX = 8 * 1024,          /* request line and headers */
+    HTTPD_HEADERS_MAX = 64,                   /* header lines in one request */
     HTTPD_BODY_BYTES_MAX_DEFAULT = 64 * 1024, /* request body */
-    HTTPD_REQUEST_MS_MAX = 10 * 1000,        /* a request, first byte to last */
-    HTTPD_RESPONSE_MS_DEFAULT = 10 * 1000,   /* a response, to be read */
-    HTTPD_LINGER_MS = 2 * 1000,              /* reading what follows a final answer */
-    HTTPD_BACKOFF_MS = 100,                  /* listener left alone when accept fails */
+    HTTPD_REQUEST_MS_MAX = 10 * 1000,         /* a request, first byte to last */
+    HTTPD_RESPONSE_MS_DEFAULT = 10 * 1000,    /* a response, to be read */
+    HTTPD_LINGER_MS = 2 * 1000,               /* reading what follows a final answer */
+    HTTPD_BACKOFF_MS = 100,                   /* listener left alone when accept fails */
     HTTPD_ROUTES_MAX = 64,
 };
 
 struct httpd_limits {
     uint32_t connections_max;
     int64_t idle_ms;
-    int64_t request_ms;  /* 0: min(HTTPD_REQUEST_MS_MAX, idle_ms) */
-    int64_t response_ms; /* 0: HTTPD_RESPONSE_MS_DEFAULT */
+    int64_t request_ms;    /* 0: min(HTTPD_REQUEST_MS_MAX, idle_ms) */
+    int64_t response_ms;   /* 0: HTTPD_RESPONSE_MS_DEFAULT */
     size_t body_bytes_max; /* 0: HTTPD_BODY_BYTES_MAX_DEFAULT */
 };
 
 struct httpd_header {
-    const char *name; /* as sent; compare without case */
+    const char *name;  /* as sent; compare without case */
     const char *value; /* leading and trailing blanks removed */
 };
 
