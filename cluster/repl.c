@@ -336,9 +336,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         snprintf(o->juris, sizeof o->juris, "%s", cn->juris);
     }
     int64_t now = node_now_ms(n);
-    uint8_t actor[KEY_PK_BYTES];
-    uint64_t revoked = 0;
-    bool have_actor = false;
+    struct actor_cache actors = {0};
     for (size_t i = 0; i < run->n_records && !o->frozen; i++) {
         uint64_t seq = run->first_seq + i;
         const ProtobufCBinaryData *rb = &run->records[i];
@@ -369,19 +367,16 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
             break; /* does not continue what we now hold: pull again */
         }
-        if (rec.body->actor.len == KEY_PK_BYTES) {
-            /* Runs are mostly one official's work: look each actor up once. */
-            if (!have_actor || memcmp(actor, rec.body->actor.data, KEY_PK_BYTES) != 0) {
-                memcpy(actor, rec.body->actor.data, KEY_PK_BYTES);
-                revoked = grant_revoked_seq(&n->store, t, o->idx, actor);
-                have_actor = true;
-            }
-            if (revoked != 0 && seq > revoked) {
-                return freeze_revoked(r, t, o, seq, rec.body->actor.data, revoked);
-            }
+        /* The same check as `appeal-node verify` (auth_actor_revoked). */
+        uint64_t revoked;
+        struct errbuf re;
+        err_clear(&re);
+        rc = auth_actor_revoked(&n->store, t, o->idx, rec.body, &actors, &revoked, &re);
+        if (rc == APL_EFORBIDDEN) {
+            return freeze_revoked(r, t, o, seq, rec.body->actor.data, revoked);
         }
-        if (rec.body->event_case == APPEAL__BODY__EVENT_KEY_REVOKED) {
-            have_actor = false; /* the grants change with this record */
+        if (rc != 0) {
+            return rc;
         }
         rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
         if (rc == 0 && o != &n->self) {
