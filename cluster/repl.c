@@ -190,7 +190,15 @@ int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct aren
     a->used_bytes = mark;
     int rc = rec_decode(last->data, last->len, a, &rec, e);
     a->used_bytes = mark;
-    if (rc != 0 || !rec_verify_sig(&rec, key)) {
+    if (rc != 0) {
+        /* Signed, perhaps, but not a record every node accepts (a field
+         * out of its syntax): named as such, not as a bad signature. */
+        char why[ERRBUF_MSG_BYTES];
+        snprintf(why, sizeof why, "%s", e->msg);
+        return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record (%s)", b->juris,
+                       (unsigned long long)(run->first_seq + run->n_records - 1), why);
+    }
+    if (!rec_verify_sig(&rec, key)) {
         return err_set(e, APL_ESIG, "origin %s seq %llu: bad signature", b->juris,
                        (unsigned long long)(run->first_seq + run->n_records - 1));
     }
