@@ -61,8 +61,7 @@ static int walk_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
     int rc = auth_actor_revoked(w->s, w->t, w->o.idx, b, &w->actors, &revoked, &re);
     if (rc == APL_EFORBIDDEN) {
         char msg[ERRBUF_MSG_BYTES + 64];
-        snprintf(msg, sizeof msg, "its actor was revoked before it (%s); peers refuse it",
-                 re.msg);
+        snprintf(msg, sizeof msg, "its actor was revoked before it (%s); peers refuse it", re.msg);
         return bad(w, APL_EFORBIDDEN, seq, msg);
     }
     if (rc != 0) {

@@ -796,8 +796,12 @@ static void print_sources(struct json *j, const Appeal__QueryResult *r) {
  * keys are text that any member signs (a category, a jurisdiction), so
  * nothing here is trusted to be formula-free or comma-free. */
 static void print_query_csv(const Appeal__QueryResult *r, uint64_t min_group) {
-    static const char *const head[] = {"count",    "open",           "overdue",
-                                       "share_overdue", "answered", "answered_in_term",
+    static const char *const head[] = {"count",
+                                       "open",
+                                       "overdue",
+                                       "share_overdue",
+                                       "answered",
+                                       "answered_in_term",
                                        "median_days_to_answer"};
     enum { MEASURES = sizeof head / sizeof *head };
     for (size_t k = 0; k < r->n_by; k++) {
@@ -885,9 +889,8 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
         char med[16];
         snprintf(med, sizeof med, m.median >= 0 ? "%.1f" : "", m.median);
         printf("%8llu %8llu %8llu %6.1f%% %9llu %8llu %7s\n", (unsigned long long)g->count,
-               (unsigned long long)g->open, (unsigned long long)g->overdue,
-               100 * m.share_overdue, (unsigned long long)g->answered,
-               (unsigned long long)g->answered_in_term, med);
+               (unsigned long long)g->open, (unsigned long long)g->overdue, 100 * m.share_overdue,
+               (unsigned long long)g->answered, (unsigned long long)g->answered_in_term, med);
     }
     printf("\nmode %s; sources:", r->mode);
     for (size_t i = 0; i < r->n_sources; i++) {
