@@ -190,7 +190,15 @@ int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct aren
     a->used_bytes = mark;
     int rc = rec_decode(last->data, last->len, a, &rec, e);
     a->used_bytes = mark;
-    if (rc != 0 || !rec_verify_sig(&rec, key)) {
+    if (rc != 0) {
+        /* Signed, perhaps, but not a record every node accepts (a field
+         * out of its syntax): named as such, not as a bad signature. */
+        char why[ERRBUF_MSG_BYTES];
+        snprintf(why, sizeof why, "%s", e->msg);
+        return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record (%s)", b->juris,
+                       (unsigned long long)(run->first_seq + run->n_records - 1), why);
+    }
+    if (!rec_verify_sig(&rec, key)) {
         return err_set(e, APL_ESIG, "origin %s seq %llu: bad signature", b->juris,
                        (unsigned long long)(run->first_seq + run->n_records - 1));
     }
@@ -355,9 +363,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         snprintf(o->juris, sizeof o->juris, "%s", cn->juris);
     }
     int64_t now = node_now_ms(n);
-    uint8_t actor[KEY_PK_BYTES];
-    uint64_t revoked = 0;
-    bool have_actor = false;
+    struct actor_cache actors = {0};
     for (size_t i = 0; i < run->n_records && !o->frozen; i++) {
         uint64_t seq = run->first_seq + i;
         const ProtobufCBinaryData *rb = &run->records[i];
@@ -388,25 +394,20 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
             break; /* does not continue what we now hold: pull again */
         }
-        if (rec.body->actor.len == KEY_PK_BYTES) {
-            /* Runs are mostly one official's work: look each actor up once. */
-            if (!have_actor || memcmp(actor, rec.body->actor.data, KEY_PK_BYTES) != 0) {
-                memcpy(actor, rec.body->actor.data, KEY_PK_BYTES);
-                /* Fail closed: a grant we cannot read stores nothing
-                 * (the writer aborts the ingest and the next pull retries). */
-                if ((rc = grant_revoked_seq(&n->store, t, o->idx, actor, &revoked)) != 0) {
-                    olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error",
-                         apl_strerror(rc), "action", "ingest refused", NULL);
-                    return rc;
-                }
-                have_actor = true;
-            }
-            if (revoked != 0 && seq > revoked) {
-                return freeze_revoked(r, t, o, seq, rec.body->actor.data, revoked);
-            }
+        /* The same check as `appeal-node verify` (auth_actor_revoked). */
+        uint64_t revoked;
+        struct errbuf re;
+        err_clear(&re);
+        rc = auth_actor_revoked(&n->store, t, o->idx, rec.body, &actors, &revoked, &re);
+        if (rc == APL_EFORBIDDEN) {
+            return freeze_revoked(r, t, o, seq, rec.body->actor.data, revoked);
         }
-        if (rec.body->event_case == APPEAL__BODY__EVENT_KEY_REVOKED) {
-            have_actor = false; /* the grants change with this record */
+        if (rc != 0) {
+            /* Fail closed: a grant we cannot read stores nothing (the
+             * writer aborts the ingest and the next pull retries). */
+            olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error", apl_strerror(rc),
+                 "action", "ingest refused", NULL);
+            return rc;
         }
         if (o != &n->self && !below_reserve(n, rb->len)) {
             in->postponed += run->n_records - i;

@@ -218,7 +218,8 @@ static int seal_reason(struct appeal_ctx *c, const Appeal__Body *b, const char *
     }
     char ad[REASON_AD_BYTES];
     rec_reason_ad(b, &r, ad);
-    int rc = seal_data_ad(c->keys, ad, (const uint8_t *)reason, len, &out->sealed, &out->sealed_len);
+    int rc =
+        seal_data_ad(c->keys, ad, (const uint8_t *)reason, len, &out->sealed, &out->sealed_len);
     if (rc != 0 || box_to == NULL) {
         return rc;
     }

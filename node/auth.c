@@ -483,3 +483,32 @@ int grant_list(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t *pk, str
     mdb_cursor_close(c);
     return rc;
 }
+
+int auth_actor_revoked(struct store *s, MDB_txn *t, uint32_t idx, const Appeal__Body *b,
+                       struct actor_cache *c, uint64_t *revoked, struct errbuf *e) {
+    *revoked = 0;
+    if (b->actor.len != KEY_PK_BYTES) {
+        return 0;
+    }
+    if (!c->have || memcmp(c->actor, b->actor.data, KEY_PK_BYTES) != 0) {
+        memcpy(c->actor, b->actor.data, KEY_PK_BYTES);
+        int rc = grant_revoked_seq(s, t, idx, c->actor, &c->revoked);
+        if (rc != 0) { /* fail closed: the caller refuses the record */
+            c->have = false;
+            return err_set(e, rc, "seq %llu: cannot read the grant of its actor",
+                           (unsigned long long)b->seq);
+        }
+        c->have = true;
+    }
+    if (b->event_case == APPEAL__BODY__EVENT_KEY_REVOKED) {
+        c->have = false; /* the grants change with this record */
+    }
+    if (c->revoked == 0 || b->seq <= c->revoked) {
+        return 0;
+    }
+    *revoked = c->revoked;
+    char who[KEY_SHORT_HEX + 1];
+    util_hex(b->actor.data, KEY_SHORT_HEX / 2, who);
+    return err_set(e, APL_EFORBIDDEN, "seq %llu acts as key %s, revoked at seq %llu",
+                   (unsigned long long)b->seq, who, (unsigned long long)*revoked);
+}

@@ -82,6 +82,25 @@ enum {
         GRANT_ROW_SLACK_BYTES + KEY_PK_BYTES + LABEL_BYTES_MAX + REASON_BYTES_MAX,
 };
 
+/* The one check "this record's actor was revoked by its origin before it",
+ * for replication (repl ingest) and `appeal-node verify` alike, so that
+ * both give one verdict on a log. `c` remembers the last actor's
+ * revocation across a walk of one origin's records in order (runs are
+ * mostly one official's work); zero it at the start of each origin. The
+ * grants table must hold the origin's records before `b` (the walk folds
+ * them in order, or the log is already folded). 0: the actor is in force,
+ * unknown or absent. APL_EFORBIDDEN: revoked before `b`; `*revoked` is the
+ * seq of the revocation and `e` says "seq N acts as key K, revoked at seq
+ * R" (K: the first KEY_SHORT_HEX hex digits of the public key). Any error
+ * reading the grant is returned (fail closed): the caller refuses `b`. */
+struct actor_cache {
+    uint8_t actor[KEY_PK_BYTES];
+    uint64_t revoked;
+    bool have;
+};
+int auth_actor_revoked(struct store *s, MDB_txn *t, uint32_t idx, const Appeal__Body *b,
+                       struct actor_cache *c, uint64_t *revoked, struct errbuf *e);
+
 /* Who sent a request. */
 struct principal {
     uint8_t pk[KEY_PK_BYTES];

@@ -310,8 +310,8 @@ static int check_reason(const Appeal__Body *b, struct errbuf *e) {
     }
     int rc = 0;
     if (sealed) {
-        rc = bytes_len(r.sealed, SEAL_OVERHEAD_BYTES + 1, SEALED_REASON_BYTES_MAX,
-                       "sealed_reason", e);
+        rc = bytes_len(r.sealed, SEAL_OVERHEAD_BYTES + 1, SEALED_REASON_BYTES_MAX, "sealed_reason",
+                       e);
     }
     if (rc == 0 && sealed && r.data_key_id->len != DATA_KEY_ID_BYTES) {
         rc = err_set(e, APL_EINVAL, "record field data_key_id must name the key of sealed_reason");
@@ -322,12 +322,13 @@ static int check_reason(const Appeal__Body *b, struct errbuf *e) {
         rc = err_set(e, APL_EINVAL, "record field data_key_id is set without a sealed_reason");
     }
     if (rc == 0 && r.boxed != NULL && (r.boxed->len != 0) != sealed) {
-        rc = err_set(e, APL_EINVAL, "record has a boxed_reason without a sealed_reason or "
-                                    "the reverse");
+        rc = err_set(e, APL_EINVAL,
+                     "record has a boxed_reason without a sealed_reason or "
+                     "the reverse");
     }
     if (rc == 0 && r.boxed != NULL && sealed) {
-        rc = bytes_len(r.boxed, BOX_SEAL_OVERHEAD_BYTES + 1, BOXED_REASON_BYTES_MAX,
-                       "boxed_reason", e);
+        rc = bytes_len(r.boxed, BOX_SEAL_OVERHEAD_BYTES + 1, BOXED_REASON_BYTES_MAX, "boxed_reason",
+                       e);
     }
     return rc;
 }

@@ -265,3 +265,17 @@ int util_copy_file(const char *from, const char *to, unsigned mode) {
     }
     return rc;
 }
+
+void util_csv_field(FILE *f, const char *s, bool last) {
+    fputc('"', f);
+    if (s[0] != '\0' && strchr("=+-@\t\r", s[0]) != NULL) {
+        fputc('\'', f);
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '"') {
+            fputc('"', f);
+        }
+        fputc(*p, f);
+    }
+    fputs(last ? "\"\r\n" : "\",", f);
+}

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Trims spaces and tabs at both ends in place; returns the new start. */
@@ -46,5 +47,13 @@ int util_unhex(const char *hex, uint8_t *out, size_t len);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t util_mono_ns(void);
+
+/* Writes `s` as one CSV field (RFC 4180): always in double quotes, inner
+ * quotes doubled, so commas and newlines stay inside the field. A field
+ * that starts with = + - @, a tab or a carriage return, which spreadsheets
+ * read as a formula, gets a single quote in front (OWASP's advice on CSV
+ * injection). `last` ends the row with CRLF, else a comma follows. Every
+ * CSV writer goes through this one function. */
+void util_csv_field(FILE *f, const char *s, bool last);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bounds.h"
 #include "log.h"
 #include "record.h"
@@ -15,6 +16,9 @@ struct walk {
     struct arena a;
     struct verify_report *r;
     struct errbuf *e;
+    struct store *s;
+    MDB_txn *t;
+    struct actor_cache actors;
     char who[64];
 };
 
@@ -49,6 +53,20 @@ static int walk_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
     if (!rec_verify_sig(&rec, w->key)) {
         return bad(w, APL_ESIG, seq, "bad signature");
     }
+    /* The same check as replication (auth_actor_revoked): a record that
+     * peers refuse, freezing its origin, does not verify either. */
+    uint64_t revoked;
+    struct errbuf re;
+    err_clear(&re);
+    int rc = auth_actor_revoked(w->s, w->t, w->o.idx, b, &w->actors, &revoked, &re);
+    if (rc == APL_EFORBIDDEN) {
+        char msg[ERRBUF_MSG_BYTES + 64];
+        snprintf(msg, sizeof msg, "its actor was revoked before it (%s); peers refuse it", re.msg);
+        return bad(w, APL_EFORBIDDEN, seq, msg);
+    }
+    if (rc != 0) {
+        return bad(w, rc, seq, "cannot read the grants of its actor");
+    }
     w->r->signatures++;
     w->r->records++;
     if (b->event_case == APPEAL__BODY__EVENT_KEY_ROTATED) {
@@ -69,6 +87,9 @@ static int verify_origin(struct store *s, MDB_txn *t, uint32_t idx, struct walk 
     snprintf(w->who, sizeof w->who, "%s (key %s)", w->o.juris[0] ? w->o.juris : "?", kid);
     memset(w->prev, 0, HASH_BYTES);
     memcpy(w->key, w->o.pk, KEY_PK_BYTES);
+    memset(&w->actors, 0, sizeof w->actors);
+    w->s = s;
+    w->t = t;
     w->expect = 1;
     rc = log_each(s, t, idx, 1, walk_one, w);
     if (rc != 0) {

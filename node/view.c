@@ -67,8 +67,8 @@ static char *detail_of(struct arena *a, const Appeal__Body *b, const char *reaso
         return arena_printf(a, "registered by %s as %s, category %s, deadline %s%s%s%s%s",
                             b->filed->jurisdiction, appeal_type_name(b->filed->type),
                             b->filed->category, d, b->filed->urgent ? ", urgent" : "",
-                            b->filed->co_signers ? ", collective" : "",
-                            reason[0] ? "; late: " : "", reason);
+                            b->filed->co_signers ? ", collective" : "", reason[0] ? "; late: " : "",
+                            reason);
     case APPEAL__BODY__EVENT_ASSIGNED:
         return arena_printf(a, "assigned to %s", b->assigned->assignee);
     case APPEAL__BODY__EVENT_EXTENDED:
@@ -96,8 +96,8 @@ static char *detail_of(struct arena *a, const Appeal__Body *b, const char *reaso
     }
 }
 
-static int history(struct node *n, MDB_txn *t, const char *number, bool may_read,
-                   struct arena *a, Appeal__AppealView *v) {
+static int history(struct node *n, MDB_txn *t, const char *number, bool may_read, struct arena *a,
+                   Appeal__AppealView *v) {
     MDB_cursor *c;
     int rc = store_rc(mdb_cursor_open(t, n->store.dbi[DB_EVENTS], &c));
     if (rc != 0) {

@@ -792,6 +792,51 @@ static void print_sources(struct json *j, const Appeal__QueryResult *r) {
     json_end_obj(j);
 }
 
+/* The groups as CSV (RFC 4180, every field through util_csv_field): group
+ * keys are text that any member signs (a category, a jurisdiction), so
+ * nothing here is trusted to be formula-free or comma-free. */
+static void print_query_csv(const Appeal__QueryResult *r, uint64_t min_group) {
+    static const char *const head[] = {"count",
+                                       "open",
+                                       "overdue",
+                                       "share_overdue",
+                                       "answered",
+                                       "answered_in_term",
+                                       "median_days_to_answer"};
+    enum { MEASURES = sizeof head / sizeof *head };
+    for (size_t k = 0; k < r->n_by; k++) {
+        util_csv_field(stdout, r->by[k], false);
+    }
+    for (size_t k = 0; k < MEASURES; k++) {
+        util_csv_field(stdout, head[k], k + 1 == MEASURES && min_group == 0);
+    }
+    if (min_group > 0) {
+        util_csv_field(stdout, "suppressed", true);
+    }
+    for (size_t i = 0; i < r->n_groups; i++) {
+        const Appeal__QueryGroup *g = r->groups[i];
+        for (size_t k = 0; k < r->n_by; k++) {
+            util_csv_field(stdout, k < g->n_keys ? g->keys[k] : "", false);
+        }
+        bool hide = min_group > 0 && g->count < min_group;
+        struct measures m = measures_of(g);
+        char v[MEASURES][32];
+        snprintf(v[0], sizeof v[0], "%llu", (unsigned long long)g->count);
+        snprintf(v[1], sizeof v[1], "%llu", (unsigned long long)g->open);
+        snprintf(v[2], sizeof v[2], "%llu", (unsigned long long)g->overdue);
+        snprintf(v[3], sizeof v[3], "%.4f", m.share_overdue);
+        snprintf(v[4], sizeof v[4], "%llu", (unsigned long long)g->answered);
+        snprintf(v[5], sizeof v[5], "%llu", (unsigned long long)g->answered_in_term);
+        snprintf(v[6], sizeof v[6], m.median >= 0 ? "%.1f" : "", m.median);
+        for (size_t k = 0; k < MEASURES; k++) {
+            util_csv_field(stdout, hide ? "" : v[k], k + 1 == MEASURES && min_group == 0);
+        }
+        if (min_group > 0) {
+            util_csv_field(stdout, hide ? "yes" : "no", true);
+        }
+    }
+}
+
 /* `min_group` > 0: export mode, smaller groups are suppressed. */
 static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, uint64_t min_group) {
     if (as_json) {
@@ -822,50 +867,44 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
         json_done(&j);
         return;
     }
-    const char *sep = csv ? "," : "  ";
-    for (size_t k = 0; k < r->n_by; k++) {
-        printf(csv ? "%s%s" : "%-12s%s", r->by[k], sep);
+    if (csv) {
+        print_query_csv(r, min_group);
+        return;
     }
-    printf(csv ? "count,open,overdue,share_overdue,answered,answered_in_term,"
-                 "median_days_to_answer%s\n"
-               : "%8s %8s %8s %7s %9s %8s %7s\n",
-           csv ? (min_group ? ",suppressed" : "") : "count", "open", "overdue", "overdue%",
-           "answered", "in term", "median");
+    for (size_t k = 0; k < r->n_by; k++) {
+        printf("%-12s  ", r->by[k]);
+    }
+    printf("%8s %8s %8s %7s %9s %8s %7s\n", "count", "open", "overdue", "overdue%", "answered",
+           "in term", "median");
     for (size_t i = 0; i < r->n_groups; i++) {
         const Appeal__QueryGroup *g = r->groups[i];
         struct measures m = measures_of(g);
         for (size_t k = 0; k < r->n_by && k < g->n_keys; k++) {
-            printf(csv ? "%s%s" : "%-12s%s", g->keys[k], sep);
+            printf("%-12s  ", g->keys[k]);
         }
         if (min_group > 0 && g->count < min_group) {
-            printf(csv ? ",,,,,,,yes\n" : "(fewer than %llu: suppressed)\n",
-                   (unsigned long long)min_group);
+            printf("(fewer than %llu: suppressed)\n", (unsigned long long)min_group);
             continue;
         }
         char med[16];
         snprintf(med, sizeof med, m.median >= 0 ? "%.1f" : "", m.median);
-        printf(csv ? "%llu,%llu,%llu,%.4f,%llu,%llu,%s%s\n"
-                   : "%8llu %8llu %8llu %6.1f%% %9llu %8llu %7s%s\n",
-               (unsigned long long)g->count, (unsigned long long)g->open,
-               (unsigned long long)g->overdue, csv ? m.share_overdue : 100 * m.share_overdue,
-               (unsigned long long)g->answered, (unsigned long long)g->answered_in_term, med,
-               csv && min_group ? ",no" : "");
+        printf("%8llu %8llu %8llu %6.1f%% %9llu %8llu %7s\n", (unsigned long long)g->count,
+               (unsigned long long)g->open, (unsigned long long)g->overdue, 100 * m.share_overdue,
+               (unsigned long long)g->answered, (unsigned long long)g->answered_in_term, med);
     }
-    if (!csv) {
-        printf("\nmode %s; sources:", r->mode);
-        for (size_t i = 0; i < r->n_sources; i++) {
-            const Appeal__SourceInfo *s = r->sources[i];
-            printf(" %s=%s", s->jurisdiction, s->source);
-            if (strcmp(s->source, "replica") == 0 && s->staleness_ms >= 0) {
-                printf("(%.0fs", (double)s->staleness_ms / 1000.0);
-                if (s->lag_records) {
-                    printf(",%llu behind", (unsigned long long)s->lag_records);
-                }
-                printf(")");
+    printf("\nmode %s; sources:", r->mode);
+    for (size_t i = 0; i < r->n_sources; i++) {
+        const Appeal__SourceInfo *s = r->sources[i];
+        printf(" %s=%s", s->jurisdiction, s->source);
+        if (strcmp(s->source, "replica") == 0 && s->staleness_ms >= 0) {
+            printf("(%.0fs", (double)s->staleness_ms / 1000.0);
+            if (s->lag_records) {
+                printf(",%llu behind", (unsigned long long)s->lag_records);
             }
+            printf(")");
         }
-        printf("\n");
     }
+    printf("\n");
 }
 
 static void print_overdue(bool as_json, const Appeal__OverdueList *l) {

@@ -2,6 +2,7 @@
 LMDB file; rebuild reproduces the live state; applicants' personal data is
 encrypted at rest and never reaches the operational log."""
 
+import json
 import os
 import subprocess
 import unittest
@@ -9,6 +10,8 @@ import unittest
 from harness import BIN, Node
 
 OLDSCHEMA = os.path.join(BIN, "oldschema")
+FORGE = os.path.join(BIN, "forge")
+CTL = os.path.join(BIN, "appealctl")
 GEN = os.path.join(BIN, "appeal-gen")
 
 
@@ -105,6 +108,32 @@ class Verify(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn(f"seq {target['seq']}:", out)
         self.assertIn("FAILED", out)
+
+    def test_record_of_a_revoked_actor_fails_verify(self):
+        """verify and replication give one verdict (issue 10 item 3): a
+        record whose actor the origin revoked before it, which every peer
+        refuses and freezes the origin for, fails verify too."""
+        self.populate()
+        path = os.path.join(self.node.root, "official.key")
+        p = subprocess.run([CTL, "--json", "keygen", "--out", path], capture_output=True,
+                           text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        pub = json.loads(p.stdout)["key"]
+        self.node.ctl("grant", pub, "--role", "official")
+        self.node.ctl("revoke", pub, "--reason", "key lost")
+        self.assertEqual(self.node.stop(), 0)
+        rc, out = self.node.offline("verify")
+        self.assertEqual(rc, 0, out)  # an honest log, a revocation in it, verifies
+        # The node is compromised: its key signs for the revoked official.
+        p = subprocess.run([FORGE, "--data", self.node.dir, "--actor", pub],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        forged_seq = int(p.stdout.split()[-1])
+        rc, out = self.node.offline("verify")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("FAILED", out)
+        self.assertIn(f"seq {forged_seq}: its actor was revoked before it", out)
+        self.assertIn(f"acts as key {pub[:16]}, revoked at seq {forged_seq - 1}", out)
 
     def test_personal_data_encrypted_and_not_logged(self):
         self.populate()

@@ -1,17 +1,31 @@
-/* forge --data DIR --actor PUBLIC: plays a compromised node. Appends to
- * the log of a stopped node, signed with its real key, a heartbeat that
- * names PUBLIC as its actor, bypassing every check of the API (which
- * refuses a revoked key). Peers that replicate it must refuse it when the
- * log revoked PUBLIC before (tests/integration/test_security.py). */
+/* forge: plays a compromised node. Appends to the log of a stopped node,
+ * signed with its real key, a record that its API would have refused,
+ * bypassing every check of the API:
+ *
+ *   forge --data DIR --actor PUBLIC     a heartbeat that names PUBLIC as its
+ *                                       actor; peers must refuse it when the
+ *                                       log revoked PUBLIC before
+ *                                       (tests/integration/test_security.py)
+ *   forge --data DIR --category TEXT    a filing whose category is TEXT, any
+ *                                       bytes; peers must refuse it unless it
+ *                                       is a classifier code
+ *                                       (tests/integration/test_csv.py)
+ *
+ * Prints "forged seq N [number NUMBER]". */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "appeal.h"
+#include "cal.h"
 #include "keys.h"
 #include "node.h"
 #include "olog.h"
+#include "state.h"
 
 static const uint8_t *actor;
+static const char *category;
+static char number[32];
 
 static int run_forge(void *arg, MDB_txn *t, struct wreq *r) {
     struct node *n = arg;
@@ -21,19 +35,53 @@ static int run_forge(void *arg, MDB_txn *t, struct wreq *r) {
     return appeal_heartbeat(&c, &r->err);
 }
 
+/* A filing as appeal_file makes it, but with any category: signed,
+ * appended and folded into this node's own state. */
+static int run_forge_filing(void *arg, MDB_txn *t, struct wreq *r) {
+    struct node *n = arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(n, t, &c);
+    (void)r;
+    int32_t day = day_from_ms(c.now_ms, c.rules->utc_offset_min);
+    snprintf(number, sizeof number, "%s-2026-9%05llu", n->juris,
+             (unsigned long long)(n->self.head_seq + 1) % 100000);
+    Appeal__AppealFiled f = APPEAL__APPEAL_FILED__INIT;
+    f.number = number;
+    f.type = APPEAL__APPEAL_TYPE__TYPE_STATEMENT;
+    f.category = (char *)category;
+    f.jurisdiction = n->juris;
+    f.registered_ms = c.now_ms;
+    f.registered_day = day;
+    f.deadline_day = day + 21;
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_FILED;
+    b.filed = &f;
+    uint8_t *env = NULL;
+    size_t len = 0;
+    int rc = log_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
+    if (rc == 0) {
+        rc = state_apply(c.st, t, c.self, c.self->head_seq, &b);
+    }
+    free(env);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 5 || strcmp(argv[1], "--data") != 0 || strcmp(argv[3], "--actor") != 0) {
-        fprintf(stderr, "usage: forge --data DIR --actor PUBLIC\n");
+    bool by_actor = argc == 5 && strcmp(argv[3], "--actor") == 0;
+    if (argc != 5 || strcmp(argv[1], "--data") != 0 ||
+        (!by_actor && strcmp(argv[3], "--category") != 0)) {
+        fprintf(stderr, "usage: forge --data DIR (--actor PUBLIC | --category TEXT)\n");
         return 2;
     }
     olog_init("forge", "-", 2, OLOG_WARN);
     struct errbuf e = {0};
     uint8_t pk[KEY_PK_BYTES];
-    if (keys_parse_public(argv[4], pk, &e) != 0) {
+    if (by_actor && keys_parse_public(argv[4], pk, &e) != 0) {
         fprintf(stderr, "forge: %s\n", e.msg);
         return 2;
     }
-    actor = pk;
+    actor = by_actor ? pk : NULL;
+    category = argv[4];
     static struct node n;
     struct node_opts o = {.dir = argv[2]};
     if (node_open(&n, &o, &e) != 0) {
@@ -42,12 +90,14 @@ int main(int argc, char **argv) {
     }
     struct writer_hooks h;
     node_writer_hooks(&n, &h);
-    struct wreq r = {.run = run_forge, .arg = &n};
+    struct wreq r = {.run = by_actor ? run_forge : run_forge_filing, .arg = &n};
     int rc = writer_run_now(&n.store, &h, &r);
     if (rc != 0) {
         fprintf(stderr, "forge: %s\n", err_msg(&r.err, rc));
-    } else {
+    } else if (by_actor) {
         printf("forged seq %llu\n", (unsigned long long)n.self.head_seq);
+    } else {
+        printf("forged seq %llu number %s\n", (unsigned long long)n.self.head_seq, number);
     }
     node_close(&n);
     return rc != 0;
