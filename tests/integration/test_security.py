@@ -409,7 +409,8 @@ class Federation(unittest.TestCase):
                 origin = [o for o in st["origins"] if o["jurisdiction"] == juris][0]
                 self.assertEqual(origin["local_seq"], heads[juris], what)  # nothing stored
                 self.assertEqual(m.ctl("show", numbers[juris])["assignee"], "Pension office")
-                named = f"seq {heads[juris] + 1}: malformed record (record field assignee holds {why}"
+                seq = heads[juris] + 1
+                named = f"seq {seq}: malformed record (record field assignee holds {why}"
                 self.assertIn(named, m.log() + "".join(p["last_error"] for p in st["peers"]),
                               what)
 
