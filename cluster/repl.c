@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "peermsg.h"
 #include "bounds.h"
+#include "connlimit.h"
 #include "log.h"
 #include "node.h"
 #include "olog.h"
@@ -72,6 +73,7 @@ struct repl {
     nng_socket rep, pub, sub;
     bool rep_open, pub_open, sub_open;
     struct srv_work works[REPL_CONTEXTS];
+    struct conn_limit *conns; /* of the serve socket */
     struct peer *peers;
     uint32_t n_peers;
     pthread_t sub_thread, pub_thread;
@@ -405,7 +407,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         if (rc != 0) {
             /* Fail closed: a grant we cannot read stores nothing (the
              * writer aborts the ingest and the next pull retries). */
-            olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error", apl_strerror(rc),
+            olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error", err_msg(&re, rc),
                  "action", "ingest refused", NULL);
             return rc;
         }
@@ -756,6 +758,7 @@ static void srv_cb(void *arg) {
             nng_ctx_recv(w->ctx, w->aio);
             return;
         }
+        conn_limit_busy(w->r->conns, nng_msg_get_pipe(nng_aio_get_msg(w->aio)), 0);
         srv_handle(w, nng_aio_get_msg(w->aio));
         break;
     default:
@@ -1607,6 +1610,10 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
         /* Pull requests are small: marks of at most CLUSTER_NODES_MAX origins. */
         rv = open_socket_opts(r->rep, 256 * 1024);
     }
+    if (rv == 0) {
+        rv = conn_limit_start(&r->conns, r->rep, "peer", r->n->connections_max, r->n->idle_ms,
+                              NULL);
+    }
     for (int i = 0; rv == 0 && i < REPL_CONTEXTS; i++) {
         struct srv_work *w = &r->works[i];
         w->r = r;
@@ -1808,6 +1815,7 @@ void repl_stop(struct repl *r) {
     if (r == NULL) {
         return;
     }
+    conn_limit_stop(r->conns);
     for (int i = 0; i < REPL_CONTEXTS; i++) {
         if (r->works[i].aio != NULL) {
             nng_aio_stop(r->works[i].aio);
@@ -1816,6 +1824,7 @@ void repl_stop(struct repl *r) {
     if (r->rep_open) {
         nng_close(r->rep);
     }
+    conn_limit_free(r->conns);
     if (r->pub_open) {
         nng_close(r->pub);
     }

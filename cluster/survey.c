@@ -29,6 +29,8 @@ struct survey {
     pthread_t responder;
     bool responder_started;
     _Atomic bool stopping;
+    _Atomic bool cancelled; /* shutting down: no survey waits for peers */
+    nng_aio *recv_aio;      /* the survey's answers; survey_cancel aborts it */
     pthread_mutex_t mu; /* one survey at a time */
     struct arena resp_arena;
 };
@@ -111,6 +113,29 @@ struct answer {
     Appeal__QueryResult *r;
 };
 
+void survey_cancel(struct survey *s) {
+    if (s != NULL) {
+        atomic_store(&s->cancelled, true);
+        nng_aio_cancel(s->recv_aio);
+    }
+}
+
+/* One answer, or NNG_ETIMEDOUT at the survey's deadline, or NNG_ECANCELED
+ * once survey_cancel was called (checked after the receive started, so a
+ * cancel that came first is not missed). */
+static int recv_answer(struct survey *s, nng_msg **in) {
+    nng_recv_aio(s->surv, s->recv_aio);
+    if (atomic_load(&s->cancelled)) {
+        nng_aio_cancel(s->recv_aio);
+    }
+    nng_aio_wait(s->recv_aio);
+    int rv = nng_aio_result(s->recv_aio);
+    if (rv == 0) {
+        *in = nng_aio_get_msg(s->recv_aio);
+    }
+    return rv;
+}
+
 static int collect(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
                    struct answer *answers, uint32_t *n_answers) {
     Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
@@ -123,6 +148,10 @@ static int collect(struct survey *s, const Appeal__QueryRequest *q, struct arena
     }
     uint32_t deadline = q->deadline_ms ? q->deadline_ms : QUERY_DEADLINE_MS_DEFAULT;
     nng_socket_set_ms(s->surv, NNG_OPT_SURVEYOR_SURVEYTIME, (nng_duration)deadline);
+    if (atomic_load(&s->cancelled)) {
+        nng_msg_free(m);
+        return APL_EUNAVAIL;
+    }
     if (nng_sendmsg(s->surv, m, 0) != 0) {
         nng_msg_free(m);
         return APL_ENET;
@@ -130,7 +159,13 @@ static int collect(struct survey *s, const Appeal__QueryRequest *q, struct arena
     *n_answers = 0;
     for (;;) {
         nng_msg *in;
-        int rv = nng_recvmsg(s->surv, &in, 0);
+        int rv = recv_answer(s, &in);
+        if (rv == NNG_ECANCELED || (rv == 0 && atomic_load(&s->cancelled))) {
+            if (rv == 0) {
+                nng_msg_free(in);
+            }
+            return APL_EUNAVAIL;
+        }
         if (rv != 0) {
             break; /* NNG_ETIMEDOUT: the deadline passed */
         }
@@ -241,6 +276,9 @@ int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
     pthread_mutex_lock(&s->mu);
     rc = collect(s, q, a, answers, &n_answers);
     pthread_mutex_unlock(&s->mu);
+    if (rc == APL_EUNAVAIL) {
+        return err_set(e, rc, "the node is shutting down: live query cancelled");
+    }
     if (rc != 0) {
         return err_set(e, rc, "cannot send the survey: %s", apl_strerror(rc));
     }
@@ -314,6 +352,9 @@ int survey_start(struct survey **out, struct node *n, struct cluster *c, struct 
     const struct cluster_node *self = &c->nodes[c->self];
     int rv = arena_init(&s->resp_arena, query_arena_bytes(QUERY_GROUPS_MAX)) == 0 ? 0 : NNG_ENOMEM;
     if (rv == 0) {
+        rv = nng_aio_alloc(&s->recv_aio, NULL, NULL);
+    }
+    if (rv == 0) {
         rv = nng_surveyor0_open(&s->surv);
         s->surv_open = rv == 0;
     }
@@ -382,6 +423,9 @@ void survey_stop(struct survey *s) {
     }
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_destroy(&s->mu);
+    if (s->recv_aio != NULL) {
+        nng_aio_free(s->recv_aio);
+    }
     arena_fini(&s->resp_arena);
     free(s);
 }

@@ -30,6 +30,10 @@ void survey_stop(struct survey *s);
 int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
                Appeal__QueryResult **out, struct errbuf *e);
 
+/* Shutdown: the running survey and any later one stop waiting for peers
+ * at once and fail with APL_EUNAVAIL. Thread-safe. */
+void survey_cancel(struct survey *s);
+
 /* Fills result->sources for a replica answer from the cluster status. */
 int survey_sources_replica(struct node *n, MDB_txn *t, Appeal__QueryResult *r, struct arena *a);
 

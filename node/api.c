@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.pb-c.h"
 #include "appeal.h"
 #include "auth.h"
 #include "clock.h"
+#include "connlimit.h"
 #include "lifecycle.h"
 #include "bounds.h"
 #include "node.h"
@@ -31,6 +33,9 @@ struct api_work {
     nng_aio *aio;
     nng_ctx ctx;
     enum work_state state;
+    bool live; /* handed to the live queue; a spare serves in its place */
+    nng_pipe pipe; /* of the request in progress (conn_limit) */
+    bool has_pipe;
     struct arena arena;
     Appeal__Request *req;
     struct principal who; /* the official who signed it */
@@ -39,24 +44,35 @@ struct api_work {
 };
 
 /* Live queries wait for other nodes: they run on a thread of their own,
- * never on nng's. */
+ * never on nng's, and never hold one of the API_CONTEXTS receiving
+ * contexts while they wait. A context that receives one hands it (with
+ * its nng context, which the reply must go out on) to this queue and a
+ * spare context takes its place receiving; when the reply is sent the
+ * context becomes a spare again. LIVE_QUERIES_MAX spares bound the live
+ * queries queued or running. */
 struct live_queue {
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct api_work *items[API_CONTEXTS];
+    pthread_cond_t cv;   /* work queued, or stopping */
+    pthread_cond_t idle; /* a spare came back */
+    struct api_work *items[LIVE_QUERIES_MAX];
     uint32_t head, count;
+    struct api_work *spares[LIVE_QUERIES_MAX];
+    uint32_t n_spares;
     bool stopping;
 };
+
+enum { LIVE_STOP_WAIT_S = 2 }; /* for the cancelled live queries' answers */
 
 struct api {
     struct node *node;
     nng_socket sock;
     nng_listener listener;
-    struct api_work works[API_CONTEXTS];
+    struct api_work works[API_CONTEXTS + LIVE_QUERIES_MAX];
     size_t started;
     struct live_queue live;
+    struct conn_limit *conns;
     struct auth auth;
 };
 
@@ -91,9 +107,19 @@ int api_error_code(int rc) {
     }
 }
 
+static void live_release(struct api_work *w);
+
 static void recv_next(struct api_work *w) {
     arena_reset(&w->arena);
     w->req = NULL;
+    if (w->has_pipe) {
+        conn_limit_busy(w->api->conns, w->pipe, -1); /* answered */
+        w->has_pipe = false;
+    }
+    if (w->live) {
+        live_release(w); /* its spare receives in its place */
+        return;
+    }
     w->state = W_RECV;
     nng_ctx_recv(w->ctx, w->aio);
 }
@@ -401,62 +427,112 @@ static int authorize(struct api_work *w, const Appeal__ClientRequest *cr, struct
     return rc != 0 ? rc : auth_allow(&w->who, w->req, e);
 }
 
+/* The context of an answered live query becomes a spare again. */
+static void live_release(struct api_work *w) {
+    struct live_queue *lq = &w->api->live;
+    pthread_mutex_lock(&lq->mu);
+    w->live = false;
+    w->state = W_INIT;
+    lq->spares[lq->n_spares++] = w;
+    pthread_cond_broadcast(&lq->idle);
+    pthread_mutex_unlock(&lq->mu);
+}
+
+static void live_answer(struct api *a, struct api_work *w) {
+    struct errbuf e;
+    err_clear(&e);
+    const Appeal__QueryRequest *q = w->req->query;
+    uint32_t groups = q->groups_max ? q->groups_max : QUERY_GROUPS_DEFAULT;
+    struct arena qa;
+    int rc = arena_init(&qa, 2 * query_arena_bytes(groups) + (4u << 20));
+    Appeal__Response resp = APPEAL__RESPONSE__INIT;
+    resp.result_case = APPEAL__RESPONSE__RESULT_QUERY;
+    if (rc == 0) {
+        rc = survey_run(a->node->survey, q, &qa, &resp.query, &e);
+    }
+    if (rc == 0) {
+        send_response(w, &resp);
+    } else {
+        send_error(w, rc, err_msg(&e, rc));
+    }
+    if (qa.base != NULL) {
+        arena_fini(&qa);
+    }
+}
+
 static void *live_main(void *arg) {
     struct api *a = arg;
+    struct live_queue *lq = &a->live;
     pthread_setname_np(pthread_self(), "live-query");
     for (;;) {
-        pthread_mutex_lock(&a->live.mu);
-        while (a->live.count == 0 && !a->live.stopping) {
-            pthread_cond_wait(&a->live.cv, &a->live.mu);
+        pthread_mutex_lock(&lq->mu);
+        while (lq->count == 0 && !lq->stopping) {
+            pthread_cond_wait(&lq->cv, &lq->mu);
         }
-        if (a->live.count == 0) {
-            pthread_mutex_unlock(&a->live.mu);
+        if (lq->count == 0) {
+            pthread_mutex_unlock(&lq->mu);
             return NULL;
         }
-        struct api_work *w = a->live.items[a->live.head];
-        a->live.head = (a->live.head + 1) % API_CONTEXTS;
-        a->live.count--;
-        pthread_mutex_unlock(&a->live.mu);
-        struct errbuf e;
-        err_clear(&e);
-        const Appeal__QueryRequest *q = w->req->query;
-        uint32_t groups = q->groups_max ? q->groups_max : QUERY_GROUPS_DEFAULT;
-        struct arena qa;
-        int rc = arena_init(&qa, 2 * query_arena_bytes(groups) + (4u << 20));
-        Appeal__Response resp = APPEAL__RESPONSE__INIT;
-        resp.result_case = APPEAL__RESPONSE__RESULT_QUERY;
-        if (rc == 0) {
-            rc = survey_run(a->node->survey, q, &qa, &resp.query, &e);
-        }
-        if (rc == 0) {
-            send_response(w, &resp);
+        struct api_work *w = lq->items[lq->head];
+        lq->head = (lq->head + 1) % LIVE_QUERIES_MAX;
+        lq->count--;
+        bool stopping = lq->stopping;
+        pthread_mutex_unlock(&lq->mu);
+        if (stopping) {
+            send_error(w, APL_EUNAVAIL, "the node is shutting down: live query cancelled");
         } else {
-            send_error(w, rc, err_msg(&e, rc));
-        }
-        if (qa.base != NULL) {
-            arena_fini(&qa);
+            live_answer(a, w);
         }
     }
 }
 
+/* Live queries of one key, queued or running; called with live.mu held. */
+static uint32_t live_of_key(const struct api *a, const struct principal *who) {
+    uint32_t n = 0;
+    for (size_t i = 0; i < a->started; i++) {
+        const struct api_work *o = &a->works[i];
+        n += o->live && memcmp(o->who.pk, who->pk, sizeof who->pk) == 0;
+    }
+    return n;
+}
+
 static void submit_live(struct api_work *w) {
     struct api *a = w->api;
+    struct live_queue *lq = &a->live;
     if (a->node->survey == NULL) {
         send_error(w, APL_ENOTFOUND, "live queries need the federation: this node runs alone");
         return;
     }
-    w->state = W_WAIT;
-    pthread_mutex_lock(&a->live.mu);
-    bool ok = !a->live.stopping && a->live.count < API_CONTEXTS;
-    if (ok) {
-        a->live.items[(a->live.head + a->live.count) % API_CONTEXTS] = w;
-        a->live.count++;
-        pthread_cond_signal(&a->live.cv);
+    char why[200] = "";
+    struct api_work *spare = NULL;
+    pthread_mutex_lock(&lq->mu);
+    if (lq->stopping) {
+        snprintf(why, sizeof why, "the node is shutting down");
+    } else if (live_of_key(a, &w->who) >= LIVE_QUERIES_PER_KEY_MAX) {
+        snprintf(why, sizeof why,
+                 "too many live queries for this key (at most %d at a time): wait for the answers",
+                 LIVE_QUERIES_PER_KEY_MAX);
+    } else if (lq->n_spares == 0) {
+        snprintf(why, sizeof why,
+                 "too many live queries on this node (%d queued or running): try again later, "
+                 "or query the replica without --live",
+                 LIVE_QUERIES_MAX);
+    } else {
+        spare = lq->spares[--lq->n_spares];
+        w->live = true;
+        w->state = W_WAIT;
+        lq->items[(lq->head + lq->count) % LIVE_QUERIES_MAX] = w;
+        lq->count++;
+        pthread_cond_signal(&lq->cv);
     }
-    pthread_mutex_unlock(&a->live.mu);
-    if (!ok) {
-        send_error(w, APL_EUNAVAIL, "the node is shutting down");
+    pthread_mutex_unlock(&lq->mu);
+    if (spare == NULL) {
+        olog(OLOG_INFO, "live_query_refused", "key", w->who.kid, "reason", why, NULL);
+        send_error(w, APL_EUNAVAIL, why);
+        return;
     }
+    olog(OLOG_INFO, "live_query_queued", "key", w->who.kid, NULL);
+    recv_next(spare);
 }
 
 /* Public: what a client signs its requests for (Request.node). */
@@ -475,6 +551,9 @@ static void answer_hello(struct api_work *w) {
 static void handle(struct api_work *w, nng_msg *m) {
     struct errbuf e;
     err_clear(&e);
+    w->pipe = nng_msg_get_pipe(m);
+    w->has_pipe = true;
+    conn_limit_busy(w->api->conns, w->pipe, +1);
     Appeal__ClientRequest *cr;
     int rc = api_decode(nng_msg_body(m), nng_msg_len(m), &w->arena, &cr, &w->req, &e);
     if (rc != 0) {
@@ -557,18 +636,6 @@ static void work_cb(void *arg) {
     }
 }
 
-/* Runs with the socket's lock held: it only counts (nng caveat: never call
- * into the socket from here). */
-static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg) {
-    (void)p;
-    struct metrics *m = arg;
-    if (ev == NNG_PIPE_EV_ADD_POST) {
-        atomic_fetch_add_explicit(&m->api_connections, 1, memory_order_relaxed);
-    } else {
-        atomic_fetch_sub_explicit(&m->api_connections, 1, memory_order_relaxed);
-    }
-}
-
 int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e) {
     struct api *a = calloc(1, sizeof *a);
     if (a == NULL) {
@@ -581,11 +648,14 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
     }
     memcpy(a->auth.admin_pk, n->admin_pk, KEY_PK_BYTES);
     snprintf(a->auth.juris, sizeof a->auth.juris, "%s", n->juris);
+    pthread_mutex_init(&a->live.mu, NULL);
+    pthread_cond_init(&a->live.cv, NULL);
+    pthread_cond_init(&a->live.idle, NULL);
     int rv = nng_rep0_open(&a->sock);
     if (rv == 0) {
         rv = nng_socket_set_size(a->sock, NNG_OPT_RECVMAXSZ, API_RECV_BYTES_MAX);
     }
-    for (size_t i = 0; rv == 0 && i < API_CONTEXTS; i++) {
+    for (size_t i = 0; rv == 0 && i < API_CONTEXTS + LIVE_QUERIES_MAX; i++) {
         struct api_work *w = &a->works[i];
         w->api = a;
         if (arena_init(&w->arena, API_ARENA_BYTES) != 0) {
@@ -599,12 +669,13 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         if (rv == 0) {
             a->started = i + 1;
         }
+        if (rv == 0 && i >= API_CONTEXTS) {
+            a->live.spares[a->live.n_spares++] = w;
+        }
     }
     if (rv == 0) {
-        rv = nng_pipe_notify(a->sock, NNG_PIPE_EV_ADD_POST, pipe_event, &n->metrics);
-    }
-    if (rv == 0) {
-        rv = nng_pipe_notify(a->sock, NNG_PIPE_EV_REM_POST, pipe_event, &n->metrics);
+        rv = conn_limit_start(&a->conns, a->sock, "api", n->connections_max, n->idle_ms,
+                              &n->metrics.api_connections);
     }
     if (rv == 0) {
         /* tls+tcp://: the node's certificate; clients show none (they sign). */
@@ -616,8 +687,6 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         }
     }
     if (rv == 0) {
-        pthread_mutex_init(&a->live.mu, NULL);
-        pthread_cond_init(&a->live.cv, NULL);
         rv = pthread_create(&a->live.thread, NULL, live_main, a) == 0 ? 0 : NNG_ENOMEM;
         a->live.started = rv == 0;
     }
@@ -626,7 +695,7 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         api_stop(a);
         return APL_ENET;
     }
-    for (size_t i = 0; i < a->started; i++) {
+    for (size_t i = 0; i < API_CONTEXTS; i++) {
         work_cb(&a->works[i]);
     }
     olog(OLOG_INFO, "api_listening", "url", url, NULL);
@@ -640,20 +709,35 @@ void api_close_listener(struct api *a) {
     }
 }
 
+void api_stop_live(struct api *a) {
+    if (a == NULL || !a->live.started) {
+        return;
+    }
+    struct live_queue *lq = &a->live;
+    pthread_mutex_lock(&lq->mu);
+    lq->stopping = true;
+    pthread_cond_signal(&lq->cv);
+    pthread_mutex_unlock(&lq->mu);
+    survey_cancel(a->node->survey);
+    pthread_join(lq->thread, NULL);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += LIVE_STOP_WAIT_S;
+    pthread_mutex_lock(&lq->mu);
+    while (lq->n_spares < LIVE_QUERIES_MAX &&
+           pthread_cond_timedwait(&lq->idle, &lq->mu, &until) == 0) {
+    }
+    lq->started = false;
+    pthread_mutex_unlock(&lq->mu);
+}
+
 void api_stop(struct api *a) {
     if (a == NULL) {
         return;
     }
-    if (a->live.started) {
-        pthread_mutex_lock(&a->live.mu);
-        a->live.stopping = true;
-        pthread_cond_signal(&a->live.cv);
-        pthread_mutex_unlock(&a->live.mu);
-        pthread_join(a->live.thread, NULL); /* answers what is queued first */
-        pthread_mutex_destroy(&a->live.mu);
-        pthread_cond_destroy(&a->live.cv);
-    }
-    for (size_t i = 0; i < API_CONTEXTS; i++) {
+    api_stop_live(a);
+    conn_limit_stop(a->conns);
+    for (size_t i = 0; i < API_CONTEXTS + LIVE_QUERIES_MAX; i++) {
         if (a->works[i].aio != NULL) {
             nng_aio_stop(a->works[i].aio);
         }
@@ -662,13 +746,17 @@ void api_stop(struct api *a) {
         nng_ctx_close(a->works[i].ctx);
     }
     nng_close(a->sock);
-    for (size_t i = 0; i < API_CONTEXTS; i++) {
+    for (size_t i = 0; i < API_CONTEXTS + LIVE_QUERIES_MAX; i++) {
         if (a->works[i].aio != NULL) {
             nng_aio_free(a->works[i].aio);
         }
         free(a->works[i].result.record);
         arena_fini(&a->works[i].arena);
     }
+    conn_limit_free(a->conns);
+    pthread_mutex_destroy(&a->live.mu);
+    pthread_cond_destroy(&a->live.cv);
+    pthread_cond_destroy(&a->live.idle);
     auth_fini(&a->auth);
     free(a);
 }

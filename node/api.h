@@ -23,7 +23,11 @@ struct node;
 struct api;
 
 enum {
-    API_RECV_BYTES_MAX = 1024 * 1024,
+    /* What nng holds for one message while its bytes arrive: past
+     * REQUEST_BYTES_MAX a request is answered ERR_TOO_LARGE, past this the
+     * connection is dropped. Stalled senders hold at most
+     * --connections-max times this, for at most --idle-timeout-ms. */
+    API_RECV_BYTES_MAX = 256 * 1024,
     /* Requests remembered for replay protection: at most ~64 MiB (16-byte
      * digests, half-full tables); past it requests wait for the window. */
     AUTH_REPLAY_ENTRIES_MAX = 2 * 1024 * 1024,
@@ -31,7 +35,12 @@ enum {
 };
 
 int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e);
-/* Stops accepting connections (first step of shutdown). */
+/* First step of shutdown: cancels the live queries (the running one stops
+ * waiting for peers, the queued ones are answered "the node is shutting
+ * down") and waits up to LIVE_STOP_WAIT_S for those answers to be sent.
+ * Later live queries are refused the same way. */
+void api_stop_live(struct api *a);
+/* Stops accepting connections (and closes the open ones). */
 void api_close_listener(struct api *a);
 /* Stops every context, closes the socket, frees `a`. The writer must be
  * stopped first, so no write completion is still to come. */

@@ -492,11 +492,12 @@ int auth_actor_revoked(struct store *s, MDB_txn *t, uint32_t idx, const Appeal__
     }
     if (!c->have || memcmp(c->actor, b->actor.data, KEY_PK_BYTES) != 0) {
         memcpy(c->actor, b->actor.data, KEY_PK_BYTES);
+        c->have = false;
         int rc = grant_revoked_seq(s, t, idx, c->actor, &c->revoked);
-        if (rc != 0) { /* fail closed: the caller refuses the record */
-            c->have = false;
-            return err_set(e, rc, "seq %llu: cannot read the grant of its actor",
-                           (unsigned long long)b->seq);
+        if (rc != 0) {
+            /* Fail closed: the caller refuses the record (never "in force"). */
+            return err_set(e, rc, "cannot read the grant of the actor of seq %llu: %s",
+                           (unsigned long long)b->seq, apl_strerror(rc));
         }
         c->have = true;
     }

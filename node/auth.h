@@ -92,7 +92,8 @@ enum {
  * unknown or absent. APL_EFORBIDDEN: revoked before `b`; `*revoked` is the
  * seq of the revocation and `e` says "seq N acts as key K, revoked at seq
  * R" (K: the first KEY_SHORT_HEX hex digits of the public key). Any error
- * reading the grant is returned (fail closed): the caller refuses `b`. */
+ * reading the grant is returned as is: callers refuse the record (fail
+ * closed). */
 struct actor_cache {
     uint8_t actor[KEY_PK_BYTES];
     uint64_t revoked;

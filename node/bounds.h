@@ -33,6 +33,20 @@ enum {
     HISTORY_SHOWN_MAX = 1000, /* events in one AppealView */
     API_CONTEXTS = 64,        /* requests served concurrently */
     API_ARENA_BYTES = 512 * 1024,
+    /* Live queries wait for other nodes (up to their deadline): they are
+     * handed off to a queue of their own and the API context goes back to
+     * serving; past these counts the node answers at once "too many live
+     * queries" (docs/operations.md "Limits"). */
+    LIVE_QUERIES_MAX = 16,        /* queued or running, all clients */
+    LIVE_QUERIES_PER_KEY_MAX = 4, /* queued or running, one signing key */
+
+    /* Connections, per listener (client API, --http, peer port): past the
+     * cap a new connection is closed at once; one with no request in
+     * progress for the idle time is closed (docs/operations.md "Limits"). */
+    CONNECTIONS_MAX_DEFAULT = 256, /* --connections-max */
+    CONNECTIONS_MAX_LIMIT = 65536,
+    IDLE_MS_DEFAULT = 60 * 1000, /* --idle-timeout-ms */
+    IDLE_MS_MIN = 100,
 
     /* Writer. */
     WRITER_QUEUE_MAX = 4096, /* requests waiting for the writer */

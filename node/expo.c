@@ -110,6 +110,8 @@ static void node_metrics(struct buf *b, struct node *n) {
     counter(b, "appeal_forks_detected_total", "Forks detected since start.", LOAD(m->forks));
     gauge(b, "appeal_api_connections", "Open client connections.",
           (double)LOAD(m->api_connections));
+    gauge(b, "appeal_http_connections", "Open connections to the --http listener.",
+          (double)LOAD(m->http_connections));
     histogram(b, "appeal_commit_duration_seconds", "Time to commit one write transaction.",
               &m->commit);
     histogram(b, "appeal_replication_lag_seconds",

@@ -1,7 +1,5 @@
 #include "http.h"
 
-#include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +7,7 @@
 #include "alerts.h"
 #include "cal.h"
 #include "expo.h"
+#include "httpd.h"
 #include "jsonout.h"
 #include "node.h"
 #include "olog.h"
@@ -18,38 +17,41 @@
 #include "view.h"
 #include "web_assets.h"
 
-enum { HTTP_HANDLERS_MAX = 32 };
-
 struct http {
     struct node *n;
-    nng_http_server *srv;
-    nng_url *url;
+    struct httpd *srv;
 };
 
-static void reply(nng_aio *aio, uint16_t status, const char *mime, const void *data, size_t len) {
-    nng_http_res *res;
-    if (nng_http_res_alloc(&res) != 0) {
-        nng_aio_finish(aio, NNG_ENOMEM);
+/* One handler call: the node and the answer to fill (called `aio` in the
+ * handlers, after the nng callbacks they were). */
+struct http_call {
+    struct node *n;
+    struct httpd_res *res;
+};
+
+static void reply(struct http_call *aio, uint16_t status, const char *mime, const void *data,
+                  size_t len) {
+    struct httpd_res *res = aio->res;
+    void *copy = malloc(len > 0 ? len : 1);
+    if (copy == NULL) {
+        *res = (struct httpd_res){
+            .status = 503, .content_type = "text/plain", .body = "out of memory\n", .len = 14};
         return;
     }
-    nng_http_res_set_status(res, status);
-    nng_http_res_set_header(res, "Content-Type", mime);
-    nng_http_res_set_header(res, "Cache-Control", "no-store");
-    if (nng_http_res_copy_data(res, data, len) != 0) {
-        nng_http_res_free(res);
-        nng_aio_finish(aio, NNG_ENOMEM);
-        return;
-    }
-    nng_aio_set_output(aio, 0, res);
-    nng_aio_finish(aio, 0);
+    memcpy(copy, data, len);
+    *res = (struct httpd_res){.status = status,
+                              .content_type = mime,
+                              .body = copy,
+                              .len = len,
+                              .body_free = true,
+                              .cache_control = "no-store"};
 }
 
-static struct node *node_of(nng_aio *aio) {
-    nng_http_handler *h = nng_aio_get_input(aio, 1);
-    return nng_http_handler_get_data(h);
+static struct node *node_of(struct http_call *aio) {
+    return aio->n;
 }
 
-static void on_metrics(nng_aio *aio) {
+static void on_metrics(struct http_call *aio) {
     char *text = NULL;
     size_t len = 0;
     if (metrics_render(node_of(aio), &text, &len) != 0) {
@@ -60,7 +62,7 @@ static void on_metrics(nng_aio *aio) {
     free(text);
 }
 
-static void on_healthz(nng_aio *aio) {
+static void on_healthz(struct http_call *aio) {
     struct node *n = node_of(aio);
     char reason[NODE_HEALTH_REASON_BYTES];
     const char *status = node_health(n, reason, sizeof reason);
@@ -189,7 +191,7 @@ int http_status_json(struct node *n, char **out, size_t *len) {
     return fclose(f) == 0 ? 0 : APL_ENOMEM;
 }
 
-static void on_status(nng_aio *aio) {
+static void on_status(struct http_call *aio) {
     char *text = NULL;
     size_t len = 0;
     if (http_status_json(node_of(aio), &text, &len) != 0) {
@@ -200,57 +202,59 @@ static void on_status(nng_aio *aio) {
     free(text);
 }
 
-static int add(struct http *h, const char *path, void (*cb)(nng_aio *)) {
-    nng_http_handler *hd;
-    int rv = nng_http_handler_alloc(&hd, path, cb);
-    if (rv == 0) {
-        rv = nng_http_handler_set_method(hd, "GET");
-    }
-    if (rv == 0) {
-        rv = nng_http_handler_set_data(hd, h->n, NULL);
-    }
-    if (rv == 0) {
-        rv = nng_http_server_add_handler(h->srv, hd);
-    }
-    return rv;
+/* The node's handlers through httpd: `arg` is the handler, h->n the node. */
+struct http_route_arg {
+    struct http *h;
+    void (*cb)(struct http_call *);
+};
+
+static void call(void *arg, const struct httpd_req *req, struct httpd_res *res) {
+    const struct http_route_arg *ra = arg;
+    struct http_call c = {.n = ra->h->n, .res = res};
+    (void)req;
+    ra->cb(&c);
+}
+
+static void asset(void *arg, const struct httpd_req *req, struct httpd_res *res) {
+    const struct web_asset *w = arg;
+    (void)req;
+    *res =
+        (struct httpd_res){.status = 200, .content_type = w->mime, .body = w->data, .len = w->len};
 }
 
 int http_start(struct http **out, struct node *n, const char *addr, struct errbuf *e) {
-    struct http *h = calloc(1, sizeof *h);
+    static const struct {
+        const char *path;
+        void (*cb)(struct http_call *);
+    } own[] = {{"/metrics", on_metrics}, {"/healthz", on_healthz}, {"/api/status", on_status}};
+    enum { OWN = sizeof own / sizeof own[0] };
+    if (OWN + web_assets_count > HTTPD_ROUTES_MAX) {
+        return err_set(e, APL_EINVAL, "too many HTTP routes (HTTPD_ROUTES_MAX)");
+    }
+    struct http *h = calloc(1, sizeof *h + OWN * sizeof(struct http_route_arg));
     if (h == NULL) {
-        return APL_ENOMEM;
+        return err_set(e, APL_ENOMEM, "out of memory");
     }
     h->n = n;
+    struct http_route_arg *args = (struct http_route_arg *)(h + 1);
+    struct httpd_route routes[HTTPD_ROUTES_MAX];
+    size_t nr = 0;
+    for (size_t i = 0; i < OWN; i++) {
+        args[i] = (struct http_route_arg){h, own[i].cb};
+        routes[nr++] = (struct httpd_route){"GET", own[i].path, call, &args[i]};
+    }
+    for (size_t i = 0; i < web_assets_count; i++) {
+        routes[nr++] =
+            (struct httpd_route){"GET", web_assets[i].path, asset, (void *)&web_assets[i]};
+    }
+    struct httpd_limits lim = {.connections_max = n->connections_max, .idle_ms = n->idle_ms};
+    int rc = httpd_start(&h->srv, addr, routes, nr, &lim, &n->metrics.http_connections, e);
+    if (rc != 0) {
+        free(h);
+        return rc;
+    }
     char url[300];
     snprintf(url, sizeof url, "http://%s", addr);
-    int rv = nng_url_parse(&h->url, url);
-    if (rv == 0) {
-        rv = nng_http_server_hold(&h->srv, h->url);
-    }
-    if (rv == 0) {
-        rv = add(h, "/metrics", on_metrics);
-    }
-    if (rv == 0) {
-        rv = add(h, "/healthz", on_healthz);
-    }
-    if (rv == 0) {
-        rv = add(h, "/api/status", on_status);
-    }
-    for (size_t i = 0; rv == 0 && i < web_assets_count; i++) {
-        nng_http_handler *hd;
-        rv = nng_http_handler_alloc_static(&hd, web_assets[i].path, web_assets[i].data,
-                                           web_assets[i].len, web_assets[i].mime);
-        if (rv == 0) {
-            rv = nng_http_server_add_handler(h->srv, hd);
-        }
-    }
-    if (rv == 0) {
-        rv = nng_http_server_start(h->srv);
-    }
-    if (rv != 0) {
-        http_stop(h);
-        return err_set(e, APL_ENET, "cannot serve HTTP on %s: %s", addr, nng_strerror(rv));
-    }
     olog(OLOG_INFO, "http_listening", "url", url, NULL);
     *out = h;
     return 0;
@@ -260,12 +264,6 @@ void http_stop(struct http *h) {
     if (h == NULL) {
         return;
     }
-    if (h->srv != NULL) {
-        nng_http_server_stop(h->srv);
-        nng_http_server_release(h->srv);
-    }
-    if (h->url != NULL) {
-        nng_url_free(h->url);
-    }
+    httpd_stop(h->srv);
     free(h);
 }

@@ -62,6 +62,10 @@ static const char usage[] =
     "          [--peer-clock-skew-ms N]  shift the time of peer messages (drills)\n"
     "          [--auth-window-s N]  accepted difference between a client's clock and\n"
     "                              the node's (default 60)\n"
+    "          [--connections-max N]  connections per listener (API, --http, peer\n"
+    "                              port; default 256)\n"
+    "          [--idle-timeout-ms N]  close a connection idle (or stalled mid-request)\n"
+    "                              this long (default 60000)\n"
     "          [--map-size BYTES] [--map-max BYTES]  initial and largest LMDB map\n"
     "          [--own-reserve PERCENT]  share of --map-max kept for this node's own log:\n"
     "                              records from peers are postponed above the rest\n"
@@ -97,6 +101,7 @@ struct args {
     const char *http;
     long alert_silent_s, alert_stale_s, alert_skew_s;
     long peer_skew_ms;
+    long connections_max, idle_ms;
     const char *peer;
     const char *cluster;
     long heartbeat_ms;
@@ -114,7 +119,15 @@ struct args {
 };
 
 /* Long options without a one-letter code. */
-enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_STANDALONE, OPT_OWN_RESERVE };
+enum {
+    OPT_TLS_CA = 1000,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_STANDALONE,
+    OPT_OWN_RESERVE,
+    OPT_CONNECTIONS_MAX,
+    OPT_IDLE_MS
+};
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
     fprintf(stderr, "appeal-node %s: %s\n", what, err_msg(e, rc));
@@ -144,6 +157,8 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"alert-skew-s", required_argument, NULL, 'K'},
         {"peer-clock-skew-ms", required_argument, NULL, 'Z'},
         {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"connections-max", required_argument, NULL, OPT_CONNECTIONS_MAX},
+        {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_MS},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"standalone", no_argument, NULL, OPT_STANDALONE},
@@ -212,6 +227,20 @@ static int parse_args(int argc, char **argv, struct args *a) {
                 fprintf(stderr, "appeal-node: --own-reserve takes a percentage of --map-max "
                                 "(0 to %d)\n",
                         NODE_OWN_RESERVE_PERCENT_MAX);
+                return -1;
+            }
+            break;
+        case OPT_CONNECTIONS_MAX:
+            if (util_parse_long(optarg, 1, CONNECTIONS_MAX_LIMIT, &a->connections_max) != 0) {
+                fprintf(stderr, "appeal-node: --connections-max takes 1 to %d\n",
+                        CONNECTIONS_MAX_LIMIT);
+                return -1;
+            }
+            break;
+        case OPT_IDLE_MS:
+            if (util_parse_long(optarg, IDLE_MS_MIN, 24L * 3600 * 1000, &a->idle_ms) != 0) {
+                fprintf(stderr, "appeal-node: --idle-timeout-ms takes %d ms to a day\n",
+                        IDLE_MS_MIN);
                 return -1;
             }
             break;
@@ -397,6 +426,8 @@ static int cmd_run(const struct args *a) {
                           .tls_cert = a->tls_cert,
                           .tls_key = a->tls_key,
                           .auth_window_ms = a->auth_window_s * 1000,
+                          .connections_max = (uint32_t)a->connections_max,
+                          .idle_ms = a->idle_ms,
                           .alerts = {.silent_s = (int)a->alert_silent_s,
                                      .stale_s = (int)a->alert_stale_s,
                                      .skew_s = (int)a->alert_skew_s,

@@ -42,6 +42,7 @@ struct metrics {
     _Atomic uint64_t forks;
     _Atomic uint64_t ingest_postponed; /* replicated records not stored: own reserve */
     _Atomic uint64_t api_connections;
+    _Atomic uint64_t http_connections; /* --http (httpd) */
     struct histogram commit;          /* mdb_txn_commit, seconds */
     struct histogram replication_lag; /* origin's clock at signing to our store */
 };

@@ -557,6 +557,8 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     n->alert_th = o->alerts;
     n->peer_skew_ms = o->peer_skew_ms;
     n->auth_window_ms = o->auth_window_ms > 0 ? o->auth_window_ms : AUTH_WINDOW_MS_DEFAULT;
+    n->connections_max = o->connections_max > 0 ? o->connections_max : CONNECTIONS_MAX_DEFAULT;
+    n->idle_ms = o->idle_ms > 0 ? o->idle_ms : IDLE_MS_DEFAULT;
     if (o->http_addr != NULL) {
         snprintf(n->http_addr, sizeof n->http_addr, "%s", o->http_addr);
     }
@@ -777,6 +779,7 @@ void node_stop(struct node *n) {
     if (!n->serving) {
         return;
     }
+    api_stop_live(n->api); /* answered before the listener closes their connections */
     http_stop(n->http);
     n->http = NULL;
     api_close_listener(n->api);

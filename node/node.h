@@ -59,6 +59,8 @@ struct node_opts {
     /* TLS files for tls+tcp:// addresses: all three or none (node/tls.h). */
     const char *tls_ca, *tls_cert, *tls_key;
     int64_t auth_window_ms; /* 0: AUTH_WINDOW_MS_DEFAULT */
+    uint32_t connections_max; /* per listener; 0: CONNECTIONS_MAX_DEFAULT */
+    int64_t idle_ms;          /* idle connections closed; 0: IDLE_MS_DEFAULT */
 };
 
 struct node {
@@ -82,6 +84,8 @@ struct node {
     int recover_quorum;
     int heartbeat_idle_ms;
     int64_t auth_window_ms; /* client requests: accepted clock difference */
+    uint32_t connections_max; /* per listener (bounds.h) */
+    int64_t idle_ms;          /* a connection idle this long is closed */
     int64_t last_record_ms; /* writer thread only */
     uint64_t ticks;         /* writer thread only */
     /* This node's own log is on disk up to here: what peers may be served

@@ -271,6 +271,73 @@ static void rotation_is_enforced(const char *dir) {
     node_close(&n);
 }
 
+/* rec_decode of a Withdrawn (or filing) signed with `sk`: 0 or its error. */
+static int decode_body(Appeal__Body *b, const uint8_t *pk, const uint8_t *sk) {
+    static const uint8_t zero[HASH_BYTES];
+    b->origin.data = (uint8_t *)pk;
+    b->origin.len = KEY_PK_BYTES;
+    b->prev.data = (uint8_t *)zero;
+    b->prev.len = HASH_BYTES;
+    b->seq = 5;
+    uint8_t *env = NULL;
+    size_t len = 0;
+    CHECK(rec_sign(b, sk, &env, &len) == 0);
+    struct arena a;
+    CHECK(arena_init(&a, RECORD_ARENA_BYTES) == 0);
+    struct record r;
+    int rc = rec_decode(env, len, &a, &r, NULL);
+    arena_fini(&a);
+    free(env);
+    return rc;
+}
+
+/* The record rules of issue 10 F and G (docs/record-format.md 4.2, 7.6):
+ * a legacy clear reason is accepted, a reason both clear and sealed is
+ * not, a sealed reason needs its data key id, and a category must be a
+ * classifier code. */
+static void reason_and_category_rules(void) {
+    uint8_t pk[KEY_PK_BYTES], sk[KEY_SK_BYTES], kid[DATA_KEY_ID_BYTES] = {1},
+        ct[SEAL_OVERHEAD_BYTES + 5] = {2};
+    crypto_sign_keypair(pk, sk);
+    Appeal__Withdrawn w = APPEAL__WITHDRAWN__INIT;
+    w.number = "KZ-75-2026-000001";
+    w.version = 3;
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_WITHDRAWN;
+    b.withdrawn = &w;
+    CHECK_INT(decode_body(&b, pk, sk), 0); /* no reason */
+    w.reason = "legacy: withdrawn by phone";
+    CHECK_INT(decode_body(&b, pk, sk), 0); /* a legacy clear reason */
+    w.sealed_reason.data = ct;
+    w.sealed_reason.len = sizeof ct;
+    CHECK(decode_body(&b, pk, sk) != 0); /* clear and sealed */
+    w.reason = "";
+    CHECK(decode_body(&b, pk, sk) != 0); /* sealed, no data key id */
+    w.data_key_id.data = kid;
+    w.data_key_id.len = sizeof kid;
+    CHECK_INT(decode_body(&b, pk, sk), 0);
+    w.sealed_reason.len = SEAL_OVERHEAD_BYTES; /* an empty text is not sealed */
+    CHECK(decode_body(&b, pk, sk) != 0);
+
+    Appeal__AppealFiled f = APPEAL__APPEAL_FILED__INIT;
+    f.number = "KZ-75-2026-000001";
+    f.type = APPEAL__APPEAL_TYPE__TYPE_STATEMENT;
+    f.jurisdiction = "KZ-75";
+    b.event_case = APPEAL__BODY__EVENT_FILED;
+    b.filed = &f;
+    const char *good[] = {"0002.0001", "1", "0003.0002.0001"};
+    const char *bad[] = {"", "=1+1", "@SUM(1+1)", "0002,0001", "-1", "0002.0001 ",
+                         "12345678901234567890123456789012"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        f.category = (char *)good[i];
+        CHECK_INT(decode_body(&b, pk, sk), 0);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        f.category = (char *)bad[i];
+        CHECK(decode_body(&b, pk, sk) != 0);
+    }
+}
+
 int main(void) {
     if (sodium_init() < 0) {
         return 1;
@@ -295,6 +362,7 @@ int main(void) {
     free(after);
 
     every_flip_is_caught(&n.store);
+    reason_and_category_rules();
     node_close(&n);
     rotation_is_enforced(dir);
     char cmd[128];
