@@ -276,15 +276,37 @@ def number_ok(s):
     return NUMBER.fullmatch(s.decode("latin-1")) is not None
 
 
-def text_ok(s, multiline):
-    """Section 5, text rules: valid UTF-8, no control character (multi-line
-    fields: TAB, LF and CR allowed), no DEL."""
+BIDI_CONTROLS = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def text_problem(s, multiline):
+    """Section 5, text rules: None if `s` is clean text, else what it holds.
+    Valid UTF-8 (Python's strict decoder refuses overlong forms, surrogates
+    and code points above U+10FFFF); no C0 control, DEL or C1 control; no
+    bidirectional control; multi-line fields allow TAB, LF, and CR when an
+    LF follows it; single-line fields also refuse U+2028 and U+2029."""
     try:
         t = s.decode("utf-8")
     except UnicodeDecodeError:
-        return False
-    allowed = "\t\n\r" if multiline else ""
-    return not any((ord(c) < 0x20 and c not in allowed) or c == "\x7f" for c in t)
+        return "invalid UTF-8"
+    for i, c in enumerate(t):
+        cp = ord(c)
+        if c in "\t\n\r" or cp in (0x2028, 0x2029):
+            if not multiline:
+                return "a line break or tab (one line of text is expected)"
+            if c == "\r" and t[i + 1:i + 2] != "\n":
+                return "a control character"
+        elif cp < 0x20 or cp == 0x7F:
+            return "a control character"
+        elif 0x80 <= cp <= 0x9F:
+            return "a control character (C1)"
+        elif cp in BIDI_CONTROLS:
+            return "a bidirectional control character"
+    return None
+
+
+def text_ok(s, multiline):
+    return text_problem(s, multiline) is None
 
 
 def need(cond, what):
@@ -294,7 +316,8 @@ def need(cond, what):
 
 def text(s, limit, multiline, what):
     need(len(s) <= limit, "record field %s longer than %d bytes" % (what, limit))
-    need(text_ok(s, multiline), "record field %s is not clean UTF-8 text" % what)
+    why = text_problem(s, multiline)
+    need(why is None, "record field %s holds %s" % (what, why))
 
 
 def size(b, allowed, what):
@@ -306,7 +329,7 @@ def ref(e):
 
 
 def reason(e, what="reason"):
-    text(e[what], REASON_BYTES_MAX, True, what)
+    text(e[what], REASON_BYTES_MAX, False, what)  # every record field is one line
 
 
 def check_filed(f):

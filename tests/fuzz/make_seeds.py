@@ -172,7 +172,7 @@ def record_events():
                         (14, bytes(16)), (15, bytes(8)), (17, DAY))),
         ("assigned", event(12, (1, NUMBER), (2, 1), (3, "Department of health"))),
         ("extended", event(13, (1, NUMBER), (2, 2), (3, DAY + 40),
-                           (4, "Needs an inspection\non site"))),
+                           (4, "Needs an inspection on site"))),  # one line (issue 10 K)
         ("forwarded", event(14, (1, NUMBER), (2, 3), (3, "KZ-11"), (4, "Outside competence"),
                             (5, sealed), (6, 1))),
         ("accepted", event(15, (1, NUMBER), (2, 4), (3, DAY + 30), (4, sealed),
@@ -222,6 +222,15 @@ def record_seeds():
     seeds["bad-number"] = envelope(body(4, bytes(32), event(18, (1, "KZ-75-26-1"), (2, 1))))
     seeds["bad-no-event"] = envelope(msg((1, PK), (2, 5), (3, bytes(32))))
     seeds["bad-body-group"] = envelope(b"\x0b\x0c")
+    # Deceptive text (issue 10 K): every record text field is one line, with
+    # no C1 or bidirectional control.
+    for name, ev in [("assignee-bidi-override", event(12, (1, NUMBER), (2, 1), (3, "Dept\u202e"))),
+                     ("assignee-c1", event(12, (1, NUMBER), (2, 1), (3, "Dept\u009b2J"))),
+                     ("reason-cr", event(20, (1, NUMBER), (2, 9), (3, "Solved\rby phone"))),
+                     ("reason-crlf", event(23, (1, ACTOR), (2, "Left\r\nthe post"))),
+                     ("label-line-separator", event(22, (1, ACTOR), (2, "registrar"),
+                                                    (4, "Desk\u2028one")))]:
+        seeds[f"bad-{name}"] = envelope(body(4, bytes(32), ev))
     return seeds
 
 
@@ -236,8 +245,10 @@ def iin(prefix11):
     return prefix11 + str(check)
 
 
-def request(op_num, op, version=1):
-    return msg((1, version), (2, T0), (3, bytes(range(16))), (op_num, op))
+def request(op_num, op, version=1, node=None):
+    """A Request; `node` (field 4): the jurisdiction it is bound to, which
+    signed requests carry (appealctl asks the node with `hello` first)."""
+    return msg((1, version), (2, T0), (3, bytes(range(16))), (4, node), (op_num, op))
 
 
 def client(req, signed=False, seed=ACTOR_SEED):
@@ -294,6 +305,25 @@ def request_seeds():
         "bad-truncated": client(request(10, file_op))[:40],
         "bad-length-past-end": b"\x0a\xff\xff\x03\x08\x01",
         "two-ops-last-wins": client(request(11, msg((1, NUMBER))) + msg((14, b""))),
+        # hello (op 22): unsigned, answered to anyone; and requests bound to
+        # a node (Request.node, field 4), as appealctl signs them.
+        "hello": client(request(22, b"")),
+        "hello-signed-for-node": client(request(22, b"", node="KZ-75"), True),
+        "hello-unknown-field": client(request(22, msg((1, 7), (2, "x")))),
+        "file-signed-for-node": client(request(10, file_op, node="KZ-75"), True),
+        "act-assign-signed-for-node": client(request(13, msg((1, NUMBER), (2, 1), (3, "Dept")),
+                                                     node="KZ-75"), True),
+        "grant-signed-for-national-node": client(request(19, msg((1, ACTOR), (2, "national"),
+                                                                 (3, "KZ")), node="KZ"),
+                                                 True, ADMIN_SEED),
+        "info-for-other-node": client(request(14, b"", node="KZ-11"), True),
+        "node-malformed": client(request(14, b"", node="kz-75\n"), True),
+        "node-long": client(request(14, b"", node="KZ-" + "7" * 200), True),
+        "bad-node-varint": client(msg((1, 1), (2, T0), (3, bytes(range(16))), (4, 75),
+                                      (14, b""))),
+        "bad-node-twice": client(msg((1, 1), (2, T0), (3, bytes(range(16))), (4, "KZ-75"),
+                                     (4, "KZ-11"), (14, b""))),
+        "bad-node-nul": client(request(14, b"", node="KZ-75\0KZ-11"), True),
     }
     return seeds
 
@@ -328,6 +358,9 @@ def responses():
     items = [msg((1, row), (2, i % 2), (3, i)) for i in range(3)]
     return {
         "error": msg((1, msg((1, 3), (2, "cannot close it: it is registered")))),
+        "error-storage-failed": msg((1, msg((1, 12), (2, "a sync of the store failed: the "
+                                                          "node stopped writing")))),
+        "hello": msg((13, msg((1, "KZ-75"), (2, PK)))),
         "receipt": msg((10, msg((1, NUMBER), (2, 1), (3, T0), (4, DAY + 21), (5, "KZ-75"),
                                 (6, 1), (8, 1), (9, 3), (10, records()[2][1]), (11, PK)))),
         "appeal": msg((11, msg((1, row), (2, 1), (3, -2), (4, hist), (5, personal), (6, 0)))),
@@ -363,6 +396,8 @@ def pbx_seeds():
         "body": pick("body", rmax=R16) + bdy,
         "client-request": pick("client_request") + client(req, True),
         "request": pick("request") + req,
+        "request-for-node": pick("request") + request(11, msg((1, NUMBER)), node="KZ-75"),
+        "request-hello": pick("request") + request(22, b""),
         "appeal-row": pick("appeal_row", rmax=R4096) + appeal_row(),
         "origin-row": pick("origin_row", rmax=R4096) + msg(
             (1, PK), (2, 1), (3, "KZ-75"), (4, 15), (5, blake2b256(env)), (6, T0), (7, BOX),

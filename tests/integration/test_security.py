@@ -366,6 +366,82 @@ class Federation(unittest.TestCase):
             before = [x for x in held[m.juris]["origins"] if x["jurisdiction"] == "KZ-75"][0]
             self.assertGreaterEqual(o["local_seq"], before["local_seq"])
 
+    def test_deceptive_text_signed_by_a_member_is_refused_by_its_peers(self):
+        """Issue 10 K on the replicated path: a member's node, compromised,
+        signs assignments whose assignee holds a bidi override, a C1
+        control or a carriage return, which its API refuses. Every peer
+        refuses the record on ingest, naming the field, and stores nothing
+        from it on (the appeal keeps its last honest assignee)."""
+        forged = {"KZ-75": ("Pension\u202eeciffo", "a bidirectional control character"),
+                  "KZ-71": ("Pension\u009b2J office", "a control character (C1)"),
+                  "KZ": ("Pension\roffice", "a line break or tab")}
+        numbers, heads = {}, {}
+        for juris in forged:
+            m = self.fed.members[juris]
+            numbers[juris] = m.ctl("file", "--type", "statement", "--category", "0002.0001",
+                                   "--subject", "Pension", "--applicant-name", NAME)["number"]
+            m.ctl("assign", numbers[juris], "--to", "Pension office")
+            # its own API refuses the text
+            rc, out, _ = m.ctl_raw("--json", "assign", numbers[juris], "--to", forged[juris][0])
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn(forged[juris][1], json.loads(out)["error"]["message"])
+            heads[juris] = m.ctl("info")["head_seq"]
+        self.fed.wait_converged()
+        for juris, (text, _) in forged.items():
+            m = self.fed.members[juris]
+            self.assertEqual(m.stop(), 0)
+            p = subprocess.run([FORGE, "--data", m.dir, "--assign", numbers[juris], text],
+                               capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(int(p.stdout.split()[2]), heads[juris] + 1)
+            m.start()
+        for juris, (_, why) in forged.items():
+            for m in self.fed.members.values():
+                if m.juris == juris:
+                    continue
+                what = f"{m.juris} to refuse {juris}'s forged assignment"
+
+                def refused():
+                    st = m.ctl("cluster", "status")
+                    peer = [p for p in st["peers"] if p["jurisdiction"] == juris][0]
+                    return peer["refused_records"] > 0 and st
+                st = wait_for(refused, 60, what=what)
+                origin = [o for o in st["origins"] if o["jurisdiction"] == juris][0]
+                self.assertEqual(origin["local_seq"], heads[juris], what)  # nothing stored
+                self.assertEqual(m.ctl("show", numbers[juris])["assignee"], "Pension office")
+                seq = heads[juris] + 1
+                named = f"seq {seq}: malformed record (record field assignee holds {why}"
+                self.assertIn(named, m.log() + "".join(p["last_error"] for p in st["peers"]),
+                              what)
+
+    @unittest.expectedFailure  # ingest_run decodes without an errbuf: "stored data is corrupt"
+    def test_deceptive_text_inside_a_run_is_named_by_its_peers(self):
+        """As above, but the compromised node signs an honest filing after
+        the forged assignment: the peers still store nothing from it, and
+        should still name the field (today: "storing records failed:
+        storage error: stored data is corrupt", counted as no refusal)."""
+        kz, almaty = self.fed.members["KZ"], self.fed.members["KZ-75"]
+        n = almaty.ctl("file", "--type", "statement", "--category", "0002.0001", "--subject",
+                       "Pension", "--applicant-name", NAME)["number"]
+        self.fed.wait_converged()
+        head = almaty.ctl("info")["head_seq"]
+        self.assertEqual(almaty.stop(), 0)
+        for args in (["--assign", n, "Pension\u202eeciffo"], ["--category", "0002.0001"]):
+            p = subprocess.run([FORGE, "--data", almaty.dir, *args], capture_output=True,
+                               text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        almaty.start()
+
+        def pulled_and_failed():
+            st = kz.ctl("cluster", "status")
+            peer = [p for p in st["peers"] if p["jurisdiction"] == "KZ-75"][0]
+            return peer["marks"]["KZ-75"]["peer"] == head + 2 and peer["last_error"] and st
+        st = wait_for(pulled_and_failed, 60, what="KZ to pull KZ-75's forged run")
+        origin = [o for o in st["origins"] if o["jurisdiction"] == "KZ-75"][0]
+        self.assertEqual(origin["local_seq"], head)  # nothing stored (holds today)
+        self.assertIn(f"seq {head + 1}: malformed record (record field assignee holds",
+                      kz.log() + "".join(p["last_error"] for p in st["peers"]))
+
     def test_a_key_revoked_while_in_use_signs_nothing_after_its_revocation(self):
         # Clients file with a registrar's key while an administrator revokes
         # it: filings authenticated before the revocation but written after

@@ -5,13 +5,17 @@
  *                                   bytes HEX by DIR/sign.key (hex)
  *   craft --data DIR --append HEX   appends the bytes HEX, unchecked, as the
  *                                   next record of the node's own log and
- *                                   moves its head there (node stopped)
+ *                                   moves its head there (node stopped); if
+ *                                   they decode as a grant or a revocation,
+ *                                   folds it into the grants table, as the
+ *                                   node does for what it writes
  */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bounds.h"
 #include "keys.h"
 #include "log.h"
@@ -45,6 +49,23 @@ static int sign(const char *dir, const uint8_t *b, size_t len, struct errbuf *e)
     return 0;
 }
 
+/* The grants table follows the log (section 6.4 of record-format.md is
+ * checked against it by `appeal-node verify`): a record that decodes is
+ * folded; one that does not is left to the verifiers to refuse. */
+static int fold_grant(struct store *s, MDB_txn *t, uint64_t seq, const uint8_t *b, size_t len) {
+    struct arena a;
+    if (arena_init(&a, RECORD_ARENA_BYTES) != 0) {
+        return APL_ENOMEM;
+    }
+    struct record rec;
+    int rc = 0;
+    if (rec_decode(b, len, &a, &rec, NULL) == 0) {
+        rc = grant_apply(s, t, 1, seq, rec.body);
+    }
+    arena_fini(&a);
+    return rc;
+}
+
 static int append(const char *dir, const uint8_t *b, size_t len, struct errbuf *e) {
     struct store s;
     struct store_opts so = {.map_bytes = 1 << 20, .map_max_bytes = 1 << 30};
@@ -69,6 +90,9 @@ static int append(const char *dir, const uint8_t *b, size_t len, struct errbuf *
         o.head_seq++;
         rec_hash(b, len, o.head_hash);
         rc = log_origin_save(&s, t, &o);
+    }
+    if (rc == 0) {
+        rc = fold_grant(&s, t, o.head_seq, b, len);
     }
     rc = rc == 0 ? store_commit(&s, t) : (store_abort(&s, t), rc);
     if (rc == 0) {

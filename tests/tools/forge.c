@@ -10,6 +10,11 @@
  *                                       bytes; peers must refuse it unless it
  *                                       is a classifier code
  *                                       (tests/integration/test_csv.py)
+ *   forge --data DIR --assign NUMBER TEXT
+ *                                       an assignment of appeal NUMBER to
+ *                                       TEXT, any bytes; peers must refuse
+ *                                       it unless TEXT is one clean line
+ *                                       (tests/integration/test_security.py)
  *
  * Prints "forged seq N [number NUMBER]". */
 #include <stdio.h>
@@ -24,7 +29,7 @@
 #include "state.h"
 
 static const uint8_t *actor;
-static const char *category;
+static const char *category, *assignee;
 static char number[32];
 
 static int run_forge(void *arg, MDB_txn *t, struct wreq *r) {
@@ -66,12 +71,49 @@ static int run_forge_filing(void *arg, MDB_txn *t, struct wreq *r) {
     return rc;
 }
 
+/* An assignment as appeal_act makes it, but to any assignee text: the
+ * next version of the appeal, signed, appended and folded. */
+static int run_forge_assignment(void *arg, MDB_txn *t, struct wreq *r) {
+    struct node *n = arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(n, t, &c);
+    _Alignas(16) uint8_t rowbuf[16384];
+    struct arena a;
+    arena_on(&a, rowbuf, sizeof rowbuf);
+    Appeal__AppealRow *row;
+    int rc = state_appeal(c.s, t, number, &a, &row);
+    if (rc != 0) {
+        return err_set(&r->err, rc, "no appeal %s", number);
+    }
+    Appeal__Assigned as = APPEAL__ASSIGNED__INIT;
+    as.number = number;
+    as.version = row->version + 1;
+    as.assignee = (char *)assignee;
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_ASSIGNED;
+    b.assigned = &as;
+    uint8_t *env = NULL;
+    size_t len = 0;
+    rc = log_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
+    if (rc == 0) {
+        rc = state_apply(c.st, t, c.self, c.self->head_seq, &b);
+    }
+    free(env);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     bool by_actor = argc == 5 && strcmp(argv[3], "--actor") == 0;
-    if (argc != 5 || strcmp(argv[1], "--data") != 0 ||
-        (!by_actor && strcmp(argv[3], "--category") != 0)) {
-        fprintf(stderr, "usage: forge --data DIR (--actor PUBLIC | --category TEXT)\n");
+    bool assign = argc == 6 && strcmp(argv[3], "--assign") == 0;
+    if ((argc != 5 && !assign) || strcmp(argv[1], "--data") != 0 ||
+        (!by_actor && !assign && strcmp(argv[3], "--category") != 0)) {
+        fprintf(stderr, "usage: forge --data DIR (--actor PUBLIC | --category TEXT | "
+                        "--assign NUMBER TEXT)\n");
         return 2;
+    }
+    if (assign) {
+        snprintf(number, sizeof number, "%s", argv[4]);
+        assignee = argv[5];
     }
     olog_init("forge", "-", 2, OLOG_WARN);
     struct errbuf e = {0};
@@ -90,7 +132,8 @@ int main(int argc, char **argv) {
     }
     struct writer_hooks h;
     node_writer_hooks(&n, &h);
-    struct wreq r = {.run = by_actor ? run_forge : run_forge_filing, .arg = &n};
+    struct wreq r = {.run = by_actor ? run_forge : assign ? run_forge_assignment : run_forge_filing,
+                     .arg = &n};
     int rc = writer_run_now(&n.store, &h, &r);
     if (rc != 0) {
         fprintf(stderr, "forge: %s\n", err_msg(&r.err, rc));
