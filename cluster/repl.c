@@ -265,6 +265,8 @@ struct ingest {
     uint64_t appended;
     uint64_t forks;
     uint64_t postponed; /* records left for later: the own reserve */
+    uint64_t malformed; /* records refused from a malformed one on */
+    struct errbuf why;  /* what the first malformed record broke */
 };
 
 static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_t seq,
@@ -386,8 +388,20 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         arena_reset(&r->ingest_arena);
         struct record rec;
         static const uint8_t zero[HASH_BYTES];
-        if (rec_decode(rb->data, rb->len, &r->ingest_arena, &rec, NULL) != 0 ||
-            rec.body->seq != seq || memcmp(rec.body->origin.data, o->pk, KEY_PK_BYTES) != 0) {
+        struct errbuf de;
+        err_clear(&de);
+        if (rec_decode(rb->data, rb->len, &r->ingest_arena, &rec, &de) != 0) {
+            /* Signed by its origin (the chain reaches the run's checked
+             * signature) but outside what every node accepts: the records
+             * before it are stored, it and the rest are refused, named. */
+            in->malformed += run->n_records - i;
+            if (in->why.msg[0] == '\0') {
+                err_set(&in->why, APL_EINVAL, "origin %s seq %llu: malformed record (%s)",
+                        o->juris, (unsigned long long)seq, de.msg);
+            }
+            break;
+        }
+        if (rec.body->seq != seq || memcmp(rec.body->origin.data, o->pk, KEY_PK_BYTES) != 0) {
             /* The chain was checked without unpacking every record: one
              * that does not decode poisons the whole ingest, and the
              * writer's abort stores nothing of it. */
@@ -439,6 +453,8 @@ static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
     in->appended = 0;
     in->forks = 0;
     in->postponed = 0;
+    in->malformed = 0;
+    err_clear(&in->why);
     int rc = state_batch_begin(&in->r->n->state);
     for (size_t i = 0; rc == 0 && i < in->n_runs; i++) {
         rc = ingest_run(in, t, in->runs[i]);
@@ -467,6 +483,15 @@ static int ingest_end(struct ingest *in, uint64_t *appended, struct errbuf *e) {
         return err_set(e, rc, "storing records failed: %s", err_msg(&in->wt.w.err, rc));
     }
     struct node *n = in->r->n;
+    if (in->malformed > 0) {
+        count_refused(in->r, APL_EINVAL, in->malformed);
+        if (in->from != NULL) {
+            pthread_mutex_lock(&in->from->mu);
+            in->from->refused += in->malformed;
+            pthread_mutex_unlock(&in->from->mu);
+        }
+        return err_set(e, APL_EINVAL, "%s", in->why.msg);
+    }
     atomic_store(&n->reserve_reached, in->postponed > 0);
     if (in->postponed > 0) {
         atomic_fetch_add_explicit(&n->metrics.ingest_postponed, in->postponed,

@@ -414,12 +414,11 @@ class Federation(unittest.TestCase):
                 self.assertIn(named, m.log() + "".join(p["last_error"] for p in st["peers"]),
                               what)
 
-    @unittest.expectedFailure  # ingest_run decodes without an errbuf: "stored data is corrupt"
     def test_deceptive_text_inside_a_run_is_named_by_its_peers(self):
         """As above, but the compromised node signs an honest filing after
-        the forged assignment: the peers still store nothing from it, and
-        should still name the field (today: "storing records failed:
-        storage error: stored data is corrupt", counted as no refusal)."""
+        the forged assignment: the peers store nothing from the forged
+        record on, name the field and count the refusal (it once read
+        "stored data is corrupt", as if the peer's own disk were bad)."""
         kz, almaty = self.fed.members["KZ"], self.fed.members["KZ-75"]
         n = almaty.ctl("file", "--type", "statement", "--category", "0002.0001", "--subject",
                        "Pension", "--applicant-name", NAME)["number"]
@@ -438,9 +437,11 @@ class Federation(unittest.TestCase):
             return peer["marks"]["KZ-75"]["peer"] == head + 2 and peer["last_error"] and st
         st = wait_for(pulled_and_failed, 60, what="KZ to pull KZ-75's forged run")
         origin = [o for o in st["origins"] if o["jurisdiction"] == "KZ-75"][0]
-        self.assertEqual(origin["local_seq"], head)  # nothing stored (holds today)
+        self.assertEqual(origin["local_seq"], head)  # nothing stored from it on
         self.assertIn(f"seq {head + 1}: malformed record (record field assignee holds",
                       kz.log() + "".join(p["last_error"] for p in st["peers"]))
+        peer = [p for p in st["peers"] if p["jurisdiction"] == "KZ-75"][0]
+        self.assertGreaterEqual(peer["refused_records"], 2)
 
     def test_a_key_revoked_while_in_use_signs_nothing_after_its_revocation(self):
         # Clients file with a registrar's key while an administrator revokes
