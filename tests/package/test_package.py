@@ -230,8 +230,8 @@ class PackageTest(unittest.TestCase):
         self.check_data_kept()
         self.assertTrue(os.path.exists(ENV_FILE))
         p = run("dpkg", "--purge", "appeal-node")
-        self.assertIn("kept /var/lib/appeal-node", p.stderr)
         self.check_data_kept()
+        self.assertIn("kept /var/lib/appeal-node", p.stderr)
         self.assertTrue(os.path.exists(CLUSTER_FILE))
         self.assertTrue(_user_exists("appeal"))
 
