@@ -90,6 +90,8 @@ static const char usage[] =
     "  rotate-key --data DIR   a new signing key from the next record on (node stopped);\n"
     "                          the node keeps its identity; peers need no change\n"
     "\n"
+    "  --version               print the version\n"
+    "\n"
     "URLs are nng addresses such as tcp://127.0.0.1:7100.\n";
 
 struct args {
@@ -1187,6 +1189,10 @@ int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("appeal-node %s\n", APPEAL_VERSION);
+        return 0;
     }
     struct args a;
     if (parse_args(argc, argv, &a) != 0) {

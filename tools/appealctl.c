@@ -82,6 +82,7 @@ static const struct opt known[] = {
     {"tls-ca", true},
     {"tls-server-name", true},
     {"help", false},
+    {"version", false},
 };
 
 struct cli {
@@ -131,6 +132,7 @@ static const char usage[] =
     "  revoke PUBLIC [--reason TEXT]                                   (admin)\n"
     "  grants [--mine]     the keys this node granted (--mine: the caller's)\n"
     "  whoami              the caller's key and roles on this node\n"
+    "  --help, --version   this text; the version\n"
     "\n"
     "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100. For tls+tcp:// nodes,\n"
     "--tls-ca FILE (or $APPEAL_TLS_CA) is the federation's CA certificate; the node's\n"
@@ -1241,6 +1243,10 @@ int main(int argc, char **argv) {
     struct cli c;
     if (parse(argc, argv, &c) != 0) {
         return 2;
+    }
+    if (flag(&c, "version")) {
+        printf("appealctl %s\n", APPEAL_VERSION);
+        return 0;
     }
     if (flag(&c, "help") || c.npos == 0) {
         fputs(usage, c.npos == 0 && !flag(&c, "help") ? stderr : stdout);
