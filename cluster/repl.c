@@ -30,6 +30,16 @@ struct pmark {
     uint64_t seq;
 };
 
+/* What one peer has shown of one origin. A peer's marks are claims; a
+ * claim is believed only up to `proven` (the last seq of a verified run it
+ * served us) or what we hold ourselves (docs/protocol.md 7.1). */
+struct pclaim {
+    uint8_t origin[KEY_PK_BYTES];
+    uint64_t proven;
+    uint32_t unbacked; /* caught-up sessions in a row with the claim above proven and held */
+    bool logged;       /* the unbacked claim was counted and logged */
+};
+
 struct peer {
     struct repl *r;
     const struct cluster_node *cn;
@@ -56,6 +66,9 @@ struct peer {
     uint32_t n_marks;
     struct pmark marks[CLUSTER_NODES_MAX];
     bool confirmed; /* recovery: holds nothing of ours beyond our head */
+    bool dropped;   /* recovery: its claim of our log was never backed; not in the quorum */
+    uint32_t n_claims;
+    struct pclaim claims[CLUSTER_NODES_MAX];
 };
 
 struct srv_work {
@@ -825,6 +838,106 @@ static const struct origin_state *held(const struct origin_list *l, const uint8_
     return NULL;
 }
 
+/* p->mu held. The claim slot of `origin`, made on first use (NULL when
+ * all CLUSTER_NODES_MAX are taken: the cluster file lists no more). */
+static struct pclaim *claim_of(struct peer *p, const uint8_t *origin) {
+    for (uint32_t i = 0; i < p->n_claims; i++) {
+        if (memcmp(p->claims[i].origin, origin, KEY_PK_BYTES) == 0) {
+            return &p->claims[i];
+        }
+    }
+    if (p->n_claims >= CLUSTER_NODES_MAX) {
+        return NULL;
+    }
+    struct pclaim *c = &p->claims[p->n_claims++];
+    memset(c, 0, sizeof *c);
+    memcpy(c->origin, origin, KEY_PK_BYTES);
+    return c;
+}
+
+/* A verified run that p served proves that p holds its records. */
+static void peer_proved(struct peer *p, const Appeal__Run *run) {
+    if (run->n_records == 0) {
+        return;
+    }
+    uint64_t last = run->first_seq + run->n_records - 1;
+    pthread_mutex_lock(&p->mu);
+    struct pclaim *c = claim_of(p, run->origin.data);
+    if (c != NULL && last > c->proven) {
+        c->proven = last;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* p->mu held. What we believe p holds of `origin` when it claims `claim`
+ * and we hold `have`: the claim, but no more than it proved or we hold
+ * (a claim at or below our own head costs nothing to believe). */
+static uint64_t believed(const struct peer *p, const uint8_t *origin, uint64_t claim,
+                         uint64_t have) {
+    uint64_t cap = have;
+    for (uint32_t i = 0; i < p->n_claims; i++) {
+        if (memcmp(p->claims[i].origin, origin, KEY_PK_BYTES) == 0 && p->claims[i].proven > cap) {
+            cap = p->claims[i].proven;
+        }
+    }
+    return claim < cap ? claim : cap;
+}
+
+/* Whether p's claim of `origin` was discarded (unbacked for
+ * CLAIM_UNBACKED_SESSIONS_MAX caught-up sessions); *proven: what it proved. */
+static bool claim_discarded(struct peer *p, const uint8_t *origin, uint64_t *proven) {
+    pthread_mutex_lock(&p->mu);
+    struct pclaim *c = claim_of(p, origin);
+    bool gone = c != NULL && c->unbacked >= CLAIM_UNBACKED_SESSIONS_MAX;
+    if (proven != NULL) {
+        *proven = c != NULL ? c->proven : 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return gone;
+}
+
+/* At the end of a caught-up session (no records, `more` false): the answer
+ * came from one read transaction that served everything above our marks,
+ * so a mark above what p proved and what we hold is a claim without
+ * records. After CLAIM_UNBACKED_SESSIONS_MAX such sessions in a row it is
+ * discarded: counted and logged once per peer and origin. */
+static void claims_check(struct peer *p, const struct origin_list *l,
+                         const Appeal__PullResponse *resp) {
+    for (size_t i = 0; i < resp->n_marks && i < CLUSTER_NODES_MAX; i++) {
+        const Appeal__Mark *m = resp->marks[i];
+        const struct cluster_node *cn =
+            m->origin.len == KEY_PK_BYTES ? cluster_by_origin(p->r->c, m->origin.data) : NULL;
+        const struct origin_state *o = cn != NULL ? held(l, m->origin.data) : NULL;
+        if (cn == NULL || (o != NULL && o->frozen)) {
+            continue; /* records we would not take: nothing to back */
+        }
+        uint64_t have = o != NULL ? o->head_seq : 0, proven = 0;
+        bool fresh = false;
+        pthread_mutex_lock(&p->mu);
+        struct pclaim *c = claim_of(p, m->origin.data);
+        if (c != NULL) {
+            bool unbacked = m->seq > have && m->seq > c->proven;
+            c->unbacked = !unbacked ? 0
+                          : c->unbacked < CLAIM_UNBACKED_SESSIONS_MAX ? c->unbacked + 1
+                                                                       : c->unbacked;
+            fresh = c->unbacked >= CLAIM_UNBACKED_SESSIONS_MAX && !c->logged;
+            c->logged = c->logged || fresh;
+            proven = c->proven;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (fresh) {
+            atomic_fetch_add_explicit(&p->r->n->metrics.unproven_claims, 1, memory_order_relaxed);
+            char claimed[24], pr[24], hv[24];
+            snprintf(claimed, sizeof claimed, "%llu", (unsigned long long)m->seq);
+            snprintf(pr, sizeof pr, "%llu", (unsigned long long)proven);
+            snprintf(hv, sizeof hv, "%llu", (unsigned long long)have);
+            olog(OLOG_WARN, "unproven_head", "peer", p->cn->juris, "origin", cn->juris, "claimed",
+                 claimed, "proven", pr, "held", hv, "reason",
+                 "claims records it does not serve: not counted as lag", NULL);
+        }
+    }
+}
+
 /* Checks a run against the snapshot `l` and the cluster file. Returns 0
  * and sets *skip for a frozen origin, and for an origin our cluster file
  * does not list (its records are refused; a peer whose cluster file lists
@@ -945,7 +1058,25 @@ static void recovery_check(struct peer *p, const Appeal__PullResponse *resp) {
     if (theirs == NULL || theirs->seq <= mine) {
         pthread_mutex_lock(&p->mu);
         p->confirmed = true;
+        p->dropped = false;
         pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    /* It claims more of our log than it serves: after the bound, it leaves
+     * the quorum, so one peer's lie cannot hold the recovery forever. */
+    uint64_t proven = 0;
+    if (!claim_discarded(p, r->n->keys.sign_pk, &proven) || proven > mine) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    bool fresh = !p->dropped;
+    p->dropped = true;
+    pthread_mutex_unlock(&p->mu);
+    if (fresh) {
+        char claimed[24];
+        snprintf(claimed, sizeof claimed, "%llu", (unsigned long long)theirs->seq);
+        olog(OLOG_WARN, "recovery_quorum_dropped", "peer", p->cn->juris, "claimed", claimed,
+             "reason", "claims records of our log that it does not serve", NULL);
     }
 }
 
@@ -1140,6 +1271,8 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
         }
         if (skip) {
             f->resp->runs[i]->n_records = 0;
+        } else if (rc == 0) {
+            peer_proved(p, f->resp->runs[i]);
         }
         f->records += f->resp->runs[i]->n_records;
     }
@@ -1199,6 +1332,9 @@ static int pull_session(struct peer *p, struct errbuf *e) {
             break;
         }
         if (f.records == 0) {
+            if (!f.resp->more) {
+                claims_check(p, l, f.resp);
+            }
             recovery_check(p, f.resp);
             /* "More", yet nothing we can store: do not spin on it. */
             if (!f.resp->more || ++empty_answers >= PULL_EMPTY_ANSWERS_MAX) {
@@ -1245,14 +1381,16 @@ static void recovery_maybe_done(struct repl *r) {
     if (!atomic_load(&r->recovering)) {
         return;
     }
-    int confirmed = 0;
+    int confirmed = 0, dropped = 0;
     for (uint32_t i = 0; i < r->n_peers; i++) {
         pthread_mutex_lock(&r->peers[i].mu);
-        confirmed += r->peers[i].confirmed;
+        dropped += r->peers[i].dropped;
+        confirmed += r->peers[i].confirmed && !r->peers[i].dropped;
         pthread_mutex_unlock(&r->peers[i].mu);
     }
-    int need = r->recover_quorum < 0 || r->recover_quorum > (int)r->n_peers ? (int)r->n_peers
-                                                                            : r->recover_quorum;
+    /* Peers whose claims of our log were never backed are out of the quorum. */
+    int live = (int)r->n_peers - dropped;
+    int need = r->recover_quorum < 0 || r->recover_quorum > live ? live : r->recover_quorum;
     if (confirmed < need) {
         return;
     }
@@ -1364,7 +1502,8 @@ static void on_heads(struct repl *r, struct peer *p, const Appeal__PeerBody *b) 
         }
         struct origin_state o;
         memset(&o, 0, sizeof o);
-        if (h->marks[i]->seq > local_head(r, h->marks[i]->origin.data, &o) && !o.frozen) {
+        if (h->marks[i]->seq > local_head(r, h->marks[i]->origin.data, &o) && !o.frozen &&
+            !claim_discarded(p, h->marks[i]->origin.data, NULL)) {
             poke(p); /* it holds more than we do: pull from it now */
             return;
         }
@@ -1398,6 +1537,9 @@ static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
     err_clear(&e);
     bool skip;
     int rc = check_run(r, l, run, &r->sub_arena, &skip, &e);
+    if (rc == 0 && !skip) {
+        peer_proved(p, run);
+    }
     if (rc != 0) {
         count_refused(r, rc, run->n_records);
         pthread_mutex_lock(&p->mu);
@@ -1882,9 +2024,9 @@ static Appeal__PeerStatus *peer_status(struct repl *r, struct peer *p, const str
         }
         appeal__peer_mark__init(m);
         m->jurisdiction = (char *)(cn ? cn->juris : "?");
-        m->peer_seq = p->marks[i].seq;
         const struct origin_state *o = held(l, p->marks[i].origin);
         m->local_seq = o ? o->head_seq : 0;
+        m->peer_seq = believed(p, p->marks[i].origin, p->marks[i].seq, m->local_seq);
         s->marks[s->n_marks++] = m;
     }
     pthread_mutex_unlock(&p->mu);
@@ -1894,15 +2036,18 @@ static Appeal__PeerStatus *peer_status(struct repl *r, struct peer *p, const str
     return s;
 }
 
-static uint64_t best_known(struct repl *r, const uint8_t *pk) {
+/* The highest head of `pk` that a peer holds, as far as believed: a claim
+ * counts only up to what that peer proved with records (or we hold). */
+static uint64_t best_known(struct repl *r, const uint8_t *pk, uint64_t have) {
     uint64_t best = 0;
     for (uint32_t i = 0; i < r->n_peers; i++) {
         struct peer *p = &r->peers[i];
         pthread_mutex_lock(&p->mu);
         for (uint32_t k = 0; k < p->n_marks; k++) {
-            if (memcmp(p->marks[k].origin, pk, KEY_PK_BYTES) == 0 && p->marks[k].seq > best) {
-                best = p->marks[k].seq;
-            }
+            uint64_t b = memcmp(p->marks[k].origin, pk, KEY_PK_BYTES) == 0
+                             ? believed(p, pk, p->marks[k].seq, have)
+                             : 0;
+            best = b > best ? b : best;
         }
         pthread_mutex_unlock(&p->mu);
     }
@@ -1994,7 +2139,7 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         os->origin.len = KEY_PK_BYTES;
         os->local_seq = o ? o->head_seq : 0;
         os->local_head_time_ms = o ? o->head_time_ms : 0;
-        os->best_known_seq = best_known(r, cn->sign_pk);
+        os->best_known_seq = best_known(r, cn->sign_pk, os->local_seq);
         if ((int)i == r->c->self || os->best_known_seq < os->local_seq) {
             os->best_known_seq = os->local_seq; /* what we hold is known too */
         }

@@ -58,6 +58,11 @@ enum {
     PULL_TIMEOUT_MS = 20000,
     PULL_TLS_CHECK_MS = 1000,   /* a tls+tcp:// peer not connecting: look for failed handshakes */
     PULL_EMPTY_ANSWERS_MAX = 3, /* answers in a row with nothing to store end a session */
+    /* A peer's claimed head above what it served and we hold, at the end of
+     * this many caught-up sessions in a row, is discarded: counted, logged
+     * once, and (of our own log, while recovering) the peer leaves the
+     * recovery quorum. An honest answer never does it even once. */
+    CLAIM_UNBACKED_SESSIONS_MAX = 3,
     PULL_IDLE_MS = 2000,        /* poll interval when caught up */
     BACKOFF_MIN_MS = 200,
     BACKOFF_MAX_MS = 30000,
