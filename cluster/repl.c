@@ -71,6 +71,15 @@ struct peer {
     struct pclaim claims[CLUSTER_NODES_MAX];
 };
 
+/* The burst budget of one origin (ORIGIN_BURST_INTERVAL_MS): written by
+ * the writer thread only; `limited_until_ms` is read by the others. */
+struct burst {
+    int64_t start_ms; /* monotonic; 0: no interval yet */
+    uint64_t history; /* its head when the interval started */
+    uint64_t taken;   /* records stored in the interval */
+    _Atomic int64_t limited_until_ms; /* postponed: left out of pulls until then */
+};
+
 struct srv_work {
     struct repl *r;
     nng_aio *aio;
@@ -100,6 +109,8 @@ struct repl {
     struct arena sub_arena;    /* subscriber thread */
     struct arena pub_arena;    /* publisher thread */
     pthread_mutex_t recover_mu;
+    uint64_t burst_floor;                    /* 0: no burst budget */
+    struct burst bursts[CLUSTER_NODES_MAX]; /* by index in the cluster file */
 };
 
 /* ---- peer messages ---- */
@@ -268,6 +279,7 @@ struct ingest {
     uint64_t appended;
     uint64_t forks;
     uint64_t postponed; /* records left for later: the own reserve */
+    uint64_t burst;     /* records left for later: an origin's burst budget */
 };
 
 static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_t seq,
@@ -355,6 +367,59 @@ static bool below_reserve(struct node *n, size_t len) {
     return used + more <= line;
 }
 
+static int64_t mono_ms(void) {
+    return (int64_t)(util_mono_ns() / 1000000u);
+}
+
+/* Whether one more record of origin `cn` (another node's) fits its burst
+ * budget: max(its head when the interval started, the floor) records per
+ * ORIGIN_BURST_INTERVAL_MS. On the writer thread, inside the write
+ * transaction: the decision and the write are one. (An aborted batch's
+ * records stay counted: the budget errs on the side of taking less.) */
+static bool burst_allows(struct repl *r, const struct cluster_node *cn, uint64_t head) {
+    if (r->burst_floor == 0 || cn == NULL) {
+        return true;
+    }
+    struct burst *b = &r->bursts[cn - r->c->nodes];
+    int64_t now = mono_ms();
+    if (b->start_ms == 0 || now - b->start_ms >= ORIGIN_BURST_INTERVAL_MS) {
+        b->start_ms = now;
+        b->history = head;
+        b->taken = 0;
+    }
+    uint64_t allowed = b->history > r->burst_floor ? b->history : r->burst_floor;
+    if (b->taken < allowed) {
+        b->taken++;
+        return true;
+    }
+    int64_t until = b->start_ms + ORIGIN_BURST_INTERVAL_MS;
+    if (atomic_exchange(&b->limited_until_ms, until) != until) {
+        char h[24], al[24];
+        snprintf(h, sizeof h, "%llu", (unsigned long long)b->history);
+        snprintf(al, sizeof al, "%llu", (unsigned long long)allowed);
+        olog(OLOG_WARN, "origin_burst", "origin", cn->juris, "history", h, "allowed", al,
+             "interval_s", "60", "action", "records postponed, origin left out of pulls", NULL);
+    }
+    return false;
+}
+
+/* Whether origin `pk` is over its burst budget in this interval. */
+static bool burst_limited(const struct repl *r, const uint8_t *pk) {
+    const struct cluster_node *cn = cluster_by_origin(r->c, pk);
+    return cn != NULL && r->burst_floor > 0 &&
+           mono_ms() < atomic_load(&r->bursts[cn - r->c->nodes].limited_until_ms);
+}
+
+void repl_bursting(struct repl *r, void (*fn)(void *arg, const char *juris, uint64_t allowed),
+                   void *arg) {
+    for (uint32_t i = 0; r != NULL && r->burst_floor > 0 && i < r->c->count; i++) {
+        int64_t until = atomic_load(&r->bursts[i].limited_until_ms);
+        if (until != 0 && mono_ms() < until + ORIGIN_BURST_INTERVAL_MS) {
+            fn(arg, r->c->nodes[i].juris, r->burst_floor);
+        }
+    }
+}
+
 static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
     struct repl *r = in->r;
     struct node *n = r->n;
@@ -425,6 +490,10 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
             in->postponed += run->n_records - i;
             break; /* the rest waits: stored so far is a chain prefix */
         }
+        if (o != &n->self && !burst_allows(r, cn, o->head_seq)) {
+            in->burst += run->n_records - i;
+            break; /* the same: the next interval takes more */
+        }
         n->ingest_txn_bytes += rb->len;
         rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
         if (rc == 0 && o != &n->self) {
@@ -449,6 +518,7 @@ static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
     in->appended = 0;
     in->forks = 0;
     in->postponed = 0;
+    in->burst = 0;
     int rc = state_batch_begin(&in->r->n->state);
     for (size_t i = 0; rc == 0 && i < in->n_runs; i++) {
         rc = ingest_run(in, t, in->runs[i]);
@@ -477,6 +547,9 @@ static int ingest_end(struct ingest *in, uint64_t *appended, struct errbuf *e) {
         return err_set(e, rc, "storing records failed: %s", err_msg(&in->wt.w.err, rc));
     }
     struct node *n = in->r->n;
+    /* Not an error: the origin is left out of pulls until its budget
+     * renews (request_from), the other origins go on. */
+    atomic_fetch_add_explicit(&n->metrics.burst_postponed, in->burst, memory_order_relaxed);
     atomic_store(&n->reserve_reached, in->postponed > 0);
     if (in->postponed > 0) {
         atomic_fetch_add_explicit(&n->metrics.ingest_postponed, in->postponed,
@@ -908,7 +981,7 @@ static void claims_check(struct peer *p, const struct origin_list *l,
         const struct cluster_node *cn =
             m->origin.len == KEY_PK_BYTES ? cluster_by_origin(p->r->c, m->origin.data) : NULL;
         const struct origin_state *o = cn != NULL ? held(l, m->origin.data) : NULL;
-        if (cn == NULL || (o != NULL && o->frozen)) {
+        if (cn == NULL || (o != NULL && o->frozen) || burst_limited(p->r, m->origin.data)) {
             continue; /* records we would not take: nothing to back */
         }
         uint64_t have = o != NULL ? o->head_seq : 0, proven = 0;
@@ -1180,7 +1253,7 @@ static int request_from(struct peer *p, const struct origin_list *l, struct aren
     }
     for (uint32_t i = 0; i < c->count; i++) {
         const struct origin_state *o = held(l, c->nodes[i].sign_pk);
-        if (o == NULL || !o->frozen) {
+        if ((o == NULL || !o->frozen) && !burst_limited(p->r, c->nodes[i].sign_pk)) {
             q.wanted[q.n_wanted].data = (uint8_t *)c->nodes[i].sign_pk;
             q.wanted[q.n_wanted].len = KEY_PK_BYTES;
             q.n_wanted++;
@@ -1503,7 +1576,8 @@ static void on_heads(struct repl *r, struct peer *p, const Appeal__PeerBody *b) 
         struct origin_state o;
         memset(&o, 0, sizeof o);
         if (h->marks[i]->seq > local_head(r, h->marks[i]->origin.data, &o) && !o.frozen &&
-            !claim_discarded(p, h->marks[i]->origin.data, NULL)) {
+            !claim_discarded(p, h->marks[i]->origin.data, NULL) &&
+            !burst_limited(r, h->marks[i]->origin.data)) {
             poke(p); /* it holds more than we do: pull from it now */
             return;
         }
@@ -1512,8 +1586,9 @@ static void on_heads(struct repl *r, struct peer *p, const Appeal__PeerBody *b) 
 
 static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
     Appeal__Run *run = b->push->run;
-    if (run == NULL || run->origin.len != KEY_PK_BYTES || run->n_records == 0) {
-        return;
+    if (run == NULL || run->origin.len != KEY_PK_BYTES || run->n_records == 0 ||
+        burst_limited(r, run->origin.data)) {
+        return; /* a bursting origin waits for its budget */
     }
     struct origin_state o;
     memset(&o, 0, sizeof o);
@@ -1859,6 +1934,7 @@ int repl_start(struct repl **out, struct node *n, struct cluster *c, const struc
     r->n = n;
     r->c = c;
     r->recover_quorum = o->recover_quorum;
+    r->burst_floor = o->burst_floor;
     atomic_store(&r->recovering, o->recovering);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);

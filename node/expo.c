@@ -130,6 +130,10 @@ static void node_metrics(struct buf *b, struct node *n) {
             "Replicated records not stored (yet): the map reached the room kept for the own "
             "log (--own-reserve).",
             LOAD(n->metrics.ingest_postponed));
+    counter(b, "appeal_burst_postponed_total",
+            "Replicated records not stored (yet): their origin grew past max(its history, "
+            "--origin-burst) within a minute.",
+            LOAD(n->metrics.burst_postponed));
     counter(b, "appeal_unproven_claims_total",
             "Heads a peer claimed and did not back with records within "
             "CLAIM_UNBACKED_SESSIONS_MAX caught-up pulls (per peer and origin, counted once).",

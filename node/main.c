@@ -36,6 +36,7 @@
 #include "node.h"
 #include "olog.h"
 #include "state.h"
+#include "repl.h"
 #include "store.h"
 #include "util.h"
 #include "verify.h"
@@ -66,6 +67,10 @@ static const char usage[] =
     "          [--own-reserve PERCENT]  share of --map-max kept for this node's own log:\n"
     "                              records from peers are postponed above the rest\n"
     "                              (default 10)\n"
+    "          [--origin-burst RECORDS]  records another origin may add per minute\n"
+    "                              when its log held fewer (it may always double);\n"
+    "                              the rest wait for the next minute (default 10000,\n"
+    "                              0: no limit)\n"
     "          [--log-level debug|info|warn|error] [--log-file F]\n"
     "  verify  --data DIR      check every chain link and signature, offline\n"
     "  rebuild --data DIR      recompute every derived table from the log\n"
@@ -102,6 +107,7 @@ struct args {
     long heartbeat_ms;
     long recover_quorum;
     long own_reserve_percent;
+    long origin_burst;
     const char *juris;
     const char *api;
     const char *clock_file;
@@ -114,7 +120,8 @@ struct args {
 };
 
 /* Long options without a one-letter code. */
-enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_STANDALONE, OPT_OWN_RESERVE };
+enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_STANDALONE, OPT_OWN_RESERVE,
+       OPT_ORIGIN_BURST };
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
     fprintf(stderr, "appeal-node %s: %s\n", what, err_msg(e, rc));
@@ -132,6 +139,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"map-size", required_argument, NULL, 'm'},
         {"map-max", required_argument, NULL, 'M'},
         {"own-reserve", required_argument, NULL, OPT_OWN_RESERVE},
+        {"origin-burst", required_argument, NULL, OPT_ORIGIN_BURST},
         {"peer", required_argument, NULL, 'p'},
         {"cluster", required_argument, NULL, 'C'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -163,6 +171,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
     a->alert_stale_s = 900;
     a->alert_skew_s = 30;
     a->own_reserve_percent = NODE_OWN_RESERVE_PERCENT_DEFAULT;
+    a->origin_burst = ORIGIN_BURST_FLOOR_DEFAULT;
     optind = 2;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -212,6 +221,13 @@ static int parse_args(int argc, char **argv, struct args *a) {
                 fprintf(stderr, "appeal-node: --own-reserve takes a percentage of --map-max "
                                 "(0 to %d)\n",
                         NODE_OWN_RESERVE_PERCENT_MAX);
+                return -1;
+            }
+            break;
+        case OPT_ORIGIN_BURST:
+            if (util_parse_long(optarg, 0, PULL_RECORDS_MAX * 1000L, &a->origin_burst) != 0) {
+                fprintf(stderr, "appeal-node: --origin-burst takes records per minute (0 to %ld)\n",
+                        PULL_RECORDS_MAX * 1000L);
                 return -1;
             }
             break;
@@ -391,6 +407,7 @@ static int cmd_run(const struct args *a) {
                           .serving = true,
                           .cluster_path = a->cluster,
                           .recover_quorum = (int)a->recover_quorum,
+                          .origin_burst = (uint64_t)a->origin_burst,
                           .http_addr = a->http,
                           .peer_skew_ms = a->peer_skew_ms,
                           .tls_ca = a->tls_ca,

@@ -53,6 +53,7 @@ struct node_opts {
     bool serving;             /* the store defers meta syncs to the writer */
     const char *cluster_path; /* NULL: standalone */
     int recover_quorum;       /* -1: every peer */
+    uint64_t origin_burst;    /* records a peer origin may add per minute at least; 0: no limit */
     struct alert_thresholds alerts;
     const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
     int64_t peer_skew_ms;  /* drills only */
@@ -80,6 +81,7 @@ struct node {
     struct repl *repl;
     struct survey *survey;
     int recover_quorum;
+    uint64_t origin_burst;
     int heartbeat_idle_ms;
     int64_t auth_window_ms; /* client requests: accepted clock difference */
     int64_t last_record_ms; /* writer thread only */
