@@ -120,7 +120,7 @@ class OwnReserve(unittest.TestCase):
         big.start()
         # No burst budget here: this test is about the reserve alone.
         small.start("--map-size", str(2 * MIB), "--map-max", str(8 * MIB), "--own-reserve",
-                    os.environ.get("APPEAL_TEST_OWN_RESERVE", "15"), "--origin-burst", "0",
+                    "15", "--origin-burst", "0",
                     "--http", f"127.0.0.1:{self.http}")
         for _ in range(40):
             if metric(self.metrics(), "appeal_own_reserve_reached") == 1:
