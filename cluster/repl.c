@@ -889,14 +889,21 @@ static void peer_contact(struct peer *p, const Appeal__PeerBody *b,
         p->logged_error[0] = '\0';
         p->last_error[0] = '\0';
     }
-    if (marks != NULL) {
-        p->n_marks = 0;
-        for (size_t i = 0; i < n && p->n_marks < CLUSTER_NODES_MAX; i++) {
-            if (marks[i]->origin.len == KEY_PK_BYTES) {
-                memcpy(p->marks[p->n_marks].origin, marks[i]->origin.data, KEY_PK_BYTES);
-                p->marks[p->n_marks].seq = marks[i]->seq;
-                p->n_marks++;
-            }
+    /* Merged, not replaced: a pull answer has no mark for an origin we did
+     * not ask for (frozen, or over its burst budget), and logs only grow. */
+    for (size_t i = 0; marks != NULL && i < n; i++) {
+        if (marks[i]->origin.len != KEY_PK_BYTES) {
+            continue;
+        }
+        uint32_t k = 0;
+        while (k < p->n_marks && memcmp(p->marks[k].origin, marks[i]->origin.data, KEY_PK_BYTES)) {
+            k++;
+        }
+        if (k == p->n_marks && p->n_marks < CLUSTER_NODES_MAX) {
+            memcpy(p->marks[p->n_marks++].origin, marks[i]->origin.data, KEY_PK_BYTES);
+        }
+        if (k < p->n_marks) {
+            p->marks[k].seq = marks[i]->seq;
         }
     }
     pthread_mutex_unlock(&p->mu);
