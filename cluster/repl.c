@@ -74,9 +74,9 @@ struct peer {
 /* The burst budget of one origin (ORIGIN_BURST_INTERVAL_MS): written by
  * the writer thread only; `limited_until_ms` is read by the others. */
 struct burst {
-    int64_t start_ms; /* monotonic; 0: no interval yet */
-    uint64_t history; /* its head when the interval started */
-    uint64_t taken;   /* records stored in the interval */
+    int64_t start_ms;                 /* monotonic; 0: no interval yet */
+    uint64_t history;                 /* its head when the interval started */
+    uint64_t taken;                   /* records stored in the interval */
     _Atomic int64_t limited_until_ms; /* postponed: left out of pulls until then */
 };
 
@@ -109,7 +109,7 @@ struct repl {
     struct arena sub_arena;    /* subscriber thread */
     struct arena pub_arena;    /* publisher thread */
     pthread_mutex_t recover_mu;
-    uint64_t burst_floor;                    /* 0: no burst budget */
+    uint64_t burst_floor;                   /* 0: no burst budget */
     struct burst bursts[CLUSTER_NODES_MAX]; /* by index in the cluster file */
 };
 
@@ -997,9 +997,9 @@ static void claims_check(struct peer *p, const struct origin_list *l,
         struct pclaim *c = claim_of(p, m->origin.data);
         if (c != NULL) {
             bool unbacked = m->seq > have && m->seq > c->proven;
-            c->unbacked = !unbacked ? 0
+            c->unbacked = !unbacked                                   ? 0
                           : c->unbacked < CLAIM_UNBACKED_SESSIONS_MAX ? c->unbacked + 1
-                                                                       : c->unbacked;
+                                                                      : c->unbacked;
             fresh = c->unbacked >= CLAIM_UNBACKED_SESSIONS_MAX && !c->logged;
             c->logged = c->logged || fresh;
             proven = c->proven;

@@ -63,7 +63,7 @@ enum {
      * once, and (of our own log, while recovering) the peer leaves the
      * recovery quorum. An honest answer never does it even once. */
     CLAIM_UNBACKED_SESSIONS_MAX = 3,
-    PULL_IDLE_MS = 2000,        /* poll interval when caught up */
+    PULL_IDLE_MS = 2000, /* poll interval when caught up */
     BACKOFF_MIN_MS = 200,
     BACKOFF_MAX_MS = 30000,
     HEADS_INTERVAL_MS = 1000,

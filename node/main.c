@@ -120,8 +120,14 @@ struct args {
 };
 
 /* Long options without a one-letter code. */
-enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_STANDALONE, OPT_OWN_RESERVE,
-       OPT_ORIGIN_BURST };
+enum {
+    OPT_TLS_CA = 1000,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_STANDALONE,
+    OPT_OWN_RESERVE,
+    OPT_ORIGIN_BURST
+};
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
     fprintf(stderr, "appeal-node %s: %s\n", what, err_msg(e, rc));
@@ -216,10 +222,11 @@ static int parse_args(int argc, char **argv, struct args *a) {
             }
             break;
         case OPT_OWN_RESERVE:
-            if (util_parse_long(optarg, 0, NODE_OWN_RESERVE_PERCENT_MAX,
-                                &a->own_reserve_percent) != 0) {
-                fprintf(stderr, "appeal-node: --own-reserve takes a percentage of --map-max "
-                                "(0 to %d)\n",
+            if (util_parse_long(optarg, 0, NODE_OWN_RESERVE_PERCENT_MAX, &a->own_reserve_percent) !=
+                0) {
+                fprintf(stderr,
+                        "appeal-node: --own-reserve takes a percentage of --map-max "
+                        "(0 to %d)\n",
                         NODE_OWN_RESERVE_PERCENT_MAX);
                 return -1;
             }

@@ -604,11 +604,10 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         .defer_meta_sync = o->serving,
     };
     rc = store_open(&n->store, o->dir, &so, e);
-    n->own_reserve_bytes = rc == 0 ? n->store.map_max_bytes / 100 *
-                                         (uint64_t)(o->own_reserve_percent > 0
-                                                        ? o->own_reserve_percent
-                                                        : 0)
-                                   : 0;
+    n->own_reserve_bytes =
+        rc == 0 ? n->store.map_max_bytes / 100 *
+                      (uint64_t)(o->own_reserve_percent > 0 ? o->own_reserve_percent : 0)
+                : 0;
     if (rc == 0 && n->store.derived_stale) {
         /* An older schema: same log, older derived tables. */
         olog(OLOG_WARN, "rebuilding", "reason", "database schema upgrade", NULL);

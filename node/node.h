@@ -48,7 +48,7 @@ struct node_opts {
     const char *clock_file; /* NULL: the system clock */
     uint64_t map_bytes;
     uint64_t map_max_bytes;
-    int own_reserve_percent; /* of map_max_bytes, kept for the own log */
+    int own_reserve_percent;  /* of map_max_bytes, kept for the own log */
     int heartbeat_idle_ms;    /* a heartbeat after this long without a record */
     bool serving;             /* the store defers meta syncs to the writer */
     const char *cluster_path; /* NULL: standalone */
@@ -93,7 +93,7 @@ struct node {
     /* Replicated ingest stops when the map's use would pass
      * map_max_bytes - own_reserve_bytes; the records wait (postponed). */
     uint64_t own_reserve_bytes;
-    uint64_t ingest_txn_bytes; /* writer thread: replicated bytes in this batch */
+    uint64_t ingest_txn_bytes;    /* writer thread: replicated bytes in this batch */
     _Atomic bool reserve_reached; /* the last replicated ingest was postponed */
     struct metrics metrics;
     struct alerts alerts;

@@ -145,10 +145,9 @@ enum mode {
 };
 
 static const char *const mode_names[MODE_COUNT] = {
-    "forged",         "broken-link",   "tampered", "gap",       "replay",
-    "unknown-origin", "wrong-genesis", "too-many", "oversized", "garbage",
-    "bad-sig",        "impersonate",   "stale",    "mixed",     "fake-fork",
-    "huge-heads",
+    "forged",        "broken-link", "tampered",  "gap",        "replay",  "unknown-origin",
+    "wrong-genesis", "too-many",    "oversized", "garbage",    "bad-sig", "impersonate",
+    "stale",         "mixed",       "fake-fork", "huge-heads",
 };
 
 /* Contiguous records of one origin from first_seq. Record bytes are in an
