@@ -31,6 +31,16 @@ struct pmark {
     uint64_t seq;
 };
 
+/* What one peer has shown of one origin. A peer's marks are claims; a
+ * claim is believed only up to `proven` (the last seq of a verified run it
+ * served us) or what we hold ourselves (docs/protocol.md 7.1). */
+struct pclaim {
+    uint8_t origin[KEY_PK_BYTES];
+    uint64_t proven;
+    uint32_t unbacked; /* caught-up sessions in a row with the claim above proven and held */
+    bool logged;       /* the unbacked claim was counted and logged */
+};
+
 struct peer {
     struct repl *r;
     const struct cluster_node *cn;
@@ -57,6 +67,18 @@ struct peer {
     uint32_t n_marks;
     struct pmark marks[CLUSTER_NODES_MAX];
     bool confirmed; /* recovery: holds nothing of ours beyond our head */
+    bool dropped;   /* recovery: its claim of our log was never backed; not in the quorum */
+    uint32_t n_claims;
+    struct pclaim claims[CLUSTER_NODES_MAX];
+};
+
+/* The burst budget of one origin (ORIGIN_BURST_INTERVAL_MS): written by
+ * the writer thread only; `limited_until_ms` is read by the others. */
+struct burst {
+    int64_t start_ms;                 /* monotonic; 0: no interval yet */
+    uint64_t history;                 /* its head when the interval started */
+    uint64_t taken;                   /* records stored in the interval */
+    _Atomic int64_t limited_until_ms; /* postponed: left out of pulls until then */
 };
 
 struct srv_work {
@@ -89,6 +111,8 @@ struct repl {
     struct arena sub_arena;    /* subscriber thread */
     struct arena pub_arena;    /* publisher thread */
     pthread_mutex_t recover_mu;
+    uint64_t burst_floor;                   /* 0: no burst budget */
+    struct burst bursts[CLUSTER_NODES_MAX]; /* by index in the cluster file */
 };
 
 /* ---- peer messages ---- */
@@ -267,6 +291,7 @@ struct ingest {
     uint64_t postponed; /* records left for later: the own reserve */
     uint64_t malformed; /* records refused from a malformed one on */
     struct errbuf why;  /* what the first malformed record broke */
+    uint64_t burst;     /* records left for later: an origin's burst budget */
 };
 
 static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_t seq,
@@ -354,6 +379,59 @@ static bool below_reserve(struct node *n, size_t len) {
     return used + more <= line;
 }
 
+static int64_t mono_ms(void) {
+    return (int64_t)(util_mono_ns() / 1000000u);
+}
+
+/* Whether one more record of origin `cn` (another node's) fits its burst
+ * budget: max(its head when the interval started, the floor) records per
+ * ORIGIN_BURST_INTERVAL_MS. On the writer thread, inside the write
+ * transaction: the decision and the write are one. (An aborted batch's
+ * records stay counted: the budget errs on the side of taking less.) */
+static bool burst_allows(struct repl *r, const struct cluster_node *cn, uint64_t head) {
+    if (r->burst_floor == 0 || cn == NULL) {
+        return true;
+    }
+    struct burst *b = &r->bursts[cn - r->c->nodes];
+    int64_t now = mono_ms();
+    if (b->start_ms == 0 || now - b->start_ms >= ORIGIN_BURST_INTERVAL_MS) {
+        b->start_ms = now;
+        b->history = head;
+        b->taken = 0;
+    }
+    uint64_t allowed = b->history > r->burst_floor ? b->history : r->burst_floor;
+    if (b->taken < allowed) {
+        b->taken++;
+        return true;
+    }
+    int64_t until = b->start_ms + ORIGIN_BURST_INTERVAL_MS;
+    if (atomic_exchange(&b->limited_until_ms, until) != until) {
+        char h[24], al[24];
+        snprintf(h, sizeof h, "%llu", (unsigned long long)b->history);
+        snprintf(al, sizeof al, "%llu", (unsigned long long)allowed);
+        olog(OLOG_WARN, "origin_burst", "origin", cn->juris, "history", h, "allowed", al,
+             "interval_s", "60", "action", "records postponed, origin left out of pulls", NULL);
+    }
+    return false;
+}
+
+/* Whether origin `pk` is over its burst budget in this interval. */
+static bool burst_limited(const struct repl *r, const uint8_t *pk) {
+    const struct cluster_node *cn = cluster_by_origin(r->c, pk);
+    return cn != NULL && r->burst_floor > 0 &&
+           mono_ms() < atomic_load(&r->bursts[cn - r->c->nodes].limited_until_ms);
+}
+
+void repl_bursting(struct repl *r, void (*fn)(void *arg, const char *juris, uint64_t allowed),
+                   void *arg) {
+    for (uint32_t i = 0; r != NULL && r->burst_floor > 0 && i < r->c->count; i++) {
+        int64_t until = atomic_load(&r->bursts[i].limited_until_ms);
+        if (until != 0 && mono_ms() < until + ORIGIN_BURST_INTERVAL_MS) {
+            fn(arg, r->c->nodes[i].juris, r->burst_floor);
+        }
+    }
+}
+
 static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
     struct repl *r = in->r;
     struct node *n = r->n;
@@ -429,6 +507,10 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
             in->postponed += run->n_records - i;
             break; /* the rest waits: stored so far is a chain prefix */
         }
+        if (o != &n->self && !burst_allows(r, cn, o->head_seq)) {
+            in->burst += run->n_records - i;
+            break; /* the same: the next interval takes more */
+        }
         n->ingest_txn_bytes += rb->len;
         rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
         if (rc == 0 && o != &n->self) {
@@ -455,6 +537,7 @@ static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
     in->postponed = 0;
     in->malformed = 0;
     err_clear(&in->why);
+    in->burst = 0;
     int rc = state_batch_begin(&in->r->n->state);
     for (size_t i = 0; rc == 0 && i < in->n_runs; i++) {
         rc = ingest_run(in, t, in->runs[i]);
@@ -492,6 +575,9 @@ static int ingest_end(struct ingest *in, uint64_t *appended, struct errbuf *e) {
         }
         return err_set(e, APL_EINVAL, "%s", in->why.msg);
     }
+    /* Not an error: the origin is left out of pulls until its budget
+     * renews (request_from), the other origins go on. */
+    atomic_fetch_add_explicit(&n->metrics.burst_postponed, in->burst, memory_order_relaxed);
     atomic_store(&n->reserve_reached, in->postponed > 0);
     if (in->postponed > 0) {
         atomic_fetch_add_explicit(&n->metrics.ingest_postponed, in->postponed,
@@ -832,14 +918,21 @@ static void peer_contact(struct peer *p, const Appeal__PeerBody *b,
         p->logged_error[0] = '\0';
         p->last_error[0] = '\0';
     }
-    if (marks != NULL) {
-        p->n_marks = 0;
-        for (size_t i = 0; i < n && p->n_marks < CLUSTER_NODES_MAX; i++) {
-            if (marks[i]->origin.len == KEY_PK_BYTES) {
-                memcpy(p->marks[p->n_marks].origin, marks[i]->origin.data, KEY_PK_BYTES);
-                p->marks[p->n_marks].seq = marks[i]->seq;
-                p->n_marks++;
-            }
+    /* Merged, not replaced: a pull answer has no mark for an origin we did
+     * not ask for (frozen, or over its burst budget), and logs only grow. */
+    for (size_t i = 0; marks != NULL && i < n; i++) {
+        if (marks[i]->origin.len != KEY_PK_BYTES) {
+            continue;
+        }
+        uint32_t k = 0;
+        while (k < p->n_marks && memcmp(p->marks[k].origin, marks[i]->origin.data, KEY_PK_BYTES)) {
+            k++;
+        }
+        if (k == p->n_marks && p->n_marks < CLUSTER_NODES_MAX) {
+            memcpy(p->marks[p->n_marks++].origin, marks[i]->origin.data, KEY_PK_BYTES);
+        }
+        if (k < p->n_marks) {
+            p->marks[k].seq = marks[i]->seq;
         }
     }
     pthread_mutex_unlock(&p->mu);
@@ -852,6 +945,106 @@ static const struct origin_state *held(const struct origin_list *l, const uint8_
         }
     }
     return NULL;
+}
+
+/* p->mu held. The claim slot of `origin`, made on first use (NULL when
+ * all CLUSTER_NODES_MAX are taken: the cluster file lists no more). */
+static struct pclaim *claim_of(struct peer *p, const uint8_t *origin) {
+    for (uint32_t i = 0; i < p->n_claims; i++) {
+        if (memcmp(p->claims[i].origin, origin, KEY_PK_BYTES) == 0) {
+            return &p->claims[i];
+        }
+    }
+    if (p->n_claims >= CLUSTER_NODES_MAX) {
+        return NULL;
+    }
+    struct pclaim *c = &p->claims[p->n_claims++];
+    memset(c, 0, sizeof *c);
+    memcpy(c->origin, origin, KEY_PK_BYTES);
+    return c;
+}
+
+/* A verified run that p served proves that p holds its records. */
+static void peer_proved(struct peer *p, const Appeal__Run *run) {
+    if (run->n_records == 0) {
+        return;
+    }
+    uint64_t last = run->first_seq + run->n_records - 1;
+    pthread_mutex_lock(&p->mu);
+    struct pclaim *c = claim_of(p, run->origin.data);
+    if (c != NULL && last > c->proven) {
+        c->proven = last;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* p->mu held. What we believe p holds of `origin` when it claims `claim`
+ * and we hold `have`: the claim, but no more than it proved or we hold
+ * (a claim at or below our own head costs nothing to believe). */
+static uint64_t believed(const struct peer *p, const uint8_t *origin, uint64_t claim,
+                         uint64_t have) {
+    uint64_t cap = have;
+    for (uint32_t i = 0; i < p->n_claims; i++) {
+        if (memcmp(p->claims[i].origin, origin, KEY_PK_BYTES) == 0 && p->claims[i].proven > cap) {
+            cap = p->claims[i].proven;
+        }
+    }
+    return claim < cap ? claim : cap;
+}
+
+/* Whether p's claim of `origin` was discarded (unbacked for
+ * CLAIM_UNBACKED_SESSIONS_MAX caught-up sessions); *proven: what it proved. */
+static bool claim_discarded(struct peer *p, const uint8_t *origin, uint64_t *proven) {
+    pthread_mutex_lock(&p->mu);
+    struct pclaim *c = claim_of(p, origin);
+    bool gone = c != NULL && c->unbacked >= CLAIM_UNBACKED_SESSIONS_MAX;
+    if (proven != NULL) {
+        *proven = c != NULL ? c->proven : 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return gone;
+}
+
+/* At the end of a caught-up session (no records, `more` false): the answer
+ * came from one read transaction that served everything above our marks,
+ * so a mark above what p proved and what we hold is a claim without
+ * records. After CLAIM_UNBACKED_SESSIONS_MAX such sessions in a row it is
+ * discarded: counted and logged once per peer and origin. */
+static void claims_check(struct peer *p, const struct origin_list *l,
+                         const Appeal__PullResponse *resp) {
+    for (size_t i = 0; i < resp->n_marks && i < CLUSTER_NODES_MAX; i++) {
+        const Appeal__Mark *m = resp->marks[i];
+        const struct cluster_node *cn =
+            m->origin.len == KEY_PK_BYTES ? cluster_by_origin(p->r->c, m->origin.data) : NULL;
+        const struct origin_state *o = cn != NULL ? held(l, m->origin.data) : NULL;
+        if (cn == NULL || (o != NULL && o->frozen) || burst_limited(p->r, m->origin.data)) {
+            continue; /* records we would not take: nothing to back */
+        }
+        uint64_t have = o != NULL ? o->head_seq : 0, proven = 0;
+        bool fresh = false;
+        pthread_mutex_lock(&p->mu);
+        struct pclaim *c = claim_of(p, m->origin.data);
+        if (c != NULL) {
+            bool unbacked = m->seq > have && m->seq > c->proven;
+            c->unbacked = !unbacked                                   ? 0
+                          : c->unbacked < CLAIM_UNBACKED_SESSIONS_MAX ? c->unbacked + 1
+                                                                      : c->unbacked;
+            fresh = c->unbacked >= CLAIM_UNBACKED_SESSIONS_MAX && !c->logged;
+            c->logged = c->logged || fresh;
+            proven = c->proven;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (fresh) {
+            atomic_fetch_add_explicit(&p->r->n->metrics.unproven_claims, 1, memory_order_relaxed);
+            char claimed[24], pr[24], hv[24];
+            snprintf(claimed, sizeof claimed, "%llu", (unsigned long long)m->seq);
+            snprintf(pr, sizeof pr, "%llu", (unsigned long long)proven);
+            snprintf(hv, sizeof hv, "%llu", (unsigned long long)have);
+            olog(OLOG_WARN, "unproven_head", "peer", p->cn->juris, "origin", cn->juris, "claimed",
+                 claimed, "proven", pr, "held", hv, "reason",
+                 "claims records it does not serve: not counted as lag", NULL);
+        }
+    }
 }
 
 /* Checks a run against the snapshot `l` and the cluster file. Returns 0
@@ -974,7 +1167,25 @@ static void recovery_check(struct peer *p, const Appeal__PullResponse *resp) {
     if (theirs == NULL || theirs->seq <= mine) {
         pthread_mutex_lock(&p->mu);
         p->confirmed = true;
+        p->dropped = false;
         pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    /* It claims more of our log than it serves: after the bound, it leaves
+     * the quorum, so one peer's lie cannot hold the recovery forever. */
+    uint64_t proven = 0;
+    if (!claim_discarded(p, r->n->keys.sign_pk, &proven) || proven > mine) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    bool fresh = !p->dropped;
+    p->dropped = true;
+    pthread_mutex_unlock(&p->mu);
+    if (fresh) {
+        char claimed[24];
+        snprintf(claimed, sizeof claimed, "%llu", (unsigned long long)theirs->seq);
+        olog(OLOG_WARN, "recovery_quorum_dropped", "peer", p->cn->juris, "claimed", claimed,
+             "reason", "claims records of our log that it does not serve", NULL);
     }
 }
 
@@ -1078,7 +1289,7 @@ static int request_from(struct peer *p, const struct origin_list *l, struct aren
     }
     for (uint32_t i = 0; i < c->count; i++) {
         const struct origin_state *o = held(l, c->nodes[i].sign_pk);
-        if (o == NULL || !o->frozen) {
+        if ((o == NULL || !o->frozen) && !burst_limited(p->r, c->nodes[i].sign_pk)) {
             q.wanted[q.n_wanted].data = (uint8_t *)c->nodes[i].sign_pk;
             q.wanted[q.n_wanted].len = KEY_PK_BYTES;
             q.n_wanted++;
@@ -1169,6 +1380,8 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
         }
         if (skip) {
             f->resp->runs[i]->n_records = 0;
+        } else if (rc == 0) {
+            peer_proved(p, f->resp->runs[i]);
         }
         f->records += f->resp->runs[i]->n_records;
     }
@@ -1228,6 +1441,9 @@ static int pull_session(struct peer *p, struct errbuf *e) {
             break;
         }
         if (f.records == 0) {
+            if (!f.resp->more) {
+                claims_check(p, l, f.resp);
+            }
             recovery_check(p, f.resp);
             /* "More", yet nothing we can store: do not spin on it. */
             if (!f.resp->more || ++empty_answers >= PULL_EMPTY_ANSWERS_MAX) {
@@ -1274,14 +1490,16 @@ static void recovery_maybe_done(struct repl *r) {
     if (!atomic_load(&r->recovering)) {
         return;
     }
-    int confirmed = 0;
+    int confirmed = 0, dropped = 0;
     for (uint32_t i = 0; i < r->n_peers; i++) {
         pthread_mutex_lock(&r->peers[i].mu);
-        confirmed += r->peers[i].confirmed;
+        dropped += r->peers[i].dropped;
+        confirmed += r->peers[i].confirmed && !r->peers[i].dropped;
         pthread_mutex_unlock(&r->peers[i].mu);
     }
-    int need = r->recover_quorum < 0 || r->recover_quorum > (int)r->n_peers ? (int)r->n_peers
-                                                                            : r->recover_quorum;
+    /* Peers whose claims of our log were never backed are out of the quorum. */
+    int live = (int)r->n_peers - dropped;
+    int need = r->recover_quorum < 0 || r->recover_quorum > live ? live : r->recover_quorum;
     if (confirmed < need) {
         return;
     }
@@ -1393,7 +1611,9 @@ static void on_heads(struct repl *r, struct peer *p, const Appeal__PeerBody *b) 
         }
         struct origin_state o;
         memset(&o, 0, sizeof o);
-        if (h->marks[i]->seq > local_head(r, h->marks[i]->origin.data, &o) && !o.frozen) {
+        if (h->marks[i]->seq > local_head(r, h->marks[i]->origin.data, &o) && !o.frozen &&
+            !claim_discarded(p, h->marks[i]->origin.data, NULL) &&
+            !burst_limited(r, h->marks[i]->origin.data)) {
             poke(p); /* it holds more than we do: pull from it now */
             return;
         }
@@ -1402,8 +1622,9 @@ static void on_heads(struct repl *r, struct peer *p, const Appeal__PeerBody *b) 
 
 static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
     Appeal__Run *run = b->push->run;
-    if (run == NULL || run->origin.len != KEY_PK_BYTES || run->n_records == 0) {
-        return;
+    if (run == NULL || run->origin.len != KEY_PK_BYTES || run->n_records == 0 ||
+        burst_limited(r, run->origin.data)) {
+        return; /* a bursting origin waits for its budget */
     }
     struct origin_state o;
     memset(&o, 0, sizeof o);
@@ -1427,6 +1648,9 @@ static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
     err_clear(&e);
     bool skip;
     int rc = check_run(r, l, run, &r->sub_arena, &skip, &e);
+    if (rc == 0 && !skip) {
+        peer_proved(p, run);
+    }
     if (rc != 0) {
         count_refused(r, rc, run->n_records);
         pthread_mutex_lock(&p->mu);
@@ -1750,6 +1974,7 @@ int repl_start(struct repl **out, struct node *n, struct cluster *c, const struc
     r->n = n;
     r->c = c;
     r->recover_quorum = o->recover_quorum;
+    r->burst_floor = o->burst_floor;
     atomic_store(&r->recovering, o->recovering);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
@@ -1917,9 +2142,9 @@ static Appeal__PeerStatus *peer_status(struct repl *r, struct peer *p, const str
         }
         appeal__peer_mark__init(m);
         m->jurisdiction = (char *)(cn ? cn->juris : "?");
-        m->peer_seq = p->marks[i].seq;
         const struct origin_state *o = held(l, p->marks[i].origin);
         m->local_seq = o ? o->head_seq : 0;
+        m->peer_seq = believed(p, p->marks[i].origin, p->marks[i].seq, m->local_seq);
         s->marks[s->n_marks++] = m;
     }
     pthread_mutex_unlock(&p->mu);
@@ -1929,15 +2154,18 @@ static Appeal__PeerStatus *peer_status(struct repl *r, struct peer *p, const str
     return s;
 }
 
-static uint64_t best_known(struct repl *r, const uint8_t *pk) {
+/* The highest head of `pk` that a peer holds, as far as believed: a claim
+ * counts only up to what that peer proved with records (or we hold). */
+static uint64_t best_known(struct repl *r, const uint8_t *pk, uint64_t have) {
     uint64_t best = 0;
     for (uint32_t i = 0; i < r->n_peers; i++) {
         struct peer *p = &r->peers[i];
         pthread_mutex_lock(&p->mu);
         for (uint32_t k = 0; k < p->n_marks; k++) {
-            if (memcmp(p->marks[k].origin, pk, KEY_PK_BYTES) == 0 && p->marks[k].seq > best) {
-                best = p->marks[k].seq;
-            }
+            uint64_t b = memcmp(p->marks[k].origin, pk, KEY_PK_BYTES) == 0
+                             ? believed(p, pk, p->marks[k].seq, have)
+                             : 0;
+            best = b > best ? b : best;
         }
         pthread_mutex_unlock(&p->mu);
     }
@@ -2029,7 +2257,7 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         os->origin.len = KEY_PK_BYTES;
         os->local_seq = o ? o->head_seq : 0;
         os->local_head_time_ms = o ? o->head_time_ms : 0;
-        os->best_known_seq = best_known(r, cn->sign_pk);
+        os->best_known_seq = best_known(r, cn->sign_pk, os->local_seq);
         if ((int)i == r->c->self || os->best_known_seq < os->local_seq) {
             os->best_known_seq = os->local_seq; /* what we hold is known too */
         }

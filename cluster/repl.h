@@ -58,7 +58,12 @@ enum {
     PULL_TIMEOUT_MS = 20000,
     PULL_TLS_CHECK_MS = 1000,   /* a tls+tcp:// peer not connecting: look for failed handshakes */
     PULL_EMPTY_ANSWERS_MAX = 3, /* answers in a row with nothing to store end a session */
-    PULL_IDLE_MS = 2000,        /* poll interval when caught up */
+    /* A peer's claimed head above what it served and we hold, at the end of
+     * this many caught-up sessions in a row, is discarded: counted, logged
+     * once, and (of our own log, while recovering) the peer leaves the
+     * recovery quorum. An honest answer never does it even once. */
+    CLAIM_UNBACKED_SESSIONS_MAX = 3,
+    PULL_IDLE_MS = 2000, /* poll interval when caught up */
     BACKOFF_MIN_MS = 200,
     BACKOFF_MAX_MS = 30000,
     HEADS_INTERVAL_MS = 1000,
@@ -67,12 +72,25 @@ enum {
     /* A replicated record's bytes in the map, over its envelope's: the log
      * row, derived rows and B-tree pages (measured about 3; kept above). */
     INGEST_BYTES_FACTOR = 4,
+    /* Origin burst budget: in each interval (from the first record of it
+     * that this node stores), records of another origin are stored up to
+     * max(its head at the interval's start, the floor); the rest are
+     * postponed, and the origin is left out of pulls until the interval
+     * ends. A log may double every interval, a new one start at the floor. */
+    ORIGIN_BURST_INTERVAL_MS = 60000,
+    ORIGIN_BURST_FLOOR_DEFAULT = 10000, /* records per interval */
 };
 
 struct repl_opts {
     int recover_quorum; /* peers that must answer before a recovering node signs; -1: all */
     bool recovering;
+    uint64_t burst_floor; /* records per ORIGIN_BURST_INTERVAL_MS any origin may add; 0: no limit */
 };
+
+/* Calls fn for each origin whose records are postponed by the burst budget
+ * in this interval or the one before (the alert `origin_burst`). */
+void repl_bursting(struct repl *r, void (*fn)(void *arg, const char *juris, uint64_t allowed),
+                   void *arg);
 
 int repl_start(struct repl **out, struct node *n, struct cluster *c, const struct repl_opts *o,
                struct errbuf *e);

@@ -113,6 +113,14 @@ struct visit {
     struct found *f;
 };
 
+static void visit_burst(void *arg, const char *juris, uint64_t floor) {
+    struct visit *v = arg;
+    add(v->f, "origin_burst", juris,
+        "records postponed: the origin grew past max(its history, %llu) records within a "
+        "minute; it is pulled again when its budget renews",
+        (unsigned long long)floor);
+}
+
 static void visit_cluster(void *arg, const Appeal__ClusterStatus *s) {
     struct visit *v = arg;
     cluster_conditions(v->al, s, v->f);
@@ -147,6 +155,7 @@ void alerts_eval(struct alerts *al) {
     }
     struct visit v = {al, f};
     repl_status_visit(n->repl, visit_cluster, &v);
+    repl_bursting(n->repl, visit_burst, &v);
     settle(al, f);
     free(f);
 }

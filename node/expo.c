@@ -132,6 +132,14 @@ static void node_metrics(struct buf *b, struct node *n) {
             "Replicated records not stored (yet): the map reached the room kept for the own "
             "log (--own-reserve).",
             LOAD(n->metrics.ingest_postponed));
+    counter(b, "appeal_burst_postponed_total",
+            "Replicated records not stored (yet): their origin grew past max(its history, "
+            "--origin-burst) within a minute.",
+            LOAD(n->metrics.burst_postponed));
+    counter(b, "appeal_unproven_claims_total",
+            "Heads a peer claimed and did not back with records within "
+            "CLAIM_UNBACKED_SESSIONS_MAX caught-up pulls (per peer and origin, counted once).",
+            LOAD(n->metrics.unproven_claims));
     gauge(b, "appeal_own_reserve_reached",
           "1 while records from peers are postponed to keep room for the own log.",
           atomic_load(&n->reserve_reached) ? 1 : 0);

@@ -36,6 +36,7 @@
 #include "node.h"
 #include "olog.h"
 #include "state.h"
+#include "repl.h"
 #include "store.h"
 #include "util.h"
 #include "verify.h"
@@ -70,6 +71,10 @@ static const char usage[] =
     "          [--own-reserve PERCENT]  share of --map-max kept for this node's own log:\n"
     "                              records from peers are postponed above the rest\n"
     "                              (default 10)\n"
+    "          [--origin-burst RECORDS]  records another origin may add per minute\n"
+    "                              when its log held fewer (it may always double);\n"
+    "                              the rest wait for the next minute (default 10000,\n"
+    "                              0: no limit)\n"
     "          [--log-level debug|info|warn|error] [--log-file F]\n"
     "  verify  --data DIR      check every chain link and signature, offline\n"
     "  rebuild --data DIR      recompute every derived table from the log\n"
@@ -109,6 +114,7 @@ struct args {
     long heartbeat_ms;
     long recover_quorum;
     long own_reserve_percent;
+    long origin_burst;
     const char *juris;
     const char *api;
     const char *clock_file;
@@ -128,7 +134,8 @@ enum {
     OPT_STANDALONE,
     OPT_OWN_RESERVE,
     OPT_CONNECTIONS_MAX,
-    OPT_IDLE_MS
+    OPT_IDLE_MS,
+    OPT_ORIGIN_BURST
 };
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
@@ -147,6 +154,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"map-size", required_argument, NULL, 'm'},
         {"map-max", required_argument, NULL, 'M'},
         {"own-reserve", required_argument, NULL, OPT_OWN_RESERVE},
+        {"origin-burst", required_argument, NULL, OPT_ORIGIN_BURST},
         {"peer", required_argument, NULL, 'p'},
         {"cluster", required_argument, NULL, 'C'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -180,6 +188,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
     a->alert_stale_s = 900;
     a->alert_skew_s = 30;
     a->own_reserve_percent = NODE_OWN_RESERVE_PERCENT_DEFAULT;
+    a->origin_burst = ORIGIN_BURST_FLOOR_DEFAULT;
     optind = 2;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -224,10 +233,11 @@ static int parse_args(int argc, char **argv, struct args *a) {
             }
             break;
         case OPT_OWN_RESERVE:
-            if (util_parse_long(optarg, 0, NODE_OWN_RESERVE_PERCENT_MAX,
-                                &a->own_reserve_percent) != 0) {
-                fprintf(stderr, "appeal-node: --own-reserve takes a percentage of --map-max "
-                                "(0 to %d)\n",
+            if (util_parse_long(optarg, 0, NODE_OWN_RESERVE_PERCENT_MAX, &a->own_reserve_percent) !=
+                0) {
+                fprintf(stderr,
+                        "appeal-node: --own-reserve takes a percentage of --map-max "
+                        "(0 to %d)\n",
                         NODE_OWN_RESERVE_PERCENT_MAX);
                 return -1;
             }
@@ -243,6 +253,13 @@ static int parse_args(int argc, char **argv, struct args *a) {
             if (util_parse_long(optarg, IDLE_MS_MIN, 24L * 3600 * 1000, &a->idle_ms) != 0) {
                 fprintf(stderr, "appeal-node: --idle-timeout-ms takes %d ms to a day\n",
                         IDLE_MS_MIN);
+                return -1;
+            }
+            break;
+        case OPT_ORIGIN_BURST:
+            if (util_parse_long(optarg, 0, PULL_RECORDS_MAX * 1000L, &a->origin_burst) != 0) {
+                fprintf(stderr, "appeal-node: --origin-burst takes records per minute (0 to %ld)\n",
+                        PULL_RECORDS_MAX * 1000L);
                 return -1;
             }
             break;
@@ -422,6 +439,7 @@ static int cmd_run(const struct args *a) {
                           .serving = true,
                           .cluster_path = a->cluster,
                           .recover_quorum = (int)a->recover_quorum,
+                          .origin_burst = (uint64_t)a->origin_burst,
                           .http_addr = a->http,
                           .peer_skew_ms = a->peer_skew_ms,
                           .tls_ca = a->tls_ca,

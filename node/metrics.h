@@ -41,6 +41,8 @@ struct metrics {
         refused_malformed, refused_revoked_actor, refused_other;
     _Atomic uint64_t forks;
     _Atomic uint64_t ingest_postponed; /* replicated records not stored: own reserve */
+    _Atomic uint64_t burst_postponed;  /* replicated records not stored (yet): origin burst */
+    _Atomic uint64_t unproven_claims;  /* peers' claimed heads never backed by records */
     _Atomic uint64_t api_connections;
     _Atomic uint64_t http_connections; /* --http (httpd) */
     struct histogram commit;          /* mdb_txn_commit, seconds */

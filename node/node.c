@@ -554,6 +554,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     }
     n->heartbeat_idle_ms = o->heartbeat_idle_ms;
     n->recover_quorum = o->recover_quorum;
+    n->origin_burst = o->origin_burst;
     n->alert_th = o->alerts;
     n->peer_skew_ms = o->peer_skew_ms;
     n->auth_window_ms = o->auth_window_ms > 0 ? o->auth_window_ms : AUTH_WINDOW_MS_DEFAULT;
@@ -605,11 +606,10 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         .defer_meta_sync = o->serving,
     };
     rc = store_open(&n->store, o->dir, &so, e);
-    n->own_reserve_bytes = rc == 0 ? n->store.map_max_bytes / 100 *
-                                         (uint64_t)(o->own_reserve_percent > 0
-                                                        ? o->own_reserve_percent
-                                                        : 0)
-                                   : 0;
+    n->own_reserve_bytes =
+        rc == 0 ? n->store.map_max_bytes / 100 *
+                      (uint64_t)(o->own_reserve_percent > 0 ? o->own_reserve_percent : 0)
+                : 0;
     if (rc == 0 && n->store.derived_stale) {
         /* An older schema: same log, older derived tables. */
         olog(OLOG_WARN, "rebuilding", "reason", "database schema upgrade", NULL);
@@ -733,7 +733,9 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     }
     n->writer.commit_hist = &n->metrics.commit;
     if (n->cluster != NULL) {
-        struct repl_opts ro = {.recover_quorum = n->recover_quorum, .recovering = recovering};
+        struct repl_opts ro = {.recover_quorum = n->recover_quorum,
+                               .recovering = recovering,
+                               .burst_floor = n->origin_burst};
         rc = repl_start(&n->repl, n, n->cluster, &ro, e);
         if (rc == 0 && (rc = survey_start(&n->survey, n, n->cluster, e)) != 0) {
             repl_stop_intake(n->repl);

@@ -48,11 +48,12 @@ struct node_opts {
     const char *clock_file; /* NULL: the system clock */
     uint64_t map_bytes;
     uint64_t map_max_bytes;
-    int own_reserve_percent; /* of map_max_bytes, kept for the own log */
+    int own_reserve_percent;  /* of map_max_bytes, kept for the own log */
     int heartbeat_idle_ms;    /* a heartbeat after this long without a record */
     bool serving;             /* the store defers meta syncs to the writer */
     const char *cluster_path; /* NULL: standalone */
     int recover_quorum;       /* -1: every peer */
+    uint64_t origin_burst;    /* records a peer origin may add per minute at least; 0: no limit */
     struct alert_thresholds alerts;
     const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
     int64_t peer_skew_ms;  /* drills only */
@@ -82,6 +83,7 @@ struct node {
     struct repl *repl;
     struct survey *survey;
     int recover_quorum;
+    uint64_t origin_burst;
     int heartbeat_idle_ms;
     int64_t auth_window_ms; /* client requests: accepted clock difference */
     uint32_t connections_max; /* per listener (bounds.h) */
@@ -95,7 +97,7 @@ struct node {
     /* Replicated ingest stops when the map's use would pass
      * map_max_bytes - own_reserve_bytes; the records wait (postponed). */
     uint64_t own_reserve_bytes;
-    uint64_t ingest_txn_bytes; /* writer thread: replicated bytes in this batch */
+    uint64_t ingest_txn_bytes;    /* writer thread: replicated bytes in this batch */
     _Atomic bool reserve_reached; /* the last replicated ingest was postponed */
     struct metrics metrics;
     struct alerts alerts;

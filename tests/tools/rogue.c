@@ -41,9 +41,12 @@
  *                   the forgeries: a good run alone would rightly be stored)
  *   fake-fork       no runs; `conflicts` holds altered or forged versions of
  *                   each requester's head record: no fork may be recorded
+ *   huge-heads      real runs and bait, all valid (a legitimate member), but
+ *                   every mark it sends, in answers and in Heads, claims
+ *                   ROGUE_HUGE_SEQ records of that origin
  * Runs a mode cannot spoil (one record where two are needed) are left out:
  * everything sent in an attack is wrong somewhere. Heads are always valid
- * (its true marks), so that receivers keep pulling. With --honest-every N,
+ * (its true marks, except in huge-heads), so that receivers keep pulling. With --honest-every N,
  * every Nth answer to a requester is valid and empty: it resets the
  * requester's backoff, as a patient attacker would, so the attacks keep
  * coming.
@@ -84,6 +87,9 @@
 #include "record.h"
 #include "repl.h"
 #include "util.h"
+
+/* huge-heads: the seq every mark claims (10^15). */
+static const uint64_t ROGUE_HUGE_SEQ = 1000000000000000ull;
 
 enum {
     ROGUE_CHAIN_RECORDS = 4,                             /* bait, forgeries, fresh chains */
@@ -134,13 +140,14 @@ enum mode {
     MODE_STALE,
     MODE_MIXED,
     MODE_FAKE_FORK,
+    MODE_HUGE_HEADS,
     MODE_COUNT
 };
 
 static const char *const mode_names[MODE_COUNT] = {
-    "forged",         "broken-link",   "tampered", "gap",       "replay",
-    "unknown-origin", "wrong-genesis", "too-many", "oversized", "garbage",
-    "bad-sig",        "impersonate",   "stale",    "mixed",     "fake-fork",
+    "forged",        "broken-link", "tampered",  "gap",        "replay",  "unknown-origin",
+    "wrong-genesis", "too-many",    "oversized", "garbage",    "bad-sig", "impersonate",
+    "stale",         "mixed",       "fake-fork", "huge-heads",
 };
 
 /* Contiguous records of one origin from first_seq. Record bytes are in an
@@ -728,6 +735,9 @@ static int own_marks(struct rogue *g) {
         if (m == NULL) {
             return APL_ENOMEM;
         }
+        if (g->mode == MODE_HUGE_HEADS) {
+            m->seq = ROGUE_HUGE_SEQ; /* the hash stays its true head's */
+        }
         g->own_marks[g->n_own_marks++] = m;
     }
     return 0;
@@ -982,6 +992,10 @@ static int plan_build(struct rogue *g, const struct requester *r, struct plan *p
         return rc != 0 ? rc : plan_mixed_fallback(g, p);
     case MODE_FAKE_FORK:
         return plan_fake_forks(g, p, r);
+    case MODE_HUGE_HEADS: /* the lie is in the marks */
+        plan_real(g, p, r, false);
+        plan_chain(&g->work, p, &g->bait, r, false);
+        return 0;
     default: /* envelope defects: valid content, and garbage */
         plan_real(g, p, r, false);
         plan_chain(&g->work, p, &g->bait, r, false);
