@@ -30,9 +30,14 @@ enum {
     APPEAL_TYPE_COUNT = 7, /* index 0 unused; matches Appeal__AppealType */
 };
 
+/* A classifier entry: its code and its name in English, Kazakh and Russian
+ * (docs/rules.md: a line with only the English name gives that name in all
+ * three). */
 struct category {
     char code[RULES_CATEGORY_CODE_BYTES];
-    char name[RULES_CATEGORY_NAME_BYTES];
+    char name[RULES_CATEGORY_NAME_BYTES];    /* English */
+    char name_kk[RULES_CATEGORY_NAME_BYTES]; /* Kazakh */
+    char name_ru[RULES_CATEGORY_NAME_BYTES]; /* Russian */
 };
 
 struct rules {
