@@ -49,6 +49,15 @@ const char *i18n_lang_code(enum i18n_lang lang) {
     return lang >= 0 && lang < I18N_LANG_COUNT ? lang_codes[lang] : "en";
 }
 
+bool i18n_lang_valid(const char *code) {
+    for (int i = 0; i < I18N_LANG_COUNT; i++) {
+        if (strcmp(code, lang_codes[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int i18n_lang_parse(const char *s, enum i18n_lang *out) {
     if (s == NULL) {
         return APL_EINVAL;

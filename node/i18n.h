@@ -71,6 +71,10 @@ struct i18n {
 /* "en", "kk", "ru". */
 const char *i18n_lang_code(enum i18n_lang lang);
 
+/* True for exactly "kk", "ru" or "en": the codes records and requests
+ * carry (AppealFiled.lang, docs/record-format.md). */
+bool i18n_lang_valid(const char *code);
+
 /* Parses a language tag or locale name: "kk", "kk-KZ", "kk_KZ.UTF-8",
  * "ru_RU@euro", "RU". APL_EINVAL for anything that is not kk, ru or en
  * (the caller decides the fallback). */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "i18n.h"
 #include "util.h"
 
 const char rules_default_conf[] =
@@ -29,7 +30,10 @@ const char rules_default_conf[] =
     "# or of threats to state or public security), and are marked urgent.\n"
     "anonymous_types = report\n"
     "# Upper bound on the co-signers of one collective appeal.\n"
-    "co_signers_max = 1000000\n";
+    "co_signers_max = 1000000\n"
+    "# The language of an appeal filed without one (kk, ru or en): the applicant\n"
+    "# is answered and notified in the language of the appeal.\n"
+    "default_lang = kk\n";
 
 const char rules_default_categories[] =
     "# Classifier of appeal topics: CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN\n"
@@ -145,6 +149,14 @@ static int conf_line(struct rules *r, char *line, unsigned lineno, struct errbuf
                            lineno);
         }
         r->co_signers_max = (uint32_t)v;
+        return 0;
+    }
+    if (strcmp(key, "default_lang") == 0) {
+        if (!i18n_lang_valid(val)) {
+            return err_set(e, APL_EINVAL, "rules.conf line %u: default_lang is kk, ru or en",
+                           lineno);
+        }
+        snprintf(r->default_lang, sizeof r->default_lang, "%s", val);
         return 0;
     }
     return err_set(e, APL_EINVAL, "rules.conf line %u: unknown key `%s`", lineno, key);

@@ -50,6 +50,7 @@ struct rules {
     uint32_t anonymous_types;        /* bit per Appeal__AppealType */
     uint32_t urgent_anonymous;       /* anonymous types flagged urgent */
     uint32_t co_signers_max;
+    char default_lang[4];            /* language of an appeal filed without one: kk */
     struct category *categories; /* sorted by code; owned */
     uint32_t category_count;
     struct calendar cal;

@@ -99,6 +99,7 @@ static const struct opt known[] = {
     {"help", false},
     {"version", false},
     {"lang", true},
+    {"appeal-lang", true},
 };
 
 struct cli {
@@ -118,6 +119,7 @@ static const char *const usage = N_(
     "       [--applicant-name NAME] [--applicant-iin IIN] [--applicant-address ADDR]\n"
     "       [--applicant-contacts PHONE/EMAIL] [--anonymous] [--co-signers N]\n"
     "       [--repeat-of NUMBER] [--learned DATE --late-reason TEXT]\n"
+    "       [--appeal-lang kk|ru|en]   the language the applicant is answered in\n"
     "       TYPE: statement, proposal, request, complaint, report, feedback\n"
     "  show NUMBER\n"
     "  list [--status STATUS] [--overdue] [--incoming] [--owner CODE] [--limit N]\n"
@@ -262,6 +264,7 @@ static void json_row(struct json *j, const Appeal__AppealRow *r) {
     json_str(j, "forwarded_to", r->forwarded_to);
     json_bool(j, "urgent", r->urgent);
     json_uint(j, "version", r->version);
+    json_str(j, "lang", r->lang);
 }
 
 static void print_view_json(struct json *j, const Appeal__AppealView *v) {
@@ -318,6 +321,9 @@ static void print_view_text(const Appeal__AppealView *v) {
         printf(_("  deadline   %s  OVERDUE by %d working days\n"), d, v->days_overdue);
     } else {
         printf(_("  deadline   %s\n"), d);
+    }
+    if (r->lang[0]) {
+        printf(_("  language   %s\n"), r->lang);
     }
     if (r->assignee[0]) {
         printf(_("  assignee   %s\n"), r->assignee);
@@ -609,6 +615,7 @@ static int build_file(const struct cli *c, Appeal__FileRequest *f) {
     STR(contacts, "applicant-contacts");
     STR(repeat_of, "repeat-of");
     STR(late_reason, "late-reason");
+    STR(lang, "appeal-lang");
 #undef STR
     f->anonymous = flag(c, "anonymous");
     if (opt(c, "co-signers") != NULL) {
