@@ -77,11 +77,37 @@
     if (share === null || share === undefined) return '—';
     const p = share * 100;
     const digits = p === 0 || p === 100 || p >= 10 ? 0 : 1;
+    const v = digits ? Math.round(p * 10) / 1000 : Math.round(p) / 100;
+    if (!hasIntl()) return `${new Intl.NumberFormat('ru', { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v * 100)}%`;
     return new Intl.NumberFormat(L.lang, { style: 'percent', minimumFractionDigits: digits,
-      maximumFractionDigits: digits }).format(digits ? Math.round(p * 10) / 1000 : Math.round(p) / 100);
+      maximumFractionDigits: digits }).format(v);
   }
-  const unit = (v, u, digits = 0) => new Intl.NumberFormat(L.lang, { style: 'unit', unit: u,
-    unitDisplay: 'short', minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v);
+  // A browser whose ICU lacks a language (Debian's Chromium has no kk data) gets the
+  // catalogue's units and month names, and numbers written as Russian writes them (the
+  // same separators as Kazakh: a space between thousands, a decimal comma).
+  // (A locale without data names November "M11" or "11".)
+  const intlOk = {};
+  const hasIntl = () => {
+    if (!(L.lang in intlOk)) {
+      const m = new Intl.DateTimeFormat(L.lang, { month: 'long', timeZone: 'UTC' })
+        .format(new Date(Date.UTC(2026, 10, 1)));
+      intlOk[L.lang] = !/^M?\d+$/.test(m);
+    }
+    return intlOk[L.lang];
+  };
+  const UNITS = () => ({ millisecond: t('{n} ms'), second: t('{n} s'), minute: t('{n} min'),
+    hour: t('{n} h'), day: t('{n} d') });
+  const unit = (v, u, digits = 0) => (hasIntl()
+    ? new Intl.NumberFormat(L.lang, { style: 'unit', unit: u, unitDisplay: 'short',
+      minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v)
+    : fill(UNITS()[u], { n: new Intl.NumberFormat('ru', { minimumFractionDigits: digits,
+      maximumFractionDigits: digits }).format(v) }));
+  const MONTHS = () => [tc('month', 'January'), tc('month', 'February'), tc('month', 'March'),
+    tc('month', 'April'), tc('month', 'May'), tc('month', 'June'), tc('month', 'July'),
+    tc('month', 'August'), tc('month', 'September'), tc('month', 'October'),
+    tc('month', 'November'), tc('month', 'December')];
+  const ownDate = (d) => t('{day} {month} {year}', { day: d.getUTCDate(),
+    month: MONTHS()[d.getUTCMonth()], year: d.getUTCFullYear() });
   function age(ms, short = false) {
     if (ms === null || ms === undefined || ms < 0) return '—';
     const s = ms / 1000;
@@ -99,10 +125,18 @@
     return a < 1000 ? `${sign}${unit(a, 'millisecond')}` : `${sign}${unit(a / 1000, 'second', 1)}`;
   }
   // Astana time is UTC+5 (Etc/GMT-5: the sign of Etc zones is inverted).
-  const astana = (ms) => new Intl.DateTimeFormat(L.lang, { timeZone: 'Etc/GMT-5', dateStyle: 'medium',
-    timeStyle: 'medium' }).format(new Date(ms));
-  const day = (iso) => new Intl.DateTimeFormat(L.lang, { timeZone: 'UTC', dateStyle: 'long' })
-    .format(new Date(`${iso}T00:00:00Z`));
+  function astana(ms) {
+    if (hasIntl()) {
+      return new Intl.DateTimeFormat(L.lang, { timeZone: 'Etc/GMT-5', dateStyle: 'medium',
+        timeStyle: 'medium' }).format(new Date(ms));
+    }
+    const d = new Date(ms + 5 * 3600 * 1000);
+    return `${ownDate(d)}, ${d.toISOString().slice(11, 19)}`;
+  }
+  const day = (iso) => (hasIntl()
+    ? new Intl.DateTimeFormat(L.lang, { timeZone: 'UTC', dateStyle: 'long' })
+      .format(new Date(`${iso}T00:00:00Z`))
+    : ownDate(new Date(`${iso}T00:00:00Z`)));
   const source = (s) => tc('source', s);
 
   function overdueBand(r) {
@@ -429,7 +463,7 @@
       const res = await fetch(pick ? `/i18n.json?lang=${pick}` : '/i18n.json', { cache: 'no-store' });
       if (res.ok) L = await res.json();
     } catch (e) { /* no strings: English */ }
-    NF = new Intl.NumberFormat(L.lang);
+    NF = new Intl.NumberFormat(hasIntl() ? L.lang : 'ru');
   }
 
   loadStrings().then(() => {
