@@ -182,7 +182,7 @@ def visible_texts(html):
                 return
             a = dict(attrs)
             hide = "hidden" in a or tag in ("script", "style", "noscript", "title", "head")
-            self.stack.append((tag, hide or (self.stack and self.stack[-1][1])))
+            self.stack.append((tag, bool(hide or (self.stack and self.stack[-1][1]))))
 
         def handle_endtag(self, tag):
             while self.stack:
