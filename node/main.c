@@ -1055,6 +1055,7 @@ static void json_event(struct json *j, const Appeal__Body *b) {
         json_bool(j, "anonymous", b->filed->anonymous);
         json_uint(j, "co_signers", b->filed->co_signers);
         json_bool(j, "urgent", b->filed->urgent);
+        json_str(j, "lang", b->filed->lang);
         break;
     case APPEAL__BODY__EVENT_EXTENDED:
         json_int(j, "until_day", b->extended->until_day);

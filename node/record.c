@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "bounds.h"
+#include "i18n.h"
 
 enum { RECORD_REPEATED_MAX = 16 };
 
@@ -184,6 +185,9 @@ static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
     }
     if (rc == 0) {
         rc = key_len(&f->data_key_id, DATA_KEY_ID_BYTES, "data_key_id", e);
+    }
+    if (rc == 0 && f->lang[0] != '\0' && !i18n_lang_valid(f->lang)) {
+        rc = err_set(e, APL_EINVAL, "record field lang is not kk, ru or en");
     }
     return rc;
 }

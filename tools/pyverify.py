@@ -219,7 +219,8 @@ EVENTS = {
                       (11, "learned_day", "int32"), (12, "late_reason", "string"),
                       (13, "sealed", "bytes"), (14, "applicant_tag", "bytes"),
                       (15, "data_key_id", "bytes"), (16, "urgent", "bool"),
-                      (17, "registered_day", "int32"), (18, "sealed_late_reason", "bytes"))),
+                      (17, "registered_day", "int32"), (18, "sealed_late_reason", "bytes"),
+                      (19, "lang", "string"))),
     12: ("assigned", msg(*NUMBER_REF, (3, "assignee", "string"))),
     13: ("extended", msg(*NUMBER_REF, (3, "until_day", "int32"), (4, "reason", "string"),
                          *SEALED_REASON(5))),
@@ -344,6 +345,7 @@ def check_filed(f):
     need(len(f["sealed"]) <= SEALED_BYTES_MAX, "record field sealed is too long")
     size(f["applicant_tag"], (0, APPLICANT_TAG_BYTES), "applicant_tag")
     size(f["data_key_id"], (0, DATA_KEY_ID_BYTES), "data_key_id")
+    need(f["lang"] in (b"", b"kk", b"ru", b"en"), "record field lang is not kk, ru or en")
 
 
 def check_event(kind, e, seq):
