@@ -184,33 +184,54 @@ static const char *op_name(const Appeal__Request *q) {
 
 /* ---- writes ---- */
 
-static int run_write(void *node, MDB_txn *t, struct wreq *r) {
-    struct api_work *w = r->arg;
+int api_write(struct node *n, MDB_txn *t, struct principal *who, const Appeal__Request *req,
+              struct appeal_result *res, struct errbuf *e) {
     struct appeal_ctx c;
-    node_appeal_ctx(node, t, &c);
-    free(w->result.record);
-    memset(&w->result, 0, sizeof w->result);
+    node_appeal_ctx(n, t, &c);
+    free(res->record);
+    memset(res, 0, sizeof *res);
     /* Again where the record is made: a revocation committed since the
      * request was authenticated (even earlier in this batch) wins. */
-    struct node *n = node;
-    int rc = auth_grant_check(&n->store, t, n->self.idx, w->api->auth.admin_pk, &w->who, &r->err);
+    int rc = auth_grant_check(&n->store, t, n->self.idx, n->admin_pk, who, e);
     if (rc == 0) {
-        rc = auth_allow(&w->who, w->req, &r->err);
+        rc = auth_allow(who, req, e);
     }
     if (rc != 0) {
         return rc;
     }
-    c.actor = w->who.pk;
-    switch (w->req->op_case) {
+    c.actor = who->pk;
+    switch (req->op_case) {
     case APPEAL__REQUEST__OP_FILE:
-        return appeal_file(&c, w->req->file, &w->result, &r->err);
+        return appeal_file(&c, req->file, res, e);
     case APPEAL__REQUEST__OP_GRANT:
-        return appeal_grant(&c, w->req->grant, &w->result, &r->err);
+        return appeal_grant(&c, req->grant, res, e);
     case APPEAL__REQUEST__OP_REVOKE:
-        return appeal_revoke(&c, w->req->revoke, &w->result, &r->err);
+        return appeal_revoke(&c, req->revoke, res, e);
     default:
-        return appeal_act(&c, w->req->act, &w->result, &r->err);
+        return appeal_act(&c, req->act, res, e);
     }
+}
+
+static int run_write(void *node, MDB_txn *t, struct wreq *r) {
+    struct api_work *w = r->arg;
+    return api_write(node, t, &w->who, w->req, &w->result, &r->err);
+}
+
+void api_receipt(struct node *n, const struct appeal_result *res, Appeal__Receipt *rc) {
+    appeal__receipt__init(rc);
+    rc->number = (char *)res->number;
+    rc->type = res->type;
+    rc->registered_ms = res->registered_ms;
+    rc->deadline_day = res->deadline_day;
+    rc->receiving_body = n->juris;
+    rc->status = res->status;
+    rc->repeat_of = (char *)res->repeat_of;
+    rc->urgent = res->urgent;
+    rc->seq = res->seq;
+    rc->record.data = res->record;
+    rc->record.len = res->record_len;
+    rc->origin.data = n->keys.sign_pk;
+    rc->origin.len = KEY_PK_BYTES;
 }
 
 static void write_done(struct wreq *r) {
@@ -245,20 +266,8 @@ static void write_done(struct wreq *r) {
         olog(OLOG_INFO, "appeal_changed", "number", res->number, "change", what, "type",
              appeal_type_name(res->type), "by", w->who.kid, NULL);
     }
-    Appeal__Receipt rc = APPEAL__RECEIPT__INIT;
-    rc.number = (char *)res->number;
-    rc.type = res->type;
-    rc.registered_ms = res->registered_ms;
-    rc.deadline_day = res->deadline_day;
-    rc.receiving_body = w->api->node->juris;
-    rc.status = res->status;
-    rc.repeat_of = (char *)res->repeat_of;
-    rc.urgent = res->urgent;
-    rc.seq = res->seq;
-    rc.record.data = res->record;
-    rc.record.len = res->record_len;
-    rc.origin.data = w->api->node->keys.sign_pk;
-    rc.origin.len = KEY_PK_BYTES;
+    Appeal__Receipt rc;
+    api_receipt(w->api->node, res, &rc);
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
     resp.result_case = APPEAL__RESPONSE__RESULT_RECEIPT;
     resp.receipt = &rc;

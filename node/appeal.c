@@ -825,7 +825,8 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
     uint32_t role = role_parse(q->role);
     if (role == 0) {
         return err_set(e, APL_EINVAL,
-                       "`%.32s` is not a role (registrar, official, national, operator, admin)",
+                       "`%.32s` is not a role (registrar, official, national, operator, admin, "
+                       "channel)",
                        q->role);
     }
     const char *juris = q->jurisdiction[0] ? q->jurisdiction : c->self->juris;
@@ -859,6 +860,7 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
     kg.role = (char *)role_name(role);
     kg.jurisdiction = (char *)juris;
     kg.label = q->label;
+    kg.rate_per_minute = role == ROLE_CHANNEL ? q->rate_per_minute : 0;
     Appeal__Body b = APPEAL__BODY__INIT;
     b.event_case = APPEAL__BODY__EVENT_KEY_GRANTED;
     b.key_granted = &kg;

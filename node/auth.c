@@ -9,7 +9,8 @@
 #include "record.h"
 #include "util.h"
 
-static const char *const role_names[] = {"registrar", "official", "national", "operator", "admin"};
+static const char *const role_names[] = {"registrar", "official", "national", "operator", "admin",
+                                            "channel"};
 
 uint32_t role_parse(const char *name) {
     for (uint32_t i = 0; i < sizeof role_names / sizeof role_names[0]; i++) {
@@ -131,6 +132,9 @@ int grant_apply(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, const A
         }
         if (g->granted_seq == 0) {
             g->granted_seq = seq;
+        }
+        if (role_parse(b->key_granted->role) == ROLE_CHANNEL) {
+            g->rate_per_minute = b->key_granted->rate_per_minute; /* the last grant's */
         }
     }
     return store_put_msg(t, s, DB_GRANTS, k, sizeof k, &g->base);
@@ -349,7 +353,7 @@ int auth_request(struct auth *a, struct store *s, MDB_txn *t, uint32_t idx,
 static uint32_t roles_for(const Appeal__Request *q) {
     switch (q->op_case) {
     case APPEAL__REQUEST__OP_FILE:
-        return ROLE_REGISTRAR;
+        return ROLE_REGISTRAR | ROLE_CHANNEL;
     case APPEAL__REQUEST__OP_ACT:
         return ROLE_OFFICIAL;
     case APPEAL__REQUEST__OP_SHOW:
@@ -377,7 +381,7 @@ int auth_allow(const struct principal *p, const Appeal__Request *q, struct errbu
     }
     char names[96] = "";
     size_t used = 0;
-    for (uint32_t bit = 1; bit < ROLE_ALL && used < sizeof names; bit <<= 1) {
+    for (uint32_t bit = 1; bit <= ROLE_LAST && used < sizeof names; bit <<= 1) {
         if (need & bit) {
             used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", used ? " or " : "",
                                      role_name(bit));
@@ -385,7 +389,7 @@ int auth_allow(const struct principal *p, const Appeal__Request *q, struct errbu
     }
     char have[96] = "";
     used = 0;
-    for (uint32_t bit = 1; bit < ROLE_ALL && used < sizeof have; bit <<= 1) {
+    for (uint32_t bit = 1; bit <= ROLE_LAST && used < sizeof have; bit <<= 1) {
         if (p->roles & bit) {
             used += (size_t)snprintf(have + used, sizeof have - used, "%s%s", used ? ", " : "",
                                      role_name(bit));
@@ -411,11 +415,12 @@ static Appeal__Grant *grant_view(const Appeal__GrantRow *g, struct arena *a) {
     v->granted_seq = g->granted_seq;
     v->revoked_seq = g->revoked_seq;
     v->revoked_reason = g->revoked_reason;
-    v->roles = arena_new(a, 5 * sizeof *v->roles);
+    v->rate_per_minute = g->rate_per_minute;
+    v->roles = arena_new(a, 6 * sizeof *v->roles);
     if (v->roles == NULL) {
         return NULL;
     }
-    for (uint32_t bit = 1; bit < ROLE_ALL; bit <<= 1) {
+    for (uint32_t bit = 1; bit <= ROLE_LAST; bit <<= 1) {
         if (g->roles & bit) {
             v->roles[v->n_roles++] = (char *)role_name(bit);
         }

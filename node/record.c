@@ -247,6 +247,10 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
         if (role_parse(b->key_granted->role) == 0) {
             return err_set(e, APL_EINVAL, "grant names no known role");
         }
+        if (b->key_granted->rate_per_minute != 0 &&
+            role_parse(b->key_granted->role) != ROLE_CHANNEL) {
+            return err_set(e, APL_EINVAL, "only a channel's grant carries a rate");
+        }
         return bytes_len(&b->key_granted->key, KEY_PK_BYTES, KEY_PK_BYTES, "key", e) ||
                text(b->key_granted->label, LABEL_BYTES_MAX, false, "label", e);
     case APPEAL__BODY__EVENT_KEY_REVOKED:

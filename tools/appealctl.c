@@ -21,10 +21,14 @@
 
 #include <sodium.h>
 
+#include "api.h"
 #include "api.pb-c.h"
 #include "bounds.h"
 #include "cal.h"
 #include "client.h"
+#include "cluster.h"
+#include "open311.h"
+#include "receipt.h"
 #include "json.h"
 #include "jsonout.h"
 #include "i18n.h"
@@ -95,6 +99,8 @@ static const struct opt known[] = {
     {"mine", false},
     {"out", true},
     {"tls-ca", true},
+    {"rate", true},
+    {"cluster", true},
     {"tls-server-name", true},
     {"help", false},
     {"version", false},
@@ -150,6 +156,12 @@ static const char *const usage = N_(
     "  revoke PUBLIC [--reason TEXT]                                   (admin)\n"
     "  grants [--mine]     the keys this node granted (--mine: the caller's)\n"
     "  whoami              the caller's key and roles on this node\n"
+    "  channel add --label TEXT [--rate N]   a citizens' portal's Open311 API key,\n"
+    "                      printed once; N filings a minute (default 600)  (admin)\n"
+    "  channel list        the channels (id, label, rate, state)          (admin)\n"
+    "  channel revoke ID [--reason TEXT]    its key files nothing more     (admin)\n"
+    "  channel rate ID N   its filings a minute                            (admin)\n"
+    "  receipt verify FILE|HEX --cluster FILE   checks a receipt offline (no node)\n"
     "  --help, --version   this text; the version\n"
     "\n"
     "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100. For tls+tcp:// nodes,\n"
@@ -1179,8 +1191,242 @@ static int build_grant(const struct cli *c, Appeal__Request *q, Appeal__GrantReq
     return 0;
 }
 
+/* ---- channels (Open311 API keys) and receipts ---- */
+
+/* The channel grant whose key hash starts with hex `id`; 0 and `pk` set. */
+static int channel_find(struct client *cl, const char *id, bool as_json, uint8_t pk[32]) {
+    size_t n = strlen(id);
+    if (n < 8 || n > 64 || strspn(id, "0123456789abcdef") != n) {
+        fprintf(stderr, "appealctl: a channel ID is 8 to 64 hex digits (channel list)\n");
+        return 2;
+    }
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    Appeal__GrantsRequest gs = APPEAL__GRANTS_REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_GRANTS;
+    q.grants = &gs;
+    Appeal__Response *resp;
+    int rc = call(cl, &q, &resp, as_json);
+    if (rc != 0) {
+        return rc;
+    }
+    for (size_t i = 0; i < resp->grants->n_grants; i++) {
+        const Appeal__Grant *g = resp->grants->grants[i];
+        char hex[65];
+        if (g->key.len != 32) {
+            continue;
+        }
+        util_hex(g->key.data, 32, hex);
+        bool channel = false;
+        for (size_t r = 0; r < g->n_roles; r++) {
+            channel = channel || strcmp(g->roles[r], "channel") == 0;
+        }
+        if (channel && strncmp(hex, id, n) == 0) {
+            memcpy(pk, g->key.data, 32);
+            return 0;
+        }
+    }
+    return print_error(as_json, APPEAL__ERROR_CODE__ERR_NOT_FOUND, "no channel with that ID");
+}
+
+static void print_channels(bool as_json, const Appeal__GrantList *l) {
+    struct json j;
+    if (as_json) {
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_arr(&j, "channels");
+    }
+    for (size_t i = 0; i < l->n_grants; i++) {
+        const Appeal__Grant *g = l->grants[i];
+        bool channel = false;
+        for (size_t r = 0; r < g->n_roles; r++) {
+            channel = channel || strcmp(g->roles[r], "channel") == 0;
+        }
+        if (!channel || g->key.len != 32) {
+            continue;
+        }
+        char id[KEY_SHORT_HEX + 1];
+        util_hex(g->key.data, KEY_SHORT_HEX / 2, id);
+        uint32_t rate = g->rate_per_minute ? g->rate_per_minute : OPEN311_RATE_PER_MIN_DEFAULT;
+        if (as_json) {
+            json_obj(&j, NULL);
+            json_str(&j, "id", id);
+            json_str(&j, "label", g->label);
+            json_uint(&j, "rate_per_minute", rate);
+            json_uint(&j, "granted_seq", g->granted_seq);
+            json_uint(&j, "revoked_seq", g->revoked_seq);
+            json_end_obj(&j);
+        } else {
+            printf("%s  %-32s %u/min  granted at seq %llu%s\n", id, g->label, rate,
+                   (unsigned long long)g->granted_seq, g->revoked_seq ? "  REVOKED" : "");
+        }
+    }
+    if (as_json) {
+        json_end_arr(&j);
+        json_end_obj(&j);
+        json_done(&j);
+    }
+}
+
+static int cmd_channel(struct client *cl, const struct cli *c, bool as_json) {
+    const char *verb = c->npos >= 2 ? c->pos[1] : "";
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    Appeal__GrantRequest g = APPEAL__GRANT_REQUEST__INIT;
+    Appeal__RevokeRequest r = APPEAL__REVOKE_REQUEST__INIT;
+    Appeal__GrantsRequest gs = APPEAL__GRANTS_REQUEST__INIT;
+    uint8_t pk[32], secret[OPEN311_API_KEY_BYTES];
+    char api_key[2 * OPEN311_API_KEY_BYTES + 1] = "";
+    long rate = 0;
+    if (opt(c, "rate") != NULL && util_parse_long(opt(c, "rate"), 1, 1000000, &rate) != 0) {
+        fprintf(stderr, "appealctl: --rate takes filings a minute (1 to 1000000)\n");
+        return 2;
+    }
+    int rc = 0;
+    if (strcmp(verb, "add") == 0 && opt(c, "label") != NULL) {
+        randombytes_buf(secret, sizeof secret);
+        util_hex(secret, sizeof secret, api_key);
+        sodium_memzero(secret, sizeof secret);
+        open311_key_hash(api_key, strlen(api_key), pk);
+        g.label = (char *)opt(c, "label");
+        g.rate_per_minute = (uint32_t)rate;
+    } else if (strcmp(verb, "rate") == 0 && c->npos == 4) {
+        if (util_parse_long(c->pos[3], 1, 1000000, &rate) != 0) {
+            fprintf(stderr, "appealctl: channel rate ID N: N filings a minute\n");
+            return 2;
+        }
+        rc = channel_find(cl, c->pos[2], as_json, pk);
+        g.label = (char *)"";
+        g.rate_per_minute = (uint32_t)rate;
+    } else if (strcmp(verb, "revoke") == 0 && c->npos == 3) {
+        rc = channel_find(cl, c->pos[2], as_json, pk);
+    } else if (strcmp(verb, "list") != 0) {
+        fprintf(stderr, "appealctl: channel add --label TEXT [--rate N] | list | revoke ID | "
+                        "rate ID N\n");
+        return 2;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    if (strcmp(verb, "list") == 0) {
+        q.op_case = APPEAL__REQUEST__OP_GRANTS;
+        q.grants = &gs;
+    } else if (strcmp(verb, "revoke") == 0) {
+        r.key = (ProtobufCBinaryData){32, pk};
+        r.reason = (char *)(opt(c, "reason") ? opt(c, "reason") : "");
+        q.op_case = APPEAL__REQUEST__OP_REVOKE;
+        q.revoke = &r;
+    } else {
+        g.key = (ProtobufCBinaryData){32, pk};
+        g.role = (char *)"channel";
+        g.jurisdiction = (char *)"";
+        q.op_case = APPEAL__REQUEST__OP_GRANT;
+        q.grant = &g;
+    }
+    Appeal__Response *resp;
+    if ((rc = call(cl, &q, &resp, as_json)) != 0) {
+        return rc;
+    }
+    if (q.op_case == APPEAL__REQUEST__OP_GRANTS) {
+        print_channels(as_json, resp->grants);
+        return 0;
+    }
+    char id[KEY_SHORT_HEX + 1];
+    util_hex(pk, KEY_SHORT_HEX / 2, id);
+    unsigned long long seq = resp->receipt != NULL ? (unsigned long long)resp->receipt->seq : 0;
+    if (as_json) {
+        printf("{\"id\":\"%s\"%s%s%s,\"seq\":%llu}\n", id, api_key[0] ? ",\"api_key\":\"" : "",
+               api_key, api_key[0] ? "\"" : "", seq);
+    } else if (api_key[0]) {
+        printf("channel %s added (log seq %llu)\napi_key %s\n"
+               "(shown once: the node keeps only its hash)\n",
+               id, seq, api_key);
+    } else {
+        printf("ok: channel %s %s (log seq %llu)\n", id, verb[1] == 'e' ? "revoked" : "rate set",
+               seq);
+    }
+    sodium_memzero(api_key, sizeof api_key);
+    return 0;
+}
+
+static void print_receipt_info(bool as_json, const struct receipt_info *ri) {
+    char reg[11], dl[11], origin[65];
+    day_format(day_from_ms(ri->registered_ms, 300), reg);
+    day_format(ri->deadline_day, dl);
+    util_hex(ri->origin, 32, origin);
+    if (!as_json) {
+        printf("valid receipt: %s\n  type %s, category %s, received by %s\n"
+               "  registered %s, answer due by %s\n  log seq %llu of origin %.16s\n",
+               ri->number, appeal_type_name(ri->type), ri->category, ri->jurisdiction, reg, dl,
+               (unsigned long long)ri->seq, origin);
+        return;
+    }
+    struct json j;
+    json_init(&j, stdout);
+    json_obj(&j, NULL);
+    json_bool(&j, "valid", true);
+    json_str(&j, "number", ri->number);
+    json_str(&j, "type", appeal_type_name(ri->type));
+    json_str(&j, "category", ri->category);
+    json_str(&j, "jurisdiction", ri->jurisdiction);
+    json_int(&j, "registered_ms", ri->registered_ms);
+    json_str(&j, "deadline", dl);
+    json_int(&j, "time_ms", ri->time_ms);
+    json_uint(&j, "seq", ri->seq);
+    json_str(&j, "origin", origin);
+    json_end_obj(&j);
+    json_done(&j);
+}
+
+/* receipt verify FILE|HEX --cluster FILE: needs no node. */
+static int cmd_receipt(const struct cli *c, bool as_json) {
+    if (c->npos != 3 || strcmp(c->pos[1], "verify") != 0 || opt(c, "cluster") == NULL) {
+        fprintf(stderr, "appealctl: receipt verify FILE|HEX --cluster FILE\n");
+        return 2;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    char *text = NULL;
+    size_t len = 0;
+    const char *arg = c->pos[2];
+    int rc = 0;
+    if (strspn(arg, "0123456789abcdefABCDEF") != strlen(arg)) {
+        rc = util_read_file(arg, RECEIPT_HEX_BYTES_MAX + 64, &text, &len);
+        if (rc != 0) {
+            err_set(&e, rc, "cannot read %s (neither a file nor hex)", arg);
+        }
+    }
+    struct cluster *cl = malloc(sizeof *cl);
+    uint8_t *env = NULL;
+    size_t env_len = 0;
+    struct receipt_info ri;
+    if (cl == NULL) {
+        rc = APL_ENOMEM;
+    }
+    if (rc == 0) {
+        rc = cluster_load(cl, opt(c, "cluster"), &e);
+    }
+    if (rc == 0) {
+        rc = receipt_unhex(text != NULL ? text : arg, text != NULL ? len : strlen(arg), &env,
+                           &env_len, &e);
+    }
+    if (rc == 0) {
+        rc = receipt_check(env, env_len, cl, NULL, NULL, NULL, &ri, &e);
+    }
+    free(env);
+    free(text);
+    free(cl);
+    if (rc != 0) {
+        print_error(as_json, api_error_code(rc), err_msg(&e, rc));
+        return rc == APL_EAUTH || rc == APL_EINVAL ? 1 : 2;
+    }
+    print_receipt_info(as_json, &ri);
+    return 0;
+}
+
 static int run(struct client *cl, const struct cli *c, bool as_json) {
     const char *cmd = c->pos[0];
+    if (strcmp(cmd, "channel") == 0) {
+        return cmd_channel(cl, c, as_json);
+    }
     Appeal__Request q = APPEAL__REQUEST__INIT;
     Appeal__FileRequest f;
     Appeal__ActRequest a;
@@ -1340,6 +1586,9 @@ int main(int argc, char **argv) {
     bool as_json = flag(&c, "json");
     if (strcmp(c.pos[0], "keygen") == 0) {
         return cmd_keygen(&c, as_json);
+    }
+    if (strcmp(c.pos[0], "receipt") == 0) {
+        return cmd_receipt(&c, as_json);
     }
     struct client cl;
     struct errbuf e;
