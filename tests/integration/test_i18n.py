@@ -9,7 +9,9 @@
   Accept-Language): every visible text node is in the catalogue's language
   (no English left on the kk and ru pages but the names listed in
   ENGLISH_ALLOWED), numbers and dates formatted for the language, a
-  screenshot per language in the artifacts directory."""
+  screenshot per language in the artifacts directory;
+- docs/ru/README.md and docs/kk/README.md hold exactly the shell commands of
+  README's quick start and first hour, with every comment translated."""
 
 import json
 import os
@@ -162,6 +164,59 @@ class Appealctl(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertEqual(json.loads(out)["error"]["code"], "bad_request")
         self.assertIn("kk, ru or en", json.loads(out)["error"]["message"])
+
+
+def shell_blocks(markdown):
+    """The ```sh blocks of a Markdown text, each as (commands, comments): the
+    command lines with their trailing comments cut, and the comments."""
+    blocks = []
+    for body in re.findall(r"^```sh\n(.*?)^```$", markdown, re.S | re.M):
+        commands, comments = [], []
+        for line in body.splitlines():
+            quote, cut = None, len(line)
+            for i, c in enumerate(line):
+                if quote:
+                    quote = None if c == quote else quote
+                elif c in "'\"":
+                    quote = c
+                elif c == "#" and (i == 0 or line[i - 1].isspace()):
+                    cut = i
+                    break
+            if line[cut:].strip("# "):
+                comments.append(line[cut:])
+            if line[:cut].strip():
+                commands.append(line[:cut].rstrip())
+        blocks.append((commands, comments))
+    return blocks
+
+
+class Docs(unittest.TestCase):
+    SECTIONS = ("## Quick start", "## A regional administrator's first hour")
+
+    def english_sections(self):
+        with open(os.path.join(SRC, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        start = readme.index(self.SECTIONS[0])
+        self.assertIn(self.SECTIONS[1], readme[start:])
+        end = readme.index("\n## ", readme.index(self.SECTIONS[1]) + 1)
+        return readme, readme[start:end]
+
+    def test_translations_hold_the_same_commands(self):
+        readme, english = self.english_sections()
+        want = [b[0] for b in shell_blocks(english)]
+        self.assertEqual(len(want), 2)
+        self.assertGreater(sum(len(b) for b in want), 20)
+        for lang in ("ru", "kk"):
+            with self.subTest(lang=lang):
+                self.assertIn(f"(docs/{lang}/README.md)", readme.split("\n## ", 1)[0])
+                with open(os.path.join(SRC, "docs", lang, "README.md"), encoding="utf-8") as f:
+                    page = f.read()
+                got = shell_blocks(page)
+                self.assertEqual([b[0] for b in got], want, "commands differ from README.md")
+                comments = [c for b in got for c in b[1]]
+                self.assertGreater(len(comments), 20)
+                left = [c for c in comments if not re.search("[\u0400-\u04ff]", c)]
+                self.assertEqual(left, [], "comments left in English")
 
 
 LOCALE = {"en": "en-US", "kk": "kk-KZ", "ru": "ru-RU"}
