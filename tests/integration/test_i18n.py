@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BIN, CTL, federation, kz_ms, wait_for
+from harness import BIN, CTL, Node, federation, kz_ms, wait_for
 import test_dashboard as dash
 
 SRC = os.environ.get("APPEAL_SOURCE") or os.path.abspath(os.path.join(os.path.dirname(__file__),
@@ -164,6 +164,48 @@ class Appealctl(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertEqual(json.loads(out)["error"]["code"], "bad_request")
         self.assertIn("kk, ru or en", json.loads(out)["error"]["message"])
+
+
+class Categories(unittest.TestCase):
+    """categories.tsv with three names per entry (CODE, EN, KK, RU) is
+    loaded by the node; a line with two names refuses to start it, naming
+    the file and line, and changes nothing."""
+
+    def test_three_names_loaded_and_a_malformed_line_refused(self):
+        node = Node("KZ-75")
+        try:
+            path = os.path.join(node.dir, "categories.tsv")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("# CODE\tENGLISH\tKAZAKH\tRUSSIAN\n"
+                        "0002.0001\tPensions\tЗейнетақы\tПенсии\n"
+                        "0007\tRoads\tЖолдар\tДороги\n")
+            node.start()
+            number = node.ctl("file", "--type", "statement", "--category", "0007",
+                              "--subject", "S", "--applicant-name", "N")["number"]
+            rc, out, _ = node.ctl_raw("--json", "file", "--type", "statement", "--category",
+                                      "0005", "--subject", "S", "--applicant-name", "N")
+            self.assertEqual(rc, 1, out)  # not in this node's classifier
+            self.assertEqual(node.stop(), 0)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("0008\tWater\tСу\n")
+            p = subprocess.run([os.path.join(BIN, "appeal-node"), "run", "--data", node.dir,
+                                "--api", "tcp://127.0.0.1:1"], capture_output=True, text=True,
+                               timeout=60)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("categories.tsv line 4: expected CODE<TAB>NAME or "
+                          "CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN", p.stderr)
+            rc, out = node.offline("verify")
+            self.assertEqual(rc, 0, out)
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines[:-1]) + "\n")
+            node.start()
+            self.assertEqual(node.ctl("show", number)["category"], "0007")
+            self.assertEqual(node.ctl("info")["appeals"], 1)
+            self.assertEqual(node.stop(), 0)
+        finally:
+            node.cleanup()
 
 
 def shell_blocks(markdown):
