@@ -13,6 +13,7 @@
 - docs/ru/README.md and docs/kk/README.md hold exactly the shell commands of
   README's quick start and first hour, with every comment translated."""
 
+import html as htmllib
 import json
 import os
 import re
@@ -295,6 +296,93 @@ def visible_texts(html):
     return p.texts
 
 
+# Measures the dashboard's layout in Chromium: the page runs in a same-origin
+# frame (FitProxy serves this page and passes everything else to the node),
+# and this script lists every value that does not fit its box: a number or
+# percentage of a tile or a headline figure cut by its box or drawn outside
+# it, a headline box outside the row. Labels may shorten with an ellipsis;
+# values may not.
+FIT_PAGE = """<!doctype html><meta charset="utf-8"><body style="margin:0">
+<iframe id="f" src="/?lang=%s" width="%d" height="900" style="border:0"></iframe>
+<pre id="fit">pending</pre><script>
+function inside(a, b) { return a.left >= b.left - 0.5 && a.right <= b.right + 0.5 &&
+                               a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5; }
+function check() {
+  const d = document.getElementById('f').contentDocument;
+  const st = d && d.querySelector('[data-testid="refresh-status"]');
+  if (!st || st.dataset.state !== 'ok' || !d.querySelector('.tile:not(.absent) .t-nums dd')) {
+    return setTimeout(check, 100);
+  }
+  const bad = [], seen = [];
+  function box(el) {  // the box inside the border and padding
+    const r = el.getBoundingClientRect(), cs = getComputedStyle(el), px = (p) => parseFloat(cs[p]);
+    return {left: r.left + px('borderLeftWidth') + px('paddingLeft'),
+            right: r.right - px('borderRightWidth') - px('paddingRight'),
+            top: r.top + px('borderTopWidth'), bottom: r.bottom - px('borderBottomWidth')};
+  }
+  for (const [sel, outer] of [['.tile:not(.absent) .t-nums dd', '.tile'],
+                              ['.tile:not(.absent) .t-count .big', '.tile'],
+                              ['.kpis dd', '.kpis dl > div'], ['.kpis dl > div', '.kpis dl']]) {
+    for (const el of d.querySelectorAll(sel)) {
+      const o = el.parentElement.closest(outer), r = el.getBoundingClientRect();
+      seen.push(sel);
+      if (el.scrollWidth > el.clientWidth + 0.5 || !inside(r, box(o))) {
+        bad.push(sel + ' ' + JSON.stringify(el.textContent.trim()) + ' in ' +
+                 JSON.stringify((o.querySelector('.t-name, dt') || o).textContent.trim()));
+      }
+    }
+  }
+  document.getElementById('fit').textContent = JSON.stringify({bad: bad, seen: seen.length});
+}
+check();
+</script>"""
+
+
+class FitProxy:
+    """A loopback HTTP server: /fit?lang=L&width=W is FIT_PAGE, anything else
+    is fetched from the node's HTTP address as it is."""
+
+    def __init__(self, base):
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                if url.path == "/fit":
+                    q = dict(urllib.parse.parse_qsl(url.query))
+                    body = (FIT_PAGE % (q["lang"], int(q["width"]))).encode()
+                    status, ctype = 200, "text/html; charset=utf-8"
+                else:
+                    try:
+                        with urllib.request.urlopen(base + self.path, timeout=10) as r:
+                            status, body = r.status, r.read()
+                            ctype = r.headers.get("Content-Type", "")
+                    except urllib.error.HTTPError as e:  # /favicon.ico: the node's 404
+                        status, body, ctype = e.code, e.read(), "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
 @unittest.skipUnless(os.path.exists(dash.CHROMIUM), "chromium is not installed (tools/deps)")
 class Dashboard(unittest.TestCase):
     @classmethod
@@ -340,6 +428,24 @@ class Dashboard(unittest.TestCase):
                                          headers={"Accept-Language": header})
             with urllib.request.urlopen(req, timeout=10) as r:
                 self.assertEqual(json.loads(r.read())["lang"], lang, header)
+
+    def test_values_fit_their_boxes_in_every_language(self):
+        """The tiles' numbers and percentages and the headline figures are
+        shown whole in kk, ru and en (the ru tile once cut "100 %" after its
+        long labels, and the headline row ran off the page in kk and ru)."""
+        proxy = FitProxy(self.base)
+        try:
+            for lang in ("kk", "ru", "en"):
+                for width in (1366, 1920):
+                    with self.subTest(lang=lang, width=width):
+                        dom = dash.chromium(f"{proxy.base}/fit?lang={lang}&width={width}",
+                                            "--dump-dom", "--window-size=2000,1000")
+                        m = re.search(r'<pre id="fit">(.*?)</pre>', dom, re.S)
+                        fit = json.loads(htmllib.unescape(m.group(1)))
+                        self.assertGreater(fit["seen"], 15)
+                        self.assertEqual(fit["bad"], [])
+        finally:
+            proxy.close()
 
     def test_each_language(self):
         os.makedirs(dash.ARTIFACTS, exist_ok=True)
