@@ -9,8 +9,11 @@
   Accept-Language): every visible text node is in the catalogue's language
   (no English left on the kk and ru pages but the names listed in
   ENGLISH_ALLOWED), numbers and dates formatted for the language, a
-  screenshot per language in the artifacts directory."""
+  screenshot per language in the artifacts directory;
+- docs/ru/README.md and docs/kk/README.md hold exactly the shell commands of
+  README's quick start and first hour, with every comment translated."""
 
+import html as htmllib
 import json
 import os
 import re
@@ -19,7 +22,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BIN, CTL, federation, kz_ms, wait_for
+from harness import BIN, CTL, Node, federation, kz_ms, wait_for
 import test_dashboard as dash
 
 SRC = os.environ.get("APPEAL_SOURCE") or os.path.abspath(os.path.join(os.path.dirname(__file__),
@@ -164,6 +167,101 @@ class Appealctl(unittest.TestCase):
         self.assertIn("kk, ru or en", json.loads(out)["error"]["message"])
 
 
+class Categories(unittest.TestCase):
+    """categories.tsv with three names per entry (CODE, EN, KK, RU) is
+    loaded by the node; a line with two names refuses to start it, naming
+    the file and line, and changes nothing."""
+
+    def test_three_names_loaded_and_a_malformed_line_refused(self):
+        node = Node("KZ-75")
+        try:
+            path = os.path.join(node.dir, "categories.tsv")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("# CODE\tENGLISH\tKAZAKH\tRUSSIAN\n"
+                        "0002.0001\tPensions\tЗейнетақы\tПенсии\n"
+                        "0007\tRoads\tЖолдар\tДороги\n")
+            node.start()
+            number = node.ctl("file", "--type", "statement", "--category", "0007",
+                              "--subject", "S", "--applicant-name", "N")["number"]
+            rc, out, _ = node.ctl_raw("--json", "file", "--type", "statement", "--category",
+                                      "0005", "--subject", "S", "--applicant-name", "N")
+            self.assertEqual(rc, 1, out)  # not in this node's classifier
+            self.assertEqual(node.stop(), 0)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("0008\tWater\tСу\n")
+            p = subprocess.run([os.path.join(BIN, "appeal-node"), "run", "--data", node.dir,
+                                "--api", "tcp://127.0.0.1:1"], capture_output=True, text=True,
+                               timeout=60)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("categories.tsv line 4: expected CODE<TAB>NAME or "
+                          "CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN", p.stderr)
+            rc, out = node.offline("verify")
+            self.assertEqual(rc, 0, out)
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines[:-1]) + "\n")
+            node.start()
+            self.assertEqual(node.ctl("show", number)["category"], "0007")
+            self.assertEqual(node.ctl("info")["appeals"], 1)
+            self.assertEqual(node.stop(), 0)
+        finally:
+            node.cleanup()
+
+
+def shell_blocks(markdown):
+    """The ```sh blocks of a Markdown text, each as (commands, comments): the
+    command lines with their trailing comments cut, and the comments."""
+    blocks = []
+    for body in re.findall(r"^```sh\n(.*?)^```$", markdown, re.S | re.M):
+        commands, comments = [], []
+        for line in body.splitlines():
+            quote, cut = None, len(line)
+            for i, c in enumerate(line):
+                if quote:
+                    quote = None if c == quote else quote
+                elif c in "'\"":
+                    quote = c
+                elif c == "#" and (i == 0 or line[i - 1].isspace()):
+                    cut = i
+                    break
+            if line[cut:].strip("# "):
+                comments.append(line[cut:])
+            if line[:cut].strip():
+                commands.append(line[:cut].rstrip())
+        blocks.append((commands, comments))
+    return blocks
+
+
+class Docs(unittest.TestCase):
+    SECTIONS = ("## Quick start", "## A regional administrator's first hour")
+
+    def english_sections(self):
+        with open(os.path.join(SRC, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        start = readme.index(self.SECTIONS[0])
+        self.assertIn(self.SECTIONS[1], readme[start:])
+        end = readme.index("\n## ", readme.index(self.SECTIONS[1]) + 1)
+        return readme, readme[start:end]
+
+    def test_translations_hold_the_same_commands(self):
+        readme, english = self.english_sections()
+        want = [b[0] for b in shell_blocks(english)]
+        self.assertEqual(len(want), 2)
+        self.assertGreater(sum(len(b) for b in want), 20)
+        for lang in ("ru", "kk"):
+            with self.subTest(lang=lang):
+                self.assertIn(f"(docs/{lang}/README.md)", readme.split("\n## ", 1)[0])
+                with open(os.path.join(SRC, "docs", lang, "README.md"), encoding="utf-8") as f:
+                    page = f.read()
+                got = shell_blocks(page)
+                self.assertEqual([b[0] for b in got], want, "commands differ from README.md")
+                comments = [c for b in got for c in b[1]]
+                self.assertGreater(len(comments), 20)
+                left = [c for c in comments if not re.search("[\u0400-\u04ff]", c)]
+                self.assertEqual(left, [], "comments left in English")
+
+
 LOCALE = {"en": "en-US", "kk": "kk-KZ", "ru": "ru-RU"}
 MONTH = {"en": "November", "kk": "қараша", "ru": "ноября"}
 
@@ -196,6 +294,93 @@ def visible_texts(html):
     p = P()
     p.feed(html)
     return p.texts
+
+
+# Measures the dashboard's layout in Chromium: the page runs in a same-origin
+# frame (FitProxy serves this page and passes everything else to the node),
+# and this script lists every value that does not fit its box: a number or
+# percentage of a tile or a headline figure cut by its box or drawn outside
+# it, a headline box outside the row. Labels may shorten with an ellipsis;
+# values may not.
+FIT_PAGE = """<!doctype html><meta charset="utf-8"><body style="margin:0">
+<iframe id="f" src="/?lang=%s" width="%d" height="900" style="border:0"></iframe>
+<pre id="fit">pending</pre><script>
+function inside(a, b) { return a.left >= b.left - 0.5 && a.right <= b.right + 0.5 &&
+                               a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5; }
+function check() {
+  const d = document.getElementById('f').contentDocument;
+  const st = d && d.querySelector('[data-testid="refresh-status"]');
+  if (!st || st.dataset.state !== 'ok' || !d.querySelector('.tile:not(.absent) .t-nums dd')) {
+    return setTimeout(check, 100);
+  }
+  const bad = [], seen = [];
+  function box(el) {  // the box inside the border and padding
+    const r = el.getBoundingClientRect(), cs = getComputedStyle(el), px = (p) => parseFloat(cs[p]);
+    return {left: r.left + px('borderLeftWidth') + px('paddingLeft'),
+            right: r.right - px('borderRightWidth') - px('paddingRight'),
+            top: r.top + px('borderTopWidth'), bottom: r.bottom - px('borderBottomWidth')};
+  }
+  for (const [sel, outer] of [['.tile:not(.absent) .t-nums dd', '.tile'],
+                              ['.tile:not(.absent) .t-count .big', '.tile'],
+                              ['.kpis dd', '.kpis dl > div'], ['.kpis dl > div', '.kpis dl']]) {
+    for (const el of d.querySelectorAll(sel)) {
+      const o = el.parentElement.closest(outer), r = el.getBoundingClientRect();
+      seen.push(sel);
+      if (el.scrollWidth > el.clientWidth + 0.5 || !inside(r, box(o))) {
+        bad.push(sel + ' ' + JSON.stringify(el.textContent.trim()) + ' in ' +
+                 JSON.stringify((o.querySelector('.t-name, dt') || o).textContent.trim()));
+      }
+    }
+  }
+  document.getElementById('fit').textContent = JSON.stringify({bad: bad, seen: seen.length});
+}
+check();
+</script>"""
+
+
+class FitProxy:
+    """A loopback HTTP server: /fit?lang=L&width=W is FIT_PAGE, anything else
+    is fetched from the node's HTTP address as it is."""
+
+    def __init__(self, base):
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                if url.path == "/fit":
+                    q = dict(urllib.parse.parse_qsl(url.query))
+                    body = (FIT_PAGE % (q["lang"], int(q["width"]))).encode()
+                    status, ctype = 200, "text/html; charset=utf-8"
+                else:
+                    try:
+                        with urllib.request.urlopen(base + self.path, timeout=10) as r:
+                            status, body = r.status, r.read()
+                            ctype = r.headers.get("Content-Type", "")
+                    except urllib.error.HTTPError as e:  # /favicon.ico: the node's 404
+                        status, body, ctype = e.code, e.read(), "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
 
 
 @unittest.skipUnless(os.path.exists(dash.CHROMIUM), "chromium is not installed (tools/deps)")
@@ -243,6 +428,24 @@ class Dashboard(unittest.TestCase):
                                          headers={"Accept-Language": header})
             with urllib.request.urlopen(req, timeout=10) as r:
                 self.assertEqual(json.loads(r.read())["lang"], lang, header)
+
+    def test_values_fit_their_boxes_in_every_language(self):
+        """The tiles' numbers and percentages and the headline figures are
+        shown whole in kk, ru and en (the ru tile once cut "100 %" after its
+        long labels, and the headline row ran off the page in kk and ru)."""
+        proxy = FitProxy(self.base)
+        try:
+            for lang in ("kk", "ru", "en"):
+                for width in (1366, 1920):
+                    with self.subTest(lang=lang, width=width):
+                        dom = dash.chromium(f"{proxy.base}/fit?lang={lang}&width={width}",
+                                            "--dump-dom", "--window-size=2000,1000")
+                        m = re.search(r'<pre id="fit">(.*?)</pre>', dom, re.S)
+                        fit = json.loads(htmllib.unescape(m.group(1)))
+                        self.assertGreater(fit["seen"], 15)
+                        self.assertEqual(fit["bad"], [])
+        finally:
+            proxy.close()
 
     def test_each_language(self):
         os.makedirs(dash.ARTIFACTS, exist_ok=True)

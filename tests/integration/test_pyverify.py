@@ -115,6 +115,12 @@ EVENTS = [
      field(11, ok_filed + field(12, b"\xed\xa0\x80"))),
     ("filing with a DEL in the category", False,
      field(11, ok_filed.replace(field(4, "0002.0001"), field(4, "0002\x7f")))),
+    ("filing in Kazakh", True, field(11, ok_filed + field(19, "kk"))),
+    ("filing in Russian", True, field(11, ok_filed + field(19, "ru"))),
+    ("filing in de", False, field(11, ok_filed + field(19, "de"))),
+    ("filing in KK (case)", False, field(11, ok_filed + field(19, "KK"))),
+    ("filing in ru-RU (a tag, not a code)", False, field(11, ok_filed + field(19, "ru-RU"))),
+    ("filing in kk with a NUL after it", False, field(11, ok_filed + field(19, b"kk\0"))),
     ("assignment", True, field(12, ref(field(3, "Pension office")))),
     ("assignment with a newline", False, field(12, ref(field(3, "a\nb")))),
     ("assignment with a NUL", False, field(12, ref(field(3, "a\0b")))),
@@ -254,6 +260,15 @@ class Crafted(unittest.TestCase):
                 self.setUp()
                 self.append(self.body(event))
                 self.agree(accepted, name)
+
+    def test_bad_language_named_by_both(self):
+        """A filing whose language of the appeal (AppealFiled.lang, issue 14)
+        is not kk, ru or en: both verifiers refuse it and name the field."""
+        self.append(self.body(field(11, ok_filed + field(19, "de"))))
+        node, py = verdicts(self.dir)
+        self.assertEqual((node[0], py[0]), (1, 1), (node[1], py[1]))
+        for out in (node[1], py[1]):
+            self.assertIn("record field lang is not kk, ru or en", out)
 
     def test_chain_and_envelope_shapes(self):
         hb = field(21, b"")

@@ -414,6 +414,46 @@ class Federation(unittest.TestCase):
                 self.assertIn(named, m.log() + "".join(p["last_error"] for p in st["peers"]),
                               what)
 
+    def test_filing_in_an_unknown_language_signed_by_a_member_is_refused(self):
+        """Issue 14: the language of the appeal (AppealFiled.lang) is kk, ru
+        or en. A member's node, compromised, signs a filing in "de", which
+        its API refuses: every peer refuses the record on ingest, naming the
+        field, and stores nothing from it; the honest filing before it is
+        kept with its language."""
+        almaty = self.fed.members["KZ-75"]
+        rc, out, _ = almaty.ctl_raw("--json", "file", "--type", "statement", "--category",
+                                    "0002.0001", "--subject", "Pension", "--applicant-name",
+                                    NAME, "--appeal-lang", "de")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("kk, ru or en", json.loads(out)["error"]["message"])
+        honest = almaty.ctl("file", "--type", "statement", "--category", "0002.0001",
+                            "--subject", "Pension", "--applicant-name", NAME,
+                            "--appeal-lang", "ru")["number"]
+        self.fed.wait_converged()
+        head = almaty.ctl("info")["head_seq"]
+        self.assertEqual(almaty.stop(), 0)
+        p = subprocess.run([FORGE, "--data", almaty.dir, "--lang", "de"], capture_output=True,
+                           text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(int(p.stdout.split()[2]), head + 1)
+        forged_number = p.stdout.split()[-1]
+        almaty.start()
+        for m in (self.fed.members["KZ"], self.fed.members["KZ-71"]):
+            what = f"{m.juris} to refuse KZ-75's filing in de"
+
+            def refused():
+                st = m.ctl("cluster", "status")
+                peer = [p for p in st["peers"] if p["jurisdiction"] == "KZ-75"][0]
+                return peer["refused_records"] > 0 and st
+            st = wait_for(refused, 60, what=what)
+            origin = [o for o in st["origins"] if o["jurisdiction"] == "KZ-75"][0]
+            self.assertEqual(origin["local_seq"], head, what)  # nothing stored
+            self.assertIn(f"seq {head + 1}: malformed record (record field lang is not kk, ru "
+                          "or en", m.log() + "".join(p["last_error"] for p in st["peers"]), what)
+            rc, out, _ = m.ctl_raw("--json", "show", forged_number)
+            self.assertEqual(json.loads(out)["error"]["code"], "not_found", what)
+            self.assertEqual(m.ctl("show", honest)["lang"], "ru", what)
+
     def test_deceptive_text_inside_a_run_is_named_by_its_peers(self):
         """As above, but the compromised node signs an honest filing after
         the forged assignment: the peers store nothing from the forged

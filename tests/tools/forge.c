@@ -10,6 +10,11 @@
  *                                       bytes; peers must refuse it unless it
  *                                       is a classifier code
  *                                       (tests/integration/test_csv.py)
+ *   forge --data DIR --lang TEXT        a filing in category 0002.0001 whose
+ *                                       language of the appeal is TEXT, any
+ *                                       bytes; peers must refuse it unless it
+ *                                       is kk, ru or en
+ *                                       (tests/integration/test_security.py)
  *   forge --data DIR --assign NUMBER TEXT
  *                                       an assignment of appeal NUMBER to
  *                                       TEXT, any bytes; peers must refuse
@@ -29,7 +34,7 @@
 #include "state.h"
 
 static const uint8_t *actor;
-static const char *category, *assignee;
+static const char *category, *assignee, *lang;
 static char number[32];
 
 static int run_forge(void *arg, MDB_txn *t, struct wreq *r) {
@@ -58,6 +63,9 @@ static int run_forge_filing(void *arg, MDB_txn *t, struct wreq *r) {
     f.registered_ms = c.now_ms;
     f.registered_day = day;
     f.deadline_day = day + 21;
+    if (lang != NULL) {
+        f.lang = (char *)lang;
+    }
     Appeal__Body b = APPEAL__BODY__INIT;
     b.event_case = APPEAL__BODY__EVENT_FILED;
     b.filed = &f;
@@ -105,10 +113,11 @@ static int run_forge_assignment(void *arg, MDB_txn *t, struct wreq *r) {
 int main(int argc, char **argv) {
     bool by_actor = argc == 5 && strcmp(argv[3], "--actor") == 0;
     bool assign = argc == 6 && strcmp(argv[3], "--assign") == 0;
+    bool by_lang = argc == 5 && strcmp(argv[3], "--lang") == 0;
     if ((argc != 5 && !assign) || strcmp(argv[1], "--data") != 0 ||
-        (!by_actor && !assign && strcmp(argv[3], "--category") != 0)) {
+        (!by_actor && !assign && !by_lang && strcmp(argv[3], "--category") != 0)) {
         fprintf(stderr, "usage: forge --data DIR (--actor PUBLIC | --category TEXT | "
-                        "--assign NUMBER TEXT)\n");
+                        "--lang TEXT | --assign NUMBER TEXT)\n");
         return 2;
     }
     if (assign) {
@@ -123,7 +132,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     actor = by_actor ? pk : NULL;
-    category = argv[4];
+    category = by_lang ? "0002.0001" : argv[4];
+    lang = by_lang ? argv[4] : NULL;
     static struct node n;
     struct node_opts o = {.dir = argv[2]};
     if (node_open(&n, &o, &e) != 0) {

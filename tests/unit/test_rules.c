@@ -1,5 +1,6 @@
 /* Rules as data: defaults, overrides, malformed files, categories, IINs. */
 #include "check.h"
+#include "names.h"
 #include "rules.h"
 
 static void iins(void) {
@@ -63,6 +64,56 @@ static void malformed(void) {
     CHECK(rules_parse(&r, NULL, "fixed 02-30 Nope\n", NULL, &e) == APL_EINVAL);
 }
 
+/* categories.tsv: CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN, or one name for
+ * all three; each name shown in its language (names.h). Any other number of
+ * names, or an empty one, refuses the file with its line. */
+static void category_names(void) {
+    struct rules r;
+    struct errbuf e;
+    CHECK(rules_parse(&r, NULL, NULL,
+                      "# roads\n7\tRoads\tЖолдар\tДороги\n8\tOne name\n", &e) == 0);
+    CHECK_INT(r.category_count, 2);
+    const struct category *c = rules_category(&r, "7");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK_STR(names_category(c, I18N_EN), "Roads");
+        CHECK_STR(names_category(c, I18N_KK), "Жолдар");
+        CHECK_STR(names_category(c, I18N_RU), "Дороги");
+    }
+    c = rules_category(&r, "8");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK_STR(names_category(c, I18N_KK), "One name");
+        CHECK_STR(names_category(c, I18N_RU), "One name");
+    }
+    rules_fini(&r);
+
+    CHECK(rules_parse(&r, NULL, NULL, NULL, &e) == 0); /* the built-in classifier */
+    c = rules_category(&r, "0002.0001");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK_STR(names_category(c, I18N_EN), "Social security and pensions");
+        CHECK_STR(names_category(c, I18N_KK), "Әлеуметтік қамсыздандыру және зейнетақы");
+        CHECK_STR(names_category(c, I18N_RU), "Социальное обеспечение и пенсии");
+    }
+    rules_fini(&r);
+
+    static const char *const bad[] = {
+        "1\tOne\n7\tRoads\tЖолдар\n",              /* two names */
+        "1\tOne\n7\tRoads\tЖолдар\t\n",            /* an empty Russian name (trimmed) */
+        "1\tOne\n7\tRoads\tЖолдар\tДороги\tRoads\n", /* four */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err_clear(&e);
+        CHECK(rules_parse(&r, NULL, NULL, bad[i], &e) == APL_EINVAL);
+        CHECK_CONTAINS(e.msg, "categories.tsv line 2: expected CODE<TAB>NAME or "
+                              "CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN");
+    }
+    err_clear(&e);
+    CHECK(rules_parse(&r, NULL, NULL, "7\tRoads\t \tДороги\n", &e) == APL_EINVAL);
+    CHECK_CONTAINS(e.msg, "categories.tsv line 1: a name is 1..");
+}
+
 static void type_names(void) {
     CHECK_INT(appeal_type_parse("complaint"), 4);
     CHECK_INT(appeal_type_parse("Complaint"), 0);
@@ -75,5 +126,6 @@ int main(void) {
     defaults_and_overrides();
     malformed();
     type_names();
+    category_names();
     CHECK_DONE();
 }
