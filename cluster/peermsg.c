@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "log.h"
+#include "chain.h"
 #include "record.h"
 
 /* What a peer message's signature covers: a context string and the

@@ -18,7 +18,7 @@
 #include "peermsg.h"
 #include "bounds.h"
 #include "connlimit.h"
-#include "log.h"
+#include "chain.h"
 #include "node.h"
 #include "olog.h"
 #include "record.h"

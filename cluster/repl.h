@@ -39,9 +39,9 @@
 #include <stdint.h>
 
 #include "api.pb-c.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "err.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "repl.pb-c.h"
 #include "store.h"
 

@@ -15,9 +15,9 @@
 #include <lmdb.h>
 
 #include "api.pb-c.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "err.h"
-#include "pbx.h"
+#include "pbdecode.h"
 
 struct node;
 struct survey;

@@ -24,7 +24,7 @@
 #include "keys.h"
 #include "lifecycle.h"
 #include "query.h"
-#include "rules.h"
+#include "ruleset.h"
 #include "util.h"
 
 enum { ARGS_MAX = 64, POS_MAX = 8, DEFAULT_TIMEOUT_MS = 15000 };

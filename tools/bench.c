@@ -50,7 +50,7 @@
 #include "keys.h"
 #include "olog.h"
 #include "query.h"
-#include "rules.h"
+#include "ruleset.h"
 #include "store.h"
 #include "util.h"
 

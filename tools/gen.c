@@ -48,7 +48,7 @@
 #include "appeal.h"
 #include "cal.h"
 #include "node.h"
-#include "rules.h"
+#include "ruleset.h"
 #include "util.h"
 
 enum {

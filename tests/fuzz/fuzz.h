@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pbx.h"
+#include "pbdecode.h"
 
 /* The libFuzzer entry points (declared here for -Wmissing-prototypes). */
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "rules.h"
+#include "ruleset.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;

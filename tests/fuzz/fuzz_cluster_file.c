@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "clusterfile.h"
 #include "fuzz.h"
 #include "record.h"
 #include "util.h"

@@ -46,7 +46,7 @@
 
 #include "bounds.h"
 #include "clock.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "fuzz.h"
 #include "peermsg.h"
 #include "record.h"

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "fuzz.h"
-#include "rules.h"
+#include "ruleset.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;

@@ -18,7 +18,7 @@
 #include "auth.h"
 #include "bounds.h"
 #include "keys.h"
-#include "log.h"
+#include "chain.h"
 #include "olog.h"
 #include "record.h"
 #include "store.h"

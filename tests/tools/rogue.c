@@ -81,9 +81,9 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "keys.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "record.h"
 #include "repl.h"
 #include "util.h"

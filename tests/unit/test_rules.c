@@ -1,6 +1,6 @@
 /* Rules as data: defaults, overrides, malformed files, categories, IINs. */
 #include "check.h"
-#include "rules.h"
+#include "ruleset.h"
 
 static void iins(void) {
     struct errbuf e;

@@ -19,7 +19,7 @@
 #include "bounds.h"
 #include "err.h"
 #include "keys.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "record.pb-c.h"
 
 struct record {

@@ -1,4 +1,4 @@
-#include "log.h"
+#include "chain.h"
 
 #include <stdio.h>
 #include <stdlib.h>

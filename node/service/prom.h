@@ -1,11 +1,11 @@
 /*
- * expo.h: the node's metrics in the Prometheus text exposition format
+ * prom.h: the node's metrics in the Prometheus text exposition format
  * (version 0.0.4): served on /metrics over HTTP and by `appealctl metrics`.
  * Names follow Prometheus conventions: `appeal_` prefix, base units,
  * `_total` for counters, `_seconds` and `_bytes` suffixes.
  */
-#ifndef APPEAL_EXPO_H
-#define APPEAL_EXPO_H
+#ifndef APPEAL_PROM_H
+#define APPEAL_PROM_H
 
 #include <stddef.h>
 

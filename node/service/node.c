@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "api.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "http.h"
 #include "repl.h"
 #include "survey.h"

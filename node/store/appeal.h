@@ -15,8 +15,8 @@
 
 #include "api.pb-c.h"
 #include "keys.h"
-#include "log.h"
-#include "rules.h"
+#include "chain.h"
+#include "ruleset.h"
 #include "state.h"
 #include "store.h"
 

@@ -1,5 +1,5 @@
 /*
- * pbx.h: bounded decoding of protobuf-c messages from untrusted bytes.
+ * pbdecode.h: bounded decoding of protobuf-c messages from untrusted bytes.
  *
  * protobuf-c allocates as it unpacks, sized by what the bytes claim. Two
  * guards keep a hostile message from costing more than its own size:
@@ -16,8 +16,8 @@
  * Neither replaces checking the decoded values (lengths of keys, ranges of
  * enums, string limits): callers do that next.
  */
-#ifndef APPEAL_PBX_H
-#define APPEAL_PBX_H
+#ifndef APPEAL_PBDECODE_H
+#define APPEAL_PBDECODE_H
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>

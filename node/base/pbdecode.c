@@ -1,4 +1,4 @@
-#include "pbx.h"
+#include "pbdecode.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #include "cal.h"
 #include "lifecycle.h"
 #include "bounds.h"
-#include "log.h"
+#include "chain.h"
 #include "node.h"
 #include "record.h"
 #include "state.h"

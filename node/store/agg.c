@@ -5,7 +5,7 @@
 
 #include "cal.h"
 #include "lifecycle.h"
-#include "pbx.h"
+#include "pbdecode.h"
 
 enum {
     BATCH_SLOTS = 16384, /* touched cells one batch keeps in memory */

@@ -1,4 +1,4 @@
-#include "expo.h"
+#include "prom.h"
 
 #include <pthread.h>
 #include <stdarg.h>

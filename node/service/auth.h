@@ -35,7 +35,7 @@
 #include "bounds.h"
 #include "err.h"
 #include "keys.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "record.pb-c.h"
 #include "store.h"
 #include "store.pb-c.h"

@@ -8,7 +8,7 @@
 #include "cal.h"
 #include "lifecycle.h"
 #include "record.h"
-#include "rules.h"
+#include "ruleset.h"
 
 enum dim {
     D_REGION,

@@ -1,4 +1,4 @@
-#include "rules.h"
+#include "ruleset.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-#include "cluster.h"
+#include "clusterfile.h"
 
 #include <stdio.h>
 #include <stdlib.h>

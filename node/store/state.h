@@ -20,8 +20,8 @@
 
 #include <stdint.h>
 
-#include "log.h"
-#include "pbx.h"
+#include "chain.h"
+#include "pbdecode.h"
 #include "store.h"
 #include "store.pb-c.h"
 

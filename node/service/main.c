@@ -24,15 +24,15 @@
 #include <unistd.h>
 
 #include "client.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "err.h"
 #include "bounds.h"
 #include "json.h"
 #include "keys.h"
 #include "lifecycle.h"
-#include "log.h"
+#include "chain.h"
 #include "record.h"
-#include "rules.h"
+#include "ruleset.h"
 #include "node.h"
 #include "olog.h"
 #include "state.h"

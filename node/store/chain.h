@@ -1,5 +1,5 @@
 /*
- * log.h: the per-origin record logs in the store, and this node's own log.
+ * chain.h: the per-origin record logs in the store, and this node's own log.
  *
  * Each origin (an Ed25519 public key) has a gap-free log 1..head_seq. The
  * origin's row keeps its high-water mark and the hash of its head record,
@@ -8,8 +8,8 @@
  * called inside the writer's transaction, after the caller has checked
  * the record (its own, just signed; or a peer's, chain-verified).
  */
-#ifndef APPEAL_LOG_H
-#define APPEAL_LOG_H
+#ifndef APPEAL_CHAIN_H
+#define APPEAL_CHAIN_H
 
 #include <stdbool.h>
 #include <stdint.h>

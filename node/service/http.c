@@ -6,7 +6,7 @@
 
 #include "alerts.h"
 #include "cal.h"
-#include "expo.h"
+#include "prom.h"
 #include "httpd.h"
 #include "jsonout.h"
 #include "node.h"

@@ -5,7 +5,7 @@
 
 #include "auth.h"
 #include "bounds.h"
-#include "log.h"
+#include "chain.h"
 #include "record.h"
 
 struct walk {

@@ -17,7 +17,7 @@
 
 #include "api.pb-c.h"
 #include "err.h"
-#include "pbx.h"
+#include "pbdecode.h"
 
 struct node;
 struct api;

@@ -1,5 +1,5 @@
 /*
- * cluster.h: the cluster file, the federation's trust store.
+ * clusterfile.h: the cluster file, the federation's trust store.
  *
  * One text file describes every node: its jurisdiction, its public keys
  * and its peer-facing addresses. It is the entries printed by
@@ -16,8 +16,8 @@
  * key is not listed. A node finds its own entry by its signing key. One
  * node per jurisdiction.
  */
-#ifndef APPEAL_CLUSTER_H
-#define APPEAL_CLUSTER_H
+#ifndef APPEAL_CLUSTERFILE_H
+#define APPEAL_CLUSTERFILE_H
 
 #include <stdbool.h>
 #include <stdint.h>

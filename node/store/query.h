@@ -15,7 +15,7 @@
 
 #include "api.pb-c.h"
 #include "err.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "store.h"
 
 enum {

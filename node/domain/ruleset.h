@@ -1,5 +1,5 @@
 /*
- * rules.h: the statutory rules as data.
+ * ruleset.h: the statutory rules as data.
  *
  * A node's rules come from three files in its data directory, written with
  * Kazakhstan's defaults by `appeal-node init` and edited by the operator
@@ -13,8 +13,8 @@
  * are computed once and written into the record, so replicas, `rebuild` and
  * a later change of the holiday file never rewrite history.
  */
-#ifndef APPEAL_RULES_H
-#define APPEAL_RULES_H
+#ifndef APPEAL_RULESET_H
+#define APPEAL_RULESET_H
 
 #include <stdbool.h>
 #include <stdint.h>

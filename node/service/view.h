@@ -11,7 +11,7 @@
 
 #include "api.pb-c.h"
 #include "err.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "store.h"
 
 struct node;

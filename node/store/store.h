@@ -46,7 +46,7 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "pbx.h"
+#include "pbdecode.h"
 
 enum store_db {
     DB_META,
