@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "appeal.h"
-#include "auth.h"
+#include "grants.h"
 #include "peermsg.h"
 #include "bounds.h"
 #include "connlimit.h"
@@ -305,8 +305,8 @@ static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_
     f.theirs = *theirs;
     f.via = (char *)via;
     f.seen_ms = now_ms(r);
-    uint8_t k[LOG_KEY_BYTES];
-    log_key(k, o->idx, seq);
+    uint8_t k[CHAIN_KEY_BYTES];
+    chain_key(k, o->idx, seq);
     int rc = store_put_msg(t, &r->n->store, DB_FORKS, k, sizeof k, &f.base);
     if (rc != 0) {
         return rc;
@@ -315,7 +315,7 @@ static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_
     atomic_fetch_add(&r->n->metrics.forks, 1);
     snprintf(o->frozen_reason, sizeof o->frozen_reason, "fork at seq %llu, seen via %s",
              (unsigned long long)seq, via);
-    rc = log_origin_save(&r->n->store, t, o);
+    rc = chain_origin_save(&r->n->store, t, o);
     char s[24];
     snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
     olog(OLOG_ALERT, "fork", "origin", o->juris, "seq", s, "via", via, "action",
@@ -341,7 +341,7 @@ static int freeze_revoked(struct repl *r, MDB_txn *t, struct origin_state *o, ui
     snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
     olog(OLOG_ALERT, "revoked_actor", "origin", o->juris, "seq", s, "actor", who, "action",
          "origin frozen: it signed for a revoked key", NULL);
-    return log_origin_save(&r->n->store, t, o);
+    return chain_origin_save(&r->n->store, t, o);
 }
 
 /* The origin state to append to: this node's own (kept in memory by the
@@ -353,9 +353,9 @@ static int ingest_origin(struct repl *r, MDB_txn *t, const uint8_t *pk, struct o
         *o = &n->self;
         return 0;
     }
-    int rc = log_origin_get(&n->store, t, pk, tmp);
+    int rc = chain_origin_get(&n->store, t, pk, tmp);
     if (rc == APL_ENOTFOUND) {
-        rc = log_origin_create(&n->store, t, pk, tmp);
+        rc = chain_origin_create(&n->store, t, pk, tmp);
     }
     *o = tmp;
     return rc;
@@ -451,7 +451,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         const ProtobufCBinaryData *rb = &run->records[i];
         if (seq <= o->head_seq) {
             MDB_val ours;
-            if ((rc = log_get(&n->store, t, o->idx, seq, &ours)) != 0) {
+            if ((rc = chain_get(&n->store, t, o->idx, seq, &ours)) != 0) {
                 return rc;
             }
             if (ours.mv_size != rb->len || memcmp(ours.mv_data, rb->data, rb->len) != 0) {
@@ -488,11 +488,11 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
             break; /* does not continue what we now hold: pull again */
         }
-        /* The same check as `appeal-node verify` (auth_actor_revoked). */
+        /* The same check as `appeal-node verify` (grant_actor_revoked). */
         uint64_t revoked;
         struct errbuf re;
         err_clear(&re);
-        rc = auth_actor_revoked(&n->store, t, o->idx, rec.body, &actors, &revoked, &re);
+        rc = grant_actor_revoked(&n->store, t, o->idx, rec.body, &actors, &revoked, &re);
         if (rc == APL_EFORBIDDEN) {
             return freeze_revoked(r, t, o, seq, rec.body->actor.data, revoked);
         }
@@ -512,7 +512,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
             break; /* the same: the next interval takes more */
         }
         n->ingest_txn_bytes += rb->len;
-        rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
+        rc = chain_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
         if (rc == 0 && o != &n->self) {
             atomic_fetch_add_explicit(&n->metrics.replicated_records, 1, memory_order_relaxed);
             int64_t lag_ms = now - rec.body->time_ms;
@@ -526,7 +526,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
         }
         in->appended++;
     }
-    return log_origin_save(&n->store, t, o);
+    return chain_origin_save(&n->store, t, o);
 }
 
 static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
@@ -628,7 +628,7 @@ static int list_origins(struct repl *r, MDB_txn *t, struct origin_list *l) {
     for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0 && l->n < CLUSTER_NODES_MAX;
          m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (k.mv_size == KEY_PK_BYTES &&
-            log_origin_get(&r->n->store, t, k.mv_data, &l->o[l->n]) == 0) {
+            chain_origin_get(&r->n->store, t, k.mv_data, &l->o[l->n]) == 0) {
             l->n++;
         }
     }
@@ -664,7 +664,7 @@ static Appeal__Mark *mark_of(struct arena *a, struct repl *r, const struct origi
         m->head_time_ms = o->head_time_ms;
     } else {
         MDB_val env;
-        if (log_get(&r->n->store, t, o->idx, head, &env) != 0) {
+        if (chain_get(&r->n->store, t, o->idx, head, &env) != 0) {
             return NULL;
         }
         rec_hash(env.mv_data, env.mv_size, h);
@@ -696,7 +696,7 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
     if (from > 0 && from <= head && theirs->head_hash.len == HASH_BYTES) {
         MDB_val env;
         uint8_t h[HASH_BYTES];
-        if (log_get(&r->n->store, t, o->idx, from, &env) != 0) {
+        if (chain_get(&r->n->store, t, o->idx, from, &env) != 0) {
             return APL_ECORRUPT;
         }
         rec_hash(env.mv_data, env.mv_size, h);
@@ -736,7 +736,7 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
     run->records = recs;
     for (uint64_t s = from + 1; s <= head && run->n_records < cap; s++) {
         MDB_val env;
-        if (log_get(&r->n->store, t, o->idx, s, &env) != 0) {
+        if (chain_get(&r->n->store, t, o->idx, s, &env) != 0) {
             return APL_ECORRUPT;
         }
         if (env.mv_size > *budget_bytes && (run->n_records > 0 || resp->n_runs > 0)) {
@@ -1161,7 +1161,7 @@ static void recovery_check(struct peer *p, const Appeal__PullResponse *resp) {
     if (store_rd_begin(&r->n->store, &t) != 0) {
         return;
     }
-    int rc = log_origin_get(&r->n->store, t, r->n->keys.sign_pk, &self);
+    int rc = chain_origin_get(&r->n->store, t, r->n->keys.sign_pk, &self);
     store_rd_end(&r->n->store, t);
     uint64_t mine = rc == 0 ? self.head_seq : 0;
     if (theirs == NULL || theirs->seq <= mine) {
@@ -1596,7 +1596,7 @@ static uint64_t local_head(struct repl *r, const uint8_t *pk, struct origin_stat
     if (store_rd_begin(&r->n->store, &t) != 0) {
         return 0;
     }
-    int rc = log_origin_get(&r->n->store, t, pk, o);
+    int rc = chain_origin_get(&r->n->store, t, pk, o);
     store_rd_end(&r->n->store, t);
     return rc == 0 ? o->head_seq : 0;
 }
@@ -1726,7 +1726,7 @@ static void publish_range(struct repl *r, uint64_t from, uint64_t to) {
         return;
     }
     struct origin_state self;
-    if (log_origin_get(&r->n->store, t, r->n->keys.sign_pk, &self) != 0) {
+    if (chain_origin_get(&r->n->store, t, r->n->keys.sign_pk, &self) != 0) {
         store_rd_end(&r->n->store, t);
         return;
     }
@@ -1744,7 +1744,7 @@ static void publish_range(struct repl *r, uint64_t from, uint64_t to) {
         size_t bytes = 0;
         while (from <= to && run.n_records < PUSH_RECORDS_MAX && bytes < PUSH_BYTES_MAX) {
             MDB_val env;
-            if (log_get(&r->n->store, t, self.idx, from, &env) != 0) {
+            if (chain_get(&r->n->store, t, self.idx, from, &env) != 0) {
                 break;
             }
             recs[run.n_records].data = env.mv_data;
@@ -2184,7 +2184,7 @@ static int fork_list(struct repl *r, MDB_txn *t, struct arena *a, Appeal__Cluste
          m == 0 && s->forks != NULL && s->n_forks < CLUSTER_NODES_MAX;
          m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         Appeal__Fork *f =
-            (Appeal__Fork *)pbx_unpack(&appeal__fork__descriptor, v.mv_data, v.mv_size, a, 4, NULL);
+            (Appeal__Fork *)pb_unpack(&appeal__fork__descriptor, v.mv_data, v.mv_size, a, 4, NULL);
         Appeal__ForkInfo *fi = arena_new(a, sizeof *fi);
         if (f == NULL || fi == NULL || f->origin.len != KEY_PK_BYTES) {
             continue;

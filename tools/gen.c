@@ -69,7 +69,7 @@ struct origin {
     struct origin_state st;    /* its log in the target store (multi mode) */
     struct origin_state *self; /* &st, or the target node's own */
     struct origin_state saved; /* before the transaction being attempted */
-    const struct rules *rules;
+    const struct ruleset *rules;
     const struct node_keys *keys;
     const uint8_t *actor;
     const char *leaves[LEAVES_MAX];
@@ -155,7 +155,7 @@ static void make_iin(uint32_t n, char out[13]) {
     for (uint32_t serial = n;; serial += 7919) {
         snprintf(out, 13, "%02u%02u%02u%u%04u0", 50 + n % 50, 1 + n / 50 % 12, 1 + n / 600 % 28,
                  3 + n % 2, serial % 10000);
-        int check = rules_iin_check_digit(out);
+        int check = iin_check_digit(out);
         if (check >= 0) {
             out[11] = (char)('0' + check);
             return;
@@ -591,7 +591,7 @@ static int seed_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
         seq != o->st.head_seq + 1) {
         return APL_ECORRUPT;
     }
-    int rc = log_append(&s->g->n.store, s->t, &o->st, env, len, r.body, r.body->time_ms, false);
+    int rc = chain_append(&s->g->n.store, s->t, &o->st, env, len, r.body, r.body->time_ms, false);
     if (rc == 0) {
         rc = state_apply(&s->g->n.state, s->t, &o->st, seq, r.body);
     }
@@ -602,9 +602,9 @@ static int seed_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
 /* Does the target's copy of DIRi's log agree with DIRi's at `seq`? */
 static int seed_agrees(struct seed_copy *s, MDB_txn *own, uint64_t seq) {
     MDB_val a, b;
-    int rc = log_get(&s->o->n->store, own, s->o->n->self.idx, seq, &a);
+    int rc = chain_get(&s->o->n->store, own, s->o->n->self.idx, seq, &a);
     if (rc == 0) {
-        rc = log_get(&s->g->n.store, s->t, s->o->st.idx, seq, &b);
+        rc = chain_get(&s->g->n.store, s->t, s->o->st.idx, seq, &b);
     }
     if (rc == 0 && (a.mv_size != b.mv_size || memcmp(a.mv_data, b.mv_data, a.mv_size) != 0)) {
         rc = APL_EEXIST;
@@ -617,9 +617,9 @@ static int run_seed(void *node, MDB_txn *t, struct wreq *w) {
     struct seed_copy *s = w->arg;
     struct origin *o = s->o;
     s->t = t;
-    int rc = log_origin_get(&s->g->n.store, t, o->n->keys.sign_pk, &o->st);
+    int rc = chain_origin_get(&s->g->n.store, t, o->n->keys.sign_pk, &o->st);
     if (rc == APL_ENOTFOUND) {
-        rc = log_origin_create(&s->g->n.store, t, o->n->keys.sign_pk, &o->st);
+        rc = chain_origin_create(&s->g->n.store, t, o->n->keys.sign_pk, &o->st);
     }
     MDB_txn *own;
     if (rc != 0 || (rc = store_rd_begin(&o->n->store, &own)) != 0) {
@@ -634,7 +634,7 @@ static int run_seed(void *node, MDB_txn *t, struct wreq *w) {
     if (rc == 0 && o->st.head_seq < theirs) {
         rc = state_batch_begin(&s->g->n.state);
         if (rc == 0) {
-            rc = log_each(&o->n->store, own, o->n->self.idx, o->st.head_seq + 1, seed_one, s);
+            rc = chain_each(&o->n->store, own, o->n->self.idx, o->st.head_seq + 1, seed_one, s);
         }
         int rc2 = state_batch_end(&s->g->n.state, rc == 0 ? t : NULL);
         rc = rc != 0 ? rc : rc2;

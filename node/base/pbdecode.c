@@ -178,7 +178,7 @@ static int guard(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
     return 0;
 }
 
-int pbx_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+int pb_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
               uint32_t repeated_max, uint32_t depth_max, struct errbuf *e) {
     if (len == 0) {
         return 0; /* an empty message (protobuf-c hands it over as NULL, 0) */
@@ -188,9 +188,9 @@ int pbx_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_
 
 enum { PBX_DEPTH_MAX = 8 };
 
-ProtobufCMessage *pbx_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                              size_t len, struct arena *a, uint32_t repeated_max, struct errbuf *e) {
-    if (pbx_guard(desc, data, len, repeated_max, PBX_DEPTH_MAX, e) != 0) {
+    if (pb_guard(desc, data, len, repeated_max, PBX_DEPTH_MAX, e) != 0) {
         return NULL;
     }
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, &a->allocator, len, data);
@@ -220,7 +220,7 @@ static const char *ascii_problem(const unsigned char *p, bool multiline) {
     return c < 0x20 || c == 0x7f ? "a control character" : NULL;
 }
 
-const char *pbx_text_problem(const char *s, bool multiline) {
+const char *pb_text_problem(const char *s, bool multiline) {
     const unsigned char *p = (const unsigned char *)s;
     while (*p != 0) {
         unsigned c = *p;
@@ -269,11 +269,11 @@ const char *pbx_text_problem(const char *s, bool multiline) {
     return NULL;
 }
 
-bool pbx_text_ok(const char *s, bool multiline) {
-    return pbx_text_problem(s, multiline) == NULL;
+bool pb_text_ok(const char *s, bool multiline) {
+    return pb_text_problem(s, multiline) == NULL;
 }
 
-int pbx_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len) {
+int pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len) {
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = malloc(n > 0 ? n : 1);
     if (buf == NULL) {

@@ -4,7 +4,7 @@
  * protobuf-c allocates as it unpacks, sized by what the bytes claim. Two
  * guards keep a hostile message from costing more than its own size:
  *
- *  - pbx_guard() walks the wire format with the message's descriptor before
+ *  - pb_guard() walks the wire format with the message's descriptor before
  *    anything is unpacked: it rejects malformed varints, lengths past the
  *    end, groups, nesting deeper than `depth_max`, any repeated field with
  *    more than `repeated_max` elements, a singular field that appears more
@@ -47,11 +47,11 @@ void arena_fini(struct arena *a);
 
 /* Checks `data` against `desc` as described above; on failure sets `e` with
  * a message naming the field. */
-int pbx_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+int pb_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
               uint32_t repeated_max, uint32_t depth_max, struct errbuf *e);
 
-/* pbx_guard() then unpack into `a`. Returns NULL with `e` set on failure. */
-ProtobufCMessage *pbx_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+/* pb_guard() then unpack into `a`. Returns NULL with `e` set on failure. */
+ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                              size_t len, struct arena *a, uint32_t repeated_max, struct errbuf *e);
 
 /* Why `s` is not clean text, or NULL if it is: valid UTF-8 without
@@ -60,11 +60,11 @@ ProtobufCMessage *pbx_unpack(const ProtobufCMessageDescriptor *desc, const uint8
  * U+202A..U+202E, U+2066..U+2069). One-line text (`multiline` false)
  * also has no tab, line feed, CR or U+2028/U+2029; multi-line text may
  * hold tab, LF and CR LF. */
-const char *pbx_text_problem(const char *s, bool multiline);
-/* pbx_text_problem(s, multiline) == NULL. */
-bool pbx_text_ok(const char *s, bool multiline);
+const char *pb_text_problem(const char *s, bool multiline);
+/* pb_text_problem(s, multiline) == NULL. */
+bool pb_text_ok(const char *s, bool multiline);
 
 /* Packs `m` into a malloc'd buffer. */
-int pbx_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len);
+int pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *len);
 
 #endif

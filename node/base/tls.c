@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "keys.h"
 #include "util.h"
 
 bool tls_url(const char *url) {
@@ -157,7 +156,7 @@ void tls_free(struct tls *t) {
     }
     free(t->ca_pem);
     free(t->cert_pem);
-    wipe_free(t->key_pem, t->key_bytes);
+    util_wipe_free(t->key_pem, t->key_bytes);
     free(t);
 }
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 
 #include "err.h"
 
@@ -278,4 +279,17 @@ void util_csv_field(FILE *f, const char *s, bool last) {
         fputc(*p, f);
     }
     fputs(last ? "\"\r\n" : "\",", f);
+}
+
+void util_wipe_free(void *p, size_t len) {
+    if (p != NULL) {
+        sodium_memzero(p, len);
+        free(p);
+    }
+}
+
+void util_wipe(void *p, size_t len) {
+    if (p != NULL) {
+        sodium_memzero(p, len);
+    }
 }

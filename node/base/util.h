@@ -56,4 +56,9 @@ uint64_t util_mono_ns(void);
  * CSV writer goes through this one function. */
 void util_csv_field(FILE *f, const char *s, bool last);
 
+/* Zeroes `len` bytes of `p` (a barrier the compiler keeps). */
+void util_wipe(void *p, size_t len);
+/* Zeroes `len` bytes of `p` and frees it. */
+void util_wipe_free(void *p, size_t len);
+
 #endif

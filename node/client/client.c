@@ -98,7 +98,7 @@ int client_call_raw(struct client *c, const void *data, size_t len, Appeal__Resp
         return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET,
                        "no answer from the node: %s", nng_strerror(rv));
     }
-    *resp = (Appeal__Response *)pbx_unpack(&appeal__response__descriptor, nng_msg_body(m),
+    *resp = (Appeal__Response *)pb_unpack(&appeal__response__descriptor, nng_msg_body(m),
                                            nng_msg_len(m), &c->arena, 1u << 20, e);
     nng_msg_free(m);
     return *resp != NULL ? 0 : APL_EINVAL;
@@ -146,7 +146,7 @@ int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp,
     req->nonce.len = sizeof nonce;
     uint8_t *inner;
     size_t inner_len;
-    int rc = pbx_pack(&req->base, &inner, &inner_len);
+    int rc = pb_pack(&req->base, &inner, &inner_len);
     if (rc != 0) {
         return rc;
     }
@@ -163,7 +163,7 @@ int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp,
     }
     uint8_t *wire;
     size_t wire_len;
-    rc = pbx_pack(&cr.base, &wire, &wire_len);
+    rc = pb_pack(&cr.base, &wire, &wire_len);
     free(inner);
     if (rc != 0) {
         return rc;

@@ -310,15 +310,3 @@ void applicant_tag(const struct node_keys *k, const char *iin, uint8_t out[APPLI
                        sizeof k->tag_key);
 }
 
-void wipe_free(void *p, size_t len) {
-    if (p != NULL) {
-        sodium_memzero(p, len);
-        free(p);
-    }
-}
-
-void wipe(void *p, size_t len) {
-    if (p != NULL) {
-        sodium_memzero(p, len);
-    }
-}

@@ -114,11 +114,6 @@ int seal_box(const uint8_t box_pk[BOX_PK_BYTES], const uint8_t *pt, size_t len, 
 int open_box(const struct node_keys *k, const uint8_t *ct, size_t len, uint8_t **out,
              size_t *out_len);
 
-/* Zeroes `len` bytes of `p` (a barrier the compiler keeps). */
-void wipe(void *p, size_t len);
-/* Zeroes `len` bytes of `p` and frees it. */
-void wipe_free(void *p, size_t len);
-
 /* Keyed hash of an IIN: equal for the same person on this node, meaningless
  * elsewhere. */
 void applicant_tag(const struct node_keys *k, const char *iin, uint8_t out[APPLICANT_TAG_BYTES]);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "roles.h"
 #include "bounds.h"
 
 enum { RECORD_REPEATED_MAX = 16 };
@@ -14,7 +14,7 @@ enum { RECORD_REPEATED_MAX = 16 };
 int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t **out, size_t *len) {
     uint8_t *bb = NULL;
     size_t blen = 0;
-    int rc = pbx_pack(&body->base, &bb, &blen);
+    int rc = pb_pack(&body->base, &bb, &blen);
     if (rc != 0) {
         return rc;
     }
@@ -25,7 +25,7 @@ int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t *
     env.body.len = blen;
     env.sig.data = sig;
     env.sig.len = SIG_BYTES;
-    rc = pbx_pack(&env.base, out, len);
+    rc = pb_pack(&env.base, out, len);
     free(bb);
     return rc;
 }
@@ -109,7 +109,7 @@ static int text(const char *s, size_t max, bool multiline, const char *what, str
     if (strlen(s) > max) {
         return err_set(e, APL_ETOOBIG, "record field %s longer than %zu bytes", what, max);
     }
-    const char *why = pbx_text_problem(s, multiline);
+    const char *why = pb_text_problem(s, multiline);
     if (why != NULL) {
         return err_set(e, APL_EINVAL, "record field %s holds %s", what, why);
     }
@@ -341,7 +341,7 @@ int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record 
     memset(out, 0, sizeof *out);
     out->bytes = bytes;
     out->len = len;
-    out->env = (Appeal__Envelope *)pbx_unpack(&appeal__envelope__descriptor, bytes, len, a,
+    out->env = (Appeal__Envelope *)pb_unpack(&appeal__envelope__descriptor, bytes, len, a,
                                               RECORD_REPEATED_MAX, e);
     if (out->env == NULL) {
         return e != NULL && e->code != 0 ? e->code : APL_EINVAL;
@@ -349,7 +349,7 @@ int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record 
     if (out->env->sig.len != SIG_BYTES) {
         return err_set(e, APL_EINVAL, "record signature is not %d bytes", SIG_BYTES);
     }
-    out->body = (Appeal__Body *)pbx_unpack(&appeal__body__descriptor, out->env->body.data,
+    out->body = (Appeal__Body *)pb_unpack(&appeal__body__descriptor, out->env->body.data,
                                            out->env->body.len, a, RECORD_REPEATED_MAX, e);
     if (out->body == NULL) {
         return e != NULL && e->code != 0 ? e->code : APL_EINVAL;

@@ -96,15 +96,15 @@ struct int_key {
 };
 
 static const struct int_key int_keys[] = {
-    {"utc_offset_minutes", offsetof(struct rules, utc_offset_min), -720, 840},
-    {"term_working_days", offsetof(struct rules, term_working_days), 1, 365},
-    {"extension_max_months", offsetof(struct rules, extension_max_months), 0, 24},
-    {"forward_working_days", offsetof(struct rules, forward_working_days), 0, 60},
-    {"complaint_window_months", offsetof(struct rules, complaint_window_months), 1, 120},
-    {"reopen_working_days", offsetof(struct rules, reopen_working_days), 1, 365},
+    {"utc_offset_minutes", offsetof(struct ruleset, utc_offset_min), -720, 840},
+    {"term_working_days", offsetof(struct ruleset, term_working_days), 1, 365},
+    {"extension_max_months", offsetof(struct ruleset, extension_max_months), 0, 24},
+    {"forward_working_days", offsetof(struct ruleset, forward_working_days), 0, 60},
+    {"complaint_window_months", offsetof(struct ruleset, complaint_window_months), 1, 120},
+    {"reopen_working_days", offsetof(struct ruleset, reopen_working_days), 1, 365},
 };
 
-static int conf_line(struct rules *r, char *line, unsigned lineno, struct errbuf *e) {
+static int conf_line(struct ruleset *r, char *line, unsigned lineno, struct errbuf *e) {
     char *p = util_trim(line);
     if (*p == '\0' || *p == '#') {
         return 0;
@@ -147,7 +147,7 @@ static int cat_cmp(const void *a, const void *b) {
     return strcmp(((const struct category *)a)->code, ((const struct category *)b)->code);
 }
 
-static int cat_line(struct rules *r, char *line, unsigned lineno, struct errbuf *e) {
+static int cat_line(struct ruleset *r, char *line, unsigned lineno, struct errbuf *e) {
     char *p = util_trim(line);
     if (*p == '\0' || *p == '#') {
         return 0;
@@ -173,9 +173,9 @@ static int cat_line(struct rules *r, char *line, unsigned lineno, struct errbuf 
     return 0;
 }
 
-typedef int (*line_fn)(struct rules *, char *, unsigned, struct errbuf *);
+typedef int (*line_fn)(struct ruleset *, char *, unsigned, struct errbuf *);
 
-static int each_line(struct rules *r, const char *text, line_fn fn, struct errbuf *e) {
+static int each_line(struct ruleset *r, const char *text, line_fn fn, struct errbuf *e) {
     if (strlen(text) > RULES_FILE_BYTES_MAX) {
         return err_set(e, APL_ETOOBIG, "rules file larger than %d bytes", RULES_FILE_BYTES_MAX);
     }
@@ -198,7 +198,7 @@ static int each_line(struct rules *r, const char *text, line_fn fn, struct errbu
     return rc;
 }
 
-int rules_parse(struct rules *r, const char *conf, const char *holidays, const char *categories,
+int ruleset_parse(struct ruleset *r, const char *conf, const char *holidays, const char *categories,
                 struct errbuf *e) {
     memset(r, 0, sizeof *r);
     r->co_signers_max = 1000000;
@@ -236,7 +236,7 @@ int rules_parse(struct rules *r, const char *conf, const char *holidays, const c
     return rc;
 }
 
-int rules_load(struct rules *r, const char *dir, struct errbuf *e) {
+int ruleset_load(struct ruleset *r, const char *dir, struct errbuf *e) {
     static const char *const names[3] = {"rules.conf", "holidays.conf", "categories.tsv"};
     char *texts[3] = {NULL, NULL, NULL};
     int rc = 0;
@@ -251,7 +251,7 @@ int rules_load(struct rules *r, const char *dir, struct errbuf *e) {
         }
     }
     if (rc == 0) {
-        rc = rules_parse(r, texts[0], texts[1], texts[2], e);
+        rc = ruleset_parse(r, texts[0], texts[1], texts[2], e);
     }
     for (int i = 0; i < 3; i++) {
         free(texts[i]);
@@ -259,19 +259,19 @@ int rules_load(struct rules *r, const char *dir, struct errbuf *e) {
     return rc;
 }
 
-void rules_fini(struct rules *r) {
+void ruleset_fini(struct ruleset *r) {
     free(r->categories);
     r->categories = NULL;
     cal_fini(&r->cal);
 }
 
-const struct category *rules_category(const struct rules *r, const char *code) {
+const struct category *ruleset_category(const struct ruleset *r, const char *code) {
     struct category key;
     snprintf(key.code, sizeof key.code, "%s", code);
     return bsearch(&key, r->categories, r->category_count, sizeof key, cat_cmp);
 }
 
-int rules_iin_check_digit(const char *digits) {
+int iin_check_digit(const char *digits) {
     int sum = 0;
     for (int i = 0; i < 11; i++) {
         sum += (i + 1) * (digits[i] - '0');
@@ -288,7 +288,7 @@ int rules_iin_check_digit(const char *digits) {
     return check == 10 ? -1 : check;
 }
 
-int rules_iin_check(const char *iin, struct errbuf *e) {
+int iin_check(const char *iin, struct errbuf *e) {
     if (strlen(iin) != 12 || strspn(iin, "0123456789") != 12) {
         return err_set(e, APL_EINVAL, "an IIN/BIN is exactly 12 digits");
     }
@@ -296,7 +296,7 @@ int rules_iin_check(const char *iin, struct errbuf *e) {
     for (int i = 0; i < 12; i++) {
         d[i] = iin[i] - '0';
     }
-    int check = rules_iin_check_digit(iin);
+    int check = iin_check_digit(iin);
     if (check < 0) {
         return err_set(e, APL_EINVAL, "the IIN/BIN is not valid (no check digit fits)");
     }

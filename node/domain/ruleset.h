@@ -35,7 +35,7 @@ struct category {
     char name[RULES_CATEGORY_NAME_BYTES];
 };
 
-struct rules {
+struct ruleset {
     int32_t utc_offset_min;          /* local time of the jurisdiction */
     int32_t term_working_days;       /* 15 */
     int32_t extension_max_months;    /* 2: at most two months in total */
@@ -51,21 +51,21 @@ struct rules {
 };
 
 /* Loads DIR/rules.conf, DIR/holidays.conf and DIR/categories.tsv, each
- * falling back to its default when missing. Release with rules_fini(). */
-int rules_load(struct rules *r, const char *dir, struct errbuf *e);
-/* The same from texts (NULL: default); used by tests and by rules_load. */
-int rules_parse(struct rules *r, const char *conf, const char *holidays, const char *categories,
+ * falling back to its default when missing. Release with ruleset_fini(). */
+int ruleset_load(struct ruleset *r, const char *dir, struct errbuf *e);
+/* The same from texts (NULL: default); used by tests and by ruleset_load. */
+int ruleset_parse(struct ruleset *r, const char *conf, const char *holidays, const char *categories,
                 struct errbuf *e);
-void rules_fini(struct rules *r);
+void ruleset_fini(struct ruleset *r);
 
-const struct category *rules_category(const struct rules *r, const char *code);
+const struct category *ruleset_category(const struct ruleset *r, const char *code);
 
 /* 12 digits, a valid check digit, and for an IIN a valid birth date and
  * century digit. The message never echoes the number. */
-int rules_iin_check(const char *iin, struct errbuf *e);
+int iin_check(const char *iin, struct errbuf *e);
 /* The check digit of an IIN/BIN's first 11 digits, or -1 if none fits
  * (shared/data/appeal-facts.md). */
-int rules_iin_check_digit(const char *digits);
+int iin_check_digit(const char *digits);
 
 /* Name used on the command line and in JSON: "statement", ... */
 const char *appeal_type_name(int type);

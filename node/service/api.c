@@ -334,7 +334,7 @@ static void answer_read(struct api_work *w) {
     case APPEAL__REQUEST__OP_METRICS: {
         char *text = NULL;
         size_t len = 0;
-        rc = metrics_render(n, &text, &len);
+        rc = prom_render(n, &text, &len);
         if (rc == 0) {
             resp.metrics_text = arena_strdup(&w->arena, text);
             rc = resp.metrics_text != NULL ? 0 : err_set(&e, APL_ETOOBIG, "metrics too large");
@@ -390,13 +390,13 @@ int api_decode(const uint8_t *data, size_t len, struct arena *a, Appeal__ClientR
         return err_set(e, APL_ETOOBIG, "request of %zu bytes exceeds the limit of %d bytes", len,
                        REQUEST_BYTES_MAX);
     }
-    Appeal__ClientRequest *cr = (Appeal__ClientRequest *)pbx_unpack(
+    Appeal__ClientRequest *cr = (Appeal__ClientRequest *)pb_unpack(
         &appeal__client_request__descriptor, data, len, a, REQUEST_REPEATED_MAX, e);
     if (cr == NULL) {
         return e->code ? e->code : APL_EINVAL;
     }
     Appeal__Request *q =
-        (Appeal__Request *)pbx_unpack(&appeal__request__descriptor, cr->request.data,
+        (Appeal__Request *)pb_unpack(&appeal__request__descriptor, cr->request.data,
                                       cr->request.len, a, REQUEST_REPEATED_MAX, e);
     if (q == NULL) {
         return e->code ? e->code : APL_EINVAL;

@@ -54,7 +54,7 @@ static struct node *node_of(struct http_call *aio) {
 static void on_metrics(struct http_call *aio) {
     char *text = NULL;
     size_t len = 0;
-    if (metrics_render(node_of(aio), &text, &len) != 0) {
+    if (prom_render(node_of(aio), &text, &len) != 0) {
         reply(aio, 500, "text/plain", "cannot render metrics\n", 22);
         return;
     }

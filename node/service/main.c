@@ -369,7 +369,7 @@ static int cmd_init(const struct args *a) {
     if ((rc = keys_load_signing(path, apk, ask, &e)) != 0) {
         return fail("init", &e, rc);
     }
-    wipe(ask, sizeof ask);
+    util_wipe(ask, sizeof ask);
     key_id(k.sign_pk, kid);
     char kidhex[2 * KEY_ID_BYTES + 1], apkhex[2 * KEY_PK_BYTES + 1], entry[1024];
     util_hex(kid, KEY_ID_BYTES, kidhex);
@@ -508,7 +508,7 @@ static int check_backup(const char *dir, const uint8_t self[KEY_PK_BYTES], struc
                 int mine = store_get(t, &s, DB_META, "self", 4, &whose);
                 bool other = mine == 0 && (whose.mv_size != KEY_PK_BYTES ||
                                            memcmp(whose.mv_data, self, KEY_PK_BYTES) != 0);
-                rc = log_origin_get(&s, t, self, &o);
+                rc = chain_origin_get(&s, t, self, &o);
                 store_rd_end(&s, t);
                 if (other || rc != 0 || o.head_seq == 0) {
                     rc = err_set(e, APL_EINVAL,
@@ -1142,11 +1142,11 @@ static int cmd_log(const struct args *a) {
     if (rc == 0) {
         for (uint32_t idx = 1; rc == 0; idx++) {
             struct origin_state o;
-            if (log_origin_by_idx(&s, t, idx, &o) != 0) {
+            if (chain_origin_by_idx(&s, t, idx, &o) != 0) {
                 break;
             }
             w.juris = o.juris;
-            rc = log_each(&s, t, idx, 1, log_line, &w);
+            rc = chain_each(&s, t, idx, 1, log_line, &w);
         }
         store_rd_end(&s, t);
     }

@@ -251,7 +251,7 @@ int node_rotate_key(const char *dir, uint64_t *seq, uint8_t new_pk[KEY_PK_BYTES]
     if (rc == 0) {
         rc = keys_save_signing(next, sk, "Ed25519 signing key of this node (successor)", e);
     }
-    wipe(sk, sizeof sk);
+    util_wipe(sk, sizeof sk);
     if (rc == 0) {
         struct writer_hooks h;
         node_writer_hooks(&n, &h);
@@ -306,7 +306,7 @@ int node_init(const char *dir, const char *juris, struct errbuf *e) {
     crypto_sign_keypair(apk, ask);
     snprintf(path, sizeof path, "%s/admin.key", dir);
     rc = keys_save_signing(path, ask, "Ed25519 key of this node's administrator", e);
-    wipe(ask, sizeof ask);
+    util_wipe(ask, sizeof ask);
     if (rc == 0) {
         snprintf(path, sizeof path, "%s/admin.key.pub", dir);
         rc = keys_save_public(path, apk, "Ed25519 public key of this node's administrator", e);
@@ -440,7 +440,7 @@ static int finish_rotation(struct node *n, struct errbuf *e) {
     uint8_t pk[KEY_PK_BYTES], sk[KEY_SK_BYTES];
     struct errbuf ignored;
     bool have = keys_load_signing(next, pk, sk, &ignored) == 0;
-    wipe(sk, sizeof sk);
+    util_wipe(sk, sizeof sk);
     char want[2 * KEY_PK_BYTES + 1];
     util_hex(n->self.signing_key, KEY_PK_BYTES, want);
     if (!have || memcmp(pk, n->self.signing_key, KEY_PK_BYTES) != 0) {
@@ -499,9 +499,9 @@ static int load_self(struct node *n, struct errbuf *e) {
     if (rc != 0) {
         return err_set(e, rc, "cannot open a transaction: %s", apl_strerror(rc));
     }
-    rc = log_origin_get(&n->store, t, n->keys.sign_pk, &n->self);
+    rc = chain_origin_get(&n->store, t, n->keys.sign_pk, &n->self);
     if (rc == APL_ENOTFOUND) {
-        rc = log_origin_create(&n->store, t, n->keys.sign_pk, &n->self);
+        rc = chain_origin_create(&n->store, t, n->keys.sign_pk, &n->self);
     }
     /* Whose database this is: every node holds every origin's log, so a
      * backup names its node here (restore checks it). */
@@ -584,7 +584,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
      * machine); the node needs only its public half. */
     snprintf(path, sizeof path, "%s/admin.key", o->dir);
     rc = keys_load_signing(path, n->admin_pk, ask, e);
-    wipe(ask, sizeof ask);
+    util_wipe(ask, sizeof ask);
     if (rc == APL_ENOTFOUND) {
         snprintf(path, sizeof path, "%s/admin.key.pub", o->dir);
         err_clear(e);
@@ -595,7 +595,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         return rc;
     }
     key_id(n->admin_pk, n->admin_id);
-    rc = rules_load(&n->rules, o->dir, e);
+    rc = ruleset_load(&n->rules, o->dir, e);
     if (rc != 0) {
         keys_wipe(&n->keys);
         return rc;
@@ -632,7 +632,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         store_close(&n->store);
     }
     if (rc != 0) {
-        rules_fini(&n->rules);
+        ruleset_fini(&n->rules);
         keys_wipe(&n->keys);
         return rc;
     }
@@ -656,7 +656,7 @@ void node_close(struct node *n) {
     n->cluster = NULL;
     state_fini(&n->state);
     store_close(&n->store);
-    rules_fini(&n->rules);
+    ruleset_fini(&n->rules);
     keys_wipe(&n->keys);
 }
 

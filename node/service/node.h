@@ -71,7 +71,7 @@ struct node {
     struct node_keys keys;
     uint8_t admin_pk[KEY_PK_BYTES];
     uint8_t admin_id[KEY_ID_BYTES];
-    struct rules rules;
+    struct ruleset rules;
     struct clock clock;
     struct store store;
     struct state state;             /* writer thread only */

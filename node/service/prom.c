@@ -222,7 +222,7 @@ static void visit_cluster(void *arg, const Appeal__ClusterStatus *s) {
     cluster_metrics(arg, s);
 }
 
-int metrics_render(struct node *n, char **out, size_t *len) {
+int prom_render(struct node *n, char **out, size_t *len) {
     struct buf b = {malloc(16384), 0, 16384, 0};
     if (b.p == NULL) {
         return APL_ENOMEM;

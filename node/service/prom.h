@@ -12,6 +12,6 @@
 struct node;
 
 /* Renders every metric into a malloc'd NUL-terminated text. */
-int metrics_render(struct node *n, char **out, size_t *len);
+int prom_render(struct node *n, char **out, size_t *len);
 
 #endif

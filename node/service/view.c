@@ -116,12 +116,12 @@ static int history(struct node *n, MDB_txn *t, const char *number, bool may_read
         const uint8_t *ref = val.mv_data;
         uint32_t idx = be32_get(ref + 4);
         uint64_t seq = be64_get(ref + 8);
-        if (o.idx != idx && (rc = log_origin_by_idx(&n->store, t, idx, &o)) != 0) {
+        if (o.idx != idx && (rc = chain_origin_by_idx(&n->store, t, idx, &o)) != 0) {
             break;
         }
         MDB_val env;
         struct record r;
-        rc = log_get(&n->store, t, idx, seq, &env);
+        rc = chain_get(&n->store, t, idx, seq, &env);
         if (rc == 0 && rec_decode(env.mv_data, env.mv_size, a, &r, NULL) != 0) {
             rc = APL_ECORRUPT;
         }
@@ -371,7 +371,7 @@ int view_info(struct node *n, MDB_txn *t, struct arena *a, Appeal__NodeInfo **ou
         return APL_ENOMEM;
     }
     struct origin_state self;
-    int rc = log_origin_get(&n->store, t, n->keys.sign_pk, &self);
+    int rc = chain_origin_get(&n->store, t, n->keys.sign_pk, &self);
     if (rc != 0) {
         return rc;
     }
@@ -407,7 +407,7 @@ static size_t known_jurisdictions(struct node *n, MDB_txn *t, char out[][16], si
     for (int m = mdb_cursor_get(c, &key, &v, MDB_FIRST); m == 0 && k < max;
          m = mdb_cursor_get(c, &key, &v, MDB_NEXT)) {
         struct origin_state o;
-        if (key.mv_size != KEY_PK_BYTES || log_origin_get(&n->store, t, key.mv_data, &o) != 0 ||
+        if (key.mv_size != KEY_PK_BYTES || chain_origin_get(&n->store, t, key.mv_data, &o) != 0 ||
             o.juris[0] == '\0') {
             continue;
         }

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "grants.h"
+#include "roles.h"
+#include "util.h"
 #include "cal.h"
 #include "lifecycle.h"
 #include "bounds.h"
@@ -18,7 +20,7 @@ static int text_field(const char *s, size_t max, bool required, bool multiline, 
     if (n > max) {
         return err_set(e, APL_ETOOBIG, "%s is %zu bytes long; the limit is %zu", what, n, max);
     }
-    const char *why = pbx_text_problem(s, multiline);
+    const char *why = pb_text_problem(s, multiline);
     if (why != NULL) {
         return err_set(e, APL_EINVAL, "%s holds %s", what, why);
     }
@@ -38,7 +40,7 @@ static int commit_record(struct appeal_ctx *c, Appeal__Body *b, struct appeal_re
     b->actor.len = c->actor != NULL ? KEY_PK_BYTES : 0;
     uint8_t *env = NULL;
     size_t len = 0;
-    int rc = log_sign_append(c->s, c->t, c->self, c->keys, b, c->now_ms, &env, &len);
+    int rc = chain_sign_append(c->s, c->t, c->self, c->keys, b, c->now_ms, &env, &len);
     if (rc != 0) {
         return rc;
     }
@@ -81,7 +83,7 @@ static int check_applicant(const struct appeal_ctx *c, const Appeal__FileRequest
         rc = text_field(q->contacts, CONTACTS_BYTES_MAX, false, false, "the contacts", e);
     }
     if (rc == 0 && q->iin[0] != '\0') {
-        rc = rules_iin_check(q->iin, e);
+        rc = iin_check(q->iin, e);
     }
     return rc;
 }
@@ -126,7 +128,7 @@ static int check_file(const struct appeal_ctx *c, const Appeal__FileRequest *q, 
                        "or feedback");
     }
     int rc = text_field(q->category, CATEGORY_BYTES_MAX, true, false, "the category", e);
-    if (rc == 0 && rules_category(c->rules, q->category) == NULL) {
+    if (rc == 0 && ruleset_category(c->rules, q->category) == NULL) {
         rc = err_set(e, APL_EINVAL, "unknown category %s (see categories.tsv)", q->category);
     }
     if (rc == 0) {
@@ -189,10 +191,10 @@ static int seal_filing(struct appeal_ctx *c, const Appeal__FileRequest *q, const
     s.body = q->body;
     uint8_t *pt;
     size_t ptlen;
-    int rc = pbx_pack(&s.base, &pt, &ptlen);
+    int rc = pb_pack(&s.base, &pt, &ptlen);
     if (rc == 0) {
         rc = seal_data(c->keys, number, pt, ptlen, sealed, len);
-        wipe_free(pt, ptlen);
+        util_wipe_free(pt, ptlen);
     }
     return rc;
 }
@@ -236,7 +238,7 @@ static int seal_reason(struct appeal_ctx *c, const Appeal__Body *b, const char *
     memcpy(pt, ad, adlen); /* with its terminator: the zero byte of 7.6 */
     memcpy(pt + adlen, reason, len);
     rc = seal_box(box, pt, ptlen, &out->boxed, &out->boxed_len);
-    wipe_free(pt, ptlen);
+    util_wipe_free(pt, ptlen);
     return rc;
 }
 
@@ -412,7 +414,7 @@ static int last_event(struct appeal_ctx *c, const char *number, struct arena *a,
         return rc != 0 ? rc : APL_ECORRUPT;
     }
     MDB_val env;
-    rc = log_get(c->s, c->t, be32_get((const uint8_t *)v.mv_data + 4),
+    rc = chain_get(c->s, c->t, be32_get((const uint8_t *)v.mv_data + 4),
                  be64_get((const uint8_t *)v.mv_data + 8), &env);
     if (rc == 0 && rec_decode(env.mv_data, env.mv_size, a, r, NULL) != 0) {
         rc = APL_ECORRUPT;
@@ -526,13 +528,13 @@ static int build_forward(struct appeal_ctx *c, const Appeal__AppealRow *row,
         uint8_t *pt = NULL;
         size_t ptlen = 0;
         if (rc == 0 && sd != NULL) {
-            rc = pbx_pack(&sd->base, &pt, &ptlen);
+            rc = pb_pack(&sd->base, &pt, &ptlen);
         }
         if (rc == 0 && pt != NULL) {
             rc = seal_box(box, pt, ptlen, &p->owned, &p->owned_len);
-            wipe_free(pt, ptlen);
+            util_wipe_free(pt, ptlen);
         }
-        wipe(a.base, a.used_bytes);
+        util_wipe(a.base, a.used_bytes);
         arena_fini(&a);
         if (rc != 0) {
             return err_set(e, rc, "cannot open the applicant's data to forward it");
@@ -568,7 +570,7 @@ static int build_accept(struct appeal_ctx *c, const Appeal__AppealRow *row, stru
                       &pt, &ptlen);
         Appeal__Sealed *sd = NULL;
         if (rc == 0) {
-            sd = (Appeal__Sealed *)pbx_unpack(&appeal__sealed__descriptor, pt, ptlen, &a, 4, NULL);
+            sd = (Appeal__Sealed *)pb_unpack(&appeal__sealed__descriptor, pt, ptlen, &a, 4, NULL);
             rc = sd != NULL && strcmp(sd->number, row->number) == 0 ? 0 : APL_EAUTH;
         }
         if (rc == 0) {
@@ -584,8 +586,8 @@ static int build_accept(struct appeal_ctx *c, const Appeal__AppealRow *row, stru
         x.data_key_id.data = (uint8_t *)c->keys->data_key_id;
         x.data_key_id.len = DATA_KEY_ID_BYTES;
     }
-    wipe_free(pt, ptlen);
-    wipe(a.base, a.used_bytes);
+    util_wipe_free(pt, ptlen);
+    util_wipe(a.base, a.used_bytes);
     arena_fini(&a);
     if (rc != 0) {
         return err_set(e, rc, "cannot open the applicant's data sealed to this node");
@@ -830,7 +832,7 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
                  c->self->juris);
         juris = country;
     }
-    if (!grant_scope_ok(role, juris, c->self->juris, e)) {
+    if (!role_scope_ok(role, juris, c->self->juris, e)) {
         return APL_EINVAL;
     }
     int rc = text_field(q->label, LABEL_BYTES_MAX, false, false, "the label", e);
@@ -932,7 +934,7 @@ int appeal_heartbeat(struct appeal_ctx *c, struct errbuf *e) {
 static int open_at(struct store *s, MDB_txn *t, const Appeal__LogRef *at, struct arena *a,
                    struct record *r) {
     MDB_val env;
-    int rc = log_get(s, t, at->origin_idx, at->seq, &env);
+    int rc = chain_get(s, t, at->origin_idx, at->seq, &env);
     if (rc == 0 && rec_decode(env.mv_data, env.mv_size, a, r, NULL) != 0) {
         rc = APL_ECORRUPT;
     }
@@ -962,9 +964,9 @@ int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
             rc = open_data(k, row->number, ct->data, ct->len, &pt, &ptlen);
         }
         if (pt != NULL) {
-            *out = (Appeal__Sealed *)pbx_unpack(&appeal__sealed__descriptor, pt, ptlen, a, 4, NULL);
+            *out = (Appeal__Sealed *)pb_unpack(&appeal__sealed__descriptor, pt, ptlen, a, 4, NULL);
             rc = *out != NULL && strcmp((*out)->number, row->number) == 0 ? 0 : APL_EAUTH;
-            wipe_free(pt, ptlen);
+            util_wipe_free(pt, ptlen);
         }
     }
     if (rc == 0 && answer_text != NULL && row->answer_at != NULL) {
@@ -982,7 +984,7 @@ int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
                 txt[ptlen] = '\0';
                 *answer_text = txt;
             }
-            wipe_free(pt, ptlen);
+            util_wipe_free(pt, ptlen);
         }
     }
     return rc;
@@ -1008,7 +1010,7 @@ static int open_boxed_reason(const struct node_keys *k, const char *ad,
         memcpy(*text, pt + adlen, ptlen - adlen);
         (*text)[ptlen - adlen] = '\0';
     }
-    wipe_free(pt, ptlen);
+    util_wipe_free(pt, ptlen);
     return rc;
 }
 
@@ -1038,7 +1040,7 @@ int appeal_open_reason(const struct node_keys *k, const Appeal__Body *b, struct 
             memcpy(*text, pt, ptlen);
             (*text)[ptlen] = '\0';
         }
-        wipe_free(pt, ptlen);
+        util_wipe_free(pt, ptlen);
         return *text != NULL ? 0 : APL_ENOMEM;
     }
     if (r.boxed != NULL && r.boxed->len != 0) {

@@ -23,7 +23,7 @@
 struct appeal_ctx {
     struct store *s;
     MDB_txn *t;
-    const struct rules *rules;
+    const struct ruleset *rules;
     const struct node_keys *keys;
     struct origin_state *self; /* this node's origin, head advanced on append */
     struct state *st;

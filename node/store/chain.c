@@ -13,7 +13,7 @@ static int origin_decode(const MDB_val *v, struct origin_state *o) {
     _Alignas(16) uint8_t buf[ORIGIN_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
-    Appeal__OriginRow *r = (Appeal__OriginRow *)pbx_unpack(&appeal__origin_row__descriptor,
+    Appeal__OriginRow *r = (Appeal__OriginRow *)pb_unpack(&appeal__origin_row__descriptor,
                                                            v->mv_data, v->mv_size, &a, 4, NULL);
     int rc = APL_ECORRUPT;
     if (r != NULL && r->origin.len == KEY_PK_BYTES &&
@@ -42,7 +42,7 @@ static int origin_decode(const MDB_val *v, struct origin_state *o) {
     return rc;
 }
 
-int log_origin_save(struct store *s, MDB_txn *t, const struct origin_state *o) {
+int chain_origin_save(struct store *s, MDB_txn *t, const struct origin_state *o) {
     Appeal__OriginRow r = APPEAL__ORIGIN_ROW__INIT;
     r.origin.data = (uint8_t *)o->pk;
     r.origin.len = KEY_PK_BYTES;
@@ -64,14 +64,14 @@ int log_origin_save(struct store *s, MDB_txn *t, const struct origin_state *o) {
     return store_put_msg(t, s, DB_ORIGINS, o->pk, KEY_PK_BYTES, &r.base);
 }
 
-int log_origin_get(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES],
+int chain_origin_get(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES],
                    struct origin_state *o) {
     MDB_val v;
     int rc = store_get(t, s, DB_ORIGINS, pk, KEY_PK_BYTES, &v);
     return rc != 0 ? rc : origin_decode(&v, o);
 }
 
-int log_origin_by_idx(struct store *s, MDB_txn *t, uint32_t idx, struct origin_state *o) {
+int chain_origin_by_idx(struct store *s, MDB_txn *t, uint32_t idx, struct origin_state *o) {
     uint8_t k[4];
     be32_put(k, idx);
     MDB_val v;
@@ -84,10 +84,10 @@ int log_origin_by_idx(struct store *s, MDB_txn *t, uint32_t idx, struct origin_s
     }
     uint8_t pk[KEY_PK_BYTES];
     memcpy(pk, v.mv_data, KEY_PK_BYTES);
-    return log_origin_get(s, t, pk, o);
+    return chain_origin_get(s, t, pk, o);
 }
 
-int log_origin_create(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES],
+int chain_origin_create(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES],
                       struct origin_state *o) {
     MDB_cursor *c;
     int rc = store_rc(mdb_cursor_open(t, s->dbi[DB_ORIGIN_IDX], &c));
@@ -107,16 +107,16 @@ int log_origin_create(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES
     uint8_t ik[4];
     be32_put(ik, idx);
     rc = store_put(t, s, DB_ORIGIN_IDX, ik, 4, pk, KEY_PK_BYTES, MDB_NOOVERWRITE);
-    return rc != 0 ? rc : log_origin_save(s, t, o);
+    return rc != 0 ? rc : chain_origin_save(s, t, o);
 }
 
-int log_get(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, MDB_val *env) {
-    uint8_t k[LOG_KEY_BYTES];
-    log_key(k, idx, seq);
-    return store_get(t, s, DB_LOG, k, LOG_KEY_BYTES, env);
+int chain_get(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, MDB_val *env) {
+    uint8_t k[CHAIN_KEY_BYTES];
+    chain_key(k, idx, seq);
+    return store_get(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env);
 }
 
-void log_origin_event(struct origin_state *o, const Appeal__Body *b) {
+void chain_origin_event(struct origin_state *o, const Appeal__Body *b) {
     if (b->event_case == APPEAL__BODY__EVENT_GENESIS) {
         snprintf(o->juris, sizeof o->juris, "%s", b->genesis->jurisdiction);
         memcpy(o->box_key, b->genesis->box_key.data, BOX_PK_BYTES);
@@ -128,11 +128,11 @@ void log_origin_event(struct origin_state *o, const Appeal__Body *b) {
     }
 }
 
-int log_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env, size_t len,
+int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env, size_t len,
                const Appeal__Body *body, int64_t received_ms, bool defer_save) {
-    uint8_t k[LOG_KEY_BYTES];
-    log_key(k, o->idx, o->head_seq + 1);
-    int rc = store_put(t, s, DB_LOG, k, LOG_KEY_BYTES, env, len, MDB_NOOVERWRITE);
+    uint8_t k[CHAIN_KEY_BYTES];
+    chain_key(k, o->idx, o->head_seq + 1);
+    int rc = store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env, len, MDB_NOOVERWRITE);
     if (rc != 0) {
         return rc;
     }
@@ -140,11 +140,11 @@ int log_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_
     rec_hash(env, len, o->head_hash);
     o->head_time_ms = body->time_ms;
     o->head_received_ms = received_ms;
-    log_origin_event(o, body);
-    return defer_save ? 0 : log_origin_save(s, t, o);
+    chain_origin_event(o, body);
+    return defer_save ? 0 : chain_origin_save(s, t, o);
 }
 
-int log_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
+int chain_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
                     const struct node_keys *k, Appeal__Body *body, int64_t now_ms, uint8_t **env,
                     size_t *len) {
     body->origin.data = (uint8_t *)k->sign_pk;
@@ -161,7 +161,7 @@ int log_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
     if (rc != 0) {
         return rc;
     }
-    rc = log_append(s, t, self, *env, *len, body, now_ms, false);
+    rc = chain_append(s, t, self, *env, *len, body, now_ms, false);
     if (rc != 0) {
         free(*env);
         *env = NULL;
@@ -169,20 +169,20 @@ int log_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
     return rc;
 }
 
-int log_each(struct store *s, MDB_txn *t, uint32_t idx, uint64_t from_seq, log_each_fn fn,
+int chain_each(struct store *s, MDB_txn *t, uint32_t idx, uint64_t from_seq, chain_each_fn fn,
              void *arg) {
     MDB_cursor *c;
     int rc = store_rc(mdb_cursor_open(t, s->dbi[DB_LOG], &c));
     if (rc != 0) {
         return rc;
     }
-    uint8_t start[LOG_KEY_BYTES];
-    log_key(start, idx, from_seq);
-    MDB_val k = {LOG_KEY_BYTES, start}, v;
+    uint8_t start[CHAIN_KEY_BYTES];
+    chain_key(start, idx, from_seq);
+    MDB_val k = {CHAIN_KEY_BYTES, start}, v;
     int mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     rc = 0;
     while (mrc == 0 && rc == 0) {
-        if (k.mv_size != LOG_KEY_BYTES || be32_get(k.mv_data) != idx) {
+        if (k.mv_size != CHAIN_KEY_BYTES || be32_get(k.mv_data) != idx) {
             break;
         }
         rc = fn(arg, be64_get((const uint8_t *)k.mv_data + 4), v.mv_data, v.mv_size);
@@ -195,4 +195,9 @@ int log_each(struct store *s, MDB_txn *t, uint32_t idx, uint64_t from_seq, log_e
         rc = store_rc(mrc);
     }
     return rc;
+}
+
+void chain_key(uint8_t out[CHAIN_KEY_BYTES], uint32_t idx, uint64_t seq) {
+    be32_put(out, idx);
+    be64_put(out + 4, seq);
 }

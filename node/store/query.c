@@ -318,7 +318,7 @@ static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
 
 /* An AggCell as the node writes it (fields 1-3 as varints, days packed,
  * each at most once), read without unpacking: a query reads thousands of
- * cells. False for anything else, which then goes through pbx_unpack. */
+ * cells. False for anything else, which then goes through pb_unpack. */
 struct cell_view {
     uint64_t count, answered, in_term;
     const uint8_t *days, *days_end;
@@ -416,7 +416,7 @@ static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct a
     }
     size_t mark = scratch->used_bytes;
     Appeal__AggCell *cell =
-        (Appeal__AggCell *)pbx_unpack(&appeal__agg_cell__descriptor, v->mv_data, v->mv_size,
+        (Appeal__AggCell *)pb_unpack(&appeal__agg_cell__descriptor, v->mv_data, v->mv_size,
                                       scratch, 2 * (AGG_DAYS_MAX + 2), NULL);
     scratch->used_bytes = mark;
     if (cell == NULL) {

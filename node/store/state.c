@@ -1,11 +1,12 @@
 #include "state.h"
+#include "chain.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agg.h"
-#include "auth.h"
+#include "grants.h"
 #include "lifecycle.h"
 #include "bounds.h"
 #include "olog.h"
@@ -396,7 +397,7 @@ static size_t pending_key(uint8_t *out, const char *number, uint32_t version) {
 static int hash_at(struct state *st, MDB_txn *t, uint32_t idx, uint64_t seq,
                    uint8_t out[HASH_BYTES]) {
     MDB_val env;
-    int rc = log_get(st->s, t, idx, seq, &env);
+    int rc = chain_get(st->s, t, idx, seq, &env);
     if (rc == 0) {
         rec_hash(env.mv_data, env.mv_size, out);
     }
@@ -405,12 +406,12 @@ static int hash_at(struct state *st, MDB_txn *t, uint32_t idx, uint64_t seq,
 
 static int park(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
                 const char *number, uint32_t version) {
-    uint8_t key[PENDING_KEY_BYTES_MAX], ref[LOG_KEY_BYTES];
+    uint8_t key[PENDING_KEY_BYTES_MAX], ref[CHAIN_KEY_BYTES];
     size_t kl = pending_key(key, number, version);
-    log_key(ref, o->idx, seq);
+    chain_key(ref, o->idx, seq);
     MDB_val old;
     int rc = store_get(t, st->s, DB_PENDING, key, kl, &old);
-    if (rc == 0 && old.mv_size == LOG_KEY_BYTES && memcmp(old.mv_data, ref, LOG_KEY_BYTES) != 0) {
+    if (rc == 0 && old.mv_size == CHAIN_KEY_BYTES && memcmp(old.mv_data, ref, CHAIN_KEY_BYTES) != 0) {
         /* Two different events claim the same place in one appeal: only a
          * misbehaving origin does that. Keep the one with the smaller
          * record hash, so that every node keeps the same whatever the
@@ -453,7 +454,7 @@ static int drain(struct state *st, MDB_txn *t, const char *number_in) {
         if (rc == APL_ENOTFOUND) {
             return 0;
         }
-        if (rc != 0 || ref.mv_size != LOG_KEY_BYTES) {
+        if (rc != 0 || ref.mv_size != CHAIN_KEY_BYTES) {
             return rc != 0 ? rc : APL_ECORRUPT;
         }
         uint32_t idx = be32_get(ref.mv_data);
@@ -462,9 +463,9 @@ static int drain(struct state *st, MDB_txn *t, const char *number_in) {
         MDB_val env;
         struct record r;
         arena_reset(&st->parked);
-        rc = log_origin_by_idx(st->s, t, idx, &o);
+        rc = chain_origin_by_idx(st->s, t, idx, &o);
         if (rc == 0) {
-            rc = log_get(st->s, t, idx, seq, &env);
+            rc = chain_get(st->s, t, idx, seq, &env);
         }
         if (rc == 0) {
             rc =
@@ -519,7 +520,7 @@ int state_apply(struct state *st, MDB_txn *t, const struct origin_state *o, uint
     if (rec_appeal_ref(b, &number, &version)) {
         return apply_appeal(st, t, o, seq, b);
     }
-    /* genesis, heartbeat, rotation: origin-level, handled by log_append */
+    /* genesis, heartbeat, rotation: origin-level, handled by chain_append */
     return grant_apply(st->s, t, o->idx, seq, b);
 }
 
@@ -556,14 +557,14 @@ static int rebuild_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) 
     rb->o.head_seq = seq;
     rec_hash(env, len, rb->o.head_hash);
     rb->o.head_time_ms = r.body->time_ms;
-    log_origin_event(&rb->o, r.body); /* the same as when it was appended */
+    chain_origin_event(&rb->o, r.body); /* the same as when it was appended */
     rb->records++;
     return state_apply(&rb->st, rb->t, &rb->o, seq, r.body);
 }
 
 static int rebuild_origin(struct rebuild *rb, uint32_t idx) {
     struct origin_state stored;
-    int rc = log_origin_by_idx(rb->s, rb->t, idx, &stored);
+    int rc = chain_origin_by_idx(rb->s, rb->t, idx, &stored);
     if (rc != 0) {
         return err_set(rb->e, rc, "origin index %u has no origin row", idx);
     }
@@ -571,7 +572,7 @@ static int rebuild_origin(struct rebuild *rb, uint32_t idx) {
     rb->o.head_seq = 0;
     memset(rb->o.head_hash, 0, HASH_BYTES);
     memcpy(rb->o.signing_key, rb->o.pk, KEY_PK_BYTES);
-    rc = log_each(rb->s, rb->t, idx, 1, rebuild_one, rb);
+    rc = chain_each(rb->s, rb->t, idx, 1, rebuild_one, rb);
     if (rc != 0) {
         return rc;
     }
@@ -582,7 +583,7 @@ static int rebuild_origin(struct rebuild *rb, uint32_t idx) {
         olog(OLOG_WARN, "rebuild_head_differs", "origin", rb->o.juris, "log/row", n, NULL);
     }
     rb->o.head_received_ms = stored.head_received_ms;
-    return log_origin_save(rb->s, rb->t, &rb->o);
+    return chain_origin_save(rb->s, rb->t, &rb->o);
 }
 
 static int rebuild_once(struct store *s, struct errbuf *e) {

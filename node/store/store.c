@@ -290,7 +290,7 @@ int store_get_msg(MDB_txn *t, const struct store *s, enum store_db db, const voi
     if (rc != 0) {
         return rc;
     }
-    ProtobufCMessage *m = pbx_unpack(desc, v.mv_data, v.mv_size, a, STORE_ROW_REPEATED_MAX, NULL);
+    ProtobufCMessage *m = pb_unpack(desc, v.mv_data, v.mv_size, a, STORE_ROW_REPEATED_MAX, NULL);
     if (m == NULL) {
         return APL_ECORRUPT;
     }
@@ -333,11 +333,6 @@ uint32_t be32_get(const uint8_t *p) {
 
 uint64_t be64_get(const uint8_t *p) {
     return (uint64_t)be32_get(p) << 32 | be32_get(p + 4);
-}
-
-void log_key(uint8_t out[LOG_KEY_BYTES], uint32_t idx, uint64_t seq) {
-    be32_put(out, idx);
-    be64_put(out + 4, seq);
 }
 
 int store_usage(struct store *s, uint64_t *map_bytes, uint64_t *used_bytes, uint32_t *readers) {

@@ -72,7 +72,6 @@ enum {
     /* Schema 2 lacks the aggregate rollups of 3 (agg.h): opened read-write,
      * it is marked `derived_stale` and node_open rebuilds it. */
     STORE_SCHEMA_REBUILDABLE = 2,
-    LOG_KEY_BYTES = 12,
     STORE_READERS_MAX = 256,
     NUMBER_BYTES_MAX = 32, /* registration numbers */
     JURIS_BYTES_MAX = 8,   /* "KZ-75" */
@@ -133,7 +132,7 @@ int store_put(MDB_txn *t, const struct store *s, enum store_db db, const void *k
 int store_del(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
               const void *val, size_t vlen);
 
-/* Protobuf rows: decoded into `a` (checked with pbx_guard) / packed. */
+/* Protobuf rows: decoded into `a` (checked with pb_guard) / packed. */
 int store_get_msg(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
                   const ProtobufCMessageDescriptor *desc, struct arena *a, ProtobufCMessage **out);
 int store_put_msg(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
@@ -147,7 +146,6 @@ void be32_put(uint8_t *p, uint32_t v);
 void be64_put(uint8_t *p, uint64_t v);
 uint32_t be32_get(const uint8_t *p);
 uint64_t be64_get(const uint8_t *p);
-void log_key(uint8_t out[LOG_KEY_BYTES], uint32_t idx, uint64_t seq);
 
 /* Names of the tables, for dumps and stats. */
 const char *store_db_name(enum store_db db);

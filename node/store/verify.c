@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "auth.h"
+#include "grants.h"
 #include "bounds.h"
 #include "chain.h"
 #include "record.h"
@@ -53,12 +53,12 @@ static int walk_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
     if (!rec_verify_sig(&rec, w->key)) {
         return bad(w, APL_ESIG, seq, "bad signature");
     }
-    /* The same check as replication (auth_actor_revoked): a record that
+    /* The same check as replication (grant_actor_revoked): a record that
      * peers refuse, freezing its origin, does not verify either. */
     uint64_t revoked;
     struct errbuf re;
     err_clear(&re);
-    int rc = auth_actor_revoked(w->s, w->t, w->o.idx, b, &w->actors, &revoked, &re);
+    int rc = grant_actor_revoked(w->s, w->t, w->o.idx, b, &w->actors, &revoked, &re);
     if (rc == APL_EFORBIDDEN) {
         char msg[ERRBUF_MSG_BYTES + 64];
         snprintf(msg, sizeof msg, "its actor was revoked before it (%s); peers refuse it", re.msg);
@@ -78,7 +78,7 @@ static int walk_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
 }
 
 static int verify_origin(struct store *s, MDB_txn *t, uint32_t idx, struct walk *w) {
-    int rc = log_origin_by_idx(s, t, idx, &w->o);
+    int rc = chain_origin_by_idx(s, t, idx, &w->o);
     if (rc != 0) {
         return err_set(w->e, APL_ECORRUPT, "origin index %u has no origin row", idx);
     }
@@ -91,7 +91,7 @@ static int verify_origin(struct store *s, MDB_txn *t, uint32_t idx, struct walk 
     w->s = s;
     w->t = t;
     w->expect = 1;
-    rc = log_each(s, t, idx, 1, walk_one, w);
+    rc = chain_each(s, t, idx, 1, walk_one, w);
     if (rc != 0) {
         return rc;
     }

@@ -1,15 +1,15 @@
 /*
- * fuzz_pbx_guard: the bounded protobuf decoding every decoder above rests on
- * (pbx_guard, pbx_unpack, node/pbx.h), against the messages the node and
+ * fuzz_pb_guard: the bounded protobuf decoding every decoder above rests on
+ * (pb_guard, pb_unpack, node/pbx.h), against the messages the node and
  * its tools read from outside: records, client requests and responses,
  * peer messages, and rows read back from LMDB.
  *
  * The first two input bytes choose the case; the rest is the message (NULL
  * when there is none, as protobuf-c hands over an empty bytes field):
  *   byte 0     the descriptor: descs[byte % DESCS]
- *   byte 1     bits 0-2: depth_max - 1 given to pbx_guard (1..8)
+ *   byte 1     bits 0-2: depth_max - 1 given to pb_guard (1..8)
  *              bits 3-5: repeated_max, repeated_maxes[bits % REPEATED_MAXES]
- * Then pbx_unpack decodes the message into an arena. What pbx.h promises is
+ * Then pb_unpack decodes the message into an arena. What pbx.h promises is
  * checked on every message that passes: no repeated field holds more than
  * repeated_max elements, nothing is nested deeper than depth_max. The
  * message is then packed, decoded and packed again.
@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     struct errbuf e;
     err_clear(&e);
-    int guard_rc = pbx_guard(desc, msg, len, repeated_max, depth_max, &e);
+    int guard_rc = pb_guard(desc, msg, len, repeated_max, depth_max, &e);
     if (guard_rc != 0) {
         FUZZ_ASSERT(guard_rc == e.code);
         FUZZ_ASSERT(guard_rc == APL_EINVAL || guard_rc == APL_ETOOBIG);
@@ -81,11 +81,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     arena_reset(&arena);
     err_clear(&e);
-    ProtobufCMessage *m = pbx_unpack(desc, msg, len, &arena, repeated_max, &e);
+    ProtobufCMessage *m = pb_unpack(desc, msg, len, &arena, repeated_max, &e);
     if (m == NULL) {
         FUZZ_ASSERT(e.code == APL_EINVAL || e.code == APL_ETOOBIG);
         if (guard_rc == 0) {
-            /* pbx_unpack guards with depth 8 >= depth_max: what the guard let
+            /* pb_unpack guards with depth 8 >= depth_max: what the guard let
              * through above passes again, so protobuf-c refused it. */
             char expect[ERRBUF_MSG_BYTES];
             snprintf(expect, sizeof expect, "malformed %s message", desc->short_name);

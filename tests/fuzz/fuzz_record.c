@@ -60,7 +60,7 @@ static void check_decoded(const struct record *r, const uint8_t *data, size_t si
 }
 
 /* Known bug pbx-null-data (tests/fuzz/regressions/README.md): an Envelope
- * with a 64-byte sig and an empty body has body.data == NULL, and pbx_guard
+ * with a 64-byte sig and an empty body has body.data == NULL, and pb_guard
  * computes NULL + 0. True for such inputs when skipping known bugs. */
 static bool known_bug(const uint8_t *data, size_t size) {
     if (!fuzz_skip_known() || size > RECORD_BYTES_MAX) {

@@ -41,7 +41,7 @@ static bool op_member_set(const Appeal__Request *q) {
 }
 
 /* Known bug pbx-null-data (tests/fuzz/regressions/README.md): a ClientRequest
- * whose `request` is empty has request.data == NULL, and pbx_guard computes
+ * whose `request` is empty has request.data == NULL, and pb_guard computes
  * NULL + 0. True for such inputs when skipping known bugs. */
 static bool known_bug(const uint8_t *data, size_t size) {
     if (!fuzz_skip_known()) {

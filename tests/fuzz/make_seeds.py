@@ -238,7 +238,7 @@ def record_seeds():
 
 
 def iin(prefix11):
-    """Appends the check digit rules_iin_check() expects (first weights only)."""
+    """Appends the check digit iin_check() expects (first weights only)."""
     d = [int(c) for c in prefix11]
     check = sum((i + 1) * d[i] for i in range(11)) % 11
     assert check != 10, prefix11
@@ -328,12 +328,12 @@ def request_seeds():
     return seeds
 
 
-# ---- messages for fuzz_pbx_guard: first byte picks descriptor, depth, limit ----
+# ---- messages for fuzz_pb_guard: first byte picks descriptor, depth, limit ----
 
 DESC = {"envelope": 0, "body": 1, "client_request": 2, "request": 3, "response": 4,
         "appeal_row": 5, "origin_row": 6, "sealed": 7, "fork": 8, "peer_message": 9,
         "peer_body": 10}
-R1, R16, R64, R4096, RPULL, RCLIENT = range(6)  # repeated_maxes[] in fuzz_pbx_guard.c
+R1, R16, R64, R4096, RPULL, RCLIENT = range(6)  # repeated_maxes[] in fuzz_pb_guard.c
 
 
 def pick(desc, depth=8, rmax=R64):
@@ -684,7 +684,7 @@ def corpora():
     return {
         "record": record_seeds(),
         "request": request_seeds(),
-        "pbx_guard": pbx_seeds(),
+        "pb_guard": pbx_seeds(),
         "peer": peer_seeds(),
         "rules_conf": enc(conf_seeds()),
         "holidays": enc(holiday_seeds()),

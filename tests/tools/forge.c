@@ -63,7 +63,7 @@ static int run_forge_filing(void *arg, MDB_txn *t, struct wreq *r) {
     b.filed = &f;
     uint8_t *env = NULL;
     size_t len = 0;
-    int rc = log_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
+    int rc = chain_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
     if (rc == 0) {
         rc = state_apply(c.st, t, c.self, c.self->head_seq, &b);
     }
@@ -94,7 +94,7 @@ static int run_forge_assignment(void *arg, MDB_txn *t, struct wreq *r) {
     b.assigned = &as;
     uint8_t *env = NULL;
     size_t len = 0;
-    rc = log_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
+    rc = chain_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
     if (rc == 0) {
         rc = state_apply(c.st, t, c.self, c.self->head_seq, &b);
     }

@@ -101,13 +101,13 @@ static void flip(struct store *s, const struct rec_pos *p, size_t at) {
     MDB_txn *t;
     CHECK(store_wr_begin(s, &t) == 0);
     MDB_val v;
-    CHECK(log_get(s, t, p->idx, p->seq, &v) == 0);
+    CHECK(chain_get(s, t, p->idx, p->seq, &v) == 0);
     uint8_t *copy = malloc(v.mv_size);
     memcpy(copy, v.mv_data, v.mv_size);
     copy[at] ^= 0x01;
-    uint8_t k[LOG_KEY_BYTES];
-    log_key(k, p->idx, p->seq);
-    CHECK(store_put(t, s, DB_LOG, k, LOG_KEY_BYTES, copy, v.mv_size, 0) == 0);
+    uint8_t k[CHAIN_KEY_BYTES];
+    chain_key(k, p->idx, p->seq);
+    CHECK(store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, copy, v.mv_size, 0) == 0);
     CHECK(store_commit(s, t) == 0);
     free(copy);
 }
@@ -224,7 +224,7 @@ static void rotation_is_enforced(const char *dir) {
     MDB_txn *t;
     CHECK(store_wr_begin(&n.store, &t) == 0);
     struct origin_state forged = n.self;
-    CHECK(log_append(&n.store, t, &forged, env, len, &b, 0, false) == 0);
+    CHECK(chain_append(&n.store, t, &forged, env, len, &b, 0, false) == 0);
     CHECK(store_commit(&n.store, t) == 0);
     err_clear(&e);
     CHECK_INT(verify_store(&n.store, &rep, &e), APL_ESIG);
@@ -238,12 +238,12 @@ static void rotation_is_enforced(const char *dir) {
     CHECK(store_rd_begin(&n.store, &rt) == 0);
     for (uint64_t s = rot_seq; s <= b.seq; s++) {
         MDB_val v;
-        CHECK(log_get(&n.store, rt, n.self.idx, s, &v) == 0);
+        CHECK(chain_get(&n.store, rt, n.self.idx, s, &v) == 0);
         recs[s - rot_seq].data = v.mv_data;
         recs[s - rot_seq].len = v.mv_size;
     }
     MDB_val before;
-    CHECK(log_get(&n.store, rt, n.self.idx, rot_seq - 1, &before) == 0);
+    CHECK(chain_get(&n.store, rt, n.self.idx, rot_seq - 1, &before) == 0);
     uint8_t before_hash[HASH_BYTES];
     rec_hash(before.mv_data, before.mv_size, before_hash);
     Appeal__Run run = APPEAL__RUN__INIT;
