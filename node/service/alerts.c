@@ -134,24 +134,24 @@ void alerts_eval(struct alerts *al) {
     }
     uint64_t map = 0, used = 0;
     uint32_t readers = 0;
-    if (store_usage(&n->store, &map, &used, &readers) == 0 && n->store.map_max_bytes > 0 &&
-        used * 100 > n->store.map_max_bytes * (uint64_t)al->th.map_percent) {
-        add(f, "map_full", n->juris, "%llu of %llu MiB used", (unsigned long long)(used >> 20),
-            (unsigned long long)(n->store.map_max_bytes >> 20));
+    if (store_usage(&n->eng.store, &map, &used, &readers) == 0 && n->eng.store.map_max_bytes > 0 &&
+        used * 100 > n->eng.store.map_max_bytes * (uint64_t)al->th.map_percent) {
+        add(f, "map_full", n->eng.juris, "%llu of %llu MiB used", (unsigned long long)(used >> 20),
+            (unsigned long long)(n->eng.store.map_max_bytes >> 20));
     }
     char why[WRITER_REASON_BYTES];
-    if (writer_failed(&n->writer, why, sizeof why)) {
-        add(f, "storage_failed", n->juris, "%s: writes stopped until a restart", why);
+    if (writer_failed(&n->eng.writer, why, sizeof why)) {
+        add(f, "storage_failed", n->eng.juris, "%s: writes stopped until a restart", why);
     }
-    if (atomic_load(&n->reserve_reached)) {
-        add(f, "own_reserve", n->juris,
+    if (atomic_load(&n->eng.reserve_reached)) {
+        add(f, "own_reserve", n->eng.juris,
             "records from peers postponed: the map is within --own-reserve of --map-max "
             "(%llu MiB)",
-            (unsigned long long)(n->store.map_max_bytes >> 20));
+            (unsigned long long)(n->eng.store.map_max_bytes >> 20));
     }
-    if (atomic_load(&n->writer.full)) {
-        add(f, "writes_refused", n->juris, "the map is at its maximum (%llu MiB)",
-            (unsigned long long)(n->store.map_max_bytes >> 20));
+    if (atomic_load(&n->eng.writer.full)) {
+        add(f, "writes_refused", n->eng.juris, "the map is at its maximum (%llu MiB)",
+            (unsigned long long)(n->eng.store.map_max_bytes >> 20));
     }
     struct visit v = {al, f};
     repl_status_visit(n->repl, visit_cluster, &v);

@@ -140,7 +140,7 @@ static void send_response(struct api_work *w, const Appeal__Response *resp) {
 }
 
 static void send_error(struct api_work *w, int rc, const char *msg) {
-    atomic_fetch_add_explicit(&w->api->node->metrics.requests_refused, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->api->node->eng.metrics.requests_refused, 1, memory_order_relaxed);
     Appeal__Error err = APPEAL__ERROR__INIT;
     err.code = api_error_code(rc);
     err.message = (char *)(msg != NULL && msg[0] ? msg : apl_strerror(rc));
@@ -193,7 +193,7 @@ static int run_write(void *node, MDB_txn *t, struct wreq *r) {
     /* Again where the record is made: a revocation committed since the
      * request was authenticated (even earlier in this batch) wins. */
     struct node *n = node;
-    int rc = auth_grant_check(&n->store, t, n->self.idx, w->api->auth.admin_pk, &w->who, &r->err);
+    int rc = auth_grant_check(&n->eng.store, t, n->eng.self.idx, w->api->auth.admin_pk, &w->who, &r->err);
     if (rc == 0) {
         rc = auth_allow(&w->who, w->req, &r->err);
     }
@@ -225,7 +225,7 @@ static void write_done(struct wreq *r) {
     }
     const struct appeal_result *res = &w->result;
     if (w->req->op_case == APPEAL__REQUEST__OP_FILE) {
-        atomic_fetch_add_explicit(&w->api->node->metrics.appeals_filed, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->api->node->eng.metrics.appeals_filed, 1, memory_order_relaxed);
     }
     if (w->req->op_case == APPEAL__REQUEST__OP_GRANT ||
         w->req->op_case == APPEAL__REQUEST__OP_REVOKE) {
@@ -250,14 +250,14 @@ static void write_done(struct wreq *r) {
     rc.type = res->type;
     rc.registered_ms = res->registered_ms;
     rc.deadline_day = res->deadline_day;
-    rc.receiving_body = w->api->node->juris;
+    rc.receiving_body = w->api->node->eng.juris;
     rc.status = res->status;
     rc.repeat_of = (char *)res->repeat_of;
     rc.urgent = res->urgent;
     rc.seq = res->seq;
     rc.record.data = res->record;
     rc.record.len = res->record_len;
-    rc.origin.data = w->api->node->keys.sign_pk;
+    rc.origin.data = w->api->node->eng.keys.sign_pk;
     rc.origin.len = KEY_PK_BYTES;
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
     resp.result_case = APPEAL__RESPONSE__RESULT_RECEIPT;
@@ -279,7 +279,7 @@ static void submit_write(struct api_work *w) {
     w->wreq.done = write_done;
     w->wreq.arg = w;
     w->state = W_WAIT;
-    int rc = writer_submit(&w->api->node->writer, &w->wreq);
+    int rc = writer_submit(&w->api->node->eng.writer, &w->wreq);
     if (rc != 0) {
         send_error(w, rc, err_msg(&w->wreq.err, rc));
     }
@@ -302,9 +302,9 @@ static int replica_query(struct node *n, MDB_txn *t, const Appeal__QueryRequest 
         *qa = NULL;
         return APL_ENOMEM;
     }
-    rc = query_run(&n->store, t, q, NULL, node_today(n), *qa, out, e);
+    rc = query_run(&n->eng.store, t, q, NULL, node_today(n), *qa, out, e);
     if (rc == 0) {
-        rc = survey_sources_replica(n, t, *out, *qa);
+        rc = survey_sources_replica(&n->eng, n->repl, t, *out, *qa);
     }
     return rc;
 }
@@ -315,7 +315,7 @@ static void answer_read(struct api_work *w) {
     struct errbuf e;
     err_clear(&e);
     struct arena *qa = NULL;
-    int rc = store_rd_begin(&n->store, &t);
+    int rc = store_rd_begin(&n->eng.store, &t);
     if (rc != 0) {
         send_error(w, rc, "cannot read the database");
         return;
@@ -354,7 +354,7 @@ static void answer_read(struct api_work *w) {
         resp.result_case = APPEAL__RESPONSE__RESULT_QUERY;
         break;
     case APPEAL__REQUEST__OP_GRANTS:
-        rc = grant_list(&n->store, t, n->self.idx, w->req->grants->mine ? w->who.pk : NULL,
+        rc = grant_list(&n->eng.store, t, n->eng.self.idx, w->req->grants->mine ? w->who.pk : NULL,
                         &w->arena, &resp.grants);
         resp.result_case = APPEAL__RESPONSE__RESULT_GRANTS;
         break;
@@ -375,7 +375,7 @@ static void answer_read(struct api_work *w) {
     } else {
         send_error(w, rc, err_msg(&e, rc));
     }
-    store_rd_end(&n->store, t);
+    store_rd_end(&n->eng.store, t);
     if (qa != NULL) {
         arena_fini(qa);
         free(qa);
@@ -417,13 +417,13 @@ int api_decode(const uint8_t *data, size_t len, struct arena *a, Appeal__ClientR
 static int authorize(struct api_work *w, const Appeal__ClientRequest *cr, struct errbuf *e) {
     struct node *n = w->api->node;
     MDB_txn *t;
-    int rc = store_rd_begin(&n->store, &t);
+    int rc = store_rd_begin(&n->eng.store, &t);
     if (rc != 0) {
         return err_set(e, rc, "cannot read the grants");
     }
-    rc = auth_request(&w->api->auth, &n->store, t, n->self.idx, cr, w->req, clock_system_ms(),
+    rc = auth_request(&w->api->auth, &n->eng.store, t, n->eng.self.idx, cr, w->req, clock_system_ms(),
                       &w->who, e);
-    store_rd_end(&n->store, t);
+    store_rd_end(&n->eng.store, t);
     return rc != 0 ? rc : auth_allow(&w->who, w->req, e);
 }
 
@@ -539,8 +539,8 @@ static void submit_live(struct api_work *w) {
 static void answer_hello(struct api_work *w) {
     struct node *n = w->api->node;
     Appeal__NodeInfo info = APPEAL__NODE_INFO__INIT;
-    info.jurisdiction = n->juris;
-    info.origin.data = n->keys.sign_pk;
+    info.jurisdiction = n->eng.juris;
+    info.origin.data = n->eng.keys.sign_pk;
     info.origin.len = KEY_PK_BYTES;
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
     resp.result_case = APPEAL__RESPONSE__RESULT_INFO;
@@ -576,8 +576,8 @@ static void handle(struct api_work *w, nng_msg *m) {
              NULL);
         if (rc == APL_EAUTH || rc == APL_EFORBIDDEN) {
             atomic_fetch_add_explicit(rc == APL_EAUTH
-                                          ? &w->api->node->metrics.requests_unauthenticated
-                                          : &w->api->node->metrics.requests_forbidden,
+                                          ? &w->api->node->eng.metrics.requests_unauthenticated
+                                          : &w->api->node->eng.metrics.requests_forbidden,
                                       1, memory_order_relaxed);
         }
         send_error(w, rc, err_msg(&e, rc));
@@ -647,7 +647,7 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         return APL_ENOMEM;
     }
     memcpy(a->auth.admin_pk, n->admin_pk, KEY_PK_BYTES);
-    snprintf(a->auth.juris, sizeof a->auth.juris, "%s", n->juris);
+    snprintf(a->auth.juris, sizeof a->auth.juris, "%s", n->eng.juris);
     pthread_mutex_init(&a->live.mu, NULL);
     pthread_cond_init(&a->live.cv, NULL);
     pthread_cond_init(&a->live.idle, NULL);
@@ -675,7 +675,7 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
     }
     if (rv == 0) {
         rv = conn_limit_start(&a->conns, a->sock, "api", n->connections_max, n->idle_ms,
-                              &n->metrics.api_connections);
+                              &n->eng.metrics.api_connections);
     }
     if (rv == 0) {
         /* tls+tcp://: the node's certificate; clients show none (they sign). */

@@ -79,8 +79,8 @@ static void on_healthz(struct http_call *aio) {
     if (reason[0] != '\0') {
         json_str(&j, "reason", reason); /* why writes are refused */
     }
-    json_str(&j, "jurisdiction", n->juris);
-    json_uint(&j, "head_seq", atomic_load(&n->durable_head));
+    json_str(&j, "jurisdiction", n->eng.juris);
+    json_uint(&j, "head_seq", atomic_load(&n->eng.durable_head));
     json_end_obj(&j);
     json_done(&j);
     long len = ftell(f);
@@ -98,8 +98,8 @@ static void regions(struct json *j, struct node *n, MDB_txn *t, struct arena *a)
     struct errbuf e;
     err_clear(&e);
     json_arr(j, "regions");
-    if (query_run(&n->store, t, &q, NULL, node_today(n), a, &r, &e) == 0 &&
-        survey_sources_replica(n, t, r, a) == 0) {
+    if (query_run(&n->eng.store, t, &q, NULL, node_today(n), a, &r, &e) == 0 &&
+        survey_sources_replica(&n->eng, n->repl, t, r, a) == 0) {
         for (size_t i = 0; i < r->n_sources; i++) {
             const Appeal__SourceInfo *s = r->sources[i];
             json_obj(j, NULL);
@@ -149,7 +149,7 @@ int http_status_json(struct node *n, char **out, size_t *len) {
     struct arena a;
     MDB_txn *t;
     int rc = arena_init(&a, 8u << 20);
-    if (rc == 0 && (rc = store_rd_begin(&n->store, &t)) != 0) {
+    if (rc == 0 && (rc = store_rd_begin(&n->eng.store, &t)) != 0) {
         arena_fini(&a);
     }
     if (rc != 0) {
@@ -160,7 +160,7 @@ int http_status_json(struct node *n, char **out, size_t *len) {
     struct json j;
     json_init(&j, f);
     json_obj(&j, NULL);
-    json_str(&j, "jurisdiction", n->juris);
+    json_str(&j, "jurisdiction", n->eng.juris);
     json_int(&j, "generated_ms", node_now_ms(n));
     char today[11];
     day_format(node_today(n), today);
@@ -186,7 +186,7 @@ int http_status_json(struct node *n, char **out, size_t *len) {
     alerts_json(&j, n);
     json_end_obj(&j);
     json_done(&j);
-    store_rd_end(&n->store, t);
+    store_rd_end(&n->eng.store, t);
     arena_fini(&a);
     return fclose(f) == 0 ? 0 : APL_ENOMEM;
 }
@@ -248,7 +248,7 @@ int http_start(struct http **out, struct node *n, const char *addr, struct errbu
             (struct httpd_route){"GET", web_assets[i].path, asset, (void *)&web_assets[i]};
     }
     struct httpd_limits lim = {.connections_max = n->connections_max, .idle_ms = n->idle_ms};
-    int rc = httpd_start(&h->srv, addr, routes, nr, &lim, &n->metrics.http_connections, e);
+    int rc = httpd_start(&h->srv, addr, routes, nr, &lim, &n->eng.metrics.http_connections, e);
     if (rc != 0) {
         free(h);
         return rc;

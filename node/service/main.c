@@ -455,13 +455,13 @@ static int cmd_run(const struct args *a) {
     if ((rc = node_open(&n, &o, &e)) != 0) {
         return fail("run", &e, rc);
     }
-    olog_init(juris, n.id_short, fd, a->level);
+    olog_init(juris, n.eng.id_short, fd, a->level);
     if ((rc = node_serve(&n, a->api, &e)) != 0) {
         node_close(&n);
         return fail("run", &e, rc);
     }
     char seq[24];
-    snprintf(seq, sizeof seq, "%llu", (unsigned long long)n.self.head_seq);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)n.eng.self.head_seq);
     olog(OLOG_INFO, "started", "data", a->data, "head_seq", seq, NULL);
     int sig = 0;
     sigwait(&set, &sig);

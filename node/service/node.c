@@ -62,37 +62,38 @@ static int write_default(const char *dir, const char *name, const char *text) {
 
 static void hook_begin(void *arg) {
     struct node *n = arg;
-    n->self_saved = n->self;
-    n->ingest_txn_bytes = 0;
+    n->eng.self_saved = n->eng.self;
+    n->eng.ingest_txn_bytes = 0;
     /* The aggregate changes of a whole group commit are summed in memory
      * and written once (a batch of filings shares most of its cells). */
-    state_batch_begin(&n->state);
+    state_batch_begin(&n->eng.state);
 }
 
 static int hook_precommit(void *arg, MDB_txn *t) {
     struct node *n = arg;
-    return state_batch_end(&n->state, t);
+    return state_batch_end(&n->eng.state, t);
 }
 
 static void hook_rollback(void *arg) {
     struct node *n = arg;
-    n->self = n->self_saved;
-    state_batch_end(&n->state, NULL); /* forget the sums of the aborted batch */
+    n->eng.self = n->eng.self_saved;
+    state_batch_end(&n->eng.state, NULL); /* forget the sums of the aborted batch */
 }
 
 static uint64_t hook_committed(void *arg) {
     struct node *n = arg;
-    if (n->self.head_seq != n->self_saved.head_seq) {
+    if (n->eng.self.head_seq != n->eng.self_saved.head_seq) {
         n->last_record_ms = node_now_ms(n);
-        atomic_fetch_add_explicit(&n->metrics.own_records,
-                                  n->self.head_seq - n->self_saved.head_seq, memory_order_relaxed);
+        atomic_fetch_add_explicit(&n->eng.metrics.own_records,
+                                  n->eng.self.head_seq - n->eng.self_saved.head_seq, memory_order_relaxed);
     }
-    return n->self.head_seq;
+    engine_publish_frozen(&n->eng);
+    return n->eng.self.head_seq;
 }
 
 static void hook_durable(void *arg, uint64_t head) {
     struct node *n = arg;
-    atomic_store(&n->durable_head, head);
+    atomic_store(&n->eng.durable_head, head);
     repl_durable(n->repl, head);
 }
 
@@ -106,7 +107,7 @@ static int run_heartbeat(void *arg, MDB_txn *t, struct wreq *r) {
 static void hook_tick(void *arg) {
     struct node *n = arg;
     if (++n->ticks % READER_CHECK_TICKS == 0) {
-        int dead = store_reader_check(&n->store);
+        int dead = store_reader_check(&n->eng.store);
         if (dead > 0) {
             char d[16];
             snprintf(d, sizeof d, "%d", dead);
@@ -114,7 +115,7 @@ static void hook_tick(void *arg) {
         }
     }
     if (n->cluster == NULL || n->heartbeat_idle_ms <= 0 || repl_recovering(n->repl) ||
-        n->self.frozen) {
+        n->eng.self.frozen) {
         return;
     }
     int64_t now = node_now_ms(n);
@@ -125,9 +126,9 @@ static void hook_tick(void *arg) {
     node_writer_hooks(n, &h);
     struct wreq r = {.run = run_heartbeat};
     /* Inline on the writer thread: we are it, between batches. */
-    writer_run_now(&n->store, &h, &r);
+    writer_run_now(&n->eng.store, &h, &r);
     if (r.rc == APL_ESTORAGE) {
-        writer_fail(&n->writer, "a sync of the store failed");
+        writer_fail(&n->eng.writer, "a sync of the store failed");
     }
     if (r.rc != 0) {
         olog(OLOG_ERROR, "heartbeat_failed", "error", err_msg(&r.err, r.rc), NULL);
@@ -149,7 +150,7 @@ static int run_genesis(void *arg, MDB_txn *t, struct wreq *r) {
     struct node *n = arg;
     struct appeal_ctx c;
     node_appeal_ctx(n, t, &c);
-    int rc = appeal_genesis(&c, n->juris, &r->err);
+    int rc = appeal_genesis(&c, n->eng.juris, &r->err);
     if (rc != 0) {
         return rc;
     }
@@ -196,7 +197,7 @@ int node_admin_write(const char *dir, const Appeal__Request *q, uint64_t *seq, s
                      "the node is recovering: start it with its cluster so it relearns its own "
                      "log, then grant");
     } else {
-        rc = writer_run_now(&n.store, &h, &r);
+        rc = writer_run_now(&n.eng.store, &h, &r);
         if (rc != 0) {
             err_set(e, rc, "%s", err_msg(&r.err, rc));
         }
@@ -231,7 +232,7 @@ int node_rotate_key(const char *dir, uint64_t *seq, uint8_t new_pk[KEY_PK_BYTES]
     }
     char path[4200], next[4200], cur[4200];
     snprintf(path, sizeof path, "%s/recover", dir);
-    if (access(path, F_OK) == 0 || n.self.head_seq == 0) {
+    if (access(path, F_OK) == 0 || n.eng.self.head_seq == 0) {
         node_close(&n);
         return err_set(e, APL_EUNAVAIL,
                        "the node is recovering its log from its peers: start it with its "
@@ -241,7 +242,7 @@ int node_rotate_key(const char *dir, uint64_t *seq, uint8_t new_pk[KEY_PK_BYTES]
     snprintf(next, sizeof next, "%s/sign.key.next", dir);
     snprintf(cur, sizeof cur, "%s/sign.key", dir);
     if (access(path, F_OK) != 0) {
-        rc = keys_save_public(path, n.keys.sign_pk,
+        rc = keys_save_public(path, n.eng.keys.sign_pk,
                               "Ed25519 origin key of this node (its identity)", e);
     }
     uint8_t sk[KEY_SK_BYTES];
@@ -256,7 +257,7 @@ int node_rotate_key(const char *dir, uint64_t *seq, uint8_t new_pk[KEY_PK_BYTES]
         struct writer_hooks h;
         node_writer_hooks(&n, &h);
         struct wreq r = {.run = run_rotate, .arg = &rw};
-        rc = writer_run_now(&n.store, &h, &r);
+        rc = writer_run_now(&n.eng.store, &h, &r);
         if (rc != 0) {
             err_set(e, rc, "cannot write the rotation record: %s", err_msg(&r.err, rc));
             unlink(next);
@@ -344,12 +345,28 @@ int node_init(const char *dir, const char *juris, struct errbuf *e) {
     struct writer_hooks h;
     node_writer_hooks(&n, &h);
     struct wreq r = {.run = run_genesis};
-    rc = writer_run_now(&n.store, &h, &r);
+    rc = writer_run_now(&n.eng.store, &h, &r);
     if (rc != 0) {
         err_set(e, rc, "cannot write the genesis record: %s", err_msg(&r.err, rc));
     }
     node_close(&n);
     return rc;
+}
+
+/* Replication's recovery is over (repl_opts): on the writer, the genesis
+ * record if the log is still empty; then the restore marker goes. */
+static int run_recovered(void *arg, MDB_txn *t, struct wreq *w) {
+    struct node *n = arg;
+    if (n->eng.self.head_seq > 0) {
+        return 0;
+    }
+    struct appeal_ctx c;
+    node_appeal_ctx(n, t, &c);
+    return appeal_genesis(&c, n->eng.juris, &w->err);
+}
+
+static void recovered(void *arg) {
+    node_recovered(arg);
 }
 
 static int box_key_of(void *arg, const char *juris, uint8_t out[BOX_PK_BYTES]) {
@@ -363,12 +380,12 @@ static int box_key_of(void *arg, const char *juris, uint8_t out[BOX_PK_BYTES]) {
 
 void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
     memset(c, 0, sizeof *c);
-    c->s = &n->store;
+    c->s = &n->eng.store;
     c->t = t;
     c->rules = &n->rules;
-    c->keys = &n->keys;
-    c->self = &n->self;
-    c->st = &n->state;
+    c->keys = &n->eng.keys;
+    c->self = &n->eng.self;
+    c->st = &n->eng.state;
     c->now_ms = node_now_ms(n);
     c->actor = n->admin_pk;
     if (n->cluster != NULL) {
@@ -379,7 +396,7 @@ void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
 
 int node_writable(struct node *n, struct errbuf *e) {
     char why[WRITER_REASON_BYTES];
-    if (writer_failed(&n->writer, why, sizeof why)) {
+    if (writer_failed(&n->eng.writer, why, sizeof why)) {
         return err_set(e, APL_ESTORAGE,
                        "storage_failed: the node stopped writing after a failed sync of its "
                        "store (%s); its operator must restart it",
@@ -396,25 +413,23 @@ int node_writable(struct node *n, struct errbuf *e) {
 const char *node_health(struct node *n, char *reason, size_t cap) {
     reason[0] = '\0';
     char why[WRITER_REASON_BYTES];
-    if (writer_failed(&n->writer, why, sizeof why)) {
+    if (writer_failed(&n->eng.writer, why, sizeof why)) {
         snprintf(reason, cap,
                  "writes refused: %s; the node stopped writing (restart it: docs/operations.md)",
                  why);
         return "storage_failed";
     }
-    if (atomic_load(&n->writer.full)) {
+    if (atomic_load(&n->eng.writer.full)) {
         snprintf(reason, cap,
                  "writes refused: the database reached its maximum size (--map-max %llu MiB)",
-                 (unsigned long long)(n->store.map_max_bytes >> 20));
+                 (unsigned long long)(n->eng.store.map_max_bytes >> 20));
         return "storage_full";
     }
     if (repl_recovering(n->repl)) {
         snprintf(reason, cap, "writes refused: relearning its own log from its peers");
         return "recovering";
     }
-    /* self.frozen belongs to the writer; a relaxed read of the flag is
-     * enough for a health check. */
-    if (__atomic_load_n(&n->self.frozen, __ATOMIC_RELAXED)) {
+    if (engine_self_frozen(&n->eng)) {
         snprintf(reason, cap, "writes refused: this node's own log is frozen after a fork");
         return "frozen";
     }
@@ -422,7 +437,7 @@ const char *node_health(struct node *n, char *reason, size_t cap) {
 }
 
 int64_t node_now_ms(const struct node *n) {
-    return clock_now_ms(&n->clock);
+    return engine_now_ms(&n->eng);
 }
 
 int32_t node_today(const struct node *n) {
@@ -436,14 +451,14 @@ static int finish_rotation(struct node *n, struct errbuf *e) {
     snprintf(next, sizeof next, "%s/sign.key.next", n->dir);
     snprintf(cur, sizeof cur, "%s/sign.key", n->dir);
     snprintf(old, sizeof old, "%s/sign.key.retired-%llu", n->dir,
-             (unsigned long long)n->self.head_seq);
+             (unsigned long long)n->eng.self.head_seq);
     uint8_t pk[KEY_PK_BYTES], sk[KEY_SK_BYTES];
     struct errbuf ignored;
     bool have = keys_load_signing(next, pk, sk, &ignored) == 0;
     util_wipe(sk, sizeof sk);
     char want[2 * KEY_PK_BYTES + 1];
-    util_hex(n->self.signing_key, KEY_PK_BYTES, want);
-    if (!have || memcmp(pk, n->self.signing_key, KEY_PK_BYTES) != 0) {
+    util_hex(n->eng.self.signing_key, KEY_PK_BYTES, want);
+    if (!have || memcmp(pk, n->eng.self.signing_key, KEY_PK_BYTES) != 0) {
         return err_set(e, APL_EAUTH,
                        "%s does not hold the key this node's log says signs now (%.16s...): "
                        "put that key back (see docs/security.md, key rotation)",
@@ -455,25 +470,25 @@ static int finish_rotation(struct node *n, struct errbuf *e) {
     }
     util_fsync_dir_of(cur);
     olog(OLOG_WARN, "rotation_finished", "signer", want, NULL);
-    keys_wipe(&n->keys);
-    return keys_load(n->dir, &n->keys, e);
+    keys_wipe(&n->eng.keys);
+    return keys_load(n->dir, &n->eng.keys, e);
 }
 
 /* The KeyRotated records of this node's own log (meta "rotation" + seq),
  * which prove its current signing key to peers. */
 static int load_rotations(struct node *n, struct errbuf *e) {
     MDB_txn *t;
-    int rc = store_rd_begin(&n->store, &t);
+    int rc = store_rd_begin(&n->eng.store, &t);
     if (rc != 0) {
         return err_set(e, rc, "cannot read the rotations");
     }
     MDB_cursor *c = NULL;
-    rc = store_rc(mdb_cursor_open(t, n->store.dbi[DB_META], &c));
+    rc = store_rc(mdb_cursor_open(t, n->eng.store.dbi[DB_META], &c));
     MDB_val k = {.mv_size = 8, .mv_data = "rotation"}, v;
     for (int m = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
          m == 0 && k.mv_size == 16 && memcmp(k.mv_data, "rotation", 8) == 0;
          m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (n->keys.n_rotations == KEY_ROTATIONS_MAX) {
+        if (n->eng.keys.n_rotations == KEY_ROTATIONS_MAX) {
             rc = err_set(e, APL_ETOOBIG, "more than %d key rotations", KEY_ROTATIONS_MAX);
             break;
         }
@@ -483,43 +498,43 @@ static int load_rotations(struct node *n, struct errbuf *e) {
             break;
         }
         memcpy(copy, v.mv_data, v.mv_size);
-        n->keys.rotation[n->keys.n_rotations] = copy;
-        n->keys.rotation_len[n->keys.n_rotations++] = v.mv_size;
+        n->eng.keys.rotation[n->eng.keys.n_rotations] = copy;
+        n->eng.keys.rotation_len[n->eng.keys.n_rotations++] = v.mv_size;
     }
     if (c != NULL) {
         mdb_cursor_close(c);
     }
-    store_rd_end(&n->store, t);
+    store_rd_end(&n->eng.store, t);
     return rc;
 }
 
 static int load_self(struct node *n, struct errbuf *e) {
     MDB_txn *t;
-    int rc = store_wr_begin(&n->store, &t);
+    int rc = store_wr_begin(&n->eng.store, &t);
     if (rc != 0) {
         return err_set(e, rc, "cannot open a transaction: %s", apl_strerror(rc));
     }
-    rc = chain_origin_get(&n->store, t, n->keys.sign_pk, &n->self);
+    rc = chain_origin_get(&n->eng.store, t, n->eng.keys.sign_pk, &n->eng.self);
     if (rc == APL_ENOTFOUND) {
-        rc = chain_origin_create(&n->store, t, n->keys.sign_pk, &n->self);
+        rc = chain_origin_create(&n->eng.store, t, n->eng.keys.sign_pk, &n->eng.self);
     }
     /* Whose database this is: every node holds every origin's log, so a
      * backup names its node here (restore checks it). */
     MDB_val mine;
-    if (rc == 0 && store_get(t, &n->store, DB_META, "self", 4, &mine) == APL_ENOTFOUND) {
-        rc = store_put(t, &n->store, DB_META, "self", 4, n->keys.sign_pk, KEY_PK_BYTES, 0);
+    if (rc == 0 && store_get(t, &n->eng.store, DB_META, "self", 4, &mine) == APL_ENOTFOUND) {
+        rc = store_put(t, &n->eng.store, DB_META, "self", 4, n->eng.keys.sign_pk, KEY_PK_BYTES, 0);
     }
     if (rc == 0) {
-        snprintf(n->self.juris, sizeof n->self.juris, "%s", n->juris);
-        rc = store_commit(&n->store, t);
+        snprintf(n->eng.self.juris, sizeof n->eng.self.juris, "%s", n->eng.juris);
+        rc = store_commit(&n->eng.store, t);
     } else {
-        store_abort(&n->store, t);
+        store_abort(&n->eng.store, t);
     }
     if (rc != 0) {
         return err_set(e, rc, "cannot load this node's own log: %s", apl_strerror(rc));
     }
-    n->last_record_ms = n->self.head_time_ms;
-    if (n->self.head_seq > 0 && memcmp(n->self.signing_key, n->keys.signer_pk, KEY_PK_BYTES) != 0 &&
+    n->last_record_ms = n->eng.self.head_time_ms;
+    if (n->eng.self.head_seq > 0 && memcmp(n->eng.self.signing_key, n->eng.keys.signer_pk, KEY_PK_BYTES) != 0 &&
         (rc = finish_rotation(n, e)) != 0) {
         return rc;
     }
@@ -533,10 +548,10 @@ static int load_cluster(struct node *n, const char *path, struct errbuf *e) {
     }
     int rc = cluster_load(n->cluster, path, e);
     if (rc == 0) {
-        rc = cluster_find_self(n->cluster, n->keys.sign_pk, n->juris, e);
+        rc = cluster_find_self(n->cluster, n->eng.keys.sign_pk, n->eng.juris, e);
     }
     if (rc == 0 &&
-        memcmp(n->cluster->nodes[n->cluster->self].box_pk, n->keys.box_pk, BOX_PK_BYTES) != 0) {
+        memcmp(n->cluster->nodes[n->cluster->self].box_pk, n->eng.keys.box_pk, BOX_PK_BYTES) != 0) {
         rc = err_set(e, APL_EINVAL, "the cluster file lists another box key for this node");
     }
     if (rc != 0) {
@@ -550,7 +565,7 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     memset(n, 0, sizeof *n);
     snprintf(n->dir, sizeof n->dir, "%s", o->dir);
     if (o->clock_file != NULL) {
-        snprintf(n->clock.path, sizeof n->clock.path, "%s", o->clock_file);
+        snprintf(n->eng.clock.path, sizeof n->eng.clock.path, "%s", o->clock_file);
     }
     n->heartbeat_idle_ms = o->heartbeat_idle_ms;
     n->recover_quorum = o->recover_quorum;
@@ -566,16 +581,16 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     if (n->alert_th.silent_s <= 0) {
         n->alert_th = (struct alert_thresholds){300, 900, 30, 80};
     }
-    int rc = node_read_conf(o->dir, n->juris, e);
+    int rc = node_read_conf(o->dir, n->eng.juris, e);
     if (rc == 0) {
-        rc = keys_load(o->dir, &n->keys, e);
+        rc = keys_load(o->dir, &n->eng.keys, e);
     }
     if (rc != 0) {
         return rc;
     }
-    key_id_short(n->keys.sign_pk, n->id_short);
+    key_id_short(n->eng.keys.sign_pk, n->eng.id_short);
     if (o->cluster_path != NULL && (rc = load_cluster(n, o->cluster_path, e)) != 0) {
-        keys_wipe(&n->keys);
+        keys_wipe(&n->eng.keys);
         return rc;
     }
     char path[4096];
@@ -591,13 +606,13 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         rc = keys_parse_public(path, n->admin_pk, e);
     }
     if (rc != 0) {
-        keys_wipe(&n->keys);
+        keys_wipe(&n->eng.keys);
         return rc;
     }
     key_id(n->admin_pk, n->admin_id);
     rc = ruleset_load(&n->rules, o->dir, e);
     if (rc != 0) {
-        keys_wipe(&n->keys);
+        keys_wipe(&n->eng.keys);
         return rc;
     }
     struct store_opts so = {
@@ -605,42 +620,42 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
         .map_max_bytes = o->map_max_bytes ? o->map_max_bytes : 1ull << 40,
         .defer_meta_sync = o->serving,
     };
-    rc = store_open(&n->store, o->dir, &so, e);
-    n->own_reserve_bytes =
-        rc == 0 ? n->store.map_max_bytes / 100 *
+    rc = store_open(&n->eng.store, o->dir, &so, e);
+    n->eng.own_reserve_bytes =
+        rc == 0 ? n->eng.store.map_max_bytes / 100 *
                       (uint64_t)(o->own_reserve_percent > 0 ? o->own_reserve_percent : 0)
                 : 0;
-    if (rc == 0 && n->store.derived_stale) {
+    if (rc == 0 && n->eng.store.derived_stale) {
         /* An older schema: same log, older derived tables. */
         olog(OLOG_WARN, "rebuilding", "reason", "database schema upgrade", NULL);
-        rc = state_rebuild(&n->store, e);
+        rc = state_rebuild(&n->eng.store, e);
         if (rc == 0) {
-            rc = store_mark_current(&n->store);
+            rc = store_mark_current(&n->eng.store);
         }
         if (rc != 0) {
-            store_close(&n->store);
+            store_close(&n->eng.store);
         }
     }
     if (rc == 0) {
-        rc = state_init(&n->state, &n->store);
+        rc = state_init(&n->eng.state, &n->eng.store);
         if (rc != 0) {
-            store_close(&n->store);
+            store_close(&n->eng.store);
         }
     }
     if (rc == 0 && (rc = load_self(n, e)) != 0) {
-        state_fini(&n->state);
-        store_close(&n->store);
+        state_fini(&n->eng.state);
+        store_close(&n->eng.store);
     }
     if (rc != 0) {
         ruleset_fini(&n->rules);
-        keys_wipe(&n->keys);
+        keys_wipe(&n->eng.keys);
         return rc;
     }
     if (o->tls_ca != NULL || o->tls_cert != NULL || o->tls_key != NULL) {
         rc = tls_load(&n->tls, o->tls_ca, o->tls_cert, o->tls_key, e);
         /* Peers check that its certificate names its jurisdiction. */
         if (rc == 0) {
-            rc = tls_check_own(n->tls, n->cluster != NULL ? n->juris : NULL, e);
+            rc = tls_check_own(n->tls, n->cluster != NULL ? n->eng.juris : NULL, e);
         }
         if (rc != 0) {
             node_close(n);
@@ -654,10 +669,10 @@ void node_close(struct node *n) {
     n->tls = NULL;
     free(n->cluster);
     n->cluster = NULL;
-    state_fini(&n->state);
-    store_close(&n->store);
+    state_fini(&n->eng.state);
+    store_close(&n->eng.store);
     ruleset_fini(&n->rules);
-    keys_wipe(&n->keys);
+    keys_wipe(&n->eng.keys);
 }
 
 static bool recover_marker(const struct node *n, bool remove) {
@@ -718,30 +733,42 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
                        "held newer records)",
                        n->dir);
     }
-    bool recovering = n->cluster != NULL && (n->self.head_seq == 0 || recover_marker(n, false));
-    if (n->self.head_seq == 0 && !recovering) {
+    bool recovering = n->cluster != NULL && (n->eng.self.head_seq == 0 || recover_marker(n, false));
+    if (n->eng.self.head_seq == 0 && !recovering) {
         struct wreq r = {.run = run_genesis};
-        int rc = writer_run_now(&n->store, &h, &r);
+        int rc = writer_run_now(&n->eng.store, &h, &r);
         if (rc != 0) {
             return err_set(e, rc, "cannot write the genesis record: %s", err_msg(&r.err, rc));
         }
     }
-    atomic_store(&n->durable_head, n->self.head_seq);
-    int rc = writer_start(&n->writer, &n->store, &h);
+    atomic_store(&n->eng.durable_head, n->eng.self.head_seq);
+    engine_publish_frozen(&n->eng);
+    int rc = writer_start(&n->eng.writer, &n->eng.store, &h);
     if (rc != 0) {
         return err_set(e, rc, "cannot start the writer thread");
     }
-    n->writer.commit_hist = &n->metrics.commit;
+    n->eng.writer.commit_hist = &n->eng.metrics.commit;
     if (n->cluster != NULL) {
         struct repl_opts ro = {.recover_quorum = n->recover_quorum,
                                .recovering = recovering,
-                               .burst_floor = n->origin_burst};
-        rc = repl_start(&n->repl, n, n->cluster, &ro, e);
-        if (rc == 0 && (rc = survey_start(&n->survey, n, n->cluster, e)) != 0) {
+                               .burst_floor = n->origin_burst,
+                               .tls = n->tls,
+                               .connections_max = n->connections_max,
+                               .idle_ms = n->idle_ms,
+                               .peer_skew_ms = n->peer_skew_ms,
+                               .recovered_run = run_recovered,
+                               .recovered = recovered,
+                               .recovered_arg = n};
+        rc = repl_start(&n->repl, &n->eng, n->cluster, &ro, e);
+        struct survey_opts so = {.repl = n->repl,
+                                 .tls = n->tls,
+                                 .peer_skew_ms = n->peer_skew_ms,
+                                 .utc_offset_min = n->rules.utc_offset_min};
+        if (rc == 0 && (rc = survey_start(&n->survey, &n->eng, n->cluster, &so, e)) != 0) {
             repl_stop_intake(n->repl);
         }
         if (rc != 0) {
-            writer_stop(&n->writer);
+            writer_stop(&n->eng.writer);
             repl_stop(n->repl);
             n->repl = NULL;
             return rc;
@@ -750,7 +777,7 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     rc = api_start(&n->api, n, api_url, e);
     if (rc != 0) {
         repl_stop_intake(n->repl);
-        writer_stop(&n->writer);
+        writer_stop(&n->eng.writer);
         survey_stop(n->survey);
         repl_stop(n->repl);
         n->repl = NULL;
@@ -787,7 +814,7 @@ void node_stop(struct node *n) {
     api_close_listener(n->api);
     alerts_stop(&n->alerts);
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
-    writer_stop(&n->writer);
+    writer_stop(&n->eng.writer);
     api_stop(n->api);
     survey_stop(n->survey);
     repl_stop(n->repl);

@@ -16,11 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "clock.h"
-#include "keys.h"
 #include "alerts.h"
-#include "chain.h"
-#include "metrics.h"
+#include "engine.h"
 #include "olog.h"
 #include "ruleset.h"
 #include "state.h"
@@ -64,20 +61,16 @@ struct node_opts {
     int64_t idle_ms;          /* idle connections closed; 0: IDLE_MS_DEFAULT */
 };
 
+/* Threads and fields: `eng` says its own (engine.h). The rest is set by
+ * node_open and node_serve before the threads start and read-only after,
+ * but for last_record_ms and ticks (writer thread only) and the modules'
+ * own state behind their pointers (each says its threads). */
 struct node {
+    struct engine eng; /* store, state, writer, keys, self, durable head */
     char dir[4096];
-    char juris[16];
-    char id_short[KEY_SHORT_HEX + 1]; /* key id of the node, for logs */
-    struct node_keys keys;
     uint8_t admin_pk[KEY_PK_BYTES];
     uint8_t admin_id[KEY_ID_BYTES];
     struct ruleset rules;
-    struct clock clock;
-    struct store store;
-    struct state state;             /* writer thread only */
-    struct origin_state self;       /* writer thread only */
-    struct origin_state self_saved; /* writer thread only */
-    struct writer writer;
     struct api *api;
     struct cluster *cluster; /* NULL when standalone */
     struct repl *repl;
@@ -90,16 +83,6 @@ struct node {
     int64_t idle_ms;          /* a connection idle this long is closed */
     int64_t last_record_ms; /* writer thread only */
     uint64_t ticks;         /* writer thread only */
-    /* This node's own log is on disk up to here: what peers may be served
-     * (a record served before it is durable could be lost in a power cut
-     * and signed again differently: a fork). */
-    _Atomic uint64_t durable_head;
-    /* Replicated ingest stops when the map's use would pass
-     * map_max_bytes - own_reserve_bytes; the records wait (postponed). */
-    uint64_t own_reserve_bytes;
-    uint64_t ingest_txn_bytes;    /* writer thread: replicated bytes in this batch */
-    _Atomic bool reserve_reached; /* the last replicated ingest was postponed */
-    struct metrics metrics;
     struct alerts alerts;
     struct alert_thresholds alert_th;
     struct http *http;

@@ -74,7 +74,7 @@ static void histogram(struct buf *b, const char *name, const char *help,
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 static void node_metrics(struct buf *b, struct node *n) {
-    struct metrics *m = &n->metrics;
+    struct metrics *m = &n->eng.metrics;
     put(b,
         "# HELP appeal_records_total Records stored, by source.\n"
         "# TYPE appeal_records_total counter\n"
@@ -119,35 +119,35 @@ static void node_metrics(struct buf *b, struct node *n) {
               &m->replication_lag);
     uint64_t map = 0, used = 0;
     uint32_t readers = 0;
-    store_usage(&n->store, &map, &used, &readers);
+    store_usage(&n->eng.store, &map, &used, &readers);
     gauge(b, "appeal_lmdb_map_bytes", "Size of the LMDB map.", (double)map);
     gauge(b, "appeal_lmdb_used_bytes", "Bytes of the LMDB map in use.", (double)used);
     gauge(b, "appeal_lmdb_map_max_bytes", "Largest size the map may grow to.",
-          (double)n->store.map_max_bytes);
+          (double)n->eng.store.map_max_bytes);
     gauge(b, "appeal_lmdb_readers", "LMDB reader slots in use.", (double)readers);
     gauge(b, "appeal_writes_stopped",
           "1 after a failed sync of the store: the node writes nothing until restarted.",
-          writer_failed(&n->writer, NULL, 0) ? 1 : 0);
+          writer_failed(&n->eng.writer, NULL, 0) ? 1 : 0);
     counter(b, "appeal_ingest_postponed_total",
             "Replicated records not stored (yet): the map reached the room kept for the own "
             "log (--own-reserve).",
-            LOAD(n->metrics.ingest_postponed));
+            LOAD(n->eng.metrics.ingest_postponed));
     counter(b, "appeal_burst_postponed_total",
             "Replicated records not stored (yet): their origin grew past max(its history, "
             "--origin-burst) within a minute.",
-            LOAD(n->metrics.burst_postponed));
+            LOAD(n->eng.metrics.burst_postponed));
     counter(b, "appeal_unproven_claims_total",
             "Heads a peer claimed and did not back with records within "
             "CLAIM_UNBACKED_SESSIONS_MAX caught-up pulls (per peer and origin, counted once).",
-            LOAD(n->metrics.unproven_claims));
+            LOAD(n->eng.metrics.unproven_claims));
     gauge(b, "appeal_own_reserve_reached",
           "1 while records from peers are postponed to keep room for the own log.",
-          atomic_load(&n->reserve_reached) ? 1 : 0);
+          atomic_load(&n->eng.reserve_reached) ? 1 : 0);
     gauge(b, "appeal_writes_refused_full",
           "1 while writes are refused because the map is at its maximum (--map-max).",
-          atomic_load(&n->writer.full) ? 1 : 0);
+          atomic_load(&n->eng.writer.full) ? 1 : 0);
     gauge(b, "appeal_log_head_seq", "Records in this node's own log.",
-          (double)atomic_load(&n->durable_head));
+          (double)atomic_load(&n->eng.durable_head));
     struct alert *active = malloc(ALERTS_MAX * sizeof *active);
     uint32_t na = active != NULL ? alerts_snapshot(&n->alerts, active, ALERTS_MAX) : 0;
     gauge(b, "appeal_alerts_active", "Alerts raised and not cleared.", (double)na);

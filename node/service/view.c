@@ -48,7 +48,7 @@ static int reason_shown(struct node *n, const Appeal__Body *b, bool may_read, st
         return 0;
     }
     char *text;
-    int rc = appeal_open_reason(&n->keys, b, a, &text);
+    int rc = appeal_open_reason(&n->eng.keys, b, a, &text);
     if (rc == APL_EAUTH) {
         *out = sealed; /* sealed under a key this node lacks */
         return 0;
@@ -99,7 +99,7 @@ static char *detail_of(struct arena *a, const Appeal__Body *b, const char *reaso
 static int history(struct node *n, MDB_txn *t, const char *number, bool may_read, struct arena *a,
                    Appeal__AppealView *v) {
     MDB_cursor *c;
-    int rc = store_rc(mdb_cursor_open(t, n->store.dbi[DB_EVENTS], &c));
+    int rc = store_rc(mdb_cursor_open(t, n->eng.store.dbi[DB_EVENTS], &c));
     if (rc != 0) {
         return rc;
     }
@@ -116,12 +116,12 @@ static int history(struct node *n, MDB_txn *t, const char *number, bool may_read
         const uint8_t *ref = val.mv_data;
         uint32_t idx = be32_get(ref + 4);
         uint64_t seq = be64_get(ref + 8);
-        if (o.idx != idx && (rc = chain_origin_by_idx(&n->store, t, idx, &o)) != 0) {
+        if (o.idx != idx && (rc = chain_origin_by_idx(&n->eng.store, t, idx, &o)) != 0) {
             break;
         }
         MDB_val env;
         struct record r;
-        rc = chain_get(&n->store, t, idx, seq, &env);
+        rc = chain_get(&n->eng.store, t, idx, seq, &env);
         if (rc == 0 && rec_decode(env.mv_data, env.mv_size, a, &r, NULL) != 0) {
             rc = APL_ECORRUPT;
         }
@@ -152,13 +152,13 @@ static int personal(struct node *n, MDB_txn *t, const Appeal__AppealRow *row, st
     if (row->sealed_at == NULL && row->answer_at == NULL) {
         return 0;
     }
-    if (strcmp(row->owner, n->juris) != 0) {
+    if (strcmp(row->owner, n->eng.juris) != 0) {
         v->personal_withheld = true;
         return 0;
     }
     Appeal__Sealed *sd = NULL;
     char *answer = NULL;
-    int rc = appeal_open_personal(&n->store, t, &n->keys, row, a, &sd, &answer);
+    int rc = appeal_open_personal(&n->eng.store, t, &n->eng.keys, row, a, &sd, &answer);
     if (rc == APL_EAUTH) {
         v->personal_withheld = true; /* sealed under a key this node lacks */
         return 0;
@@ -191,7 +191,7 @@ int view_appeal(struct node *n, MDB_txn *t, const char *number, bool may_read, s
         return err_set(e, APL_EINVAL, "`%.40s` is not a registration number", number);
     }
     Appeal__AppealRow *row;
-    int rc = state_appeal(&n->store, t, number, a, &row);
+    int rc = state_appeal(&n->eng.store, t, number, a, &row);
     if (rc == APL_ENOTFOUND) {
         return err_set(e, rc, "no appeal %s on this node (not registered, or not replicated yet)",
                        number);
@@ -237,7 +237,7 @@ static int add_item(struct list_scan *s, const char *number, size_t len, const c
     memcpy(num, number, len);
     num[len] = '\0';
     Appeal__AppealRow *row;
-    int rc = state_appeal(&s->n->store, s->t, num, s->a, &row);
+    int rc = state_appeal(&s->n->eng.store, s->t, num, s->a, &row);
     if (rc != 0) {
         return rc == APL_ENOTFOUND ? APL_ECORRUPT : rc;
     }
@@ -261,7 +261,7 @@ static int add_item(struct list_scan *s, const char *number, size_t len, const c
 static int scan(struct list_scan *s, enum store_db db, const uint8_t *prefix, size_t plen,
                 const uint8_t *from, size_t flen, size_t number_at, int32_t before_day, char kind) {
     MDB_cursor *c;
-    int rc = store_rc(mdb_cursor_open(s->t, s->n->store.dbi[db], &c));
+    int rc = store_rc(mdb_cursor_open(s->t, s->n->eng.store.dbi[db], &c));
     if (rc != 0) {
         return rc;
     }
@@ -308,7 +308,7 @@ static int parse_token(const char *tok, char kind, int32_t *n, const char **numb
 
 int view_list(struct node *n, MDB_txn *t, const Appeal__ListRequest *q, struct arena *a,
               Appeal__AppealList **out, struct errbuf *e) {
-    const char *owner = q->owner[0] != '\0' ? q->owner : n->juris;
+    const char *owner = q->owner[0] != '\0' ? q->owner : n->eng.juris;
     if (!juris_valid(owner)) {
         return err_set(e, APL_EINVAL, "owner must be a jurisdiction code such as KZ-75");
     }
@@ -371,26 +371,26 @@ int view_info(struct node *n, MDB_txn *t, struct arena *a, Appeal__NodeInfo **ou
         return APL_ENOMEM;
     }
     struct origin_state self;
-    int rc = chain_origin_get(&n->store, t, n->keys.sign_pk, &self);
+    int rc = chain_origin_get(&n->eng.store, t, n->eng.keys.sign_pk, &self);
     if (rc != 0) {
         return rc;
     }
     MDB_stat st;
-    mdb_stat(t, n->store.dbi[DB_APPEALS], &st);
-    i->jurisdiction = n->juris;
-    i->origin.data = n->keys.sign_pk;
+    mdb_stat(t, n->eng.store.dbi[DB_APPEALS], &st);
+    i->jurisdiction = n->eng.juris;
+    i->origin.data = n->eng.keys.sign_pk;
     i->origin.len = KEY_PK_BYTES;
-    i->box_key.data = n->keys.box_pk;
+    i->box_key.data = n->eng.keys.box_pk;
     i->box_key.len = BOX_PK_BYTES;
     i->head_seq = self.head_seq;
     i->appeals = st.ms_entries;
     i->now_ms = node_now_ms(n);
     i->today = day_from_ms(i->now_ms, n->rules.utc_offset_min);
     i->software = "appeal-node " APPEAL_VERSION;
-    i->commits = atomic_load(&n->writer.commits);
-    i->committed_writes = atomic_load(&n->writer.committed_writes);
+    i->commits = atomic_load(&n->eng.writer.commits);
+    i->committed_writes = atomic_load(&n->eng.writer.committed_writes);
     uint32_t readers;
-    store_usage(&n->store, &i->map_bytes, &i->map_used_bytes, &readers);
+    store_usage(&n->eng.store, &i->map_bytes, &i->map_used_bytes, &readers);
     *out = i;
     return 0;
 }
@@ -398,16 +398,16 @@ int view_info(struct node *n, MDB_txn *t, struct arena *a, Appeal__NodeInfo **ou
 /* The jurisdictions this node knows: its own and every origin's. */
 static size_t known_jurisdictions(struct node *n, MDB_txn *t, char out[][16], size_t max) {
     size_t k = 0;
-    snprintf(out[k++], 16, "%s", n->juris);
+    snprintf(out[k++], 16, "%s", n->eng.juris);
     MDB_cursor *c;
-    if (mdb_cursor_open(t, n->store.dbi[DB_ORIGINS], &c) != 0) {
+    if (mdb_cursor_open(t, n->eng.store.dbi[DB_ORIGINS], &c) != 0) {
         return k;
     }
     MDB_val key, v;
     for (int m = mdb_cursor_get(c, &key, &v, MDB_FIRST); m == 0 && k < max;
          m = mdb_cursor_get(c, &key, &v, MDB_NEXT)) {
         struct origin_state o;
-        if (key.mv_size != KEY_PK_BYTES || chain_origin_get(&n->store, t, key.mv_data, &o) != 0 ||
+        if (key.mv_size != KEY_PK_BYTES || chain_origin_get(&n->eng.store, t, key.mv_data, &o) != 0 ||
             o.juris[0] == '\0') {
             continue;
         }
@@ -426,7 +426,7 @@ static size_t known_jurisdictions(struct node *n, MDB_txn *t, char out[][16], si
 static int overdue_of(struct node *n, MDB_txn *t, const char *owner, int32_t today, struct arena *a,
                       Appeal__OverdueList *l, uint32_t limit) {
     MDB_cursor *c;
-    int rc = store_rc(mdb_cursor_open(t, n->store.dbi[DB_BY_DEADLINE], &c));
+    int rc = store_rc(mdb_cursor_open(t, n->eng.store.dbi[DB_BY_DEADLINE], &c));
     if (rc != 0) {
         return rc;
     }
@@ -455,7 +455,7 @@ static int overdue_of(struct node *n, MDB_txn *t, const char *owner, int32_t tod
         number[nl] = '\0';
         Appeal__AppealRow *row;
         Appeal__OverdueItem *it = NEW(a, Appeal__OverdueItem, appeal__overdue_item__init);
-        if (it == NULL || (rc = state_appeal(&n->store, t, number, a, &row)) != 0) {
+        if (it == NULL || (rc = state_appeal(&n->eng.store, t, number, a, &row)) != 0) {
             rc = rc != 0 ? rc : APL_ENOMEM;
             break;
         }
