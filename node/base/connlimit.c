@@ -28,7 +28,7 @@ struct conn_limit {
     uint32_t count;
     int64_t refused_logged_ms;
     uint64_t refused;
-    bool stopping;
+    bool stopping; /* under mu */
     bool started;
     pthread_t reaper;
 };

@@ -49,7 +49,7 @@ struct alerts {
     uint8_t refusal_bits[256];
     pthread_t thread;
     bool started;
-    bool stopping;
+    bool stopping; /* under mu */
     pthread_cond_t cv;
     struct node *n;
 };

@@ -60,7 +60,7 @@ struct live_queue {
     uint32_t head, count;
     struct api_work *spares[LIVE_QUERIES_MAX];
     uint32_t n_spares;
-    bool stopping;
+    bool stopping; /* under mu */
 };
 
 enum { LIVE_STOP_WAIT_S = 2 }; /* for the cancelled live queries' answers */
