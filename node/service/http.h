@@ -2,10 +2,10 @@
  * http.h: the node's HTTP side (nng's HTTP server), for operators and the
  * national office's browsers:
  *
- *   GET /metrics      Prometheus text exposition format (expo.h)
+ *   GET /metrics      Prometheus text exposition format (prom.h)
  *   GET /healthz      200 {"status":"ok",...}; 503 when recovering or frozen
  *   GET /api/status   the dashboard's data: node, regions, replication, alerts
- *   GET /             the dashboard (node/web/, embedded at build time)
+ *   GET /             the dashboard (node/service/web/, embedded at build time)
  *
  * Read-only: nothing here changes the node, and nothing here shows
  * personal data. Bind it to an internal address.

@@ -54,7 +54,7 @@ struct node_opts {
     struct alert_thresholds alerts;
     const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
     int64_t peer_skew_ms;  /* drills only */
-    /* TLS files for tls+tcp:// addresses: all three or none (node/tls.h). */
+    /* TLS files for tls+tcp:// addresses: all three or none (node/base/tls.h). */
     const char *tls_ca, *tls_cert, *tls_key;
     int64_t auth_window_ms; /* 0: AUTH_WINDOW_MS_DEFAULT */
     uint32_t connections_max; /* per listener; 0: CONNECTIONS_MAX_DEFAULT */

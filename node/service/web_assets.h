@@ -1,5 +1,5 @@
 /* web_assets.h: the dashboard's files, embedded at build time from
- * node/web/ (CMake generates web_assets.c). */
+ * node/service/web/ (CMake generates web_assets.c). */
 #ifndef APPEAL_WEB_ASSETS_H
 #define APPEAL_WEB_ASSETS_H
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_categories: the text of DATA/categories.tsv (ruleset_parse,
- * node/rules.h), with the default rules and holidays. A text the node
+ * node/domain/ruleset.h), with the default rules and holidays. A text the node
  * accepts must give a classifier where every code it lists can be found.
  */
 #include <stdlib.h>

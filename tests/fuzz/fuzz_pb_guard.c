@@ -1,6 +1,6 @@
 /*
  * fuzz_pb_guard: the bounded protobuf decoding every decoder above rests on
- * (pb_guard, pb_unpack, node/pbx.h), against the messages the node and
+ * (pb_guard, pb_unpack, node/base/pbdecode.h), against the messages the node and
  * its tools read from outside: records, client requests and responses,
  * peer messages, and rows read back from LMDB.
  *
@@ -9,7 +9,7 @@
  *   byte 0     the descriptor: descs[byte % DESCS]
  *   byte 1     bits 0-2: depth_max - 1 given to pb_guard (1..8)
  *              bits 3-5: repeated_max, repeated_maxes[bits % REPEATED_MAXES]
- * Then pb_unpack decodes the message into an arena. What pbx.h promises is
+ * Then pb_unpack decodes the message into an arena. What pbdecode.h promises is
  * checked on every message that passes: no repeated field holds more than
  * repeated_max elements, nothing is nested deeper than depth_max. The
  * message is then packed, decoded and packed again.
@@ -25,7 +25,7 @@
 #include "repl.pb-c.h"
 #include "store.pb-c.h"
 
-enum { PBX_UNPACK_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/pbx.c */
+enum { PBX_UNPACK_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/base/pbdecode.c */
 
 /* The order is the first byte of the seeds (make_seeds.py): append only. */
 static const ProtobufCMessageDescriptor *const descs[] = {

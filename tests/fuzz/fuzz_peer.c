@@ -61,7 +61,7 @@ enum {
     FUZZ_HEAD_HASH_BYTE = 0x33,
     FUZZ_NODES = 2,
     PEERMSG_REPEATED_MAX = 16, /* peermsg_open's limit on a PeerMessage */
-    PEER_DEPTH_MAX = 8,        /* PBX_DEPTH_MAX in node/pbx.c */
+    PEER_DEPTH_MAX = 8,        /* PBX_DEPTH_MAX in node/base/pbdecode.c */
 };
 static const int64_t FUZZ_TIME_MS = 1795000000000; /* T0 in make_seeds.py */
 

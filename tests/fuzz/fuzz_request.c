@@ -1,10 +1,10 @@
 /*
  * fuzz_request: a client request from untrusted bytes, as the node's API
- * receives it (api_decode, node/api.h: size limit, protobuf guards,
+ * receives it (api_decode, node/service/api.h: size limit, protobuf guards,
  * version, operation), then the decoded Request and ClientRequest packed
  * back with protobuf-c and decoded again.
  *
- * Requests are signed (ClientRequest.key and .sig, node/auth.c), but the
+ * Requests are signed (ClientRequest.key and .sig, node/service/auth.c), but the
  * node decodes a request before it authenticates it: every byte here comes
  * from anyone who can reach the API, and no signature is checked.
  */
@@ -14,7 +14,7 @@
 #include "bounds.h"
 #include "fuzz.h"
 
-enum { REQUEST_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/pbx.c */
+enum { REQUEST_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/base/pbdecode.c */
 
 static struct arena arena;   /* one request's messages, reset per input */
 static struct arena scratch; /* the round trip's */
@@ -28,7 +28,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 /* True if the member of the oneof `op` that op_case names is set: handle()
- * in node/api.c dereferences it without a check. Read through the
+ * in node/service/api.c dereferences it without a check. Read through the
  * descriptor, so operations added to api.proto are covered too. */
 static bool op_member_set(const Appeal__Request *q) {
     const ProtobufCFieldDescriptor *f =

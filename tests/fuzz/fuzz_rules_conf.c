@@ -1,5 +1,5 @@
 /*
- * fuzz_rules_conf: the text of DATA/rules.conf (ruleset_parse, node/rules.h),
+ * fuzz_rules_conf: the text of DATA/rules.conf (ruleset_parse, node/domain/ruleset.h),
  * with the default holidays and categories. The operator writes the file,
  * but the node must refuse any text it does not understand, never crash.
  */
@@ -23,12 +23,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = ruleset_parse(&r, text, NULL, NULL, &e);
     free(text);
     if (rc != 0) {
-        /* A refused file leaves nothing to release (node_open in node/node.c
+        /* A refused file leaves nothing to release (node_open in node/service/node.c
          * relies on it): LeakSanitizer checks that. */
         FUZZ_ASSERT(rc < 0 && r.categories == NULL);
         return 0;
     }
-    /* The ranges rules.c promises for each key. */
+    /* The ranges ruleset.c promises for each key. */
     FUZZ_ASSERT(r.utc_offset_min >= -720 && r.utc_offset_min <= 840);
     FUZZ_ASSERT(r.term_working_days >= 1 && r.term_working_days <= 365);
     FUZZ_ASSERT(r.extension_max_months >= 0 && r.extension_max_months <= 24);

@@ -15,7 +15,7 @@ KZ-75 in fuzz_peer.c, whose cluster has a second node, KZ-11 (KZ11_SEED),
 and gives KZ-75 a successor key (NEXT_SEED). Records name as their actor
 the public key of an official (ACTOR_SEED), who signs the requests; the
 administrator's key (ADMIN_SEED) signs grants and revocations. Valid file
-texts are the defaults compiled into node/rules.c and node/cal.c, read
+texts are the defaults compiled into node/domain/ruleset.c and node/domain/cal.c, read
 from those sources, plus edge cases and malformed texts.
 """
 import hashlib
@@ -252,7 +252,7 @@ def request(op_num, op, version=1, node=None):
 
 
 def client(req, signed=False, seed=ACTOR_SEED):
-    """A ClientRequest: `req` signed by the key of `seed` (node/auth.c:
+    """A ClientRequest: `req` signed by the key of `seed` (node/service/auth.c:
     Ed25519 over the exact Request bytes), or unsigned."""
     if signed:
         return msg((1, req), (2, ed25519_public(seed)), (3, ed25519_sign(seed, req)))
@@ -551,7 +551,7 @@ def peer_seeds():
     return seeds
 
 
-# ---- file texts (node/rules.c, node/cal.c) ----
+# ---- file texts (node/domain/ruleset.c, node/domain/cal.c) ----
 
 
 def c_string(path, name):
@@ -569,7 +569,7 @@ def c_string(path, name):
 
 
 def conf_seeds():
-    default = c_string("node/rules.c", "rules_default_conf")
+    default = c_string("node/domain/ruleset.c", "rules_default_conf")
     return {
         "default.conf": default,
         "default-crlf.conf": default.replace("\n", "\r\n"),
@@ -597,7 +597,7 @@ def conf_seeds():
 
 
 def holiday_seeds():
-    default = c_string("node/cal.c", "cal_default_text")
+    default = c_string("node/domain/cal.c", "cal_default_text")
     return {
         "default.conf": default,
         "default-crlf.conf": default.replace("\n", "\r\n"),
@@ -623,7 +623,7 @@ def holiday_seeds():
 
 
 def category_seeds():
-    default = c_string("node/rules.c", "rules_default_categories")
+    default = c_string("node/domain/ruleset.c", "rules_default_categories")
     return {
         "default.tsv": default,
         "default-crlf.tsv": default.replace("\n", "\r\n"),

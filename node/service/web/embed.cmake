@@ -1,8 +1,8 @@
-# Turns the files of node/web/ into a C source of byte arrays (web_assets.h).
+# Turns the files of node/service/web/ into a C source of byte arrays (web_assets.h).
 # Invoked at build time: cmake -DDIR=... -DOUT=... -P embed.cmake
 file(GLOB files RELATIVE ${DIR} ${DIR}/*.html ${DIR}/*.js ${DIR}/*.css ${DIR}/*.svg)
 list(SORT files)
-set(src "/* Generated from node/web by embed.cmake. Do not edit. */\n#include \"web_assets.h\"\n\n")
+set(src "/* Generated from node/service/web by embed.cmake. Do not edit. */\n#include \"web_assets.h\"\n\n")
 set(table "")
 set(i 0)
 foreach(f ${files})
