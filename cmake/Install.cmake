@@ -43,6 +43,13 @@ foreach(cmd appeal-node appealctl)
           DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME ${cmd})
 endforeach()
 
+# The translations (cmake/I18n.cmake): LOCALEDIR/LANG/LC_MESSAGES/appeal.mo,
+# found by the programs next to BINDIR (node/base/i18n.h).
+foreach(lang ${APPEAL_LANGS})
+  install(FILES ${CMAKE_BINARY_DIR}/share/locale/${lang}/LC_MESSAGES/appeal.mo
+          DESTINATION ${CMAKE_INSTALL_LOCALEDIR}/${lang}/LC_MESSAGES)
+endforeach()
+
 install(FILES ${CMAKE_SOURCE_DIR}/tools/data/kz-regions.tsv
         DESTINATION ${CMAKE_INSTALL_DATADIR}/appeal-node)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/appeal-node)

@@ -7,6 +7,12 @@
  * (scripts depend on its field names; docs/cli.md lists them). Exit
  * status: 0 done, 1 the node refused (the message says why), 2 usage,
  * 3 the node could not be reached.
+ *
+ * Languages (docs/i18n.md): the readable answers and the messages on stderr
+ * are in Kazakh, Russian or English, by --lang or else LANGUAGE, LC_ALL,
+ * LC_MESSAGES, LANG; --json output, exit status and error codes are the
+ * same in every language. An error from the node is shown as the meaning of
+ * its code in the caller's language, then the node's own (English) message.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +25,27 @@
 #include "bounds.h"
 #include "cal.h"
 #include "client.h"
+#include "channel.h"
+#include "clusterfile.h"
+#include "receipt.h"
 #include "json.h"
 #include "jsonout.h"
+#include "i18n.h"
 #include "keys.h"
 #include "lifecycle.h"
+#include "names.h"
 #include "query.h"
 #include "ruleset.h"
 #include "util.h"
 
 enum { ARGS_MAX = 64, POS_MAX = 8, DEFAULT_TIMEOUT_MS = 15000 };
+
+/* The language of this run: set once in main, before anything is printed,
+ * and only read after. (A command-line program has one reader.) */
+static struct i18n cli_i18n;
+static enum i18n_lang cli_lang = I18N_EN;
+#define _(s) i18n_get(&cli_i18n, cli_lang, s)
+#define P_(s, p, n) i18n_nget(&cli_i18n, cli_lang, s, p, n)
 
 struct opt {
     const char *name;
@@ -80,9 +98,13 @@ static const struct opt known[] = {
     {"mine", false},
     {"out", true},
     {"tls-ca", true},
+    {"rate", true},
+    {"cluster", true},
     {"tls-server-name", true},
     {"help", false},
     {"version", false},
+    {"lang", true},
+    {"appeal-lang", true},
 };
 
 struct cli {
@@ -92,7 +114,7 @@ struct cli {
     int npos;
 };
 
-static const char usage[] =
+static const char *const usage = N_(
     "usage: appealctl [--node URL] [--key FILE] [--json] COMMAND [ARGS]\n"
     "\n"
     "Requests are signed with the official's key FILE (default: $APPEAL_KEY);\n"
@@ -102,6 +124,7 @@ static const char usage[] =
     "       [--applicant-name NAME] [--applicant-iin IIN] [--applicant-address ADDR]\n"
     "       [--applicant-contacts PHONE/EMAIL] [--anonymous] [--co-signers N]\n"
     "       [--repeat-of NUMBER] [--learned DATE --late-reason TEXT]\n"
+    "       [--appeal-lang kk|ru|en]   the language the applicant is answered in\n"
     "       TYPE: statement, proposal, request, complaint, report, feedback\n"
     "  show NUMBER\n"
     "  list [--status STATUS] [--overdue] [--incoming] [--owner CODE] [--limit N]\n"
@@ -132,11 +155,19 @@ static const char usage[] =
     "  revoke PUBLIC [--reason TEXT]                                   (admin)\n"
     "  grants [--mine]     the keys this node granted (--mine: the caller's)\n"
     "  whoami              the caller's key and roles on this node\n"
+    "  channel add --label TEXT [--rate N]   a citizens' portal's Open311 API key,\n"
+    "                      printed once; N filings a minute (default 600)  (admin)\n"
+    "  channel list        the channels (id, label, rate, state)          (admin)\n"
+    "  channel revoke ID [--reason TEXT]    its key files nothing more     (admin)\n"
+    "  channel rate ID N   its filings a minute                            (admin)\n"
+    "  receipt verify FILE|HEX --cluster FILE   checks a receipt offline (no node)\n"
     "  --help, --version   this text; the version\n"
     "\n"
     "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100. For tls+tcp:// nodes,\n"
     "--tls-ca FILE (or $APPEAL_TLS_CA) is the federation's CA certificate; the node's\n"
-    "certificate must name the URL's host, or --tls-server-name NAME.\n";
+    "certificate must name the URL's host, or --tls-server-name NAME.\n"
+    "--lang kk|ru|en: the language of the answers (default: from $LANG); --json is\n"
+    "the same in every language.\n");
 
 static int find_opt(const char *name) {
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
@@ -162,7 +193,7 @@ static int parse(int argc, char **argv, struct cli *c) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) {
             if (c->npos >= POS_MAX) {
-                fprintf(stderr, "appealctl: too many arguments\n");
+                fprintf(stderr, _("appealctl: too many arguments\n"));
                 return -1;
             }
             c->pos[c->npos++] = a;
@@ -173,7 +204,7 @@ static int parse(int argc, char **argv, struct cli *c) {
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
         int k = find_opt(name);
         if (k < 0) {
-            fprintf(stderr, "appealctl: unknown option --%s\n", name);
+            fprintf(stderr, _("appealctl: unknown option --%s\n"), name);
             return -1;
         }
         c->set[k] = true;
@@ -183,7 +214,7 @@ static int parse(int argc, char **argv, struct cli *c) {
             } else if (i + 1 < argc) {
                 c->vals[k] = argv[++i];
             } else {
-                fprintf(stderr, "appealctl: --%s needs a value\n", name);
+                fprintf(stderr, _("appealctl: --%s needs a value\n"), name);
                 return -1;
             }
         }
@@ -244,6 +275,7 @@ static void json_row(struct json *j, const Appeal__AppealRow *r) {
     json_str(j, "forwarded_to", r->forwarded_to);
     json_bool(j, "urgent", r->urgent);
     json_uint(j, "version", r->version);
+    json_str(j, "lang", r->lang);
 }
 
 static void print_view_json(struct json *j, const Appeal__AppealView *v) {
@@ -288,56 +320,60 @@ static void print_view_json(struct json *j, const Appeal__AppealView *v) {
 static void print_view_text(const Appeal__AppealView *v) {
     const Appeal__AppealRow *r = v->row;
     char d[11], t[32];
-    printf("%s  %s, category %s\n", r->number, appeal_type_name(r->type), r->category);
-    printf("  status     %s%s\n", status_name(r->status),
+    printf(_("%s  %s, category %s\n"), r->number, names_type(&cli_i18n, cli_lang, r->type),
+           r->category);
+    printf(_("  status     %s%s\n"), names_status(&cli_i18n, cli_lang, r->status),
            r->forwarded_to[0] ? " (waiting for the receiver)" : "");
-    printf("  owner      %s (registered by %s)\n", r->owner, r->received_by);
+    printf(_("  owner      %s (registered by %s)\n"), r->owner, r->received_by);
     fmt_time(r->registered_ms, t, sizeof t);
-    printf("  registered %s\n", t);
+    printf(_("  registered %s\n"), t);
     fmt_day(r->deadline_day, d);
     if (v->overdue) {
-        printf("  deadline   %s  OVERDUE by %d working days\n", d, v->days_overdue);
+        printf(_("  deadline   %s  OVERDUE by %d working days\n"), d, v->days_overdue);
     } else {
-        printf("  deadline   %s\n", d);
+        printf(_("  deadline   %s\n"), d);
+    }
+    if (r->lang[0]) {
+        printf(_("  language   %s\n"), r->lang);
     }
     if (r->assignee[0]) {
-        printf("  assignee   %s\n", r->assignee);
+        printf(_("  assignee   %s\n"), r->assignee);
     }
     if (r->outcome) {
         fmt_day(r->answered_day, d);
-        printf("  answer     %s on %s\n", outcome_name(r->outcome), d);
+        printf(_("  answer     %s on %s\n"), names_outcome(&cli_i18n, cli_lang, r->outcome), d);
     }
     if (r->co_signers) {
-        printf("  collective %u co-signers\n", r->co_signers);
+        printf(_("  collective %u co-signers\n"), r->co_signers);
     }
     if (r->anonymous) {
-        printf("  anonymous%s\n", r->urgent ? ", urgent" : "");
+        printf(_("  anonymous%s\n"), r->urgent ? _(", urgent") : "");
     }
     if (r->repeat_of[0]) {
-        printf("  repeat of  %s\n", r->repeat_of);
+        printf(_("  repeat of  %s\n"), r->repeat_of);
     }
     if (v->personal != NULL) {
         const Appeal__Personal *p = v->personal;
-        printf("  applicant  %s%s%s\n", p->name[0] ? p->name : "(anonymous)",
-               p->iin[0] ? ", IIN " : "", p->iin);
+        printf(_("  applicant  %s%s%s\n"), p->name[0] ? p->name : _("(anonymous)"),
+               p->iin[0] ? _(", IIN ") : "", p->iin);
         if (p->address[0]) {
-            printf("  address    %s\n", p->address);
+            printf(_("  address    %s\n"), p->address);
         }
         if (p->contacts[0]) {
-            printf("  contacts   %s\n", p->contacts);
+            printf(_("  contacts   %s\n"), p->contacts);
         }
-        printf("  subject    %s\n", p->subject);
+        printf(_("  subject    %s\n"), p->subject);
         if (p->body[0]) {
-            printf("  text       %s\n", p->body);
+            printf(_("  text       %s\n"), p->body);
         }
         if (p->answer_text[0]) {
-            printf("  answered   %s\n", p->answer_text);
+            printf(_("  answered   %s\n"), p->answer_text);
         }
     } else if (v->personal_withheld) {
-        printf("  personal data withheld: only the owner's node opens it, for its registrars "
-               "and officials\n");
+        printf(_("  personal data withheld: only the owner's node opens it, for its registrars "
+               "and officials\n"));
     }
-    printf("  history\n");
+    printf(_("  history\n"));
     for (size_t i = 0; i < v->n_history; i++) {
         const Appeal__HistoryEntry *h = v->history[i];
         fmt_time(h->time_ms, t, sizeof t);
@@ -345,7 +381,7 @@ static void print_view_text(const Appeal__AppealView *v) {
         if (h->actor.len == KEY_PK_BYTES) {
             util_hex(h->actor.data, KEY_SHORT_HEX / 2, by);
         }
-        printf("    %s  %-6s #%-6llu by %s  %s\n", t, h->jurisdiction, (unsigned long long)h->seq,
+        printf(_("    %s  %-6s #%-6llu by %s  %s\n"), t, h->jurisdiction, (unsigned long long)h->seq,
                by, h->detail);
     }
 }
@@ -374,20 +410,21 @@ static void print_receipt(bool as_json, const char *verb, const Appeal__Receipt 
         return;
     }
     if (strcmp(verb, "grant") == 0 || strcmp(verb, "revoke") == 0) {
-        printf("ok: %s (log seq %llu)\n", strcmp(verb, "grant") == 0 ? "granted" : "revoked",
+        printf(_("ok: %s (log seq %llu)\n"), strcmp(verb, "grant") == 0 ? _("granted") : _("revoked"),
                (unsigned long long)r->seq);
     } else if (strcmp(verb, "file") == 0) {
         printf("%s\n", r->number);
-        printf("  registered %s by %s\n", t, r->receiving_body);
-        printf("  deadline   %s\n", d);
+        printf(_("  registered %s by %s\n"), t, r->receiving_body);
+        printf(_("  deadline   %s\n"), d);
         if (r->repeat_of[0]) {
-            printf("  repeat of  %s\n", r->repeat_of);
+            printf(_("  repeat of  %s\n"), r->repeat_of);
         }
         if (r->urgent) {
-            printf("  urgent: a report of a crime or threat, to be forwarded at once\n");
+            printf(_("  urgent: a report of a crime or threat, to be forwarded at once\n"));
         }
     } else {
-        printf("%s %s (deadline %s)\n", r->number, status_name(r->status), d);
+        printf(_("%s %s (deadline %s)\n"), r->number, names_status(&cli_i18n, cli_lang, r->status),
+               d);
     }
 }
 
@@ -414,10 +451,10 @@ static void print_list(bool as_json, const Appeal__AppealList *l) {
         const Appeal__AppealRow *r = l->items[i]->row;
         char d[11];
         fmt_day(r->deadline_day, d);
-        printf("%-20s %-10s %-10s %-10s %s", r->number, appeal_type_name(r->type), r->category,
-               status_name(r->status), d);
+        printf("%-20s %-10s %-10s %-10s %s", r->number, names_type(&cli_i18n, cli_lang, r->type),
+               r->category, names_status(&cli_i18n, cli_lang, r->status), d);
         if (l->items[i]->overdue) {
-            printf("  overdue %d", l->items[i]->days_overdue);
+            printf(_("  overdue %d"), l->items[i]->days_overdue);
         }
         printf("\n");
     }
@@ -446,8 +483,8 @@ static void print_info(bool as_json, const Appeal__NodeInfo *i) {
         json_done(&j);
         return;
     }
-    printf("jurisdiction %s\nlog head     %llu\nappeals      %llu\ntoday        %s\nsoftware     "
-           "%s\n",
+    printf(_("jurisdiction %s\nlog head     %llu\nappeals      %llu\ntoday        %s\nsoftware     "
+           "%s\n"),
            i->jurisdiction, (unsigned long long)i->head_seq, (unsigned long long)i->appeals, d,
            i->software);
 }
@@ -463,9 +500,9 @@ static void print_cluster_json(const Appeal__ClusterStatus *s) {
 
 static void print_ago(int64_t now, int64_t then) {
     if (then <= 0) {
-        printf("%-10s", "never");
+        printf("%-10s", _("never"));
     } else {
-        printf("%7.1f s ", (double)(now - then) / 1000.0);
+        printf(_("%7.1f s "), (double)(now - then) / 1000.0);
     }
 }
 
@@ -474,41 +511,66 @@ static void print_cluster(bool as_json, const Appeal__ClusterStatus *s) {
         print_cluster_json(s);
         return;
     }
-    printf("cluster status of %s%s\n\n", s->jurisdiction,
+    printf(_("cluster status of %s%s\n\n"), s->jurisdiction,
            s->recovering ? "  RECOVERING: learning its own log from peers" : "");
-    printf("%-8s %-26s %-11s %-10s %7s %8s %10s  %s\n", "peer", "address", "state", "contact",
-           "errors", "refused", "records in", "last error");
+    printf("%-8s %-26s %-11s %-10s %7s %8s %10s  %s\n", _("peer"), _("address"), _("state"),
+           _("contact"), _("errors"), _("refused"), _("records in"), _("last error"));
     for (size_t i = 0; i < s->n_peers; i++) {
         const Appeal__PeerStatus *p = s->peers[i];
         printf("%-8s %-26s %-11s ", p->jurisdiction, p->url,
-               p->reachable ? "reachable" : (p->last_contact_ms ? "failing" : "unreached"));
+               p->reachable ? _("reachable") : (p->last_contact_ms ? _("failing") : _("unreached")));
         print_ago(s->now_ms, p->last_contact_ms);
         printf("%7llu %8llu %10llu  %s\n", (unsigned long long)p->errors,
                (unsigned long long)p->refused_records, (unsigned long long)p->records_in,
                p->last_error);
     }
-    printf("\n%-8s %10s %10s %12s %12s  %s\n", "origin", "held", "best known", "lag records",
-           "staleness", "");
+    printf("\n%-8s %10s %10s %12s %12s  %s\n", _("origin"), _("held"), _("best known"),
+           _("lag records"), _("staleness"), "");
     for (size_t i = 0; i < s->n_origins; i++) {
         const Appeal__OriginStatus *o = s->origins[i];
         printf("%-8s %10llu %10llu %12llu ", o->jurisdiction, (unsigned long long)o->local_seq,
                (unsigned long long)o->best_known_seq, (unsigned long long)o->lag_records);
         if (o->staleness_ms < 0) {
-            printf("%12s  ", "nothing yet");
+            printf("%12s  ", _("nothing yet"));
         } else {
-            printf("%10.1f s  ", (double)o->staleness_ms / 1000.0);
+            printf(_("%10.1f s  "), (double)o->staleness_ms / 1000.0);
         }
         printf("%s\n", o->frozen ? o->frozen_reason : "");
     }
     if (s->n_forks == 0) {
-        printf("\nforks: none\n");
+        printf(_("\nforks: none\n"));
     }
     for (size_t i = 0; i < s->n_forks; i++) {
-        printf("\nFORK: %s seq %llu, other version via %s: origin frozen\n",
+        printf(_("\nFORK: %s seq %llu, other version via %s: origin frozen\n"),
                s->forks[i]->jurisdiction, (unsigned long long)s->forks[i]->seq, s->forks[i]->via);
     }
 }
 
+/* What an error code of the node means, for a person (api.proto ErrorCode). */
+static const char *code_meaning(int code) {
+    static const char *const meanings[] = {
+        N_("no error"),
+        N_("the request is malformed or out of bounds"),
+        N_("not found"),
+        N_("the appeal's state does not allow this"),
+        N_("the rules refuse this"),
+        N_("too large"),
+        N_("the node's storage is full"),
+        N_("the node is unavailable"),
+        N_("internal error of the node"),
+        N_("not authenticated: the request's key is unknown or its signature is wrong"),
+        N_("forbidden: the key's role does not allow this"),
+        N_("another jurisdiction handles this appeal"),
+        N_("the node's storage failed; it writes nothing until restarted"),
+    };
+    return code >= 0 && code < (int)(sizeof meanings / sizeof meanings[0]) ? _(meanings[code])
+                                                                           : _("error");
+}
+
+/* stderr: in English the node's message as it is; in another language the
+ * meaning of the code in that language, then the node's own message (the
+ * node speaks English: docs/i18n.md). --json: code and message, the same in
+ * every language. */
 static int print_error(bool as_json, int code, const char *msg) {
     if (as_json) {
         struct json j;
@@ -521,7 +583,11 @@ static int print_error(bool as_json, int code, const char *msg) {
         json_end_obj(&j);
         json_done(&j);
     }
-    fprintf(stderr, "appealctl: %s\n", msg);
+    if (cli_lang == I18N_EN) {
+        fprintf(stderr, "appealctl: %s\n", msg);
+    } else {
+        fprintf(stderr, _("appealctl: %s\n  details: %s\n"), code_meaning(code), msg);
+    }
     return 1;
 }
 
@@ -529,7 +595,7 @@ static int print_error(bool as_json, int code, const char *msg) {
 
 static int need(const char *v, const char *what) {
     if (v == NULL || v[0] == '\0') {
-        fprintf(stderr, "appealctl: %s is required\n", what);
+        fprintf(stderr, _("appealctl: %s is required\n"), what);
         return -1;
     }
     return 0;
@@ -545,8 +611,8 @@ static int build_file(const struct cli *c, Appeal__FileRequest *f) {
     f->type = appeal_type_parse(type);
     if (f->type == 0) {
         fprintf(stderr,
-                "appealctl: unknown type %s (statement, proposal, request, complaint, "
-                "report, feedback)\n",
+                _("appealctl: unknown type %s (statement, proposal, request, complaint, "
+                "report, feedback)\n"),
                 type);
         return -1;
     }
@@ -560,18 +626,19 @@ static int build_file(const struct cli *c, Appeal__FileRequest *f) {
     STR(contacts, "applicant-contacts");
     STR(repeat_of, "repeat-of");
     STR(late_reason, "late-reason");
+    STR(lang, "appeal-lang");
 #undef STR
     f->anonymous = flag(c, "anonymous");
     if (opt(c, "co-signers") != NULL) {
         long n;
         if (util_parse_long(opt(c, "co-signers"), 0, 100000000, &n) != 0) {
-            fprintf(stderr, "appealctl: --co-signers takes a count\n");
+            fprintf(stderr, _("appealctl: --co-signers takes a count\n"));
             return -1;
         }
         f->co_signers = (uint32_t)n;
     }
     if (opt(c, "learned") != NULL && day_parse(opt(c, "learned"), &f->learned_day) != 0) {
-        fprintf(stderr, "appealctl: --learned takes a date YYYY-MM-DD\n");
+        fprintf(stderr, _("appealctl: --learned takes a date YYYY-MM-DD\n"));
         return -1;
     }
     return 0;
@@ -593,7 +660,7 @@ static const struct act_name acts[] = {
 static int build_act(const struct cli *c, Appeal__Action action, Appeal__ActRequest *a) {
     appeal__act_request__init(a);
     if (c->npos < 2) {
-        fprintf(stderr, "appealctl: %s needs the registration number\n", c->pos[0]);
+        fprintf(stderr, _("appealctl: %s needs the registration number\n"), c->pos[0]);
         return -1;
     }
     a->number = (char *)c->pos[1];
@@ -606,16 +673,16 @@ static int build_act(const struct cli *c, Appeal__Action action, Appeal__ActRequ
     switch (action) {
     case APPEAL__ACTION__ACTION_ASSIGN:
         a->assignee = (char *)(to ? to : (opt(c, "assignee") ? opt(c, "assignee") : ""));
-        return need(a->assignee, "--to NAME (who handles it)");
+        return need(a->assignee, _("--to NAME (who handles it)"));
     case APPEAL__ACTION__ACTION_FORWARD:
         a->to_jurisdiction = (char *)(to ? to : "");
-        return need(a->to_jurisdiction, "--to CODE (the competent jurisdiction)");
+        return need(a->to_jurisdiction, _("--to CODE (the competent jurisdiction)"));
     case APPEAL__ACTION__ACTION_EXTEND:
-        if (need(opt(c, "until"), "--until DATE") != 0) {
+        if (need(opt(c, "until"), _("--until DATE")) != 0) {
             return -1;
         }
         if (day_parse(opt(c, "until"), &a->until_day) != 0) {
-            fprintf(stderr, "appealctl: --until takes a date YYYY-MM-DD\n");
+            fprintf(stderr, _("appealctl: --until takes a date YYYY-MM-DD\n"));
             return -1;
         }
         return 0;
@@ -625,7 +692,7 @@ static int build_act(const struct cli *c, Appeal__Action action, Appeal__ActRequ
         }
         a->outcome = outcome_parse(opt(c, "outcome"));
         if (a->outcome == 0) {
-            fprintf(stderr, "appealctl: --outcome is satisfied, partly, rejected or explained\n");
+            fprintf(stderr, _("appealctl: --outcome is satisfied, partly, rejected or explained\n"));
             return -1;
         }
         return 0;
@@ -654,7 +721,7 @@ static int cmd_list(struct client *cl, const struct cli *c, bool as_json) {
     q.op_case = APPEAL__REQUEST__OP_LIST;
     q.list = &l;
     if (opt(c, "status") != NULL && (l.status = status_parse(opt(c, "status"))) == 0) {
-        fprintf(stderr, "appealctl: unknown status %s\n", opt(c, "status"));
+        fprintf(stderr, _("appealctl: unknown status %s\n"), opt(c, "status"));
         return 2;
     }
     l.overdue = flag(c, "overdue");
@@ -663,7 +730,7 @@ static int cmd_list(struct client *cl, const struct cli *c, bool as_json) {
     if (opt(c, "limit") != NULL) {
         long n;
         if (util_parse_long(opt(c, "limit"), 1, LIST_LIMIT_MAX, &n) != 0) {
-            fprintf(stderr, "appealctl: --limit is 1..%d\n", LIST_LIMIT_MAX);
+            fprintf(stderr, _("appealctl: --limit is 1..%d\n"), LIST_LIMIT_MAX);
             return 2;
         }
         l.limit = (uint32_t)n;
@@ -733,7 +800,7 @@ static int build_query(const struct cli *c, struct query_args *a, const char *ex
     size_t nt = split(opt(c, "type"), tmp, LIST_VALUES_MAX, a->tbuf, sizeof a->tbuf);
     for (size_t i = 0; i < nt; i++) {
         if ((a->type[i] = appeal_type_parse(tmp[i])) == 0) {
-            fprintf(stderr, "appealctl: unknown type %s\n", tmp[i]);
+            fprintf(stderr, _("appealctl: unknown type %s\n"), tmp[i]);
             return -1;
         }
     }
@@ -742,7 +809,7 @@ static int build_query(const struct cli *c, struct query_args *a, const char *ex
     size_t ns = split(opt(c, "status"), tmp, LIST_VALUES_MAX, a->sbuf, sizeof a->sbuf);
     for (size_t i = 0; i < ns; i++) {
         if ((a->status[i] = status_parse(tmp[i])) == 0) {
-            fprintf(stderr, "appealctl: unknown status %s\n", tmp[i]);
+            fprintf(stderr, _("appealctl: unknown status %s\n"), tmp[i]);
             return -1;
         }
     }
@@ -750,7 +817,7 @@ static int build_query(const struct cli *c, struct query_args *a, const char *ex
     a->f.n_status = ns;
     if ((opt(c, "from") && day_parse(opt(c, "from"), &a->f.from_day) != 0) ||
         (opt(c, "to") && day_parse(opt(c, "to"), &a->f.to_day) != 0)) {
-        fprintf(stderr, "appealctl: --from and --to take dates YYYY-MM-DD\n");
+        fprintf(stderr, _("appealctl: --from and --to take dates YYYY-MM-DD\n"));
         return -1;
     }
     a->f.overdue = flag(c, "overdue");
@@ -876,8 +943,8 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
     for (size_t k = 0; k < r->n_by; k++) {
         printf("%-12s  ", r->by[k]);
     }
-    printf("%8s %8s %8s %7s %9s %8s %7s\n", "count", "open", "overdue", "overdue%", "answered",
-           "in term", "median");
+    printf("%8s %8s %8s %7s %9s %8s %7s\n", _("count"), _("open"), _("overdue"), _("overdue%"),
+           _("answered"), _("in term"), _("median"));
     for (size_t i = 0; i < r->n_groups; i++) {
         const Appeal__QueryGroup *g = r->groups[i];
         struct measures m = measures_of(g);
@@ -885,7 +952,7 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
             printf("%-12s  ", g->keys[k]);
         }
         if (min_group > 0 && g->count < min_group) {
-            printf("(fewer than %llu: suppressed)\n", (unsigned long long)min_group);
+            printf(_("(fewer than %llu: suppressed)\n"), (unsigned long long)min_group);
             continue;
         }
         char med[16];
@@ -894,14 +961,14 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
                (unsigned long long)g->open, (unsigned long long)g->overdue, 100 * m.share_overdue,
                (unsigned long long)g->answered, (unsigned long long)g->answered_in_term, med);
     }
-    printf("\nmode %s; sources:", r->mode);
+    printf(_("\nmode %s; sources:"), r->mode);
     for (size_t i = 0; i < r->n_sources; i++) {
         const Appeal__SourceInfo *s = r->sources[i];
         printf(" %s=%s", s->jurisdiction, s->source);
         if (strcmp(s->source, "replica") == 0 && s->staleness_ms >= 0) {
             printf("(%.0fs", (double)s->staleness_ms / 1000.0);
             if (s->lag_records) {
-                printf(",%llu behind", (unsigned long long)s->lag_records);
+                printf(_(",%llu behind"), (unsigned long long)s->lag_records);
             }
             printf(")");
         }
@@ -934,17 +1001,17 @@ static void print_overdue(bool as_json, const Appeal__OverdueList *l) {
         json_done(&j);
         return;
     }
-    printf("%-20s %-6s %-6s %-10s %-10s %-10s %s\n", "number", "owner", "region", "type",
-           "category", "deadline", "working days overdue");
+    printf("%-20s %-6s %-6s %-10s %-10s %-10s %s\n", _("number"), _("owner"), _("region"),
+           _("type"), _("category"), _("deadline"), _("working days overdue"));
     for (size_t i = 0; i < l->n_items; i++) {
         const Appeal__OverdueItem *it = l->items[i];
         char d[11];
         fmt_day(it->deadline_day, d);
         printf("%-20s %-6s %-6s %-10s %-10s %-10s %d\n", it->number, it->owner, it->region,
-               appeal_type_name(it->type), it->category, d, it->days_overdue);
+               names_type(&cli_i18n, cli_lang, it->type), it->category, d, it->days_overdue);
     }
     if (l->truncated) {
-        printf("(more: raise --limit)\n");
+        printf(_("(more: raise --limit)\n"));
     }
 }
 
@@ -953,11 +1020,11 @@ static int cmd_query(struct client *cl, const struct cli *c, bool as_json, bool 
     const char *period = opt(c, "period");
     if (export && period && strcmp(period, "month") && strcmp(period, "year") &&
         strcmp(period, "day")) {
-        fprintf(stderr, "appealctl: --period is day, month or year\n");
+        fprintf(stderr, _("appealctl: --period is day, month or year\n"));
         return 2;
     }
     if (!opt(c, "by") && !(export && period)) {
-        fprintf(stderr, "appealctl: --by FIELDS is required (e.g. --by region,status)\n");
+        fprintf(stderr, _("appealctl: --by FIELDS is required (e.g. --by region,status)\n"));
         return 2;
     }
     if (build_query(c, &qa, export ? period : NULL) != 0) {
@@ -965,7 +1032,7 @@ static int cmd_query(struct client *cl, const struct cli *c, bool as_json, bool 
     }
     long min_group = 5;
     if (opt(c, "min-group") && util_parse_long(opt(c, "min-group"), 1, 1000000, &min_group)) {
-        fprintf(stderr, "appealctl: --min-group takes a count\n");
+        fprintf(stderr, _("appealctl: --min-group takes a count\n"));
         return 2;
     }
     Appeal__Request q = APPEAL__REQUEST__INIT;
@@ -1029,7 +1096,7 @@ static void print_grants(bool as_json, const Appeal__GrantList *l) {
         return;
     }
     if (l->n_grants == 0) {
-        printf("no grants\n");
+        printf(_("no grants\n"));
     }
     for (size_t i = 0; i < l->n_grants; i++) {
         const Appeal__Grant *g = l->grants[i];
@@ -1042,7 +1109,7 @@ static void print_grants(bool as_json, const Appeal__GrantList *l) {
             printf("%s%s", r ? "," : " ", g->roles[r]);
         }
         if (g->revoked_seq) {
-            printf("  REVOKED at seq %llu%s%s", (unsigned long long)g->revoked_seq,
+            printf(_("  REVOKED at seq %llu%s%s"), (unsigned long long)g->revoked_seq,
                    g->revoked_reason[0] ? ": " : "", g->revoked_reason);
         }
         printf("%s%s\n", g->label[0] ? "  " : "", g->label);
@@ -1053,7 +1120,7 @@ static void print_grants(bool as_json, const Appeal__GrantList *l) {
 static int cmd_keygen(const struct cli *c, bool as_json) {
     const char *out = opt(c, "out");
     if (out == NULL || !out[0]) {
-        fprintf(stderr, "appealctl: keygen --out FILE\n");
+        fprintf(stderr, _("appealctl: keygen --out FILE\n"));
         return 2;
     }
     uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
@@ -1068,7 +1135,7 @@ static int cmd_keygen(const struct cli *c, bool as_json) {
         rc = keys_save_public(pub, pk, "Ed25519 public key of an official", &e);
     }
     if (rc != 0) {
-        fprintf(stderr, "appealctl: %s\n", err_msg(&e, rc));
+        fprintf(stderr, _("appealctl: %s\n"), err_msg(&e, rc));
         return 1;
     }
     char hex[2 * sizeof pk + 1];
@@ -1083,8 +1150,8 @@ static int cmd_keygen(const struct cli *c, bool as_json) {
         json_end_obj(&j);
         json_done(&j);
     } else {
-        printf("%s\n  secret key in %s (keep it: mode 0600)\n  public key in %s (give it to "
-               "the node's administrator to grant)\n",
+        printf(_("%s\n  secret key in %s (keep it: mode 0600)\n  public key in %s (give it to "
+               "the node's administrator to grant)\n"),
                hex, out, pub);
     }
     return 0;
@@ -1094,15 +1161,15 @@ static int build_grant(const struct cli *c, Appeal__Request *q, Appeal__GrantReq
                        Appeal__RevokeRequest *r, uint8_t pk[32]) {
     bool revoke = strcmp(c->pos[0], "revoke") == 0;
     if (c->npos < 2 || (!revoke && opt(c, "role") == NULL)) {
-        fprintf(stderr, "appealctl: %s\n",
-                revoke ? "revoke PUBLIC [--reason TEXT]"
-                       : "grant PUBLIC --role ROLE [--jurisdiction CODE] [--label TEXT]");
+        fprintf(stderr, _("appealctl: %s\n"),
+                revoke ? _("revoke PUBLIC [--reason TEXT]")
+                       : _("grant PUBLIC --role ROLE [--jurisdiction CODE] [--label TEXT]"));
         return 2;
     }
     struct errbuf e;
     err_clear(&e);
     if (keys_parse_public(c->pos[1], pk, &e) != 0) {
-        fprintf(stderr, "appealctl: %s\n", e.msg);
+        fprintf(stderr, _("appealctl: %s\n"), e.msg);
         return 2;
     }
     if (revoke) {
@@ -1123,8 +1190,242 @@ static int build_grant(const struct cli *c, Appeal__Request *q, Appeal__GrantReq
     return 0;
 }
 
+/* ---- channels (Open311 API keys) and receipts ---- */
+
+/* The channel grant whose key hash starts with hex `id`; 0 and `pk` set. */
+static int channel_find(struct client *cl, const char *id, bool as_json, uint8_t pk[32]) {
+    size_t n = strlen(id);
+    if (n < 8 || n > 64 || strspn(id, "0123456789abcdef") != n) {
+        fprintf(stderr, "appealctl: a channel ID is 8 to 64 hex digits (channel list)\n");
+        return 2;
+    }
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    Appeal__GrantsRequest gs = APPEAL__GRANTS_REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_GRANTS;
+    q.grants = &gs;
+    Appeal__Response *resp;
+    int rc = call(cl, &q, &resp, as_json);
+    if (rc != 0) {
+        return rc;
+    }
+    for (size_t i = 0; i < resp->grants->n_grants; i++) {
+        const Appeal__Grant *g = resp->grants->grants[i];
+        char hex[65];
+        if (g->key.len != 32) {
+            continue;
+        }
+        util_hex(g->key.data, 32, hex);
+        bool channel = false;
+        for (size_t r = 0; r < g->n_roles; r++) {
+            channel = channel || strcmp(g->roles[r], "channel") == 0;
+        }
+        if (channel && strncmp(hex, id, n) == 0) {
+            memcpy(pk, g->key.data, 32);
+            return 0;
+        }
+    }
+    return print_error(as_json, APPEAL__ERROR_CODE__ERR_NOT_FOUND, "no channel with that ID");
+}
+
+static void print_channels(bool as_json, const Appeal__GrantList *l) {
+    struct json j;
+    if (as_json) {
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_arr(&j, "channels");
+    }
+    for (size_t i = 0; i < l->n_grants; i++) {
+        const Appeal__Grant *g = l->grants[i];
+        bool channel = false;
+        for (size_t r = 0; r < g->n_roles; r++) {
+            channel = channel || strcmp(g->roles[r], "channel") == 0;
+        }
+        if (!channel || g->key.len != 32) {
+            continue;
+        }
+        char id[KEY_SHORT_HEX + 1];
+        util_hex(g->key.data, KEY_SHORT_HEX / 2, id);
+        uint32_t rate = g->rate_per_minute ? g->rate_per_minute : CHANNEL_RATE_PER_MIN_DEFAULT;
+        if (as_json) {
+            json_obj(&j, NULL);
+            json_str(&j, "id", id);
+            json_str(&j, "label", g->label);
+            json_uint(&j, "rate_per_minute", rate);
+            json_uint(&j, "granted_seq", g->granted_seq);
+            json_uint(&j, "revoked_seq", g->revoked_seq);
+            json_end_obj(&j);
+        } else {
+            printf("%s  %-32s %u/min  granted at seq %llu%s\n", id, g->label, rate,
+                   (unsigned long long)g->granted_seq, g->revoked_seq ? "  REVOKED" : "");
+        }
+    }
+    if (as_json) {
+        json_end_arr(&j);
+        json_end_obj(&j);
+        json_done(&j);
+    }
+}
+
+static int cmd_channel(struct client *cl, const struct cli *c, bool as_json) {
+    const char *verb = c->npos >= 2 ? c->pos[1] : "";
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    Appeal__GrantRequest g = APPEAL__GRANT_REQUEST__INIT;
+    Appeal__RevokeRequest r = APPEAL__REVOKE_REQUEST__INIT;
+    Appeal__GrantsRequest gs = APPEAL__GRANTS_REQUEST__INIT;
+    uint8_t pk[32], secret[CHANNEL_API_KEY_BYTES];
+    char api_key[2 * CHANNEL_API_KEY_BYTES + 1] = "";
+    long rate = 0;
+    if (opt(c, "rate") != NULL && util_parse_long(opt(c, "rate"), 1, 1000000, &rate) != 0) {
+        fprintf(stderr, "appealctl: --rate takes filings a minute (1 to 1000000)\n");
+        return 2;
+    }
+    int rc = 0;
+    if (strcmp(verb, "add") == 0 && opt(c, "label") != NULL) {
+        randombytes_buf(secret, sizeof secret);
+        util_hex(secret, sizeof secret, api_key);
+        sodium_memzero(secret, sizeof secret);
+        channel_key_hash(api_key, strlen(api_key), pk);
+        g.label = (char *)opt(c, "label");
+        g.rate_per_minute = (uint32_t)rate;
+    } else if (strcmp(verb, "rate") == 0 && c->npos == 4) {
+        if (util_parse_long(c->pos[3], 1, 1000000, &rate) != 0) {
+            fprintf(stderr, "appealctl: channel rate ID N: N filings a minute\n");
+            return 2;
+        }
+        rc = channel_find(cl, c->pos[2], as_json, pk);
+        g.label = (char *)"";
+        g.rate_per_minute = (uint32_t)rate;
+    } else if (strcmp(verb, "revoke") == 0 && c->npos == 3) {
+        rc = channel_find(cl, c->pos[2], as_json, pk);
+    } else if (strcmp(verb, "list") != 0) {
+        fprintf(stderr, "appealctl: channel add --label TEXT [--rate N] | list | revoke ID | "
+                        "rate ID N\n");
+        return 2;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    if (strcmp(verb, "list") == 0) {
+        q.op_case = APPEAL__REQUEST__OP_GRANTS;
+        q.grants = &gs;
+    } else if (strcmp(verb, "revoke") == 0) {
+        r.key = (ProtobufCBinaryData){32, pk};
+        r.reason = (char *)(opt(c, "reason") ? opt(c, "reason") : "");
+        q.op_case = APPEAL__REQUEST__OP_REVOKE;
+        q.revoke = &r;
+    } else {
+        g.key = (ProtobufCBinaryData){32, pk};
+        g.role = (char *)"channel";
+        g.jurisdiction = (char *)"";
+        q.op_case = APPEAL__REQUEST__OP_GRANT;
+        q.grant = &g;
+    }
+    Appeal__Response *resp;
+    if ((rc = call(cl, &q, &resp, as_json)) != 0) {
+        return rc;
+    }
+    if (q.op_case == APPEAL__REQUEST__OP_GRANTS) {
+        print_channels(as_json, resp->grants);
+        return 0;
+    }
+    char id[KEY_SHORT_HEX + 1];
+    util_hex(pk, KEY_SHORT_HEX / 2, id);
+    unsigned long long seq = resp->receipt != NULL ? (unsigned long long)resp->receipt->seq : 0;
+    if (as_json) {
+        printf("{\"id\":\"%s\"%s%s%s,\"seq\":%llu}\n", id, api_key[0] ? ",\"api_key\":\"" : "",
+               api_key, api_key[0] ? "\"" : "", seq);
+    } else if (api_key[0]) {
+        printf("channel %s added (log seq %llu)\napi_key %s\n"
+               "(shown once: the node keeps only its hash)\n",
+               id, seq, api_key);
+    } else {
+        printf("ok: channel %s %s (log seq %llu)\n", id, verb[1] == 'e' ? "revoked" : "rate set",
+               seq);
+    }
+    sodium_memzero(api_key, sizeof api_key);
+    return 0;
+}
+
+static void print_receipt_info(bool as_json, const struct receipt_info *ri) {
+    char reg[11], dl[11], origin[65];
+    day_format(day_from_ms(ri->registered_ms, 300), reg);
+    day_format(ri->deadline_day, dl);
+    util_hex(ri->origin, 32, origin);
+    if (!as_json) {
+        printf("valid receipt: %s\n  type %s, category %s, received by %s\n"
+               "  registered %s, answer due by %s\n  log seq %llu of origin %.16s\n",
+               ri->number, appeal_type_name(ri->type), ri->category, ri->jurisdiction, reg, dl,
+               (unsigned long long)ri->seq, origin);
+        return;
+    }
+    struct json j;
+    json_init(&j, stdout);
+    json_obj(&j, NULL);
+    json_bool(&j, "valid", true);
+    json_str(&j, "number", ri->number);
+    json_str(&j, "type", appeal_type_name(ri->type));
+    json_str(&j, "category", ri->category);
+    json_str(&j, "jurisdiction", ri->jurisdiction);
+    json_int(&j, "registered_ms", ri->registered_ms);
+    json_str(&j, "deadline", dl);
+    json_int(&j, "time_ms", ri->time_ms);
+    json_uint(&j, "seq", ri->seq);
+    json_str(&j, "origin", origin);
+    json_end_obj(&j);
+    json_done(&j);
+}
+
+/* receipt verify FILE|HEX --cluster FILE: needs no node. */
+static int cmd_receipt(const struct cli *c, bool as_json) {
+    if (c->npos != 3 || strcmp(c->pos[1], "verify") != 0 || opt(c, "cluster") == NULL) {
+        fprintf(stderr, "appealctl: receipt verify FILE|HEX --cluster FILE\n");
+        return 2;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    char *text = NULL;
+    size_t len = 0;
+    const char *arg = c->pos[2];
+    int rc = 0;
+    if (strspn(arg, "0123456789abcdefABCDEF") != strlen(arg)) {
+        rc = util_read_file(arg, RECEIPT_HEX_BYTES_MAX + 64, &text, &len);
+        if (rc != 0) {
+            err_set(&e, rc, "cannot read %s (neither a file nor hex)", arg);
+        }
+    }
+    struct cluster *cl = malloc(sizeof *cl);
+    uint8_t *env = NULL;
+    size_t env_len = 0;
+    struct receipt_info ri;
+    if (cl == NULL) {
+        rc = APL_ENOMEM;
+    }
+    if (rc == 0) {
+        rc = cluster_load(cl, opt(c, "cluster"), &e);
+    }
+    if (rc == 0) {
+        rc = receipt_unhex(text != NULL ? text : arg, text != NULL ? len : strlen(arg), &env,
+                           &env_len, &e);
+    }
+    if (rc == 0) {
+        rc = receipt_check(env, env_len, cl, NULL, NULL, NULL, &ri, &e);
+    }
+    free(env);
+    free(text);
+    free(cl);
+    if (rc != 0) {
+        print_error(as_json, client_error_code(rc), err_msg(&e, rc));
+        return rc == APL_EAUTH || rc == APL_EINVAL ? 1 : 2;
+    }
+    print_receipt_info(as_json, &ri);
+    return 0;
+}
+
 static int run(struct client *cl, const struct cli *c, bool as_json) {
     const char *cmd = c->pos[0];
+    if (strcmp(cmd, "channel") == 0) {
+        return cmd_channel(cl, c, as_json);
+    }
     Appeal__Request q = APPEAL__REQUEST__INIT;
     Appeal__FileRequest f;
     Appeal__ActRequest a;
@@ -1153,7 +1454,7 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
         q.file = &f;
     } else if (strcmp(cmd, "show") == 0 || strcmp(cmd, "find") == 0) {
         if (c->npos < 2) {
-            fprintf(stderr, "appealctl: show needs the registration number\n");
+            fprintf(stderr, _("appealctl: show needs the registration number\n"));
             return 2;
         }
         s.number = (char *)c->pos[1];
@@ -1175,7 +1476,7 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
         q.metrics = &mr;
     } else if (strcmp(cmd, "cluster") == 0) {
         if (c->npos < 2 || strcmp(c->pos[1], "status") != 0) {
-            fprintf(stderr, "appealctl: cluster status is the cluster command\n");
+            fprintf(stderr, _("appealctl: cluster status is the cluster command\n"));
             return 2;
         }
         q.op_case = APPEAL__REQUEST__OP_CLUSTER_STATUS;
@@ -1186,7 +1487,7 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
             k++;
         }
         if (k == sizeof acts / sizeof acts[0]) {
-            fprintf(stderr, "appealctl: unknown command %s\n%s", cmd, usage);
+            fprintf(stderr, _("appealctl: unknown command %s\n%s"), cmd, _(usage));
             return 2;
         }
         if (build_act(c, acts[k].action, &a) != 0) {
@@ -1224,14 +1525,26 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
         break;
     case APPEAL__RESPONSE__RESULT_GRANTS:
         if (strcmp(cmd, "whoami") == 0 && resp->grants->n_grants == 0 && !as_json) {
-            printf("this key has no grant on this node\n");
+            printf(_("this key has no grant on this node\n"));
             break;
         }
         print_grants(as_json, resp->grants);
         break;
     default:
-        fprintf(stderr, "appealctl: the node answered with nothing\n");
+        fprintf(stderr, _("appealctl: the node answered with nothing\n"));
         return 1;
+    }
+    return 0;
+}
+
+/* The language of this run: --lang, else the environment; the catalogues
+ * from next to the program or the installed LOCALEDIR (i18n.h). A
+ * catalogue that cannot be read leaves English, said once on stderr. */
+static int set_language(const struct cli *c) {
+    const char *lang = opt(c, "lang");
+    if (lang != NULL && i18n_lang_parse(lang, &cli_lang) != 0) {
+        fprintf(stderr, _("appealctl: --lang is kk, ru or en\n"));
+        return -1;
     }
     return 0;
 }
@@ -1240,8 +1553,15 @@ int main(int argc, char **argv) {
     if (sodium_init() < 0) {
         return 1;
     }
+    struct errbuf ie;
+    err_clear(&ie);
+    cli_lang = i18n_lang_from_env();
+    if (i18n_open(&cli_i18n, NULL, &ie) != 0) {
+        fprintf(stderr, "appealctl: %s; messages stay in English\n", ie.msg);
+        cli_lang = I18N_EN;
+    }
     struct cli c;
-    if (parse(argc, argv, &c) != 0) {
+    if (parse(argc, argv, &c) != 0 || set_language(&c) != 0) {
         return 2;
     }
     if (flag(&c, "version")) {
@@ -1249,7 +1569,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (flag(&c, "help") || c.npos == 0) {
-        fputs(usage, c.npos == 0 && !flag(&c, "help") ? stderr : stdout);
+        fputs(_(usage), c.npos == 0 && !flag(&c, "help") ? stderr : stdout);
         return flag(&c, "help") ? 0 : 2;
     }
     const char *url = opt(&c, "node");
@@ -1259,12 +1579,15 @@ int main(int argc, char **argv) {
     long timeout = DEFAULT_TIMEOUT_MS;
     if (opt(&c, "timeout") != NULL &&
         util_parse_long(opt(&c, "timeout"), 1, 3600000, &timeout) != 0) {
-        fprintf(stderr, "appealctl: --timeout takes milliseconds\n");
+        fprintf(stderr, _("appealctl: --timeout takes milliseconds\n"));
         return 2;
     }
     bool as_json = flag(&c, "json");
     if (strcmp(c.pos[0], "keygen") == 0) {
         return cmd_keygen(&c, as_json);
+    }
+    if (strcmp(c.pos[0], "receipt") == 0) {
+        return cmd_receipt(&c, as_json);
     }
     struct client cl;
     struct errbuf e;
@@ -1281,7 +1604,7 @@ int main(int argc, char **argv) {
     }
     const char *key = opt(&c, "key") ? opt(&c, "key") : getenv("APPEAL_KEY");
     if (key != NULL && key[0] != '\0' && (rc = client_sign_with(&cl, key, &e)) != 0) {
-        fprintf(stderr, "appealctl: %s\n", err_msg(&e, rc));
+        fprintf(stderr, _("appealctl: %s\n"), err_msg(&e, rc));
         client_close(&cl);
         return 2;
     }

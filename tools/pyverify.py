@@ -219,7 +219,8 @@ EVENTS = {
                       (11, "learned_day", "int32"), (12, "late_reason", "string"),
                       (13, "sealed", "bytes"), (14, "applicant_tag", "bytes"),
                       (15, "data_key_id", "bytes"), (16, "urgent", "bool"),
-                      (17, "registered_day", "int32"), (18, "sealed_late_reason", "bytes"))),
+                      (17, "registered_day", "int32"), (18, "sealed_late_reason", "bytes"),
+                      (19, "lang", "string"))),
     12: ("assigned", msg(*NUMBER_REF, (3, "assignee", "string"))),
     13: ("extended", msg(*NUMBER_REF, (3, "until_day", "int32"), (4, "reason", "string"),
                          *SEALED_REASON(5))),
@@ -239,7 +240,8 @@ EVENTS = {
     20: ("withdrawn", msg(*NUMBER_REF, (3, "reason", "string"), *SEALED_REASON(4))),
     21: ("heartbeat", msg((1, "records_total", "uint64"))),
     22: ("key_granted", msg((1, "key", "bytes"), (2, "role", "string"),
-                            (3, "jurisdiction", "string"), (4, "label", "string"))),
+                            (3, "jurisdiction", "string"), (4, "label", "string"),
+                            (5, "rate_per_minute", "uint32"))),
     23: ("key_revoked", msg((1, "key", "bytes"), (2, "reason", "string"))),
     24: ("key_rotated", msg((1, "new_key", "bytes"), (2, "from_seq", "uint64"),
                             (3, "new_box_key", "bytes"))),
@@ -256,7 +258,7 @@ ORIGIN_ROW = msg((1, "origin", "bytes"), (2, "idx", "uint32"), (3, "jurisdiction
 
 JURIS = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 NUMBER = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?-[0-9]{4}-[0-9]{6,8}")
-ROLES = {b"registrar", b"official", b"national", b"operator", b"admin"}
+ROLES = {b"registrar", b"official", b"national", b"operator", b"admin", b"channel"}
 CATEGORY_BYTES_MAX, REASON_BYTES_MAX, ASSIGNEE_BYTES_MAX, LABEL_BYTES_MAX = 31, 2000, 200, 200
 SEALED_BYTES_MAX, APPLICANT_TAG_BYTES, DATA_KEY_ID_BYTES = 81920, 16, 8
 SEAL_OVERHEAD_BYTES, BOX_SEAL_OVERHEAD_BYTES, REASON_AD_BYTES = 40, 48, 64
@@ -344,6 +346,7 @@ def check_filed(f):
     need(len(f["sealed"]) <= SEALED_BYTES_MAX, "record field sealed is too long")
     size(f["applicant_tag"], (0, APPLICANT_TAG_BYTES), "applicant_tag")
     size(f["data_key_id"], (0, DATA_KEY_ID_BYTES), "data_key_id")
+    need(f["lang"] in (b"", b"kk", b"ru", b"en"), "record field lang is not kk, ru or en")
 
 
 def check_event(kind, e, seq):
@@ -380,6 +383,8 @@ def check_event(kind, e, seq):
         need(e["jurisdiction"] == b"" or juris_ok(e["jurisdiction"]),
              "grant names a malformed jurisdiction")
         need(e["role"] in ROLES, "grant names no known role")
+        need(e["rate_per_minute"] == 0 or e["role"] == b"channel",
+             "only a channel's grant carries a rate")
         size(e["key"], (32,), "key")
         text(e["label"], LABEL_BYTES_MAX, False, "label")
     elif kind == "key_revoked":

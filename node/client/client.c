@@ -185,3 +185,34 @@ const char *client_code_name(int code) {
         "storage_failed"};
     return code >= 0 && code < (int)(sizeof names / sizeof names[0]) ? names[code] : "unknown";
 }
+
+int client_error_code(int rc) {
+    switch (rc) {
+    case 0:
+        return APPEAL__ERROR_CODE__ERR_NONE;
+    case APL_EINVAL:
+        return APPEAL__ERROR_CODE__ERR_BAD_REQUEST;
+    case APL_ENOTFOUND:
+        return APPEAL__ERROR_CODE__ERR_NOT_FOUND;
+    case APL_ETRANSITION:
+        return APPEAL__ERROR_CODE__ERR_INVALID_TRANSITION;
+    case APL_EREFUSED:
+        return APPEAL__ERROR_CODE__ERR_REFUSED;
+    case APL_ETOOBIG:
+        return APPEAL__ERROR_CODE__ERR_TOO_LARGE;
+    case APL_EFULL:
+        return APPEAL__ERROR_CODE__ERR_STORAGE_FULL;
+    case APL_EUNAVAIL:
+        return APPEAL__ERROR_CODE__ERR_UNAVAILABLE;
+    case APL_ENOTOWNER:
+        return APPEAL__ERROR_CODE__ERR_NOT_OWNER;
+    case APL_ESTORAGE:
+        return APPEAL__ERROR_CODE__ERR_STORAGE_FAILED;
+    case APL_EAUTH:
+        return APPEAL__ERROR_CODE__ERR_UNAUTHENTICATED;
+    case APL_EFORBIDDEN:
+        return APPEAL__ERROR_CODE__ERR_FORBIDDEN;
+    default:
+        return APPEAL__ERROR_CODE__ERR_INTERNAL;
+    }
+}

@@ -58,5 +58,8 @@ int client_call_raw(struct client *c, const void *data, size_t len, Appeal__Resp
 
 /* Name of a wire error code: "bad_request", "not_found", ... */
 const char *client_code_name(int code);
+/* The wire error code (Appeal__ErrorCode) that stands for APL_* `rc`: what
+ * the node answers and appealctl prints for a local failure. */
+int client_error_code(int rc);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "roles.h"
 #include "bounds.h"
+#include "i18n.h"
 
 enum { RECORD_REPEATED_MAX = 16 };
 
@@ -185,6 +186,9 @@ static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
     if (rc == 0) {
         rc = key_len(&f->data_key_id, DATA_KEY_ID_BYTES, "data_key_id", e);
     }
+    if (rc == 0 && f->lang[0] != '\0' && !i18n_lang_valid(f->lang)) {
+        rc = err_set(e, APL_EINVAL, "record field lang is not kk, ru or en");
+    }
     return rc;
 }
 
@@ -242,6 +246,10 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
         }
         if (role_parse(b->key_granted->role) == 0) {
             return err_set(e, APL_EINVAL, "grant names no known role");
+        }
+        if (b->key_granted->rate_per_minute != 0 &&
+            role_parse(b->key_granted->role) != ROLE_CHANNEL) {
+            return err_set(e, APL_EINVAL, "only a channel's grant carries a rate");
         }
         return bytes_len(&b->key_granted->key, KEY_PK_BYTES, KEY_PK_BYTES, "key", e) ||
                text(b->key_granted->label, LABEL_BYTES_MAX, false, "label", e);

@@ -9,6 +9,9 @@
  *   national   reads aggregates and appeal metadata, never personal data
  *   operator   reads node info, replication status and metrics only
  *   admin      all of the above, and grants and revokes keys
+ *   channel    files appeals only (a citizens' portal over Open311): the
+ *              "key" granted is the BLAKE2b-256 hash of the channel's API
+ *              key (docs/open311.md); not part of admin's roles
  * Every role but `national` is granted for the node's own jurisdiction;
  * `national` for the country (e.g. "KZ").
  */
@@ -27,6 +30,8 @@ enum role {
     ROLE_OPERATOR = 1u << 3,
     ROLE_ADMIN = 1u << 4,
     ROLE_ALL = (1u << 5) - 1,
+    ROLE_CHANNEL = 1u << 5, /* outside ROLE_ALL: an admin key is no channel */
+    ROLE_LAST = ROLE_CHANNEL,
 };
 
 /* The bit of a role's name; 0 if there is no such role. */

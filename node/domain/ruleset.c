@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "i18n.h"
 #include "util.h"
 
 const char rules_default_conf[] =
@@ -29,33 +30,43 @@ const char rules_default_conf[] =
     "# or of threats to state or public security), and are marked urgent.\n"
     "anonymous_types = report\n"
     "# Upper bound on the co-signers of one collective appeal.\n"
-    "co_signers_max = 1000000\n";
+    "co_signers_max = 1000000\n"
+    "# The language of an appeal filed without one (kk, ru or en): the applicant\n"
+    "# is answered and notified in the language of the appeal.\n"
+    "default_lang = kk\n";
 
 const char rules_default_categories[] =
-    "# Classifier of appeal topics: CODE<TAB>NAME. Sections after the\n"
+    "# Classifier of appeal topics: CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN\n"
+    "# (or CODE<TAB>NAME: one name for all three languages). Sections after the\n"
     "# Russian federal appeals classifier; edit to the national classifier.\n"
-    "0001\tState, society, politics\n"
-    "0001.0001\tConstitutional order and rights\n"
-    "0001.0002\tWork of state bodies\n"
-    "0001.0003\tCitizenship and migration\n"
-    "0002\tSocial sphere\n"
-    "0002.0001\tSocial security and pensions\n"
-    "0002.0002\tHealth care\n"
-    "0002.0003\tEducation\n"
-    "0002.0004\tEmployment and labour\n"
-    "0003\tEconomy\n"
-    "0003.0001\tLand relations\n"
-    "0003.0002\tRoads and transport\n"
-    "0003.0003\tEntrepreneurship\n"
-    "0003.0004\tAgriculture\n"
-    "0004\tDefence, security, legality\n"
-    "0004.0001\tLaw enforcement\n"
-    "0004.0002\tCourts and justice\n"
-    "0004.0003\tCorruption\n"
-    "0005\tHousing and utilities\n"
-    "0005.0001\tHousing\n"
-    "0005.0002\tUtilities and tariffs\n"
-    "0005.0003\tImprovement of settlements\n";
+    "0001\tState, society, politics\tМемлекет, қоғам, саясат\tГосударство, общество, политика\n"
+    "0001.0001\tConstitutional order and rights\tКонституциялық құрылыс және құқықтар\t"
+    "Конституционный строй и права\n"
+    "0001.0002\tWork of state bodies\tМемлекеттік органдардың жұмысы\t"
+    "Работа государственных органов\n"
+    "0001.0003\tCitizenship and migration\tАзаматтық және көші-қон\tГражданство и миграция\n"
+    "0002\tSocial sphere\tӘлеуметтік сала\tСоциальная сфера\n"
+    "0002.0001\tSocial security and pensions\tӘлеуметтік қамсыздандыру және зейнетақы\t"
+    "Социальное обеспечение и пенсии\n"
+    "0002.0002\tHealth care\tДенсаулық сақтау\tЗдравоохранение\n"
+    "0002.0003\tEducation\tБілім беру\tОбразование\n"
+    "0002.0004\tEmployment and labour\tЖұмыспен қамту және еңбек\tЗанятость и труд\n"
+    "0003\tEconomy\tЭкономика\tЭкономика\n"
+    "0003.0001\tLand relations\tЖер қатынастары\tЗемельные отношения\n"
+    "0003.0002\tRoads and transport\tЖолдар және көлік\tДороги и транспорт\n"
+    "0003.0003\tEntrepreneurship\tКәсіпкерлік\tПредпринимательство\n"
+    "0003.0004\tAgriculture\tАуыл шаруашылығы\tСельское хозяйство\n"
+    "0004\tDefence, security, legality\tҚорғаныс, қауіпсіздік, заңдылық\t"
+    "Оборона, безопасность, законность\n"
+    "0004.0001\tLaw enforcement\tҚұқық қорғау қызметі\tПравоохранительная деятельность\n"
+    "0004.0002\tCourts and justice\tСоттар және сот төрелігі\tСуды и правосудие\n"
+    "0004.0003\tCorruption\tСыбайлас жемқорлық\tКоррупция\n"
+    "0005\tHousing and utilities\tТұрғын үй-коммуналдық сала\tЖилищно-коммунальная сфера\n"
+    "0005.0001\tHousing\tТұрғын үй\tЖилище\n"
+    "0005.0002\tUtilities and tariffs\tКоммуналдық қызметтер және тарифтер\t"
+    "Коммунальные услуги и тарифы\n"
+    "0005.0003\tImprovement of settlements\tЕлді мекендерді абаттандыру\t"
+    "Благоустройство населённых пунктов\n";
 
 static const char *const type_names[APPEAL_TYPE_COUNT] = {
     NULL, "statement", "proposal", "request", "complaint", "report", "feedback"};
@@ -140,11 +151,51 @@ static int conf_line(struct ruleset *r, char *line, unsigned lineno, struct errb
         r->co_signers_max = (uint32_t)v;
         return 0;
     }
+    if (strcmp(key, "default_lang") == 0) {
+        if (!i18n_lang_valid(val)) {
+            return err_set(e, APL_EINVAL, "rules.conf line %u: default_lang is kk, ru or en",
+                           lineno);
+        }
+        snprintf(r->default_lang, sizeof r->default_lang, "%s", val);
+        return 0;
+    }
     return err_set(e, APL_EINVAL, "rules.conf line %u: unknown key `%s`", lineno, key);
 }
 
 static int cat_cmp(const void *a, const void *b) {
     return strcmp(((const struct category *)a)->code, ((const struct category *)b)->code);
+}
+
+/* The names of a categories.tsv line: NAME (all three languages) or
+ * ENGLISH<TAB>KAZAKH<TAB>RUSSIAN, each non-empty and one line. */
+static int cat_names(struct category *c, char *names, unsigned lineno, struct errbuf *e) {
+    char *cols[3] = {names, NULL, NULL};
+    int n = 1;
+    for (char *p = strchr(names, '\t'); p != NULL && n <= 3; p = strchr(p + 1, '\t')) {
+        *p = '\0';
+        if (n < 3) {
+            cols[n] = p + 1;
+        }
+        n++;
+    }
+    if (n != 1 && n != 3) {
+        return err_set(e, APL_EINVAL,
+                       "categories.tsv line %u: expected CODE<TAB>NAME or "
+                       "CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN",
+                       lineno);
+    }
+    char *name[3];
+    for (int i = 0; i < 3; i++) {
+        name[i] = util_trim(cols[n == 1 ? 0 : i]);
+        if (name[i][0] == '\0' || strlen(name[i]) >= RULES_CATEGORY_NAME_BYTES) {
+            return err_set(e, APL_EINVAL, "categories.tsv line %u: a name is 1..%d bytes",
+                           lineno, RULES_CATEGORY_NAME_BYTES - 1);
+        }
+    }
+    snprintf(c->name, sizeof c->name, "%s", name[0]);
+    snprintf(c->name_kk, sizeof c->name_kk, "%s", name[1]);
+    snprintf(c->name_ru, sizeof c->name_ru, "%s", name[2]);
+    return 0;
 }
 
 static int cat_line(struct ruleset *r, char *line, unsigned lineno, struct errbuf *e) {
@@ -157,7 +208,7 @@ static int cat_line(struct ruleset *r, char *line, unsigned lineno, struct errbu
         return err_set(e, APL_EINVAL, "categories.tsv line %u: expected CODE<TAB>NAME", lineno);
     }
     *tab = '\0';
-    char *code = util_trim(p), *name = util_trim(tab + 1);
+    char *code = util_trim(p);
     size_t cl = strlen(code);
     if (cl == 0 || cl >= RULES_CATEGORY_CODE_BYTES || strspn(code, "0123456789.") != cl) {
         return err_set(e, APL_EINVAL, "categories.tsv line %u: a code is 1..%d digits and dots",
@@ -167,10 +218,13 @@ static int cat_line(struct ruleset *r, char *line, unsigned lineno, struct errbu
         return err_set(e, APL_ETOOBIG, "categories.tsv: more than %d categories",
                        RULES_CATEGORIES_MAX);
     }
-    struct category *c = &r->categories[r->category_count++];
+    struct category *c = &r->categories[r->category_count];
     snprintf(c->code, sizeof c->code, "%s", code);
-    snprintf(c->name, sizeof c->name, "%s", name);
-    return 0;
+    int rc = cat_names(c, tab + 1, lineno, e);
+    if (rc == 0) {
+        r->category_count++;
+    }
+    return rc;
 }
 
 typedef int (*line_fn)(struct ruleset *, char *, unsigned, struct errbuf *);

@@ -30,9 +30,14 @@ enum {
     APPEAL_TYPE_COUNT = 7, /* index 0 unused; matches Appeal__AppealType */
 };
 
+/* A classifier entry: its code and its name in English, Kazakh and Russian
+ * (docs/rules.md: a line with only the English name gives that name in all
+ * three). */
 struct category {
     char code[RULES_CATEGORY_CODE_BYTES];
-    char name[RULES_CATEGORY_NAME_BYTES];
+    char name[RULES_CATEGORY_NAME_BYTES];    /* English */
+    char name_kk[RULES_CATEGORY_NAME_BYTES]; /* Kazakh */
+    char name_ru[RULES_CATEGORY_NAME_BYTES]; /* Russian */
 };
 
 struct ruleset {
@@ -45,6 +50,7 @@ struct ruleset {
     uint32_t anonymous_types;        /* bit per Appeal__AppealType */
     uint32_t urgent_anonymous;       /* anonymous types flagged urgent */
     uint32_t co_signers_max;
+    char default_lang[4];            /* language of an appeal filed without one: kk */
     struct category *categories; /* sorted by code; owned */
     uint32_t category_count;
     struct calendar cal;

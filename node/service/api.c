@@ -11,6 +11,7 @@
 #include "api.pb-c.h"
 #include "appeal.h"
 #include "auth.h"
+#include "client.h"
 #include "clock.h"
 #include "connlimit.h"
 #include "lifecycle.h"
@@ -76,37 +77,6 @@ struct api {
     struct auth auth;
 };
 
-int api_error_code(int rc) {
-    switch (rc) {
-    case 0:
-        return APPEAL__ERROR_CODE__ERR_NONE;
-    case APL_EINVAL:
-        return APPEAL__ERROR_CODE__ERR_BAD_REQUEST;
-    case APL_ENOTFOUND:
-        return APPEAL__ERROR_CODE__ERR_NOT_FOUND;
-    case APL_ETRANSITION:
-        return APPEAL__ERROR_CODE__ERR_INVALID_TRANSITION;
-    case APL_EREFUSED:
-        return APPEAL__ERROR_CODE__ERR_REFUSED;
-    case APL_ETOOBIG:
-        return APPEAL__ERROR_CODE__ERR_TOO_LARGE;
-    case APL_EFULL:
-        return APPEAL__ERROR_CODE__ERR_STORAGE_FULL;
-    case APL_EUNAVAIL:
-        return APPEAL__ERROR_CODE__ERR_UNAVAILABLE;
-    case APL_ENOTOWNER:
-        return APPEAL__ERROR_CODE__ERR_NOT_OWNER;
-    case APL_ESTORAGE:
-        return APPEAL__ERROR_CODE__ERR_STORAGE_FAILED;
-    case APL_EAUTH:
-        return APPEAL__ERROR_CODE__ERR_UNAUTHENTICATED;
-    case APL_EFORBIDDEN:
-        return APPEAL__ERROR_CODE__ERR_FORBIDDEN;
-    default:
-        return APPEAL__ERROR_CODE__ERR_INTERNAL;
-    }
-}
-
 static void live_release(struct api_work *w);
 
 static void recv_next(struct api_work *w) {
@@ -142,7 +112,7 @@ static void send_response(struct api_work *w, const Appeal__Response *resp) {
 static void send_error(struct api_work *w, int rc, const char *msg) {
     atomic_fetch_add_explicit(&w->api->node->eng.metrics.requests_refused, 1, memory_order_relaxed);
     Appeal__Error err = APPEAL__ERROR__INIT;
-    err.code = api_error_code(rc);
+    err.code = client_error_code(rc);
     err.message = (char *)(msg != NULL && msg[0] ? msg : apl_strerror(rc));
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
     resp.error = &err;
@@ -184,40 +154,61 @@ static const char *op_name(const Appeal__Request *q) {
 
 /* ---- writes ---- */
 
-static int run_write(void *node, MDB_txn *t, struct wreq *r) {
-    struct api_work *w = r->arg;
+int api_write(struct node *n, MDB_txn *t, struct principal *who, const Appeal__Request *req,
+              struct appeal_result *res, struct errbuf *e) {
     struct appeal_ctx c;
-    node_appeal_ctx(node, t, &c);
-    free(w->result.record);
-    memset(&w->result, 0, sizeof w->result);
+    node_appeal_ctx(n, t, &c);
+    free(res->record);
+    memset(res, 0, sizeof *res);
     /* Again where the record is made: a revocation committed since the
      * request was authenticated (even earlier in this batch) wins. */
-    struct node *n = node;
-    int rc = auth_grant_check(&n->eng.store, t, n->eng.self.idx, w->api->auth.admin_pk, &w->who, &r->err);
+    int rc = auth_grant_check(&n->eng.store, t, n->eng.self.idx, n->admin_pk, who, e);
     if (rc == 0) {
-        rc = auth_allow(&w->who, w->req, &r->err);
+        rc = auth_allow(who, req, e);
     }
     if (rc != 0) {
         return rc;
     }
-    c.actor = w->who.pk;
-    switch (w->req->op_case) {
+    c.actor = who->pk;
+    switch (req->op_case) {
     case APPEAL__REQUEST__OP_FILE:
-        return appeal_file(&c, w->req->file, &w->result, &r->err);
+        return appeal_file(&c, req->file, res, e);
     case APPEAL__REQUEST__OP_GRANT:
-        return appeal_grant(&c, w->req->grant, &w->result, &r->err);
+        return appeal_grant(&c, req->grant, res, e);
     case APPEAL__REQUEST__OP_REVOKE:
-        return appeal_revoke(&c, w->req->revoke, &w->result, &r->err);
+        return appeal_revoke(&c, req->revoke, res, e);
     default:
-        return appeal_act(&c, w->req->act, &w->result, &r->err);
+        return appeal_act(&c, req->act, res, e);
     }
+}
+
+static int run_write(void *node, MDB_txn *t, struct wreq *r) {
+    struct api_work *w = r->arg;
+    return api_write(node, t, &w->who, w->req, &w->result, &r->err);
+}
+
+void api_receipt(struct node *n, const struct appeal_result *res, Appeal__Receipt *rc) {
+    appeal__receipt__init(rc);
+    rc->number = (char *)res->number;
+    rc->type = res->type;
+    rc->registered_ms = res->registered_ms;
+    rc->deadline_day = res->deadline_day;
+    rc->receiving_body = n->eng.juris;
+    rc->status = res->status;
+    rc->repeat_of = (char *)res->repeat_of;
+    rc->urgent = res->urgent;
+    rc->seq = res->seq;
+    rc->record.data = res->record;
+    rc->record.len = res->record_len;
+    rc->origin.data = n->eng.keys.sign_pk;
+    rc->origin.len = KEY_PK_BYTES;
 }
 
 static void write_done(struct wreq *r) {
     struct api_work *w = r->arg;
     if (r->rc != 0) {
         char code[16];
-        snprintf(code, sizeof code, "%d", api_error_code(r->rc));
+        snprintf(code, sizeof code, "%d", client_error_code(r->rc));
         olog(OLOG_INFO, "request_refused", "op", op_name(w->req), "code", code, "reason",
              err_msg(&r->err, r->rc), NULL);
         send_error(w, r->rc, err_msg(&r->err, r->rc));
@@ -245,20 +236,8 @@ static void write_done(struct wreq *r) {
         olog(OLOG_INFO, "appeal_changed", "number", res->number, "change", what, "type",
              appeal_type_name(res->type), "by", w->who.kid, NULL);
     }
-    Appeal__Receipt rc = APPEAL__RECEIPT__INIT;
-    rc.number = (char *)res->number;
-    rc.type = res->type;
-    rc.registered_ms = res->registered_ms;
-    rc.deadline_day = res->deadline_day;
-    rc.receiving_body = w->api->node->eng.juris;
-    rc.status = res->status;
-    rc.repeat_of = (char *)res->repeat_of;
-    rc.urgent = res->urgent;
-    rc.seq = res->seq;
-    rc.record.data = res->record;
-    rc.record.len = res->record_len;
-    rc.origin.data = w->api->node->eng.keys.sign_pk;
-    rc.origin.len = KEY_PK_BYTES;
+    Appeal__Receipt rc;
+    api_receipt(w->api->node, res, &rc);
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
     resp.result_case = APPEAL__RESPONSE__RESULT_RECEIPT;
     resp.receipt = &rc;

@@ -15,7 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <lmdb.h>
+
 #include "api.pb-c.h"
+#include "appeal.h"
+#include "auth.h"
 #include "err.h"
 #include "pbdecode.h"
 
@@ -51,7 +55,16 @@ void api_stop(struct api *a);
 int api_decode(const uint8_t *data, size_t len, struct arena *a, Appeal__ClientRequest **outer,
                Appeal__Request **req, struct errbuf *e);
 
-/* APL_* error to the wire's ErrorCode. */
-int api_error_code(int apl_rc);
+/* One client write, on the writer thread inside its transaction `t`: the
+ * grant of `who` checked again (a revocation committed since the request
+ * was authenticated, even earlier in this batch, wins), its roles against
+ * `req`, then appeal_file / appeal_act / appeal_grant / appeal_revoke with
+ * `who` as the actor. The nng API and Open311 (node/open311.c) both write
+ * through it, so a filing is the same whichever door it came in by.
+ * `res->record` is freed first and malloc'd anew on success. */
+int api_write(struct node *n, MDB_txn *t, struct principal *who, const Appeal__Request *req,
+              struct appeal_result *res, struct errbuf *e);
+/* The receipt of a write's result; points into `res` and `n`. */
+void api_receipt(struct node *n, const struct appeal_result *res, Appeal__Receipt *rc);
 
 #endif

@@ -223,7 +223,7 @@ int auth_request(struct auth *a, struct store *s, MDB_txn *t, uint32_t idx,
 static uint32_t roles_for(const Appeal__Request *q) {
     switch (q->op_case) {
     case APPEAL__REQUEST__OP_FILE:
-        return ROLE_REGISTRAR;
+        return ROLE_REGISTRAR | ROLE_CHANNEL;
     case APPEAL__REQUEST__OP_ACT:
         return ROLE_OFFICIAL;
     case APPEAL__REQUEST__OP_SHOW:
@@ -251,7 +251,7 @@ int auth_allow(const struct principal *p, const Appeal__Request *q, struct errbu
     }
     char names[96] = "";
     size_t used = 0;
-    for (uint32_t bit = 1; bit < ROLE_ALL && used < sizeof names; bit <<= 1) {
+    for (uint32_t bit = 1; bit <= ROLE_LAST && used < sizeof names; bit <<= 1) {
         if (need & bit) {
             used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", used ? " or " : "",
                                      role_name(bit));
@@ -259,7 +259,7 @@ int auth_allow(const struct principal *p, const Appeal__Request *q, struct errbu
     }
     char have[96] = "";
     used = 0;
-    for (uint32_t bit = 1; bit < ROLE_ALL && used < sizeof have; bit <<= 1) {
+    for (uint32_t bit = 1; bit <= ROLE_LAST && used < sizeof have; bit <<= 1) {
         if (p->roles & bit) {
             used += (size_t)snprintf(have + used, sizeof have - used, "%s%s", used ? ", " : "",
                                      role_name(bit));

@@ -8,6 +8,7 @@
 #include "cal.h"
 #include "prom.h"
 #include "httpd.h"
+#include "i18n.h"
 #include "jsonout.h"
 #include "node.h"
 #include "olog.h"
@@ -222,13 +223,39 @@ static void asset(void *arg, const struct httpd_req *req, struct httpd_res *res)
         (struct httpd_res){.status = 200, .content_type = w->mime, .body = w->data, .len = w->len};
 }
 
+/* GET /i18n.json[?lang=kk|ru|en]: the dashboard's strings (embedded,
+ * /i18n/LANG.json) in the language asked for by `lang`, else by
+ * Accept-Language, else English (docs/i18n.md). */
+static void i18n_strings(void *arg, const struct httpd_req *req, struct httpd_res *res) {
+    (void)arg;
+    enum i18n_lang lang = I18N_EN;
+    const char *q = req->query != NULL ? strstr(req->query, "lang=") : NULL;
+    if (q == NULL || (q != req->query && q[-1] != '&') || i18n_lang_parse(q + 5, &lang) != 0) {
+        lang = i18n_negotiate(httpd_header(req, "Accept-Language"), I18N_EN);
+    }
+    char path[32];
+    snprintf(path, sizeof path, "/i18n/%s.json", i18n_lang_code(lang));
+    for (size_t i = 0; i < web_assets_count; i++) {
+        if (strcmp(web_assets[i].path, path) == 0) {
+            *res = (struct httpd_res){.status = 200,
+                                      .content_type = web_assets[i].mime,
+                                      .body = web_assets[i].data,
+                                      .len = web_assets[i].len,
+                                      .cache_control = "no-store"};
+            return;
+        }
+    }
+    *res = (struct httpd_res){
+        .status = 404, .content_type = "text/plain", .body = "no strings\n", .len = 11};
+}
+
 int http_start(struct http **out, struct node *n, const char *addr, struct errbuf *e) {
     static const struct {
         const char *path;
         void (*cb)(struct http_call *);
     } own[] = {{"/metrics", on_metrics}, {"/healthz", on_healthz}, {"/api/status", on_status}};
     enum { OWN = sizeof own / sizeof own[0] };
-    if (OWN + web_assets_count > HTTPD_ROUTES_MAX) {
+    if (OWN + 1 + web_assets_count > HTTPD_ROUTES_MAX) {
         return err_set(e, APL_EINVAL, "too many HTTP routes (HTTPD_ROUTES_MAX)");
     }
     struct http *h = calloc(1, sizeof *h + OWN * sizeof(struct http_route_arg));
@@ -243,6 +270,7 @@ int http_start(struct http **out, struct node *n, const char *addr, struct errbu
         args[i] = (struct http_route_arg){h, own[i].cb};
         routes[nr++] = (struct httpd_route){"GET", own[i].path, call, &args[i]};
     }
+    routes[nr++] = (struct httpd_route){"GET", "/i18n.json", i18n_strings, NULL};
     for (size_t i = 0; i < web_assets_count; i++) {
         routes[nr++] =
             (struct httpd_route){"GET", web_assets[i].path, asset, (void *)&web_assets[i]};

@@ -18,7 +18,8 @@
 #include "olog.h"
 #include "util.h"
 
-enum conn_state { C_READ, C_WRITE, C_LINGER };
+/* C_WAIT: a handler deferred its answer (httpd_answer). */
+enum conn_state { C_READ, C_WRITE, C_LINGER, C_WAIT };
 
 struct conn {
     int fd;
@@ -29,6 +30,8 @@ struct conn {
     int64_t last_ms;  /* last request finished (idle since) */
     int64_t start_ms; /* first byte of the request, or start of the write */
     bool close_after;
+    bool head_only;  /* the deferred answer is to a HEAD */
+    uint64_t serial; /* tickets name it: a reused slot has another */
     char head[512]; /* response head */
     size_t head_len;
     const unsigned char *out;
@@ -59,6 +62,18 @@ struct httpd {
     bool running;
     char scratch[HTTPD_HEAD_BYTES_MAX]; /* the head being parsed */
     struct httpd_header hdrs[HTTPD_HEADERS_MAX];
+    uint64_t next_serial;
+    /* Deferred answers handed in by other threads (httpd_answer): at most
+     * one per waiting connection, so at most connections_max. */
+    pthread_mutex_t qmu;
+    struct answer *q_head, *q_tail;
+    _Atomic bool stopping;
+};
+
+struct answer {
+    struct httpd_ticket t;
+    struct httpd_res res;
+    struct answer *next;
 };
 
 static int64_t now_ms(void) {
@@ -78,10 +93,14 @@ static const char *reason(int status) {
     switch (status) {
     case 200:
         return "OK";
+    case 201:
+        return "Created";
     case 204:
         return "No Content";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -92,6 +111,8 @@ static const char *reason(int status) {
         return "Length Required";
     case 413:
         return "Content Too Large";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -135,7 +156,7 @@ static void counts_flush(struct httpd *h, int64_t now, bool force) {
     }
     /* One line; the pairs not used are NULL and end the list early. */
     olog(warn ? OLOG_WARN : OLOG_INFO, warn ? "connection_refused" : "connections_closed",
-         "listener", "http", kv[0], kv[1], kv[2], kv[3], kv[4], kv[5], kv[6], kv[7], kv[8], kv[9],
+         "listener", h->lim.listener != NULL ? h->lim.listener : "http", kv[0], kv[1], kv[2], kv[3], kv[4], kv[5], kv[6], kv[7], kv[8], kv[9],
          kv[10], kv[11], kv[12], kv[13], NULL);
 }
 
@@ -188,13 +209,25 @@ static void respond(struct httpd *h, struct conn *c, const struct httpd_res *r, 
     (void)h;
 }
 
+/* The server's own answer of `status` (plain `text`, or the owner's
+ * rendering of it) for a request to `path` (NULL: unknown). */
+static void own_answer(struct httpd *h, const char *path, int status, const char *text,
+                       struct httpd_res *r) {
+    *r = (struct httpd_res){.status = status,
+                            .content_type = "text/plain; charset=utf-8",
+                            .body = text,
+                            .len = strlen(text),
+                            .cache_control = "no-store"};
+    if (h->lim.on_error != NULL) {
+        h->lim.on_error(h->lim.on_error_arg, path, status, text, r);
+        r->status = status;
+    }
+}
+
 /* An error answer; the connection closes after it. */
-static void fail(struct httpd *h, struct conn *c, int status, const char *text) {
-    struct httpd_res r = {.status = status,
-                          .content_type = "text/plain; charset=utf-8",
-                          .body = text,
-                          .len = strlen(text),
-                          .cache_control = "no-store"};
+static void fail(struct httpd *h, struct conn *c, const char *path, int status, const char *text) {
+    struct httpd_res r;
+    own_answer(h, path, status, text, &r);
     c->close_after = true;
     c->need = 0;
     c->len = 0; /* what came with it is not read any further */
@@ -418,22 +451,39 @@ static int parse_head(const unsigned char *buf, size_t head_len, char *scratch,
 
 /* ---- requests ---- */
 
-/* Finds the route and runs it into c's response. */
-static void dispatch(struct httpd *h, struct conn *c, const struct parsed *p) {
+/* An exact path, or a prefix when the route's path ends in '*'. */
+static bool route_match(const char *route, const char *path) {
+    size_t n = strlen(route);
+    if (n > 0 && route[n - 1] == '*') {
+        return strncmp(route, path, n - 1) == 0;
+    }
+    return strcmp(route, path) == 0;
+}
+
+/* Finds the route and runs it into c's response (c is conns[slot]). */
+static void dispatch(struct httpd *h, uint32_t slot, struct conn *c, const struct parsed *p) {
     const struct httpd_req *r = &p->req;
     bool head = strcmp(r->method, "HEAD") == 0, path_known = false;
     char allow[128] = "Allow: ";
     for (size_t i = 0; i < h->n_routes; i++) {
         const struct httpd_route *rt = &h->routes[i];
-        if (strcmp(rt->path, r->path) != 0) {
+        if (!route_match(rt->path, r->path)) {
             continue;
         }
         path_known = true;
         bool get = strcmp(rt->method, "GET") == 0;
         if (strcmp(rt->method, r->method) == 0 || (head && get)) {
             struct httpd_res res = {.status = 500, .content_type = "text/plain"};
-            rt->fn(rt->arg, r, &res);
+            struct httpd_req rq = *r;
+            rq.ticket = (struct httpd_ticket){h, slot, c->serial};
+            rt->fn(rt->arg, &rq, &res);
             c->close_after = !p->keep_alive;
+            if (res.defer) {
+                c->state = C_WAIT; /* httpd_answer() takes it on */
+                c->head_only = head;
+                c->start_ms = now_ms();
+                return;
+            }
             respond(h, c, &res, head, NULL);
             return;
         }
@@ -441,21 +491,14 @@ static void dispatch(struct httpd *h, struct conn *c, const struct parsed *p) {
         snprintf(allow + al, sizeof allow - al, "%s%s%s", al > 7 ? ", " : "", rt->method,
                  get ? ", HEAD" : "");
     }
+    struct httpd_res res;
     if (!path_known) {
-        struct httpd_res res = {.status = 404,
-                                .content_type = "text/plain; charset=utf-8",
-                                .body = "not found\n",
-                                .len = 10,
-                                .cache_control = "no-store"};
+        own_answer(h, r->path, 404, "not found\n", &res);
         c->close_after = !p->keep_alive;
         respond(h, c, &res, head, NULL);
         return;
     }
-    struct httpd_res res = {.status = 405,
-                            .content_type = "text/plain; charset=utf-8",
-                            .body = "method not allowed\n",
-                            .len = 19,
-                            .cache_control = "no-store"};
+    own_answer(h, r->path, 405, "method not allowed\n", &res);
     c->close_after = !p->keep_alive;
     respond(h, c, &res, head, allow);
 }
@@ -471,7 +514,7 @@ static size_t head_end(const unsigned char *b, size_t len) {
 
 /* With the bytes read so far: answers a complete request, answers an
  * error, or waits for more (the buffer grown to hold the body). */
-static void conn_parse(struct httpd *h, struct conn *c) {
+static void conn_parse(struct httpd *h, uint32_t slot, struct conn *c) {
     size_t skip = 0; /* empty lines before a request are ignored */
     while (skip < c->len && (c->buf[skip] == '\r' || c->buf[skip] == '\n')) {
         skip++;
@@ -483,13 +526,13 @@ static void conn_parse(struct httpd *h, struct conn *c) {
     size_t he = head_end(c->buf, c->len < HTTPD_HEAD_BYTES_MAX ? c->len : HTTPD_HEAD_BYTES_MAX);
     if (he == 0) {
         if (c->len >= HTTPD_HEAD_BYTES_MAX) {
-            fail(h, c, 431, "request header fields too large\n");
+            fail(h, c, NULL, 431, "request header fields too large\n");
         }
         return;
     }
     struct parsed p;
     if (parse_head(c->buf, he, h->scratch, h->hdrs, h->lim.body_bytes_max, &p) != 0) {
-        fail(h, c, p.status, p.why);
+        fail(h, c, p.req.path, p.status, p.why);
         return;
     }
     size_t need = he + p.body_len;
@@ -497,7 +540,7 @@ static void conn_parse(struct httpd *h, struct conn *c) {
         if (c->cap < need) {
             unsigned char *nb = realloc(c->buf, need);
             if (nb == NULL) {
-                fail(h, c, 503, "service unavailable: out of memory\n");
+                fail(h, c, p.req.path, 503, "service unavailable: out of memory\n");
                 return;
             }
             c->buf = nb;
@@ -513,7 +556,7 @@ static void conn_parse(struct httpd *h, struct conn *c) {
     p.req.body = c->buf + he;
     p.req.body_len = p.body_len;
     c->need = need;
-    dispatch(h, c, &p);
+    dispatch(h, slot, c, &p);
 }
 
 /* Reads what is there; -1 when the connection is to be closed. */
@@ -580,7 +623,10 @@ static int conn_done(struct httpd *h, struct conn *c) {
 }
 
 /* Moves `c` as far as its bytes and the socket allow; -1: close it. */
-static int conn_step(struct httpd *h, struct conn *c, short revents) {
+static int conn_step(struct httpd *h, uint32_t slot, struct conn *c, short revents) {
+    if (c->state == C_WAIT) { /* nothing is read until the answer comes */
+        return (revents & (POLLHUP | POLLERR)) != 0 ? -1 : 0;
+    }
     if (c->state == C_LINGER) {
         char sink[4096];
         ssize_t r = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
@@ -596,8 +642,8 @@ static int conn_step(struct httpd *h, struct conn *c, short revents) {
             if (c->len == 0) {
                 return 0;
             }
-            conn_parse(h, c);
-            if (c->state == C_READ) {
+            conn_parse(h, slot, c);
+            if (c->state == C_READ || c->state == C_WAIT) {
                 return 0;
             }
         }
@@ -688,6 +734,7 @@ static void accept_some(struct httpd *h, int64_t now) {
             continue;
         }
         c->fd = fd;
+        c->serial = ++h->next_serial;
         c->state = C_READ;
         c->last_ms = c->start_ms = now;
         h->conns[i] = c;
@@ -704,6 +751,7 @@ static int64_t conn_deadline(const struct httpd *h, const struct conn *c) {
     case C_READ:
         return c->buf == NULL ? c->last_ms + h->lim.idle_ms : c->start_ms + h->lim.request_ms;
     case C_WRITE:
+    case C_WAIT:
         return c->start_ms + h->lim.response_ms;
     case C_LINGER:
         return c->start_ms + HTTPD_LINGER_MS;
@@ -716,14 +764,14 @@ static void expire(struct httpd *h, uint32_t i, int64_t now) {
     struct conn *c = h->conns[i];
     if (c->state == C_READ && c->buf != NULL) {
         h->counts[K_REQUEST_TIMEOUT]++;
-        fail(h, c, 408, "request timeout: send the whole request within the time limit\n");
+        fail(h, c, NULL, 408, "request timeout: send the whole request within the time limit\n");
         h->counts[K_BAD]--;
         if (conn_write(c) == 1 && conn_done(h, c) == 0) {
             return; /* lingers a moment so that the client reads the 408 */
         }
     } else if (c->state == C_READ) {
         h->counts[K_IDLE]++;
-    } else if (c->state == C_WRITE) {
+    } else if (c->state == C_WRITE || c->state == C_WAIT) {
         h->counts[K_RESPONSE_TIMEOUT]++;
     }
     (void)now;
@@ -752,8 +800,8 @@ static void loop_once(struct httpd *h) {
             continue;
         }
         h->slot[np] = i;
-        h->pfd[np++] =
-            (struct pollfd){.fd = c->fd, .events = c->state == C_WRITE ? POLLOUT : POLLIN};
+        short ev = c->state == C_WRITE ? POLLOUT : c->state == C_WAIT ? 0 : POLLIN;
+        h->pfd[np++] = (struct pollfd){.fd = c->fd, .events = ev};
         int64_t d = conn_deadline(h, c);
         next = d < next ? d : next;
     }
@@ -768,7 +816,7 @@ static void loop_once(struct httpd *h) {
     now = now_ms();
     for (nfds_t k = 2; k < np; k++) {
         uint32_t i = h->slot[k];
-        if (h->pfd[k].revents != 0 && conn_step(h, h->conns[i], h->pfd[k].revents) != 0) {
+        if (h->pfd[k].revents != 0 && conn_step(h, i, h->conns[i], h->pfd[k].revents) != 0) {
             conn_close(h, i);
         }
     }
@@ -777,12 +825,73 @@ static void loop_once(struct httpd *h) {
     }
 }
 
+static void answer_free(struct answer *a) {
+    if (a->res.body_free) {
+        free((void *)a->res.body);
+    }
+    free(a);
+}
+
+void httpd_answer(const struct httpd_ticket *t, const struct httpd_res *res) {
+    struct httpd *h = t->h;
+    struct answer *a = malloc(sizeof *a);
+    if (a == NULL) {
+        if (res->body_free) {
+            free((void *)res->body);
+        }
+        return; /* the connection times out */
+    }
+    *a = (struct answer){.t = *t, .res = *res};
+    a->res.defer = false;
+    pthread_mutex_lock(&h->qmu);
+    if (h->q_tail != NULL) {
+        h->q_tail->next = a;
+    } else {
+        h->q_head = a;
+    }
+    h->q_tail = a;
+    pthread_mutex_unlock(&h->qmu);
+    char b = 1;
+    while (write(h->wake[1], &b, 1) < 0 && errno == EINTR) {
+    } /* EAGAIN: the pipe is full, so the thread wakes anyway */
+}
+
+/* The deferred answers handed in: each to its connection if it still
+ * waits (same slot, same serial), else dropped. */
+static void answers_take(struct httpd *h) {
+    char sink[256];
+    while (read(h->wake[0], sink, sizeof sink) > 0) {
+    }
+    pthread_mutex_lock(&h->qmu);
+    struct answer *a = h->q_head;
+    h->q_head = h->q_tail = NULL;
+    pthread_mutex_unlock(&h->qmu);
+    while (a != NULL) {
+        struct answer *next = a->next;
+        uint32_t i = a->t.slot;
+        struct conn *c = i < h->lim.connections_max ? h->conns[i] : NULL;
+        if (c == NULL || c->serial != a->t.serial || c->state != C_WAIT) {
+            answer_free(a);
+        } else {
+            respond(h, c, &a->res, c->head_only, NULL);
+            free(a); /* the body now belongs to the connection */
+            if (conn_step(h, i, c, 0) != 0) {
+                conn_close(h, i);
+            }
+        }
+        a = next;
+    }
+}
+
 static void *serve(void *arg) {
     struct httpd *h = arg;
     for (;;) {
         loop_once(h);
         if ((h->pfd[0].revents & POLLIN) != 0) {
-            break; /* httpd_stop */
+            if (atomic_load(&h->stopping)) {
+                break; /* httpd_stop */
+            }
+            answers_take(h);
         }
     }
     counts_flush(h, now_ms(), true);
@@ -841,6 +950,7 @@ int httpd_start(struct httpd **out, const char *addr, const struct httpd_route *
         return err_set(e, APL_ENOMEM, "out of memory");
     }
     h->lfd = h->reserve_fd = h->wake[0] = h->wake[1] = -1;
+    pthread_mutex_init(&h->qmu, NULL);
     memcpy(h->routes, routes, n_routes * sizeof *routes);
     h->n_routes = n_routes;
     h->lim = *lim;
@@ -885,6 +995,7 @@ void httpd_stop(struct httpd *h) {
         return;
     }
     if (h->running) {
+        atomic_store(&h->stopping, true);
         char b = 1;
         while (write(h->wake[1], &b, 1) < 0 && errno == EINTR) {
         }
@@ -901,6 +1012,11 @@ void httpd_stop(struct httpd *h) {
             close(fds[i]);
         }
     }
+    for (struct answer *a = h->q_head, *next; a != NULL; a = next) {
+        next = a->next;
+        answer_free(a);
+    }
+    pthread_mutex_destroy(&h->qmu);
     free(h->conns);
     free(h->pfd);
     free(h->slot);

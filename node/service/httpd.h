@@ -62,12 +62,35 @@ enum {
     HTTPD_ROUTES_MAX = 64,
 };
 
+struct httpd_res;
+
+/* Optional: renders the body of an answer the server itself gives (400,
+ * 404, 405, 408, 411, 413, 431, 501, 503, 505) instead of its plain text,
+ * e.g. as a protocol's error document. `path` is the request's path, or
+ * NULL when the head could not be parsed that far; `why` the server's
+ * sentence. `res` comes with the status set; the function sets the type
+ * and body (static, or malloc'd with body_free). Runs on the server's
+ * thread: it must be quick. */
+typedef void (*httpd_error_fn)(void *arg, const char *path, int status, const char *why,
+                               struct httpd_res *res);
+
 struct httpd_limits {
     uint32_t connections_max;
     int64_t idle_ms;
     int64_t request_ms;    /* 0: min(HTTPD_REQUEST_MS_MAX, idle_ms) */
-    int64_t response_ms;   /* 0: HTTPD_RESPONSE_MS_DEFAULT */
+    int64_t response_ms;   /* 0: HTTPD_RESPONSE_MS_DEFAULT; also bounds a deferred answer */
     size_t body_bytes_max; /* 0: HTTPD_BODY_BYTES_MAX_DEFAULT */
+    httpd_error_fn on_error; /* NULL: plain text */
+    void *on_error_arg;
+    const char *listener; /* in logs (listener=...); NULL: "http" */
+};
+
+/* Where a deferred answer goes: the connection, by slot and serial (a
+ * connection closed meanwhile, or its slot reused, has another serial). */
+struct httpd_ticket {
+    struct httpd *h;
+    uint32_t slot;
+    uint64_t serial;
 };
 
 struct httpd_header {
@@ -87,6 +110,7 @@ struct httpd_req {
     size_t n_headers;
     const unsigned char *body;
     size_t body_len;
+    struct httpd_ticket ticket; /* for a deferred answer (httpd_answer) */
 };
 
 /* The first header of that name (case-insensitive), or NULL. */
@@ -95,7 +119,14 @@ const char *httpd_header(const struct httpd_req *r, const char *name);
 /* What a handler fills in. It starts as 500 text/plain with no body.
  * `body` is either static (lives as long as the server) or malloc'd with
  * `body_free` set, then the server frees it once written. `cache_control`
- * (a static string) is sent when not NULL. */
+ * (a static string) is sent when not NULL.
+ *
+ * A handler whose answer waits for something slow (a write's durable
+ * commit) sets `defer`, keeps `req->ticket` and returns at once; the rest
+ * of `res` is ignored. The connection then reads nothing more until
+ * httpd_answer() is called with the ticket, from any thread, exactly once;
+ * if the answer does not come within response_ms the connection is
+ * closed (and the late answer dropped). */
 struct httpd_res {
     int status;
     const char *content_type;
@@ -103,13 +134,19 @@ struct httpd_res {
     size_t len;
     bool body_free;
     const char *cache_control;
+    bool defer;
 };
+
+/* Sends the deferred answer of `t` (any thread). The body is taken over:
+ * if the connection is gone, or memory runs out, it is freed (when
+ * body_free) and the answer dropped. */
+void httpd_answer(const struct httpd_ticket *t, const struct httpd_res *res);
 
 typedef void (*httpd_fn)(void *arg, const struct httpd_req *req, struct httpd_res *res);
 
 struct httpd_route {
     const char *method; /* "GET", "POST", ... */
-    const char *path;   /* exact, e.g. "/healthz" */
+    const char *path;   /* exact, e.g. "/healthz"; ending in '*': a prefix ("/a/b/" then a star) */
     httpd_fn fn;
     void *arg;
 };
@@ -123,7 +160,9 @@ struct httpd;
 int httpd_start(struct httpd **out, const char *addr, const struct httpd_route *routes,
                 size_t n_routes, const struct httpd_limits *lim, _Atomic uint64_t *open_gauge,
                 struct errbuf *e);
-/* Wakes the thread, joins it, closes every connection; NULL is allowed. */
+/* Wakes the thread, joins it, closes every connection; NULL is allowed.
+ * No httpd_answer() may follow: settle every deferred answer first (for
+ * writes: stop the writer, whose completions answer them). */
 void httpd_stop(struct httpd *h);
 
 #endif

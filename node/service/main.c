@@ -54,6 +54,8 @@ static const char usage[] =
     "          [--recover-quorum N]  peers to hear from before a recovering node signs\n"
     "                              (default: all peers)\n"
     "          [--http HOST:PORT]  serve /metrics, /healthz and the dashboard\n"
+    "          [--open311 HOST:PORT]  serve Open311 GeoReport v2 to citizens' portals\n"
+    "                              (public; docs/open311.md)\n"
     "          [--tls-ca FILE --tls-cert FILE --tls-key FILE]  the federation's CA and\n"
     "                              this node's certificate and key (PEM), for\n"
     "                              tls+tcp:// addresses (docs/operations.md)\n"
@@ -106,6 +108,7 @@ struct args {
     const char *to;
     const char *from;
     const char *http;
+    const char *open311;
     long alert_silent_s, alert_stale_s, alert_skew_s;
     long peer_skew_ms;
     long connections_max, idle_ms;
@@ -135,6 +138,7 @@ enum {
     OPT_OWN_RESERVE,
     OPT_CONNECTIONS_MAX,
     OPT_IDLE_MS,
+    OPT_OPEN311,
     OPT_ORIGIN_BURST
 };
 
@@ -160,6 +164,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
         {"heartbeat-ms", required_argument, NULL, 'H'},
         {"recover-quorum", required_argument, NULL, 'Q'},
         {"http", required_argument, NULL, 'W'},
+        {"open311", required_argument, NULL, OPT_OPEN311},
         {"to", required_argument, NULL, 'o'},
         {"from", required_argument, NULL, 'i'},
         {"alert-silent-s", required_argument, NULL, 'S'},
@@ -210,6 +215,9 @@ static int parse_args(int argc, char **argv, struct args *a) {
             break;
         case 'W':
             a->http = optarg;
+            break;
+        case OPT_OPEN311:
+            a->open311 = optarg;
             break;
         case 'o':
             a->to = optarg;
@@ -441,6 +449,7 @@ static int cmd_run(const struct args *a) {
                           .recover_quorum = (int)a->recover_quorum,
                           .origin_burst = (uint64_t)a->origin_burst,
                           .http_addr = a->http,
+                          .open311_addr = a->open311,
                           .peer_skew_ms = a->peer_skew_ms,
                           .tls_ca = a->tls_ca,
                           .tls_cert = a->tls_cert,
@@ -1055,6 +1064,7 @@ static void json_event(struct json *j, const Appeal__Body *b) {
         json_bool(j, "anonymous", b->filed->anonymous);
         json_uint(j, "co_signers", b->filed->co_signers);
         json_bool(j, "urgent", b->filed->urgent);
+        json_str(j, "lang", b->filed->lang);
         break;
     case APPEAL__BODY__EVENT_EXTENDED:
         json_int(j, "until_day", b->extended->until_day);

@@ -13,6 +13,7 @@
 #include "api.h"
 #include "clusterfile.h"
 #include "http.h"
+#include "open311.h"
 #include "repl.h"
 #include "survey.h"
 #include "tls.h"
@@ -575,6 +576,9 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     n->auth_window_ms = o->auth_window_ms > 0 ? o->auth_window_ms : AUTH_WINDOW_MS_DEFAULT;
     n->connections_max = o->connections_max > 0 ? o->connections_max : CONNECTIONS_MAX_DEFAULT;
     n->idle_ms = o->idle_ms > 0 ? o->idle_ms : IDLE_MS_DEFAULT;
+    if (o->open311_addr != NULL) {
+        snprintf(n->open311_addr, sizeof n->open311_addr, "%s", o->open311_addr);
+    }
     if (o->http_addr != NULL) {
         snprintf(n->http_addr, sizeof n->http_addr, "%s", o->http_addr);
     }
@@ -797,6 +801,11 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
         node_stop(n);
         return rc;
     }
+    if (n->open311_addr[0] != '\0' &&
+        (rc = open311_start(&n->open311, n, n->open311_addr, e)) != 0) {
+        node_stop(n);
+        return rc;
+    }
     return 0;
 }
 
@@ -815,6 +824,8 @@ void node_stop(struct node *n) {
     alerts_stop(&n->alerts);
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->eng.writer);
+    open311_stop(n->open311); /* after the writer: every deferred filing is answered */
+    n->open311 = NULL;
     api_stop(n->api);
     survey_stop(n->survey);
     repl_stop(n->repl);

@@ -30,6 +30,7 @@ struct cluster;
 struct repl;
 struct survey;
 struct http;
+struct open311;
 struct tls;
 
 enum {
@@ -53,6 +54,7 @@ struct node_opts {
     uint64_t origin_burst;    /* records a peer origin may add per minute at least; 0: no limit */
     struct alert_thresholds alerts;
     const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
+    const char *open311_addr; /* HOST:PORT for Open311 GeoReport v2 (public) */
     int64_t peer_skew_ms;  /* drills only */
     /* TLS files for tls+tcp:// addresses: all three or none (node/base/tls.h). */
     const char *tls_ca, *tls_cert, *tls_key;
@@ -87,6 +89,8 @@ struct node {
     struct alert_thresholds alert_th;
     struct http *http;
     char http_addr[128];
+    struct open311 *open311;
+    char open311_addr[128];
     int64_t peer_skew_ms; /* drills only: shifts the time in our peer messages */
     struct tls *tls;      /* NULL: no TLS files (tcp:// and ipc:// only) */
     bool serving;

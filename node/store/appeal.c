@@ -10,6 +10,7 @@
 #include "cal.h"
 #include "lifecycle.h"
 #include "bounds.h"
+#include "i18n.h"
 
 static int text_field(const char *s, size_t max, bool required, bool multiline, const char *what,
                       struct errbuf *e) {
@@ -148,6 +149,9 @@ static int check_file(const struct appeal_ctx *c, const Appeal__FileRequest *q, 
     }
     if (rc == 0) {
         rc = check_complaint_window(c, q, e);
+    }
+    if (rc == 0 && q->lang[0] != '\0' && !i18n_lang_valid(q->lang)) {
+        rc = err_set(e, APL_EINVAL, "the language of the appeal is kk, ru or en");
     }
     if (rc == 0 && q->repeat_of[0] != '\0') {
         MDB_val v;
@@ -297,6 +301,7 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appea
     f.anonymous = q->anonymous;
     f.co_signers = q->co_signers;
     f.learned_day = q->learned_day;
+    f.lang = (char *)(q->lang[0] != '\0' ? q->lang : c->rules->default_lang);
     /* f.late_reason stays empty: the reason is sealed below. */
     f.urgent = q->anonymous && (c->rules->urgent_anonymous & (1u << q->type)) != 0;
     uint8_t tag[APPLICANT_TAG_BYTES];
@@ -822,7 +827,8 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
     uint32_t role = role_parse(q->role);
     if (role == 0) {
         return err_set(e, APL_EINVAL,
-                       "`%.32s` is not a role (registrar, official, national, operator, admin)",
+                       "`%.32s` is not a role (registrar, official, national, operator, admin, "
+                       "channel)",
                        q->role);
     }
     const char *juris = q->jurisdiction[0] ? q->jurisdiction : c->self->juris;
@@ -856,6 +862,7 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
     kg.role = (char *)role_name(role);
     kg.jurisdiction = (char *)juris;
     kg.label = q->label;
+    kg.rate_per_minute = role == ROLE_CHANNEL ? q->rate_per_minute : 0;
     Appeal__Body b = APPEAL__BODY__INIT;
     b.event_case = APPEAL__BODY__EVENT_KEY_GRANTED;
     b.key_granted = &kg;

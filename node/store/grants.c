@@ -93,6 +93,9 @@ int grant_apply(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, const A
         if (g->granted_seq == 0) {
             g->granted_seq = seq;
         }
+        if (role_parse(b->key_granted->role) == ROLE_CHANNEL) {
+            g->rate_per_minute = b->key_granted->rate_per_minute; /* the last grant's */
+        }
     }
     return store_put_msg(t, s, DB_GRANTS, k, sizeof k, &g->base);
 }
@@ -109,11 +112,12 @@ static Appeal__Grant *grant_view(const Appeal__GrantRow *g, struct arena *a) {
     v->granted_seq = g->granted_seq;
     v->revoked_seq = g->revoked_seq;
     v->revoked_reason = g->revoked_reason;
-    v->roles = arena_new(a, 5 * sizeof *v->roles);
+    v->rate_per_minute = g->rate_per_minute;
+    v->roles = arena_new(a, 6 * sizeof *v->roles);
     if (v->roles == NULL) {
         return NULL;
     }
-    for (uint32_t bit = 1; bit < ROLE_ALL; bit <<= 1) {
+    for (uint32_t bit = 1; bit <= ROLE_LAST; bit <<= 1) {
         if (g->roles & bit) {
             v->roles[v->n_roles++] = (char *)role_name(bit);
         }

@@ -283,6 +283,7 @@ static int apply_filed(struct state *st, MDB_txn *t, const struct origin_state *
     row.co_signers = f->co_signers;
     row.repeat_of = f->repeat_of;
     row.urgent = f->urgent;
+    row.lang = f->lang;
     row.learned_day = f->learned_day;
     row.applicant_tag = f->applicant_tag;
     row.term_start_day = f->registered_day;

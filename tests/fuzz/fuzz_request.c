@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "bounds.h"
+#include "client.h"
 #include "fuzz.h"
 
 enum { REQUEST_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/base/pbdecode.c */
@@ -66,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc != 0) {
         /* Bad bytes are the client's fault: never an internal error. */
         FUZZ_ASSERT(rc == APL_EINVAL || rc == APL_ETOOBIG);
-        int wire = api_error_code(rc);
+        int wire = client_error_code(rc);
         FUZZ_ASSERT(wire == APPEAL__ERROR_CODE__ERR_BAD_REQUEST ||
                     wire == APPEAL__ERROR_CODE__ERR_TOO_LARGE);
         return 0;

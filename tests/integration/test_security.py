@@ -184,12 +184,12 @@ class Node1(unittest.TestCase):
         self.refused("forbidden", "needs the national or operator role", "metrics",
                      key=k["registrar"])
         # official: acts; may not file
-        self.refused("forbidden", "needs the registrar role", "file", "--type", "statement",
+        self.refused("forbidden", "needs the registrar or channel role", "file", "--type", "statement",
                      "--category", "0002.0001", "--subject", "x", "--applicant-name", NAME,
                      key=k["official"])
         self.node.ctl("assign", n, "--to", "Pension office", key=k["official"])
         # national: reads metadata and aggregates; may not file or act
-        self.refused("forbidden", "needs the registrar role", "file", "--type", "statement",
+        self.refused("forbidden", "needs the registrar or channel role", "file", "--type", "statement",
                      "--category", "0002.0001", "--subject", "x", "--applicant-name", NAME,
                      key=k["national"])
         self.refused("forbidden", "needs the official role", "close", n, key=k["national"])

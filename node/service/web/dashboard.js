@@ -8,41 +8,48 @@
   const STALE_S = 900;  // older than this is stale (the node's origin_stale alert, by default)
   const ASTANA_MS = 5 * 3600 * 1000; // Kazakhstan: UTC+5
 
-  // Code, English name, Russian name, grid row, grid column, column span: a schematic map
-  // (west to east, north to south). Source: tools/data/kz-regions.tsv.
+  // Code, grid row, grid column, column span: a schematic map (west to east, north to
+  // south). The names, in the page's language, come with the strings (/i18n.json, built from
+  // tools/data/kz-regions.tsv and po/LANG.po: docs/i18n.md).
   const JURIS = [
-    ['KZ-27', 'West Kazakhstan', 'Западно-Казахстанская область', 1, 1],
-    ['KZ-39', 'Kostanay', 'Костанайская область', 1, 3],
-    ['KZ-59', 'North Kazakhstan', 'Северо-Казахстанская область', 1, 4],
-    ['KZ-55', 'Pavlodar', 'Павлодарская область', 1, 5],
-    ['KZ', 'Central bodies', 'Центральные органы', 1, 7],
-    ['KZ-23', 'Atyrau', 'Атырауская область', 2, 1],
-    ['KZ-15', 'Aktobe', 'Актюбинская область', 2, 2],
-    ['KZ-11', 'Akmola', 'Акмолинская область', 2, 4],
-    ['KZ-71', 'Astana city', 'Астана', 2, 5],
-    ['KZ-10', 'Abai', 'Абайская область', 2, 6],
-    ['KZ-63', 'East Kazakhstan', 'Восточно-Казахстанская область', 2, 7],
-    ['KZ-47', 'Mangystau', 'Мангистауская область', 3, 1],
-    ['KZ-43', 'Kyzylorda', 'Кызылординская область', 3, 2],
-    ['KZ-62', 'Ulytau', 'Улытауская область', 3, 3],
-    ['KZ-35', 'Karaganda', 'Карагандинская область', 3, 4, 2],
-    ['KZ-33', 'Jetisu', 'Жетысуская область', 3, 6],
-    ['KZ-61', 'Turkistan', 'Туркестанская область', 4, 3],
-    ['KZ-31', 'Jambyl', 'Жамбылская область', 4, 4],
-    ['KZ-19', 'Almaty Region', 'Алматинская область', 4, 5],
-    ['KZ-79', 'Shymkent city', 'Шымкент', 5, 3],
-    ['KZ-75', 'Almaty city', 'Алматы', 5, 5],
+    ['KZ-27', 1, 1], ['KZ-39', 1, 3], ['KZ-59', 1, 4], ['KZ-55', 1, 5], ['KZ', 1, 7],
+    ['KZ-23', 2, 1], ['KZ-15', 2, 2], ['KZ-11', 2, 4], ['KZ-71', 2, 5], ['KZ-10', 2, 6],
+    ['KZ-63', 2, 7], ['KZ-47', 3, 1], ['KZ-43', 3, 2], ['KZ-62', 3, 3], ['KZ-35', 3, 4, 2],
+    ['KZ-33', 3, 6], ['KZ-61', 4, 3], ['KZ-31', 4, 4], ['KZ-19', 4, 5], ['KZ-79', 5, 3],
+    ['KZ-75', 5, 5],
   ];
-  const NAMES = new Map(JURIS.map((j) => [j[0], j]));
-  const ALERTS = {
-    fork: 'Fork', peer_refusing: 'Peer refusing records', peer_silent: 'Peer silent',
-    origin_stale: 'Origin stale', map_full: 'Storage nearly full', clock_skew: 'Clock skew',
+
+  // -- language: the strings of /i18n.json (the node picks by Accept-Language, or ?lang=) --
+  const LANGS = ['kk', 'ru', 'en'];
+  let L = { lang: 'en', plural: 'n!=1', messages: {}, regions: {} };
+  const PLURAL = {
+    'n!=1': (n) => (n !== 1 ? 1 : 0),
+    ru: (n) => (n % 10 === 1 && n % 100 !== 11 ? 0
+      : n % 10 >= 2 && n % 10 <= 4 && (n % 100 < 10 || n % 100 >= 20) ? 1 : 2),
+    one: () => 0,
   };
+  const fill = (s, args) => s.replace(/\{(\w+)\}/g, (m, k) => (k in args ? String(args[k]) : m));
+  // t('...'), tn('one', 'many', n), tc('context', '...'): xgettext's keywords (po/update).
+  const t = (s, args = {}) => fill(typeof L.messages[s] === 'string' ? L.messages[s] : s, args);
+  const tc = (ctx, s) => (typeof L.messages[`${ctx}\u0004${s}`] === 'string' ? L.messages[`${ctx}\u0004${s}`] : s);
+  function tn(one, many, n, args = {}) {
+    const forms = L.messages[one];
+    const a = { n: int(n), ...args };
+    if (Array.isArray(forms)) return fill(forms[Math.min(PLURAL[L.plural](n), forms.length - 1)] || many, a);
+    return fill(n === 1 ? one : many, a);
+  }
+  const ALERTS = () => ({
+    fork: t('Fork'), peer_refusing: t('Peer refusing records'), peer_silent: t('Peer silent'),
+    origin_stale: t('Origin stale'), map_full: t('Storage nearly full'), clock_skew: t('Clock skew'),
+  });
   const ALERT_ORDER = ['fork', 'peer_refusing', 'map_full', 'peer_silent', 'origin_stale', 'clock_skew'];
 
   const $ = (sel) => document.querySelector(sel);
   const tid = (id) => document.querySelector(`[data-testid="${id}"]`);
-  const nameOf = (code) => (NAMES.get(code) || [code, code])[1];
+  const nameOf = (code) => L.regions[code] || code;
+  // The tiles are small: "Region", "облысы", "область" are left to the tooltip.
+  const shortName = (code) => nameOf(code).replace(/ (Region|облысы|область)$/, '')
+    .replace(/^(West|North|East) /, (w) => `${w[0]}. `);
 
   function el(tag, attrs = {}, ...kids) {
     const e = document.createElement(tag);
@@ -63,30 +70,74 @@
   }
   const putId = (id, text, cls, value) => put(tid(id), text, cls, value);
 
-  // -- formats --
-  const int = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString('en-US'));
+  // -- formats: Intl, in the page's language --
+  let NF = new Intl.NumberFormat('en');
+  const int = (n) => (n === null || n === undefined ? '—' : NF.format(Number(n)));
   function pct(share) {
     if (share === null || share === undefined) return '—';
     const p = share * 100;
-    return (p === 0 || p === 100 ? p.toFixed(0) : p < 10 ? p.toFixed(1) : p.toFixed(0)) + '%';
+    const digits = p === 0 || p === 100 || p >= 10 ? 0 : 1;
+    const v = digits ? Math.round(p * 10) / 1000 : Math.round(p) / 100;
+    if (!hasIntl()) return `${new Intl.NumberFormat('ru', { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v * 100)}%`;
+    return new Intl.NumberFormat(L.lang, { style: 'percent', minimumFractionDigits: digits,
+      maximumFractionDigits: digits }).format(v);
   }
+  // A browser whose ICU lacks a language (Debian's Chromium has no kk data) gets the
+  // catalogue's units and month names, and numbers written as Russian writes them (the
+  // same separators as Kazakh: a space between thousands, a decimal comma).
+  // (A locale without data names November "M11" or "11".)
+  const intlOk = {};
+  const hasIntl = () => {
+    if (!(L.lang in intlOk)) {
+      const m = new Intl.DateTimeFormat(L.lang, { month: 'long', timeZone: 'UTC' })
+        .format(new Date(Date.UTC(2026, 10, 1)));
+      intlOk[L.lang] = !/^M?\d+$/.test(m);
+    }
+    return intlOk[L.lang];
+  };
+  const UNITS = () => ({ millisecond: t('{n} ms'), second: t('{n} s'), minute: t('{n} min'),
+    hour: t('{n} h'), day: t('{n} d') });
+  const unit = (v, u, digits = 0) => (hasIntl()
+    ? new Intl.NumberFormat(L.lang, { style: 'unit', unit: u, unitDisplay: 'short',
+      minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v)
+    : fill(UNITS()[u], { n: new Intl.NumberFormat('ru', { minimumFractionDigits: digits,
+      maximumFractionDigits: digits }).format(v) }));
+  const MONTHS = () => [tc('month', 'January'), tc('month', 'February'), tc('month', 'March'),
+    tc('month', 'April'), tc('month', 'May'), tc('month', 'June'), tc('month', 'July'),
+    tc('month', 'August'), tc('month', 'September'), tc('month', 'October'),
+    tc('month', 'November'), tc('month', 'December')];
+  const ownDate = (d) => t('{day} {month} {year}', { day: d.getUTCDate(),
+    month: MONTHS()[d.getUTCMonth()], year: d.getUTCFullYear() });
   function age(ms, short = false) {
     if (ms === null || ms === undefined || ms < 0) return '—';
     const s = ms / 1000;
-    if (s < 10) return `${s.toFixed(1)} s`;
-    if (s < 60) return `${Math.round(s)} s`;
-    if (s < 3600) return `${Math.floor(s / 60)} min`;
+    if (s < 10) return unit(s, 'second', 1);
+    if (s < 60) return unit(Math.round(s), 'second');
+    if (s < 3600) return unit(Math.floor(s / 60), 'minute');
     const [h, m, d] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), Math.floor(s / 86400)];
-    if (s < 86400) return short ? `${h}h ${m}m` : `${h} h ${m} min`;
-    return short ? `${d}d ${h % 24}h` : `${d} d ${h % 24} h`;
+    if (s < 86400) return `${unit(h, 'hour')} ${unit(m, 'minute')}`;
+    return short ? unit(d, 'day') : `${unit(d, 'day')} ${unit(h % 24, 'hour')}`;
   }
-  const ago = (ms, now) => (!ms ? 'never' : `${age(Math.max(0, now - ms))} ago`);
+  const ago = (ms, now) => (!ms ? t('never') : t('{age} ago', { age: age(Math.max(0, now - ms)) }));
   function skew(ms) {
     const a = Math.abs(ms);
     const sign = ms < 0 ? '−' : ms > 0 ? '+' : '';
-    return a < 1000 ? `${sign}${a} ms` : `${sign}${(a / 1000).toFixed(1)} s`;
+    return a < 1000 ? `${sign}${unit(a, 'millisecond')}` : `${sign}${unit(a / 1000, 'second', 1)}`;
   }
-  const astana = (ms) => new Date(ms + ASTANA_MS).toISOString().slice(0, 19).replace('T', ' ');
+  // Astana time is UTC+5 (Etc/GMT-5: the sign of Etc zones is inverted).
+  function astana(ms) {
+    if (hasIntl()) {
+      return new Intl.DateTimeFormat(L.lang, { timeZone: 'Etc/GMT-5', dateStyle: 'medium',
+        timeStyle: 'medium' }).format(new Date(ms));
+    }
+    const d = new Date(ms + 5 * 3600 * 1000);
+    return `${ownDate(d)}, ${d.toISOString().slice(11, 19)}`;
+  }
+  const day = (iso) => (hasIntl()
+    ? new Intl.DateTimeFormat(L.lang, { timeZone: 'UTC', dateStyle: 'long' })
+      .format(new Date(`${iso}T00:00:00Z`))
+    : ownDate(new Date(`${iso}T00:00:00Z`)));
+  const source = (s) => tc('source', s);
 
   function overdueBand(r) {
     if (!r || !r.count) return 'none';
@@ -100,23 +151,26 @@
   }
 
   // -- the map --
-  function tile(code, name, ru, row, col, span) {
-    const t = (k) => `region-${code}-${k}`;
-    const li = el('li', { class: 'tile absent', 'data-testid': `region-${code}`, title: ru ? `${name} · ${ru}` : name },
-      el('h3', { class: 't-name' }, el('span', { class: 't-code' }, code), ' ',
-        name.replace(/^(West|North|East) /, (w) => `${w[0]}. `)),
-      el('p', { class: 't-absent' }, 'no data yet'),
+  // Names for extraction only: the sources are shown through tc('source', ...).
+  // eslint-disable-next-line no-unused-vars
+  const SOURCE_NAMES = () => [tc('source', 'live'), tc('source', 'replica'), tc('source', 'missing')];
+
+  function tile(code, row, col, span) {
+    const id = (k) => `region-${code}-${k}`;
+    const li = el('li', { class: 'tile absent', 'data-testid': `region-${code}`, title: nameOf(code) },
+      el('h3', { class: 't-name' }, el('span', { class: 't-code' }, code), ' ', shortName(code)),
+      el('p', { class: 't-absent' }, t('no data yet')),
       el('p', { class: 't-count' },
-        el('span', { class: 'big', 'data-testid': t('count') }, '—'), el('span', { class: 'unit' }, 'appeals')),
+        el('span', { class: 'big', 'data-testid': id('count') }, '—'), el('span', { class: 'unit' }, tn('appeal', 'appeals', 0))),
       el('dl', { class: 't-nums' },
-        el('dt', {}, 'open'), el('dd', { 'data-testid': t('open') }, '—'),
-        el('dt', {}, 'overdue'), el('dd', { 'data-testid': t('overdue') }, '—'),
-        el('dt', {}, 'share'), el('dd', { class: 'share', 'data-testid': t('overdue-share') }, '')),
+        el('dt', {}, t('open')), el('dd', { 'data-testid': id('open') }, '—'),
+        el('dt', {}, t('overdue')), el('dd', { 'data-testid': id('overdue') }, '—'),
+        el('dt', {}, t('share')), el('dd', { class: 'share', 'data-testid': id('overdue-share') }, '')),
       el('p', { class: 't-fresh' },
         el('span', { class: 'dot', 'aria-hidden': 'true' }),
-        el('span', { class: 't-src', 'data-testid': t('source') }, ''), ' ',
-        el('span', { 'data-testid': t('staleness'), title: 'age of this node\'s copy' }, '—'),
-        ' · lag ', el('span', { 'data-testid': t('lag') }, '—')));
+        el('span', { class: 't-src', 'data-testid': id('source') }, ''), ' ',
+        el('span', { 'data-testid': id('staleness'), title: t('age of this node\'s copy') }, '—'),
+        ` · ${t('lag')} `, el('span', { 'data-testid': id('lag') }, '—')));
     if (row) li.style.gridArea = `${row} / ${col} / auto / span ${span || 1}`;
     li.dataset.code = code;
     $('#map').append(li);
@@ -125,31 +179,34 @@
 
   function renderMap(regions) {
     const byCode = new Map(regions.map((r) => [r.code, r]));
-    for (const r of regions) if (!tid(`region-${r.code}`)) tile(r.code, 'other', '', 0, 0); // not in JURIS
+    for (const r of regions) if (!tid(`region-${r.code}`)) tile(r.code, 0, 0); // not in JURIS
     for (const li of $('#map').children) {
       const code = li.dataset.code;
       const r = byCode.get(code);
-      const t = (k) => `region-${code}-${k}`;
+      const id = (k) => `region-${code}-${k}`;
       if (!r) {
         li.className = 'tile absent';
-        put(li.querySelector('.t-absent'), 'not in the federation');
-        putId(t('source'), '');
-        for (const k of ['count', 'open', 'overdue', 'staleness', 'lag']) putId(t(k), '—');
-        putId(t('overdue-share'), '');
+        put(li.querySelector('.t-absent'), t('not in the federation'));
+        putId(id('source'), '');
+        for (const k of ['count', 'open', 'overdue', 'staleness', 'lag']) putId(id(k), '—');
+        putId(id('overdue-share'), '');
         continue;
       }
       li.className = `tile od-${overdueBand(r)} fr-${freshBand(r)}${code === 'KZ' ? ' central' : ''}`;
-      putId(t('source'), r.source, `t-src src-${freshBand(r)}`);
-      putId(t('count'), int(r.count), r.count >= 10000 ? 'big long' : 'big', r.count);
-      putId(t('open'), int(r.open), undefined, r.open);
-      putId(t('overdue'), int(r.overdue), undefined, r.overdue);
-      putId(t('overdue-share'), r.count ? pct(r.share_overdue) : '—', 'share', r.share_overdue);
-      putId(t('staleness'), r.source === 'live' ? 'now' : r.staleness_s === null ? 'never heard'
+      putId(id('source'), source(r.source), `t-src src-${freshBand(r)}`, r.source);
+      put(li.querySelector('.unit'), tn('appeal', 'appeals', r.count));
+      putId(id('count'), int(r.count), r.count >= 10000 ? 'big long' : 'big', r.count);
+      putId(id('open'), int(r.open), undefined, r.open);
+      putId(id('overdue'), int(r.overdue), undefined, r.overdue);
+      putId(id('overdue-share'), r.count ? pct(r.share_overdue) : '—', 'share', r.share_overdue);
+      putId(id('staleness'), r.source === 'live' ? t('now') : r.staleness_s === null ? t('never heard')
         : age(r.staleness_s * 1000, true),
         undefined, r.staleness_s === null ? 'null' : r.staleness_s);
-      putId(t('lag'), int(r.lag_records), undefined, r.lag_records);
+      putId(id('lag'), int(r.lag_records), undefined, r.lag_records);
       const fresh = li.querySelector('.t-fresh');
-      const why = `source ${r.source}; copy ${r.staleness_s === null ? 'never received' : `${age(r.staleness_s * 1000)} old`}; ${r.lag_records} records behind`;
+      const why = [t('source: {source}', { source: source(r.source) }),
+        r.staleness_s === null ? t('copy never received') : t('copy {age} old', { age: age(r.staleness_s * 1000) }),
+        tn('{n} record behind', '{n} records behind', r.lag_records)].join('; ');
       if (fresh.title !== why) fresh.title = why;
     }
   }
@@ -180,14 +237,14 @@
   function renderRegionTable(regions) {
     const sorted = [...regions].sort((a, b) => a.code.localeCompare(b.code, 'en', { numeric: true }));
     rows($('#regions tbody'), sorted, (r) => r.code, (r) => {
-      const t = (k) => `table-${r.code}-${k}`;
-      const n = (k, v, text) => ({ id: t(k), t: text ?? int(v), v, num: true });
+      const id = (k) => `table-${r.code}-${k}`;
+      const n = (k, v, text) => ({ id: id(k), t: text ?? int(v), v, num: true });
       return [
         { t: `${r.code} · ${nameOf(r.code)}` },
-        { id: t('source'), t: r.source, cls: `src-${freshBand(r)}` },
-        n('staleness', r.staleness_s, r.source === 'live' ? '—' : r.staleness_s === null ? 'never' : age(r.staleness_s * 1000)),
+        { id: id('source'), t: source(r.source), v: r.source, cls: `src-${freshBand(r)}` },
+        n('staleness', r.staleness_s, r.source === 'live' ? '—' : r.staleness_s === null ? t('never') : age(r.staleness_s * 1000)),
         n('lag', r.lag_records), n('count', r.count), n('open', r.open), n('overdue', r.overdue),
-        { id: t('overdue-share'), t: r.count ? pct(r.share_overdue) : '—', v: r.share_overdue, cls: `num od-text-${overdueBand(r)}` },
+        { id: id('overdue-share'), t: r.count ? pct(r.share_overdue) : '—', v: r.share_overdue, cls: `num od-text-${overdueBand(r)}` },
         n('answered', r.answered),
         n('answered-in-term', r.answered_in_term, r.answered ? `${int(r.answered_in_term)} (${pct(r.share_answered_in_term)})` : '—'),
         n('median-days', r.median_days_to_answer, r.median_days_to_answer === null ? '—' : String(r.median_days_to_answer)),
@@ -212,34 +269,35 @@
     const banner = $('#banner-fork');
     banner.hidden = forks.length === 0;
     if (forks.length) {
-      put(banner, `Fork: ${forks.map((f) => `${f.jurisdiction} signed two records for seq ${f.seq}`).join('; ')}. ` +
-        'Its log is frozen on this node until the fork is resolved (docs/operations.md).');
+      put(banner, t('Fork: {forks}. Its log is frozen on this node until the fork is resolved (docs/operations.md).', {
+        forks: forks.map((f) => t('{code} signed two records for seq {seq}', { code: f.jurisdiction, seq: int(f.seq) })).join('; '),
+      }));
     }
     rows($('#peers tbody'), c.peers || [], (p) => p.jurisdiction, (p) => {
-      const t = (k) => `peer-${p.jurisdiction}-${k}`;
+      const id = (k) => `peer-${p.jurisdiction}-${k}`;
       return [
         { t: `${p.jurisdiction} · ${nameOf(p.jurisdiction)}` },
-        { id: t('reachable'), t: p.reachable ? 'yes' : 'no', v: p.reachable, cls: p.reachable ? 'good' : 'bad' },
-        { id: t('last-contact'), t: ago(p.last_contact_ms, now), v: p.last_contact_ms },
-        { id: t('last-ok'), t: ago(p.last_ok_ms, now), v: p.last_ok_ms },
-        { id: t('errors'), t: int(p.errors), v: p.errors, cls: p.errors ? 'num warn' : 'num' },
-        { id: t('refused'), t: int(p.refused_records), v: p.refused_records, cls: p.refused_records ? 'num bad' : 'num' },
-        { id: t('records-in'), t: int(p.records_in), v: p.records_in, num: true },
-        { id: t('clock-skew'), t: skew(p.clock_skew_ms), v: p.clock_skew_ms,
+        { id: id('reachable'), t: p.reachable ? t('yes') : t('no'), v: p.reachable, cls: p.reachable ? 'good' : 'bad' },
+        { id: id('last-contact'), t: ago(p.last_contact_ms, now), v: p.last_contact_ms },
+        { id: id('last-ok'), t: ago(p.last_ok_ms, now), v: p.last_ok_ms },
+        { id: id('errors'), t: int(p.errors), v: p.errors, cls: p.errors ? 'num warn' : 'num' },
+        { id: id('refused'), t: int(p.refused_records), v: p.refused_records, cls: p.refused_records ? 'num bad' : 'num' },
+        { id: id('records-in'), t: int(p.records_in), v: p.records_in, num: true },
+        { id: id('clock-skew'), t: skew(p.clock_skew_ms), v: p.clock_skew_ms,
           cls: Math.abs(p.clock_skew_ms) > 30000 ? 'num bad' : 'num' },
-        { id: t('last-error'), t: p.last_error || '—', cls: p.last_error ? 'err' : 'muted' },
+        { id: id('last-error'), t: p.last_error || '—', cls: p.last_error ? 'err' : 'muted' },
       ];
     });
     rows($('#origins tbody'), c.origins || [], (o) => o.jurisdiction, (o) => {
-      const t = (k) => `origin-${o.jurisdiction}-${k}`;
+      const id = (k) => `origin-${o.jurisdiction}-${k}`;
       const sb = o.staleness_ms < FRESH_S * 1000 ? '' : o.staleness_ms < STALE_S * 1000 ? ' warn' : ' bad';
       return [
         { t: `${o.jurisdiction} · ${nameOf(o.jurisdiction)}` },
-        { id: t('held'), t: int(o.local_seq), v: o.local_seq, num: true },
-        { id: t('best-known'), t: int(o.best_known_seq), v: o.best_known_seq, num: true },
-        { id: t('lag'), t: int(o.lag_records), v: o.lag_records, cls: o.lag_records ? 'num warn' : 'num' },
-        { id: t('staleness'), t: age(o.staleness_ms), v: o.staleness_ms, cls: `num${sb}` },
-        { id: t('frozen'), t: o.frozen ? `FROZEN: ${o.frozen_reason || 'fork'}` : 'no', v: o.frozen,
+        { id: id('held'), t: int(o.local_seq), v: o.local_seq, num: true },
+        { id: id('best-known'), t: int(o.best_known_seq), v: o.best_known_seq, num: true },
+        { id: id('lag'), t: int(o.lag_records), v: o.lag_records, cls: o.lag_records ? 'num warn' : 'num' },
+        { id: id('staleness'), t: age(o.staleness_ms), v: o.staleness_ms, cls: `num${sb}` },
+        { id: id('frozen'), t: o.frozen ? t('FROZEN: {reason}', { reason: o.frozen_reason || t('fork') }) : t('no'), v: o.frozen,
           cls: o.frozen ? 'bad' : 'muted' },
       ];
     });
@@ -248,23 +306,24 @@
   function renderGlance(c, regions) {
     const peers = (c && c.peers) || [];
     const up = peers.filter((p) => p.reachable).length;
-    putId('sum-peers-reachable', c ? `${up} of ${peers.length}` : 'standalone', up < peers.length ? 'bad' : '', up);
+    putId('sum-peers-reachable', c ? t('{n} of {total}', { n: int(up), total: int(peers.length) }) : t('standalone'), up < peers.length ? 'bad' : '', up);
     const forks = c ? (c.forks || []).length : 0;
     putId('sum-forks', int(forks), forks ? 'bad' : 'good', forks);
     const lag = Math.max(0, ...regions.map((r) => r.lag_records || 0));
-    putId('sum-max-lag', `${int(lag)} record${lag === 1 ? '' : 's'}`, lag ? 'warn' : '', lag);
+    putId('sum-max-lag', tn('{n} record', '{n} records', lag), lag ? 'warn' : '', lag);
     const missing = regions.filter((r) => r.source === 'missing');
     const copies = regions.filter((r) => r.source === 'replica' && r.staleness_s !== null)
       .sort((a, b) => b.staleness_s - a.staleness_s);
     const oldest = missing[0] || copies[0];
-    putId('sum-oldest', !oldest ? 'all live' : oldest.source === 'missing' ? `missing (${oldest.code})`
+    putId('sum-oldest', !oldest ? t('all live') : oldest.source === 'missing'
+      ? t('missing ({code})', { code: oldest.code })
       : `${age(oldest.staleness_s * 1000)} (${oldest.code})`, oldest ? `fb-${freshBand(oldest)}` : '');
   }
 
   function renderAlerts(list, now) {
     const sorted = [...list].sort((a, b) =>
       (ALERT_ORDER.indexOf(a.alert) - ALERT_ORDER.indexOf(b.alert)) || a.subject.localeCompare(b.subject));
-    putId('alerts-count', sorted.length ? int(sorted.length) : 'none', sorted.length ? 'bad' : 'good', sorted.length);
+    putId('alerts-count', sorted.length ? int(sorted.length) : t('none'), sorted.length ? 'bad' : 'good', sorted.length);
     $('#alerts-panel').hidden = sorted.length === 0;
     const ul = $('#alerts');
     const keep = new Set();
@@ -278,10 +337,10 @@
           el('span', { class: 'detail' }, ''), el('span', { class: 'since' }, ''));
       }
       if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
-      put(li.children[0], ALERTS[a.alert] || a.alert);
+      put(li.children[0], ALERTS()[a.alert] || a.alert);
       put(li.children[1], `${a.subject} · ${nameOf(a.subject)}`);
       put(li.children[2], a.detail);
-      put(li.children[3], `since ${ago(a.since_ms, now)}`);
+      put(li.children[3], t('since {ago}', { ago: ago(a.since_ms, now) }));
       li.className = `alert sev-${a.alert === 'fork' || a.alert === 'peer_refusing' || a.alert === 'map_full' ? 'crit' : 'warn'}`;
     });
     for (const li of [...ul.children]) if (!keep.has(li.dataset.testid)) li.remove();
@@ -297,19 +356,19 @@
     putId('total-overdue-share', count ? `(${pct(overdue / count)})` : '', `od-text-${overdueBand({ count, share_overdue: count ? overdue / count : 0 })}`);
     putId('total-answered', int(sum('answered')), undefined, sum('answered'));
     const heard = regions.filter((r) => r.source !== 'missing').length;
-    putId('total-jurisdictions', `${heard} of ${regions.length}`, heard < regions.length ? 'bad' : '', regions.length);
+    putId('total-jurisdictions', t('{n} of {total}', { n: int(heard), total: int(regions.length) }), heard < regions.length ? 'bad' : '', regions.length);
   }
 
   function render(d) {
     putId('node-jurisdiction', `${d.jurisdiction} · ${nameOf(d.jurisdiction)}`, undefined, d.jurisdiction);
-    putId('node-today', d.today);
+    putId('node-today', day(d.today), undefined, d.today);
     if (d.node) {
       putId('node-head-seq', int(d.node.head_seq), undefined, d.node.head_seq);
       putId('node-appeals', int(d.node.appeals), undefined, d.node.appeals);
       putId('node-software', d.node.software);
     }
     $('#banner-recovering').hidden = !(d.node && d.node.recovering);
-    putId('generated-at', `${astana(d.generated_ms)} Astana time`, undefined, d.generated_ms);
+    putId('generated-at', t('{time} Astana time', { time: astana(d.generated_ms) }), undefined, d.generated_ms);
     const regions = d.regions || [];
     renderMap(regions);
     renderTotals(regions);
@@ -330,13 +389,13 @@
     let state;
     let text;
     if (!lastOk && !failures) {
-      state = 'loading'; text = 'Loading…';
+      state = 'loading'; text = t('Loading…');
     } else if (!failures) {
-      state = 'ok'; text = 'Live: refreshed every 5 s';
+      state = 'ok'; text = t('Live: refreshed every 5 s');
     } else if (lastOk) {
-      state = 'stale'; text = `Data stale: refresh failing (${lastError})`;
+      state = 'stale'; text = t('Data stale: refresh failing ({error})', { error: lastError });
     } else {
-      state = 'error'; text = `Cannot reach the node (${lastError})`;
+      state = 'error'; text = t('Cannot reach the node ({error})', { error: lastError });
     }
     if (st.dataset.state !== state || st.textContent !== text) {
       st.dataset.state = state;
@@ -346,11 +405,11 @@
     banner.hidden = state !== 'stale' && state !== 'error';
     if (!banner.hidden) {
       put(banner, state === 'stale'
-        ? `Data stale: ${failures} refresh${failures > 1 ? 'es' : ''} failed (${lastError}). ` +
-          `Showing the last data received, ${age(Date.now() - lastOk)} ago; retrying every 5 s.`
-        : `No data: the node does not answer (${lastError}); retrying every 5 s.`);
+        ? `${tn('Data stale: {n} refresh failed ({error}).', 'Data stale: {n} refreshes failed ({error}).', failures, { error: lastError })} ${
+          t('Showing the last data received, {age} ago; retrying every 5 s.', { age: age(Date.now() - lastOk) })}`
+        : t('No data: the node does not answer ({error}); retrying every 5 s.', { error: lastError }));
     }
-    putId('data-age', lastOk ? `(received ${age(Date.now() - lastOk)} ago)` : '');
+    putId('data-age', lastOk ? t('(received {age} ago)', { age: age(Date.now() - lastOk) }) : '');
   }
 
   async function refresh() {
@@ -358,15 +417,15 @@
     const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
     try {
       const res = await fetch('/api/status', { cache: 'no-store', signal: ctl.signal });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      if (!res.ok) throw new Error(t('HTTP {status}', { status: res.status }));
       const d = await res.json();
       render(d);
       lastOk = Date.now();
       failures = 0;
     } catch (e) {
       failures += 1;
-      lastError = e.name === 'AbortError' ? `no answer in ${TIMEOUT_MS / 1000} s`
-        : e instanceof TypeError ? 'node unreachable' : e.message;
+      lastError = e.name === 'AbortError' ? t('no answer in {s}', { s: unit(TIMEOUT_MS / 1000, 'second') })
+        : e instanceof TypeError ? t('node unreachable') : e.message;
     } finally {
       clearTimeout(timer);
       showState();
@@ -374,7 +433,44 @@
     }
   }
 
-  for (const j of JURIS) tile(...j);
-  setInterval(showState, 1000);
-  refresh();
+  // The page's own texts (index.html: data-i18n, data-i18n-attr) in the language.
+  function translatePage() {
+    document.documentElement.lang = L.lang;
+    for (const e of document.querySelectorAll('[data-i18n]')) {
+      e.dataset.msgid = e.dataset.msgid || e.textContent.split(/\s+/).join(' ').trim();
+      e.textContent = t(e.dataset.msgid);
+    }
+    for (const e of document.querySelectorAll('[data-i18n-attr]')) {
+      for (const a of e.dataset.i18nAttr.split(',')) {
+        const key = `msgid${a.replace(/(^|-)(\w)/g, (m, d, c) => c.toUpperCase())}`;
+        e.dataset[key] = e.dataset[key] || e.getAttribute(a).split(/\s+/).join(' ').trim();
+        e.setAttribute(a, t(e.dataset[key]));
+      }
+    }
+    for (const a of document.querySelectorAll('#langs a')) {
+      a.setAttribute('aria-current', a.dataset.lang === L.lang ? 'true' : 'false');
+    }
+  }
+
+  // ?lang= (the switch on the page) wins, then the last choice, then Accept-Language.
+  async function loadStrings() {
+    const asked = new URLSearchParams(location.search).get('lang');
+    let pick = LANGS.includes(asked) ? asked : null;
+    try {
+      if (pick) localStorage.setItem('lang', pick); else if (LANGS.includes(localStorage.getItem('lang'))) pick = localStorage.getItem('lang');
+    } catch (e) { /* storage off: the URL or the browser decides */ }
+    try {
+      const res = await fetch(pick ? `/i18n.json?lang=${pick}` : '/i18n.json', { cache: 'no-store' });
+      if (res.ok) L = await res.json();
+    } catch (e) { /* no strings: English */ }
+    NF = new Intl.NumberFormat(hasIntl() ? L.lang : 'ru');
+  }
+
+  loadStrings().then(() => {
+    translatePage();
+    document.documentElement.classList.add('i18n-ready');
+    for (const j of JURIS) tile(...j);
+    setInterval(showState, 1000);
+    refresh();
+  });
 })();
