@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "log.h"
+#include "chain.h"
 #include "record.h"
 
 /* What a peer message's signature covers: a context string and the
@@ -99,7 +99,7 @@ int peermsg_open(const struct cluster *c, struct store *s, const void *data, siz
                        PEER_RECV_BYTES_MAX);
     }
     Appeal__PeerMessage *m =
-        (Appeal__PeerMessage *)pbx_unpack(&appeal__peer_message__descriptor, data, len, a, 16, e);
+        (Appeal__PeerMessage *)pb_unpack(&appeal__peer_message__descriptor, data, len, a, 16, e);
     if (m == NULL) {
         return e->code ? e->code : APL_EINVAL;
     }
@@ -118,7 +118,7 @@ int peermsg_open(const struct cluster *c, struct store *s, const void *data, siz
     const uint8_t *known = NULL;
     MDB_txn *t;
     if (s != NULL && store_rd_begin(s, &t) == 0) {
-        if (log_origin_get(s, t, cn->sign_pk, &held) == 0) {
+        if (chain_origin_get(s, t, cn->sign_pk, &held) == 0) {
             known = held.signing_key;
         }
         store_rd_end(s, t);
@@ -133,7 +133,7 @@ int peermsg_open(const struct cluster *c, struct store *s, const void *data, siz
     if (crypto_sign_verify_detached(m->sig.data, signed_part, sizeof signed_part, key) != 0) {
         return err_set(e, APL_EAUTH, "bad signature on a message from %s", cn->juris);
     }
-    Appeal__PeerBody *b = (Appeal__PeerBody *)pbx_unpack(
+    Appeal__PeerBody *b = (Appeal__PeerBody *)pb_unpack(
         &appeal__peer_body__descriptor, m->body.data, m->body.len, a, PEER_REPEATED_MAX, e);
     if (b == NULL) {
         return e->code ? e->code : APL_EINVAL;

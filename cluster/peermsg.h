@@ -12,10 +12,10 @@
 
 #include <nng/nng.h>
 
-#include "cluster.h"
+#include "clusterfile.h"
 #include "err.h"
 #include "keys.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "repl.pb-c.h"
 #include "store.h"
 

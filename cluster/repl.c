@@ -13,13 +13,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "appeal.h"
-#include "auth.h"
+#include "grants.h"
 #include "peermsg.h"
 #include "bounds.h"
 #include "connlimit.h"
-#include "log.h"
-#include "node.h"
+#include "chain.h"
+#include "engine.h"
 #include "olog.h"
 #include "record.h"
 #include "state.h"
@@ -90,8 +89,9 @@ struct srv_work {
 };
 
 struct repl {
-    struct node *n;
+    struct engine *g;
     struct cluster *c;
+    struct repl_opts o; /* as given to repl_start, read-only */
     nng_socket rep, pub, sub;
     bool rep_open, pub_open, sub_open;
     struct srv_work works[REPL_CONTEXTS];
@@ -118,17 +118,17 @@ struct repl {
 /* ---- peer messages ---- */
 
 static int64_t now_ms(const struct repl *r) {
-    return node_now_ms(r->n);
+    return engine_now_ms(r->g);
 }
 
 static int peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out) {
-    return peermsg_pack(&r->n->keys, r->n->peer_skew_ms, body, out);
+    return peermsg_pack(&r->g->keys, r->o.peer_skew_ms, body, out);
 }
 
 static int peer_open(struct repl *r, const void *data, size_t len, struct arena *a,
                      const struct cluster_node *expect, Appeal__PeerBody **body,
                      const struct cluster_node **from, struct errbuf *e) {
-    return peermsg_open(r->c, &r->n->store, data, len, a, expect, body, from, e);
+    return peermsg_open(r->c, &r->g->store, data, len, a, expect, body, from, e);
 }
 
 bool repl_recovering(const struct repl *r) {
@@ -235,27 +235,29 @@ int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct aren
 
 /* A write request whose submitter waits for it to be settled. */
 struct waited {
-    struct wreq w;
+    struct wreq *w;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
 };
 
 static void waited_done(struct wreq *w) {
-    struct waited *x = (struct waited *)w;
+    struct waited *x = w->arg;
     pthread_mutex_lock(&x->mu);
     x->done = true;
     pthread_cond_signal(&x->cv);
     pthread_mutex_unlock(&x->mu);
 }
 
-/* Submits `x` to the writer; submit_end() waits for it. */
-static int submit_begin(struct repl *r, struct waited *x) {
-    x->w.done = waited_done;
+/* Submits `w` to the writer; submit_end() waits for it. */
+static int submit_begin(struct repl *r, struct waited *x, struct wreq *w) {
+    x->w = w;
+    w->done = waited_done;
+    w->arg = x;
     x->done = false;
     pthread_mutex_init(&x->mu, NULL);
     pthread_cond_init(&x->cv, NULL);
-    int rc = writer_submit(&r->n->writer, &x->w);
+    int rc = writer_submit(&r->g->writer, w);
     if (rc != 0) {
         pthread_mutex_destroy(&x->mu);
         pthread_cond_destroy(&x->cv);
@@ -272,112 +274,22 @@ static int submit_end(struct waited *x) {
     pthread_mutex_unlock(&x->mu);
     pthread_mutex_destroy(&x->mu);
     pthread_cond_destroy(&x->cv);
-    return x->w.rc;
+    return x->w->rc;
 }
 
-static int submit_wait(struct repl *r, struct waited *x) {
-    int rc = submit_begin(r, x);
-    return rc != 0 ? rc : submit_end(x);
+static int submit_wait(struct repl *r, struct wreq *w) {
+    struct waited x;
+    int rc = submit_begin(r, &x, w);
+    return rc != 0 ? rc : submit_end(&x);
 }
 
-struct ingest {
-    struct waited wt; /* first: the writer sees a struct wreq */
+/* A batch of verified runs on its way to the engine (engine_ingest_run). */
+struct repl_ingest {
+    struct ingest in;
+    struct waited wt;
     struct repl *r;
     struct peer *from;
-    Appeal__Run **runs;
-    size_t n_runs;
-    uint64_t appended;
-    uint64_t forks;
-    uint64_t postponed; /* records left for later: the own reserve */
-    uint64_t malformed; /* records refused from a malformed one on */
-    struct errbuf why;  /* what the first malformed record broke */
-    uint64_t burst;     /* records left for later: an origin's burst budget */
 };
-
-static int save_fork(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_t seq,
-                     const MDB_val *ours, const ProtobufCBinaryData *theirs, const char *via) {
-    Appeal__Fork f = APPEAL__FORK__INIT;
-    f.origin.data = o->pk;
-    f.origin.len = KEY_PK_BYTES;
-    f.seq = seq;
-    f.ours.data = ours->mv_data;
-    f.ours.len = ours->mv_size;
-    f.theirs = *theirs;
-    f.via = (char *)via;
-    f.seen_ms = now_ms(r);
-    uint8_t k[LOG_KEY_BYTES];
-    log_key(k, o->idx, seq);
-    int rc = store_put_msg(t, &r->n->store, DB_FORKS, k, sizeof k, &f.base);
-    if (rc != 0) {
-        return rc;
-    }
-    o->frozen = true;
-    atomic_fetch_add(&r->n->metrics.forks, 1);
-    snprintf(o->frozen_reason, sizeof o->frozen_reason, "fork at seq %llu, seen via %s",
-             (unsigned long long)seq, via);
-    rc = log_origin_save(&r->n->store, t, o);
-    char s[24];
-    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
-    olog(OLOG_ALERT, "fork", "origin", o->juris, "seq", s, "via", via, "action",
-         "origin frozen; keep both records as evidence", NULL);
-    return rc;
-}
-
-/* A record naming as its actor a key its origin revoked before: the
- * origin signs what its own API must have refused, so it is compromised
- * or broken. Nothing from it is stored past the revocation; it is frozen
- * like a fork and raises the same alert. */
-static void count_refused(struct repl *r, int rc, uint64_t records);
-
-static int freeze_revoked(struct repl *r, MDB_txn *t, struct origin_state *o, uint64_t seq,
-                          const uint8_t actor[KEY_PK_BYTES], uint64_t revoked) {
-    char who[KEY_SHORT_HEX + 1], s[24];
-    util_hex(actor, KEY_SHORT_HEX / 2, who);
-    o->frozen = true;
-    snprintf(o->frozen_reason, sizeof o->frozen_reason,
-             "seq %llu acts as key %s, revoked at seq %llu", (unsigned long long)seq, who,
-             (unsigned long long)revoked);
-    count_refused(r, APL_EFORBIDDEN, 1);
-    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
-    olog(OLOG_ALERT, "revoked_actor", "origin", o->juris, "seq", s, "actor", who, "action",
-         "origin frozen: it signed for a revoked key", NULL);
-    return log_origin_save(&r->n->store, t, o);
-}
-
-/* The origin state to append to: this node's own (kept in memory by the
- * writer) or another's (loaded, created on first sight). */
-static int ingest_origin(struct repl *r, MDB_txn *t, const uint8_t *pk, struct origin_state *tmp,
-                         struct origin_state **o) {
-    struct node *n = r->n;
-    if (memcmp(pk, n->keys.sign_pk, KEY_PK_BYTES) == 0) {
-        *o = &n->self;
-        return 0;
-    }
-    int rc = log_origin_get(&n->store, t, pk, tmp);
-    if (rc == APL_ENOTFOUND) {
-        rc = log_origin_create(&n->store, t, pk, tmp);
-    }
-    *o = tmp;
-    return rc;
-}
-
-/* Whether a replicated record of `len` bytes still fits below the room
- * kept for this node's own log. The estimate counts the records this
- * batch has stored so far (LMDB tells only the last commit's use), times
- * what the derived tables add to a record. Inside the write transaction:
- * the decision and the write are one. */
-static bool below_reserve(struct node *n, size_t len) {
-    if (n->own_reserve_bytes == 0) {
-        return true;
-    }
-    uint64_t used = 0;
-    if (store_used_bytes(&n->store, &used) != 0) {
-        return false; /* unknown: keep the room */
-    }
-    uint64_t line = n->store.map_max_bytes - n->own_reserve_bytes;
-    uint64_t more = (n->ingest_txn_bytes + len) * INGEST_BYTES_FACTOR;
-    return used + more <= line;
-}
 
 static int64_t mono_ms(void) {
     return (int64_t)(util_mono_ns() / 1000000u);
@@ -388,7 +300,9 @@ static int64_t mono_ms(void) {
  * ORIGIN_BURST_INTERVAL_MS. On the writer thread, inside the write
  * transaction: the decision and the write are one. (An aborted batch's
  * records stay counted: the budget errs on the side of taking less.) */
-static bool burst_allows(struct repl *r, const struct cluster_node *cn, uint64_t head) {
+static bool burst_allows(void *arg, const uint8_t *origin, uint64_t head) {
+    struct repl *r = arg;
+    const struct cluster_node *cn = cluster_by_origin(r->c, origin);
     if (r->burst_floor == 0 || cn == NULL) {
         return true;
     }
@@ -432,146 +346,51 @@ void repl_bursting(struct repl *r, void (*fn)(void *arg, const char *juris, uint
     }
 }
 
-static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
-    struct repl *r = in->r;
-    struct node *n = r->n;
-    struct origin_state tmp, *o;
-    int rc = ingest_origin(r, t, run->origin.data, &tmp, &o);
-    if (rc != 0) {
-        return rc;
-    }
-    const struct cluster_node *cn = cluster_by_origin(r->c, run->origin.data);
-    if (o->juris[0] == '\0' && cn != NULL) {
-        snprintf(o->juris, sizeof o->juris, "%s", cn->juris);
-    }
-    int64_t now = node_now_ms(n);
-    struct actor_cache actors = {0};
-    for (size_t i = 0; i < run->n_records && !o->frozen; i++) {
-        uint64_t seq = run->first_seq + i;
-        const ProtobufCBinaryData *rb = &run->records[i];
-        if (seq <= o->head_seq) {
-            MDB_val ours;
-            if ((rc = log_get(&n->store, t, o->idx, seq, &ours)) != 0) {
-                return rc;
-            }
-            if (ours.mv_size != rb->len || memcmp(ours.mv_data, rb->data, rb->len) != 0) {
-                in->forks++;
-                return save_fork(r, t, o, seq, &ours, rb, in->from ? in->from->cn->juris : "?");
-            }
-            continue; /* already held: another peer was quicker */
-        }
-        if (seq != o->head_seq + 1) {
-            return 0; /* a gap: the next pull fills it */
-        }
-        arena_reset(&r->ingest_arena);
-        struct record rec;
-        static const uint8_t zero[HASH_BYTES];
-        struct errbuf de;
-        err_clear(&de);
-        if (rec_decode(rb->data, rb->len, &r->ingest_arena, &rec, &de) != 0) {
-            /* Signed by its origin (the chain reaches the run's checked
-             * signature) but outside what every node accepts: the records
-             * before it are stored, it and the rest are refused, named. */
-            in->malformed += run->n_records - i;
-            if (in->why.msg[0] == '\0') {
-                err_set(&in->why, APL_EINVAL, "origin %s seq %llu: malformed record (%s)",
-                        o->juris, (unsigned long long)seq, de.msg);
-            }
-            break;
-        }
-        if (rec.body->seq != seq || memcmp(rec.body->origin.data, o->pk, KEY_PK_BYTES) != 0) {
-            /* The chain was checked without unpacking every record: one
-             * that does not decode poisons the whole ingest, and the
-             * writer's abort stores nothing of it. */
-            return APL_ECORRUPT;
-        }
-        if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
-            break; /* does not continue what we now hold: pull again */
-        }
-        /* The same check as `appeal-node verify` (auth_actor_revoked). */
-        uint64_t revoked;
-        struct errbuf re;
-        err_clear(&re);
-        rc = auth_actor_revoked(&n->store, t, o->idx, rec.body, &actors, &revoked, &re);
-        if (rc == APL_EFORBIDDEN) {
-            return freeze_revoked(r, t, o, seq, rec.body->actor.data, revoked);
-        }
-        if (rc != 0) {
-            /* Fail closed: a grant we cannot read stores nothing (the
-             * writer aborts the ingest and the next pull retries). */
-            olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error", err_msg(&re, rc),
-                 "action", "ingest refused", NULL);
-            return rc;
-        }
-        if (o != &n->self && !below_reserve(n, rb->len)) {
-            in->postponed += run->n_records - i;
-            break; /* the rest waits: stored so far is a chain prefix */
-        }
-        if (o != &n->self && !burst_allows(r, cn, o->head_seq)) {
-            in->burst += run->n_records - i;
-            break; /* the same: the next interval takes more */
-        }
-        n->ingest_txn_bytes += rb->len;
-        rc = log_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
-        if (rc == 0 && o != &n->self) {
-            atomic_fetch_add_explicit(&n->metrics.replicated_records, 1, memory_order_relaxed);
-            int64_t lag_ms = now - rec.body->time_ms;
-            hist_observe_us(&n->metrics.replication_lag, lag_ms > 0 ? (uint64_t)lag_ms * 1000 : 0);
-        }
-        if (rc == 0) {
-            rc = state_apply(&n->state, t, o, seq, rec.body);
-        }
-        if (rc != 0) {
-            return rc;
-        }
-        in->appended++;
-    }
-    return log_origin_save(&n->store, t, o);
-}
-
-static int ingest_fn(void *node, MDB_txn *t, struct wreq *w) {
-    (void)node;
-    struct ingest *in = (struct ingest *)(void *)w;
-    in->appended = 0;
-    in->forks = 0;
-    in->postponed = 0;
-    in->malformed = 0;
-    err_clear(&in->why);
-    in->burst = 0;
-    int rc = state_batch_begin(&in->r->n->state);
-    for (size_t i = 0; rc == 0 && i < in->n_runs; i++) {
-        rc = ingest_run(in, t, in->runs[i]);
-    }
-    int rc2 = state_batch_end(&in->r->n->state, rc == 0 ? t : NULL);
-    return rc != 0 ? rc : rc2;
+static const char *juris_of(void *arg, const uint8_t *origin) {
+    struct repl *r = arg;
+    const struct cluster_node *cn = cluster_by_origin(r->c, origin);
+    return cn != NULL ? cn->juris : NULL;
 }
 
 /* Hands verified runs to the writer; ingest_end() waits for the commit. */
-static int ingest_begin(struct repl *r, struct peer *p, struct ingest *in, Appeal__Run **runs,
-                        size_t n_runs, struct errbuf *e) {
-    memset(in, 0, sizeof *in);
-    in->wt.w.run = ingest_fn;
-    in->r = r;
-    in->from = p;
+static void count_refused(struct repl *r, int rc, uint64_t records);
+
+static int ingest_begin(struct repl *r, struct peer *p, struct repl_ingest *ri,
+                        Appeal__Run **runs, size_t n_runs, struct errbuf *e) {
+    memset(ri, 0, sizeof *ri);
+    struct ingest *in = &ri->in;
+    in->w.run = engine_ingest_run;
+    in->eng = r->g;
     in->runs = runs;
     in->n_runs = n_runs;
-    int rc = submit_begin(r, &in->wt);
-    return rc != 0 ? err_set(e, rc, "%s", in->wt.w.err.msg) : 0;
+    in->via = p != NULL ? p->cn->juris : NULL;
+    in->juris_of = juris_of;
+    in->admit = burst_allows;
+    in->policy_arg = r;
+    in->arena = &r->ingest_arena;
+    ri->r = r;
+    ri->from = p;
+    int rc = submit_begin(r, &ri->wt, &in->w);
+    return rc != 0 ? err_set(e, rc, "%s", in->w.err.msg) : 0;
 }
 
-static int ingest_end(struct ingest *in, uint64_t *appended, struct errbuf *e) {
-    int rc = submit_end(&in->wt);
+static int ingest_end(struct repl_ingest *ri, uint64_t *appended, struct errbuf *e) {
+    struct ingest *in = &ri->in;
+    int rc = submit_end(&ri->wt);
     *appended = in->appended;
     if (rc != 0) {
-        return err_set(e, rc, "storing records failed: %s", err_msg(&in->wt.w.err, rc));
+        return err_set(e, rc, "storing records failed: %s", err_msg(&in->w.err, rc));
     }
-    struct node *n = in->r->n;
+    struct engine *n = ri->r->g; /* the counters and the reserve */
+    if (in->revoked > 0) {
+        count_refused(ri->r, APL_EFORBIDDEN, in->revoked);
+    }
     if (in->malformed > 0) {
-        count_refused(in->r, APL_EINVAL, in->malformed);
-        if (in->from != NULL) {
-            pthread_mutex_lock(&in->from->mu);
-            in->from->refused += in->malformed;
-            pthread_mutex_unlock(&in->from->mu);
+        count_refused(ri->r, APL_EINVAL, in->malformed);
+        if (ri->from != NULL) {
+            pthread_mutex_lock(&ri->from->mu);
+            ri->from->refused += in->malformed;
+            pthread_mutex_unlock(&ri->from->mu);
         }
         return err_set(e, APL_EINVAL, "%s", in->why.msg);
     }
@@ -594,9 +413,9 @@ static int ingest_end(struct ingest *in, uint64_t *appended, struct errbuf *e) {
 
 static int ingest(struct repl *r, struct peer *p, Appeal__Run **runs, size_t n_runs,
                   uint64_t *appended, struct errbuf *e) {
-    struct ingest in;
-    int rc = ingest_begin(r, p, &in, runs, n_runs, e);
-    return rc != 0 ? rc : ingest_end(&in, appended, e);
+    struct repl_ingest ri;
+    int rc = ingest_begin(r, p, &ri, runs, n_runs, e);
+    return rc != 0 ? rc : ingest_end(&ri, appended, e);
 }
 
 /* ---- serving pulls ---- */
@@ -604,8 +423,8 @@ static int ingest(struct repl *r, struct peer *p, Appeal__Run **runs, size_t n_r
 /* What we may serve of an origin: everything held, except our own
  * records that are not durable yet. */
 static uint64_t servable_head(struct repl *r, const struct origin_state *o) {
-    if (memcmp(o->pk, r->n->keys.sign_pk, KEY_PK_BYTES) == 0) {
-        uint64_t d = atomic_load(&r->n->durable_head);
+    if (memcmp(o->pk, r->g->keys.sign_pk, KEY_PK_BYTES) == 0) {
+        uint64_t d = atomic_load(&r->g->durable_head);
         return d < o->head_seq ? d : o->head_seq;
     }
     return o->head_seq;
@@ -620,7 +439,7 @@ struct origin_list {
 static int list_origins(struct repl *r, MDB_txn *t, struct origin_list *l) {
     l->n = 0;
     MDB_cursor *c;
-    int rc = store_rc(mdb_cursor_open(t, r->n->store.dbi[DB_ORIGINS], &c));
+    int rc = store_rc(mdb_cursor_open(t, r->g->store.dbi[DB_ORIGINS], &c));
     if (rc != 0) {
         return rc;
     }
@@ -628,7 +447,7 @@ static int list_origins(struct repl *r, MDB_txn *t, struct origin_list *l) {
     for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0 && l->n < CLUSTER_NODES_MAX;
          m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (k.mv_size == KEY_PK_BYTES &&
-            log_origin_get(&r->n->store, t, k.mv_data, &l->o[l->n]) == 0) {
+            chain_origin_get(&r->g->store, t, k.mv_data, &l->o[l->n]) == 0) {
             l->n++;
         }
     }
@@ -664,7 +483,7 @@ static Appeal__Mark *mark_of(struct arena *a, struct repl *r, const struct origi
         m->head_time_ms = o->head_time_ms;
     } else {
         MDB_val env;
-        if (log_get(&r->n->store, t, o->idx, head, &env) != 0) {
+        if (chain_get(&r->g->store, t, o->idx, head, &env) != 0) {
             return NULL;
         }
         rec_hash(env.mv_data, env.mv_size, h);
@@ -696,7 +515,7 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
     if (from > 0 && from <= head && theirs->head_hash.len == HASH_BYTES) {
         MDB_val env;
         uint8_t h[HASH_BYTES];
-        if (log_get(&r->n->store, t, o->idx, from, &env) != 0) {
+        if (chain_get(&r->g->store, t, o->idx, from, &env) != 0) {
             return APL_ECORRUPT;
         }
         rec_hash(env.mv_data, env.mv_size, h);
@@ -736,7 +555,7 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
     run->records = recs;
     for (uint64_t s = from + 1; s <= head && run->n_records < cap; s++) {
         MDB_val env;
-        if (log_get(&r->n->store, t, o->idx, s, &env) != 0) {
+        if (chain_get(&r->g->store, t, o->idx, s, &env) != 0) {
             return APL_ECORRUPT;
         }
         if (env.mv_size > *budget_bytes && (run->n_records > 0 || resp->n_runs > 0)) {
@@ -836,7 +655,7 @@ static void srv_handle(struct srv_work *w, nng_msg *msg) {
         return;
     }
     MDB_txn *t;
-    rc = store_rd_begin(&r->n->store, &t);
+    rc = store_rd_begin(&r->g->store, &t);
     if (rc == 0) {
         rc = answer_pull(r, body->pull, &w->arena, t, &resp);
         if (rc != 0) {
@@ -844,7 +663,7 @@ static void srv_handle(struct srv_work *w, nng_msg *msg) {
             resp.error = "the node could not read its store";
         }
         srv_reply(w, &resp); /* packs while the records are mapped */
-        store_rd_end(&r->n->store, t);
+        store_rd_end(&r->g->store, t);
     } else {
         resp.error = "the node could not read its store";
         srv_reply(w, &resp);
@@ -1035,7 +854,7 @@ static void claims_check(struct peer *p, const struct origin_list *l,
         }
         pthread_mutex_unlock(&p->mu);
         if (fresh) {
-            atomic_fetch_add_explicit(&p->r->n->metrics.unproven_claims, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&p->r->g->metrics.unproven_claims, 1, memory_order_relaxed);
             char claimed[24], pr[24], hv[24];
             snprintf(claimed, sizeof claimed, "%llu", (unsigned long long)m->seq);
             snprintf(pr, sizeof pr, "%llu", (unsigned long long)proven);
@@ -1082,7 +901,7 @@ static int check_run(struct repl *r, const struct origin_list *l, const Appeal__
 
 /* Counts refused records by reason, for the metrics. */
 static void count_refused(struct repl *r, int rc, uint64_t records) {
-    struct metrics *m = &r->n->metrics;
+    struct metrics *m = &r->g->metrics;
     _Atomic uint64_t *c = rc == APL_ECHAIN                        ? &m->refused_bad_chain
                           : rc == APL_ESIG                        ? &m->refused_bad_sig
                           : rc == APL_EGAP                        ? &m->refused_gap
@@ -1155,14 +974,14 @@ static void recovery_check(struct peer *p, const Appeal__PullResponse *resp) {
     if (!atomic_load(&r->recovering)) {
         return;
     }
-    const Appeal__Mark *theirs = find_mark(resp->marks, resp->n_marks, r->n->keys.sign_pk);
+    const Appeal__Mark *theirs = find_mark(resp->marks, resp->n_marks, r->g->keys.sign_pk);
     MDB_txn *t;
     struct origin_state self;
-    if (store_rd_begin(&r->n->store, &t) != 0) {
+    if (store_rd_begin(&r->g->store, &t) != 0) {
         return;
     }
-    int rc = log_origin_get(&r->n->store, t, r->n->keys.sign_pk, &self);
-    store_rd_end(&r->n->store, t);
+    int rc = chain_origin_get(&r->g->store, t, r->g->keys.sign_pk, &self);
+    store_rd_end(&r->g->store, t);
     uint64_t mine = rc == 0 ? self.head_seq : 0;
     if (theirs == NULL || theirs->seq <= mine) {
         pthread_mutex_lock(&p->mu);
@@ -1174,7 +993,7 @@ static void recovery_check(struct peer *p, const Appeal__PullResponse *resp) {
     /* It claims more of our log than it serves: after the bound, it leaves
      * the quorum, so one peer's lie cannot hold the recovery forever. */
     uint64_t proven = 0;
-    if (!claim_discarded(p, r->n->keys.sign_pk, &proven) || proven > mine) {
+    if (!claim_discarded(p, r->g->keys.sign_pk, &proven) || proven > mine) {
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -1248,10 +1067,10 @@ static int send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *
  * request goes out before the last answer is on disk). */
 static int snapshot_marks(struct repl *r, struct origin_list *l) {
     MDB_txn *t;
-    int rc = store_rd_begin(&r->n->store, &t);
+    int rc = store_rd_begin(&r->g->store, &t);
     if (rc == 0) {
         rc = list_origins(r, t, l);
-        store_rd_end(&r->n->store, t);
+        store_rd_end(&r->g->store, t);
     }
     return rc;
 }
@@ -1394,7 +1213,7 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
         snprintf(msg, sizeof msg, "refused a batch from %s: %s", p->cn->juris, e->msg);
         return err_set(e, rc, "%s", msg);
     }
-    atomic_fetch_add_explicit(&r->n->metrics.pulls, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->g->metrics.pulls, 1, memory_order_relaxed);
     peer_contact(p, f->body, (const Appeal__Mark *const *)f->resp->marks, f->resp->n_marks, true);
     return 0;
 }
@@ -1409,7 +1228,7 @@ static int pull_session(struct peer *p, struct errbuf *e) {
     if (rc != 0) {
         return err_set(e, rc, "cannot read our marks: %s", apl_strerror(rc));
     }
-    struct ingest in;
+    struct repl_ingest in;
     bool inflight = false;
     size_t expected = 0;
     unsigned empty_answers = 0;
@@ -1476,15 +1295,6 @@ static int pull_session(struct peer *p, struct errbuf *e) {
 
 /* ---- recovery ---- */
 
-static int run_recovered(void *node, MDB_txn *t, struct wreq *w) {
-    struct node *n = node;
-    if (n->self.head_seq > 0) {
-        return 0;
-    }
-    struct appeal_ctx c;
-    node_appeal_ctx(n, t, &c);
-    return appeal_genesis(&c, n->juris, &w->err);
-}
 
 static void recovery_maybe_done(struct repl *r) {
     if (!atomic_load(&r->recovering)) {
@@ -1507,17 +1317,17 @@ static void recovery_maybe_done(struct repl *r) {
      * takes that one (repl_durable) before our wait can end. */
     pthread_mutex_lock(&r->recover_mu);
     if (atomic_load(&r->recovering)) {
-        struct waited x;
-        memset(&x, 0, sizeof x);
-        x.w.run = run_recovered;
-        if (submit_wait(r, &x) == 0) {
+        struct wreq w;
+        memset(&w, 0, sizeof w);
+        w.run = r->o.recovered_run;
+        if (submit_wait(r, &w) == 0) {
             atomic_store(&r->recovering, false);
-            node_recovered(r->n);
+            r->o.recovered(r->o.recovered_arg);
             char c[16];
             snprintf(c, sizeof c, "%d", confirmed);
             olog(OLOG_INFO, "recovered", "peers_confirmed", c, NULL);
         } else {
-            olog(OLOG_ERROR, "recovery_failed", "reason", err_msg(&x.w.err, x.w.rc), NULL);
+            olog(OLOG_ERROR, "recovery_failed", "reason", err_msg(&w.err, w.rc), NULL);
         }
     }
     pthread_mutex_unlock(&r->recover_mu);
@@ -1593,11 +1403,11 @@ static struct peer *peer_of(struct repl *r, const struct cluster_node *cn) {
 
 static uint64_t local_head(struct repl *r, const uint8_t *pk, struct origin_state *o) {
     MDB_txn *t;
-    if (store_rd_begin(&r->n->store, &t) != 0) {
+    if (store_rd_begin(&r->g->store, &t) != 0) {
         return 0;
     }
-    int rc = log_origin_get(&r->n->store, t, pk, o);
-    store_rd_end(&r->n->store, t);
+    int rc = chain_origin_get(&r->g->store, t, pk, o);
+    store_rd_end(&r->g->store, t);
     return rc == 0 ? o->head_seq : 0;
 }
 
@@ -1663,7 +1473,7 @@ static void on_push(struct repl *r, struct peer *p, Appeal__PeerBody *b) {
     }
     uint64_t appended = 0;
     if (!skip && ingest(r, p, &run, 1, &appended, &e) == 0) {
-        atomic_fetch_add_explicit(&r->n->metrics.pushes, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->g->metrics.pushes, 1, memory_order_relaxed);
         pthread_mutex_lock(&p->mu);
         p->records_in += appended;
         pthread_mutex_unlock(&p->mu);
@@ -1722,12 +1532,12 @@ static void publish(struct repl *r, Appeal__PeerBody *body) {
 /* Publishes our records from..to (durable, in the store) in capped runs. */
 static void publish_range(struct repl *r, uint64_t from, uint64_t to) {
     MDB_txn *t;
-    if (store_rd_begin(&r->n->store, &t) != 0) {
+    if (store_rd_begin(&r->g->store, &t) != 0) {
         return;
     }
     struct origin_state self;
-    if (log_origin_get(&r->n->store, t, r->n->keys.sign_pk, &self) != 0) {
-        store_rd_end(&r->n->store, t);
+    if (chain_origin_get(&r->g->store, t, r->g->keys.sign_pk, &self) != 0) {
+        store_rd_end(&r->g->store, t);
         return;
     }
     while (from <= to && !atomic_load(&r->stopping)) {
@@ -1744,7 +1554,7 @@ static void publish_range(struct repl *r, uint64_t from, uint64_t to) {
         size_t bytes = 0;
         while (from <= to && run.n_records < PUSH_RECORDS_MAX && bytes < PUSH_BYTES_MAX) {
             MDB_val env;
-            if (log_get(&r->n->store, t, self.idx, from, &env) != 0) {
+            if (chain_get(&r->g->store, t, self.idx, from, &env) != 0) {
                 break;
             }
             recs[run.n_records].data = env.mv_data;
@@ -1763,12 +1573,12 @@ static void publish_range(struct repl *r, uint64_t from, uint64_t to) {
         body.push = &push;
         publish(r, &body);
     }
-    store_rd_end(&r->n->store, t);
+    store_rd_end(&r->g->store, t);
 }
 
 static void publish_heads(struct repl *r) {
     MDB_txn *t;
-    if (store_rd_begin(&r->n->store, &t) != 0) {
+    if (store_rd_begin(&r->g->store, &t) != 0) {
         return;
     }
     arena_reset(&r->pub_arena);
@@ -1787,7 +1597,7 @@ static void publish_heads(struct repl *r) {
         body.heads = &h;
         publish(r, &body);
     }
-    store_rd_end(&r->n->store, t);
+    store_rd_end(&r->g->store, t);
 }
 
 static void *publisher_main(void *arg) {
@@ -1860,7 +1670,7 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
         rv = open_socket_opts(r->rep, 256 * 1024);
     }
     if (rv == 0) {
-        rv = conn_limit_start(&r->conns, r->rep, "peer", r->n->connections_max, r->n->idle_ms,
+        rv = conn_limit_start(&r->conns, r->rep, "peer", r->o.connections_max, r->o.idle_ms,
                               NULL);
     }
     for (int i = 0; rv == 0 && i < REPL_CONTEXTS; i++) {
@@ -1881,7 +1691,7 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
     /* Over tls+tcp:// only nodes with a certificate from the federation's
      * CA connect; which node it is, its signatures say (peermsg.c). */
     int rc =
-        tls_listen(r->rep, self->peer_url, r->n->tls, TLS_AUTH_PEERS, "serve peers on", NULL, e);
+        tls_listen(r->rep, self->peer_url, r->o.tls, TLS_AUTH_PEERS, "serve peers on", NULL, e);
     if (rc != 0) {
         return rc;
     }
@@ -1890,7 +1700,7 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
         return err_set(e, APL_ENET, "cannot publish on %s: %s", self->pub_url, nng_strerror(rv));
     }
     r->pub_open = true;
-    rc = tls_listen(r->pub, self->pub_url, r->n->tls, TLS_AUTH_PEERS, "publish on", NULL, e);
+    rc = tls_listen(r->pub, self->pub_url, r->o.tls, TLS_AUTH_PEERS, "publish on", NULL, e);
     if (rc != 0) {
         return rc;
     }
@@ -1922,7 +1732,7 @@ static int start_peers(struct repl *r, struct errbuf *e) {
             continue;
         }
         /* The peer's certificate must name its jurisdiction. */
-        int rc = tls_dial(r->sub, cn->pub_url, r->n->tls, cn->juris, NNG_FLAG_NONBLOCK,
+        int rc = tls_dial(r->sub, cn->pub_url, r->o.tls, cn->juris, NNG_FLAG_NONBLOCK,
                           "subscribe to", NULL, e);
         if (rc != 0) {
             return rc;
@@ -1944,7 +1754,7 @@ static int start_peers(struct repl *r, struct errbuf *e) {
         }
         if (rv == 0) {
             p->tls = tls_url(cn->peer_url);
-            rc = tls_dial(p->req, cn->peer_url, r->n->tls, cn->juris, NNG_FLAG_NONBLOCK,
+            rc = tls_dial(p->req, cn->peer_url, r->o.tls, cn->juris, NNG_FLAG_NONBLOCK,
                           "pull from", &p->dialer, e);
             if (rc != 0) {
                 r->n_peers++;
@@ -1965,21 +1775,22 @@ static int start_peers(struct repl *r, struct errbuf *e) {
     return 0;
 }
 
-int repl_start(struct repl **out, struct node *n, struct cluster *c, const struct repl_opts *o,
+int repl_start(struct repl **out, struct engine *g, struct cluster *c, const struct repl_opts *o,
                struct errbuf *e) {
     struct repl *r = calloc(1, sizeof *r);
     if (r == NULL) {
         return APL_ENOMEM;
     }
-    r->n = n;
+    r->g = g;
     r->c = c;
+    r->o = *o;
     r->recover_quorum = o->recover_quorum;
     r->burst_floor = o->burst_floor;
     atomic_store(&r->recovering, o->recovering);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     pthread_mutex_init(&r->recover_mu, NULL);
-    r->published = r->durable_target = atomic_load(&n->durable_head);
+    r->published = r->durable_target = atomic_load(&g->durable_head);
     int rc = arena_init(&r->ingest_arena, RECORD_ARENA_BYTES);
     if (rc == 0) {
         rc = arena_init(&r->sub_arena, 8u << 20);
@@ -2174,7 +1985,7 @@ static uint64_t best_known(struct repl *r, const uint8_t *pk, uint64_t have) {
 
 static int fork_list(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus *s) {
     MDB_cursor *c;
-    int rc = store_rc(mdb_cursor_open(t, r->n->store.dbi[DB_FORKS], &c));
+    int rc = store_rc(mdb_cursor_open(t, r->g->store.dbi[DB_FORKS], &c));
     if (rc != 0) {
         return rc;
     }
@@ -2184,7 +1995,7 @@ static int fork_list(struct repl *r, MDB_txn *t, struct arena *a, Appeal__Cluste
          m == 0 && s->forks != NULL && s->n_forks < CLUSTER_NODES_MAX;
          m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         Appeal__Fork *f =
-            (Appeal__Fork *)pbx_unpack(&appeal__fork__descriptor, v.mv_data, v.mv_size, a, 4, NULL);
+            (Appeal__Fork *)pb_unpack(&appeal__fork__descriptor, v.mv_data, v.mv_size, a, 4, NULL);
         Appeal__ForkInfo *fi = arena_new(a, sizeof *fi);
         if (f == NULL || fi == NULL || f->origin.len != KEY_PK_BYTES) {
             continue;
@@ -2208,12 +2019,12 @@ void repl_status_visit(struct repl *r, void (*fn)(void *arg, const Appeal__Clust
     if (r == NULL || arena_init(&a, 1u << 20) != 0) {
         return;
     }
-    if (store_rd_begin(&r->n->store, &t) == 0) {
+    if (store_rd_begin(&r->g->store, &t) == 0) {
         Appeal__ClusterStatus *s;
         if (repl_status(r, t, &a, &s) == 0) {
             fn(arg, s);
         }
-        store_rd_end(&r->n->store, t);
+        store_rd_end(&r->g->store, t);
     }
     arena_fini(&a);
 }
@@ -2225,7 +2036,7 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         return APL_ENOMEM;
     }
     appeal__cluster_status__init(s);
-    s->jurisdiction = r->n->juris;
+    s->jurisdiction = r->g->juris;
     s->recovering = atomic_load(&r->recovering);
     s->now_ms = now_ms(r);
     int rc = list_origins(r, t, l);

@@ -39,14 +39,16 @@
 #include <stdint.h>
 
 #include "api.pb-c.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "err.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "repl.pb-c.h"
 #include "store.h"
 
-struct node;
+struct engine;
 struct repl;
+struct tls;
+struct wreq;
 
 enum {
     REPL_RECV_BYTES_MAX = 16 * 1024 * 1024, /* any peer message: PEER_RECV_BYTES_MAX */
@@ -69,9 +71,6 @@ enum {
     HEADS_INTERVAL_MS = 1000,
     PEER_SILENT_MS = 3 * PULL_IDLE_MS + 1000, /* no good pull for this long: unreachable */
     REPL_ARENA_BYTES = 64 * 1024 * 1024,
-    /* A replicated record's bytes in the map, over its envelope's: the log
-     * row, derived rows and B-tree pages (measured about 3; kept above). */
-    INGEST_BYTES_FACTOR = 4,
     /* Origin burst budget: in each interval (from the first record of it
      * that this node stores), records of another origin are stored up to
      * max(its head at the interval's start, the floor); the rest are
@@ -85,6 +84,16 @@ struct repl_opts {
     int recover_quorum; /* peers that must answer before a recovering node signs; -1: all */
     bool recovering;
     uint64_t burst_floor; /* records per ORIGIN_BURST_INTERVAL_MS any origin may add; 0: no limit */
+    struct tls *tls;          /* NULL: no TLS files (tcp:// and ipc:// only) */
+    uint32_t connections_max; /* of the serve socket (bounds.h) */
+    int64_t idle_ms;          /* an idle peer connection is closed */
+    int64_t peer_skew_ms;     /* drills only: shifts the time in our peer messages */
+    /* Recovery is over: `recovered_run` runs on the writer (the service
+     * writes the genesis record if the log is still empty), then
+     * `recovered(recovered_arg)` (the service removes its marker). */
+    int (*recovered_run)(void *writer_arg, MDB_txn *t, struct wreq *w);
+    void (*recovered)(void *arg);
+    void *recovered_arg;
 };
 
 /* Calls fn for each origin whose records are postponed by the burst budget
@@ -92,7 +101,7 @@ struct repl_opts {
 void repl_bursting(struct repl *r, void (*fn)(void *arg, const char *juris, uint64_t allowed),
                    void *arg);
 
-int repl_start(struct repl **out, struct node *n, struct cluster *c, const struct repl_opts *o,
+int repl_start(struct repl **out, struct engine *g, struct cluster *c, const struct repl_opts *o,
                struct errbuf *e);
 /* First half of shutdown: stops pulling and subscribing (their pending
  * ingests complete through the still-running writer). */

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node.h"
+#include "cal.h"
+#include "engine.h"
 #include "olog.h"
 #include "peermsg.h"
 #include "query.h"
@@ -22,8 +23,9 @@ enum {
 };
 
 struct survey {
-    struct node *n;
+    struct engine *g;
     struct cluster *c;
+    struct survey_opts o; /* read-only after start */
     nng_socket resp, surv;
     bool resp_open, surv_open;
     pthread_t responder;
@@ -43,7 +45,7 @@ static void respond_one(struct survey *s, nng_msg *m, nng_aio *aio) {
     arena_reset(&s->resp_arena);
     Appeal__PeerBody *b;
     const struct cluster_node *from;
-    int rc = peermsg_open(s->c, &s->n->store, nng_msg_body(m), nng_msg_len(m), &s->resp_arena, NULL,
+    int rc = peermsg_open(s->c, &s->g->store, nng_msg_body(m), nng_msg_len(m), &s->resp_arena, NULL,
                           &b, &from, &e);
     nng_msg_free(m);
     if (rc == 0 && (b->msg_case != APPEAL__PEER_BODY__MSG_QUERY || b->query == NULL)) {
@@ -52,17 +54,17 @@ static void respond_one(struct survey *s, nng_msg *m, nng_aio *aio) {
     /* A node relearning its own log, or whose log forked, does not know
      * what it owns: silence makes the asker use (and label) its replica. */
     if (rc == 0 &&
-        (repl_recovering(s->n->repl) || __atomic_load_n(&s->n->self.frozen, __ATOMIC_RELAXED))) {
+        (repl_recovering(s->o.repl) || engine_self_frozen(s->g))) {
         rc = err_set(&e, APL_EUNAVAIL, "recovering or frozen: not answering live");
     }
     Appeal__QueryResult *r = NULL;
     if (rc == 0) {
         MDB_txn *t;
-        rc = store_rd_begin(&s->n->store, &t);
+        rc = store_rd_begin(&s->g->store, &t);
         if (rc == 0) {
-            rc = query_run(&s->n->store, t, b->query, s->n->juris, node_today(s->n), &s->resp_arena,
+            rc = query_run(&s->g->store, t, b->query, s->g->juris, day_from_ms(engine_now_ms(s->g), s->o.utc_offset_min), &s->resp_arena,
                            &r, &e);
-            store_rd_end(&s->n->store, t);
+            store_rd_end(&s->g->store, t);
         }
     }
     if (rc != 0) {
@@ -70,12 +72,12 @@ static void respond_one(struct survey *s, nng_msg *m, nng_aio *aio) {
         return; /* the surveyor treats silence as "use the replica" */
     }
     r->mode = "live";
-    r->answered_by = s->n->juris;
+    r->answered_by = s->g->juris;
     Appeal__PeerBody out = APPEAL__PEER_BODY__INIT;
     out.msg_case = APPEAL__PEER_BODY__MSG_QUERY_RESULT;
     out.query_result = r;
     nng_msg *reply;
-    if (peermsg_pack(&s->n->keys, s->n->peer_skew_ms, &out, &reply) != 0) {
+    if (peermsg_pack(&s->g->keys, s->o.peer_skew_ms, &out, &reply) != 0) {
         return;
     }
     nng_aio_set_msg(aio, reply);
@@ -142,7 +144,7 @@ static int collect(struct survey *s, const Appeal__QueryRequest *q, struct arena
     body.msg_case = APPEAL__PEER_BODY__MSG_QUERY;
     body.query = (Appeal__QueryRequest *)q;
     nng_msg *m;
-    int rc = peermsg_pack(&s->n->keys, s->n->peer_skew_ms, &body, &m);
+    int rc = peermsg_pack(&s->g->keys, s->o.peer_skew_ms, &body, &m);
     if (rc != 0) {
         return rc;
     }
@@ -173,7 +175,7 @@ static int collect(struct survey *s, const Appeal__QueryRequest *q, struct arena
         err_clear(&e);
         Appeal__PeerBody *b;
         const struct cluster_node *from;
-        rc = peermsg_open(s->c, &s->n->store, nng_msg_body(in), nng_msg_len(in), a, NULL, &b, &from,
+        rc = peermsg_open(s->c, &s->g->store, nng_msg_body(in), nng_msg_len(in), a, NULL, &b, &from,
                           &e);
         nng_msg_free(in);
         if (rc != 0 || b->msg_case != APPEAL__PEER_BODY__MSG_QUERY_RESULT ||
@@ -219,9 +221,10 @@ static Appeal__SourceInfo *source(struct arena *a, const char *juris, const char
     return si;
 }
 
-int survey_sources_replica(struct node *n, MDB_txn *t, Appeal__QueryResult *r, struct arena *a) {
+int survey_sources_replica(struct engine *n, struct repl *repl, MDB_txn *t, Appeal__QueryResult *r,
+                           struct arena *a) {
     Appeal__ClusterStatus *st = NULL;
-    if (n->repl != NULL && repl_status(n->repl, t, a, &st) != 0) {
+    if (repl != NULL && repl_status(repl, t, a, &st) != 0) {
         st = NULL;
     }
     size_t count = st != NULL ? st->n_origins : 1;
@@ -258,7 +261,7 @@ int survey_sources_replica(struct node *n, MDB_txn *t, Appeal__QueryResult *r, s
 static int local_part(struct survey *s, MDB_txn *t, const Appeal__QueryRequest *q,
                       const char *juris, struct arena *a, Appeal__QueryResult **r,
                       struct errbuf *e) {
-    return query_run(&s->n->store, t, q, juris, node_today(s->n), a, r, e);
+    return query_run(&s->g->store, t, q, juris, day_from_ms(engine_now_ms(s->g), s->o.utc_offset_min), a, r, e);
 }
 
 int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
@@ -283,15 +286,15 @@ int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
         return err_set(e, rc, "cannot send the survey: %s", apl_strerror(rc));
     }
     MDB_txn *t;
-    if ((rc = store_rd_begin(&s->n->store, &t)) != 0) {
+    if ((rc = store_rd_begin(&s->g->store, &t)) != 0) {
         return err_set(e, rc, "cannot read the store");
     }
     Appeal__ClusterStatus *st = NULL;
-    if (s->n->repl != NULL && repl_status(s->n->repl, t, a, &st) != 0) {
+    if (s->o.repl != NULL && repl_status(s->o.repl, t, a, &st) != 0) {
         st = NULL;
     }
     Appeal__QueryResult *r = NULL;
-    rc = local_part(s, t, q, s->n->juris, a, &r, e);
+    rc = local_part(s, t, q, s->g->juris, a, &r, e);
     if (rc == 0) {
         r->mode = "live";
         r->sources = arena_new(a, (s->c->count + 1) * sizeof *r->sources);
@@ -331,7 +334,7 @@ int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
             r->sources[r->n_sources++] = si;
         }
     }
-    store_rd_end(&s->n->store, t);
+    store_rd_end(&s->g->store, t);
     if (rc != 0) {
         return e->msg[0] ? rc : err_set(e, rc, "the live query failed: %s", apl_strerror(rc));
     }
@@ -341,13 +344,15 @@ int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
 
 /* ---- start and stop ---- */
 
-int survey_start(struct survey **out, struct node *n, struct cluster *c, struct errbuf *e) {
+int survey_start(struct survey **out, struct engine *n, struct cluster *c,
+                 const struct survey_opts *o, struct errbuf *e) {
     struct survey *s = calloc(1, sizeof *s);
     if (s == NULL) {
         return APL_ENOMEM;
     }
-    s->n = n;
+    s->g = n;
     s->c = c;
+    s->o = *o;
     pthread_mutex_init(&s->mu, NULL);
     const struct cluster_node *self = &c->nodes[c->self];
     int rv = arena_init(&s->resp_arena, query_arena_bytes(QUERY_GROUPS_MAX)) == 0 ? 0 : NNG_ENOMEM;
@@ -374,7 +379,7 @@ int survey_start(struct survey **out, struct node *n, struct cluster *c, struct 
     int rc = 0;
     for (uint32_t i = 0; rv == 0 && rc == 0 && i < c->count; i++) {
         if ((int)i != c->self && c->nodes[i].query_url[0] != '\0') {
-            rc = tls_dial(s->surv, c->nodes[i].query_url, n->tls, c->nodes[i].juris,
+            rc = tls_dial(s->surv, c->nodes[i].query_url, s->o.tls, c->nodes[i].juris,
                           NNG_FLAG_NONBLOCK, "send live queries to", NULL, e);
         }
     }
@@ -385,7 +390,7 @@ int survey_start(struct survey **out, struct node *n, struct cluster *c, struct 
             rv = nng_socket_set_size(s->resp, NNG_OPT_RECVMAXSZ, RESPOND_RECV_BYTES_MAX);
         }
         if (rv == 0) {
-            rc = tls_listen(s->resp, self->query_url, n->tls, TLS_AUTH_PEERS,
+            rc = tls_listen(s->resp, self->query_url, s->o.tls, TLS_AUTH_PEERS,
                             "serve live queries on", NULL, e);
         }
         if (rv == 0 && rc == 0) {

@@ -15,14 +15,24 @@
 #include <lmdb.h>
 
 #include "api.pb-c.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "err.h"
-#include "pbx.h"
+#include "pbdecode.h"
 
-struct node;
+struct engine;
+struct repl;
 struct survey;
+struct tls;
 
-int survey_start(struct survey **out, struct node *n, struct cluster *c, struct errbuf *e);
+struct survey_opts {
+    struct repl *repl;    /* NULL: not replicating (no recovery, no status) */
+    struct tls *tls;      /* NULL: no TLS files */
+    int64_t peer_skew_ms; /* drills only */
+    int utc_offset_min;   /* the jurisdiction's: "today" for overdue counts */
+};
+
+int survey_start(struct survey **out, struct engine *g, struct cluster *c,
+                 const struct survey_opts *o, struct errbuf *e);
 void survey_stop(struct survey *s);
 
 /* Runs a live query; the answer lives in `a`. Blocks up to the query's
@@ -35,6 +45,7 @@ int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
 void survey_cancel(struct survey *s);
 
 /* Fills result->sources for a replica answer from the cluster status. */
-int survey_sources_replica(struct node *n, MDB_txn *t, Appeal__QueryResult *r, struct arena *a);
+int survey_sources_replica(struct engine *g, struct repl *repl, MDB_txn *t, Appeal__QueryResult *r,
+                           struct arena *a);
 
 #endif

@@ -1,5 +1,5 @@
 # Translations (docs/i18n.md): po/LANG.po compiled by msgfmt into
-#   BUILD/share/locale/LANG/LC_MESSAGES/appeal.mo   (programs: node/i18n.h)
+#   BUILD/share/locale/LANG/LC_MESSAGES/appeal.mo   (programs: node/base/i18n.h)
 #   BUILD/gen/web/i18n-LANG.json                    (the dashboard, embedded)
 # The programs find BUILD/share/locale next to BUILD/bin, and an install's
 # LOCALEDIR next to its BINDIR, the same way (i18n_localedir).
@@ -24,13 +24,13 @@ foreach(lang ${APPEAL_LANGS})
     DEPENDS ${po}
     COMMENT "msgfmt po/${lang}.po")
   list(APPEND APPEAL_MO_FILES ${mo})
-  # The dashboard's part of the same catalogue: the entries from node/web/.
+  # The dashboard's part of the same catalogue: the entries from node/service/web/.
   set(webpo ${CMAKE_BINARY_DIR}/gen/web-${lang}.po)
   set(webmo ${CMAKE_BINARY_DIR}/gen/web-${lang}.mo)
   set(json ${CMAKE_BINARY_DIR}/gen/web/i18n-${lang}.json)
   add_custom_command(
     OUTPUT ${json}
-    COMMAND ${MSGGREP} -N node/web/* -o ${webpo} ${po}
+    COMMAND ${MSGGREP} -N node/service/web/* -o ${webpo} ${po}
     COMMAND ${MSGFMT} -o ${webmo} ${webpo}
     COMMAND ${I18N_PYTHON3} ${CMAKE_SOURCE_DIR}/po/mo2json.py --lang ${lang} --mo ${webmo}
             --regions ${CMAKE_SOURCE_DIR}/tools/data/kz-regions.tsv -o ${json}

@@ -44,7 +44,7 @@ foreach(cmd appeal-node appealctl)
 endforeach()
 
 # The translations (cmake/I18n.cmake): LOCALEDIR/LANG/LC_MESSAGES/appeal.mo,
-# found by the programs next to BINDIR (node/i18n.h).
+# found by the programs next to BINDIR (node/base/i18n.h).
 foreach(lang ${APPEAL_LANGS})
   install(FILES ${CMAKE_BINARY_DIR}/share/locale/${lang}/LC_MESSAGES/appeal.mo
           DESTINATION ${CMAKE_INSTALL_LOCALEDIR}/${lang}/LC_MESSAGES)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Extracts the dashboard page's texts for translation (xgettext reads no
 HTML): the text of every element marked data-i18n, and the attributes named
-by data-i18n-attr ("title,aria-label"), of node/web/index.html, as a .pot on
+by data-i18n-attr ("title,aria-label"), of node/service/web/index.html, as a .pot on
 stdout. dashboard.js translates the same texts at load with the same rule:
 whitespace runs become one space, ends trimmed."""
 import html.parser

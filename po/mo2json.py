@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """The dashboard's strings for one language, as JSON (build time,
-cmake/I18n.cmake): the node/web/ entries of po/LANG.po (compiled to a .mo by
+cmake/I18n.cmake): the node/service/web/ entries of po/LANG.po (compiled to a .mo by
 msgfmt) and the region names of tools/data/kz-regions.tsv in that language.
 
   {"lang": "ru", "plural": "ru", "messages": {"msgid": "msgstr" | [forms],
    "ctx\\u0004msgid": ...}, "regions": {"KZ-75": "Алматы", ...}}
 
-"plural" names the Plural-Forms rule (the same known rules as node/i18n.c):
+"plural" names the Plural-Forms rule (the same known rules as node/base/i18n.c):
 "n!=1", "ru" or "one"; an unknown rule fails the build."""
 import argparse
 import gettext

@@ -21,13 +21,12 @@
 
 #include <sodium.h>
 
-#include "api.h"
 #include "api.pb-c.h"
 #include "bounds.h"
 #include "cal.h"
 #include "client.h"
-#include "cluster.h"
-#include "open311.h"
+#include "channel.h"
+#include "clusterfile.h"
 #include "receipt.h"
 #include "json.h"
 #include "jsonout.h"
@@ -36,7 +35,7 @@
 #include "lifecycle.h"
 #include "names.h"
 #include "query.h"
-#include "rules.h"
+#include "ruleset.h"
 #include "util.h"
 
 enum { ARGS_MAX = 64, POS_MAX = 8, DEFAULT_TIMEOUT_MS = 15000 };
@@ -1246,7 +1245,7 @@ static void print_channels(bool as_json, const Appeal__GrantList *l) {
         }
         char id[KEY_SHORT_HEX + 1];
         util_hex(g->key.data, KEY_SHORT_HEX / 2, id);
-        uint32_t rate = g->rate_per_minute ? g->rate_per_minute : OPEN311_RATE_PER_MIN_DEFAULT;
+        uint32_t rate = g->rate_per_minute ? g->rate_per_minute : CHANNEL_RATE_PER_MIN_DEFAULT;
         if (as_json) {
             json_obj(&j, NULL);
             json_str(&j, "id", id);
@@ -1273,8 +1272,8 @@ static int cmd_channel(struct client *cl, const struct cli *c, bool as_json) {
     Appeal__GrantRequest g = APPEAL__GRANT_REQUEST__INIT;
     Appeal__RevokeRequest r = APPEAL__REVOKE_REQUEST__INIT;
     Appeal__GrantsRequest gs = APPEAL__GRANTS_REQUEST__INIT;
-    uint8_t pk[32], secret[OPEN311_API_KEY_BYTES];
-    char api_key[2 * OPEN311_API_KEY_BYTES + 1] = "";
+    uint8_t pk[32], secret[CHANNEL_API_KEY_BYTES];
+    char api_key[2 * CHANNEL_API_KEY_BYTES + 1] = "";
     long rate = 0;
     if (opt(c, "rate") != NULL && util_parse_long(opt(c, "rate"), 1, 1000000, &rate) != 0) {
         fprintf(stderr, "appealctl: --rate takes filings a minute (1 to 1000000)\n");
@@ -1285,7 +1284,7 @@ static int cmd_channel(struct client *cl, const struct cli *c, bool as_json) {
         randombytes_buf(secret, sizeof secret);
         util_hex(secret, sizeof secret, api_key);
         sodium_memzero(secret, sizeof secret);
-        open311_key_hash(api_key, strlen(api_key), pk);
+        channel_key_hash(api_key, strlen(api_key), pk);
         g.label = (char *)opt(c, "label");
         g.rate_per_minute = (uint32_t)rate;
     } else if (strcmp(verb, "rate") == 0 && c->npos == 4) {
@@ -1415,7 +1414,7 @@ static int cmd_receipt(const struct cli *c, bool as_json) {
     free(text);
     free(cl);
     if (rc != 0) {
-        print_error(as_json, api_error_code(rc), err_msg(&e, rc));
+        print_error(as_json, client_error_code(rc), err_msg(&e, rc));
         return rc == APL_EAUTH || rc == APL_EINVAL ? 1 : 2;
     }
     print_receipt_info(as_json, &ri);

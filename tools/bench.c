@@ -50,7 +50,7 @@
 #include "keys.h"
 #include "olog.h"
 #include "query.h"
-#include "rules.h"
+#include "ruleset.h"
 #include "store.h"
 #include "util.h"
 
@@ -93,7 +93,7 @@ static void make_iin(unsigned n, char out[13]) {
     for (unsigned serial = n;; serial += 7919) {
         snprintf(out, 13, "%02u%02u%02u%u%04u0", 60 + n % 40, 1 + n % 12, 1 + n % 28, 3 + n % 2,
                  serial % 10000);
-        int check = rules_iin_check_digit(out);
+        int check = iin_check_digit(out);
         if (check >= 0) {
             out[11] = (char)('0' + check);
             return;
@@ -260,7 +260,7 @@ static int raw_prepare(struct raw_pool *p, size_t n, const char *url) {
         q.file = &f;
         uint8_t *inner;
         size_t ilen;
-        pbx_pack(&q.base, &inner, &ilen);
+        pb_pack(&q.base, &inner, &ilen);
         uint8_t sig[SIG_BYTES];
         crypto_sign_detached(sig, NULL, inner, ilen, sk);
         Appeal__ClientRequest cr = APPEAL__CLIENT_REQUEST__INIT;
@@ -270,7 +270,7 @@ static int raw_prepare(struct raw_pool *p, size_t n, const char *url) {
         cr.key.len = sizeof pk;
         cr.sig.data = sig;
         cr.sig.len = sizeof sig;
-        pbx_pack(&cr.base, &p->msgs[i], &p->lens[i]);
+        pb_pack(&cr.base, &p->msgs[i], &p->lens[i]);
         free(inner);
     }
     sodium_memzero(sk, sizeof sk);

@@ -48,7 +48,7 @@
 #include "appeal.h"
 #include "cal.h"
 #include "node.h"
-#include "rules.h"
+#include "ruleset.h"
 #include "util.h"
 
 enum {
@@ -69,7 +69,7 @@ struct origin {
     struct origin_state st;    /* its log in the target store (multi mode) */
     struct origin_state *self; /* &st, or the target node's own */
     struct origin_state saved; /* before the transaction being attempted */
-    const struct rules *rules;
+    const struct ruleset *rules;
     const struct node_keys *keys;
     const uint8_t *actor;
     const char *leaves[LEAVES_MAX];
@@ -155,7 +155,7 @@ static void make_iin(uint32_t n, char out[13]) {
     for (uint32_t serial = n;; serial += 7919) {
         snprintf(out, 13, "%02u%02u%02u%u%04u0", 50 + n % 50, 1 + n / 50 % 12, 1 + n / 600 % 28,
                  3 + n % 2, serial % 10000);
-        int check = rules_iin_check_digit(out);
+        int check = iin_check_digit(out);
         if (check >= 0) {
             out[11] = (char)('0' + check);
             return;
@@ -267,10 +267,10 @@ static int predict_number(struct gen *g, struct origin *o, int32_t day, char *ou
         /* Only earlier runs can have numbered appeals of a later year:
          * what this run plans is in time order. */
         MDB_txn *t;
-        int rc = store_rd_begin(&g->n.store, &t);
+        int rc = store_rd_begin(&g->n.eng.store, &t);
         if (rc == 0) {
-            rc = state_regno(&g->n.store, t, o->self->juris, year, &o->regno_last);
-            store_rd_end(&g->n.store, t);
+            rc = state_regno(&g->n.eng.store, t, o->self->juris, year, &o->regno_last);
+            store_rd_end(&g->n.eng.store, t);
         }
         if (rc != 0) {
             return rc;
@@ -474,7 +474,7 @@ static int run_batch(void *node, MDB_txn *t, struct wreq *w) {
     struct batch_req *b = (struct batch_req *)w;
     struct gen *g = b->g;
     memset(b->kinds, 0, sizeof b->kinds);
-    int rc = state_batch_begin(&g->n.state);
+    int rc = state_batch_begin(&g->n.eng.state);
     for (size_t i = 0; rc == 0 && i < g->n_ops; i++) {
         const struct op *op = &g->ops[i];
         rc = op->kind == OP_FILE ? run_file(g, t, op, &w->err) : run_act(g, t, op, &w->err);
@@ -486,7 +486,7 @@ static int run_batch(void *node, MDB_txn *t, struct wreq *w) {
             rc = APL_ECORRUPT;
         }
     }
-    int rc2 = state_batch_end(&g->n.state, rc == 0 ? t : NULL);
+    int rc2 = state_batch_end(&g->n.eng.state, rc == 0 ? t : NULL);
     return rc != 0 ? rc : rc2;
 }
 
@@ -508,7 +508,7 @@ static void hook_rollback(void *arg) {
 
 static int run_in_txn(struct gen *g, struct wreq *w) {
     struct writer_hooks h = {.node = g, .begin = hook_begin, .rollback = hook_rollback};
-    return writer_run_now(&g->n.store, &h, w);
+    return writer_run_now(&g->n.eng.store, &h, w);
 }
 
 /* ---- origins ---- */
@@ -531,9 +531,9 @@ static int origin_self(struct gen *g, struct errbuf *e) {
     }
     g->o[g->n_origins++] = o;
     o->lock_fd = -1;
-    o->self = &g->n.self;
+    o->self = &g->n.eng.self;
     o->rules = &g->n.rules;
-    o->keys = &g->n.keys;
+    o->keys = &g->n.eng.keys;
     o->actor = g->n.admin_pk;
     return leaves_of(o) == 0 ? 0 : err_set(e, APL_EINVAL, "%s: no classifier leaves", g->n.dir);
 }
@@ -564,12 +564,12 @@ static int origin_open(struct gen *g, const char *dir, struct errbuf *e) {
         o->n = NULL;
         return rc;
     }
-    if (memcmp(o->n->keys.sign_pk, g->n.keys.sign_pk, KEY_PK_BYTES) == 0) {
+    if (memcmp(o->n->eng.keys.sign_pk, g->n.eng.keys.sign_pk, KEY_PK_BYTES) == 0) {
         return err_set(e, APL_EINVAL, "%s is the target node itself", dir);
     }
     o->self = &o->st;
     o->rules = &o->n->rules;
-    o->keys = &o->n->keys;
+    o->keys = &o->n->eng.keys;
     o->actor = o->n->admin_pk;
     return leaves_of(o) == 0 ? 0 : err_set(e, APL_EINVAL, "%s: no classifier leaves", dir);
 }
@@ -591,9 +591,9 @@ static int seed_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
         seq != o->st.head_seq + 1) {
         return APL_ECORRUPT;
     }
-    int rc = log_append(&s->g->n.store, s->t, &o->st, env, len, r.body, r.body->time_ms, false);
+    int rc = chain_append(&s->g->n.eng.store, s->t, &o->st, env, len, r.body, r.body->time_ms, false);
     if (rc == 0) {
-        rc = state_apply(&s->g->n.state, s->t, &o->st, seq, r.body);
+        rc = state_apply(&s->g->n.eng.state, s->t, &o->st, seq, r.body);
     }
     s->g->seeded += rc == 0;
     return rc;
@@ -602,9 +602,9 @@ static int seed_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
 /* Does the target's copy of DIRi's log agree with DIRi's at `seq`? */
 static int seed_agrees(struct seed_copy *s, MDB_txn *own, uint64_t seq) {
     MDB_val a, b;
-    int rc = log_get(&s->o->n->store, own, s->o->n->self.idx, seq, &a);
+    int rc = chain_get(&s->o->n->eng.store, own, s->o->n->eng.self.idx, seq, &a);
     if (rc == 0) {
-        rc = log_get(&s->g->n.store, s->t, s->o->st.idx, seq, &b);
+        rc = chain_get(&s->g->n.eng.store, s->t, s->o->st.idx, seq, &b);
     }
     if (rc == 0 && (a.mv_size != b.mv_size || memcmp(a.mv_data, b.mv_data, a.mv_size) != 0)) {
         rc = APL_EEXIST;
@@ -617,30 +617,30 @@ static int run_seed(void *node, MDB_txn *t, struct wreq *w) {
     struct seed_copy *s = w->arg;
     struct origin *o = s->o;
     s->t = t;
-    int rc = log_origin_get(&s->g->n.store, t, o->n->keys.sign_pk, &o->st);
+    int rc = chain_origin_get(&s->g->n.eng.store, t, o->n->eng.keys.sign_pk, &o->st);
     if (rc == APL_ENOTFOUND) {
-        rc = log_origin_create(&s->g->n.store, t, o->n->keys.sign_pk, &o->st);
+        rc = chain_origin_create(&s->g->n.eng.store, t, o->n->eng.keys.sign_pk, &o->st);
     }
     MDB_txn *own;
-    if (rc != 0 || (rc = store_rd_begin(&o->n->store, &own)) != 0) {
+    if (rc != 0 || (rc = store_rd_begin(&o->n->eng.store, &own)) != 0) {
         return rc;
     }
-    uint64_t theirs = o->n->self.head_seq,
+    uint64_t theirs = o->n->eng.self.head_seq,
              common = o->st.head_seq < theirs ? o->st.head_seq : theirs;
     if (common > 0 && (rc = seed_agrees(s, own, common)) == APL_EEXIST) {
         err_set(&w->err, APL_EEXIST, "%s and the target disagree about %s's log", o->n->dir,
-                o->n->juris);
+                o->n->eng.juris);
     }
     if (rc == 0 && o->st.head_seq < theirs) {
-        rc = state_batch_begin(&s->g->n.state);
+        rc = state_batch_begin(&s->g->n.eng.state);
         if (rc == 0) {
-            rc = log_each(&o->n->store, own, o->n->self.idx, o->st.head_seq + 1, seed_one, s);
+            rc = chain_each(&o->n->eng.store, own, o->n->eng.self.idx, o->st.head_seq + 1, seed_one, s);
         }
-        int rc2 = state_batch_end(&s->g->n.state, rc == 0 ? t : NULL);
+        int rc2 = state_batch_end(&s->g->n.eng.state, rc == 0 ? t : NULL);
         rc = rc != 0 ? rc : rc2;
     }
-    store_rd_end(&o->n->store, own);
-    snprintf(o->st.juris, sizeof o->st.juris, "%s", o->n->juris);
+    store_rd_end(&o->n->eng.store, own);
+    snprintf(o->st.juris, sizeof o->st.juris, "%s", o->n->eng.juris);
     return rc;
 }
 

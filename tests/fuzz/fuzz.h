@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pbx.h"
+#include "pbdecode.h"
 
 /* The libFuzzer entry points (declared here for -Wmissing-prototypes). */
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -52,11 +52,11 @@ bool fuzz_skip_known(void);
  * reads files into C strings. Aborts if out of memory. */
 char *fuzz_cstr(const uint8_t *data, size_t size);
 
-/* Checks what pbx_guard() promises of a message that passed it with
+/* Checks what pb_guard() promises of a message that passed it with
  * `repeated_max` and `depth_max`: no repeated field anywhere in `m` holds
  * more than `repeated_max` elements, and no message is nested deeper than
  * `depth_max` (the top level is depth 1). Every string field is also run
- * through pbx_text_ok(), as the node's own checks do. Fails via
+ * through pb_text_ok(), as the node's own checks do. Fails via
  * fuzz_fail with the field's name. With fuzz_skip_known(), repeated counts
  * are not checked (known bug guard-merge). */
 void fuzz_check_bounds(const ProtobufCMessage *m, uint32_t repeated_max, uint32_t depth_max);

@@ -1,13 +1,13 @@
 /*
- * fuzz_categories: the text of DATA/categories.tsv (rules_parse,
- * node/rules.h), with the default rules and holidays. A text the node
+ * fuzz_categories: the text of DATA/categories.tsv (ruleset_parse,
+ * node/domain/ruleset.h), with the default rules and holidays. A text the node
  * accepts must give a classifier where every code it lists can be found.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
-#include "rules.h"
+#include "ruleset.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -18,10 +18,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *text = fuzz_cstr(data, size);
-    struct rules r;
+    struct ruleset r;
     struct errbuf e;
     err_clear(&e);
-    int rc = rules_parse(&r, NULL, NULL, text, &e);
+    int rc = ruleset_parse(&r, NULL, NULL, text, &e);
     free(text);
     if (rc != 0) {
         /* Nothing to release after a refusal: LeakSanitizer checks that. */
@@ -34,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t n = strlen(c->code);
         FUZZ_ASSERT(n >= 1 && n < RULES_CATEGORY_CODE_BYTES);
         FUZZ_ASSERT(strspn(c->code, "0123456789.") == n);
-        FUZZ_ASSERT(rules_category(&r, c->code) == c);
+        FUZZ_ASSERT(ruleset_category(&r, c->code) == c);
     }
-    rules_fini(&r);
+    ruleset_fini(&r);
     return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * fuzz_cluster_file: the text of the cluster file, the federation's trust
- * store (cluster_parse, cluster/cluster.h). An operator assembles it from
+ * store (cluster_parse, cluster/clusterfile.h). An operator assembles it from
  * the entries `appeal-node init` prints for every node, so its text passes
  * through several hands. A text the node accepts must mean what it says:
  *  - every node's address is the one its last `peer`, `pub` or `query` line
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "clusterfile.h"
 #include "fuzz.h"
 #include "record.h"
 #include "util.h"

@@ -1,5 +1,5 @@
 /*
- * fuzz_holidays: the text of DATA/holidays.conf (cal_load, node/cal.h), then
+ * fuzz_holidays: the text of DATA/holidays.conf (cal_load, node/domain/cal.h), then
  * the questions deadlines ask of the calendar it built, on a few days taken
  * from the input. A text the node accepts must give a calendar on which
  * "the n-th working day after d" is a working day exactly n working days on.

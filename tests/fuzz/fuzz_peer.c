@@ -20,7 +20,7 @@
  *     is APL_ETOOBIG, APL_EINVAL or APL_EAUTH, with a message.
  *  2. The seeds are signed at a fixed time, which is off the clock, and a
  *     fuzzer cannot forge signatures: so the body is also decoded directly,
- *     with pbx_unpack and the limits peermsg_open uses (the PeerMessage's
+ *     with pb_unpack and the limits peermsg_open uses (the PeerMessage's
  *     body, or the input), and goes on from there.
  *  3. Every Run of `pulled.runs` and `push.run` goes through repl_check_run
  *     against two bases of the origin it names (KZ-75 if it names none of
@@ -46,7 +46,7 @@
 
 #include "bounds.h"
 #include "clock.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "fuzz.h"
 #include "peermsg.h"
 #include "record.h"
@@ -61,7 +61,7 @@ enum {
     FUZZ_HEAD_HASH_BYTE = 0x33,
     FUZZ_NODES = 2,
     PEERMSG_REPEATED_MAX = 16, /* peermsg_open's limit on a PeerMessage */
-    PEER_DEPTH_MAX = 8,        /* PBX_DEPTH_MAX in node/pbx.c */
+    PEER_DEPTH_MAX = 8,        /* PBX_DEPTH_MAX in node/base/pbdecode.c */
 };
 static const int64_t FUZZ_TIME_MS = 1795000000000; /* T0 in make_seeds.py */
 
@@ -310,7 +310,7 @@ static void check_resigned(Appeal__PeerBody *body, const struct node_keys *k) {
     FUZZ_ASSERT(peermsg_pack(k, 0, body, &out) == 0);
     uint8_t *want = NULL, *got = NULL;
     size_t want_len = 0, got_len = 0;
-    FUZZ_ASSERT(pbx_pack(&body->base, &want, &want_len) == 0);
+    FUZZ_ASSERT(pb_pack(&body->base, &want, &want_len) == 0);
     arena_reset(&scratch);
     struct errbuf e;
     err_clear(&e);
@@ -327,7 +327,7 @@ static void check_resigned(Appeal__PeerBody *body, const struct node_keys *k) {
     }
     FUZZ_ASSERT(rc == 0);
     FUZZ_ASSERT(from == &cluster->nodes[0]);
-    FUZZ_ASSERT(pbx_pack(&again->base, &got, &got_len) == 0);
+    FUZZ_ASSERT(pb_pack(&again->base, &got, &got_len) == 0);
     FUZZ_ASSERT(got_len == want_len && memcmp(got, want, want_len) == 0);
     free(want);
     free(got);
@@ -347,7 +347,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     /* The input decoded here with peermsg_open's limits: the message the
      * checks above are about, and the body if peermsg_open refused it. */
-    const Appeal__PeerMessage *m = (const Appeal__PeerMessage *)pbx_unpack(
+    const Appeal__PeerMessage *m = (const Appeal__PeerMessage *)pb_unpack(
         &appeal__peer_message__descriptor, size ? data : NULL, size, &arena, PEERMSG_REPEATED_MAX,
         NULL);
     if (rc == 0) {
@@ -355,7 +355,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
         const uint8_t *b = m != NULL ? m->body.data : (size ? data : NULL);
         size_t len = m != NULL ? m->body.len : size;
-        body = (Appeal__PeerBody *)pbx_unpack(&appeal__peer_body__descriptor, b, len, &arena,
+        body = (Appeal__PeerBody *)pb_unpack(&appeal__peer_body__descriptor, b, len, &arena,
                                               PEER_REPEATED_MAX, NULL);
         if (body == NULL) {
             return 0;

@@ -1,6 +1,6 @@
 /*
  * fuzz_record: a record envelope from untrusted bytes, as replication, the
- * store and `verify` read one, through both decoders of node/record.h:
+ * store and `verify` read one, through both decoders of node/domain/record.h:
  * rec_peek (the chain fields without unpacking, what repl_check_run reads
  * from most records of a peer's run) and rec_decode (the full decoding and
  * checks). Then what callers do with a decoded record: its hash, its
@@ -40,7 +40,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-/* What rec_decode promises of a record it accepts (node/record.h). */
+/* What rec_decode promises of a record it accepts (node/domain/record.h). */
 static void check_decoded(const struct record *r, const uint8_t *data, size_t size) {
     FUZZ_ASSERT(r->bytes == data && r->len == size);
     FUZZ_ASSERT(r->env != NULL && r->body != NULL);
@@ -60,7 +60,7 @@ static void check_decoded(const struct record *r, const uint8_t *data, size_t si
 }
 
 /* Known bug pbx-null-data (tests/fuzz/regressions/README.md): an Envelope
- * with a 64-byte sig and an empty body has body.data == NULL, and pbx_guard
+ * with a 64-byte sig and an empty body has body.data == NULL, and pb_guard
  * computes NULL + 0. True for such inputs when skipping known bugs. */
 static bool known_bug(const uint8_t *data, size_t size) {
     if (!fuzz_skip_known() || size > RECORD_BYTES_MAX) {

@@ -1,10 +1,10 @@
 /*
  * fuzz_request: a client request from untrusted bytes, as the node's API
- * receives it (api_decode, node/api.h: size limit, protobuf guards,
+ * receives it (api_decode, node/service/api.h: size limit, protobuf guards,
  * version, operation), then the decoded Request and ClientRequest packed
  * back with protobuf-c and decoded again.
  *
- * Requests are signed (ClientRequest.key and .sig, node/auth.c), but the
+ * Requests are signed (ClientRequest.key and .sig, node/service/auth.c), but the
  * node decodes a request before it authenticates it: every byte here comes
  * from anyone who can reach the API, and no signature is checked.
  */
@@ -12,9 +12,10 @@
 
 #include "api.h"
 #include "bounds.h"
+#include "client.h"
 #include "fuzz.h"
 
-enum { REQUEST_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/pbx.c */
+enum { REQUEST_DEPTH_MAX = 8 }; /* PBX_DEPTH_MAX in node/base/pbdecode.c */
 
 static struct arena arena;   /* one request's messages, reset per input */
 static struct arena scratch; /* the round trip's */
@@ -28,7 +29,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 /* True if the member of the oneof `op` that op_case names is set: handle()
- * in node/api.c dereferences it without a check. Read through the
+ * in node/service/api.c dereferences it without a check. Read through the
  * descriptor, so operations added to api.proto are covered too. */
 static bool op_member_set(const Appeal__Request *q) {
     const ProtobufCFieldDescriptor *f =
@@ -41,7 +42,7 @@ static bool op_member_set(const Appeal__Request *q) {
 }
 
 /* Known bug pbx-null-data (tests/fuzz/regressions/README.md): a ClientRequest
- * whose `request` is empty has request.data == NULL, and pbx_guard computes
+ * whose `request` is empty has request.data == NULL, and pb_guard computes
  * NULL + 0. True for such inputs when skipping known bugs. */
 static bool known_bug(const uint8_t *data, size_t size) {
     if (!fuzz_skip_known()) {
@@ -66,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc != 0) {
         /* Bad bytes are the client's fault: never an internal error. */
         FUZZ_ASSERT(rc == APL_EINVAL || rc == APL_ETOOBIG);
-        int wire = api_error_code(rc);
+        int wire = client_error_code(rc);
         FUZZ_ASSERT(wire == APPEAL__ERROR_CODE__ERR_BAD_REQUEST ||
                     wire == APPEAL__ERROR_CODE__ERR_TOO_LARGE);
         return 0;

@@ -1,12 +1,12 @@
 /*
- * fuzz_rules_conf: the text of DATA/rules.conf (rules_parse, node/rules.h),
+ * fuzz_rules_conf: the text of DATA/rules.conf (ruleset_parse, node/domain/ruleset.h),
  * with the default holidays and categories. The operator writes the file,
  * but the node must refuse any text it does not understand, never crash.
  */
 #include <stdlib.h>
 
 #include "fuzz.h"
-#include "rules.h"
+#include "ruleset.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -17,18 +17,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *text = fuzz_cstr(data, size);
-    struct rules r;
+    struct ruleset r;
     struct errbuf e;
     err_clear(&e);
-    int rc = rules_parse(&r, text, NULL, NULL, &e);
+    int rc = ruleset_parse(&r, text, NULL, NULL, &e);
     free(text);
     if (rc != 0) {
-        /* A refused file leaves nothing to release (node_open in node/node.c
+        /* A refused file leaves nothing to release (node_open in node/service/node.c
          * relies on it): LeakSanitizer checks that. */
         FUZZ_ASSERT(rc < 0 && r.categories == NULL);
         return 0;
     }
-    /* The ranges rules.c promises for each key. */
+    /* The ranges ruleset.c promises for each key. */
     FUZZ_ASSERT(r.utc_offset_min >= -720 && r.utc_offset_min <= 840);
     FUZZ_ASSERT(r.term_working_days >= 1 && r.term_working_days <= 365);
     FUZZ_ASSERT(r.extension_max_months >= 0 && r.extension_max_months <= 24);
@@ -37,6 +37,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(r.reopen_working_days >= 1 && r.reopen_working_days <= 365);
     FUZZ_ASSERT(r.co_signers_max <= 100000000);
     FUZZ_ASSERT((r.anonymous_types & ~0x7eu) == 0);
-    rules_fini(&r);
+    ruleset_fini(&r);
     return 0;
 }

@@ -58,7 +58,7 @@ static void check_field(const ProtobufCMessage *m, const ProtobufCFieldDescripto
         size_t n = *(const size_t *)field_at(m, f->quantifier_offset);
         /* Known bug guard-merge (tests/fuzz/regressions/README.md): protobuf-c
          * merges the occurrences of a singular message field, repeated fields
-         * included, after pbx_guard counted each on its own. */
+         * included, after pb_guard counted each on its own. */
         if (n > repeated_max && !fuzz_skip_known()) {
             fprintf(stderr, "field %s.%s has %zu elements, over the guard's limit of %u\n",
                     m->descriptor->name, f->name, n, repeated_max);
@@ -73,7 +73,7 @@ static void check_field(const ProtobufCMessage *m, const ProtobufCFieldDescripto
         } else if (f->type == PROTOBUF_C_TYPE_STRING) {
             char *const *strs = *(char *const *const *)field_at(m, f->offset);
             for (size_t i = 0; i < n; i++) {
-                (void)pbx_text_ok(strs[i], true);
+                (void)pb_text_ok(strs[i], true);
             }
         }
         return;
@@ -86,8 +86,8 @@ static void check_field(const ProtobufCMessage *m, const ProtobufCFieldDescripto
     } else if (f->type == PROTOBUF_C_TYPE_STRING) {
         const char *s = *(char *const *)field_at(m, f->offset);
         FUZZ_ASSERT(s != NULL);
-        (void)pbx_text_ok(s, false);
-        (void)pbx_text_ok(s, true);
+        (void)pb_text_ok(s, false);
+        (void)pb_text_ok(s, true);
     }
 }
 
@@ -110,12 +110,12 @@ void fuzz_check_bounds(const ProtobufCMessage *m, uint32_t repeated_max, uint32_
 void fuzz_roundtrip(const ProtobufCMessage *m, struct arena *scratch) {
     uint8_t *one = NULL, *two = NULL;
     size_t one_len = 0, two_len = 0;
-    FUZZ_ASSERT(pbx_pack(m, &one, &one_len) == 0);
+    FUZZ_ASSERT(pb_pack(m, &one, &one_len) == 0);
     arena_reset(scratch);
     ProtobufCMessage *again =
         protobuf_c_message_unpack(m->descriptor, &scratch->allocator, one_len, one);
     FUZZ_ASSERT(again != NULL);
-    FUZZ_ASSERT(pbx_pack(again, &two, &two_len) == 0);
+    FUZZ_ASSERT(pb_pack(again, &two, &two_len) == 0);
     FUZZ_ASSERT(one_len == two_len && memcmp(one, two, one_len) == 0);
     free(one);
     free(two);

@@ -15,7 +15,7 @@ KZ-75 in fuzz_peer.c, whose cluster has a second node, KZ-11 (KZ11_SEED),
 and gives KZ-75 a successor key (NEXT_SEED). Records name as their actor
 the public key of an official (ACTOR_SEED), who signs the requests; the
 administrator's key (ADMIN_SEED) signs grants and revocations. Valid file
-texts are the defaults compiled into node/rules.c and node/cal.c, read
+texts are the defaults compiled into node/domain/ruleset.c and node/domain/cal.c, read
 from those sources, plus edge cases and malformed texts.
 """
 import hashlib
@@ -238,7 +238,7 @@ def record_seeds():
 
 
 def iin(prefix11):
-    """Appends the check digit rules_iin_check() expects (first weights only)."""
+    """Appends the check digit iin_check() expects (first weights only)."""
     d = [int(c) for c in prefix11]
     check = sum((i + 1) * d[i] for i in range(11)) % 11
     assert check != 10, prefix11
@@ -252,7 +252,7 @@ def request(op_num, op, version=1, node=None):
 
 
 def client(req, signed=False, seed=ACTOR_SEED):
-    """A ClientRequest: `req` signed by the key of `seed` (node/auth.c:
+    """A ClientRequest: `req` signed by the key of `seed` (node/service/auth.c:
     Ed25519 over the exact Request bytes), or unsigned."""
     if signed:
         return msg((1, req), (2, ed25519_public(seed)), (3, ed25519_sign(seed, req)))
@@ -328,12 +328,12 @@ def request_seeds():
     return seeds
 
 
-# ---- messages for fuzz_pbx_guard: first byte picks descriptor, depth, limit ----
+# ---- messages for fuzz_pb_guard: first byte picks descriptor, depth, limit ----
 
 DESC = {"envelope": 0, "body": 1, "client_request": 2, "request": 3, "response": 4,
         "appeal_row": 5, "origin_row": 6, "sealed": 7, "fork": 8, "peer_message": 9,
         "peer_body": 10}
-R1, R16, R64, R4096, RPULL, RCLIENT = range(6)  # repeated_maxes[] in fuzz_pbx_guard.c
+R1, R16, R64, R4096, RPULL, RCLIENT = range(6)  # repeated_maxes[] in fuzz_pb_guard.c
 
 
 def pick(desc, depth=8, rmax=R64):
@@ -551,7 +551,7 @@ def peer_seeds():
     return seeds
 
 
-# ---- file texts (node/rules.c, node/cal.c) ----
+# ---- file texts (node/domain/ruleset.c, node/domain/cal.c) ----
 
 
 def c_string(path, name):
@@ -569,7 +569,7 @@ def c_string(path, name):
 
 
 def conf_seeds():
-    default = c_string("node/rules.c", "rules_default_conf")
+    default = c_string("node/domain/ruleset.c", "rules_default_conf")
     return {
         "default.conf": default,
         "default-crlf.conf": default.replace("\n", "\r\n"),
@@ -597,7 +597,7 @@ def conf_seeds():
 
 
 def holiday_seeds():
-    default = c_string("node/cal.c", "cal_default_text")
+    default = c_string("node/domain/cal.c", "cal_default_text")
     return {
         "default.conf": default,
         "default-crlf.conf": default.replace("\n", "\r\n"),
@@ -623,7 +623,7 @@ def holiday_seeds():
 
 
 def category_seeds():
-    default = c_string("node/rules.c", "rules_default_categories")
+    default = c_string("node/domain/ruleset.c", "rules_default_categories")
     return {
         "default.tsv": default,
         "default-crlf.tsv": default.replace("\n", "\r\n"),
@@ -684,7 +684,7 @@ def corpora():
     return {
         "record": record_seeds(),
         "request": request_seeds(),
-        "pbx_guard": pbx_seeds(),
+        "pb_guard": pbx_seeds(),
         "peer": peer_seeds(),
         "rules_conf": enc(conf_seeds()),
         "holidays": enc(holiday_seeds()),

@@ -1,4 +1,4 @@
-"""The dashboard (node/web/) in a real headless Chromium against a real
+"""The dashboard (node/service/web/) in a real headless Chromium against a real
 federation: every number it shows equals /api/status and `appealctl stats`
 of the same node; it loads nothing from outside the node; it says so when
 its data goes stale (the node stops mid-session) or never arrives.

@@ -17,8 +17,8 @@ import struct
 
 from harness import CTL, Node, federation, free_port, wait_for
 
-LIVE_QUERIES_MAX = 16          # node/bounds.h
-LIVE_QUERIES_PER_KEY_MAX = 4   # node/bounds.h
+LIVE_QUERIES_MAX = 16          # node/base/bounds.h
+LIVE_QUERIES_PER_KEY_MAX = 4   # node/base/bounds.h
 
 
 def keygen(path):
@@ -185,7 +185,7 @@ def gauge(port, name):
 
 
 class HttpListener(unittest.TestCase):
-    """The --http listener (node/httpd.c): bounded like the others."""
+    """The --http listener (node/service/httpd.c): bounded like the others."""
 
     def setUp(self):
         self.node = Node()

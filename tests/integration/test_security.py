@@ -18,7 +18,7 @@ from harness import BIN, CTL, RAWREQ, Node, federation, field, file_body, reques
 FORGE = os.path.join(BIN, "forge")
 
 NAME, IIN = "Aigerim Bekova", "900101300126"
-LABEL_BYTES_MAX, REASON_BYTES_MAX = 200, 2000  # node/bounds.h
+LABEL_BYTES_MAX, REASON_BYTES_MAX = 200, 2000  # node/base/bounds.h
 
 
 def keygen(path):

@@ -18,7 +18,7 @@
 #include "auth.h"
 #include "bounds.h"
 #include "keys.h"
-#include "log.h"
+#include "chain.h"
 #include "olog.h"
 #include "record.h"
 #include "store.h"
@@ -80,16 +80,16 @@ static int append(const char *dir, const uint8_t *b, size_t len, struct errbuf *
         store_close(&s);
         return rc;
     }
-    rc = log_origin_by_idx(&s, t, 1, &o); /* a node's own origin is index 1 */
-    uint8_t k[LOG_KEY_BYTES];
+    rc = chain_origin_by_idx(&s, t, 1, &o); /* a node's own origin is index 1 */
+    uint8_t k[CHAIN_KEY_BYTES];
     if (rc == 0) {
-        log_key(k, o.idx, o.head_seq + 1);
-        rc = store_put(t, &s, DB_LOG, k, LOG_KEY_BYTES, b, len, MDB_NOOVERWRITE);
+        chain_key(k, o.idx, o.head_seq + 1);
+        rc = store_put(t, &s, DB_LOG, k, CHAIN_KEY_BYTES, b, len, MDB_NOOVERWRITE);
     }
     if (rc == 0) {
         o.head_seq++;
         rec_hash(b, len, o.head_hash);
-        rc = log_origin_save(&s, t, &o);
+        rc = chain_origin_save(&s, t, &o);
     }
     if (rc == 0) {
         rc = fold_grant(&s, t, o.head_seq, b, len);

@@ -53,13 +53,13 @@ static int run_forge_filing(void *arg, MDB_txn *t, struct wreq *r) {
     node_appeal_ctx(n, t, &c);
     (void)r;
     int32_t day = day_from_ms(c.now_ms, c.rules->utc_offset_min);
-    snprintf(number, sizeof number, "%s-2026-9%05llu", n->juris,
-             (unsigned long long)(n->self.head_seq + 1) % 100000);
+    snprintf(number, sizeof number, "%s-2026-9%05llu", n->eng.juris,
+             (unsigned long long)(n->eng.self.head_seq + 1) % 100000);
     Appeal__AppealFiled f = APPEAL__APPEAL_FILED__INIT;
     f.number = number;
     f.type = APPEAL__APPEAL_TYPE__TYPE_STATEMENT;
     f.category = (char *)category;
-    f.jurisdiction = n->juris;
+    f.jurisdiction = n->eng.juris;
     f.registered_ms = c.now_ms;
     f.registered_day = day;
     f.deadline_day = day + 21;
@@ -71,7 +71,7 @@ static int run_forge_filing(void *arg, MDB_txn *t, struct wreq *r) {
     b.filed = &f;
     uint8_t *env = NULL;
     size_t len = 0;
-    int rc = log_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
+    int rc = chain_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
     if (rc == 0) {
         rc = state_apply(c.st, t, c.self, c.self->head_seq, &b);
     }
@@ -102,7 +102,7 @@ static int run_forge_assignment(void *arg, MDB_txn *t, struct wreq *r) {
     b.assigned = &as;
     uint8_t *env = NULL;
     size_t len = 0;
-    rc = log_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
+    rc = chain_sign_append(c.s, t, c.self, c.keys, &b, c.now_ms, &env, &len);
     if (rc == 0) {
         rc = state_apply(c.st, t, c.self, c.self->head_seq, &b);
     }
@@ -144,13 +144,13 @@ int main(int argc, char **argv) {
     node_writer_hooks(&n, &h);
     struct wreq r = {.run = by_actor ? run_forge : assign ? run_forge_assignment : run_forge_filing,
                      .arg = &n};
-    int rc = writer_run_now(&n.store, &h, &r);
+    int rc = writer_run_now(&n.eng.store, &h, &r);
     if (rc != 0) {
         fprintf(stderr, "forge: %s\n", err_msg(&r.err, rc));
     } else if (by_actor) {
-        printf("forged seq %llu\n", (unsigned long long)n.self.head_seq);
+        printf("forged seq %llu\n", (unsigned long long)n.eng.self.head_seq);
     } else {
-        printf("forged seq %llu number %s\n", (unsigned long long)n.self.head_seq, number);
+        printf("forged seq %llu number %s\n", (unsigned long long)n.eng.self.head_seq, number);
     }
     node_close(&n);
     return rc != 0;

@@ -81,9 +81,9 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "cluster.h"
+#include "clusterfile.h"
 #include "keys.h"
-#include "pbx.h"
+#include "pbdecode.h"
 #include "record.h"
 #include "repl.h"
 #include "util.h"
@@ -285,11 +285,11 @@ static int chain_make(struct arena *a, const struct rec_spec *base, size_t n, st
 /* A copy of `in` whose body differs in one bit of time_ms; the signature
  * is the original's, so it no longer verifies, and the hash changes. */
 static int record_alter(struct arena *a, const ProtobufCBinaryData *in, ProtobufCBinaryData *out) {
-    Appeal__Envelope *env = (Appeal__Envelope *)pbx_unpack(
+    Appeal__Envelope *env = (Appeal__Envelope *)pb_unpack(
         &appeal__envelope__descriptor, in->data, in->len, a, ROGUE_RECORD_REPEATED_MAX, NULL);
     Appeal__Body *b =
         env == NULL ? NULL
-                    : (Appeal__Body *)pbx_unpack(&appeal__body__descriptor, env->body.data,
+                    : (Appeal__Body *)pb_unpack(&appeal__body__descriptor, env->body.data,
                                                  env->body.len, a, ROGUE_RECORD_REPEATED_MAX, NULL);
     if (b == NULL) {
         return APL_EINVAL;
@@ -459,7 +459,7 @@ static int garbage(nng_msg **out) {
  * verify under one of the schemes, and *scheme says which. */
 static int unseal(const void *data, size_t len, struct arena *a, enum sig_scheme *scheme,
                   Appeal__PeerMessage **msg, Appeal__PeerBody **body, struct errbuf *e) {
-    Appeal__PeerMessage *m = (Appeal__PeerMessage *)pbx_unpack(
+    Appeal__PeerMessage *m = (Appeal__PeerMessage *)pb_unpack(
         &appeal__peer_message__descriptor, data, len, a, ROGUE_MESSAGE_REPEATED_MAX, e);
     if (m == NULL) {
         return APL_EINVAL;
@@ -476,7 +476,7 @@ static int unseal(const void *data, size_t len, struct arena *a, enum sig_scheme
             return err_set(e, APL_ESIG, "a peer message whose signature verifies in no scheme");
         }
     }
-    Appeal__PeerBody *b = (Appeal__PeerBody *)pbx_unpack(
+    Appeal__PeerBody *b = (Appeal__PeerBody *)pb_unpack(
         &appeal__peer_body__descriptor, m->body.data, m->body.len, a, PULL_RECORDS_MAX, e);
     if (b == NULL) {
         return APL_EINVAL;

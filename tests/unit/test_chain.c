@@ -57,7 +57,7 @@ static void populate(struct node *n) {
         q.f.subject = (char *)subjects[i];
         q.f.name = "Test Applicant";
         q.f.iin = "900101300126";
-        CHECK(writer_run_now(&n->store, &h, &q.w) == 0);
+        CHECK(writer_run_now(&n->eng.store, &h, &q.w) == 0);
         free(q.res.record);
     }
     struct file_req q;
@@ -68,7 +68,7 @@ static void populate(struct node *n) {
     q.a.number = "KZ-75-2026-000001";
     q.a.action = APPEAL__ACTION__ACTION_ASSIGN;
     q.a.assignee = "Roads department";
-    CHECK(writer_run_now(&n->store, &h, &q.w) == 0);
+    CHECK(writer_run_now(&n->eng.store, &h, &q.w) == 0);
     free(q.res.record);
 }
 
@@ -101,13 +101,13 @@ static void flip(struct store *s, const struct rec_pos *p, size_t at) {
     MDB_txn *t;
     CHECK(store_wr_begin(s, &t) == 0);
     MDB_val v;
-    CHECK(log_get(s, t, p->idx, p->seq, &v) == 0);
+    CHECK(chain_get(s, t, p->idx, p->seq, &v) == 0);
     uint8_t *copy = malloc(v.mv_size);
     memcpy(copy, v.mv_data, v.mv_size);
     copy[at] ^= 0x01;
-    uint8_t k[LOG_KEY_BYTES];
-    log_key(k, p->idx, p->seq);
-    CHECK(store_put(t, s, DB_LOG, k, LOG_KEY_BYTES, copy, v.mv_size, 0) == 0);
+    uint8_t k[CHAIN_KEY_BYTES];
+    chain_key(k, p->idx, p->seq);
+    CHECK(store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, copy, v.mv_size, 0) == 0);
     CHECK(store_commit(s, t) == 0);
     free(copy);
 }
@@ -181,7 +181,7 @@ static void heartbeat(struct node *n) {
     node_writer_hooks(n, &h);
     h.tick = NULL;
     struct wreq w = {.run = run_heartbeat};
-    CHECK(writer_run_now(&n->store, &h, &w) == 0);
+    CHECK(writer_run_now(&n->eng.store, &h, &w) == 0);
 }
 
 /* A rotated key signs from the record after the rotation on: the chain
@@ -199,13 +199,13 @@ static void rotation_is_enforced(const char *dir) {
     struct node n;
     struct node_opts o = {.dir = dir};
     CHECK(node_open(&n, &o, &e) == 0);
-    CHECK(memcmp(n.keys.sign_pk, old_pk, KEY_PK_BYTES) == 0); /* the identity stays */
-    CHECK(memcmp(n.keys.signer_pk, new_pk, KEY_PK_BYTES) == 0);
-    CHECK(memcmp(n.self.signing_key, new_pk, KEY_PK_BYTES) == 0);
-    CHECK_INT(n.keys.n_rotations, 1);
+    CHECK(memcmp(n.eng.keys.sign_pk, old_pk, KEY_PK_BYTES) == 0); /* the identity stays */
+    CHECK(memcmp(n.eng.keys.signer_pk, new_pk, KEY_PK_BYTES) == 0);
+    CHECK(memcmp(n.eng.self.signing_key, new_pk, KEY_PK_BYTES) == 0);
+    CHECK_INT(n.eng.keys.n_rotations, 1);
     heartbeat(&n); /* signed by the new key */
     struct verify_report rep;
-    CHECK(verify_store(&n.store, &rep, &e) == 0);
+    CHECK(verify_store(&n.eng.store, &rep, &e) == 0);
 
     /* The old key signs the next record anyway (a thief of the old key). */
     Appeal__Heartbeat hb = APPEAL__HEARTBEAT__INIT;
@@ -214,20 +214,20 @@ static void rotation_is_enforced(const char *dir) {
     b.heartbeat = &hb;
     b.origin.data = old_pk;
     b.origin.len = KEY_PK_BYTES;
-    b.seq = n.self.head_seq + 1;
-    b.prev.data = n.self.head_hash;
+    b.seq = n.eng.self.head_seq + 1;
+    b.prev.data = n.eng.self.head_hash;
     b.prev.len = HASH_BYTES;
     b.time_ms = 1;
     uint8_t *env;
     size_t len;
     CHECK(rec_sign(&b, old_sk, &env, &len) == 0);
     MDB_txn *t;
-    CHECK(store_wr_begin(&n.store, &t) == 0);
-    struct origin_state forged = n.self;
-    CHECK(log_append(&n.store, t, &forged, env, len, &b, 0, false) == 0);
-    CHECK(store_commit(&n.store, t) == 0);
+    CHECK(store_wr_begin(&n.eng.store, &t) == 0);
+    struct origin_state forged = n.eng.self;
+    CHECK(chain_append(&n.eng.store, t, &forged, env, len, &b, 0, false) == 0);
+    CHECK(store_commit(&n.eng.store, t) == 0);
     err_clear(&e);
-    CHECK_INT(verify_store(&n.store, &rep, &e), APL_ESIG);
+    CHECK_INT(verify_store(&n.eng.store, &rep, &e), APL_ESIG);
     char want[64];
     snprintf(want, sizeof want, "seq %llu: bad signature", (unsigned long long)b.seq);
     CHECK(strstr(e.msg, want) != NULL);
@@ -235,15 +235,15 @@ static void rotation_is_enforced(const char *dir) {
     /* Replication: a run from the rotation to the forged record. */
     ProtobufCBinaryData recs[3];
     MDB_txn *rt;
-    CHECK(store_rd_begin(&n.store, &rt) == 0);
+    CHECK(store_rd_begin(&n.eng.store, &rt) == 0);
     for (uint64_t s = rot_seq; s <= b.seq; s++) {
         MDB_val v;
-        CHECK(log_get(&n.store, rt, n.self.idx, s, &v) == 0);
+        CHECK(chain_get(&n.eng.store, rt, n.eng.self.idx, s, &v) == 0);
         recs[s - rot_seq].data = v.mv_data;
         recs[s - rot_seq].len = v.mv_size;
     }
     MDB_val before;
-    CHECK(log_get(&n.store, rt, n.self.idx, rot_seq - 1, &before) == 0);
+    CHECK(chain_get(&n.eng.store, rt, n.eng.self.idx, rot_seq - 1, &before) == 0);
     uint8_t before_hash[HASH_BYTES];
     rec_hash(before.mv_data, before.mv_size, before_hash);
     Appeal__Run run = APPEAL__RUN__INIT;
@@ -257,7 +257,7 @@ static void rotation_is_enforced(const char *dir) {
                             .head_hash = before_hash,
                             .signing_key = old_pk,
                             .juris = "KZ-75",
-                            .box_key = n.keys.box_pk};
+                            .box_key = n.eng.keys.box_pk};
     struct arena a;
     CHECK(arena_init(&a, 1 << 20) == 0);
     err_clear(&e);
@@ -266,7 +266,7 @@ static void rotation_is_enforced(const char *dir) {
     err_clear(&e);
     CHECK_INT(repl_check_run(&run, &base, &a, &e), 0);
     arena_fini(&a);
-    store_rd_end(&n.store, rt);
+    store_rd_end(&n.eng.store, rt);
     free(env);
     node_close(&n);
 }
@@ -353,15 +353,15 @@ int main(void) {
     CHECK(node_open(&n, &o, &e) == 0);
     populate(&n);
 
-    char *before = dump_derived(&n.store);
+    char *before = dump_derived(&n.eng.store);
     CHECK(strlen(before) > 100);
-    CHECK(state_rebuild(&n.store, &e) == 0);
-    char *after = dump_derived(&n.store);
+    CHECK(state_rebuild(&n.eng.store, &e) == 0);
+    char *after = dump_derived(&n.eng.store);
     CHECK_STR(after, before);
     free(before);
     free(after);
 
-    every_flip_is_caught(&n.store);
+    every_flip_is_caught(&n.eng.store);
     reason_and_category_rules();
     node_close(&n);
     rotation_is_enforced(dir);

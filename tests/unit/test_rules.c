@@ -1,102 +1,102 @@
 /* Rules as data: defaults, overrides, malformed files, categories, IINs. */
 #include "check.h"
 #include "names.h"
-#include "rules.h"
+#include "ruleset.h"
 
 static void iins(void) {
     struct errbuf e;
-    CHECK(rules_iin_check("900101300126", &e) == 0);
-    CHECK(rules_iin_check("851231400567", &e) == 0);
-    CHECK(rules_iin_check("010203500018", &e) == 0);
-    CHECK(rules_iin_check("900101300127", &e) == APL_EINVAL);
+    CHECK(iin_check("900101300126", &e) == 0);
+    CHECK(iin_check("851231400567", &e) == 0);
+    CHECK(iin_check("010203500018", &e) == 0);
+    CHECK(iin_check("900101300127", &e) == APL_EINVAL);
     CHECK_CONTAINS(e.msg, "check digit");
-    CHECK(rules_iin_check("90010130012", &e) == APL_EINVAL);
+    CHECK(iin_check("90010130012", &e) == APL_EINVAL);
     CHECK_CONTAINS(e.msg, "12 digits");
-    CHECK(rules_iin_check("9001013001a6", &e) == APL_EINVAL);
+    CHECK(iin_check("9001013001a6", &e) == APL_EINVAL);
     /* The message never echoes the number. */
     CHECK(strstr(e.msg, "9001013001a6") == NULL);
     /* A valid check digit on an impossible birth date (month 13). */
     char bad[13] = "901301300120";
     for (int d = 0; d <= 9; d++) {
         bad[11] = (char)('0' + d);
-        if (rules_iin_check(bad, &e) != APL_EINVAL) {
+        if (iin_check(bad, &e) != APL_EINVAL) {
             CHECK(!"an IIN born in month 13 passed");
         }
     }
 }
 
 static void defaults_and_overrides(void) {
-    struct rules r;
+    struct ruleset r;
     struct errbuf e;
-    CHECK(rules_parse(&r, NULL, NULL, NULL, &e) == 0);
+    CHECK(ruleset_parse(&r, NULL, NULL, NULL, &e) == 0);
     CHECK_INT(r.term_working_days, 15);
     CHECK_INT(r.extension_max_months, 2);
     CHECK_INT(r.forward_working_days, 3);
     CHECK_INT(r.complaint_window_months, 3);
     CHECK_INT(r.utc_offset_min, 300);
     CHECK(r.anonymous_types == (1u << 5)); /* report only */
-    CHECK(rules_category(&r, "0002.0001") != NULL);
-    CHECK_STR(rules_category(&r, "0005")->name, "Housing and utilities");
-    CHECK(rules_category(&r, "9999") == NULL);
-    rules_fini(&r);
+    CHECK(ruleset_category(&r, "0002.0001") != NULL);
+    CHECK_STR(ruleset_category(&r, "0005")->name, "Housing and utilities");
+    CHECK(ruleset_category(&r, "9999") == NULL);
+    ruleset_fini(&r);
 
-    CHECK(rules_parse(&r, "term_working_days = 10\nanonymous_types = report, complaint\n", NULL,
+    CHECK(ruleset_parse(&r, "term_working_days = 10\nanonymous_types = report, complaint\n", NULL,
                       "1\tOne\n2\tTwo\n", &e) == 0);
     CHECK_INT(r.term_working_days, 10);
     CHECK_INT(r.extension_max_months, 2); /* untouched keys keep defaults */
     CHECK(r.anonymous_types == ((1u << 5) | (1u << 4)));
     CHECK_INT(r.category_count, 2);
-    rules_fini(&r);
+    ruleset_fini(&r);
 }
 
 static void malformed(void) {
-    struct rules r;
+    struct ruleset r;
     struct errbuf e;
-    CHECK(rules_parse(&r, "term_working_dayz = 10\n", NULL, NULL, &e) == APL_EINVAL);
+    CHECK(ruleset_parse(&r, "term_working_dayz = 10\n", NULL, NULL, &e) == APL_EINVAL);
     CHECK_CONTAINS(e.msg, "unknown key `term_working_dayz`");
-    CHECK(rules_parse(&r, "\n\nterm_working_days = 0\n", NULL, NULL, &e) == APL_EINVAL);
+    CHECK(ruleset_parse(&r, "\n\nterm_working_days = 0\n", NULL, NULL, &e) == APL_EINVAL);
     CHECK_CONTAINS(e.msg, "line 3");
-    CHECK(rules_parse(&r, "anonymous_types = rumour\n", NULL, NULL, &e) == APL_EINVAL);
+    CHECK(ruleset_parse(&r, "anonymous_types = rumour\n", NULL, NULL, &e) == APL_EINVAL);
     CHECK_CONTAINS(e.msg, "rumour");
-    CHECK(rules_parse(&r, NULL, NULL, "1\tOne\n1\tAgain\n", &e) == APL_EINVAL);
+    CHECK(ruleset_parse(&r, NULL, NULL, "1\tOne\n1\tAgain\n", &e) == APL_EINVAL);
     CHECK_CONTAINS(e.msg, "listed twice");
-    CHECK(rules_parse(&r, NULL, NULL, "x1\tBad\n", &e) == APL_EINVAL);
-    CHECK(rules_parse(&r, NULL, "fixed 02-30 Nope\n", NULL, &e) == APL_EINVAL);
+    CHECK(ruleset_parse(&r, NULL, NULL, "x1\tBad\n", &e) == APL_EINVAL);
+    CHECK(ruleset_parse(&r, NULL, "fixed 02-30 Nope\n", NULL, &e) == APL_EINVAL);
 }
 
 /* categories.tsv: CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN, or one name for
  * all three; each name shown in its language (names.h). Any other number of
  * names, or an empty one, refuses the file with its line. */
 static void category_names(void) {
-    struct rules r;
+    struct ruleset r;
     struct errbuf e;
-    CHECK(rules_parse(&r, NULL, NULL,
+    CHECK(ruleset_parse(&r, NULL, NULL,
                       "# roads\n7\tRoads\tЖолдар\tДороги\n8\tOne name\n", &e) == 0);
     CHECK_INT(r.category_count, 2);
-    const struct category *c = rules_category(&r, "7");
+    const struct category *c = ruleset_category(&r, "7");
     CHECK(c != NULL);
     if (c != NULL) {
         CHECK_STR(names_category(c, I18N_EN), "Roads");
         CHECK_STR(names_category(c, I18N_KK), "Жолдар");
         CHECK_STR(names_category(c, I18N_RU), "Дороги");
     }
-    c = rules_category(&r, "8");
+    c = ruleset_category(&r, "8");
     CHECK(c != NULL);
     if (c != NULL) {
         CHECK_STR(names_category(c, I18N_KK), "One name");
         CHECK_STR(names_category(c, I18N_RU), "One name");
     }
-    rules_fini(&r);
+    ruleset_fini(&r);
 
-    CHECK(rules_parse(&r, NULL, NULL, NULL, &e) == 0); /* the built-in classifier */
-    c = rules_category(&r, "0002.0001");
+    CHECK(ruleset_parse(&r, NULL, NULL, NULL, &e) == 0); /* the built-in classifier */
+    c = ruleset_category(&r, "0002.0001");
     CHECK(c != NULL);
     if (c != NULL) {
         CHECK_STR(names_category(c, I18N_EN), "Social security and pensions");
         CHECK_STR(names_category(c, I18N_KK), "Әлеуметтік қамсыздандыру және зейнетақы");
         CHECK_STR(names_category(c, I18N_RU), "Социальное обеспечение и пенсии");
     }
-    rules_fini(&r);
+    ruleset_fini(&r);
 
     static const char *const bad[] = {
         "1\tOne\n7\tRoads\tЖолдар\n",              /* two names */
@@ -105,12 +105,12 @@ static void category_names(void) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err_clear(&e);
-        CHECK(rules_parse(&r, NULL, NULL, bad[i], &e) == APL_EINVAL);
+        CHECK(ruleset_parse(&r, NULL, NULL, bad[i], &e) == APL_EINVAL);
         CHECK_CONTAINS(e.msg, "categories.tsv line 2: expected CODE<TAB>NAME or "
                               "CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN");
     }
     err_clear(&e);
-    CHECK(rules_parse(&r, NULL, NULL, "7\tRoads\t \tДороги\n", &e) == APL_EINVAL);
+    CHECK(ruleset_parse(&r, NULL, NULL, "7\tRoads\t \tДороги\n", &e) == APL_EINVAL);
     CHECK_CONTAINS(e.msg, "categories.tsv line 1: a name is 1..");
 }
 

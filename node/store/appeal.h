@@ -1,0 +1,86 @@
+/*
+ * appeal.h: what a registrar or an official asks of the node, checked
+ * against the rules and the appeal's state, and turned into a signed
+ * record. Runs on the writer thread inside its write transaction.
+ *
+ * Each function first checks everything (the request, the rules, the
+ * lifecycle) and writes nothing if anything fails: `e` then carries the
+ * code and a sentence for the client. Only then does it sign the record,
+ * append it to the node's own log and fold it into the derived state.
+ */
+#ifndef APPEAL_APPEAL_H
+#define APPEAL_APPEAL_H
+
+#include <stdint.h>
+
+#include "api.pb-c.h"
+#include "keys.h"
+#include "chain.h"
+#include "ruleset.h"
+#include "state.h"
+#include "store.h"
+
+struct appeal_ctx {
+    struct store *s;
+    MDB_txn *t;
+    const struct ruleset *rules;
+    const struct node_keys *keys;
+    struct origin_state *self; /* this node's origin, head advanced on append */
+    struct state *st;
+    int64_t now_ms;
+    const uint8_t *actor; /* public key of the acting official (KEY_PK_BYTES) */
+    /* Box key of another jurisdiction's node, for forwarding; NULL when the
+     * node knows no federation. Returns APL_ENOTFOUND if unknown. */
+    int (*box_key_of)(void *arg, const char *juris, uint8_t out[BOX_PK_BYTES]);
+    void *box_key_arg;
+};
+
+/* The outcome of a successful request: what the receipt shows. */
+struct appeal_result {
+    char number[NUMBER_BYTES_MAX + 1];
+    int type;
+    int status;
+    int32_t deadline_day;
+    int64_t registered_ms;
+    char repeat_of[NUMBER_BYTES_MAX + 1];
+    bool urgent;
+    uint64_t seq;
+    uint8_t *record; /* the signed envelope, malloc'd: caller frees */
+    size_t record_len;
+};
+
+int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *req, struct appeal_result *out,
+                struct errbuf *e);
+int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *req, struct appeal_result *out,
+               struct errbuf *e);
+
+/* The node's genesis record (seq 1). */
+int appeal_genesis(struct appeal_ctx *c, const char *juris, struct errbuf *e);
+/* Grants an official's key a role (KeyGranted), or revokes a key
+ * (KeyRevoked); c->actor is the administrator asking. */
+int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct appeal_result *out,
+                 struct errbuf *e);
+int appeal_revoke(struct appeal_ctx *c, const Appeal__RevokeRequest *q, struct appeal_result *out,
+                  struct errbuf *e);
+/* KeyRotated: from the next record on, `new_pk` signs. The record itself
+ * is the old key's last; it is kept in meta ("rotation" + seq) as proof
+ * of the new key for peers. */
+int appeal_rotate(struct appeal_ctx *c, const uint8_t new_pk[KEY_PK_BYTES],
+                  struct appeal_result *out, struct errbuf *e);
+/* A heartbeat record. */
+int appeal_heartbeat(struct appeal_ctx *c, struct errbuf *e);
+
+/* Opens the sealed applicant data of `row` (owner only). */
+int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
+                         const Appeal__AppealRow *row, struct arena *a, Appeal__Sealed **out,
+                         char **answer_text);
+
+/* The text of the official's reason an event carries, as this node may
+ * show it (docs/record-format.md 7.6): a legacy clear reason as it stands;
+ * a sealed one opened with this node's data key (it wrote it) or box key
+ * (it received the forward or the return); "" when there is none.
+ * APL_EAUTH: a reason exists that this node cannot open. */
+int appeal_open_reason(const struct node_keys *k, const Appeal__Body *b, struct arena *a,
+                       char **text);
+
+#endif

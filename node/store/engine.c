@@ -1,0 +1,221 @@
+#include "engine.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bounds.h"
+#include "grants.h"
+#include "olog.h"
+#include "record.h"
+#include "util.h"
+
+int64_t engine_now_ms(const struct engine *g) {
+    return clock_now_ms(&g->clock);
+}
+
+bool engine_self_frozen(const struct engine *g) {
+    return atomic_load_explicit(&g->self_frozen, memory_order_relaxed);
+}
+
+void engine_publish_frozen(struct engine *g) {
+    atomic_store_explicit(&g->self_frozen, g->self.frozen, memory_order_relaxed);
+}
+
+/* ---- ingest of replicated records: on the writer thread ---- */
+
+static int save_fork(struct engine *g, MDB_txn *t, struct origin_state *o, uint64_t seq,
+                     const MDB_val *ours, const ProtobufCBinaryData *theirs, const char *via) {
+    Appeal__Fork f = APPEAL__FORK__INIT;
+    f.origin.data = o->pk;
+    f.origin.len = KEY_PK_BYTES;
+    f.seq = seq;
+    f.ours.data = ours->mv_data;
+    f.ours.len = ours->mv_size;
+    f.theirs = *theirs;
+    f.via = (char *)via;
+    f.seen_ms = engine_now_ms(g);
+    uint8_t k[CHAIN_KEY_BYTES];
+    chain_key(k, o->idx, seq);
+    int rc = store_put_msg(t, &g->store, DB_FORKS, k, sizeof k, &f.base);
+    if (rc != 0) {
+        return rc;
+    }
+    o->frozen = true;
+    atomic_fetch_add(&g->metrics.forks, 1);
+    snprintf(o->frozen_reason, sizeof o->frozen_reason, "fork at seq %llu, seen via %s",
+             (unsigned long long)seq, via);
+    rc = chain_origin_save(&g->store, t, o);
+    char s[24];
+    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
+    olog(OLOG_ALERT, "fork", "origin", o->juris, "seq", s, "via", via, "action",
+         "origin frozen; keep both records as evidence", NULL);
+    return rc;
+}
+
+/* A record naming as its actor a key its origin revoked before: the
+ * origin signs what its own API must have refused, so it is compromised
+ * or broken. Nothing from it is stored past the revocation; it is frozen
+ * like a fork and raises the same alert. */
+static int freeze_revoked(struct engine *g, MDB_txn *t, struct origin_state *o, uint64_t seq,
+                          const uint8_t actor[KEY_PK_BYTES], uint64_t revoked) {
+    char who[KEY_SHORT_HEX + 1], s[24];
+    util_hex(actor, KEY_SHORT_HEX / 2, who);
+    o->frozen = true;
+    snprintf(o->frozen_reason, sizeof o->frozen_reason,
+             "seq %llu acts as key %s, revoked at seq %llu", (unsigned long long)seq, who,
+             (unsigned long long)revoked);
+    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
+    olog(OLOG_ALERT, "revoked_actor", "origin", o->juris, "seq", s, "actor", who, "action",
+         "origin frozen: it signed for a revoked key", NULL);
+    return chain_origin_save(&g->store, t, o);
+}
+
+/* The origin state to append to: this node's own (kept in memory by the
+ * writer) or another's (loaded, created on first sight). */
+static int ingest_origin(struct engine *g, MDB_txn *t, const uint8_t *pk, struct origin_state *tmp,
+                         struct origin_state **o) {
+    if (memcmp(pk, g->keys.sign_pk, KEY_PK_BYTES) == 0) {
+        *o = &g->self;
+        return 0;
+    }
+    int rc = chain_origin_get(&g->store, t, pk, tmp);
+    if (rc == APL_ENOTFOUND) {
+        rc = chain_origin_create(&g->store, t, pk, tmp);
+    }
+    *o = tmp;
+    return rc;
+}
+
+/* Whether a replicated record of `len` bytes still fits below the room
+ * kept for this node's own log. The estimate counts the records this
+ * batch has stored so far (LMDB tells only the last commit's use), times
+ * what the derived tables add to a record. Inside the write transaction:
+ * the decision and the write are one. */
+static bool below_reserve(struct engine *n, size_t len) {
+    if (n->own_reserve_bytes == 0) {
+        return true;
+    }
+    uint64_t used = 0;
+    if (store_used_bytes(&n->store, &used) != 0) {
+        return false; /* unknown: keep the room */
+    }
+    uint64_t line = n->store.map_max_bytes - n->own_reserve_bytes;
+    uint64_t more = (n->ingest_txn_bytes + len) * INGEST_BYTES_FACTOR;
+    return used + more <= line;
+}
+
+static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
+    struct engine *n = in->eng;
+    struct origin_state tmp, *o;
+    int rc = ingest_origin(n, t, run->origin.data, &tmp, &o);
+    if (rc != 0) {
+        return rc;
+    }
+    const char *juris = in->juris_of != NULL ? in->juris_of(in->policy_arg, o->pk) : NULL;
+    if (o->juris[0] == '\0' && juris != NULL) {
+        snprintf(o->juris, sizeof o->juris, "%s", juris);
+    }
+    int64_t now = engine_now_ms(n);
+    struct actor_cache actors = {0};
+    for (size_t i = 0; i < run->n_records && !o->frozen; i++) {
+        uint64_t seq = run->first_seq + i;
+        const ProtobufCBinaryData *rb = &run->records[i];
+        if (seq <= o->head_seq) {
+            MDB_val ours;
+            if ((rc = chain_get(&n->store, t, o->idx, seq, &ours)) != 0) {
+                return rc;
+            }
+            if (ours.mv_size != rb->len || memcmp(ours.mv_data, rb->data, rb->len) != 0) {
+                in->forks++;
+                return save_fork(n, t, o, seq, &ours, rb, in->via != NULL ? in->via : "?");
+            }
+            continue; /* already held: another peer was quicker */
+        }
+        if (seq != o->head_seq + 1) {
+            return 0; /* a gap: the next pull fills it */
+        }
+        arena_reset(in->arena);
+        struct record rec;
+        static const uint8_t zero[HASH_BYTES];
+        struct errbuf de;
+        err_clear(&de);
+        if (rec_decode(rb->data, rb->len, in->arena, &rec, &de) != 0) {
+            /* Signed by its origin (the chain reaches the run's checked
+             * signature) but outside what every node accepts: the records
+             * before it are stored, it and the rest are refused, named. */
+            in->malformed += run->n_records - i;
+            if (in->why.msg[0] == '\0') {
+                err_set(&in->why, APL_EINVAL, "origin %s seq %llu: malformed record (%s)",
+                        o->juris, (unsigned long long)seq, de.msg);
+            }
+            break;
+        }
+        if (rec.body->seq != seq || memcmp(rec.body->origin.data, o->pk, KEY_PK_BYTES) != 0) {
+            /* The chain was checked without unpacking every record: one
+             * that does not decode poisons the whole ingest, and the
+             * writer's abort stores nothing of it. */
+            return APL_ECORRUPT;
+        }
+        if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
+            break; /* does not continue what we now hold: pull again */
+        }
+        /* The same check as `appeal-node verify` (grant_actor_revoked). */
+        uint64_t revoked;
+        struct errbuf re;
+        err_clear(&re);
+        rc = grant_actor_revoked(&n->store, t, o->idx, rec.body, &actors, &revoked, &re);
+        if (rc == APL_EFORBIDDEN) {
+            in->revoked++;
+            return freeze_revoked(n, t, o, seq, rec.body->actor.data, revoked);
+        }
+        if (rc != 0) {
+            /* Fail closed: a grant we cannot read stores nothing (the
+             * writer aborts the ingest and the next pull retries). */
+            olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error", err_msg(&re, rc),
+                 "action", "ingest refused", NULL);
+            return rc;
+        }
+        if (o != &n->self && !below_reserve(n, rb->len)) {
+            in->postponed += run->n_records - i;
+            break; /* the rest waits: stored so far is a chain prefix */
+        }
+        if (o != &n->self && in->admit != NULL && !in->admit(in->policy_arg, o->pk, o->head_seq)) {
+            in->burst += run->n_records - i;
+            break; /* the same: the next interval takes more */
+        }
+        n->ingest_txn_bytes += rb->len;
+        rc = chain_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
+        if (rc == 0 && o != &n->self) {
+            atomic_fetch_add_explicit(&n->metrics.replicated_records, 1, memory_order_relaxed);
+            int64_t lag_ms = now - rec.body->time_ms;
+            hist_observe_us(&n->metrics.replication_lag, lag_ms > 0 ? (uint64_t)lag_ms * 1000 : 0);
+        }
+        if (rc == 0) {
+            rc = state_apply(&n->state, t, o, seq, rec.body);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        in->appended++;
+    }
+    return chain_origin_save(&n->store, t, o);
+}
+
+int engine_ingest_run(void *unused, MDB_txn *t, struct wreq *w) {
+    (void)unused;
+    struct ingest *in = (struct ingest *)(void *)w;
+    in->appended = 0;
+    in->forks = 0;
+    in->postponed = 0;
+    in->malformed = 0;
+    err_clear(&in->why);
+    in->burst = 0;
+    in->revoked = 0;
+    int rc = state_batch_begin(&in->eng->state);
+    for (size_t i = 0; rc == 0 && i < in->n_runs; i++) {
+        rc = ingest_run(in, t, in->runs[i]);
+    }
+    int rc2 = state_batch_end(&in->eng->state, rc == 0 ? t : NULL);
+    return rc != 0 ? rc : rc2;
+}

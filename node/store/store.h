@@ -1,0 +1,162 @@
+/*
+ * store.h: the node's LMDB environment and its sub-databases.
+ *
+ * One environment in DATA/db, opened by one process. Tables:
+ *
+ *   meta        string -> bytes     schema version, node settings
+ *   origins     origin pk (32) -> OriginRow   high-water mark and head hash
+ *   origin_idx  idx (4, BE) -> origin pk      the local short name of an origin
+ *   log         idx (4, BE) | seq (8, BE) -> exact envelope bytes
+ *   appeals     number -> AppealRow           current state of each appeal
+ *   events      number -> version (4) | idx | seq (dupsort)   the appeal's history
+ *   pending     number | version (4, BE) -> idx|seq   events parked until
+ *               their predecessor arrives (replication order)
+ *   by_status   owner \0 status (1) number -> ""      lists
+ *   by_deadline owner \0 deadline (4, BE) number -> "" open appeals, overdue
+ *   agg         grain|period|dims -> AggCell    aggregates without scans (agg.h)
+ *   due         deadline|registered|dims -> n    open appeals, for overdue counts
+ *   regno       jurisdiction \0 year (4, BE) -> last number (4)
+ *   applicants  tag (16) | category -> number  latest appeal of an applicant on
+ *               an issue (repeated appeals)
+ *   forks       origin | seq -> evidence      conflicting records
+ *   grants      key id -> grant               officials' roles
+ *
+ * `log` (with `origins`/`origin_idx` naming its origins) is the source of
+ * truth; every other table is derived and rebuilt from it by
+ * state_rebuild(). Writes come from one writer thread (writer.h) in group
+ * commits; reads use short read-only transactions from any thread
+ * (MDB_NOTLS).
+ *
+ * Durability: commits are synchronous (no MDB_NOSYNC): when
+ * store_commit() returns 0 the transaction is on disk, except with
+ * `defer_meta_sync`, where it is on disk after store_sync().
+ *
+ * Growth: a write that hits MDB_MAP_FULL returns APL_EMAPFULL; the writer
+ * aborts, calls store_grow() and retries. store_grow() waits for readers
+ * to leave (a rwlock that every transaction holds shared) and fails with
+ * APL_EFULL at the configured maximum.
+ */
+#ifndef APPEAL_STORE_H
+#define APPEAL_STORE_H
+
+#include <lmdb.h>
+#include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "pbdecode.h"
+
+enum store_db {
+    DB_META,
+    DB_ORIGINS,
+    DB_ORIGIN_IDX,
+    DB_LOG,
+    DB_APPEALS,
+    DB_EVENTS,
+    DB_PENDING,
+    DB_BY_STATUS,
+    DB_BY_DEADLINE,
+    DB_AGG,
+    DB_DUE,
+    DB_REGNO,
+    DB_APPLICANTS,
+    DB_FORKS,
+    DB_GRANTS,
+    DB_COUNT
+};
+
+enum {
+    STORE_SCHEMA_VERSION = 3,
+    /* Schema 2 lacks the aggregate rollups of 3 (agg.h): opened read-write,
+     * it is marked `derived_stale` and node_open rebuilds it. */
+    STORE_SCHEMA_REBUILDABLE = 2,
+    STORE_READERS_MAX = 256,
+    NUMBER_BYTES_MAX = 32, /* registration numbers */
+    JURIS_BYTES_MAX = 8,   /* "KZ-75" */
+};
+
+struct store_opts {
+    uint64_t map_bytes;     /* initial map size */
+    uint64_t map_max_bytes; /* growth stops here: APL_EFULL */
+    bool read_only;
+    /* MDB_NOMETASYNC: commits fsync the data pages, and the meta page is
+     * made durable by the next commit or store_sync(). Only for a node
+     * whose writer syncs before it answers (writer.h). */
+    bool defer_meta_sync;
+};
+
+struct store {
+    MDB_env *env;
+    MDB_dbi dbi[DB_COUNT];
+    pthread_rwlock_t resize_lock;
+    uint64_t map_bytes;
+    uint64_t map_max_bytes;
+    bool read_only;
+    bool derived_stale; /* an older schema: rebuild, then store_mark_current() */
+};
+
+/* Records that the derived tables are of STORE_SCHEMA_VERSION now. */
+int store_mark_current(struct store *s);
+
+/* Opens (creating if needed) DIR/db. Clears stale reader slots. */
+int store_open(struct store *s, const char *dir, const struct store_opts *o, struct errbuf *e);
+void store_close(struct store *s);
+
+/* Read-only transaction; pair with store_rd_end(). */
+int store_rd_begin(struct store *s, MDB_txn **txn);
+void store_rd_end(struct store *s, MDB_txn *txn);
+/* Write transaction; pair with store_commit() or store_abort(). Only the
+ * writer thread (or offline commands) write. */
+int store_wr_begin(struct store *s, MDB_txn **txn);
+int store_commit(struct store *s, MDB_txn *txn);
+void store_abort(struct store *s, MDB_txn *txn);
+/* Makes every commit so far durable (fsync). */
+int store_sync(struct store *s);
+/* Makes the map at least `bytes` (up to the maximum); no transaction of
+ * this process may be open. */
+int store_reserve(struct store *s, uint64_t bytes);
+/* Doubles the map (at least +64 MiB) up to the maximum. */
+int store_grow(struct store *s);
+/* Clears stale reader slots; returns how many were cleared. */
+int store_reader_check(struct store *s);
+
+/* LMDB return code to APL_*: NOTFOUND, MAP_FULL -> EMAPFULL, else EDB. */
+int store_rc(int mdb_rc);
+
+int store_get(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
+              MDB_val *val);
+int store_put(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
+              const void *val, size_t vlen, unsigned flags);
+int store_del(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
+              const void *val, size_t vlen);
+
+/* Protobuf rows: decoded into `a` (checked with pb_guard) / packed. */
+int store_get_msg(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
+                  const ProtobufCMessageDescriptor *desc, struct arena *a, ProtobufCMessage **out);
+int store_put_msg(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
+                  const ProtobufCMessage *m);
+
+/* Empties a table (rebuild). */
+int store_drop(MDB_txn *t, const struct store *s, enum store_db db);
+
+/* Big-endian encoders for keys that sort numerically. */
+void be32_put(uint8_t *p, uint32_t v);
+void be64_put(uint8_t *p, uint64_t v);
+uint32_t be32_get(const uint8_t *p);
+uint64_t be64_get(const uint8_t *p);
+
+/* Names of the tables, for dumps and stats. */
+const char *store_db_name(enum store_db db);
+bool store_db_derived(enum store_db db);
+
+/* The bytes in use as of the last commit, without the resize lock: only
+ * for the writer thread (the only one that remaps), e.g. inside its
+ * transaction. */
+int store_used_bytes(struct store *s, uint64_t *used_bytes);
+
+/* Map size and the bytes in use (last page * page size). */
+int store_usage(struct store *s, uint64_t *map_bytes, uint64_t *used_bytes, uint32_t *readers);
+
+#endif
