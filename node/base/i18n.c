@@ -149,7 +149,10 @@ enum i18n_lang i18n_negotiate(const char *accept_language, enum i18n_lang fallba
 static bool has_catalogues(const char *dir) {
     char path[I18N_PATH_BYTES_MAX];
     struct stat st;
-    snprintf(path, sizeof path, "%s/kk/LC_MESSAGES/" I18N_DOMAIN ".mo", dir);
+    int n = snprintf(path, sizeof path, "%s/kk/LC_MESSAGES/" I18N_DOMAIN ".mo", dir);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        return false; /* a path that long cannot name our catalogues */
+    }
     return stat(path, &st) == 0;
 }
 

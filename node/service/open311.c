@@ -631,8 +631,8 @@ static void on_request(void *arg, const struct httpd_req *r, struct httpd_res *r
     int rc = state_appeal(&o->n->eng.store, t, number, &o->row_arena, &row);
     if (rc != 0) {
         store_rd_end(&o->n->eng.store, t);
-        char why[160];
-        snprintf(why, sizeof why, "no appeal %s on this node (not registered, or not replicated "
+        char why[320];
+        snprintf(why, sizeof why, "no appeal %.200s on this node (not registered, or not replicated "
                                   "here yet)", number);
         errors_doc(xml, rc == APL_ENOTFOUND ? 404 : 503,
                    rc == APL_ENOTFOUND ? why : "cannot read the appeal", res);
@@ -742,9 +742,10 @@ static void list_ids(struct out *d, struct status_ctx *sc, struct list_query *lq
 static void list_scan_year(struct out *d, struct status_ctx *sc, struct list_query *lq,
                            const char *juris, int year, MDB_cursor *c) {
     char prefix[32];
-    int pl = snprintf(prefix, sizeof prefix, "%s-%04d-", juris, year);
+    /* A jurisdiction code is at most 6 bytes (KZ-75): %.8s keeps both in size. */
+    int pl = snprintf(prefix, sizeof prefix, "%.8s-%04d-", juris, year);
     char past[32];
-    snprintf(past, sizeof past, "%s-%04d.", juris, year); /* '.' follows '-' */
+    snprintf(past, sizeof past, "%.8s-%04d.", juris, year); /* '.' follows '-' */
     MDB_val k = {(size_t)pl, past}, v;
     int m = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     m = m == 0 ? mdb_cursor_get(c, &k, &v, MDB_PREV) : mdb_cursor_get(c, &k, &v, MDB_LAST);
