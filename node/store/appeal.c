@@ -845,7 +845,7 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
     if (rc != 0) {
         return rc;
     }
-    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    _Alignas(16) uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
@@ -879,7 +879,7 @@ int appeal_revoke(struct appeal_ctx *c, const Appeal__RevokeRequest *q, struct a
     if (rc != 0) {
         return rc;
     }
-    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    _Alignas(16) uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;

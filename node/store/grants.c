@@ -41,7 +41,7 @@ _Static_assert(sizeof(Appeal__GrantRow) + 5 * 16 + 16 <= GRANT_ROW_SLACK_BYTES,
 
 int grant_revoked_seq(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t actor[KEY_PK_BYTES],
                       uint64_t *revoked) {
-    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    _Alignas(16) uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
@@ -65,7 +65,7 @@ int grant_apply(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, const A
     } else {
         return 0;
     }
-    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    _Alignas(16) uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     uint8_t id[KEY_ID_BYTES], k[GRANT_KEY_BYTES];
