@@ -20,6 +20,10 @@ enum {
     STATUS_KEY_BYTES_MAX = JURIS_BYTES_MAX + 1 + 1 + NUMBER_BYTES_MAX,
     DEADLINE_KEY_BYTES_MAX = JURIS_BYTES_MAX + 1 + 4 + NUMBER_BYTES_MAX,
 };
+/* index_del and index_put build both kinds of key in one buffer. */
+_Static_assert(STATUS_KEY_BYTES_MAX <= DEADLINE_KEY_BYTES_MAX,
+               "the deadline key's buffer holds a status key");
+_Static_assert(EVENT_REF_BYTES == 4 + 4 + 8, "an event ref is version, origin index, seq");
 
 int state_init(struct state *st, struct store *s) {
     memset(st, 0, sizeof *st);
