@@ -399,12 +399,12 @@ int writer_submit(struct writer *w, struct wreq *r) {
                        busy ? "the node is busy: too many writes waiting; retry"
                             : "the node is shutting down");
     }
+    ASSERT((w->head == NULL) == (w->tail == NULL));
     if (w->tail != NULL) {
         w->tail->next = r;
     } else {
         w->head = r;
     }
-    ASSERT((w->head == NULL) == (w->tail == NULL));
     w->tail = r;
     w->queued++;
     pthread_cond_signal(&w->cv);
