@@ -18,8 +18,9 @@ void appeal_assert_fail(const char *cond, const char *file, int line) {
         olog_fatal("assert_failed", "cond", cond, "file", file, "line", num, NULL);
     } else {
         char buf[512];
-        int n = snprintf(buf, sizeof buf, "level=fatal event=assert_failed cond=\"%s\" file=%s line=%s\n",
-                         cond, file, num);
+        int n = snprintf(buf, sizeof buf,
+                         "level=fatal event=assert_failed cond=\"%s\" file=%s line=%s\n", cond,
+                         file, num);
         if (n > 0) {
             ssize_t w = write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
             (void)w; /* about to abort: nowhere else to say it */
