@@ -1266,6 +1266,26 @@ static void print_channels(bool as_json, const Appeal__GrantList *l) {
     }
 }
 
+/* What `channel add`, `rate` or `revoke` did; `api_key` is set for add
+ * (shown once). */
+static void print_channel_done(bool as_json, const char *verb, const uint8_t pk[32],
+                               const char *api_key, const Appeal__Response *resp) {
+    char id[KEY_SHORT_HEX + 1];
+    util_hex(pk, KEY_SHORT_HEX / 2, id);
+    unsigned long long seq = resp->receipt != NULL ? (unsigned long long)resp->receipt->seq : 0;
+    if (as_json) {
+        printf("{\"id\":\"%s\"%s%s%s,\"seq\":%llu}\n", id, api_key[0] ? ",\"api_key\":\"" : "",
+               api_key, api_key[0] ? "\"" : "", seq);
+    } else if (api_key[0]) {
+        printf("channel %s added (log seq %llu)\napi_key %s\n"
+               "(shown once: the node keeps only its hash)\n",
+               id, seq, api_key);
+    } else {
+        printf("ok: channel %s %s (log seq %llu)\n", id, verb[1] == 'e' ? "revoked" : "rate set",
+               seq);
+    }
+}
+
 static int cmd_channel(struct client *cl, const struct cli *c, bool as_json) {
     const char *verb = c->npos >= 2 ? c->pos[1] : "";
     Appeal__Request q = APPEAL__REQUEST__INIT;
@@ -1328,20 +1348,7 @@ static int cmd_channel(struct client *cl, const struct cli *c, bool as_json) {
         print_channels(as_json, resp->grants);
         return 0;
     }
-    char id[KEY_SHORT_HEX + 1];
-    util_hex(pk, KEY_SHORT_HEX / 2, id);
-    unsigned long long seq = resp->receipt != NULL ? (unsigned long long)resp->receipt->seq : 0;
-    if (as_json) {
-        printf("{\"id\":\"%s\"%s%s%s,\"seq\":%llu}\n", id, api_key[0] ? ",\"api_key\":\"" : "",
-               api_key, api_key[0] ? "\"" : "", seq);
-    } else if (api_key[0]) {
-        printf("channel %s added (log seq %llu)\napi_key %s\n"
-               "(shown once: the node keeps only its hash)\n",
-               id, seq, api_key);
-    } else {
-        printf("ok: channel %s %s (log seq %llu)\n", id, verb[1] == 'e' ? "revoked" : "rate set",
-               seq);
-    }
+    print_channel_done(as_json, verb, pk, api_key, resp);
     sodium_memzero(api_key, sizeof api_key);
     return 0;
 }
@@ -1421,86 +1428,86 @@ static int cmd_receipt(const struct cli *c, bool as_json) {
     return 0;
 }
 
-static int run(struct client *cl, const struct cli *c, bool as_json) {
-    const char *cmd = c->pos[0];
-    if (strcmp(cmd, "channel") == 0) {
-        return cmd_channel(cl, c, as_json);
-    }
-    Appeal__Request q = APPEAL__REQUEST__INIT;
+/* The parts a request built by build_request points into. */
+struct request_parts {
     Appeal__FileRequest f;
     Appeal__ActRequest a;
-    Appeal__ShowRequest s = APPEAL__SHOW_REQUEST__INIT;
-    Appeal__InfoRequest i = APPEAL__INFO_REQUEST__INIT;
-    Appeal__ClusterStatusRequest cs = APPEAL__CLUSTER_STATUS_REQUEST__INIT;
-    Appeal__MetricsRequest mr = APPEAL__METRICS_REQUEST__INIT;
-    Appeal__GrantRequest g = APPEAL__GRANT_REQUEST__INIT;
-    Appeal__RevokeRequest r = APPEAL__REVOKE_REQUEST__INIT;
-    Appeal__GrantsRequest gs = APPEAL__GRANTS_REQUEST__INIT;
+    Appeal__ShowRequest s;
+    Appeal__InfoRequest i;
+    Appeal__ClusterStatusRequest cs;
+    Appeal__MetricsRequest mr;
+    Appeal__GrantRequest g;
+    Appeal__RevokeRequest r;
+    Appeal__GrantsRequest gs;
     uint8_t pk[32];
-    if (strcmp(cmd, "list") == 0) {
-        return cmd_list(cl, c, as_json);
+};
+
+/* An action on an appeal (the `acts` table): 0, or 2 (said why). */
+static int build_act_request(const struct cli *c, const char *cmd, Appeal__Request *q,
+                             struct request_parts *p) {
+    size_t k = 0;
+    while (k < sizeof acts / sizeof acts[0] && strcmp(acts[k].cmd, cmd) != 0) {
+        k++;
     }
-    if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "export") == 0) {
-        return cmd_query(cl, c, as_json, strcmp(cmd, "export") == 0);
+    if (k == sizeof acts / sizeof acts[0]) {
+        fprintf(stderr, _("appealctl: unknown command %s\n%s"), cmd, _(usage));
+        return 2;
     }
-    if (strcmp(cmd, "overdue") == 0) {
-        return cmd_overdue(cl, c, as_json);
+    if (build_act(c, acts[k].action, &p->a) != 0) {
+        return 2;
     }
+    q->op_case = APPEAL__REQUEST__OP_ACT;
+    q->act = &p->a;
+    return 0;
+}
+
+/* The request of command `cmd` into `q` (pointing into `p`): 0, or 2
+ * (said why). */
+static int build_request(const struct cli *c, const char *cmd, Appeal__Request *q,
+                         struct request_parts *p) {
     if (strcmp(cmd, "file") == 0) {
-        if (build_file(c, &f) != 0) {
+        if (build_file(c, &p->f) != 0) {
             return 2;
         }
-        q.op_case = APPEAL__REQUEST__OP_FILE;
-        q.file = &f;
+        q->op_case = APPEAL__REQUEST__OP_FILE;
+        q->file = &p->f;
     } else if (strcmp(cmd, "show") == 0 || strcmp(cmd, "find") == 0) {
         if (c->npos < 2) {
             fprintf(stderr, _("appealctl: show needs the registration number\n"));
             return 2;
         }
-        s.number = (char *)c->pos[1];
-        q.op_case = APPEAL__REQUEST__OP_SHOW;
-        q.show = &s;
+        p->s.number = (char *)c->pos[1];
+        q->op_case = APPEAL__REQUEST__OP_SHOW;
+        q->show = &p->s;
     } else if (strcmp(cmd, "grant") == 0 || strcmp(cmd, "revoke") == 0) {
-        if (build_grant(c, &q, &g, &r, pk) != 0) {
+        if (build_grant(c, q, &p->g, &p->r, p->pk) != 0) {
             return 2;
         }
     } else if (strcmp(cmd, "grants") == 0 || strcmp(cmd, "whoami") == 0) {
-        gs.mine = strcmp(cmd, "whoami") == 0 || flag(c, "mine");
-        q.op_case = APPEAL__REQUEST__OP_GRANTS;
-        q.grants = &gs;
+        p->gs.mine = strcmp(cmd, "whoami") == 0 || flag(c, "mine");
+        q->op_case = APPEAL__REQUEST__OP_GRANTS;
+        q->grants = &p->gs;
     } else if (strcmp(cmd, "info") == 0) {
-        q.op_case = APPEAL__REQUEST__OP_INFO;
-        q.info = &i;
+        q->op_case = APPEAL__REQUEST__OP_INFO;
+        q->info = &p->i;
     } else if (strcmp(cmd, "metrics") == 0) {
-        q.op_case = APPEAL__REQUEST__OP_METRICS;
-        q.metrics = &mr;
+        q->op_case = APPEAL__REQUEST__OP_METRICS;
+        q->metrics = &p->mr;
     } else if (strcmp(cmd, "cluster") == 0) {
         if (c->npos < 2 || strcmp(c->pos[1], "status") != 0) {
             fprintf(stderr, _("appealctl: cluster status is the cluster command\n"));
             return 2;
         }
-        q.op_case = APPEAL__REQUEST__OP_CLUSTER_STATUS;
-        q.cluster_status = &cs;
+        q->op_case = APPEAL__REQUEST__OP_CLUSTER_STATUS;
+        q->cluster_status = &p->cs;
     } else {
-        size_t k = 0;
-        while (k < sizeof acts / sizeof acts[0] && strcmp(acts[k].cmd, cmd) != 0) {
-            k++;
-        }
-        if (k == sizeof acts / sizeof acts[0]) {
-            fprintf(stderr, _("appealctl: unknown command %s\n%s"), cmd, _(usage));
-            return 2;
-        }
-        if (build_act(c, acts[k].action, &a) != 0) {
-            return 2;
-        }
-        q.op_case = APPEAL__REQUEST__OP_ACT;
-        q.act = &a;
+        return build_act_request(c, cmd, q, p);
     }
-    Appeal__Response *resp;
-    int rc = call(cl, &q, &resp, as_json);
-    if (rc != 0) {
-        return rc;
-    }
+    return 0;
+}
+
+/* Prints the node's answer to `cmd`: 0, or 1 if it held nothing. */
+static int print_answer(const char *cmd, bool as_json, const Appeal__Response *resp) {
     switch (resp->result_case) {
     case APPEAL__RESPONSE__RESULT_RECEIPT:
         print_receipt(as_json, cmd, resp->receipt);
@@ -1535,6 +1542,36 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
         return 1;
     }
     return 0;
+}
+
+static int run(struct client *cl, const struct cli *c, bool as_json) {
+    const char *cmd = c->pos[0];
+    if (strcmp(cmd, "channel") == 0) {
+        return cmd_channel(cl, c, as_json);
+    }
+    if (strcmp(cmd, "list") == 0) {
+        return cmd_list(cl, c, as_json);
+    }
+    if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "export") == 0) {
+        return cmd_query(cl, c, as_json, strcmp(cmd, "export") == 0);
+    }
+    if (strcmp(cmd, "overdue") == 0) {
+        return cmd_overdue(cl, c, as_json);
+    }
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    struct request_parts p = {.s = APPEAL__SHOW_REQUEST__INIT,
+                              .i = APPEAL__INFO_REQUEST__INIT,
+                              .cs = APPEAL__CLUSTER_STATUS_REQUEST__INIT,
+                              .mr = APPEAL__METRICS_REQUEST__INIT,
+                              .g = APPEAL__GRANT_REQUEST__INIT,
+                              .r = APPEAL__REVOKE_REQUEST__INIT,
+                              .gs = APPEAL__GRANTS_REQUEST__INIT};
+    if (build_request(c, cmd, &q, &p) != 0) {
+        return 2;
+    }
+    Appeal__Response *resp;
+    int rc = call(cl, &q, &resp, as_json);
+    return rc != 0 ? rc : print_answer(cmd, as_json, resp);
 }
 
 /* The language of this run: --lang, else the environment; the catalogues

@@ -57,4 +57,16 @@ enum {
     REGNO_MAX = 99999999,
 };
 
+/* Relations between the limits, checked by the compiler. */
+_Static_assert(RECORD_ARENA_BYTES >= 2 * RECORD_BYTES_MAX,
+               "a record's decoding arena holds its envelope and its body");
+_Static_assert(LIST_LIMIT_DEFAULT <= LIST_LIMIT_MAX, "the default list is one the node allows");
+_Static_assert(LIVE_QUERIES_PER_KEY_MAX <= LIVE_QUERIES_MAX,
+               "one key's live queries are counted in all clients'");
+_Static_assert(CONNECTIONS_MAX_DEFAULT <= CONNECTIONS_MAX_LIMIT && IDLE_MS_MIN <= IDLE_MS_DEFAULT,
+               "the defaults are values the options accept");
+_Static_assert(WRITER_BATCH_MAX <= WRITER_QUEUE_MAX, "a batch is taken from the queue");
+_Static_assert(API_ARENA_BYTES >= 2 * REQUEST_BYTES_MAX,
+               "an API context's arena decodes the largest request it accepts");
+
 #endif

@@ -61,10 +61,10 @@ static size_t append_value(char *buf, size_t at, const char *v) {
     return append(buf, at, "\"");
 }
 
-void olog(enum olog_level level, const char *event, ...) {
-    if (level < olog_id.min) {
-        return;
-    }
+/* Formats one line and writes it to the log (and to stderr too if asked
+ * and the log is elsewhere). No ASSERT in this file: appeal_assert_fail
+ * reports through it. */
+static void olog_line(const char *level, const char *event, va_list ap, bool also_stderr) {
     char line[OLOG_LINE_BYTES];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -73,11 +73,9 @@ void olog(enum olog_level level, const char *event, ...) {
     int n = snprintf(line, sizeof line,
                      "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s juris=%s node=%s event=",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level_names[level], olog_id.juris, olog_id.node);
+                     ts.tv_nsec / 1000000, level, olog_id.juris, olog_id.node);
     size_t at = n > 0 ? (size_t)n : 0;
     at = append_value(line, at, event);
-    va_list ap;
-    va_start(ap, event);
     for (;;) {
         const char *k = va_arg(ap, const char *);
         if (k == NULL) {
@@ -89,8 +87,28 @@ void olog(enum olog_level level, const char *event, ...) {
         at = append(line, at, "=");
         at = append_value(line, at, v ? v : "");
     }
-    va_end(ap);
     line[at++] = '\n';
     ssize_t w = write(olog_id.fd, line, at);
     (void)w; /* nowhere to report a failed log write */
+    if (also_stderr && olog_id.fd != 2) {
+        w = write(2, line, at);
+        (void)w;
+    }
+}
+
+void olog(enum olog_level level, const char *event, ...) {
+    if (level < olog_id.min) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, event);
+    olog_line(level_names[level], event, ap, false);
+    va_end(ap);
+}
+
+void olog_fatal(const char *event, ...) {
+    va_list ap;
+    va_start(ap, event);
+    olog_line("fatal", event, ap, true);
+    va_end(ap);
 }

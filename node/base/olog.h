@@ -27,6 +27,11 @@ void olog_init(const char *jurisdiction, const char *node_id, int fd, enum olog_
  * terminated by NULL: olog(OLOG_INFO, "started", "api", url, NULL). */
 void olog(enum olog_level level, const char *event, ...) __attribute__((sentinel));
 
+/* Logs `event` at level "fatal", whatever the minimum level, to the log
+ * and to stderr if the log is elsewhere: for a failed assertion
+ * (assert.h), just before the process aborts. */
+void olog_fatal(const char *event, ...) __attribute__((sentinel));
+
 /* Parses "debug", "info", ...; returns false if unknown. */
 bool olog_level_parse(const char *s, enum olog_level *out);
 

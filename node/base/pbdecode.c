@@ -5,13 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert.h"
+
 static void *arena_alloc(void *data, size_t size) {
     struct arena *a = data;
+    ASSERT(a->base != NULL && a->used_bytes <= a->cap_bytes);
     size_t at = (a->used_bytes + 15u) & ~(size_t)15u;
     if (size > a->cap_bytes || at > a->cap_bytes - size) {
         return NULL;
     }
     a->used_bytes = at + size;
+    ASSERT(a->used_bytes <= a->cap_bytes);
     return a->base + at;
 }
 
@@ -34,6 +38,7 @@ int arena_init(struct arena *a, size_t cap_bytes) {
 }
 
 void arena_on(struct arena *a, void *buf, size_t cap_bytes) {
+    ASSERT(buf != NULL && (uintptr_t)buf % _Alignof(uint64_t) == 0); /* what decoded structs need */
     a->base = buf;
     a->cap_bytes = cap_bytes;
     a->used_bytes = 0;
@@ -106,6 +111,7 @@ enum { GUARD_FIELDS_TRACKED = 64 };
 
 static int guard(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end,
                  uint32_t repeated_max, uint32_t depth, struct errbuf *e) {
+    ASSERT(desc != NULL && p <= end);
     if (depth == 0) {
         return err_set(e, APL_EINVAL, "message nested too deeply");
     }

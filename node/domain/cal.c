@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert.h"
+
 /* Howard Hinnant's days_from_civil / civil_from_days. */
 int32_t day_from_civil(int y, unsigned m, unsigned d) {
     y -= m <= 2;
@@ -25,12 +27,15 @@ void civil_from_day(int32_t day, int *y, unsigned *m, unsigned *d) {
     *d = doy - (153 * mp + 2) / 5 + 1;
     *m = mp < 10 ? mp + 3 : mp - 9;
     *y = (int)yoe + era * 400 + (*m <= 2);
+    ASSERT(*m >= 1 && *m <= 12 && *d >= 1 && *d <= 31);
 }
 
 int day_weekday(int32_t day) {
     /* 1970-01-01 was a Thursday (3 when Monday is 0). */
     int w = (int)((day + 3) % 7);
-    return w < 0 ? w + 7 : w;
+    w = w < 0 ? w + 7 : w;
+    ASSERT(w >= 0 && w < 7);
+    return w;
 }
 
 int32_t day_from_ms(int64_t ms, int32_t utc_offset_min) {
@@ -44,6 +49,7 @@ int32_t day_from_ms(int64_t ms, int32_t utc_offset_min) {
 
 static unsigned days_in_month(int y, unsigned m) {
     static const unsigned dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    ASSERT(m >= 1 && m <= 12); /* callers check the month first */
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     return m == 2 && leap ? 29 : dim[m - 1];
 }
@@ -306,6 +312,7 @@ static int32_t ordinal_at(const struct calendar *c, int32_t day) {
     if (day > c->last_day) {
         day = c->last_day;
     }
+    ASSERT(day >= c->first_day && day <= c->last_day);
     return c->ordinal[day - c->first_day];
 }
 
@@ -329,6 +336,7 @@ int32_t cal_add_working(const struct calendar *c, int32_t day, int n) {
             lo = mid + 1;
         }
     }
+    ASSERT(lo > day && lo <= c->last_day); /* a later working day, inside the calendar */
     return lo;
 }
 

@@ -288,6 +288,58 @@ static int replica_query(struct node *n, MDB_txn *t, const Appeal__QueryRequest 
     return rc;
 }
 
+/* The node's metrics, as Prometheus text, into the answer. */
+static int read_metrics(struct node *n, struct arena *a, Appeal__Response *resp, struct errbuf *e) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = prom_render(n, &text, &len);
+    if (rc == 0) {
+        resp->metrics_text = arena_strdup(a, text);
+        rc = resp->metrics_text != NULL ? 0 : err_set(e, APL_ETOOBIG, "metrics too large");
+    }
+    free(text);
+    resp->result_case = APPEAL__RESPONSE__RESULT_METRICS_TEXT;
+    return rc;
+}
+
+/* Runs read request w->req in `t` into `resp`; a live query's answer may
+ * need an arena of its own (`*qa`, the caller's to free). */
+static int read_request(struct api_work *w, MDB_txn *t, Appeal__Response *resp, struct arena **qa,
+                        struct errbuf *e) {
+    struct node *n = w->api->node;
+    int rc;
+    switch (w->req->op_case) {
+    case APPEAL__REQUEST__OP_SHOW:
+        rc = view_appeal(n, t, w->req->show->number, auth_reads_personal(&w->who), &w->arena,
+                         &resp->appeal, e);
+        resp->result_case = APPEAL__RESPONSE__RESULT_APPEAL;
+        return rc;
+    case APPEAL__REQUEST__OP_LIST:
+        resp->result_case = APPEAL__RESPONSE__RESULT_LIST;
+        return view_list(n, t, w->req->list, &w->arena, &resp->list, e);
+    case APPEAL__REQUEST__OP_METRICS:
+        return read_metrics(n, &w->arena, resp, e);
+    case APPEAL__REQUEST__OP_CLUSTER_STATUS:
+        resp->result_case = APPEAL__RESPONSE__RESULT_CLUSTER;
+        return n->repl == NULL
+                   ? err_set(e, APL_ENOTFOUND, "this node runs alone: start it with --cluster FILE")
+                   : repl_status(n->repl, t, &w->arena, &resp->cluster);
+    case APPEAL__REQUEST__OP_QUERY:
+        resp->result_case = APPEAL__RESPONSE__RESULT_QUERY;
+        return replica_query(n, t, w->req->query, qa, &resp->query, e);
+    case APPEAL__REQUEST__OP_GRANTS:
+        resp->result_case = APPEAL__RESPONSE__RESULT_GRANTS;
+        return grant_list(&n->eng.store, t, n->eng.self.idx,
+                          w->req->grants->mine ? w->who.pk : NULL, &w->arena, &resp->grants);
+    case APPEAL__REQUEST__OP_OVERDUE:
+        resp->result_case = APPEAL__RESPONSE__RESULT_OVERDUE;
+        return view_overdue_list(n, t, w->req->overdue, &w->arena, &resp->overdue, e);
+    default:
+        resp->result_case = APPEAL__RESPONSE__RESULT_INFO;
+        return view_info(n, t, &w->arena, &resp->info);
+    }
+}
+
 static void answer_read(struct api_work *w) {
     struct node *n = w->api->node;
     MDB_txn *t;
@@ -300,52 +352,7 @@ static void answer_read(struct api_work *w) {
         return;
     }
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
-    switch (w->req->op_case) {
-    case APPEAL__REQUEST__OP_SHOW:
-        rc = view_appeal(n, t, w->req->show->number, auth_reads_personal(&w->who), &w->arena,
-                         &resp.appeal, &e);
-        resp.result_case = APPEAL__RESPONSE__RESULT_APPEAL;
-        break;
-    case APPEAL__REQUEST__OP_LIST:
-        rc = view_list(n, t, w->req->list, &w->arena, &resp.list, &e);
-        resp.result_case = APPEAL__RESPONSE__RESULT_LIST;
-        break;
-    case APPEAL__REQUEST__OP_METRICS: {
-        char *text = NULL;
-        size_t len = 0;
-        rc = prom_render(n, &text, &len);
-        if (rc == 0) {
-            resp.metrics_text = arena_strdup(&w->arena, text);
-            rc = resp.metrics_text != NULL ? 0 : err_set(&e, APL_ETOOBIG, "metrics too large");
-        }
-        free(text);
-        resp.result_case = APPEAL__RESPONSE__RESULT_METRICS_TEXT;
-        break;
-    }
-    case APPEAL__REQUEST__OP_CLUSTER_STATUS:
-        rc = n->repl == NULL
-                 ? err_set(&e, APL_ENOTFOUND, "this node runs alone: start it with --cluster FILE")
-                 : repl_status(n->repl, t, &w->arena, &resp.cluster);
-        resp.result_case = APPEAL__RESPONSE__RESULT_CLUSTER;
-        break;
-    case APPEAL__REQUEST__OP_QUERY:
-        rc = replica_query(n, t, w->req->query, &qa, &resp.query, &e);
-        resp.result_case = APPEAL__RESPONSE__RESULT_QUERY;
-        break;
-    case APPEAL__REQUEST__OP_GRANTS:
-        rc = grant_list(&n->eng.store, t, n->eng.self.idx, w->req->grants->mine ? w->who.pk : NULL,
-                        &w->arena, &resp.grants);
-        resp.result_case = APPEAL__RESPONSE__RESULT_GRANTS;
-        break;
-    case APPEAL__REQUEST__OP_OVERDUE:
-        rc = view_overdue_list(n, t, w->req->overdue, &w->arena, &resp.overdue, &e);
-        resp.result_case = APPEAL__RESPONSE__RESULT_OVERDUE;
-        break;
-    default:
-        rc = view_info(n, t, &w->arena, &resp.info);
-        resp.result_case = APPEAL__RESPONSE__RESULT_INFO;
-        break;
-    }
+    rc = read_request(w, t, &resp, &qa, &e);
     if (rc == 0 && protobuf_c_message_get_packed_size(&resp.base) > RESPONSE_BYTES_MAX) {
         rc = err_set(&e, APL_ETOOBIG, "the answer is too large; ask for a smaller page");
     }

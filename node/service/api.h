@@ -37,6 +37,8 @@ enum {
     AUTH_REPLAY_ENTRIES_MAX = 2 * 1024 * 1024,
     AUTH_WINDOW_MS_DEFAULT = 60 * 1000,
 };
+_Static_assert((long)API_RECV_BYTES_MAX > (long)REQUEST_BYTES_MAX,
+               "a request past REQUEST_BYTES_MAX is received, to be answered ERR_TOO_LARGE");
 
 int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e);
 /* First step of shutdown: cancels the live queries (the running one stops

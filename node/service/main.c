@@ -147,44 +147,182 @@ static int fail(const char *what, const struct errbuf *e, int rc) {
     return 1;
 }
 
-static int parse_args(int argc, char **argv, struct args *a) {
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'},
-        {"jurisdiction", required_argument, NULL, 'j'},
-        {"api", required_argument, NULL, 'a'},
-        {"clock-file", required_argument, NULL, 'c'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-file", required_argument, NULL, 'f'},
-        {"map-size", required_argument, NULL, 'm'},
-        {"map-max", required_argument, NULL, 'M'},
-        {"own-reserve", required_argument, NULL, OPT_OWN_RESERVE},
-        {"origin-burst", required_argument, NULL, OPT_ORIGIN_BURST},
-        {"peer", required_argument, NULL, 'p'},
-        {"cluster", required_argument, NULL, 'C'},
-        {"heartbeat-ms", required_argument, NULL, 'H'},
-        {"recover-quorum", required_argument, NULL, 'Q'},
-        {"http", required_argument, NULL, 'W'},
-        {"open311", required_argument, NULL, OPT_OPEN311},
-        {"to", required_argument, NULL, 'o'},
-        {"from", required_argument, NULL, 'i'},
-        {"alert-silent-s", required_argument, NULL, 'S'},
-        {"alert-stale-s", required_argument, NULL, 'T'},
-        {"alert-skew-s", required_argument, NULL, 'K'},
-        {"peer-clock-skew-ms", required_argument, NULL, 'Z'},
-        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
-        {"connections-max", required_argument, NULL, OPT_CONNECTIONS_MAX},
-        {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_MS},
-        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-        {"standalone", no_argument, NULL, OPT_STANDALONE},
-        {"key", required_argument, NULL, 'k'},
-        {"role", required_argument, NULL, 'r'},
-        {"label", required_argument, NULL, 'L'},
-        {"reason", required_argument, NULL, 'R'},
-        {"auth-window-s", required_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+static const struct option node_options[] = {
+    {"data", required_argument, NULL, 'd'},
+    {"jurisdiction", required_argument, NULL, 'j'},
+    {"api", required_argument, NULL, 'a'},
+    {"clock-file", required_argument, NULL, 'c'},
+    {"log-level", required_argument, NULL, 'l'},
+    {"log-file", required_argument, NULL, 'f'},
+    {"map-size", required_argument, NULL, 'm'},
+    {"map-max", required_argument, NULL, 'M'},
+    {"own-reserve", required_argument, NULL, OPT_OWN_RESERVE},
+    {"origin-burst", required_argument, NULL, OPT_ORIGIN_BURST},
+    {"peer", required_argument, NULL, 'p'},
+    {"cluster", required_argument, NULL, 'C'},
+    {"heartbeat-ms", required_argument, NULL, 'H'},
+    {"recover-quorum", required_argument, NULL, 'Q'},
+    {"http", required_argument, NULL, 'W'},
+    {"open311", required_argument, NULL, OPT_OPEN311},
+    {"to", required_argument, NULL, 'o'},
+    {"from", required_argument, NULL, 'i'},
+    {"alert-silent-s", required_argument, NULL, 'S'},
+    {"alert-stale-s", required_argument, NULL, 'T'},
+    {"alert-skew-s", required_argument, NULL, 'K'},
+    {"peer-clock-skew-ms", required_argument, NULL, 'Z'},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"connections-max", required_argument, NULL, OPT_CONNECTIONS_MAX},
+    {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_MS},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"standalone", no_argument, NULL, OPT_STANDALONE},
+    {"key", required_argument, NULL, 'k'},
+    {"role", required_argument, NULL, 'r'},
+    {"label", required_argument, NULL, 'L'},
+    {"reason", required_argument, NULL, 'R'},
+    {"auth-window-s", required_argument, NULL, 'A'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Where an option that takes a text (a path, an address, a name) keeps
+ * it; NULL for the other options. */
+static const char **arg_text(int ch, struct args *a) {
+    switch (ch) {
+    case 'd':
+        return &a->data;
+    case 'j':
+        return &a->juris;
+    case 'a':
+        return &a->api;
+    case 'p':
+        return &a->peer;
+    case 'C':
+        return &a->cluster;
+    case 'W':
+        return &a->http;
+    case OPT_OPEN311:
+        return &a->open311;
+    case 'o':
+        return &a->to;
+    case 'i':
+        return &a->from;
+    case 'k':
+        return &a->key;
+    case 'r':
+        return &a->role;
+    case 'L':
+        return &a->label;
+    case 'R':
+        return &a->reason;
+    case 'c':
+        return &a->clock_file;
+    case 'f':
+        return &a->log_file;
+    case OPT_TLS_CA:
+        return &a->tls_ca;
+    case OPT_TLS_CERT:
+        return &a->tls_cert;
+    case OPT_TLS_KEY:
+        return &a->tls_key;
+    default:
+        return NULL;
+    }
+}
+
+/* The options that bound the node's work: 0, -1 (said why), or 1 if `ch`
+ * is not one of them. */
+static int arg_limit(int ch, const char *v, struct args *a) {
+    switch (ch) {
+    case 'A':
+        if (util_parse_long(v, 1, 3600, &a->auth_window_s) != 0) {
+            fprintf(stderr, "appeal-node: --auth-window-s takes 1 to 3600 seconds\n");
+            return -1;
+        }
+        return 0;
+    case OPT_OWN_RESERVE:
+        if (util_parse_long(v, 0, NODE_OWN_RESERVE_PERCENT_MAX, &a->own_reserve_percent) != 0) {
+            fprintf(stderr,
+                    "appeal-node: --own-reserve takes a percentage of --map-max "
+                    "(0 to %d)\n",
+                    NODE_OWN_RESERVE_PERCENT_MAX);
+            return -1;
+        }
+        return 0;
+    case OPT_CONNECTIONS_MAX:
+        if (util_parse_long(v, 1, CONNECTIONS_MAX_LIMIT, &a->connections_max) != 0) {
+            fprintf(stderr, "appeal-node: --connections-max takes 1 to %d\n",
+                    CONNECTIONS_MAX_LIMIT);
+            return -1;
+        }
+        return 0;
+    case OPT_IDLE_MS:
+        if (util_parse_long(v, IDLE_MS_MIN, 24L * 3600 * 1000, &a->idle_ms) != 0) {
+            fprintf(stderr, "appeal-node: --idle-timeout-ms takes %d ms to a day\n", IDLE_MS_MIN);
+            return -1;
+        }
+        return 0;
+    case OPT_ORIGIN_BURST:
+        if (util_parse_long(v, 0, PULL_RECORDS_MAX * 1000L, &a->origin_burst) != 0) {
+            fprintf(stderr, "appeal-node: --origin-burst takes records per minute (0 to %ld)\n",
+                    PULL_RECORDS_MAX * 1000L);
+            return -1;
+        }
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/* The other options that take a number or a level: 0, -1 (said why), or
+ * 1 if `ch` is not one of them. */
+static int arg_number(int ch, const char *v, struct args *a) {
+    switch (ch) {
+    case 'Z':
+        if (util_parse_long(v, -3600000, 3600000, &a->peer_skew_ms) != 0) {
+            fprintf(stderr, "appeal-node: --peer-clock-skew-ms takes milliseconds\n");
+            return -1;
+        }
+        return 0;
+    case 'S':
+    case 'T':
+    case 'K':
+        if (util_parse_long(v, 1, 86400 * 30,
+                            ch == 'S'   ? &a->alert_silent_s
+                            : ch == 'T' ? &a->alert_stale_s
+                                        : &a->alert_skew_s) != 0) {
+            fprintf(stderr, "appeal-node: alert thresholds take seconds\n");
+            return -1;
+        }
+        return 0;
+    case 'H':
+    case 'Q':
+        if (util_parse_long(v, 0, 86400000, ch == 'H' ? &a->heartbeat_ms : &a->recover_quorum) !=
+            0) {
+            fprintf(stderr, "appeal-node: --%s takes a number\n",
+                    ch == 'H' ? "heartbeat-ms" : "recover-quorum");
+            return -1;
+        }
+        return 0;
+    case 'l':
+        if (!olog_level_parse(v, &a->level)) {
+            fprintf(stderr, "appeal-node: unknown log level %s\n", v);
+            return -1;
+        }
+        return 0;
+    case 'm':
+    case 'M':
+        if (util_parse_u64(v, ch == 'm' ? &a->map_bytes : &a->map_max_bytes) != 0) {
+            fprintf(stderr, "appeal-node: --map-size/--map-max take a number of bytes\n");
+            return -1;
+        }
+        return 0;
+    default:
+        return arg_limit(ch, v, a);
+    }
+}
+
+static void args_defaults(struct args *a) {
     memset(a, 0, sizeof *a);
     a->level = OLOG_INFO;
     a->heartbeat_ms = 10000;
@@ -194,147 +332,25 @@ static int parse_args(int argc, char **argv, struct args *a) {
     a->alert_skew_s = 30;
     a->own_reserve_percent = NODE_OWN_RESERVE_PERCENT_DEFAULT;
     a->origin_burst = ORIGIN_BURST_FLOOR_DEFAULT;
+}
+
+static int parse_args(int argc, char **argv, struct args *a) {
+    args_defaults(a);
     optind = 2;
     int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'd':
-            a->data = optarg;
-            break;
-        case 'j':
-            a->juris = optarg;
-            break;
-        case 'a':
-            a->api = optarg;
-            break;
-        case 'p':
-            a->peer = optarg;
-            break;
-        case 'C':
-            a->cluster = optarg;
-            break;
-        case 'W':
-            a->http = optarg;
-            break;
-        case OPT_OPEN311:
-            a->open311 = optarg;
-            break;
-        case 'o':
-            a->to = optarg;
-            break;
-        case 'k':
-            a->key = optarg;
-            break;
-        case 'r':
-            a->role = optarg;
-            break;
-        case 'L':
-            a->label = optarg;
-            break;
-        case 'R':
-            a->reason = optarg;
-            break;
-        case 'A':
-            if (util_parse_long(optarg, 1, 3600, &a->auth_window_s) != 0) {
-                fprintf(stderr, "appeal-node: --auth-window-s takes 1 to 3600 seconds\n");
-                return -1;
-            }
-            break;
-        case OPT_OWN_RESERVE:
-            if (util_parse_long(optarg, 0, NODE_OWN_RESERVE_PERCENT_MAX, &a->own_reserve_percent) !=
-                0) {
-                fprintf(stderr,
-                        "appeal-node: --own-reserve takes a percentage of --map-max "
-                        "(0 to %d)\n",
-                        NODE_OWN_RESERVE_PERCENT_MAX);
-                return -1;
-            }
-            break;
-        case OPT_CONNECTIONS_MAX:
-            if (util_parse_long(optarg, 1, CONNECTIONS_MAX_LIMIT, &a->connections_max) != 0) {
-                fprintf(stderr, "appeal-node: --connections-max takes 1 to %d\n",
-                        CONNECTIONS_MAX_LIMIT);
-                return -1;
-            }
-            break;
-        case OPT_IDLE_MS:
-            if (util_parse_long(optarg, IDLE_MS_MIN, 24L * 3600 * 1000, &a->idle_ms) != 0) {
-                fprintf(stderr, "appeal-node: --idle-timeout-ms takes %d ms to a day\n",
-                        IDLE_MS_MIN);
-                return -1;
-            }
-            break;
-        case OPT_ORIGIN_BURST:
-            if (util_parse_long(optarg, 0, PULL_RECORDS_MAX * 1000L, &a->origin_burst) != 0) {
-                fprintf(stderr, "appeal-node: --origin-burst takes records per minute (0 to %ld)\n",
-                        PULL_RECORDS_MAX * 1000L);
-                return -1;
-            }
-            break;
-        case 'Z':
-            if (util_parse_long(optarg, -3600000, 3600000, &a->peer_skew_ms) != 0) {
-                fprintf(stderr, "appeal-node: --peer-clock-skew-ms takes milliseconds\n");
-                return -1;
-            }
-            break;
-        case 'i':
-            a->from = optarg;
-            break;
-        case 'S':
-        case 'T':
-        case 'K':
-            if (util_parse_long(optarg, 1, 86400 * 30,
-                                ch == 'S'   ? &a->alert_silent_s
-                                : ch == 'T' ? &a->alert_stale_s
-                                            : &a->alert_skew_s) != 0) {
-                fprintf(stderr, "appeal-node: alert thresholds take seconds\n");
-                return -1;
-            }
-            break;
-        case 'H':
-        case 'Q':
-            if (util_parse_long(optarg, 0, 86400000,
-                                ch == 'H' ? &a->heartbeat_ms : &a->recover_quorum) != 0) {
-                fprintf(stderr, "appeal-node: --%s takes a number\n",
-                        ch == 'H' ? "heartbeat-ms" : "recover-quorum");
-                return -1;
-            }
-            break;
-        case 'c':
-            a->clock_file = optarg;
-            break;
-        case 'f':
-            a->log_file = optarg;
-            break;
-        case 'l':
-            if (!olog_level_parse(optarg, &a->level)) {
-                fprintf(stderr, "appeal-node: unknown log level %s\n", optarg);
-                return -1;
-            }
-            break;
-        case 'm':
-        case 'M':
-            if (util_parse_u64(optarg, ch == 'm' ? &a->map_bytes : &a->map_max_bytes) != 0) {
-                fprintf(stderr, "appeal-node: --map-size/--map-max take a number of bytes\n");
-                return -1;
-            }
-            break;
-        case OPT_TLS_CA:
-            a->tls_ca = optarg;
-            break;
-        case OPT_TLS_CERT:
-            a->tls_cert = optarg;
-            break;
-        case OPT_TLS_KEY:
-            a->tls_key = optarg;
-            break;
-        case OPT_STANDALONE:
+    while ((ch = getopt_long(argc, argv, "", node_options, NULL)) != -1) {
+        const char **text = arg_text(ch, a);
+        int rc = text == NULL ? arg_number(ch, optarg, a) : 0;
+        if (text != NULL) {
+            *text = optarg;
+        } else if (rc < 0) {
+            return -1;
+        } else if (rc > 0 && ch == OPT_STANDALONE) {
             a->standalone = true;
-            break;
-        case 'h':
+        } else if (rc > 0 && ch == 'h') {
             fputs(usage, stdout);
             exit(0);
-        default:
+        } else if (rc > 0) {
             fputs(usage, stderr);
             return -1;
         }
@@ -402,6 +418,33 @@ static int open_log(const struct args *a, const char *node_id) {
     return fd;
 }
 
+/* The node's options from the command line's. */
+static void run_options(const struct args *a, struct node_opts *o) {
+    *o = (struct node_opts){.dir = a->data,
+                            .clock_file = a->clock_file,
+                            .map_bytes = a->map_bytes,
+                            .map_max_bytes = a->map_max_bytes,
+                            .own_reserve_percent = (int)a->own_reserve_percent,
+                            .heartbeat_idle_ms = (int)a->heartbeat_ms,
+                            .serving = true,
+                            .cluster_path = a->cluster,
+                            .recover_quorum = (int)a->recover_quorum,
+                            .origin_burst = (uint64_t)a->origin_burst,
+                            .http_addr = a->http,
+                            .open311_addr = a->open311,
+                            .peer_skew_ms = a->peer_skew_ms,
+                            .tls_ca = a->tls_ca,
+                            .tls_cert = a->tls_cert,
+                            .tls_key = a->tls_key,
+                            .auth_window_ms = a->auth_window_s * 1000,
+                            .connections_max = (uint32_t)a->connections_max,
+                            .idle_ms = a->idle_ms,
+                            .alerts = {.silent_s = (int)a->alert_silent_s,
+                                       .stale_s = (int)a->alert_stale_s,
+                                       .skew_s = (int)a->alert_skew_s,
+                                       .map_percent = 80}};
+}
+
 static int cmd_run(const struct args *a) {
     if (a->api == NULL) {
         fprintf(stderr, "appeal-node run: --api URL is required (e.g. tcp://127.0.0.1:7100)\n");
@@ -438,29 +481,8 @@ static int cmd_run(const struct args *a) {
     }
     olog_init(juris, "-", fd, a->level);
     static struct node n; /* large; lives for the process */
-    struct node_opts o = {.dir = a->data,
-                          .clock_file = a->clock_file,
-                          .map_bytes = a->map_bytes,
-                          .map_max_bytes = a->map_max_bytes,
-                          .own_reserve_percent = (int)a->own_reserve_percent,
-                          .heartbeat_idle_ms = (int)a->heartbeat_ms,
-                          .serving = true,
-                          .cluster_path = a->cluster,
-                          .recover_quorum = (int)a->recover_quorum,
-                          .origin_burst = (uint64_t)a->origin_burst,
-                          .http_addr = a->http,
-                          .open311_addr = a->open311,
-                          .peer_skew_ms = a->peer_skew_ms,
-                          .tls_ca = a->tls_ca,
-                          .tls_cert = a->tls_cert,
-                          .tls_key = a->tls_key,
-                          .auth_window_ms = a->auth_window_s * 1000,
-                          .connections_max = (uint32_t)a->connections_max,
-                          .idle_ms = a->idle_ms,
-                          .alerts = {.silent_s = (int)a->alert_silent_s,
-                                     .stale_s = (int)a->alert_stale_s,
-                                     .skew_s = (int)a->alert_skew_s,
-                                     .map_percent = 80}};
+    struct node_opts o;
+    run_options(a, &o);
     if ((rc = node_open(&n, &o, &e)) != 0) {
         return fail("run", &e, rc);
     }

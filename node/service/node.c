@@ -562,8 +562,8 @@ static int load_cluster(struct node *n, const char *path, struct errbuf *e) {
     return rc;
 }
 
-int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
-    memset(n, 0, sizeof *n);
+/* The options, with their defaults, into `n` (nothing to undo). */
+static void node_settings(struct node *n, const struct node_opts *o) {
     snprintf(n->dir, sizeof n->dir, "%s", o->dir);
     if (o->clock_file != NULL) {
         snprintf(n->eng.clock.path, sizeof n->eng.clock.path, "%s", o->clock_file);
@@ -585,51 +585,42 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     if (n->alert_th.silent_s <= 0) {
         n->alert_th = (struct alert_thresholds){300, 900, 30, 80};
     }
-    int rc = node_read_conf(o->dir, n->eng.juris, e);
-    if (rc == 0) {
-        rc = keys_load(o->dir, &n->eng.keys, e);
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    key_id_short(n->eng.keys.sign_pk, n->eng.id_short);
-    if (o->cluster_path != NULL && (rc = load_cluster(n, o->cluster_path, e)) != 0) {
-        keys_wipe(&n->eng.keys);
-        return rc;
-    }
+}
+
+/* The administrator's public key. Its secret key may live elsewhere (an
+ * official's machine): admin.key if present, else admin.key.pub. */
+static int load_admin(struct node *n, const char *dir, struct errbuf *e) {
     char path[4096];
     uint8_t ask[KEY_SK_BYTES];
-    /* The administrator's secret key may live elsewhere (an official's
-     * machine); the node needs only its public half. */
-    snprintf(path, sizeof path, "%s/admin.key", o->dir);
-    rc = keys_load_signing(path, n->admin_pk, ask, e);
+    snprintf(path, sizeof path, "%s/admin.key", dir);
+    int rc = keys_load_signing(path, n->admin_pk, ask, e);
     util_wipe(ask, sizeof ask);
     if (rc == APL_ENOTFOUND) {
-        snprintf(path, sizeof path, "%s/admin.key.pub", o->dir);
+        snprintf(path, sizeof path, "%s/admin.key.pub", dir);
         err_clear(e);
         rc = keys_parse_public(path, n->admin_pk, e);
     }
-    if (rc != 0) {
-        keys_wipe(&n->eng.keys);
-        return rc;
+    if (rc == 0) {
+        key_id(n->admin_pk, n->admin_id);
     }
-    key_id(n->admin_pk, n->admin_id);
-    rc = ruleset_load(&n->rules, o->dir, e);
-    if (rc != 0) {
-        keys_wipe(&n->eng.keys);
-        return rc;
-    }
+    return rc;
+}
+
+/* Opens the store; an older schema's derived tables are rebuilt. On
+ * failure the store is closed. */
+static int open_store(struct node *n, const struct node_opts *o, struct errbuf *e) {
     struct store_opts so = {
         .map_bytes = o->map_bytes ? o->map_bytes : 256ull << 20,
         .map_max_bytes = o->map_max_bytes ? o->map_max_bytes : 1ull << 40,
         .defer_meta_sync = o->serving,
     };
-    rc = store_open(&n->eng.store, o->dir, &so, e);
-    n->eng.own_reserve_bytes =
-        rc == 0 ? n->eng.store.map_max_bytes / 100 *
-                      (uint64_t)(o->own_reserve_percent > 0 ? o->own_reserve_percent : 0)
-                : 0;
-    if (rc == 0 && n->eng.store.derived_stale) {
+    int rc = store_open(&n->eng.store, o->dir, &so, e);
+    if (rc != 0) {
+        return rc;
+    }
+    n->eng.own_reserve_bytes = n->eng.store.map_max_bytes / 100 *
+                               (uint64_t)(o->own_reserve_percent > 0 ? o->own_reserve_percent : 0);
+    if (n->eng.store.derived_stale) {
         /* An older schema: same log, older derived tables. */
         olog(OLOG_WARN, "rebuilding", "reason", "database schema upgrade", NULL);
         rc = state_rebuild(&n->eng.store, e);
@@ -640,31 +631,64 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
             store_close(&n->eng.store);
         }
     }
-    if (rc == 0) {
-        rc = state_init(&n->eng.state, &n->eng.store);
-        if (rc != 0) {
-            store_close(&n->eng.store);
-        }
+    return rc;
+}
+
+/* The TLS files, if given; peers check that the certificate names this
+ * node's jurisdiction. On failure nothing is held. */
+static int load_tls(struct node *n, const struct node_opts *o, struct errbuf *e) {
+    if (o->tls_ca == NULL && o->tls_cert == NULL && o->tls_key == NULL) {
+        return 0;
     }
-    if (rc == 0 && (rc = load_self(n, e)) != 0) {
-        state_fini(&n->eng.state);
-        store_close(&n->eng.store);
+    int rc = tls_load(&n->tls, o->tls_ca, o->tls_cert, o->tls_key, e);
+    if (rc == 0) {
+        rc = tls_check_own(n->tls, n->cluster != NULL ? n->eng.juris : NULL, e);
     }
     if (rc != 0) {
-        ruleset_fini(&n->rules);
-        keys_wipe(&n->eng.keys);
+        tls_free(n->tls);
+        n->tls = NULL;
+    }
+    return rc;
+}
+
+int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
+    memset(n, 0, sizeof *n);
+    node_settings(n, o);
+    int rc = node_read_conf(o->dir, n->eng.juris, e);
+    if (rc != 0) {
         return rc;
     }
-    if (o->tls_ca != NULL || o->tls_cert != NULL || o->tls_key != NULL) {
-        rc = tls_load(&n->tls, o->tls_ca, o->tls_cert, o->tls_key, e);
-        /* Peers check that its certificate names its jurisdiction. */
-        if (rc == 0) {
-            rc = tls_check_own(n->tls, n->cluster != NULL ? n->eng.juris : NULL, e);
-        }
-        if (rc != 0) {
-            node_close(n);
-        }
+    if ((rc = keys_load(o->dir, &n->eng.keys, e)) != 0) {
+        goto fail_keys;
     }
+    key_id_short(n->eng.keys.sign_pk, n->eng.id_short);
+    if (o->cluster_path != NULL && (rc = load_cluster(n, o->cluster_path, e)) != 0) {
+        goto fail_keys;
+    }
+    if ((rc = load_admin(n, o->dir, e)) != 0) {
+        goto fail_cluster;
+    }
+    if ((rc = ruleset_load(&n->rules, o->dir, e)) != 0 || (rc = open_store(n, o, e)) != 0) {
+        goto fail_rules; /* ruleset_fini takes a partly loaded rule set too */
+    }
+    if ((rc = state_init(&n->eng.state, &n->eng.store)) != 0) {
+        goto fail_store;
+    }
+    if ((rc = load_self(n, e)) != 0 || (rc = load_tls(n, o, e)) != 0) {
+        goto fail_state;
+    }
+    return 0;
+fail_state:
+    state_fini(&n->eng.state);
+fail_store:
+    store_close(&n->eng.store);
+fail_rules:
+    ruleset_fini(&n->rules);
+fail_cluster:
+    free(n->cluster);
+    n->cluster = NULL;
+fail_keys:
+    keys_wipe(&n->eng.keys);
     return rc;
 }
 
@@ -719,6 +743,35 @@ static int check_tls_urls(const struct node *n, const char *api_url, struct errb
                    url, where);
 }
 
+/* Replication and live queries, on the engine; with `recovering`, the node
+ * learns its own log back from its peers before it signs. On failure
+ * replication's intake is stopped and n->repl is left for repl_stop after
+ * the writer. */
+static int start_cluster(struct node *n, bool recovering, struct errbuf *e) {
+    struct repl_opts ro = {.recover_quorum = n->recover_quorum,
+                           .recovering = recovering,
+                           .burst_floor = n->origin_burst,
+                           .tls = n->tls,
+                           .connections_max = n->connections_max,
+                           .idle_ms = n->idle_ms,
+                           .peer_skew_ms = n->peer_skew_ms,
+                           .recovered_run = run_recovered,
+                           .recovered = recovered,
+                           .recovered_arg = n};
+    int rc = repl_start(&n->repl, &n->eng, n->cluster, &ro, e);
+    if (rc != 0) {
+        return rc;
+    }
+    struct survey_opts so = {.repl = n->repl,
+                             .tls = n->tls,
+                             .peer_skew_ms = n->peer_skew_ms,
+                             .utc_offset_min = n->rules.utc_offset_min};
+    if ((rc = survey_start(&n->survey, &n->eng, n->cluster, &so, e)) != 0) {
+        repl_stop_intake(n->repl); /* the caller stops the writer, then replication */
+    }
+    return rc;
+}
+
 int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     int tls_rc = check_tls_urls(n, api_url, e);
     if (tls_rc != 0) {
@@ -752,31 +805,11 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
         return err_set(e, rc, "cannot start the writer thread");
     }
     n->eng.writer.commit_hist = &n->eng.metrics.commit;
-    if (n->cluster != NULL) {
-        struct repl_opts ro = {.recover_quorum = n->recover_quorum,
-                               .recovering = recovering,
-                               .burst_floor = n->origin_burst,
-                               .tls = n->tls,
-                               .connections_max = n->connections_max,
-                               .idle_ms = n->idle_ms,
-                               .peer_skew_ms = n->peer_skew_ms,
-                               .recovered_run = run_recovered,
-                               .recovered = recovered,
-                               .recovered_arg = n};
-        rc = repl_start(&n->repl, &n->eng, n->cluster, &ro, e);
-        struct survey_opts so = {.repl = n->repl,
-                                 .tls = n->tls,
-                                 .peer_skew_ms = n->peer_skew_ms,
-                                 .utc_offset_min = n->rules.utc_offset_min};
-        if (rc == 0 && (rc = survey_start(&n->survey, &n->eng, n->cluster, &so, e)) != 0) {
-            repl_stop_intake(n->repl);
-        }
-        if (rc != 0) {
-            writer_stop(&n->eng.writer);
-            repl_stop(n->repl);
-            n->repl = NULL;
-            return rc;
-        }
+    if (n->cluster != NULL && (rc = start_cluster(n, recovering, e)) != 0) {
+        writer_stop(&n->eng.writer);
+        repl_stop(n->repl);
+        n->repl = NULL;
+        return rc;
     }
     rc = api_start(&n->api, n, api_url, e);
     if (rc != 0) {

@@ -40,6 +40,10 @@ enum {
     NODE_OWN_RESERVE_PERCENT_DEFAULT = 10,
     NODE_OWN_RESERVE_PERCENT_MAX = 90,
 };
+/* below_reserve (engine.c) asserts the reserve leaves part of the map. */
+_Static_assert(NODE_OWN_RESERVE_PERCENT_DEFAULT <= NODE_OWN_RESERVE_PERCENT_MAX &&
+                   NODE_OWN_RESERVE_PERCENT_MAX < 100,
+               "the own reserve is a part of the map, never all of it");
 
 struct node_opts {
     const char *dir;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert.h"
 #include "cal.h"
 #include "lifecycle.h"
 #include "pbdecode.h"
@@ -46,6 +47,7 @@ int32_t agg_month_of(int32_t day) {
 
 /* The dimensions of a key; a rollup leaves the category out. */
 static size_t dims(uint8_t *out, const struct agg_fields *f, bool rollup) {
+    ASSERT(strlen(f->region) <= JURIS_BYTES_MAX && strlen(f->owner) <= JURIS_BYTES_MAX);
     memset(out, 0, 2 * JURIS_BYTES_MAX);
     memcpy(out, f->region, strlen(f->region));
     memcpy(out + JURIS_BYTES_MAX, f->owner, strlen(f->owner));
@@ -257,6 +259,7 @@ static int write_delta(struct store *s, MDB_txn *t, const struct delta *d) {
 
 static void delta_init(struct delta *d, const uint8_t *key, size_t len, bool is_due) {
     /* Not memset: day[] and day_delta[] are read only below n_days. */
+    ASSERT(len <= sizeof d->key && len <= UINT8_MAX);
     memcpy(d->key, key, len);
     d->len = (uint8_t)len;
     d->is_due = is_due;
@@ -315,6 +318,7 @@ static int apply_one(struct agg_batch *b, struct store *s, MDB_txn *t, const uin
             }
             delta_init(d, key, len, is_due);
             b->tag[i] = tag;
+            ASSERT(b->used < BATCH_SLOTS / 2);
             b->used_at[b->used++] = i;
         } else if (b->tag[i] != tag || d->is_due != is_due || d->len != len ||
                    memcmp(d->key, key, len) != 0) {
@@ -369,6 +373,7 @@ int agg_batch_flush(struct agg_batch *b, struct store *s, MDB_txn *t) {
         if (t != NULL && rc == 0 && (d->count != 0 || d->answered != 0 || d->n_days != 0)) {
             rc = write_delta(s, t, d);
         }
+        ASSERT(b->used_at[i] < BATCH_SLOTS && b->tag[b->used_at[i]] != 0);
         b->tag[b->used_at[i]] = 0;
     }
     b->used = 0;

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bounds.h"
 #include "store.h"
 #include "store.pb-c.h"
 
@@ -42,6 +43,13 @@ enum {
     AGG_DAYS_MAX = 400, /* days-to-answer beyond this count as this */
     DUE_ROLLUP = 0xFE,  /* first byte of the due rollup's keys */
 };
+
+/* One key buffer (AGG_KEY_BYTES_MAX + 4) holds both kinds of key, the due
+ * rollup's with its prefix byte; a key's length is kept in a byte; the
+ * category's 31 bytes are the longest category code (CATEGORY_BYTES_MAX). */
+_Static_assert(DUE_KEY_BYTES_MAX + 1 <= AGG_KEY_BYTES_MAX + 4 && AGG_KEY_BYTES_MAX + 4 <= 255,
+               "an agg key buffer holds every due key; key lengths fit a byte");
+_Static_assert(CATEGORY_BYTES_MAX == 31, "the keys' category part is CATEGORY_BYTES_MAX");
 
 /* What places an appeal in the aggregates. */
 struct agg_fields {

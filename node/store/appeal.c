@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert.h"
 #include "grants.h"
 #include "roles.h"
 #include "util.h"
@@ -45,6 +46,7 @@ static int commit_record(struct appeal_ctx *c, Appeal__Body *b, struct appeal_re
     if (rc != 0) {
         return rc;
     }
+    ASSERT(b->seq == c->self->head_seq && env != NULL);
     uint64_t ignored_before = c->st->ignored;
     rc = state_apply(c->st, c->t, c->self, c->self->head_seq, b);
     if (rc == 0 && c->st->ignored != ignored_before) {
@@ -267,6 +269,45 @@ static int check_signing(const struct appeal_ctx *c, struct errbuf *e) {
     return 0;
 }
 
+/* The next registration number of this node's jurisdiction in the year
+ * of `day`, into `number`. */
+static int next_number(struct appeal_ctx *c, int32_t day, char *number, size_t cap,
+                       struct errbuf *e) {
+    int year;
+    unsigned mon, mday;
+    civil_from_day(day, &year, &mon, &mday);
+    uint32_t last;
+    int rc = state_regno(c->s, c->t, c->self->juris, year, &last);
+    if (rc != 0) {
+        return rc;
+    }
+    if (last >= REGNO_MAX) {
+        return err_set(e, APL_EFULL, "registration numbers for %d are exhausted", year);
+    }
+    int n = snprintf(number, cap, "%s-%04d-%06u", c->self->juris, year, last + 1);
+    ASSERT(n > 0 && (size_t)n < cap); /* a valid jurisdiction and REGNO_MAX fit */
+    return 0;
+}
+
+/* The filing's fields that come from the request, the day and the rules
+ * (not the applicant's tag, the repeat or the sealed parts). */
+static void filed_fields(const struct appeal_ctx *c, const Appeal__FileRequest *q, int32_t day,
+                         char *number, Appeal__AppealFiled *f) {
+    f->number = number;
+    f->type = q->type;
+    f->category = q->category;
+    f->jurisdiction = c->self->juris;
+    f->registered_ms = c->now_ms;
+    f->registered_day = day;
+    f->deadline_day = cal_add_working(&c->rules->cal, day, c->rules->term_working_days);
+    f->anonymous = q->anonymous;
+    f->co_signers = q->co_signers;
+    f->learned_day = q->learned_day;
+    f->lang = (char *)(q->lang[0] != '\0' ? q->lang : c->rules->default_lang);
+    /* f->late_reason stays empty: the reason is sealed (appeal_file). */
+    f->urgent = q->anonymous && (c->rules->urgent_anonymous & (1u << q->type)) != 0;
+}
+
 int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appeal_result *out,
                 struct errbuf *e) {
     int rc = check_signing(c, e);
@@ -277,33 +318,12 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appea
         return rc;
     }
     int32_t day = today(c);
-    int year;
-    unsigned mon, mday;
-    civil_from_day(day, &year, &mon, &mday);
-    uint32_t last;
-    rc = state_regno(c->s, c->t, c->self->juris, year, &last);
-    if (rc != 0) {
+    memset(out, 0, sizeof *out);
+    if ((rc = next_number(c, day, out->number, sizeof out->number, e)) != 0) {
         return rc;
     }
-    if (last >= REGNO_MAX) {
-        return err_set(e, APL_EFULL, "registration numbers for %d are exhausted", year);
-    }
-    memset(out, 0, sizeof *out);
-    snprintf(out->number, sizeof out->number, "%s-%04d-%06u", c->self->juris, year, last + 1);
     Appeal__AppealFiled f = APPEAL__APPEAL_FILED__INIT;
-    f.number = out->number;
-    f.type = q->type;
-    f.category = q->category;
-    f.jurisdiction = c->self->juris;
-    f.registered_ms = c->now_ms;
-    f.registered_day = day;
-    f.deadline_day = cal_add_working(&c->rules->cal, day, c->rules->term_working_days);
-    f.anonymous = q->anonymous;
-    f.co_signers = q->co_signers;
-    f.learned_day = q->learned_day;
-    f.lang = (char *)(q->lang[0] != '\0' ? q->lang : c->rules->default_lang);
-    /* f.late_reason stays empty: the reason is sealed below. */
-    f.urgent = q->anonymous && (c->rules->urgent_anonymous & (1u << q->type)) != 0;
+    filed_fields(c, q, day, out->number, &f);
     uint8_t tag[APPLICANT_TAG_BYTES];
     char repeat[NUMBER_BYTES_MAX + 1] = "";
     snprintf(repeat, sizeof repeat, "%s", q->repeat_of);
@@ -728,6 +748,23 @@ static void set_ref(struct act_parts *p, const char *number, uint32_t version) {
     *ver = version;
 }
 
+/* The event of action `q` on `row`, into `p`. */
+static int build_act(struct appeal_ctx *c, const Appeal__AppealRow *row,
+                     const Appeal__ActRequest *q, struct act_parts *p, struct errbuf *e) {
+    switch (q->action) {
+    case APPEAL__ACTION__ACTION_EXTEND:
+        return build_extend(c, row, q, p, e);
+    case APPEAL__ACTION__ACTION_ANSWER:
+        return build_answer(c, row, q, p, e);
+    case APPEAL__ACTION__ACTION_FORWARD:
+        return build_forward(c, row, q, p, e);
+    case APPEAL__ACTION__ACTION_ACCEPT:
+        return build_accept(c, row, p, e);
+    default:
+        return build_simple(c, row, q, p, e);
+    }
+}
+
 int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_result *out,
                struct errbuf *e) {
     Appeal__Body__EventCase ev = event_of(q->action);
@@ -764,23 +801,7 @@ int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_
     appeal__body__init(&p.body);
     p.body.event_case = ev;
     p.deadline_day = row->deadline_day;
-    switch (q->action) {
-    case APPEAL__ACTION__ACTION_EXTEND:
-        rc = build_extend(c, row, q, &p, e);
-        break;
-    case APPEAL__ACTION__ACTION_ANSWER:
-        rc = build_answer(c, row, q, &p, e);
-        break;
-    case APPEAL__ACTION__ACTION_FORWARD:
-        rc = build_forward(c, row, q, &p, e);
-        break;
-    case APPEAL__ACTION__ACTION_ACCEPT:
-        rc = build_accept(c, row, &p, e);
-        break;
-    default:
-        rc = build_simple(c, row, q, &p, e);
-        break;
-    }
+    rc = build_act(c, row, q, &p, e);
     if (rc == 0) {
         set_ref(&p, row->number, row->version + 1);
         rc = seal_act_reason(c, row, q, &p, e);
@@ -845,7 +866,7 @@ int appeal_grant(struct appeal_ctx *c, const Appeal__GrantRequest *q, struct app
     if (rc != 0) {
         return rc;
     }
-    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    _Alignas(16) uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
@@ -879,7 +900,7 @@ int appeal_revoke(struct appeal_ctx *c, const Appeal__RevokeRequest *q, struct a
     if (rc != 0) {
         return rc;
     }
-    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    _Alignas(16) uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert.h"
 #include "store.pb-c.h"
 
 enum { ORIGIN_ARENA_BYTES = 4096 };
@@ -130,6 +131,10 @@ void chain_origin_event(struct origin_state *o, const Appeal__Body *b) {
 
 int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env, size_t len,
                const Appeal__Body *body, int64_t received_ms, bool defer_save) {
+    /* The caller checked the record continues this chain (ingest) or made
+     * it so (chain_sign_append): a record past a gap is never appended. */
+    ASSERT(body->seq == o->head_seq + 1);
+    ASSERT(len > 0 && len <= RECORD_BYTES_MAX);
     uint8_t k[CHAIN_KEY_BYTES];
     chain_key(k, o->idx, o->head_seq + 1);
     int rc = store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env, len, MDB_NOOVERWRITE);
@@ -137,6 +142,7 @@ int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint
         return rc;
     }
     o->head_seq++;
+    ASSERT(o->head_seq == body->seq);
     rec_hash(env, len, o->head_hash);
     o->head_time_ms = body->time_ms;
     o->head_received_ms = received_ms;
@@ -149,6 +155,7 @@ int chain_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
                     size_t *len) {
     body->origin.data = (uint8_t *)k->sign_pk;
     body->origin.len = KEY_PK_BYTES;
+    ASSERT(self->head_seq < UINT64_MAX);
     body->seq = self->head_seq + 1;
     static const uint8_t zero[HASH_BYTES];
     body->prev.data = self->head_seq > 0 ? self->head_hash : (uint8_t *)zero;
@@ -185,6 +192,7 @@ int chain_each(struct store *s, MDB_txn *t, uint32_t idx, uint64_t from_seq, cha
         if (k.mv_size != CHAIN_KEY_BYTES || be32_get(k.mv_data) != idx) {
             break;
         }
+        ASSERT(be64_get((const uint8_t *)k.mv_data + 4) >= from_seq); /* MDB_SET_RANGE, then on */
         rc = fn(arg, be64_get((const uint8_t *)k.mv_data + 4), v.mv_data, v.mv_size);
         if (rc == 0) {
             mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "assert.h"
 #include "bounds.h"
 #include "grants.h"
 #include "olog.h"
@@ -41,6 +42,7 @@ static int save_fork(struct engine *g, MDB_txn *t, struct origin_state *o, uint6
     if (rc != 0) {
         return rc;
     }
+    ASSERT(seq > 0 && seq <= o->head_seq); /* a fork is at a seq we hold */
     o->frozen = true;
     atomic_fetch_add(&g->metrics.forks, 1);
     snprintf(o->frozen_reason, sizeof o->frozen_reason, "fork at seq %llu, seen via %s",
@@ -83,6 +85,7 @@ static int ingest_origin(struct engine *g, MDB_txn *t, const uint8_t *pk, struct
     if (rc == APL_ENOTFOUND) {
         rc = chain_origin_create(&g->store, t, pk, tmp);
     }
+    ASSERT(rc != 0 || (tmp->idx > 0 && memcmp(tmp->pk, pk, KEY_PK_BYTES) == 0));
     *o = tmp;
     return rc;
 }
@@ -100,6 +103,7 @@ static bool below_reserve(struct engine *n, size_t len) {
     if (store_used_bytes(&n->store, &used) != 0) {
         return false; /* unknown: keep the room */
     }
+    ASSERT(n->own_reserve_bytes < n->store.map_max_bytes);
     uint64_t line = n->store.map_max_bytes - n->own_reserve_bytes;
     uint64_t more = (n->ingest_txn_bytes + len) * INGEST_BYTES_FACTOR;
     return used + more <= line;
@@ -184,6 +188,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
             in->burst += run->n_records - i;
             break; /* the same: the next interval takes more */
         }
+        ASSERT(seq == o->head_seq + 1 && rec.body->seq == seq);
         n->ingest_txn_bytes += rb->len;
         rc = chain_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
         if (rc == 0 && o != &n->self) {

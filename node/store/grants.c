@@ -38,10 +38,16 @@ int grant_get(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t pk[KEY_PK
  * the revocation reason, each allocation aligned to 16 bytes. */
 _Static_assert(sizeof(Appeal__GrantRow) + 5 * 16 + 16 <= GRANT_ROW_SLACK_BYTES,
                "GRANT_ROW_ARENA_BYTES must hold the longest grant row the node accepts");
+/* The same, spelled out: the struct, the key, a jurisdiction of at most 6
+ * bytes, the longest label and reason with their NULs, each allocation
+ * rounded up to 16 bytes. */
+_Static_assert(GRANT_ROW_ARENA_BYTES >= sizeof(Appeal__GrantRow) + KEY_PK_BYTES + (6 + 1) +
+                                            (LABEL_BYTES_MAX + 1) + (REASON_BYTES_MAX + 1) + 5 * 15,
+               "a grant row's arena holds its longest label and reason");
 
 int grant_revoked_seq(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t actor[KEY_PK_BYTES],
                       uint64_t *revoked) {
-    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    _Alignas(16) uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__GrantRow *g;
@@ -65,7 +71,7 @@ int grant_apply(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, const A
     } else {
         return 0;
     }
-    uint8_t buf[GRANT_ROW_ARENA_BYTES];
+    _Alignas(16) uint8_t buf[GRANT_ROW_ARENA_BYTES];
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     uint8_t id[KEY_ID_BYTES], k[GRANT_KEY_BYTES];

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agg.h"
+#include "assert.h"
 #include "grants.h"
 #include "lifecycle.h"
 #include "bounds.h"
@@ -19,6 +20,10 @@ enum {
     STATUS_KEY_BYTES_MAX = JURIS_BYTES_MAX + 1 + 1 + NUMBER_BYTES_MAX,
     DEADLINE_KEY_BYTES_MAX = JURIS_BYTES_MAX + 1 + 4 + NUMBER_BYTES_MAX,
 };
+/* index_del and index_put build both kinds of key in one buffer. */
+_Static_assert(STATUS_KEY_BYTES_MAX <= DEADLINE_KEY_BYTES_MAX,
+               "the deadline key's buffer holds a status key");
+_Static_assert(EVENT_REF_BYTES == 4 + 4 + 8, "an event ref is version, origin index, seq");
 
 int state_init(struct state *st, struct store *s) {
     memset(st, 0, sizeof *st);
@@ -83,8 +88,11 @@ static void keys_of(const Appeal__AppealRow *r, struct row_keys *k) {
     agg_fields_of(r, &k->agg);
 }
 
+/* Record validation bounds a jurisdiction (juris_valid) and a number
+ * (number_valid) before any row holds them: the keys below fit. */
 static size_t status_key(uint8_t *out, const char *owner, int st, const char *number) {
     size_t ol = strlen(owner), nl = strlen(number);
+    ASSERT(ol <= JURIS_BYTES_MAX && nl <= NUMBER_BYTES_MAX);
     memcpy(out, owner, ol + 1);
     out[ol + 1] = (uint8_t)st;
     memcpy(out + ol + 2, number, nl);
@@ -93,6 +101,7 @@ static size_t status_key(uint8_t *out, const char *owner, int st, const char *nu
 
 static size_t deadline_key(uint8_t *out, const char *owner, int32_t day, const char *number) {
     size_t ol = strlen(owner), nl = strlen(number);
+    ASSERT(ol <= JURIS_BYTES_MAX && nl <= NUMBER_BYTES_MAX);
     memcpy(out, owner, ol + 1);
     be32_put(out + ol + 1, (uint32_t)day);
     memcpy(out + ol + 5, number, nl);
@@ -299,35 +308,9 @@ static int apply_filed(struct state *st, MDB_txn *t, const struct origin_state *
     return rc;
 }
 
-/* Applies an event that continues `row` (version = row->version + 1). */
-static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
-                       const Appeal__Body *b, Appeal__AppealRow *row) {
-    const char *may_act =
-        row->status == APPEAL__STATUS__STATUS_FORWARDED ? row->forwarded_to : row->owner;
-    if (strcmp(o->juris, may_act) != 0) {
-        ignored(st, o, seq, row->number, "origin may not act on this appeal");
-        return 0;
-    }
-    if (!lifecycle_allowed(b->event_case, row->status)) {
-        ignored(st, o, seq, row->number, "transition not allowed");
-        return 0;
-    }
-    struct row_keys old;
-    keys_of(row, &old);
-    Appeal__LogRef at = APPEAL__LOG_REF__INIT;
-    at.origin_idx = o->idx;
-    at.seq = seq;
+/* What a forward, its acceptance or its return changes in `row`. */
+static void change_forward(Appeal__AppealRow *row, const Appeal__Body *b, Appeal__LogRef *at) {
     switch (b->event_case) {
-    case APPEAL__BODY__EVENT_ASSIGNED:
-        row->assignee = b->assigned->assignee;
-        if (row->status != APPEAL__STATUS__STATUS_EXTENDED) {
-            row->status = APPEAL__STATUS__STATUS_ASSIGNED;
-        }
-        break;
-    case APPEAL__BODY__EVENT_EXTENDED:
-        row->deadline_day = b->extended->until_day;
-        row->status = APPEAL__STATUS__STATUS_EXTENDED;
-        break;
     case APPEAL__BODY__EVENT_FORWARDED:
         row->status_before_forward = row->status;
         row->status = APPEAL__STATUS__STATUS_FORWARDED;
@@ -342,14 +325,38 @@ static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *
         row->deadline_day = b->accepted->deadline_day;
         row->term_day = b->accepted->deadline_day;
         row->assignee = "";
-        row->sealed_at = b->accepted->sealed.len > 0 ? &at : NULL;
+        row->sealed_at = b->accepted->sealed.len > 0 ? at : NULL;
         row->applicant_tag = b->accepted->applicant_tag;
         row->term_start_day = b->accepted->start_day;
         break;
-    case APPEAL__BODY__EVENT_RETURNED:
+    default:
+        ASSERT(b->event_case == APPEAL__BODY__EVENT_RETURNED);
         row->status = row->status_before_forward;
         row->status_before_forward = APPEAL__STATUS__STATUS_UNSPECIFIED;
         row->forwarded_to = "";
+        break;
+    }
+}
+
+/* What event `b` changes in `row`; `at` (the event's log position) must
+ * outlive the row's save. APL_EINVAL for an event that is not an action
+ * on an appeal. */
+static int change_row(Appeal__AppealRow *row, const Appeal__Body *b, Appeal__LogRef *at) {
+    switch (b->event_case) {
+    case APPEAL__BODY__EVENT_ASSIGNED:
+        row->assignee = b->assigned->assignee;
+        if (row->status != APPEAL__STATUS__STATUS_EXTENDED) {
+            row->status = APPEAL__STATUS__STATUS_ASSIGNED;
+        }
+        break;
+    case APPEAL__BODY__EVENT_EXTENDED:
+        row->deadline_day = b->extended->until_day;
+        row->status = APPEAL__STATUS__STATUS_EXTENDED;
+        break;
+    case APPEAL__BODY__EVENT_FORWARDED:
+    case APPEAL__BODY__EVENT_ACCEPTED:
+    case APPEAL__BODY__EVENT_RETURNED:
+        change_forward(row, b, at);
         break;
     case APPEAL__BODY__EVENT_ANSWERED:
         row->status = APPEAL__STATUS__STATUS_ANSWERED;
@@ -359,7 +366,7 @@ static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *
             row->first_answered_day = b->answered->answered_day;
             row->first_answer_in_term = b->answered->answered_day <= row->deadline_day;
         }
-        row->answer_at = &at;
+        row->answer_at = at;
         break;
     case APPEAL__BODY__EVENT_CLOSED:
         row->status = APPEAL__STATUS__STATUS_CLOSED;
@@ -379,8 +386,36 @@ static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *
     default:
         return APL_EINVAL;
     }
+    return 0;
+}
+
+/* Applies an event that continues `row` (version = row->version + 1). */
+static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
+                       const Appeal__Body *b, Appeal__AppealRow *row) {
+    ASSERT(b->event_case != APPEAL__BODY__EVENT_FILED); /* filings are apply_filed's */
+    const char *may_act =
+        row->status == APPEAL__STATUS__STATUS_FORWARDED ? row->forwarded_to : row->owner;
+    if (strcmp(o->juris, may_act) != 0) {
+        ignored(st, o, seq, row->number, "origin may not act on this appeal");
+        return 0;
+    }
+    if (!lifecycle_allowed(b->event_case, row->status)) {
+        ignored(st, o, seq, row->number, "transition not allowed");
+        return 0;
+    }
+    struct row_keys old;
+    keys_of(row, &old);
+    Appeal__LogRef at = APPEAL__LOG_REF__INIT;
+    at.origin_idx = o->idx;
+    at.seq = seq;
+    uint32_t before = row->version;
+    int rc = change_row(row, b, &at);
+    if (rc != 0) {
+        return rc;
+    }
     row->version++;
-    int rc = save_row(st, t, &old, row, o->idx, seq);
+    ASSERT(row->version == before + 1); /* a history is a line: one step at a time */
+    rc = save_row(st, t, &old, row, o->idx, seq);
     if (rc == 0 && b->event_case == APPEAL__BODY__EVENT_ACCEPTED) {
         rc = applicant_note(st->s, t, &b->accepted->applicant_tag, row->category, row->number);
     }
@@ -389,6 +424,7 @@ static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *
 
 static size_t pending_key(uint8_t *out, const char *number, uint32_t version) {
     size_t nl = strlen(number);
+    ASSERT(nl <= NUMBER_BYTES_MAX);
     memcpy(out, number, nl + 1);
     be32_put(out + nl + 1, version);
     return nl + 5;
@@ -510,12 +546,14 @@ static int apply_appeal(struct state *st, MDB_txn *t, const struct origin_state 
         ignored(st, o, seq, number, "stale or conflicting version");
         return 0;
     }
+    ASSERT(version == row->version + 1);
     rc = apply_event(st, t, o, seq, b, row);
     return rc == 0 ? drain(st, t, number) : rc;
 }
 
 int state_apply(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
                 const Appeal__Body *b) {
+    ASSERT(seq > 0 && seq <= o->head_seq); /* folded once it is in the log */
     const char *number;
     uint32_t version;
     if (rec_appeal_ref(b, &number, &version)) {

@@ -4,8 +4,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "assert.h"
 #include "olog.h"
 #include "util.h"
+
+/* LMDB's longest key (MDB_MAXKEYSIZE, its default build): every key the
+ * node writes is built from bounded parts (record validation). */
+enum { LMDB_KEY_BYTES_MAX = 511 };
 
 struct db_spec {
     const char *name;
@@ -32,6 +37,7 @@ static const struct db_spec db_specs[DB_COUNT] = {
 };
 
 const char *store_db_name(enum store_db db) {
+    ASSERT(db >= 0 && db < DB_COUNT);
     return db_specs[db].name;
 }
 
@@ -208,12 +214,14 @@ int store_wr_begin(struct store *s, MDB_txn **txn) {
 }
 
 int store_commit(struct store *s, MDB_txn *txn) {
+    ASSERT(txn != NULL);
     int rc = mdb_txn_commit(txn);
     pthread_rwlock_unlock(&s->resize_lock);
     return store_rc(rc);
 }
 
 void store_abort(struct store *s, MDB_txn *txn) {
+    ASSERT(txn != NULL);
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->resize_lock);
 }
@@ -230,6 +238,7 @@ int store_reserve(struct store *s, uint64_t bytes) {
     if (rc == 0) {
         s->map_bytes = bytes;
     }
+    ASSERT(s->map_bytes <= s->map_max_bytes);
     pthread_rwlock_unlock(&s->resize_lock);
     return store_rc(rc);
 }
@@ -271,6 +280,7 @@ int store_get(MDB_txn *t, const struct store *s, enum store_db db, const void *k
 
 int store_put(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
               const void *val, size_t vlen, unsigned flags) {
+    ASSERT(db >= 0 && db < DB_COUNT && klen > 0 && klen <= LMDB_KEY_BYTES_MAX);
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
     return store_rc(mdb_put(t, s->dbi[db], &k, &v, flags));
 }
@@ -285,6 +295,7 @@ enum { STORE_ROW_REPEATED_MAX = 4096 };
 
 int store_get_msg(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
                   const ProtobufCMessageDescriptor *desc, struct arena *a, ProtobufCMessage **out) {
+    ASSERT(desc != NULL && a != NULL);
     MDB_val v;
     int rc = store_get(t, s, db, key, klen, &v);
     if (rc != 0) {
@@ -300,6 +311,7 @@ int store_get_msg(MDB_txn *t, const struct store *s, enum store_db db, const voi
 
 int store_put_msg(MDB_txn *t, const struct store *s, enum store_db db, const void *key, size_t klen,
                   const ProtobufCMessage *m) {
+    ASSERT(db >= 0 && db < DB_COUNT && klen > 0 && klen <= LMDB_KEY_BYTES_MAX);
     size_t n = protobuf_c_message_get_packed_size(m);
     MDB_val k = {klen, (void *)key}, v = {n, NULL};
     /* MDB_RESERVE: pack straight into the page, no intermediate buffer. */
@@ -307,7 +319,8 @@ int store_put_msg(MDB_txn *t, const struct store *s, enum store_db db, const voi
     if (rc != 0) {
         return store_rc(rc);
     }
-    protobuf_c_message_pack(m, v.mv_data);
+    size_t packed = protobuf_c_message_pack(m, v.mv_data);
+    ASSERT(packed == n && v.mv_size == n); /* exactly the room reserved */
     return 0;
 }
 

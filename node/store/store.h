@@ -77,6 +77,12 @@ enum {
     JURIS_BYTES_MAX = 8,   /* "KZ-75" */
 };
 
+/* Record validation (node/domain/record.c) accepts a number of at most 31
+ * bytes (number_valid) and a jurisdiction of at most 6 ("KZ-ABC",
+ * juris_valid): the keys built from them fit these. */
+_Static_assert(NUMBER_BYTES_MAX >= 31 && JURIS_BYTES_MAX >= 6,
+               "every valid number and jurisdiction fits the store's keys");
+
 struct store_opts {
     uint64_t map_bytes;     /* initial map size */
     uint64_t map_max_bytes; /* growth stops here: APL_EFULL */

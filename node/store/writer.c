@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "assert.h"
 #include "olog.h"
 #include "util.h"
 
@@ -55,6 +56,7 @@ bool writer_failed(struct writer *w, char *reason, size_t cap) {
 /* One attempt: run the live requests in one transaction and commit. */
 static enum batch_outcome attempt(struct writer *w, struct store *s, const struct writer_hooks *h,
                                   struct wreq **batch, size_t n, bool *live, int *fail_rc) {
+    ASSERT(n > 0 && n <= WRITER_BATCH_MAX);
     if (h->begin != NULL) {
         h->begin(h->node);
     }
@@ -68,6 +70,7 @@ static enum batch_outcome attempt(struct writer *w, struct store *s, const struc
         if (!live[i]) {
             continue;
         }
+        ASSERT(batch[i]->run != NULL);
         err_clear(&batch[i]->err);
         rc = batch[i]->run(h->node, t, batch[i]);
         batch[i]->rc = rc;
@@ -122,6 +125,7 @@ static enum batch_outcome attempt(struct writer *w, struct store *s, const struc
  * leaves with rc and err set. */
 static bool run_batch(struct writer *w, struct store *s, const struct writer_hooks *h,
                       struct wreq **batch, size_t n) {
+    ASSERT(n > 0 && n <= WRITER_BATCH_MAX);
     bool live[WRITER_BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
         live[i] = true;
@@ -139,6 +143,7 @@ static bool run_batch(struct writer *w, struct store *s, const struct writer_hoo
         }
         out = BATCH_FAILED;
     }
+    ASSERT(out == BATCH_DONE || out == BATCH_FAILED);
     if (out == BATCH_DONE) {
         uint64_t writes = 0;
         for (size_t i = 0; i < n; i++) {
@@ -228,6 +233,7 @@ static void *completer_main(void *arg) {
             break;
         }
         b = w->pipe[w->pipe_head];
+        ASSERT(b.n > 0 && b.n <= WRITER_BATCH_MAX);
         w->pipe_head = (w->pipe_head + 1) % WRITER_PIPELINE_MAX;
         w->pipe_count--;
         pthread_cond_broadcast(&w->done_cv); /* room in the pipeline */
@@ -246,6 +252,7 @@ static void hand_over(struct writer *w, const struct writer_batch *b) {
     while (w->pipe_count == WRITER_PIPELINE_MAX) {
         pthread_cond_wait(&w->done_cv, &w->mu);
     }
+    ASSERT(w->pipe_count < WRITER_PIPELINE_MAX && b->n > 0 && b->n <= WRITER_BATCH_MAX);
     w->pipe[(w->pipe_head + w->pipe_count) % WRITER_PIPELINE_MAX] = *b;
     w->pipe_count++;
     pthread_cond_broadcast(&w->done_cv);
@@ -258,6 +265,7 @@ static void release_pending(struct writer *w, int sync_rc) {
     if (w->pending.n == 0) {
         return;
     }
+    ASSERT(w->pending.committed); /* only a commit waits for the next one's fsync */
     if (sync_rc != 0) {
         complete(w->pending.reqs, w->pending.n, true, sync_rc);
     } else {
@@ -267,6 +275,7 @@ static void release_pending(struct writer *w, int sync_rc) {
 }
 
 static void settle(struct writer *w, struct wreq **batch, size_t n, bool committed) {
+    ASSERT(n > 0 && n <= WRITER_BATCH_MAX);
     struct writer_batch b = {.n = n, .committed = committed};
     memcpy(b.reqs, batch, n * sizeof *batch);
     if (!committed) {
@@ -278,6 +287,7 @@ static void settle(struct writer *w, struct wreq **batch, size_t n, bool committ
     }
     b.mark = w->hooks.committed != NULL ? w->hooks.committed(w->hooks.node) : 0;
     release_pending(w, 0); /* this commit's fsync covered the last meta page */
+    ASSERT(w->pending.n == 0);
     w->pending = b;
 }
 
@@ -323,6 +333,7 @@ static void *writer_main(void *arg) {
         if (w->head == NULL) {
             w->tail = NULL;
         }
+        ASSERT(w->head != NULL || w->queued == 0);
         bool stop = w->stopping && n == 0;
         pthread_mutex_unlock(&w->mu);
         if (stop) {
@@ -388,6 +399,7 @@ int writer_submit(struct writer *w, struct wreq *r) {
                        busy ? "the node is busy: too many writes waiting; retry"
                             : "the node is shutting down");
     }
+    ASSERT((w->head == NULL) == (w->tail == NULL));
     if (w->tail != NULL) {
         w->tail->next = r;
     } else {
