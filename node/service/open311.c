@@ -1026,6 +1026,8 @@ static void filed_doc(struct filing *f, struct out *d) {
     out_str(d, "agency_responsible", n->eng.juris);
     out_str(d, "appeal_type", appeal_type_name(res->type));
     out_str(d, "receipt", hex != NULL ? hex : "");
+    /* Told once: with the number it opens requests/{id}/mine (docs/open311.md). */
+    out_str(d, "access_code", res->access_code);
     out_obj_end(d, "request");
     out_list_end(d, "service_requests");
     free(hex);

@@ -1,4 +1,5 @@
 #include "appeal.h"
+#include "outbox.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,9 @@ static int commit_record(struct appeal_ctx *c, Appeal__Body *b, struct appeal_re
     rc = state_apply(c->st, c->t, c->self, c->self->head_seq, b);
     if (rc == 0 && c->st->ignored != ignored_before) {
         rc = APL_ECORRUPT; /* our own checked event must apply: a bug */
+    }
+    if (rc == 0 && c->notify) {
+        rc = outbox_note(c->s, c->t, c->keys, c->self->juris, b, c->now_ms);
     }
     if (rc != 0 || out == NULL) {
         free(env);
@@ -304,6 +308,9 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appea
     f.lang = (char *)(q->lang[0] != '\0' ? q->lang : c->rules->default_lang);
     /* f.late_reason stays empty: the reason is sealed below. */
     f.urgent = q->anonymous && (c->rules->urgent_anonymous & (1u << q->type)) != 0;
+    uint8_t access_hash[ACCESS_HASH_BYTES];
+    access_code_new(out->access_code, access_hash);
+    set_bytes(&f.access_hash, access_hash, sizeof access_hash);
     uint8_t tag[APPLICANT_TAG_BYTES];
     char repeat[NUMBER_BYTES_MAX + 1] = "";
     snprintf(repeat, sizeof repeat, "%s", q->repeat_of);
