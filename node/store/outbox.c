@@ -44,7 +44,7 @@ static bool phone_like(const char *s, char *out, size_t cap) {
                 return false;
             }
             out[n++] = s[i];
-        } else if (!(s[i] == '+' && i == 0) && strchr("-()", s[i]) == NULL) {
+        } else if (!(s[i] == '+' && i == 0) && strchr("-() ", s[i]) == NULL) {
             return false;
         }
     }
@@ -56,16 +56,21 @@ size_t outbox_contacts(const char *contacts, const char *channel[OUTBOX_CONTACTS
                        char addr[OUTBOX_CONTACTS_MAX][OUTBOX_ADDRESS_BYTES_MAX + 1]) {
     size_t n = 0;
     const char *p = contacts != NULL ? contacts : "";
+    p += strspn(p, ",; \t\r\n");
     while (*p != '\0' && n < OUTBOX_CONTACTS_MAX) {
-        size_t len = strcspn(p, ",; \t\r\n");
+        size_t len = strcspn(p, ",;\r\n");
         char tok[OUTBOX_ADDRESS_BYTES_MAX + 1];
-        if (len > 0 && len <= OUTBOX_ADDRESS_BYTES_MAX) {
-            memcpy(tok, p, len);
-            tok[len] = '\0';
+        size_t tl = len;
+        while (tl > 0 && (p[tl - 1] == ' ' || p[tl - 1] == '\t')) {
+            tl--; /* the item without its trailing blanks */
+        }
+        if (tl > 0 && tl <= OUTBOX_ADDRESS_BYTES_MAX) {
+            memcpy(tok, p, tl);
+            tok[tl] = '\0';
             const char *ch = NULL;
             if (email_like(tok)) {
-                ch = "email";
-                memcpy(addr[n], tok, len + 1);
+                ch = strpbrk(tok, " \t") == NULL ? "email" : NULL;
+                memcpy(addr[n], tok, tl + 1);
             } else if (phone_like(tok, addr[n], sizeof addr[n])) {
                 ch = "sms";
             }
@@ -78,7 +83,7 @@ size_t outbox_contacts(const char *contacts, const char *channel[OUTBOX_CONTACTS
             }
         }
         p += len;
-        p += strspn(p, ",; \t\r\n");
+        p += strspn(p, ",; \t\r\n"); /* and the next one's leading blanks */
     }
     return n;
 }

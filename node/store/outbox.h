@@ -56,7 +56,8 @@ int outbox_settle(struct store *s, MDB_txn *t, const Appeal__OutboxRow *row);
 /* The key of a row in `outbox`: number \0 id (8, BE). Returns its length. */
 size_t outbox_key(const char *number, uint64_t id, uint8_t out[OUTBOX_KEY_BYTES_MAX]);
 
-/* Splits `contacts` into e-mail addresses and phone numbers: up to
+/* Splits `contacts` (items separated by commas, semicolons or lines)
+ * into e-mail addresses and phone numbers: up to
  * OUTBOX_CONTACTS_MAX, in order, duplicates and anything else skipped.
  * `channel[i]` is "email" or "sms"; `addr[i]` holds the address (a phone
  * as + and digits). */
