@@ -20,6 +20,7 @@
 #include "olog.h"
 #include "open311_out.h"
 #include "receipt.h"
+#include "applicant.h"
 #include "record.h"
 #include "state.h"
 #include "util.h"
@@ -42,6 +43,7 @@ struct open311 {
     struct rate_window windows[OPEN311_CHANNELS_TRACKED_MAX];
     uint32_t n_windows;
     char paths[10][64]; /* the routes' paths (httpd keeps pointers) */
+    struct applicant *applicant; /* requests/NUMBER/mine (applicant.h) */
 };
 
 enum { FMT_JSON, FMT_XML };
@@ -607,6 +609,13 @@ static void on_request(void *arg, const struct httpd_req *r, struct httpd_res *r
     const char *number = stem + strlen("/open311/v2/requests/");
     if (fmt < 0 || strlen(stem) <= strlen("/open311/v2/requests/")) {
         errors_doc(xml, 404, "not found: ask for requests/NUMBER.json or .xml", res);
+        return;
+    }
+    size_t nl = strlen(number);
+    if (fmt >= 0 && nl > 5 && strcmp(number + nl - 5, "/mine") == 0) {
+        char num[NUMBER_BYTES_MAX + 1];
+        snprintf(num, sizeof num, "%.*s", (int)(nl - 5), number);
+        applicant_mine(o->applicant, r, num, xml, res);
         return;
     }
     if (!number_valid(number)) {
@@ -1204,7 +1213,8 @@ int open311_start(struct open311 **out, struct node *n, const char *addr, struct
     }
     o->n = n;
     if (arena_init(&o->scratch, 256 * 1024) != 0 || arena_init(&o->row_arena, 64 * 1024) != 0 ||
-        arena_init(&o->rec_arena, RECORD_ARENA_BYTES) != 0) {
+        arena_init(&o->rec_arena, RECORD_ARENA_BYTES) != 0 ||
+        applicant_open(&o->applicant, n) != 0) {
         open311_stop(o);
         return err_set(e, APL_ENOMEM, "out of memory");
     }
@@ -1253,6 +1263,7 @@ void open311_stop(struct open311 *o) {
         return;
     }
     httpd_stop(o->srv);
+    applicant_close(o->applicant);
     arena_fini(&o->scratch);
     arena_fini(&o->row_arena);
     arena_fini(&o->rec_arena);
