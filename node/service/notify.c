@@ -53,6 +53,7 @@ struct notify {
     bool settled; /* under mu: the settling write is done */
     int settle_rc;
     struct job *jobs; /* NOTIFY_BATCH_MAX */
+    CURL *curl;       /* the thread's handle, kept for its connection cache */
     size_t n_jobs;
     _Atomic uint64_t sent, failed, retried, queued;
     _Atomic int64_t oldest_ms; /* created_ms of the oldest unsettled row; 0: none */
@@ -408,18 +409,17 @@ static int send_webhook(struct notify *nt, CURL *h, const Appeal__OutboxRow *r, 
 
 /* One attempt at `r`: 0 when the gateway took it. */
 static int attempt(struct notify *nt, const Appeal__OutboxRow *r, char *err, size_t errcap) {
-    CURL *h = curl_easy_init();
-    if (h == NULL) {
+    CURL *h = nt->curl;
+    if (h == NULL && (h = nt->curl = curl_easy_init()) == NULL) {
         snprintf(err, errcap, "curl_easy_init failed");
         return APL_ENOMEM;
     }
+    curl_easy_reset(h); /* keeps its connections: the next attempt reuses one */
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)nt->c.timeout_ms);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
-    int rc = strcmp(r->channel, "email") == 0 ? send_mail(nt, h, r, err, errcap)
-                                               : send_webhook(nt, h, r, err, errcap);
-    curl_easy_cleanup(h);
-    return rc;
+    return strcmp(r->channel, "email") == 0 ? send_mail(nt, h, r, err, errcap)
+                                              : send_webhook(nt, h, r, err, errcap);
 }
 
 /* ---- the queue ---- */
@@ -679,6 +679,10 @@ void notify_stop(struct notify *nt) {
     pthread_mutex_unlock(&nt->mu);
     pthread_join(nt->thread, NULL);
     nt->started = false;
+    if (nt->curl != NULL) {
+        curl_easy_cleanup(nt->curl);
+        nt->curl = NULL;
+    }
 }
 
 void notify_close(struct notify *nt) {
