@@ -405,6 +405,9 @@ static void print_receipt(bool as_json, const char *verb, const Appeal__Receipt 
         json_uint(&j, "seq", r->seq);
         json_hex(&j, "origin", r->origin.data, r->origin.len);
         json_hex(&j, "record", r->record.data, r->record.len);
+        if (r->access_code[0] != '\0') {
+            json_str(&j, "access_code", r->access_code);
+        }
         json_end_obj(&j);
         json_done(&j);
         return;
@@ -421,6 +424,10 @@ static void print_receipt(bool as_json, const char *verb, const Appeal__Receipt 
         }
         if (r->urgent) {
             printf(_("  urgent: a report of a crime or threat, to be forwarded at once\n"));
+        }
+        if (r->access_code[0] != '\0') {
+            printf(_("  access code %s (for the applicant only; it is not shown again)\n"),
+                   r->access_code);
         }
     } else {
         printf(_("%s %s (deadline %s)\n"), r->number, names_status(&cli_i18n, cli_lang, r->status),

@@ -57,6 +57,7 @@
 enum { CLIENTS_MAX = 512, SAMPLES_PER_CLIENT_MAX = 1 << 20, POOL_MAX = 2000000 };
 
 static const char *key_path; /* the official's key every request is signed with */
+static const char *contacts = ""; /* --contacts: the filings' contacts (tools/bench notify) */
 
 /* A client that signs with key_path. */
 static int open_signed(struct client *c, const char *url, struct errbuf *e) {
@@ -248,6 +249,7 @@ static int raw_prepare(struct raw_pool *p, size_t n, const char *url) {
         f.name = "Aigerim Bekova";
         f.iin = iin;
         f.address = "Almaty, Abai avenue 150, apt 12";
+        f.contacts = (char *)contacts;
         uint8_t nonce[16];
         randombytes_buf(nonce, sizeof nonce);
         Appeal__Request q = APPEAL__REQUEST__INIT;
@@ -753,6 +755,8 @@ int main(int argc, char **argv) {
             util_parse_long(argv[i + 1], 1, 30000, &qo.deadline_ms);
         } else if (strcmp(argv[i], "--key") == 0) {
             key_path = argv[i + 1];
+        } else if (strcmp(argv[i], "--contacts") == 0) {
+            contacts = argv[i + 1];
         } else if (strcmp(argv[i], "--warmup") == 0) {
             util_parse_long(argv[i + 1], 0, 60, &warmup);
         }

@@ -220,7 +220,7 @@ EVENTS = {
                       (13, "sealed", "bytes"), (14, "applicant_tag", "bytes"),
                       (15, "data_key_id", "bytes"), (16, "urgent", "bool"),
                       (17, "registered_day", "int32"), (18, "sealed_late_reason", "bytes"),
-                      (19, "lang", "string"))),
+                      (19, "lang", "string"), (20, "access_hash", "bytes"))),
     12: ("assigned", msg(*NUMBER_REF, (3, "assignee", "string"))),
     13: ("extended", msg(*NUMBER_REF, (3, "until_day", "int32"), (4, "reason", "string"),
                          *SEALED_REASON(5))),
@@ -261,6 +261,7 @@ NUMBER = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?-[0-9]{4}-[0-9]{6,8}")
 ROLES = {b"registrar", b"official", b"national", b"operator", b"admin", b"channel"}
 CATEGORY_BYTES_MAX, REASON_BYTES_MAX, ASSIGNEE_BYTES_MAX, LABEL_BYTES_MAX = 31, 2000, 200, 200
 SEALED_BYTES_MAX, APPLICANT_TAG_BYTES, DATA_KEY_ID_BYTES = 81920, 16, 8
+ACCESS_HASH_BYTES = 48  # AppealFiled.access_hash: salt (16) || BLAKE2b-256 of the code
 SEAL_OVERHEAD_BYTES, BOX_SEAL_OVERHEAD_BYTES, REASON_AD_BYTES = 40, 48, 64
 SEALED_REASON_BYTES_MAX = REASON_BYTES_MAX + SEAL_OVERHEAD_BYTES
 BOXED_REASON_BYTES_MAX = REASON_AD_BYTES + REASON_BYTES_MAX + BOX_SEAL_OVERHEAD_BYTES
@@ -347,6 +348,7 @@ def check_filed(f):
     size(f["applicant_tag"], (0, APPLICANT_TAG_BYTES), "applicant_tag")
     size(f["data_key_id"], (0, DATA_KEY_ID_BYTES), "data_key_id")
     need(f["lang"] in (b"", b"kk", b"ru", b"en"), "record field lang is not kk, ru or en")
+    size(f["access_hash"], (0, ACCESS_HASH_BYTES), "access_hash")
 
 
 def check_event(kind, e, seq):

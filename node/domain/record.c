@@ -1,4 +1,5 @@
 #include "record.h"
+#include "access.h"
 
 #include <ctype.h>
 #include <sodium.h>
@@ -188,6 +189,9 @@ static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
     }
     if (rc == 0 && f->lang[0] != '\0' && !i18n_lang_valid(f->lang)) {
         rc = err_set(e, APL_EINVAL, "record field lang is not kk, ru or en");
+    }
+    if (rc == 0) {
+        rc = key_len(&f->access_hash, ACCESS_HASH_BYTES, "access_hash", e);
     }
     return rc;
 }

@@ -1,4 +1,5 @@
 #include "alerts.h"
+#include "notify.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -152,6 +153,10 @@ void alerts_eval(struct alerts *al) {
     if (atomic_load(&n->eng.writer.full)) {
         add(f, "writes_refused", n->eng.juris, "the map is at its maximum (%llu MiB)",
             (unsigned long long)(n->eng.store.map_max_bytes >> 20));
+    }
+    char nd[160];
+    if (notify_alert(n->notify, nd, sizeof nd)) {
+        add(f, "notify_failing", n->eng.juris, "%s", nd);
     }
     struct visit v = {al, f};
     repl_status_visit(n->repl, visit_cluster, &v);

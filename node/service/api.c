@@ -202,6 +202,7 @@ void api_receipt(struct node *n, const struct appeal_result *res, Appeal__Receip
     rc->record.len = res->record_len;
     rc->origin.data = n->eng.keys.sign_pk;
     rc->origin.len = KEY_PK_BYTES;
+    rc->access_code = (char *)res->access_code;
 }
 
 static void write_done(struct wreq *r) {

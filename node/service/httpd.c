@@ -32,6 +32,7 @@ struct conn {
     bool close_after;
     bool head_only;  /* the deferred answer is to a HEAD */
     uint64_t serial; /* tickets name it: a reused slot has another */
+    char peer[HTTPD_PEER_BYTES]; /* the client's address, numeric */
     char head[512]; /* response head */
     size_t head_len;
     const unsigned char *out;
@@ -111,6 +112,8 @@ static const char *reason(int status) {
         return "Length Required";
     case 413:
         return "Content Too Large";
+    case 421:
+        return "Misdirected Request";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -476,6 +479,7 @@ static void dispatch(struct httpd *h, uint32_t slot, struct conn *c, const struc
             struct httpd_res res = {.status = 500, .content_type = "text/plain"};
             struct httpd_req rq = *r;
             rq.ticket = (struct httpd_ticket){h, slot, c->serial};
+            rq.peer = c->peer;
             rt->fn(rt->arg, &rq, &res);
             c->close_after = !p->keep_alive;
             if (res.defer) {
@@ -711,6 +715,17 @@ static void out_of_descriptors(struct httpd *h, int64_t now) {
     }
 }
 
+/* The numeric address of the other end of `fd` ("" if unknown). */
+static void peer_name(int fd, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    out[0] = '\0';
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        getnameinfo((struct sockaddr *)&ss, sl, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST) != 0) {
+        out[0] = '\0';
+    }
+}
+
 static void accept_some(struct httpd *h, int64_t now) {
     for (uint32_t k = 0; k < 64; k++) { /* then the others get their turn */
         int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -734,6 +749,7 @@ static void accept_some(struct httpd *h, int64_t now) {
             continue;
         }
         c->fd = fd;
+        peer_name(fd, c->peer, sizeof c->peer);
         c->serial = ++h->next_serial;
         c->state = C_READ;
         c->last_ms = c->start_ms = now;

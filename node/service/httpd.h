@@ -60,6 +60,7 @@ enum {
     HTTPD_LINGER_MS = 2 * 1000,               /* reading what follows a final answer */
     HTTPD_BACKOFF_MS = 100,                   /* listener left alone when accept fails */
     HTTPD_ROUTES_MAX = 64,
+    HTTPD_PEER_BYTES = 64,                    /* a numeric IPv4 or IPv6 address */
 };
 
 struct httpd_res;
@@ -111,6 +112,7 @@ struct httpd_req {
     const unsigned char *body;
     size_t body_len;
     struct httpd_ticket ticket; /* for a deferred answer (httpd_answer) */
+    const char *peer; /* the client's numeric address (behind a proxy: the proxy's) */
 };
 
 /* The first header of that name (case-insensitive), or NULL. */

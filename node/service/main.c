@@ -56,6 +56,8 @@ static const char usage[] =
     "          [--http HOST:PORT]  serve /metrics, /healthz and the dashboard\n"
     "          [--open311 HOST:PORT]  serve Open311 GeoReport v2 to citizens' portals\n"
     "                              (public; docs/open311.md)\n"
+    "          [--notify FILE]  notify applicants by e-mail and SMS webhook\n"
+    "                              (docs/notifications.md)\n"
     "          [--tls-ca FILE --tls-cert FILE --tls-key FILE]  the federation's CA and\n"
     "                              this node's certificate and key (PEM), for\n"
     "                              tls+tcp:// addresses (docs/operations.md)\n"
@@ -109,6 +111,7 @@ struct args {
     const char *from;
     const char *http;
     const char *open311;
+    const char *notify;
     long alert_silent_s, alert_stale_s, alert_skew_s;
     long peer_skew_ms;
     long connections_max, idle_ms;
@@ -139,6 +142,7 @@ enum {
     OPT_CONNECTIONS_MAX,
     OPT_IDLE_MS,
     OPT_OPEN311,
+    OPT_NOTIFY,
     OPT_ORIGIN_BURST
 };
 
@@ -164,6 +168,7 @@ static const struct option node_options[] = {
     {"recover-quorum", required_argument, NULL, 'Q'},
     {"http", required_argument, NULL, 'W'},
     {"open311", required_argument, NULL, OPT_OPEN311},
+    {"notify", required_argument, NULL, OPT_NOTIFY},
     {"to", required_argument, NULL, 'o'},
     {"from", required_argument, NULL, 'i'},
     {"alert-silent-s", required_argument, NULL, 'S'},
@@ -203,6 +208,8 @@ static const char **arg_text(int ch, struct args *a) {
         return &a->http;
     case OPT_OPEN311:
         return &a->open311;
+    case OPT_NOTIFY:
+        return &a->notify;
     case 'o':
         return &a->to;
     case 'i':
@@ -432,6 +439,7 @@ static void run_options(const struct args *a, struct node_opts *o) {
                             .origin_burst = (uint64_t)a->origin_burst,
                             .http_addr = a->http,
                             .open311_addr = a->open311,
+                            .notify_path = a->notify,
                             .peer_skew_ms = a->peer_skew_ms,
                             .tls_ca = a->tls_ca,
                             .tls_cert = a->tls_cert,

@@ -13,6 +13,7 @@
 #include "api.h"
 #include "clusterfile.h"
 #include "http.h"
+#include "notify.h"
 #include "open311.h"
 #include "repl.h"
 #include "survey.h"
@@ -389,6 +390,7 @@ void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
     c->st = &n->eng.state;
     c->now_ms = node_now_ms(n);
     c->actor = n->admin_pk;
+    c->notify = n->notify != NULL;
     if (n->cluster != NULL) {
         c->box_key_of = box_key_of;
         c->box_key_arg = n->cluster;
@@ -658,6 +660,9 @@ int node_open(struct node *n, const struct node_opts *o, struct errbuf *e) {
     if (rc != 0) {
         return rc;
     }
+    if (o->notify_path != NULL && notify_open(&n->notify, n, o->notify_path, e) != 0) {
+        return APL_EINVAL;
+    }
     if ((rc = keys_load(o->dir, &n->eng.keys, e)) != 0) {
         goto fail_keys;
     }
@@ -689,10 +694,14 @@ fail_cluster:
     n->cluster = NULL;
 fail_keys:
     keys_wipe(&n->eng.keys);
+    notify_close(n->notify);
+    n->notify = NULL;
     return rc;
 }
 
 void node_close(struct node *n) {
+    notify_close(n->notify);
+    n->notify = NULL;
     tls_free(n->tls);
     n->tls = NULL;
     free(n->cluster);
@@ -839,6 +848,10 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
         node_stop(n);
         return rc;
     }
+    if (n->notify != NULL && (rc = notify_start(n->notify, e)) != 0) {
+        node_stop(n);
+        return rc;
+    }
     return 0;
 }
 
@@ -855,6 +868,7 @@ void node_stop(struct node *n) {
     n->http = NULL;
     api_close_listener(n->api);
     alerts_stop(&n->alerts);
+    notify_stop(n->notify); /* before the writer: it settles through it */
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->eng.writer);
     open311_stop(n->open311); /* after the writer: every deferred filing is answered */

@@ -31,6 +31,7 @@ struct repl;
 struct survey;
 struct http;
 struct open311;
+struct notify;
 struct tls;
 
 enum {
@@ -59,6 +60,7 @@ struct node_opts {
     struct alert_thresholds alerts;
     const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
     const char *open311_addr; /* HOST:PORT for Open311 GeoReport v2 (public) */
+    const char *notify_path;  /* notifications' configuration (docs/notifications.md) */
     int64_t peer_skew_ms;  /* drills only */
     /* TLS files for tls+tcp:// addresses: all three or none (node/base/tls.h). */
     const char *tls_ca, *tls_cert, *tls_key;
@@ -95,6 +97,7 @@ struct node {
     char http_addr[128];
     struct open311 *open311;
     char open311_addr[128];
+    struct notify *notify; /* NULL: no notifications (no --notify) */
     int64_t peer_skew_ms; /* drills only: shifts the time in our peer messages */
     struct tls *tls;      /* NULL: no TLS files (tcp:// and ipc:// only) */
     bool serving;

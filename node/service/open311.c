@@ -20,6 +20,7 @@
 #include "olog.h"
 #include "open311_out.h"
 #include "receipt.h"
+#include "applicant.h"
 #include "record.h"
 #include "state.h"
 #include "util.h"
@@ -42,6 +43,7 @@ struct open311 {
     struct rate_window windows[OPEN311_CHANNELS_TRACKED_MAX];
     uint32_t n_windows;
     char paths[10][64]; /* the routes' paths (httpd keeps pointers) */
+    struct applicant *applicant; /* requests/NUMBER/mine (applicant.h) */
 };
 
 enum { FMT_JSON, FMT_XML };
@@ -609,6 +611,13 @@ static void on_request(void *arg, const struct httpd_req *r, struct httpd_res *r
         errors_doc(xml, 404, "not found: ask for requests/NUMBER.json or .xml", res);
         return;
     }
+    size_t nl = strlen(number);
+    if (fmt >= 0 && nl > 5 && strcmp(number + nl - 5, "/mine") == 0) {
+        char num[NUMBER_BYTES_MAX + 1];
+        snprintf(num, sizeof num, "%.*s", (int)(nl - 5), number);
+        applicant_mine(o->applicant, r, num, xml, res);
+        return;
+    }
     if (!number_valid(number)) {
         errors_doc(xml, 404, "not a registration number (e.g. KZ-75-2026-000001)", res);
         return;
@@ -1027,6 +1036,8 @@ static void filed_doc(struct filing *f, struct out *d) {
     out_str(d, "agency_responsible", n->eng.juris);
     out_str(d, "appeal_type", appeal_type_name(res->type));
     out_str(d, "receipt", hex != NULL ? hex : "");
+    /* Told once: with the number it opens requests/{id}/mine (docs/open311.md). */
+    out_str(d, "access_code", res->access_code);
     out_obj_end(d, "request");
     out_list_end(d, "service_requests");
     free(hex);
@@ -1203,7 +1214,8 @@ int open311_start(struct open311 **out, struct node *n, const char *addr, struct
     }
     o->n = n;
     if (arena_init(&o->scratch, 256 * 1024) != 0 || arena_init(&o->row_arena, 64 * 1024) != 0 ||
-        arena_init(&o->rec_arena, RECORD_ARENA_BYTES) != 0) {
+        arena_init(&o->rec_arena, RECORD_ARENA_BYTES) != 0 ||
+        applicant_open(&o->applicant, n) != 0) {
         open311_stop(o);
         return err_set(e, APL_ENOMEM, "out of memory");
     }
@@ -1252,6 +1264,7 @@ void open311_stop(struct open311 *o) {
         return;
     }
     httpd_stop(o->srv);
+    applicant_close(o->applicant);
     arena_fini(&o->scratch);
     arena_fini(&o->row_arena);
     arena_fini(&o->rec_arena);

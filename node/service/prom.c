@@ -1,4 +1,5 @@
 #include "prom.h"
+#include "notify.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -222,12 +223,33 @@ static void visit_cluster(void *arg, const Appeal__ClusterStatus *s) {
     cluster_metrics(arg, s);
 }
 
+/* Notifications (docs/notifications.md): only with --notify. */
+static void notify_metrics(struct buf *b, struct node *n) {
+    if (n->notify == NULL) {
+        return;
+    }
+    struct notify_stats st;
+    notify_stats(n->notify, &st);
+    gauge(b, "appeal_notifications_queued", "Notifications not yet delivered nor given up.",
+          (double)st.queued);
+    counter(b, "appeal_notifications_sent_total", "Notifications a gateway took, since start.",
+            st.sent);
+    counter(b, "appeal_notifications_failed_total",
+            "Notifications given up after attempts_max attempts, since start.", st.failed);
+    counter(b, "appeal_notifications_retried_total", "Failed attempts retried later, since start.",
+            st.retried);
+    gauge(b, "appeal_notifications_oldest_undelivered_seconds",
+          "Age of the oldest notification not yet delivered (0: none).",
+          (double)st.oldest_age_ms / 1000.0);
+}
+
 int prom_render(struct node *n, char **out, size_t *len) {
     struct buf b = {malloc(16384), 0, 16384, 0};
     if (b.p == NULL) {
         return APL_ENOMEM;
     }
     node_metrics(&b, n);
+    notify_metrics(&b, n);
     repl_status_visit(n->repl, visit_cluster, &b);
     if (b.rc != 0) {
         free(b.p);

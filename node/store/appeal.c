@@ -1,4 +1,5 @@
 #include "appeal.h"
+#include "outbox.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,9 @@ static int commit_record(struct appeal_ctx *c, Appeal__Body *b, struct appeal_re
     rc = state_apply(c->st, c->t, c->self, c->self->head_seq, b);
     if (rc == 0 && c->st->ignored != ignored_before) {
         rc = APL_ECORRUPT; /* our own checked event must apply: a bug */
+    }
+    if (rc == 0 && c->notify) {
+        rc = outbox_note(c->s, c->t, c->keys, c->self->juris, b, c->now_ms);
     }
     if (rc != 0 || out == NULL) {
         free(env);
@@ -324,6 +328,9 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appea
     }
     Appeal__AppealFiled f = APPEAL__APPEAL_FILED__INIT;
     filed_fields(c, q, day, out->number, &f);
+    uint8_t access_hash[ACCESS_HASH_BYTES];
+    access_code_new(out->access_code, access_hash);
+    set_bytes(&f.access_hash, access_hash, sizeof access_hash);
     uint8_t tag[APPLICANT_TAG_BYTES];
     char repeat[NUMBER_BYTES_MAX + 1] = "";
     snprintf(repeat, sizeof repeat, "%s", q->repeat_of);

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "access.h"
 #include "api.pb-c.h"
 #include "keys.h"
 #include "chain.h"
@@ -33,6 +34,9 @@ struct appeal_ctx {
      * node knows no federation. Returns APL_ENOTFOUND if unknown. */
     int (*box_key_of)(void *arg, const char *juris, uint8_t out[BOX_PK_BYTES]);
     void *box_key_arg;
+    /* Notifications configured: own appeal records add their outbox rows
+     * in this transaction (outbox.h). */
+    bool notify;
 };
 
 /* The outcome of a successful request: what the receipt shows. */
@@ -47,6 +51,7 @@ struct appeal_result {
     uint64_t seq;
     uint8_t *record; /* the signed envelope, malloc'd: caller frees */
     size_t record_len;
+    char access_code[ACCESS_CODE_CHARS + 1]; /* filings: the applicant's code, told once */
 };
 
 int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *req, struct appeal_result *out,

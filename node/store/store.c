@@ -34,6 +34,8 @@ static const struct db_spec db_specs[DB_COUNT] = {
     [DB_APPLICANTS] = {"applicants", 0, true},
     [DB_FORKS] = {"forks", 0, false},
     [DB_GRANTS] = {"grants", 0, true},
+    [DB_OUTBOX] = {"outbox", 0, false},
+    [DB_OUTBOX_DUE] = {"outbox_due", 0, false},
 };
 
 const char *store_db_name(enum store_db db) {

@@ -20,6 +20,9 @@
  *               an issue (repeated appeals)
  *   forks       origin | seq -> evidence      conflicting records
  *   grants      key id -> grant               officials' roles
+ *   outbox      number \0 id (8, BE) -> OutboxRow   notifications (outbox.h);
+ *               not derived: rebuild keeps it
+ *   outbox_due  id (8, BE) -> outbox key          the unsettled notifications
  *
  * `log` (with `origins`/`origin_idx` naming its origins) is the source of
  * truth; every other table is derived and rebuilt from it by
@@ -64,6 +67,8 @@ enum store_db {
     DB_APPLICANTS,
     DB_FORKS,
     DB_GRANTS,
+    DB_OUTBOX,     /* not derived: notifications (outbox.h) */
+    DB_OUTBOX_DUE, /* not derived: the unsettled ones, in order */
     DB_COUNT
 };
 

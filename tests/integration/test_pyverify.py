@@ -270,6 +270,23 @@ class Crafted(unittest.TestCase):
         for out in (node[1], py[1]):
             self.assertIn("record field lang is not kk, ru or en", out)
 
+    def test_access_hash_shape_named_by_both(self):
+        """AppealFiled.access_hash (issue 13) is 0 or 48 bytes (salt and
+        digest): both verifiers refuse other lengths, naming the field, and
+        accept 48."""
+        for n, accepted in ((47, False), (49, False), (32, False), (48, True)):
+            with self.subTest(n):
+                self.tearDown()
+                self.setUp()
+                self.append(self.body(field(11, ok_filed + field(20, b"\x01" * n))))
+                node, py = verdicts(self.dir)
+                if accepted:
+                    self.assertEqual((node[0], py[0]), (0, 0), (node[1], py[1]))
+                else:
+                    self.assertEqual((node[0], py[0]), (1, 1), (node[1], py[1]))
+                    for out in (node[1], py[1]):
+                        self.assertIn(f"record field access_hash has {n} bytes", out)
+
     def test_chain_and_envelope_shapes(self):
         hb = field(21, b"")
         cases = [

@@ -1,0 +1,266 @@
+/* applicant.c: the applicant's own view (applicant.h). */
+#include "applicant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access.h"
+#include "cal.h"
+#include "chain.h"
+#include "lifecycle.h"
+#include "ruleset.h"
+#include "names.h"
+#include "node.h"
+#include "olog.h"
+#include "open311_out.h"
+#include "pbdecode.h"
+#include "record.h"
+#include "state.h"
+#include "util.h"
+#include "view.h"
+
+struct tries {
+    char key[HTTPD_PEER_BYTES + NUMBER_BYTES_MAX]; /* "n:NUMBER" or "a:ADDRESS" */
+    int64_t since_ms;
+    uint32_t wrong;
+};
+
+struct applicant {
+    struct node *n;
+    struct arena arena;
+    struct tries *t; /* APPLICANT_TRACKED_MAX */
+    uint32_t n_t;
+};
+
+int applicant_open(struct applicant **out, struct node *n) {
+    struct applicant *a = calloc(1, sizeof *a);
+    if (a == NULL || (a->t = calloc(APPLICANT_TRACKED_MAX, sizeof *a->t)) == NULL ||
+        arena_init(&a->arena, APPLICANT_ARENA_BYTES) != 0) {
+        applicant_close(a);
+        return APL_ENOMEM;
+    }
+    a->n = n;
+    *out = a;
+    return 0;
+}
+
+void applicant_close(struct applicant *a) {
+    if (a == NULL) {
+        return;
+    }
+    if (a->arena.base != NULL) {
+        arena_fini(&a->arena);
+    }
+    free(a->t);
+    free(a);
+}
+
+/* The window of `key`, made (in the oldest slot if full) when absent. */
+static struct tries *window(struct applicant *a, const char *key, int64_t now) {
+    struct tries *oldest = NULL;
+    for (uint32_t i = 0; i < a->n_t; i++) {
+        struct tries *w = &a->t[i];
+        if (strcmp(w->key, key) == 0) {
+            if (now - w->since_ms >= APPLICANT_WINDOW_MS) {
+                w->since_ms = now;
+                w->wrong = 0;
+            }
+            return w;
+        }
+        oldest = oldest == NULL || w->since_ms < oldest->since_ms ? w : oldest;
+    }
+    struct tries *w = a->n_t < APPLICANT_TRACKED_MAX ? &a->t[a->n_t++] : oldest;
+    snprintf(w->key, sizeof w->key, "%s", key);
+    w->since_ms = now;
+    w->wrong = 0;
+    return w;
+}
+
+static void error_doc(bool xml, int status, const char *why, struct httpd_res *res) {
+    struct out o;
+    if (out_begin(&o, xml) != 0) {
+        *res = (struct httpd_res){.status = 503, .content_type = "text/plain"};
+        return;
+    }
+    out_list(&o, NULL, "errors");
+    out_obj(&o, NULL, "error");
+    out_int(&o, "code", status);
+    out_str(&o, "description", why);
+    out_obj_end(&o, "error");
+    out_list_end(&o, "errors");
+    out_finish(&o, status, res);
+}
+
+/* `code=` of the query, copied into `out` (at most ACCESS_INPUT_CHARS_MAX). */
+static bool code_of(const char *query, char out[ACCESS_INPUT_CHARS_MAX + 1]) {
+    const char *p = query;
+    while (p != NULL && *p != '\0') {
+        size_t len = strcspn(p, "&");
+        if (len > 5 && strncmp(p, "code=", 5) == 0 && len - 5 <= ACCESS_INPUT_CHARS_MAX) {
+            memcpy(out, p + 5, len - 5);
+            out[len - 5] = '\0';
+            for (char *q = out; *q != '\0'; q++) {
+                *q = *q == '+' ? ' ' : *q; /* a form's space; '%' stays and fails the check */
+            }
+            return true;
+        }
+        p += len;
+        p += *p == '&';
+    }
+    return false;
+}
+
+/* AppealFiled.access_hash of `number`, copied into `hash` (len 0: none). */
+static int access_hash_of(struct node *n, MDB_txn *t, const char *number, struct arena *ar,
+                          uint8_t hash[ACCESS_HASH_BYTES], size_t *len) {
+    *len = 0;
+    MDB_cursor *c;
+    int rc = store_rc(mdb_cursor_open(t, n->eng.store.dbi[DB_EVENTS], &c));
+    if (rc != 0) {
+        return rc;
+    }
+    MDB_val k = {strlen(number), (void *)number}, val, env;
+    rc = store_rc(mdb_cursor_get(c, &k, &val, MDB_SET_KEY)); /* the first: version 0 */
+    mdb_cursor_close(c);
+    if (rc == 0 && val.mv_size != 16) {
+        rc = APL_ECORRUPT;
+    }
+    struct record r;
+    if (rc == 0) {
+        const uint8_t *ref = val.mv_data;
+        rc = chain_get(&n->eng.store, t, be32_get(ref + 4), be64_get(ref + 8), &env);
+    }
+    if (rc == 0 && (rec_decode(env.mv_data, env.mv_size, ar, &r, NULL) != 0 ||
+                    r.body->event_case != APPEAL__BODY__EVENT_FILED)) {
+        rc = APL_ECORRUPT;
+    }
+    if (rc == 0 && r.body->filed->access_hash.len == ACCESS_HASH_BYTES) {
+        memcpy(hash, r.body->filed->access_hash.data, ACCESS_HASH_BYTES);
+        *len = ACCESS_HASH_BYTES;
+    }
+    return rc;
+}
+
+static void day_str(int32_t day, char out[11]) {
+    out[0] = '\0';
+    if (day != 0) {
+        day_format(day, out);
+    }
+}
+
+/* The whole appeal, as its applicant may see it. */
+static void mine_doc(const Appeal__AppealView *v, bool xml, struct httpd_res *res) {
+    const Appeal__AppealRow *row = v->row;
+    const Appeal__Personal *p = v->personal;
+    char reg[11], dl[11], ans[11];
+    day_str(row->registered_day, reg);
+    day_str(row->deadline_day, dl);
+    day_str(row->answered_day, ans);
+    struct out d;
+    if (out_begin(&d, xml) != 0) {
+        *res = (struct httpd_res){.status = 503, .content_type = "text/plain"};
+        return;
+    }
+    out_list(&d, NULL, "service_requests");
+    out_obj(&d, NULL, "request");
+    out_str(&d, "service_request_id", row->number);
+    out_str(&d, "status", status_name(row->status));
+    out_str(&d, "appeal_type", appeal_type_name(row->type));
+    out_str(&d, "service_code", row->category);
+    out_str(&d, "agency_responsible", row->owner);
+    out_str(&d, "registered", reg);
+    out_str(&d, "deadline", dl);
+    out_bool(&d, "overdue", v->overdue);
+    out_str(&d, "lang", row->lang);
+    out_str(&d, "name", p != NULL ? p->name : "");
+    out_str(&d, "address", p != NULL ? p->address : "");
+    out_str(&d, "contacts", p != NULL ? p->contacts : "");
+    out_str(&d, "subject", p != NULL ? p->subject : "");
+    out_str(&d, "description", p != NULL ? p->body : "");
+    out_str(&d, "outcome", row->outcome != 0 ? outcome_name(row->outcome) : "");
+    out_str(&d, "answered", ans);
+    out_str(&d, "answer_text", p != NULL ? p->answer_text : "");
+    out_list(&d, "history", "history");
+    for (size_t i = 0; i < v->n_history; i++) {
+        const Appeal__HistoryEntry *h = v->history[i];
+        out_obj(&d, NULL, "event");
+        out_str(&d, "kind", h->kind);
+        out_str(&d, "jurisdiction", h->jurisdiction);
+        out_int(&d, "time_ms", h->time_ms);
+        out_str(&d, "detail", h->detail);
+        out_obj_end(&d, "event");
+    }
+    out_list_end(&d, "history");
+    out_obj_end(&d, "request");
+    out_list_end(&d, "service_requests");
+    out_finish(&d, 200, res);
+}
+
+/* A wrong try: counted for the number and the address, logged. */
+static void refuse(struct tries *wn, struct tries *wa, const char *number, const char *peer,
+                   bool xml, struct httpd_res *res) {
+    wn->wrong++;
+    wa->wrong++;
+    olog(OLOG_INFO, "applicant_refused", "number", number, "client", peer, NULL);
+    error_doc(xml, 403, "wrong number or access code", res);
+}
+
+void applicant_mine(struct applicant *a, const struct httpd_req *r, const char *number, bool xml,
+                    struct httpd_res *res) {
+    struct node *n = a->n;
+    int64_t now = node_now_ms(n);
+    const char *peer = r->peer != NULL ? r->peer : "";
+    char key[sizeof a->t[0].key], code[ACCESS_INPUT_CHARS_MAX + 1];
+    snprintf(key, sizeof key, "n:%.*s", NUMBER_BYTES_MAX, number);
+    struct tries *wn = window(a, key, now);
+    snprintf(key, sizeof key, "a:%s", peer);
+    struct tries *wa = window(a, key, now);
+    if (wn->wrong >= APPLICANT_TRIES_MAX || wa->wrong >= APPLICANT_TRIES_MAX) {
+        olog(OLOG_WARN, "applicant_rate_limited", "number", number, "client", peer, NULL);
+        error_doc(xml, 429, "too many wrong access codes: try again in 15 minutes", res);
+        return;
+    }
+    if (!code_of(r->query, code)) {
+        error_doc(xml, 400, "give the access code from the receipt: mine.json?code=CODE", res);
+        return;
+    }
+    uint8_t hash[ACCESS_HASH_BYTES];
+    size_t hl = 0;
+    MDB_txn *t;
+    if (store_rd_begin(&n->eng.store, &t) != 0) {
+        error_doc(xml, 503, "cannot read the database", res);
+        return;
+    }
+    arena_reset(&a->arena);
+    int rc = number_valid(number) ? access_hash_of(n, t, number, &a->arena, hash, &hl)
+                                  : APL_ENOTFOUND;
+    if ((rc != 0 && rc != APL_ENOTFOUND) || (rc == 0 && hl == 0)) {
+        store_rd_end(&n->eng.store, t);
+        error_doc(xml, rc == 0 ? 403 : 503,
+                  rc == 0 ? "this appeal was filed before access codes" : "cannot read", res);
+        return;
+    }
+    if (rc == APL_ENOTFOUND || !access_code_check(code, hash, hl)) {
+        store_rd_end(&n->eng.store, t);
+        refuse(wn, wa, number, peer, xml, res);
+        return;
+    }
+    Appeal__AppealView *v = NULL;
+    struct errbuf e;
+    err_clear(&e);
+    rc = view_appeal(n, t, number, true, &a->arena, &v, &e);
+    if (rc == 0 && strcmp(v->row->owner, n->eng.juris) != 0) {
+        char why[200];
+        snprintf(why, sizeof why,
+                 "%s handles this appeal now: ask its node (this node, %s, holds only a copy "
+                 "without your data)",
+                 v->row->owner, n->eng.juris);
+        error_doc(xml, 421, why, res);
+    } else if (rc == 0) {
+        mine_doc(v, xml, res);
+    } else {
+        error_doc(xml, 503, err_msg(&e, rc), res);
+    }
+    store_rd_end(&n->eng.store, t);
+}

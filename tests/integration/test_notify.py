@@ -1,0 +1,170 @@
+"""Notifications to the applicant (issue 13, docs/notifications.md): a real
+node, a real SMTP server (aiosmtpd) and a local webhook receiver. What
+arrives is checked byte for byte and counted by idempotency key, across
+kill -9 of the node and gateway outages."""
+
+import datetime
+import os
+import random
+import re
+import time
+import unittest
+
+from harness import Node, wait_for
+from notifyrx import Mail, Webhook, write_conf
+
+CONTACTS = "aigerim@example.kz, +7 (701) 123-45-67"
+KEY = b"test-webhook-hmac-key-0123456789"
+
+
+def plus_days(day, n):
+    return (datetime.date.fromisoformat(day) + datetime.timedelta(days=n)).isoformat()
+
+
+def metric(node, name):
+    text = node.ctl_raw("metrics")[1]
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+class Notify(unittest.TestCase):
+    def setUp(self):
+        self.mail = Mail()
+        self.hook = Webhook(KEY)
+        self.node = Node("KZ-75")
+        self.conf = os.path.join(self.node.root, "notify.conf")
+
+    def tearDown(self):
+        self.node.cleanup()
+        self.mail.stop()
+        self.hook.stop()
+
+    def start(self, **extra):
+        write_conf(self.conf, self.mail, self.hook, os.path.join(self.node.root, "hook.key"),
+                   **extra)
+        self.node.start("--notify", self.conf)
+
+    def file(self, lang="ru", contacts=CONTACTS):
+        return self.node.ctl("file", "--type", "statement", "--category", "0002.0001",
+                             "--subject", "Pension recalculation", "--applicant-name",
+                             "Aigerim Bekova", "--applicant-iin", "900101300126",
+                             "--applicant-contacts", contacts, "--appeal-lang", lang)
+
+    def test_lifecycle_reaches_the_applicant_once_in_order(self):
+        self.start()
+        r = self.file("ru")
+        number, deadline = r["number"], r["deadline"]
+        self.assertRegex(r["access_code"], r"^[a-z2-7]{24}$")  # 120 bits, told once
+        self.node.ctl("assign", number, "--to", "Department of social protection")
+        until = plus_days(deadline, 10)
+        self.node.ctl("extend", number, "--until", until, "--reason", "Экспертиза")
+        self.node.ctl("answer", number, "--outcome", "partly", "--text", "See the letter")
+        self.node.ctl("close", number)
+        self.node.ctl("reopen", number, "--reason", "Not resolved")
+        events = ["filed", "extended", "answered", "closed", "reopened"]
+        wait_for(lambda: len(self.hook.posts()) >= 5 and len(self.mail.messages()) >= 5,
+                 timeout=30, what="five notifications per channel")
+        posts = self.hook.posts()
+        self.assertEqual([p[2]["event"] for p in posts], events)  # once each, in order
+        self.assertTrue(all(p[3] for p in posts), "every webhook call is signed with the key")
+        self.assertEqual({p[2]["to"] for p in posts}, {"+77011234567"})
+        self.assertEqual([p[2]["idempotency_key"] for p in posts],
+                         [h["Idempotency-Key"] for h, _, _, _ in posts])
+        first = posts[0][2]
+        self.assertEqual(first["lang"], "ru")
+        self.assertEqual(first["text"],
+                         f"Ваше обращение зарегистрировано KZ-75 под номером {number}. "
+                         f"Ответ будет дан не позднее {deadline}.")
+        self.assertIn("Экспертиза", posts[1][2]["text"])  # extended: to DATE and why
+        self.assertIn(until, posts[1][2]["text"])
+        mails = self.mail.messages()
+        self.assertEqual(len(mails), 5)
+        self.assertEqual([m[0] for m in mails], [("aigerim@example.kz",)] * 5)
+        self.assertEqual([m[2]["X-Appeal-Idempotency-Key"].split(".")[-3] for m in mails],
+                         ["v0", "v2", "v3", "v4", "v5"])  # assign (v1) is not notified
+        self.assertEqual(Mail.subject(mails[0][2]), f"Ваше обращение {number}")
+        self.assertEqual(Mail.text(mails[0][2]), first["text"])
+        self.assertTrue(mails[0][1].startswith(b"From: <registry@kz75.example>\r\n"))
+        time.sleep(0.5)
+        self.assertEqual(len(self.hook.posts()), 5, "nothing more arrives")
+        self.assertEqual(metric(self.node, "appeal_notifications_queued"), 0)
+        self.assertEqual(metric(self.node, "appeal_notifications_sent_total"), 10)
+
+    def test_language_of_the_appeal(self):
+        self.start()
+        kk = self.file("kk")["number"]
+        en = self.file("en")["number"]
+        wait_for(lambda: len(self.hook.posts()) >= 2, timeout=30, what="two notifications")
+        texts = {p[2]["number"]: p[2]["text"] for p in self.hook.posts()}
+        self.assertTrue(texts[kk].startswith("Сіздің өтінішіңіз"), texts[kk])
+        self.assertTrue(texts[en].startswith("Your appeal is registered by KZ-75"), texts[en])
+
+    def test_no_contacts_no_notification(self):
+        self.start()
+        self.file("ru", contacts="call the office")
+        n = self.file("ru")["number"]
+        wait_for(lambda: self.hook.posts(), timeout=30, what="a notification")
+        time.sleep(0.3)
+        self.assertEqual([p[2]["number"] for p in self.hook.posts()], [n])
+
+    def test_kill_and_outage_lose_and_duplicate_nothing(self):
+        """Gateway down, then up; the node killed with SIGKILL at random
+        moments while it delivers: every notification arrives, no key twice
+        with different bytes, and each key counts once."""
+        self.start(backoff_ms_min=50, backoff_ms_max=400)
+        self.hook.down = True
+        numbers = [self.file("ru")["number"] for _ in range(12)]
+        wait_for(lambda: self.hook.refused >= 3, timeout=30, what="attempts while down")
+        self.node.kill()  # kill -9 while the gateway is down
+        self.node.start("--notify", self.conf)
+        time.sleep(0.5)
+        self.hook.down = False
+        rnd = random.Random(13)
+        for _ in range(3):  # kill -9 at random points during delivery
+            for n in numbers[:4]:
+                self.node.ctl("answer", n, "--outcome", "satisfied", "--text", "Done") \
+                    if self.node.ctl("show", n)["status"] == "registered" else None
+            time.sleep(rnd.uniform(0.0, 0.3))
+            self.node.kill()
+            self.node.start("--notify", self.conf)
+        want = 2 * (len(numbers) + 4)  # filed for each, answered for four; two channels
+        wait_for(lambda: len(self.hook.by_key()) + len(self.mail.by_key()) >= want, timeout=60,
+                 what="every notification")
+        time.sleep(0.5)
+        for rx in (self.hook, self.mail):
+            keys = rx.by_key()
+            for k, seen in keys.items():
+                raws = {s[1] for s in seen}
+                self.assertEqual(len(raws), 1, f"{k}: a repeat differs from the first send")
+        self.assertEqual(len(self.hook.by_key()), len(numbers) + 4)
+        self.assertEqual(len(self.mail.by_key()), len(numbers) + 4)
+        got = {(j["number"], j["event"]) for _, _, j, _ in self.hook.posts()}
+        self.assertEqual(got, {(n, "filed") for n in numbers} |
+                         {(n, "answered") for n in numbers[:4]})
+        wait_for(lambda: metric(self.node, "appeal_notifications_queued") == 0, timeout=10,
+                 what="an empty queue")
+
+    def test_retry_limit_gives_up_with_an_alert(self):
+        self.hook.down = True
+        self.start(attempts_max=3, backoff_ms_min=20, backoff_ms_max=40)
+        number = self.file("ru")["number"]
+        wait_for(lambda: metric(self.node, "appeal_notifications_failed_total") == 1, timeout=30,
+                 what="the webhook notification given up")
+        self.assertEqual(self.hook.refused, 3)
+        log = self.node.log()
+        self.assertRegex(log, r"notification_failed .*number=" + number + r" .*channel=sms")
+        wait_for(lambda: "notify_failing" in self.node.ctl_raw("metrics")[1], timeout=15,
+                 what="the notify_failing alert")
+        self.assertEqual(len(self.mail.messages()), 1, "the e-mail went out all the same")
+
+    def test_bad_config_refused_at_start(self):
+        with open(self.conf, "w") as f:
+            f.write("webhook_url = http://127.0.0.1:1/x\n")
+        self.node.port = None
+        with self.assertRaises(RuntimeError) as cm:
+            self.node.start("--notify", self.conf)
+        self.assertIn("webhook_url needs webhook_key_file", str(cm.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()
