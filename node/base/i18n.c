@@ -149,8 +149,8 @@ enum i18n_lang i18n_negotiate(const char *accept_language, enum i18n_lang fallba
 static bool has_catalogues(const char *dir) {
     char path[I18N_PATH_BYTES_MAX];
     struct stat st;
-    snprintf(path, sizeof path, "%s/kk/LC_MESSAGES/" I18N_DOMAIN ".mo", dir);
-    return stat(path, &st) == 0;
+    int n = snprintf(path, sizeof path, "%s/kk/LC_MESSAGES/" I18N_DOMAIN ".mo", dir);
+    return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0; /* a cut path: none */
 }
 
 void i18n_localedir(char *out, size_t cap) {

@@ -674,8 +674,8 @@ static void on_request(void *arg, const struct httpd_req *r, struct httpd_res *r
     if (rc != 0) {
         store_rd_end(&o->n->eng.store, t);
         char why[160];
-        snprintf(why, sizeof why, "no appeal %s on this node (not registered, or not replicated "
-                                  "here yet)", number);
+        snprintf(why, sizeof why, "no appeal %.64s on this node (not registered, or not "
+                                  "replicated here yet)", number);
         errors_doc(xml, rc == APL_ENOTFOUND ? 404 : 503,
                    rc == APL_ENOTFOUND ? why : "cannot read the appeal", res);
         return;
@@ -783,10 +783,9 @@ static void list_ids(struct out *d, struct status_ctx *sc, struct list_query *lq
  * registration), until older than start_date. */
 static void list_scan_year(struct out *d, struct status_ctx *sc, struct list_query *lq,
                            const char *juris, int year, MDB_cursor *c) {
-    char prefix[32];
-    int pl = snprintf(prefix, sizeof prefix, "%s-%04d-", juris, year);
-    char past[32];
-    snprintf(past, sizeof past, "%s-%04d.", juris, year); /* '.' follows '-' */
+    char prefix[32], past[32]; /* a jurisdiction code is at most 16 bytes (cluster file) */
+    int pl = snprintf(prefix, sizeof prefix, "%.16s-%04d-", juris, year);
+    snprintf(past, sizeof past, "%.16s-%04d.", juris, year); /* '.' follows '-' */
     MDB_val k = {(size_t)pl, past}, v;
     int m = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     m = m == 0 ? mdb_cursor_get(c, &k, &v, MDB_PREV) : mdb_cursor_get(c, &k, &v, MDB_LAST);
