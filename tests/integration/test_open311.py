@@ -446,5 +446,75 @@ class Open311Test(unittest.TestCase):
             self.k75.start("--open311", f"127.0.0.1:{self.ports['KZ-75']}")
 
 
+FLOOD_CAP = 24  # --connections-max of the flooded node (every listener)
+
+
+def established_on(port):
+    """Server-side TCP connections of 127.0.0.1:port in state ESTABLISHED
+    (/proc/net/tcp: local port, state 01)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if int(parts[1].split(":")[1], 16) == port and parts[3] == "01":
+                n += 1
+    return n
+
+
+class FloodTest(unittest.TestCase):
+    """Item 7 of issue 12: the public listener flooded with idle connections
+    and slow senders; the client API and replication carry on, and the
+    listener holds at most its cap of connections."""
+
+    def test_flood_leaves_client_api_and_replication_unaffected(self):
+        import socket
+        fed = federation(CODES, heartbeat_ms=500)
+        socks = []
+        try:
+            port = free_port()
+            k71, k75 = fed.members["KZ-71"], fed.members["KZ-75"]
+            k71.start()
+            # Idle connections are cut off only after ten minutes: within
+            # the test, only the cap can bound them.
+            k75.start("--open311", f"127.0.0.1:{port}", "--connections-max", str(FLOOD_CAP),
+                      "--idle-timeout-ms", "600000")
+            wait_for(lambda: http("GET", f"http://127.0.0.1:{port}/open311/discovery.json")[0]
+                     == 200, what="the Open311 listener")
+            # Four times the cap: slow senders (a head never finished) and
+            # idle connections, all held open by this process.
+            for i in range(4 * FLOOD_CAP):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                if i % 2 == 0:
+                    s.sendall(b"POST /open311/v2/requests.json HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Type: application/x-www-form-urlencoded\r\n")
+                socks.append(s)
+            # Bounded: the node holds at most its cap of them.
+            wait_for(lambda: established_on(port) <= FLOOD_CAP, what="the flood bounded")
+            # An official files through the client API meanwhile; a peer's
+            # filing replicates to the flooded node, and its own to the peer.
+            filing = ("file", "--type", "statement", "--category", "0002.0001", "--subject",
+                      "Pension recalculation", "--applicant-name", "Aigerim Bekova")
+            own = k75.ctl(*filing)["number"]
+            theirs = k71.ctl(*filing)["number"]
+            wait_for(lambda: fed.heads("KZ-75").get("KZ-71", 0) >= k71.ctl("info")["head_seq"],
+                     what="KZ-71's filing replicated to KZ-75")
+            wait_for(lambda: fed.heads("KZ-71").get("KZ-75", 0) >= k75.ctl("info")["head_seq"],
+                     what="KZ-75's filing replicated to KZ-71")
+            self.assertEqual(k75.ctl("show", theirs)["number"], theirs)
+            self.assertEqual(k71.ctl("show", own)["number"], own)
+            self.assertLessEqual(established_on(port), FLOOD_CAP)
+            # The flood gone, the public listener answers again.
+            for s in socks:
+                s.close()
+            socks = []
+            wait_for(lambda: http("GET", f"http://127.0.0.1:{port}/open311/v2/requests/"
+                                         f"{own}.json")[0] == 200, what="Open311 after the flood")
+        finally:
+            for s in socks:
+                s.close()
+            fed.kill_all()
+            shutil.rmtree(fed.root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()
