@@ -27,6 +27,17 @@
  * Prints queries/s, p50/p99/max, the answer's size (groups, and sources
  * by kind; for live, how many answers fell back to the replica for a
  * silent jurisdiction), as text and as one JSON line.
+ *
+ *   appeal-bench --http HOST:PORT --http-op file|get [--api-key KEY]
+ *                [--numbers FILE] [--clients 32] [--seconds 10] [--warmup 1]
+ *
+ * Open311 over HTTP/1.1 (docs/open311.md): each client a thread on its own
+ * keep-alive connection (plain socket, TCP_NODELAY), one request in
+ * flight. `file` POSTs requests.json with a form body as a citizens'
+ * portal would (KEY: a channel's api_key); `get` GETs requests/NUMBER.json,
+ * the numbers taken in turn from FILE (one a line). An answer counts when
+ * its status is 200. Prints answers/s, p50/p99/max, as text and as one
+ * JSON line.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -721,7 +732,249 @@ static int query_main(struct query_opts *o) {
     return errors > 0 ? 1 : 0;
 }
 
+/* ---- Open311 over HTTP (--http) ---- */
+
+enum {
+    HTTP_REQ_BYTES_MAX = 4096,
+    HTTP_RESP_BYTES_MAX = 64 * 1024, /* a filing's answer carries the receipt (~2 KB hex) */
+    HTTP_NUMBERS_MAX = 100000,
+    HTTP_NUMBER_BYTES = 32,
+};
+
+struct http_load {
+    struct sockaddr_in addr;
+    const char *host; /* the Host header */
+    bool file;        /* POST requests.json; else GET requests/N.json */
+    const char *form;
+    char (*numbers)[HTTP_NUMBER_BYTES];
+    size_t n_numbers;
+};
+
+struct http_worker {
+    pthread_t thread;
+    const struct http_load *load;
+    int id;
+    uint64_t until_ns, measure_from_ns;
+    uint64_t *lat_ns;
+    size_t n_lat;
+    uint64_t errors;
+    char first_error[160];
+};
+
+static int http_connect(const struct http_load *l) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    if (fd < 0) {
+        return -1;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct timeval tv = {30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (const struct sockaddr *)&l->addr, sizeof l->addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* One response: its status, or -1 when the connection failed. */
+static int http_response(int fd, char *buf, size_t cap) {
+    size_t len = 0, need = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r <= 0) {
+            return -1;
+        }
+        len += (size_t)r;
+        buf[len] = '\0';
+        if (need == 0) {
+            char *he = strstr(buf, "\r\n\r\n");
+            if (he == NULL) {
+                if (len + 1 >= cap) {
+                    return -1;
+                }
+                continue;
+            }
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            size_t body = cl != NULL && cl < he ? strtoul(cl + 17, NULL, 10) : 0;
+            need = (size_t)(he + 4 - buf) + body;
+            if (need >= cap) {
+                return -1;
+            }
+        }
+        if (len >= need) {
+            return len > 12 && strncmp(buf, "HTTP/1.1 ", 9) == 0 ? atoi(buf + 9) : -1;
+        }
+    }
+}
+
+static int http_request(const struct http_load *l, int i, char *out, size_t cap) {
+    if (l->file) {
+        return snprintf(out, cap,
+                        "POST /open311/v2/requests.json HTTP/1.1\r\nHost: %s\r\n"
+                        "Content-Type: application/x-www-form-urlencoded\r\n"
+                        "Content-Length: %zu\r\n\r\n%s",
+                        l->host, strlen(l->form), l->form);
+    }
+    return snprintf(out, cap, "GET /open311/v2/requests/%s.json HTTP/1.1\r\nHost: %s\r\n\r\n",
+                    l->numbers[(size_t)i % l->n_numbers], l->host);
+}
+
+static void http_error(struct http_worker *w, const char *what, int status) {
+    if (w->errors++ == 0) {
+        snprintf(w->first_error, sizeof w->first_error, "%s (status %d, errno %d)", what, status,
+                 errno);
+    }
+}
+
+static void *http_work(void *arg) {
+    struct http_worker *w = arg;
+    const struct http_load *l = w->load;
+    char req[HTTP_REQ_BYTES_MAX];
+    char *resp = malloc(HTTP_RESP_BYTES_MAX);
+    int fd = -1;
+    for (int i = w->id * 7919; resp != NULL && util_mono_ns() < w->until_ns; i++) {
+        if (fd < 0 && (fd = http_connect(l)) < 0) {
+            http_error(w, "connect", 0);
+            break;
+        }
+        int n = http_request(l, i, req, sizeof req);
+        uint64_t t0 = util_mono_ns();
+        int st = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? http_response(fd, resp,
+                                                                              HTTP_RESP_BYTES_MAX)
+                                                             : -1;
+        uint64_t t1 = util_mono_ns();
+        if (st < 0) {
+            http_error(w, "connection lost", st);
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        if (st != 200) {
+            http_error(w, "answer", st);
+            continue;
+        }
+        if (t0 >= w->measure_from_ns && w->n_lat < SAMPLES_PER_CLIENT_MAX) {
+            w->lat_ns[w->n_lat++] = t1 - t0;
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(resp);
+    return NULL;
+}
+
+static int http_numbers(struct http_load *l, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "appeal-bench: cannot read %s\n", path);
+        return -1;
+    }
+    l->numbers = calloc(HTTP_NUMBERS_MAX, HTTP_NUMBER_BYTES);
+    char line[128];
+    while (l->numbers != NULL && l->n_numbers < HTTP_NUMBERS_MAX && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] != '\0' && strlen(line) < HTTP_NUMBER_BYTES) {
+            snprintf(l->numbers[l->n_numbers++], HTTP_NUMBER_BYTES, "%s", line);
+        }
+    }
+    fclose(f);
+    return l->n_numbers > 0 ? 0 : -1;
+}
+
+static int http_main(int argc, char **argv) {
+    const char *hostport = NULL, *op = "file", *api_key = "", *numbers = NULL;
+    long clients = 32, seconds = 10, warmup = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--http") == 0) {
+            hostport = argv[i + 1];
+        } else if (strcmp(argv[i], "--http-op") == 0) {
+            op = argv[i + 1];
+        } else if (strcmp(argv[i], "--api-key") == 0) {
+            api_key = argv[i + 1];
+        } else if (strcmp(argv[i], "--numbers") == 0) {
+            numbers = argv[i + 1];
+        } else if (strcmp(argv[i], "--clients") == 0) {
+            util_parse_long(argv[i + 1], 1, CLIENTS_MAX, &clients);
+        } else if (strcmp(argv[i], "--seconds") == 0) {
+            util_parse_long(argv[i + 1], 1, 3600, &seconds);
+        } else if (strcmp(argv[i], "--warmup") == 0) {
+            util_parse_long(argv[i + 1], 0, 60, &warmup);
+        }
+    }
+    struct http_load l = {.host = hostport, .file = strcmp(op, "file") == 0};
+    const char *colon = hostport != NULL ? strrchr(hostport, ':') : NULL;
+    char ip[64];
+    if (colon == NULL || (size_t)(colon - hostport) >= sizeof ip) {
+        fprintf(stderr, "usage: appeal-bench --http HOST:PORT --http-op file|get "
+                        "[--api-key KEY] [--numbers FILE] [--clients N] [--seconds S]\n");
+        return 2;
+    }
+    snprintf(ip, sizeof ip, "%.*s", (int)(colon - hostport), hostport);
+    l.addr.sin_family = AF_INET;
+    l.addr.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, ip, &l.addr.sin_addr) != 1 ||
+        (!l.file && (numbers == NULL || http_numbers(&l, numbers) != 0))) {
+        fprintf(stderr, "appeal-bench: --http needs an IPv4 HOST:PORT; get needs --numbers\n");
+        return 2;
+    }
+    static char form[1024];
+    snprintf(form, sizeof form,
+             "api_key=%s&service_code=0002.0001&attribute%%5Btype%%5D=statement"
+             "&first_name=Aigerim&last_name=Bekova&attribute%%5Biin%%5D=900101300126"
+             "&description=Applicant+asks+to+review+the+decision+and+to+answer+in+writing"
+             "&address_string=Almaty%%2C+Abai+avenue+150%%2C+apt+12",
+             api_key);
+    l.form = form;
+    struct http_worker *w = calloc((size_t)clients, sizeof *w);
+    uint64_t from = util_mono_ns() + (uint64_t)warmup * 1000000000u;
+    uint64_t until = from + (uint64_t)seconds * 1000000000u;
+    for (long i = 0; i < clients; i++) {
+        w[i] = (struct http_worker){.load = &l, .id = (int)i, .until_ns = until,
+                                    .measure_from_ns = from};
+        w[i].lat_ns = malloc(SAMPLES_PER_CLIENT_MAX * sizeof(uint64_t));
+        pthread_create(&w[i].thread, NULL, http_work, &w[i]);
+    }
+    size_t total = 0;
+    uint64_t errors = 0;
+    for (long i = 0; i < clients; i++) {
+        pthread_join(w[i].thread, NULL);
+        total += w[i].n_lat;
+        errors += w[i].errors;
+        if (w[i].errors) {
+            fprintf(stderr, "client %ld: %llu errors, first: %s\n", i,
+                    (unsigned long long)w[i].errors, w[i].first_error);
+        }
+    }
+    uint64_t *all = malloc((total + 1) * sizeof *all);
+    size_t k = 0;
+    for (long i = 0; i < clients; i++) {
+        memcpy(all + k, w[i].lat_ns, w[i].n_lat * sizeof *all);
+        k += w[i].n_lat;
+        free(w[i].lat_ns);
+    }
+    qsort(all, total, sizeof *all, cmp_u64);
+    double p50 = total ? (double)all[total / 2] / 1e6 : 0;
+    double p99 = total ? (double)all[(size_t)((double)total * 0.99)] / 1e6 : 0;
+    double pmax = total ? (double)all[total - 1] / 1e6 : 0;
+    double per_s = (double)total / (double)seconds;
+    printf("http %s  clients %ld  answers/s %.0f  p50 %.2f ms  p99 %.2f ms  max %.2f ms  "
+           "errors %llu\n",
+           op, clients, per_s, p50, p99, pmax, (unsigned long long)errors);
+    printf("json {\"op\":\"%s\",\"clients\":%ld,\"per_s\":%.1f,\"answers\":%zu,\"errors\":%llu,"
+           "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
+           op, clients, per_s, total, (unsigned long long)errors, p50, p99, pmax);
+    free(all);
+    free(w);
+    free(l.numbers);
+    return errors > 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--http") == 0) {
+        return http_main(argc, argv);
+    }
     if (argc == 4 && strcmp(argv[1], "--limit") == 0) {
         olog_init("bench", "-", 2, OLOG_WARN);
         return limit_run(argv[2], argv[3]);

@@ -9,6 +9,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fedlib  # noqa: E402
+import json  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.parse  # noqa: E402
+import urllib.request  # noqa: E402
 
 BIN = os.path.join(fedlib.ROOT, "build", "bin")
 
@@ -17,12 +21,12 @@ def say(text):
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
-def ctl(member, *args, check=True, key=None):
+def ctl(member, *args, check=True, key=None, quiet=False):
     """appealctl against `member`, signed with `key` (default: its administrator's)."""
     p = subprocess.run([os.path.join(BIN, "appealctl"), "--node", member.api, "--key",
                         key or member.admin_key, *args], capture_output=True, text=True)
     out = (p.stdout + p.stderr).rstrip()
-    if out:
+    if out and not quiet:
         print(out)
     if check and p.returncode != 0:
         raise SystemExit(f"appealctl {' '.join(args)} failed")
@@ -43,6 +47,81 @@ def file(member, type_, category, subject, *extra, key=None):
     return r["number"]
 
 
+def http(method, url, form=None):
+    """(status, parsed JSON) of one request to a node's Open311 listener."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def start_listening(fed):
+    """Starts every node with its dashboard (--http) and its public Open311
+    listener (--open311), on two more free ports each."""
+    base = fedlib.port_block(2 * len(fed.members))
+    for i, m in enumerate(fed.members.values()):
+        m.http_url = f"http://127.0.0.1:{base + 2 * i}/"
+        m.open311_url = f"http://127.0.0.1:{base + 2 * i + 1}/open311/v2/"
+        m.start("--http", f"127.0.0.1:{base + 2 * i}",
+                "--open311", f"127.0.0.1:{base + 2 * i + 1}", wait=False)
+    for m in fed.members.values():
+        m.wait_ready()
+
+
+def portal_files(almaty, names):
+    """A citizen's portal, with the channel key Almaty's administrator gave
+    it, files an appeal through Open311: the same rules and signing as
+    appealctl file, the answer after the durable commit."""
+    key = json.loads(ctl(almaty, "--json", "channel", "add", "--label",
+                         "Citizens' portal (demo)", quiet=True).stdout)["api_key"]
+    print(f"  channel key for the portal: {key[:8]}... (stored by the node only as a hash)")
+    form = {"api_key": key, "service_code": "0005.0001", "attribute[type]": "complaint",
+            "first_name": "Saule", "last_name": "Omarova", "phone": "+77017770011",
+            "description": "No hot water in our building for two weeks",
+            "address_string": "Almaty, Tole bi 45", "locale": "en"}
+    print(f"  POST {almaty.open311_url}requests.json  (form: service_code, "
+          f"attribute[type]=complaint, name, phone, description, address)")
+    st, doc = http("POST", almaty.open311_url + "requests.json", form)
+    if st != 200:
+        raise SystemExit(f"Open311 filing refused: {st} {doc}")
+    print(f"  {st}: service_request_id {doc[0]['service_request_id']}")
+    print(f"  service_notice: {doc[0]['service_notice']}")
+    print(f"  receipt: {len(doc[0]['receipt']) // 2} bytes, the signed record "
+          f"(appealctl receipt verify checks it offline)")
+    return doc[0]["service_request_id"]
+
+
+def status_elsewhere(member, number, names):
+    """The public status of `number` on another region's node, from its
+    verified replica: no personal data, in the language asked for."""
+    end = time.time() + 30
+    while True:
+        st, doc = http("GET", member.open311_url + f"requests/{number}.json?locale=en")
+        if st == 200:
+            break
+        if time.time() > end:
+            raise SystemExit(f"{number} did not reach {member.juris}: {st} {doc}")
+        time.sleep(0.3)
+    print(f"  GET {member.open311_url}requests/{number}.json")
+    r = doc[0]
+    for k in ("status", "status_notes", "service_name", "agency_responsible",
+              "expected_datetime", "source", "description"):
+        print(f"    {k:20} {r[k]!r}")
+    _, kk = http("GET", member.open311_url + f"requests/{number}.json?locale=kk")
+    _, ru = http("GET", member.open311_url + f"requests/{number}.json?locale=ru")
+    print(f"    {'kk / ru':20} {kk[0]['service_name']} / {ru[0]['service_name']}")
+    text = json.dumps(doc, ensure_ascii=False)
+    for secret in ("Saule", "Omarova", "77017770011", "hot water", "Tole bi"):
+        if secret in text:
+            raise SystemExit(f"personal data in a public answer: {secret}")
+    print("    (no name, phone, text or address: the public answer carries none)")
+
+
 def main():
     keep = "--keep" in sys.argv
     root = tempfile.mkdtemp(prefix="appeal-demo-")
@@ -51,7 +130,8 @@ def main():
     fed = fedlib.Federation(root, codes, BIN, heartbeat_ms=1000, tied=not keep)
     try:
         say(f"Start a federation of {len(codes)} nodes on loopback")
-        fed.init().start()
+        fed.init()
+        start_listening(fed)
         fed.save()
         for code, m in fed.members.items():
             print(f"  {code:6} {names[code]:18} api {m.api}  peers pull from {m.peer}")
@@ -84,6 +164,9 @@ def main():
         file(abai, "statement", "0003.0002", "Road to the village washed out",
              "--applicant-name", "Yerlan Nurgaliyev")
 
+        say("A citizen's portal files an appeal in Almaty through Open311 (HTTP, no appealctl)")
+        a3 = portal_files(almaty, names)
+
         say("Work on them: the registrar may not answer; the official assigns, answers, closes")
         ctl(almaty, "answer", a1, "--outcome", "satisfied", "--text", "Done.",
             key=keys["registrar"], check=False)
@@ -108,6 +191,9 @@ def main():
         print("  every node holds, per origin: " +
               ", ".join(f"{k} {v}" for k, v in sorted(views.items())))
 
+        say(f"Anyone follows {a3} by its number on Astana's node (KZ-71): Open311 public status")
+        status_elsewhere(astana, a3, names)
+
         say(f"The national office (KZ) looks up {a2}: where it is now, no personal data")
         ctl(kz, "show", a2, key=keys["national"])
         say(f"The new owner (Astana) opens it: personal data re-encrypted under its key")
@@ -122,6 +208,11 @@ def main():
             ctl(kz, "list", "--owner", code)
 
         if keep:
+            say("Every node's dashboard and public Open311 listener")
+            for code, m in fed.members.items():
+                print(f"  {code:6} {names[code]:18} dashboard {m.http_url}")
+                print(f"  {'':6} {'':18} Open311   {m.open311_url}  "
+                      f"(discovery: {m.open311_url[:-3]}discovery.json)")
             print(f"\nThe federation keeps running in {root}.")
             print(f"Stop it with: tools/federation down --dir {root}")
             return

@@ -150,10 +150,7 @@ static bool has_catalogues(const char *dir) {
     char path[I18N_PATH_BYTES_MAX];
     struct stat st;
     int n = snprintf(path, sizeof path, "%s/kk/LC_MESSAGES/" I18N_DOMAIN ".mo", dir);
-    if (n < 0 || (size_t)n >= sizeof path) {
-        return false; /* a path that long cannot name our catalogues */
-    }
-    return stat(path, &st) == 0;
+    return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0; /* a cut path: none */
 }
 
 void i18n_localedir(char *out, size_t cap) {

@@ -267,20 +267,12 @@ static int conn_write(struct conn *c) {
 
 /* ---- parsing ---- */
 
-struct parsed {
-    struct httpd_req req;
-    size_t head_len, body_len;
-    bool keep_alive, expect_continue;
-    int status; /* 0, or the error to answer */
-    const char *why;
-};
-
 static bool is_tchar(unsigned char ch) {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
            (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
-static int bad(struct parsed *p, int status, const char *why) {
+static int bad(struct httpd_parsed *p, int status, const char *why) {
     p->status = status;
     p->why = why;
     return -1;
@@ -307,7 +299,7 @@ static bool has_token(const char *v, const char *token) {
 }
 
 /* "METHOD /target HTTP/1.x", NUL-terminated in place. */
-static int parse_request_line(char *s, struct parsed *p) {
+static int parse_request_line(char *s, struct httpd_parsed *p) {
     char *sp = s;
     while (is_tchar((unsigned char)*sp)) {
         sp++;
@@ -345,7 +337,7 @@ static int parse_request_line(char *s, struct parsed *p) {
 }
 
 /* "Name: value" into hdrs[n]; the line is NUL-terminated. */
-static int parse_header_line(char *s, struct httpd_header *hd, struct parsed *p) {
+static int parse_header_line(char *s, struct httpd_header *hd, struct httpd_parsed *p) {
     char *c = s;
     while (is_tchar((unsigned char)*c)) {
         c++;
@@ -373,7 +365,7 @@ static int parse_header_line(char *s, struct httpd_header *hd, struct parsed *p)
 }
 
 /* Content-Length, Transfer-Encoding, Host, Connection, Expect. */
-static int head_semantics(struct parsed *p, size_t body_max) {
+static int head_semantics(struct httpd_parsed *p, size_t body_max) {
     const struct httpd_req *r = &p->req;
     const char *cl = NULL;
     for (size_t i = 0; i < r->n_headers; i++) {
@@ -418,7 +410,7 @@ static int head_semantics(struct parsed *p, size_t body_max) {
 /* Parses a complete head (head_len bytes, ending in CRLF CRLF) copied into
  * `scratch`, with room for HTTPD_HEADERS_MAX headers in `hdrs`. */
 static int parse_head(const unsigned char *buf, size_t head_len, char *scratch,
-                      struct httpd_header *hdrs, size_t body_max, struct parsed *p) {
+                      struct httpd_header *hdrs, size_t body_max, struct httpd_parsed *p) {
     memset(p, 0, sizeof *p);
     p->head_len = head_len;
     if (memchr(buf, '\0', head_len) != NULL) {
@@ -464,7 +456,7 @@ static bool route_match(const char *route, const char *path) {
 }
 
 /* Finds the route and runs it into c's response (c is conns[slot]). */
-static void dispatch(struct httpd *h, uint32_t slot, struct conn *c, const struct parsed *p) {
+static void dispatch(struct httpd *h, uint32_t slot, struct conn *c, const struct httpd_parsed *p) {
     const struct httpd_req *r = &p->req;
     bool head = strcmp(r->method, "HEAD") == 0, path_known = false;
     char allow[128] = "Allow: ";
@@ -516,6 +508,19 @@ static size_t head_end(const unsigned char *b, size_t len) {
     return 0;
 }
 
+int httpd_parse(const unsigned char *buf, size_t len, char *scratch, struct httpd_header *hdrs,
+                size_t body_max, struct httpd_parsed *p) {
+    size_t he = head_end(buf, len < HTTPD_HEAD_BYTES_MAX ? len : HTTPD_HEAD_BYTES_MAX);
+    if (he == 0) {
+        memset(p, 0, sizeof *p);
+        if (len >= HTTPD_HEAD_BYTES_MAX) {
+            return bad(p, 431, "request header fields too large\n");
+        }
+        return 1;
+    }
+    return parse_head(buf, he, scratch, hdrs, body_max, p);
+}
+
 /* With the bytes read so far: answers a complete request, answers an
  * error, or waits for more (the buffer grown to hold the body). */
 static void conn_parse(struct httpd *h, uint32_t slot, struct conn *c) {
@@ -527,18 +532,16 @@ static void conn_parse(struct httpd *h, uint32_t slot, struct conn *c) {
         memmove(c->buf, c->buf + skip, c->len - skip);
         c->len -= skip;
     }
-    size_t he = head_end(c->buf, c->len < HTTPD_HEAD_BYTES_MAX ? c->len : HTTPD_HEAD_BYTES_MAX);
-    if (he == 0) {
-        if (c->len >= HTTPD_HEAD_BYTES_MAX) {
-            fail(h, c, NULL, 431, "request header fields too large\n");
-        }
+    struct httpd_parsed p;
+    int rc = httpd_parse(c->buf, c->len, h->scratch, h->hdrs, h->lim.body_bytes_max, &p);
+    if (rc > 0) {
         return;
     }
-    struct parsed p;
-    if (parse_head(c->buf, he, h->scratch, h->hdrs, h->lim.body_bytes_max, &p) != 0) {
+    if (rc < 0) {
         fail(h, c, p.req.path, p.status, p.why);
         return;
     }
+    size_t he = p.head_len;
     size_t need = he + p.body_len;
     if (c->len < need) {
         if (c->cap < need) {

@@ -115,6 +115,28 @@ struct httpd_req {
     const char *peer; /* the client's numeric address (behind a proxy: the proxy's) */
 };
 
+/* A request head as the server parses it. */
+struct httpd_parsed {
+    struct httpd_req req; /* body and ticket unset */
+    size_t head_len;      /* request line to the blank line, inclusive */
+    size_t body_len;      /* from Content-Length, at most body_max */
+    bool keep_alive, expect_continue;
+    int status;      /* 0, or the error to answer (400, 411, 413, 431, 501, 505) */
+    const char *why; /* the error's sentence, static, ending in a newline */
+};
+
+/* Parses the request head at the start of `buf` (len bytes read so far,
+ * blank lines before it already skipped), the way the server does: copies
+ * it into `scratch` (HTTPD_HEAD_BYTES_MAX bytes), which then holds the
+ * request's strings, with its headers in `hdrs` (HTTPD_HEADERS_MAX).
+ * Returns 0 with `p` filled in; 1 when the head is not complete yet (fewer
+ * than HTTPD_HEAD_BYTES_MAX bytes and no blank line); -1 with p->status
+ * and p->why set when the request is refused. Reads nothing past the
+ * head's end nor past HTTPD_HEAD_BYTES_MAX. Decoder of untrusted bytes:
+ * fuzzed (tests/fuzz/fuzz_http_request.c). */
+int httpd_parse(const unsigned char *buf, size_t len, char *scratch, struct httpd_header *hdrs,
+                size_t body_max, struct httpd_parsed *p);
+
 /* The first header of that name (case-insensitive), or NULL. */
 const char *httpd_header(const struct httpd_req *r, const char *name);
 

@@ -14,7 +14,9 @@
 #include "channel.h"
 #include "clusterfile.h"
 #include "httpd.h"
+#include "i18n.h"
 #include "lifecycle.h"
+#include "names.h"
 #include "chain.h"
 #include "node.h"
 #include "olog.h"
@@ -41,6 +43,8 @@ struct open311 {
      * record (each reset before reuse) */
     struct arena scratch, row_arena, rec_arena;
     struct rate_window windows[OPEN311_CHANNELS_TRACKED_MAX];
+    struct i18n tr;           /* kk and ru catalogues, read-only after start */
+    enum i18n_lang dflt_lang; /* rules.conf default_lang */
     uint32_t n_windows;
     char paths[10][64]; /* the routes' paths (httpd keeps pointers) */
     struct applicant *applicant; /* requests/NUMBER/mine (applicant.h) */
@@ -272,23 +276,27 @@ static int http_status_of(int rc) {
     }
 }
 
-/* The language asked for (`locale`, else Accept-Language): names in
- * kk/ru/en come with the classifier's translations (issue 14); until then
- * every locale gets the classifier's one name. */
-static const char *locale_of(const struct httpd_req *r, const struct fields *q) {
+/* The language of an answer (docs/open311.md "Languages"): the `locale`
+ * parameter when it names kk, ru or en ("kk", "ru_RU", "en-GB"); else the
+ * best of Accept-Language; else the node's default_lang. */
+static enum i18n_lang locale_of(const struct open311 *o, const struct httpd_req *r,
+                                const struct fields *q) {
     const char *l = field(q, "locale");
-    if (l == NULL) {
-        l = httpd_header(r, "Accept-Language");
+    enum i18n_lang lang;
+    if (l != NULL && i18n_lang_parse(l, &lang) == 0) {
+        return lang;
     }
-    if (l == NULL) {
-        return "en";
-    }
-    return strncasecmp(l, "kk", 2) == 0 ? "kk" : strncasecmp(l, "ru", 2) == 0 ? "ru" : "en";
+    return i18n_negotiate(httpd_header(r, "Accept-Language"), o->dflt_lang);
 }
 
-static const char *category_name(const struct category *c, const char *locale) {
-    (void)locale; /* the hook for kk/ru/en names */
-    return c->name;
+static const char *category_name(const struct category *c, enum i18n_lang lang) {
+    return names_category(c, lang);
+}
+
+static const char *tr(const struct open311 *o, enum i18n_lang lang, const char *msgid)
+    __attribute__((format_arg(3)));
+static const char *tr(const struct open311 *o, enum i18n_lang lang, const char *msgid) {
+    return i18n_get(&o->tr, lang, msgid);
 }
 
 /* ---- discovery and services ---- */
@@ -323,12 +331,19 @@ static void on_discovery(void *arg, const struct httpd_req *r, struct httpd_res 
     out_list_end(&d, "formats");
     out_obj_end(&d, "endpoint");
     out_list_end(&d, "endpoints");
+    /* Extension: the languages of names and notes (the `locale` parameter). */
+    out_list(&d, "locales", "locales");
+    out_item(&d, "locale", "kk");
+    out_item(&d, "locale", "ru");
+    out_item(&d, "locale", "en");
+    out_list_end(&d, "locales");
+    out_str(&d, "default_locale", i18n_lang_code(o->dflt_lang));
     out_obj_end(&d, "discovery");
     out_finish(&d, 200, res);
 }
 
 static void service_fields(struct out *d, const struct ruleset *ru, const struct category *c,
-                           const char *locale) {
+                           enum i18n_lang locale) {
     out_str(d, "service_code", c->code);
     out_str(d, "service_name", category_name(c, locale));
     out_str(d, "description", category_name(c, locale));
@@ -352,7 +367,7 @@ static void on_services(void *arg, const struct httpd_req *r, struct httpd_res *
         errors_doc(xml, 400, e.msg, res);
         return;
     }
-    const char *locale = locale_of(r, &q);
+    enum i18n_lang locale = locale_of(o, r, &q);
     const struct ruleset *ru = &o->n->rules;
     struct out d;
     if (out_begin(&d, xml) != 0) {
@@ -374,24 +389,38 @@ struct attr {
     bool required;
 };
 
+/* The descriptions are translated where they are shown (tr). */
 static const struct attr attrs[] = {
-    {"type", "singlevaluelist", "The kind of appeal (Law on administrative procedure)", NULL, true},
-    {"subject", "string", "What the appeal is about, one line (default: the service's name)",
-     "at most 1000 bytes", false},
-    {"iin", "string", "The applicant's IIN (sealed; never shown publicly)", "12 digits", false},
-    {"co_signers", "number", "Co-signers of a collective appeal besides the applicant",
-     "0 or more; not with anonymous", false},
+    {"type", "singlevaluelist", N_("The kind of appeal (Administrative Procedural Code)"), NULL,
+     true},
+    {"subject", "string", N_("What the appeal is about, one line (default: the service's name)"),
+     N_("at most 1000 bytes"), false},
+    {"iin", "string", N_("The applicant's IIN (sealed; never shown publicly)"), N_("12 digits"),
+     false},
+    {"co_signers", "number", N_("Co-signers of a collective appeal besides the applicant"),
+     N_("0 or more; not with anonymous"), false},
     {"anonymous", "singlevaluelist",
-     "Anonymous: only reports of crimes or threats to state or public security (type report); "
-     "then no name, IIN or contacts",
+     N_("Anonymous: only reports of crimes or threats to state or public security (type "
+        "report); then no name, IIN or contacts"),
      NULL, false},
-    {"repeat_of", "string", "The number of an earlier appeal on the same issue",
-     "a registration number, e.g. KZ-75-2026-000001", false},
+    {"repeat_of", "string", N_("The number of an earlier appeal on the same issue"),
+     N_("a registration number, e.g. KZ-75-2026-000001"), false},
     {"learned_date", "datetime",
-     "Complaints: the day the applicant learned of the act (the 3-month window counts from it)",
+     N_("Complaints: the day the applicant learned of the act (the 3-month window counts from "
+        "it)"),
      "YYYY-MM-DD", false},
-    {"late_reason", "text", "Complaints past the window: why the term was missed", NULL, false},
+    {"late_reason", "text", N_("Complaints past the window: why the term was missed"), NULL,
+     false},
 };
+
+/* The names of the values of a singlevaluelist attribute: the appeal
+ * types in the terms of the Code, or anonymity. */
+static const char *value_name(const struct open311 *o, enum i18n_lang lang, bool types, int t) {
+    if (types) {
+        return names_type(&o->tr, lang, t);
+    }
+    return t == 1 ? tr(o, lang, N_("not anonymous")) : tr(o, lang, N_("anonymous"));
+}
 
 static void on_service_def(void *arg, const struct httpd_req *r, struct httpd_res *res) {
     struct open311 *o = arg;
@@ -406,6 +435,15 @@ static void on_service_def(void *arg, const struct httpd_req *r, struct httpd_re
         errors_doc(xml, 404, "no such service_code (see services.json)", res);
         return;
     }
+    struct fields q = {.n = 0};
+    arena_reset(&o->scratch);
+    struct errbuf e;
+    err_clear(&e);
+    if (form_parse(r->query, strlen(r->query), &o->scratch, &q, &e) != 0) {
+        errors_doc(xml, 400, e.msg, res);
+        return;
+    }
+    enum i18n_lang lang = locale_of(o, r, &q);
     struct out d;
     if (out_begin(&d, xml) != 0) {
         errors_doc(xml, 503, "out of memory", res);
@@ -421,9 +459,10 @@ static void on_service_def(void *arg, const struct httpd_req *r, struct httpd_re
         out_str(&d, "code", a->code);
         out_str(&d, "datatype", a->datatype);
         out_bool(&d, "required", a->required);
-        out_str(&d, "datatype_description", a->datatype_description);
+        out_str(&d, "datatype_description",
+                a->datatype_description != NULL ? tr(o, lang, a->datatype_description) : NULL);
         out_int(&d, "order", (int64_t)i + 1);
-        out_str(&d, "description", a->description);
+        out_str(&d, "description", tr(o, lang, a->description));
         if (strcmp(a->datatype, "singlevaluelist") == 0) {
             out_list(&d, "values", "values");
             bool types = strcmp(a->code, "type") == 0;
@@ -431,7 +470,7 @@ static void on_service_def(void *arg, const struct httpd_req *r, struct httpd_re
                 out_obj(&d, NULL, "value");
                 const char *k = types ? appeal_type_name(t) : t == 1 ? "false" : "true";
                 out_str(&d, "key", k);
-                out_str(&d, "name", k);
+                out_str(&d, "name", value_name(o, lang, types, t));
                 out_obj_end(&d, "value");
             }
             out_list_end(&d, "values");
@@ -450,7 +489,7 @@ struct status_ctx {
     MDB_txn *t;
     int64_t now_ms;
     int32_t today;
-    const char *locale;
+    enum i18n_lang locale;
     struct {
         char juris[16];
         int64_t staleness_ms; /* -1: no record of it held */
@@ -516,55 +555,58 @@ static int64_t last_event_ms(struct status_ctx *sc, const char *number, int64_t 
     return ms;
 }
 
-static const char *o311_outcome(int o) {
-    static const char *const names[] = {"", "satisfied", "partly satisfied", "rejected",
-                                        "explained"};
-    return o > 0 && o < 5 ? names[o] : "";
-}
 
-/* status_notes: what happened, in our words, without any personal data
- * (no assignee, no reasons: officials' reasons are sealed). */
+/* status_notes: what happened, in our words and the caller's language,
+ * without any personal data (no assignee, no reasons: officials' reasons
+ * are sealed). */
 static void status_notes(struct status_ctx *sc, const Appeal__AppealRow *r, char *buf,
                          size_t cap) {
+    const struct open311 *o = sc->o;
+    enum i18n_lang l = sc->locale;
+    const char *outcome = names_outcome(&o->tr, l, r->outcome);
     char d[11];
     size_t n = 0;
     switch (r->status) {
     case APPEAL__STATUS__STATUS_EXTENDED:
         day_format(r->deadline_day, d);
-        n = (size_t)snprintf(buf, cap, "term extended until %s", d);
+        n = (size_t)snprintf(buf, cap, tr(o, l, N_("term extended until %s")), d);
         break;
     case APPEAL__STATUS__STATUS_FORWARDED:
-        n = (size_t)snprintf(buf, cap, "forwarded to %s", r->forwarded_to);
+        n = (size_t)snprintf(buf, cap, tr(o, l, N_("forwarded to %s")), r->forwarded_to);
         break;
     case APPEAL__STATUS__STATUS_ANSWERED:
-        n = (size_t)snprintf(buf, cap, "answered: %s", o311_outcome(r->outcome));
+        n = (size_t)snprintf(buf, cap, tr(o, l, N_("answered: %s")), outcome);
         break;
     case APPEAL__STATUS__STATUS_CLOSED:
-        n = (size_t)snprintf(buf, cap, "closed%s%s", r->outcome ? " after the answer: " : "",
-                             o311_outcome(r->outcome));
+        n = r->outcome ? (size_t)snprintf(buf, cap, tr(o, l, N_("closed after the answer: %s")),
+                                          outcome)
+                       : (size_t)snprintf(buf, cap, "%s", names_status(&o->tr, l, r->status));
         break;
     case APPEAL__STATUS__STATUS_REOPENED:
         day_format(r->deadline_day, d);
-        n = (size_t)snprintf(buf, cap, "reopened; new term until %s", d);
+        n = (size_t)snprintf(buf, cap, tr(o, l, N_("reopened; new term until %s")), d);
         break;
     default:
-        n = (size_t)snprintf(buf, cap, "%s", status_name(r->status));
+        n = (size_t)snprintf(buf, cap, "%s", names_status(&o->tr, l, r->status));
     }
     if (n < cap && strcmp(r->owner, r->received_by) != 0 &&
         r->status != APPEAL__STATUS__STATUS_FORWARDED) {
-        n += (size_t)snprintf(buf + n, cap - n, "; handled by %s (registered by %s)", r->owner,
-                              r->received_by);
+        n += (size_t)snprintf(buf + n, cap - n, tr(o, l, N_("; handled by %s (registered by %s)")),
+                              r->owner, r->received_by);
     }
     int32_t late = 0;
-    if (n < cap && view_overdue(sc->o->n, r, sc->today, &late)) {
-        snprintf(buf + n, cap - n, "; overdue by %d working days", late);
+    if (n < cap && view_overdue(o->n, r, sc->today, &late)) {
+        snprintf(buf + n, cap - n,
+                 i18n_nget(&o->tr, l, "; overdue by %d working day",
+                           "; overdue by %d working days", (unsigned long)late),
+                 late);
     }
 }
 
 static void request_fields(struct out *d, struct status_ctx *sc, const Appeal__AppealRow *r) {
     int32_t off = sc->o->n->rules.utc_offset_min;
     const struct category *c = ruleset_category(&sc->o->n->rules, r->category);
-    char notes[256], req[48], exp[48], upd[48];
+    char notes[512], req[48], exp[48], upd[48];
     status_notes(sc, r, notes, sizeof notes);
     iso_time(r->registered_ms, off, req);
     iso_day_end(r->deadline_day, off, exp);
@@ -591,7 +633,7 @@ static void request_fields(struct out *d, struct status_ctx *sc, const Appeal__A
 }
 
 static void status_begin(struct status_ctx *sc, struct open311 *o, MDB_txn *t,
-                         const char *locale) {
+                         enum i18n_lang locale) {
     memset(sc, 0, sizeof *sc);
     sc->o = o;
     sc->t = t;
@@ -640,15 +682,15 @@ static void on_request(void *arg, const struct httpd_req *r, struct httpd_res *r
     int rc = state_appeal(&o->n->eng.store, t, number, &o->row_arena, &row);
     if (rc != 0) {
         store_rd_end(&o->n->eng.store, t);
-        char why[320];
-        snprintf(why, sizeof why, "no appeal %.200s on this node (not registered, or not replicated "
-                                  "here yet)", number);
+        char why[160];
+        snprintf(why, sizeof why, "no appeal %.64s on this node (not registered, or not "
+                                  "replicated here yet)", number);
         errors_doc(xml, rc == APL_ENOTFOUND ? 404 : 503,
                    rc == APL_ENOTFOUND ? why : "cannot read the appeal", res);
         return;
     }
     struct status_ctx sc;
-    status_begin(&sc, o, t, locale_of(r, &q));
+    status_begin(&sc, o, t, locale_of(o, r, &q));
     struct out d;
     if (out_begin(&d, xml) != 0) {
         store_rd_end(&o->n->eng.store, t);
@@ -750,11 +792,9 @@ static void list_ids(struct out *d, struct status_ctx *sc, struct list_query *lq
  * registration), until older than start_date. */
 static void list_scan_year(struct out *d, struct status_ctx *sc, struct list_query *lq,
                            const char *juris, int year, MDB_cursor *c) {
-    char prefix[32];
-    /* A jurisdiction code is at most 6 bytes (KZ-75): %.8s keeps both in size. */
-    int pl = snprintf(prefix, sizeof prefix, "%.8s-%04d-", juris, year);
-    char past[32];
-    snprintf(past, sizeof past, "%.8s-%04d.", juris, year); /* '.' follows '-' */
+    char prefix[32], past[32]; /* a jurisdiction code is at most 16 bytes (cluster file) */
+    int pl = snprintf(prefix, sizeof prefix, "%.16s-%04d-", juris, year);
+    snprintf(past, sizeof past, "%.16s-%04d.", juris, year); /* '.' follows '-' */
     MDB_val k = {(size_t)pl, past}, v;
     int m = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     m = m == 0 ? mdb_cursor_get(c, &k, &v, MDB_PREV) : mdb_cursor_get(c, &k, &v, MDB_LAST);
@@ -832,7 +872,7 @@ static void on_requests_get(void *arg, const struct httpd_req *r, struct httpd_r
         return;
     }
     struct status_ctx sc;
-    status_begin(&sc, o, t, locale_of(r, &q));
+    status_begin(&sc, o, t, locale_of(o, r, &q));
     struct out d;
     if (out_begin(&d, xml) != 0) {
         store_rd_end(&o->n->eng.store, t);
@@ -864,7 +904,7 @@ struct filing {
     Appeal__FileRequest file;
     struct appeal_result res;
     struct wreq wreq;
-    const char *locale;
+    enum i18n_lang locale;
     bool rate_limited; /* refused: 429 */
 };
 
@@ -1011,15 +1051,22 @@ static void filed_doc(struct filing *f, struct out *d) {
     struct node *n = f->o->n;
     const struct appeal_result *res = &f->res;
     int32_t off = n->rules.utc_offset_min;
-    char req[48], exp[48], day[11], notice[400];
+    const struct open311 *o = f->o;
+    enum i18n_lang l = f->locale;
+    char req[48], exp[48], day[11], notice[1024];
     iso_time(res->registered_ms, off, req);
     iso_day_end(res->deadline_day, off, exp);
     day_format(res->deadline_day, day);
-    snprintf(notice, sizeof notice,
-             "Registered by %s as %s (%s). The answer is due by %s, the end of the legal term; "
-             "follow it at requests/%s.json on any node of the federation.%s",
-             n->eng.juris, res->number, appeal_type_name(res->type), day, res->number,
-             res->urgent ? " Marked urgent: it goes to the competent body at once." : "");
+    int nn = snprintf(notice, sizeof notice,
+                      tr(o, l, N_("Registered by %s as %s (%s). The answer is due by %s, the end "
+                                  "of the legal term; follow it at requests/%s.json on any node "
+                                  "of the federation.")),
+                      n->eng.juris, res->number, names_type(&o->tr, l, res->type), day,
+                      res->number);
+    if (res->urgent && nn > 0 && (size_t)nn < sizeof notice) {
+        snprintf(notice + nn, sizeof notice - (size_t)nn, " %s",
+                 tr(o, l, N_("Marked urgent: it goes to the competent body at once.")));
+    }
     char *hex = malloc(2 * res->record_len + 1);
     if (hex != NULL) {
         util_hex(res->record, res->record_len, hex);
@@ -1088,7 +1135,7 @@ static int filing_prepare(struct filing *f, const struct httpd_req *r, struct er
     if (rc != 0) {
         return rc;
     }
-    f->locale = locale_of(r, q);
+    f->locale = locale_of(f->o, r, q);
     uint32_t rate = 0;
     rc = channel_check(f->o, field_or(q, "api_key", ""), &f->who, &rate, e);
     if (rc != 0) {
@@ -1213,6 +1260,14 @@ int open311_start(struct open311 **out, struct node *n, const char *addr, struct
         return err_set(e, APL_ENOMEM, "out of memory");
     }
     o->n = n;
+    if (i18n_lang_parse(n->rules.default_lang, &o->dflt_lang) != 0) {
+        o->dflt_lang = I18N_KK;
+    }
+    int lrc = i18n_open(&o->tr, NULL, e);
+    if (lrc != 0) {
+        free(o);
+        return lrc;
+    }
     if (arena_init(&o->scratch, 256 * 1024) != 0 || arena_init(&o->row_arena, 64 * 1024) != 0 ||
         arena_init(&o->rec_arena, RECORD_ARENA_BYTES) != 0 ||
         applicant_open(&o->applicant, n) != 0) {
@@ -1264,7 +1319,7 @@ void open311_stop(struct open311 *o) {
         return;
     }
     httpd_stop(o->srv);
-    applicant_close(o->applicant);
+    i18n_close(&o->tr);
     arena_fini(&o->scratch);
     arena_fini(&o->row_arena);
     arena_fini(&o->rec_arena);

@@ -676,6 +676,37 @@ def cluster_seeds():
     }
 
 
+def http_seeds():
+    """Two bytes of body limit (big-endian), then what a client sent."""
+    lim = lambda n: bytes([n >> 8, n & 0xFF])  # noqa: E731
+    get = (b"GET /open311/v2/requests/KZ-75-2026-000001.json?locale=kk HTTP/1.1\r\n"
+           b"Host: 127.0.0.1\r\nAccept-Language: ru-RU,ru;q=0.9,kk;q=0.8\r\n\r\n")
+    form = b"api_key=ab12&service_code=01.02&description=%D0%B0+b&attribute%5Btype%5D=request"
+    post = (b"POST /open311/v2/requests.json HTTP/1.1\r\nHost: h\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + str(len(form)).encode() + b"\r\n\r\n" + form)
+    return {
+        "get-open311": lim(65535) + get,
+        "post-form": lim(65535) + post,
+        "post-expect": lim(4096) + post.replace(b"Host: h\r\n", b"Host: h\r\nExpect: 100-continue\r\n"),
+        "http10-keepalive": lim(0) + b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "close": lim(0) + b"HEAD /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        "incomplete": lim(0) + b"GET / HTTP/1.1\r\nHost: h\r\n",
+        "bad-chunked": lim(100) + b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "bad-gzip": lim(100) + b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "bad-too-large": lim(10) + b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n",
+        "bad-two-lengths": lim(100) + b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
+                                      b"Content-Length: 2\r\n\r\n",
+        "bad-version": lim(0) + b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+        "bad-no-host": lim(0) + b"GET / HTTP/1.1\r\n\r\n",
+        "bad-folded": lim(0) + b"GET / HTTP/1.1\r\nHost: h\r\n x\r\n\r\n",
+        "bad-bare-lf": lim(0) + b"GET / HTTP/1.1\nHost: h\r\n\r\n",
+        "bad-control": lim(0) + b"GET / HTTP/1.1\r\nHost: h\x01\r\n\r\n",
+        "bad-too-many": lim(0) + b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 65 + b"Host: h\r\n\r\n",
+        "bad-too-long": lim(0) + b"GET /" + b"a" * 8200 + b" HTTP/1.1\r\n\r\n",
+    }
+
+
 # ---- writing ----
 
 
@@ -690,6 +721,7 @@ def corpora():
         "holidays": enc(holiday_seeds()),
         "categories": enc(category_seeds()),
         "cluster_file": enc(cluster_seeds()),
+        "http_request": http_seeds(),
     }
 
 

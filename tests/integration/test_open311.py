@@ -34,6 +34,24 @@ SECRETS = ["Aigerim", "Nurlanbekova", "aigerim.n@example.kz", "77015550123", "90
            "pension was not recalculated", "Abay avenue", "43.2389", "76.8897"]
 
 
+# What a person reads in each language: the default classifier's names
+# (node/domain/ruleset.c: en, kk, ru), and the catalogue's (po/kk.po, po/ru.po).
+CATEGORY_0002_0001 = ["Social security and pensions", "Әлеуметтік қамсыздандыру және зейнетақы",
+                      "Социальное обеспечение и пенсии"]
+TYPE_ATTR = {"en": "The kind of appeal (Administrative Procedural Code)",
+             "kk": "Өтініш түрі (Әкімшілік рәсімдік-процестік кодекс)",
+             "ru": "Вид обращения (Административный процедурно-процессуальный кодекс)"}
+TYPES = {"en": ["statement", "proposal"], "kk": ["арыз", "ұсыныс"],
+         "ru": ["заявление", "предложение"]}
+ANON = {"en": "anonymous", "kk": "анонимді", "ru": "анонимно"}
+NOTICE_START = {"en": "Registered by KZ-75 as ", "kk": "KZ-75 тіркеді, нөмірі ",
+                "ru": "Зарегистрировано в KZ-75 под номером "}
+CLOSED_NOTES = {"en": "closed after the answer: satisfied",
+                "kk": "жауаптан кейін жабылды: қанағаттандырылды",
+                "ru": "закрыто после ответа: удовлетворено"}
+NAMES_REGISTERED = {"ru": "зарегистрировано"}
+
+
 def schema(name):
     with open(os.path.join(SCHEMAS, name)) as f:
         return json.load(f)
@@ -168,7 +186,8 @@ class Open311Test(unittest.TestCase):
         return self.fed.members[code].ctl("info")["head_seq"]
 
     def file(self, code="KZ-75", fmt="json", **extra):
-        form = {"api_key": self.key, "service_code": "0002.0001", "attribute[type]": "statement"}
+        form = {"api_key": self.key, "service_code": "0002.0001", "attribute[type]": "statement",
+                "locale": "en"}
         form.update(APPLICANT)
         form.update(extra)
         return http("POST", self.base(code) + f"/v2/requests.{fmt}", form=form)
@@ -210,7 +229,7 @@ class Open311Test(unittest.TestCase):
         validate(filed, "requests.json")
         number = filed[0]["service_request_id"]
         self.assertRegex(number, r"^KZ-75-\d{4}-\d{6}$")
-        self.assertIn("due by", filed[0]["service_notice"])
+        self.assertIn("due by", filed[0]["service_notice"])  # locale=en (the form's)
         # The receipt: the signed record, checked offline and over HTTP.
         receipt = filed[0]["receipt"]
         rf = os.path.join(self.fed.root, "receipt.hex")
@@ -253,7 +272,7 @@ class Open311Test(unittest.TestCase):
             wait_for(lambda code=code: json.loads(http(
                 "GET", self.base(code) + f"/v2/requests/{number}.json")[2])[0]["status"]
                 == "closed", what=f"closed on {code}")
-            doc = self.get(code, f"/v2/requests/{number}.json")
+            doc = self.get(code, f"/v2/requests/{number}.json?locale=en")
             validate(doc, "requests.json")
             self.assertIn("satisfied", doc[0]["status_notes"])
             lst = self.get(code, "/v2/requests.json?status=closed")
@@ -264,6 +283,81 @@ class Open311Test(unittest.TestCase):
             self.assertEqual(self.get(code, "/v2/requests.json?status=open&service_code=0002.0001"
                                             "&start_date=2000-01-01T00:00:00Z"
                                             "&end_date=2000-02-01T00:00:00Z"), [])
+        blob = b"\n".join(self.public).decode()
+        for s in SECRETS:
+            self.assertNotIn(s, blob)
+
+    def test_languages(self):
+        """Names, attributes, notices and notes in kk, ru and en, chosen by
+        `locale`, else Accept-Language, else the node's default_lang (kk)."""
+        d = self.get("KZ-75", "/discovery.json")
+        self.assertEqual((d["locales"], d["default_locale"]), (["kk", "ru", "en"], "kk"))
+        x = self.get("KZ-75", "/discovery.xml")
+        self.assertEqual([e.text for e in x.find("locales")], ["kk", "ru", "en"])
+        names = {lang: CATEGORY_0002_0001[i] for i, lang in enumerate(["en", "kk", "ru"])}
+        group = {"en": "Social sphere", "kk": "Әлеуметтік сала", "ru": "Социальная сфера"}
+        asks = [("kk", "?locale=kk", {}), ("ru", "?locale=ru_RU", {}), ("en", "?locale=en", {}),
+                ("ru", "", {"Accept-Language": "de-DE, ru;q=0.9, en;q=0.5"}),
+                ("en", "", {"Accept-Language": "en-GB"}), ("kk", "", {}),
+                ("ru", "?locale=ru", {"Accept-Language": "en"}),
+                ("kk", "?locale=de", {})]  # not one of the three: the header, else the default
+        for lang, query, hdrs in asks:
+            with self.subTest(lang=lang, query=query, headers=hdrs):
+                st, _, body = http("GET", self.base() + "/v2/services.json" + query,
+                                   headers=hdrs)
+                self.assertEqual(st, 200, body)
+                services = json.loads(body)
+                validate(services, "services.json")
+                svc = {s["service_code"]: s for s in services}["0002.0001"]
+                self.assertEqual((svc["service_name"], svc["description"], svc["group"]),
+                                 (names[lang], names[lang], group[lang]))
+                sx = self.get("KZ-75", "/v2/services.xml" + (query or f"?locale={lang}"))
+                got = {s.findtext("service_code"): s.findtext("service_name") for s in sx}
+                self.assertEqual(got["0002.0001"], names[lang])
+        for lang in ("kk", "ru", "en"):
+            d = self.get("KZ-75", f"/v2/services/0002.0001.json?locale={lang}")
+            validate(d, "service-definition.json")
+            attrs = {a["code"]: a for a in d["attributes"]}
+            self.assertEqual(attrs["type"]["description"], TYPE_ATTR[lang])
+            self.assertEqual([v["name"] for v in attrs["type"]["values"]][:2], TYPES[lang])
+            self.assertEqual([v["key"] for v in attrs["type"]["values"]][:2],
+                             ["statement", "proposal"])
+            self.assertEqual(attrs["anonymous"]["values"][1]["name"], ANON[lang])
+            x = self.get("KZ-75", f"/v2/services/0002.0001.xml?locale={lang}")
+            xa = {a.findtext("code"): a for a in x.find("attributes")}
+            self.assertEqual(xa["type"].findtext("description"), TYPE_ATTR[lang])
+        # Filed in each language: the notice in it; then answered and closed,
+        # the notes in each language on the owner and on the replica.
+        numbers = {}
+        for lang in ("kk", "ru", "en"):
+            st, _, body = self.file(locale=lang)
+            self.assertEqual(st, 200, body)
+            filed = json.loads(body)
+            validate(filed, "requests.json")
+            number = filed[0]["service_request_id"]
+            numbers[lang] = number
+            self.assertEqual(filed[0]["service_notice"].split(number)[0], NOTICE_START[lang])
+            self.assertIn(TYPES[lang][0], filed[0]["service_notice"])
+        number = numbers["ru"]
+        self.k75.ctl("answer", number, "--outcome", "satisfied", "--text", "Recalculated")
+        self.k75.ctl("close", number)
+        for code in CODES:
+            wait_for(lambda code=code: http("GET", self.base(code) + f"/v2/requests/{number}"
+                                         ".json")[0] == 200 and json.loads(http(
+                "GET", self.base(code) + f"/v2/requests/{number}.json")[2])[0]["status"]
+                == "closed", what=f"closed on {code}")
+            for lang in ("kk", "ru", "en"):
+                doc = self.get(code, f"/v2/requests/{number}.json?locale={lang}")
+                validate(doc, "requests.json")
+                self.assertEqual((doc[0]["status_notes"], doc[0]["service_name"]),
+                                 (CLOSED_NOTES[lang], names[lang]))
+            st, _, body = http("GET", self.base(code) + f"/v2/requests/{numbers['kk']}.xml",
+                               headers={"Accept-Language": "ru"})
+            self.assertEqual(st, 200, body)
+            self.public.append(body)
+            req = ET.fromstring(body).find("request")
+            self.assertEqual((req.findtext("status_notes"), req.findtext("service_name")),
+                             (NAMES_REGISTERED["ru"], names["ru"]))
         blob = b"\n".join(self.public).decode()
         for s in SECRETS:
             self.assertNotIn(s, blob)
@@ -350,6 +444,76 @@ class Open311Test(unittest.TestCase):
             self.assertEqual(py.returncode, 0, py.stdout + py.stderr)
         finally:
             self.k75.start("--open311", f"127.0.0.1:{self.ports['KZ-75']}")
+
+
+FLOOD_CAP = 24  # --connections-max of the flooded node (every listener)
+
+
+def established_on(port):
+    """Server-side TCP connections of 127.0.0.1:port in state ESTABLISHED
+    (/proc/net/tcp: local port, state 01)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if int(parts[1].split(":")[1], 16) == port and parts[3] == "01":
+                n += 1
+    return n
+
+
+class FloodTest(unittest.TestCase):
+    """Item 7 of issue 12: the public listener flooded with idle connections
+    and slow senders; the client API and replication carry on, and the
+    listener holds at most its cap of connections."""
+
+    def test_flood_leaves_client_api_and_replication_unaffected(self):
+        import socket
+        fed = federation(CODES, heartbeat_ms=500)
+        socks = []
+        try:
+            port = free_port()
+            k71, k75 = fed.members["KZ-71"], fed.members["KZ-75"]
+            k71.start()
+            # Idle connections are cut off only after ten minutes: within
+            # the test, only the cap can bound them.
+            k75.start("--open311", f"127.0.0.1:{port}", "--connections-max", str(FLOOD_CAP),
+                      "--idle-timeout-ms", "600000")
+            wait_for(lambda: http("GET", f"http://127.0.0.1:{port}/open311/discovery.json")[0]
+                     == 200, what="the Open311 listener")
+            # Four times the cap: slow senders (a head never finished) and
+            # idle connections, all held open by this process.
+            for i in range(4 * FLOOD_CAP):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                if i % 2 == 0:
+                    s.sendall(b"POST /open311/v2/requests.json HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Type: application/x-www-form-urlencoded\r\n")
+                socks.append(s)
+            # Bounded: the node holds at most its cap of them.
+            wait_for(lambda: established_on(port) <= FLOOD_CAP, what="the flood bounded")
+            # An official files through the client API meanwhile; a peer's
+            # filing replicates to the flooded node, and its own to the peer.
+            filing = ("file", "--type", "statement", "--category", "0002.0001", "--subject",
+                      "Pension recalculation", "--applicant-name", "Aigerim Bekova")
+            own = k75.ctl(*filing)["number"]
+            theirs = k71.ctl(*filing)["number"]
+            wait_for(lambda: fed.heads("KZ-75").get("KZ-71", 0) >= k71.ctl("info")["head_seq"],
+                     what="KZ-71's filing replicated to KZ-75")
+            wait_for(lambda: fed.heads("KZ-71").get("KZ-75", 0) >= k75.ctl("info")["head_seq"],
+                     what="KZ-75's filing replicated to KZ-71")
+            self.assertEqual(k75.ctl("show", theirs)["number"], theirs)
+            self.assertEqual(k71.ctl("show", own)["number"], own)
+            self.assertLessEqual(established_on(port), FLOOD_CAP)
+            # The flood gone, the public listener answers again.
+            for s in socks:
+                s.close()
+            socks = []
+            wait_for(lambda: http("GET", f"http://127.0.0.1:{port}/open311/v2/requests/"
+                                         f"{own}.json")[0] == 200, what="Open311 after the flood")
+        finally:
+            for s in socks:
+                s.close()
+            fed.kill_all()
+            shutil.rmtree(fed.root, ignore_errors=True)
 
 
 if __name__ == "__main__":
