@@ -876,7 +876,7 @@ static int http_numbers(struct http_load *l, const char *path) {
     while (l->numbers != NULL && l->n_numbers < HTTP_NUMBERS_MAX && fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = '\0';
         if (line[0] != '\0' && strlen(line) < HTTP_NUMBER_BYTES) {
-            snprintf(l->numbers[l->n_numbers++], HTTP_NUMBER_BYTES, "%s", line);
+            memcpy(l->numbers[l->n_numbers++], line, strlen(line) + 1); /* fits: checked */
         }
     }
     fclose(f);

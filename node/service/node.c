@@ -781,6 +781,24 @@ static int start_cluster(struct node *n, bool recovering, struct errbuf *e) {
     return rc;
 }
 
+/* The listeners and workers that face the outside (dashboard, Open311,
+ * notifications), started once the node serves; the caller stops the
+ * node on a failure. */
+static int start_outer(struct node *n, struct errbuf *e) {
+    int rc = 0;
+    if (n->http_addr[0] != '\0' && (rc = http_start(&n->http, n, n->http_addr, e)) != 0) {
+        return rc;
+    }
+    if (n->open311_addr[0] != '\0' &&
+        (rc = open311_start(&n->open311, n, n->open311_addr, e)) != 0) {
+        return rc;
+    }
+    if (n->notify != NULL) {
+        rc = notify_start(n->notify, e);
+    }
+    return rc;
+}
+
 int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     int tls_rc = check_tls_urls(n, api_url, e);
     if (tls_rc != 0) {
@@ -839,20 +857,10 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     snprintf(path, sizeof path, "%s/api.url", n->dir);
     unlink(path);
     util_write_file(path, api_url, strlen(api_url), 0600, false);
-    if (n->http_addr[0] != '\0' && (rc = http_start(&n->http, n, n->http_addr, e)) != 0) {
+    if ((rc = start_outer(n, e)) != 0) {
         node_stop(n);
-        return rc;
     }
-    if (n->open311_addr[0] != '\0' &&
-        (rc = open311_start(&n->open311, n, n->open311_addr, e)) != 0) {
-        node_stop(n);
-        return rc;
-    }
-    if (n->notify != NULL && (rc = notify_start(n->notify, e)) != 0) {
-        node_stop(n);
-        return rc;
-    }
-    return 0;
+    return rc;
 }
 
 void node_recovered(struct node *n) {
