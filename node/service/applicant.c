@@ -13,6 +13,7 @@
 #include "names.h"
 #include "node.h"
 #include "olog.h"
+#include "open311.h"
 #include "open311_out.h"
 #include "pbdecode.h"
 #include "record.h"
@@ -28,12 +29,13 @@ struct tries {
 
 struct applicant {
     struct node *n;
+    const struct i18n *tr;
     struct arena arena;
     struct tries *t; /* APPLICANT_TRACKED_MAX */
     uint32_t n_t;
 };
 
-int applicant_open(struct applicant **out, struct node *n) {
+int applicant_open(struct applicant **out, struct node *n, const struct i18n *tr) {
     struct applicant *a = calloc(1, sizeof *a);
     if (a == NULL || (a->t = calloc(APPLICANT_TRACKED_MAX, sizeof *a->t)) == NULL ||
         arena_init(&a->arena, APPLICANT_ARENA_BYTES) != 0) {
@@ -41,6 +43,7 @@ int applicant_open(struct applicant **out, struct node *n) {
         return APL_ENOMEM;
     }
     a->n = n;
+    a->tr = tr;
     *out = a;
     return 0;
 }
@@ -92,14 +95,16 @@ static void error_doc(bool xml, int status, const char *why, struct httpd_res *r
     out_finish(&o, status, res);
 }
 
-/* `code=` of the query, copied into `out` (at most ACCESS_INPUT_CHARS_MAX). */
-static bool code_of(const char *query, char out[ACCESS_INPUT_CHARS_MAX + 1]) {
+/* `NAME=` (`eq`: "NAME=") of the query, copied into `out` (shorter than
+ * `cap`; a longer value is absent). */
+static bool param_of(const char *query, const char *eq, char *out, size_t cap) {
     const char *p = query;
+    size_t el = strlen(eq);
     while (p != NULL && *p != '\0') {
         size_t len = strcspn(p, "&");
-        if (len > 5 && strncmp(p, "code=", 5) == 0 && len - 5 <= ACCESS_INPUT_CHARS_MAX) {
-            memcpy(out, p + 5, len - 5);
-            out[len - 5] = '\0';
+        if (len > el && strncmp(p, eq, el) == 0 && len - el < cap) {
+            memcpy(out, p + el, len - el);
+            out[len - el] = '\0';
             for (char *q = out; *q != '\0'; q++) {
                 *q = *q == '+' ? ' ' : *q; /* a form's space; '%' stays and fails the check */
             }
@@ -109,6 +114,26 @@ static bool code_of(const char *query, char out[ACCESS_INPUT_CHARS_MAX + 1]) {
         p += *p == '&';
     }
     return false;
+}
+
+/* `code=` of the query, copied into `out` (at most ACCESS_INPUT_CHARS_MAX). */
+static bool code_of(const char *query, char out[ACCESS_INPUT_CHARS_MAX + 1]) {
+    return param_of(query, "code=", out, ACCESS_INPUT_CHARS_MAX + 1);
+}
+
+/* The language of the view: `locale=`, else Accept-Language, else the
+ * appeal's, else the node's default_lang. */
+static enum i18n_lang view_lang(const struct applicant *a, const struct httpd_req *r,
+                                const Appeal__AppealRow *row) {
+    enum i18n_lang l;
+    char loc[32];
+    if (param_of(r->query, "locale=", loc, sizeof loc) && i18n_lang_parse(loc, &l) == 0) {
+        return l;
+    }
+    if (i18n_lang_parse(row->lang, &l) != 0 && i18n_lang_parse(a->n->rules.default_lang, &l) != 0) {
+        l = I18N_KK;
+    }
+    return i18n_negotiate(httpd_header(r, "Accept-Language"), l);
 }
 
 /* AppealFiled.access_hash of `number`, copied into `hash` (len 0: none). */
@@ -149,11 +174,14 @@ static void day_str(int32_t day, char out[11]) {
     }
 }
 
-/* The whole appeal, as its applicant may see it. */
-static void mine_doc(const Appeal__AppealView *v, bool xml, struct httpd_res *res) {
+/* The whole appeal, as its applicant may see it; names and notes in `l`. */
+static void mine_doc(const struct applicant *a, const Appeal__AppealView *v, enum i18n_lang l,
+                     bool xml, struct httpd_res *res) {
     const Appeal__AppealRow *row = v->row;
     const Appeal__Personal *p = v->personal;
-    char reg[11], dl[11], ans[11];
+    const struct category *c = ruleset_category(&a->n->rules, row->category);
+    char reg[11], dl[11], ans[11], notes[512];
+    open311_status_notes(a->tr, a->n, l, node_today(a->n), row, notes, sizeof notes);
     day_str(row->registered_day, reg);
     day_str(row->deadline_day, dl);
     day_str(row->answered_day, ans);
@@ -166,19 +194,25 @@ static void mine_doc(const Appeal__AppealView *v, bool xml, struct httpd_res *re
     out_obj(&d, NULL, "request");
     out_str(&d, "service_request_id", row->number);
     out_str(&d, "status", status_name(row->status));
+    out_str(&d, "status_name", names_status(a->tr, l, row->status));
+    out_str(&d, "status_notes", notes);
     out_str(&d, "appeal_type", appeal_type_name(row->type));
+    out_str(&d, "appeal_type_name", names_type(a->tr, l, row->type));
     out_str(&d, "service_code", row->category);
+    out_str(&d, "service_name", c != NULL ? names_category(c, l) : "");
     out_str(&d, "agency_responsible", row->owner);
     out_str(&d, "registered", reg);
     out_str(&d, "deadline", dl);
     out_bool(&d, "overdue", v->overdue);
     out_str(&d, "lang", row->lang);
+    out_str(&d, "locale", i18n_lang_code(l)); /* of the names and notes */
     out_str(&d, "name", p != NULL ? p->name : "");
     out_str(&d, "address", p != NULL ? p->address : "");
     out_str(&d, "contacts", p != NULL ? p->contacts : "");
     out_str(&d, "subject", p != NULL ? p->subject : "");
     out_str(&d, "description", p != NULL ? p->body : "");
     out_str(&d, "outcome", row->outcome != 0 ? outcome_name(row->outcome) : "");
+    out_str(&d, "outcome_name", row->outcome != 0 ? names_outcome(a->tr, l, row->outcome) : "");
     out_str(&d, "answered", ans);
     out_str(&d, "answer_text", p != NULL ? p->answer_text : "");
     out_list(&d, "history", "history");
@@ -258,7 +292,7 @@ void applicant_mine(struct applicant *a, const struct httpd_req *r, const char *
                  v->row->owner, n->eng.juris);
         error_doc(xml, 421, why, res);
     } else if (rc == 0) {
-        mine_doc(v, xml, res);
+        mine_doc(a, v, view_lang(a, r, v->row), xml, res);
     } else {
         error_doc(xml, 503, err_msg(&e, rc), res);
     }

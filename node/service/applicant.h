@@ -16,6 +16,10 @@
  * on that number or from that address is 429 until the window passes, right
  * code or not. Nothing here writes to the store.
  *
+ * Language: the view's names and notes are in the language of the appeal
+ * (AppealFiled.lang), unless the request asks for another by `locale=` or
+ * Accept-Language (kk, ru, en); the machine values stay as they are.
+ *
  * Threads: the Open311 httpd thread only (the windows are not locked).
  */
 #ifndef APPEAL_APPLICANT_H
@@ -24,6 +28,7 @@
 #include <stdbool.h>
 
 #include "httpd.h"
+#include "i18n.h"
 
 struct node;
 struct applicant;
@@ -35,7 +40,8 @@ enum {
     APPLICANT_ARENA_BYTES = 512 * 1024,    /* one appeal's view */
 };
 
-int applicant_open(struct applicant **out, struct node *n);
+/* `tr`: the catalogues (kept, not copied: they outlive the applicant). */
+int applicant_open(struct applicant **out, struct node *n, const struct i18n *tr);
 void applicant_close(struct applicant *a);
 
 /* Answers GET requests/NUMBER/mine; `number` is as given (checked here). */

@@ -279,14 +279,19 @@ static int http_status_of(int rc) {
 /* The language of an answer (docs/open311.md "Languages"): the `locale`
  * parameter when it names kk, ru or en ("kk", "ru_RU", "en-GB"); else the
  * best of Accept-Language; else the node's default_lang. */
-static enum i18n_lang locale_of(const struct open311 *o, const struct httpd_req *r,
-                                const struct fields *q) {
+static enum i18n_lang locale_or(const struct httpd_req *r, const struct fields *q,
+                                enum i18n_lang fallback) {
     const char *l = field(q, "locale");
     enum i18n_lang lang;
     if (l != NULL && i18n_lang_parse(l, &lang) == 0) {
         return lang;
     }
-    return i18n_negotiate(httpd_header(r, "Accept-Language"), o->dflt_lang);
+    return i18n_negotiate(httpd_header(r, "Accept-Language"), fallback);
+}
+
+static enum i18n_lang locale_of(const struct open311 *o, const struct httpd_req *r,
+                                const struct fields *q) {
+    return locale_or(r, q, o->dflt_lang);
 }
 
 static const char *category_name(const struct category *c, enum i18n_lang lang) {
@@ -556,48 +561,48 @@ static int64_t last_event_ms(struct status_ctx *sc, const char *number, int64_t 
 }
 
 
-/* status_notes: what happened, in our words and the caller's language,
- * without any personal data (no assignee, no reasons: officials' reasons
- * are sealed). */
-static void status_notes(struct status_ctx *sc, const Appeal__AppealRow *r, char *buf,
-                         size_t cap) {
-    const struct open311 *o = sc->o;
-    enum i18n_lang l = sc->locale;
-    const char *outcome = names_outcome(&o->tr, l, r->outcome);
+/* status_notes (open311.h): what happened, in our words and the caller's
+ * language, without any personal data (no assignee, no reasons: officials'
+ * reasons are sealed). */
+void open311_status_notes(const struct i18n *trs, struct node *nd, enum i18n_lang l,
+                          int32_t today, const Appeal__AppealRow *r, char *buf, size_t cap) {
+    const char *outcome = names_outcome(trs, l, r->outcome);
     char d[11];
     size_t n = 0;
     switch (r->status) {
     case APPEAL__STATUS__STATUS_EXTENDED:
         day_format(r->deadline_day, d);
-        n = (size_t)snprintf(buf, cap, tr(o, l, N_("term extended until %s")), d);
+        n = (size_t)snprintf(buf, cap, i18n_get(trs, l, N_("term extended until %s")), d);
         break;
     case APPEAL__STATUS__STATUS_FORWARDED:
-        n = (size_t)snprintf(buf, cap, tr(o, l, N_("forwarded to %s")), r->forwarded_to);
+        n = (size_t)snprintf(buf, cap, i18n_get(trs, l, N_("forwarded to %s")), r->forwarded_to);
         break;
     case APPEAL__STATUS__STATUS_ANSWERED:
-        n = (size_t)snprintf(buf, cap, tr(o, l, N_("answered: %s")), outcome);
+        n = (size_t)snprintf(buf, cap, i18n_get(trs, l, N_("answered: %s")), outcome);
         break;
     case APPEAL__STATUS__STATUS_CLOSED:
-        n = r->outcome ? (size_t)snprintf(buf, cap, tr(o, l, N_("closed after the answer: %s")),
+        n = r->outcome ? (size_t)snprintf(buf, cap,
+                                          i18n_get(trs, l, N_("closed after the answer: %s")),
                                           outcome)
-                       : (size_t)snprintf(buf, cap, "%s", names_status(&o->tr, l, r->status));
+                       : (size_t)snprintf(buf, cap, "%s", names_status(trs, l, r->status));
         break;
     case APPEAL__STATUS__STATUS_REOPENED:
         day_format(r->deadline_day, d);
-        n = (size_t)snprintf(buf, cap, tr(o, l, N_("reopened; new term until %s")), d);
+        n = (size_t)snprintf(buf, cap, i18n_get(trs, l, N_("reopened; new term until %s")), d);
         break;
     default:
-        n = (size_t)snprintf(buf, cap, "%s", names_status(&o->tr, l, r->status));
+        n = (size_t)snprintf(buf, cap, "%s", names_status(trs, l, r->status));
     }
     if (n < cap && strcmp(r->owner, r->received_by) != 0 &&
         r->status != APPEAL__STATUS__STATUS_FORWARDED) {
-        n += (size_t)snprintf(buf + n, cap - n, tr(o, l, N_("; handled by %s (registered by %s)")),
+        n += (size_t)snprintf(buf + n, cap - n,
+                              i18n_get(trs, l, N_("; handled by %s (registered by %s)")),
                               r->owner, r->received_by);
     }
     int32_t late = 0;
-    if (n < cap && view_overdue(o->n, r, sc->today, &late)) {
+    if (n < cap && view_overdue(nd, r, today, &late)) {
         snprintf(buf + n, cap - n,
-                 i18n_nget(&o->tr, l, "; overdue by %d working day",
+                 i18n_nget(trs, l, "; overdue by %d working day",
                            "; overdue by %d working days", (unsigned long)late),
                  late);
     }
@@ -607,7 +612,7 @@ static void request_fields(struct out *d, struct status_ctx *sc, const Appeal__A
     int32_t off = sc->o->n->rules.utc_offset_min;
     const struct category *c = ruleset_category(&sc->o->n->rules, r->category);
     char notes[512], req[48], exp[48], upd[48];
-    status_notes(sc, r, notes, sizeof notes);
+    open311_status_notes(&sc->o->tr, sc->o->n, sc->locale, sc->today, r, notes, sizeof notes);
     iso_time(r->registered_ms, off, req);
     iso_day_end(r->deadline_day, off, exp);
     iso_time(last_event_ms(sc, r->number, r->registered_ms), off, upd);
@@ -904,7 +909,8 @@ struct filing {
     Appeal__FileRequest file;
     struct appeal_result res;
     struct wreq wreq;
-    enum i18n_lang locale;
+    enum i18n_lang locale; /* of the answer */
+    enum i18n_lang lang;   /* of the appeal: AppealFiled.lang */
     bool rate_limited; /* refused: 429 */
 };
 
@@ -1013,6 +1019,7 @@ static int filing_request(struct filing *f, const struct fields *q, struct errbu
     where = where != NULL && coords[0] ? join(&f->a, where, "", ")") : (char *)"";
     fr->address = join(&f->a, field_or(q, "address_string", ""), " ", where != NULL ? where : "");
     fr->anonymous = strcmp(field_or(q, "attribute[anonymous]", "false"), "true") == 0;
+    fr->lang = (char *)i18n_lang_code(f->lang);
     fr->repeat_of = (char *)field_or(q, "attribute[repeat_of]", "");
     fr->late_reason = (char *)field_or(q, "attribute[late_reason]", "");
     const char *cs = field_or(q, "attribute[co_signers]", "0"), *ld = field(q, "attribute[learned_date]");
@@ -1082,6 +1089,7 @@ static void filed_doc(struct filing *f, struct out *d) {
     out_str(d, "expected_datetime", exp);
     out_str(d, "agency_responsible", n->eng.juris);
     out_str(d, "appeal_type", appeal_type_name(res->type));
+    out_str(d, "lang", i18n_lang_code(f->lang)); /* the language of the appeal */
     out_str(d, "receipt", hex != NULL ? hex : "");
     /* Told once: with the number it opens requests/{id}/mine (docs/open311.md). */
     out_str(d, "access_code", res->access_code);
@@ -1135,7 +1143,16 @@ static int filing_prepare(struct filing *f, const struct httpd_req *r, struct er
     if (rc != 0) {
         return rc;
     }
-    f->locale = locale_of(f->o, r, q);
+    /* The language of the appeal (docs/open311.md "Languages"): `lang`, else
+     * as the answer's; the answer by `locale`, else Accept-Language, else it. */
+    const char *lf = field(q, "lang");
+    if (lf != NULL && lf[0] != '\0' && i18n_lang_parse(lf, &f->lang) != 0) {
+        return err_set(e, APL_EINVAL, "lang (the language of the appeal) is kk, ru or en");
+    }
+    if (lf == NULL || lf[0] == '\0') {
+        f->lang = locale_of(f->o, r, q);
+    }
+    f->locale = locale_or(r, q, f->lang);
     uint32_t rate = 0;
     rc = channel_check(f->o, field_or(q, "api_key", ""), &f->who, &rate, e);
     if (rc != 0) {
@@ -1270,7 +1287,7 @@ int open311_start(struct open311 **out, struct node *n, const char *addr, struct
     }
     if (arena_init(&o->scratch, 256 * 1024) != 0 || arena_init(&o->row_arena, 64 * 1024) != 0 ||
         arena_init(&o->rec_arena, RECORD_ARENA_BYTES) != 0 ||
-        applicant_open(&o->applicant, n) != 0) {
+        applicant_open(&o->applicant, n, &o->tr) != 0) {
         open311_stop(o);
         return err_set(e, APL_ENOMEM, "out of memory");
     }

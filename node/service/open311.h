@@ -30,10 +30,12 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "i18n.h"
 #include "keys.h"
 
 struct node;
 struct open311;
+struct Appeal__AppealRow;
 
 enum {
     OPEN311_BODY_BYTES_MAX = 64 * 1024, /* a POST body (413 past it, before it is read) */
@@ -50,5 +52,12 @@ int open311_start(struct open311 **out, struct node *n, const char *addr, struct
 /* Stops the listener. Call after the writer has stopped (every deferred
  * filing answered); NULL is allowed. */
 void open311_stop(struct open311 *o);
+
+/* The `status_notes` of an appeal in `lang` (its status, outcome, term,
+ * where it went, how overdue on `today`), into `buf`: the public status
+ * and the applicant's view say the same. Nothing personal. */
+void open311_status_notes(const struct i18n *tr, struct node *n, enum i18n_lang lang,
+                          int32_t today, const struct Appeal__AppealRow *r, char *buf,
+                          size_t cap);
 
 #endif

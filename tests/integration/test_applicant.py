@@ -15,11 +15,11 @@ from harness import federation, free_port, wait_for
 CODES = ["KZ", "KZ-75"]
 
 
-def get(port, path, source="127.0.0.1"):
+def get(port, path, source="127.0.0.1", headers=None):
     """(status, parsed JSON or raw bytes) of GET, sent from `source`."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
     try:
-        c.request("GET", path)
+        c.request("GET", path, headers=headers or {})
         r = c.getresponse()
         body = r.read()
     finally:
@@ -67,10 +67,10 @@ class Applicant(unittest.TestCase):
         Applicant.source += 1
         self.src = f"127.0.0.{Applicant.source}"
 
-    def mine(self, number, code, node="KZ-75", src=None):
-        q = urllib.parse.urlencode({"code": code})
+    def mine(self, number, code, node="KZ-75", src=None, locale=None, headers=None):
+        q = urllib.parse.urlencode({"code": code, **({"locale": locale} if locale else {})})
         return get(self.ports[node], f"/open311/v2/requests/{number}/mine.json?{q}",
-                   src or self.src)
+                   src or self.src, headers)
 
     def file_cli(self):
         return self.k75.ctl("file", "--type", "statement", "--category", "0002.0001",
@@ -123,6 +123,37 @@ class Applicant(unittest.TestCase):
         self.assertNotIn("Recalculated", json.dumps(doc))
         st, wrong = self.mine(number, "a" * 24, node="KZ")
         self.assertEqual((st, wrong[0]["description"]), (403, "wrong number or access code"))
+
+    def test_view_in_the_language_of_the_appeal(self):
+        """Names and notes in the appeal's language (here kk, filed through
+        Open311 with `lang`), unless `locale` or Accept-Language asks for
+        another; the machine values the same in every language."""
+        st, doc = post(self.ports["KZ-75"], "/open311/v2/requests.json",
+                       {"api_key": self.key, "service_code": "0002.0001", "lang": "kk",
+                        "attribute[type]": "statement", "first_name": "Aigerim",
+                        "email": "aigerim.n@example.kz", "locale": "en"})
+        self.assertEqual(st, 200, doc)
+        number, code = doc[0]["service_request_id"], doc[0]["access_code"]
+        self.k75.ctl("answer", number, "--outcome", "satisfied", "--text", "Қайта есептелді")
+        want = {"kk": ("жауап берілді", "жауап берілді: қанағаттандырылды", "арыз",
+                       "Әлеуметтік қамсыздандыру және зейнетақы", "қанағаттандырылды"),
+                "ru": ("дан ответ", "дан ответ: удовлетворено", "заявление",
+                       "Социальное обеспечение и пенсии", "удовлетворено"),
+                "en": ("answered", "answered: satisfied", "statement",
+                       "Social security and pensions", "satisfied")}
+        asks = [("kk", None, None), ("ru", "ru", None), ("en", None, {"Accept-Language": "en"}),
+                ("ru", "ru_RU.UTF-8", {"Accept-Language": "en"}),
+                ("kk", "de", {"Accept-Language": "fr"})]  # none of the three: the appeal's
+        for lang, locale, headers in asks:
+            with self.subTest(lang=lang, locale=locale, headers=headers):
+                st, view = self.mine(number, code, locale=locale, headers=headers)
+                self.assertEqual(st, 200, view)
+                v = view[0]
+                self.assertEqual((v["lang"], v["locale"]), ("kk", lang))
+                self.assertEqual((v["status_name"], v["status_notes"], v["appeal_type_name"],
+                                  v["service_name"], v["outcome_name"]), want[lang])
+                self.assertEqual((v["status"], v["appeal_type"], v["outcome"]),
+                                 ("answered", "statement", "satisfied"))
 
     def test_wrong_code_and_unknown_number_look_alike_and_write_nothing(self):
         r = self.file_cli()

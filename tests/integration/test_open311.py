@@ -362,6 +362,36 @@ class Open311Test(unittest.TestCase):
         for s in SECRETS:
             self.assertNotIn(s, blob)
 
+    def test_filing_records_the_language_of_the_appeal(self):
+        """AppealFiled.lang of an Open311 filing: `lang`, else `locale`, else
+        Accept-Language, else the node's default_lang (kk); a `lang` that is
+        not kk, ru or en is refused and nothing is written."""
+        url = self.base() + "/v2/requests.json"
+
+        def file(form, headers=None):
+            f = {"api_key": self.key, "service_code": "0002.0001",
+                 "attribute[type]": "statement", **APPLICANT, **form}
+            st, _, body = http("POST", url, form=f, headers=headers)
+            self.assertEqual(st, 200, body)
+            doc = json.loads(body)[0]
+            number = doc["service_request_id"]
+            return doc, self.k75.ctl("show", number)["lang"]
+
+        doc, lang = file({"lang": "kk", "locale": "en"})  # the answer in en, the appeal kk
+        self.assertEqual((lang, doc["lang"]), ("kk", "kk"))
+        self.assertTrue(doc["service_notice"].startswith(NOTICE_START["en"]), doc)
+        doc, lang = file({"lang": "ru-RU"})  # the answer in the appeal's language
+        self.assertEqual(lang, "ru")
+        self.assertTrue(doc["service_notice"].startswith(NOTICE_START["ru"]), doc)
+        self.assertEqual(file({"locale": "ru_RU.UTF-8"})[1], "ru")
+        self.assertEqual(file({}, {"Accept-Language": "de, en;q=0.8, ru;q=0.5"})[1], "en")
+        self.assertEqual(file({"lang": "en"}, {"Accept-Language": "kk"})[1], "en")
+        self.assertEqual(file({})[1], "kk")  # the node's default_lang
+        before = self.head("KZ-75")
+        self.refused(400, self.file(lang="de"), contains="lang (the language of the appeal)")
+        self.refused(400, self.file(fmt="xml", lang="kazakh"), fmt="xml", contains="kk, ru or en")
+        self.assertEqual(self.head("KZ-75"), before)
+
     def test_third_party_client_files_and_reads_back(self):
         d = npm_client()
         script = os.path.join(d, "drive.js")
