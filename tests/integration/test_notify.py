@@ -7,14 +7,28 @@ import datetime
 import os
 import random
 import re
+import shutil
 import time
 import unittest
 
-from harness import Node, wait_for
+from harness import Node, federation, wait_for
 from notifyrx import Mail, Webhook, write_conf
 
 CONTACTS = "aigerim@example.kz, +7 (701) 123-45-67"
 KEY = b"test-webhook-hmac-key-0123456789"
+
+
+# The catalogue's texts (po/kk.po, po/ru.po) as the applicant receives them.
+ANSWERED = {
+    "kk": "Сіздің {n} өтінішіңізге жауап берілді (ішінара қанағаттандырылды). Жауапты нөмір мен "
+          "кіру коды арқылы оқыңыз.",
+    "ru": "На ваше обращение {n} дан ответ (удовлетворено частично). Прочитайте ответ по номеру "
+          "и коду доступа.",
+    "en": "Your appeal {n} is answered (partly). Read the answer with your number and access "
+          "code."}
+FILED_START = {"kk": "Сіздің өтінішіңізді KZ-75 ", "ru": "Ваше обращение зарегистрировано KZ-75 ",
+               "en": "Your appeal is registered by KZ-75 "}
+SUBJECT = {"kk": "Сіздің өтінішіңіз {n}", "ru": "Ваше обращение {n}", "en": "Your appeal {n}"}
 
 
 def plus_days(day, n):
@@ -91,13 +105,29 @@ class Notify(unittest.TestCase):
         self.assertEqual(metric(self.node, "appeal_notifications_sent_total"), 10)
 
     def test_language_of_the_appeal(self):
+        """Each appeal's notifications in its language: the text, the outcome's
+        name, the e-mail's subject and Content-Language, the webhook's lang."""
         self.start()
-        kk = self.file("kk")["number"]
-        en = self.file("en")["number"]
-        wait_for(lambda: len(self.hook.posts()) >= 2, timeout=30, what="two notifications")
-        texts = {p[2]["number"]: p[2]["text"] for p in self.hook.posts()}
-        self.assertTrue(texts[kk].startswith("Сіздің өтінішіңіз"), texts[kk])
-        self.assertTrue(texts[en].startswith("Your appeal is registered by KZ-75"), texts[en])
+        numbers = {lang: self.file(lang)["number"] for lang in ("kk", "ru", "en")}
+        for n in numbers.values():
+            self.node.ctl("answer", n, "--outcome", "partly", "--text", "See the letter")
+        wait_for(lambda: len(self.hook.posts()) >= 6 and len(self.mail.messages()) >= 6,
+                 timeout=30, what="six notifications per channel")
+        hooks = {(p[2]["number"], p[2]["event"]): p[2] for p in self.hook.posts()}
+        mails = {(m[2]["X-Appeal-Idempotency-Key"].split(".")[0],
+                  m[2]["X-Appeal-Idempotency-Key"].split(".")[1]): m[2]
+                 for m in self.mail.messages()}
+        for lang, n in numbers.items():
+            with self.subTest(lang=lang):
+                answered = hooks[(n, "answered")]
+                self.assertEqual((hooks[(n, "filed")]["lang"], answered["lang"]), (lang, lang))
+                self.assertEqual(answered["text"], ANSWERED[lang].format(n=n))
+                self.assertTrue(hooks[(n, "filed")]["text"].startswith(FILED_START[lang]),
+                                hooks[(n, "filed")]["text"])
+                mail = mails[(n, "v1")]
+                self.assertEqual(Mail.text(mail), answered["text"])
+                self.assertEqual(Mail.subject(mail), SUBJECT[lang].format(n=n))
+                self.assertEqual(mail["Content-Language"], lang)
 
     def test_no_contacts_no_notification(self):
         self.start()
@@ -164,6 +194,82 @@ class Notify(unittest.TestCase):
         with self.assertRaises(RuntimeError) as cm:
             self.node.start("--notify", self.conf)
         self.assertIn("webhook_url needs webhook_key_file", str(cm.exception))
+
+
+class Forwarded(unittest.TestCase):
+    """An appeal filed in Kazakh on KZ-75 and forwarded to KZ-71, whose
+    default_lang is Russian: every notification, the receiver's too, is in
+    Kazakh (the language of the appeal travels in AppealFiled.lang)."""
+
+    def setUp(self):
+        self.mail = Mail()
+        self.hook = Webhook(KEY)
+        self.fed = federation(["KZ-71", "KZ-75"], heartbeat_ms=500)
+        rules = os.path.join(self.fed.members["KZ-71"].dir, "rules.conf")
+        with open(rules) as f:
+            text = f.read()
+        self.assertIn("\ndefault_lang = kk\n", text)
+        with open(rules, "w") as f:
+            f.write(text.replace("\ndefault_lang = kk\n", "\ndefault_lang = ru\n"))
+        for code, m in self.fed.members.items():
+            conf = write_conf(os.path.join(self.fed.root, f"notify-{code}.conf"), self.mail,
+                              self.hook, os.path.join(self.fed.root, f"hook-{code}.key"))
+            m.start("--notify", conf)
+
+    def tearDown(self):
+        self.fed.kill_all()
+        shutil.rmtree(self.fed.root, ignore_errors=True)
+        self.mail.stop()
+        self.hook.stop()
+
+    def test_kazakh_appeal_notified_in_kazakh_by_a_russian_node(self):
+        sender, receiver = self.fed.members["KZ-75"], self.fed.members["KZ-71"]
+        n = sender.ctl("file", "--type", "statement", "--category", "0002.0001", "--subject",
+                       "Pension recalculation", "--applicant-name", "Aigerim Bekova",
+                       "--applicant-iin", "900101300126", "--applicant-contacts", CONTACTS,
+                       "--appeal-lang", "kk")["number"]
+        sender.ctl("forward", n, "--to", "KZ-71", "--reason", "Competence of Astana")
+        wait_for(lambda: any(i["number"] == n for i in
+                             receiver.ctl("list", "--incoming")["items"]), 30, what="forward")
+        receiver.ctl("accept", n)
+        receiver.ctl("answer", n, "--outcome", "satisfied", "--text", "Қайта есептелді")
+        receiver.ctl("close", n)
+        deadline = receiver.ctl("show", n)["deadline"]
+        # The receiver's own default is Russian: an appeal filed there without
+        # a language is notified in Russian.
+        ru = receiver.ctl("file", "--type", "statement", "--category", "0002.0001",
+                          "--subject", "Pension", "--applicant-name", "Aigerim Bekova",
+                          "--applicant-iin", "900101300126", "--applicant-contacts",
+                          CONTACTS)["number"]
+        wait_for(lambda: len(self.hook.posts()) >= 6 and len(self.mail.messages()) >= 6,
+                 timeout=30, what="six notifications per channel")
+        time.sleep(0.3)
+        posts = [p[2] for p in self.hook.posts()]
+        self.assertEqual(len(posts), 6, "nothing more arrives")
+        got = [(p["from"], p["event"], p["lang"], p["text"]) for p in posts if p["number"] == n]
+        self.assertEqual(got, [
+            ("KZ-75", "filed", "kk", got[0][3]),
+            ("KZ-75", "forwarded", "kk",
+             f"Сіздің {n} өтінішіңіз оны қарауға құзыретті KZ-71 органына жіберілді."),
+            ("KZ-71", "accepted", "kk",
+             f"Сіздің {n} өтінішіңізді қарауға қабылдады: KZ-71. Жауап {deadline} кешіктірілмей "
+             "беріледі."),
+            ("KZ-71", "answered", "kk",
+             f"Сіздің {n} өтінішіңізге жауап берілді (қанағаттандырылды). Жауапты нөмір мен "
+             "кіру коды арқылы оқыңыз."),
+            ("KZ-71", "closed", "kk", f"Сіздің {n} өтінішіңізді қарау аяқталды.")])
+        self.assertTrue(got[0][3].startswith("Сіздің өтінішіңізді KZ-75 "), got[0][3])
+        mails = {m[2]["X-Appeal-Idempotency-Key"]: m for m in self.mail.messages()}
+        by_receiver = [m for k, m in mails.items() if k.startswith(n + ".") and
+                       m[2]["Message-ID"].endswith("@KZ-71.appeal>")]
+        self.assertEqual(len(by_receiver), 3)
+        for _, raw, msg in by_receiver:
+            self.assertIn(b"\r\nContent-Language: kk\r\n", raw)
+            self.assertEqual(Mail.subject(msg), f"Сіздің өтінішіңіз {n}")
+            self.assertIn(Mail.text(msg), [g[3] for g in got[2:]])
+        own = [p for p in posts if p["number"] == ru]
+        self.assertEqual([(p["lang"], p["text"][:26]) for p in own],
+                         [("ru", "Ваше обращение зарегистрир")])
 
 
 if __name__ == "__main__":
