@@ -13,9 +13,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "assert.h"
+#include "bounds.h"
+#include "chainwalk.h"
 #include "grants.h"
 #include "peermsg.h"
-#include "bounds.h"
 #include "connlimit.h"
 #include "chain.h"
 #include "engine.h"
@@ -137,8 +139,38 @@ bool repl_recovering(const struct repl *r) {
 
 /* ---- chain verification ---- */
 
+/* The walker's fault on a peer's run, in replication's words and codes
+ * (what count_refused counts and test_rogue reads). */
+static int run_fault(const struct walk *w, const struct run_base *b, struct errbuf *e) {
+    unsigned long long seq = (unsigned long long)w->fault_seq;
+    switch (w->fault) {
+    case WALK_PEEK:
+        return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record", b->juris, seq);
+    case WALK_DECODE:
+        /* Signed, perhaps, but not a record every node accepts (a field
+         * out of its syntax): named as such, not as a bad signature. */
+        return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record (%s)", b->juris, seq,
+                       w->why.msg);
+    case WALK_PLACE:
+        return err_set(e, APL_EGAP, "origin %s seq %llu: record out of order", b->juris, seq);
+    case WALK_LINK:
+        return err_set(e, APL_ECHAIN, "origin %s seq %llu: hash link broken", b->juris, seq);
+    case WALK_GENESIS:
+        return err_set(e, APL_EINVAL, "origin %s seq 1: genesis does not match the cluster file",
+                       b->juris);
+    case WALK_SIG:
+        return err_set(e, APL_ESIG, "origin %s seq %llu: bad signature", b->juris, seq);
+    default:
+        /* WALK_GAP is checked on the run before; no callback here. */
+        ASSERT(!"a fault replication's walk cannot give");
+        return APL_ECORRUPT;
+    }
+}
+
 int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct arena *a,
                    struct errbuf *e) {
+    ASSERT(b->origin != NULL && b->signing_key != NULL && b->juris != NULL);
+    ASSERT(b->head_seq == 0 || b->head_hash != NULL);
     if (run->origin.len != KEY_PK_BYTES || memcmp(run->origin.data, b->origin, KEY_PK_BYTES)) {
         return err_set(e, APL_EINVAL, "run names another origin");
     }
@@ -154,80 +186,19 @@ int repl_check_run(const Appeal__Run *run, const struct run_base *b, struct aren
                        b->juris, (unsigned long long)run->first_seq,
                        (unsigned long long)b->head_seq);
     }
-    static const uint8_t zero[HASH_BYTES];
-    uint8_t prev[HASH_BYTES], key[KEY_PK_BYTES];
-    memcpy(prev, b->head_seq > 0 ? b->head_hash : zero, HASH_BYTES);
-    memcpy(key, b->signing_key, KEY_PK_BYTES);
-    size_t mark = a->used_bytes;
-    bool last_verified = false;
-    for (size_t i = 0; i < run->n_records; i++) {
-        uint64_t seq = run->first_seq + i;
-        const ProtobufCBinaryData *rb = &run->records[i];
-        struct rec_peek pk;
-        if (rec_peek(rb->data, rb->len, &pk) != 0) {
-            return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record", b->juris,
-                           (unsigned long long)seq);
-        }
-        if (pk.seq != seq || memcmp(pk.origin, b->origin, KEY_PK_BYTES) != 0) {
-            return err_set(e, APL_EGAP, "origin %s seq %llu: record out of order", b->juris,
-                           (unsigned long long)seq);
-        }
-        if (memcmp(pk.prev, prev, HASH_BYTES) != 0) {
-            return err_set(e, APL_ECHAIN, "origin %s seq %llu: hash link broken", b->juris,
-                           (unsigned long long)seq);
-        }
-        last_verified = false;
-        if (seq != 1 && pk.event != APPEAL__BODY__EVENT_KEY_ROTATED) {
-            rec_hash(rb->data, rb->len, prev);
-            continue; /* the common case: the chain alone, no unpacking */
-        }
-        struct record rec;
-        a->used_bytes = mark;
-        if (rec_decode(rb->data, rb->len, a, &rec, e) != 0) {
-            char why[ERRBUF_MSG_BYTES];
-            snprintf(why, sizeof why, "%s", e->msg); /* err_set writes e->msg */
-            return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record (%s)", b->juris,
-                           (unsigned long long)seq, why);
-        }
-        const Appeal__Body *body = rec.body;
-        if (seq == 1 && (body->event_case != APPEAL__BODY__EVENT_GENESIS ||
-                         strcmp(body->genesis->jurisdiction, b->juris) != 0 ||
-                         memcmp(body->genesis->box_key.data, b->box_key, BOX_PK_BYTES) != 0)) {
-            return err_set(e, APL_EINVAL,
-                           "origin %s seq 1: genesis does not match the cluster file", b->juris);
-        }
-        if (body->event_case == APPEAL__BODY__EVENT_KEY_ROTATED) {
-            /* A key boundary: this record is the old key's last word. */
-            if (!rec_verify_sig(&rec, key)) {
-                return err_set(e, APL_ESIG, "origin %s seq %llu: bad signature", b->juris,
-                               (unsigned long long)seq);
-            }
-            memcpy(key, body->key_rotated->new_key.data, KEY_PK_BYTES);
-        }
-        last_verified = body->event_case == APPEAL__BODY__EVENT_KEY_ROTATED;
-        rec_hash(rb->data, rb->len, prev);
+    /* Every record peeked, placed and linked; the genesis, each rotation
+     * and the last record decoded and their signatures checked: the links
+     * carry the last signature back over the run (chainwalk.h). */
+    struct walk w;
+    walk_init(&w, b->origin, b->head_seq, b->head_seq > 0 ? b->head_hash : NULL, b->signing_key,
+              a);
+    w.sigs = WALK_SIGS_RUN;
+    w.genesis_juris = b->juris;
+    w.genesis_box_key = b->box_key;
+    if (walk_run(&w, run->first_seq, run->records, run->n_records) != WALK_OK) {
+        return run_fault(&w, b, e);
     }
-    if (last_verified) {
-        a->used_bytes = mark;
-        return 0;
-    }
-    const ProtobufCBinaryData *last = &run->records[run->n_records - 1];
-    struct record rec;
-    a->used_bytes = mark;
-    int rc = rec_decode(last->data, last->len, a, &rec, e);
-    a->used_bytes = mark;
-    if (rc != 0) {
-        /* Signed, perhaps, but not a record every node accepts (a field
-         * out of its syntax): named as such, not as a bad signature. */
-        char why[ERRBUF_MSG_BYTES];
-        snprintf(why, sizeof why, "%s", e->msg);
-        return err_set(e, APL_EINVAL, "origin %s seq %llu: malformed record (%s)", b->juris,
-                       (unsigned long long)(run->first_seq + run->n_records - 1), why);
-    }
-    if (!rec_verify_sig(&rec, key)) {
-        return err_set(e, APL_ESIG, "origin %s seq %llu: bad signature", b->juris,
-                       (unsigned long long)(run->first_seq + run->n_records - 1));
-    }
+    ASSERT(w.seq == run->first_seq + run->n_records - 1 && w.signatures >= 1);
     return 0;
 }
 
