@@ -568,8 +568,8 @@ static int rebuild_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) 
         return err_set(rb->e, APL_ECORRUPT, "origin %s seq %llu: record does not decode",
                        rb->o.juris, (unsigned long long)seq);
     }
-    return err_set(rb->e, APL_ECHAIN, "origin %s seq %llu: chain broken (run verify)",
-                   rb->o.juris, (unsigned long long)seq);
+    return err_set(rb->e, APL_ECHAIN, "origin %s seq %llu: chain broken (run verify)", rb->o.juris,
+                   (unsigned long long)seq);
 }
 
 static int rebuild_origin(struct rebuild *rb, uint32_t idx) {
