@@ -28,6 +28,36 @@
 #include "tls.h"
 #include "util.h"
 
+/* Relations between limits, checked by the compiler. */
+_Static_assert((long)REPL_RECV_BYTES_MAX == (long)PEER_RECV_BYTES_MAX,
+               "a pull answer is a peer message: one receive limit");
+_Static_assert((long)PULL_RECORDS_MAX <= (long)PEER_REPEATED_MAX,
+               "a full pull answer's run decodes within peermsg's repeated-field guard");
+_Static_assert(PUSH_RECORDS_MAX <= PULL_RECORDS_MAX, "a push run passes repl_check_run's cap");
+/* The byte budget may be passed by one record; each record costs up to 8
+ * bytes of framing; the marks of CLUSTER_NODES_MAX origins about 128. */
+_Static_assert((uint64_t)PULL_BYTES_MAX + RECORD_BYTES_MAX + PULL_RECORDS_MAX * 8ull +
+                       CLUSTER_NODES_MAX * 128ull <=
+                   REPL_RECV_BYTES_MAX,
+               "a full pull answer fits the peers' receive limit");
+_Static_assert((uint64_t)PUSH_BYTES_MAX + RECORD_BYTES_MAX + PUSH_RECORDS_MAX * 8ull <=
+                   2ull * PUSH_BYTES_MAX,
+               "a push (the publisher passes PUSH_BYTES_MAX by one record at most) fits the "
+               "subscriber's receive limit, 2 * PUSH_BYTES_MAX");
+_Static_assert(CLUSTER_NODES_MAX * 160ull <= PULL_REQUEST_BYTES_MAX,
+               "a pull request with every origin's mark and wanted key fits");
+_Static_assert(REPL_ARENA_BYTES >= 2ull * REPL_RECV_BYTES_MAX + PULL_RECORDS_MAX * 64ull,
+               "a puller's arena holds a decoded answer (bytes copied, per-record structs)");
+_Static_assert(SRV_ARENA_BYTES >=
+                   PULL_REQUEST_BYTES_MAX + PULL_RECORDS_MAX * 16ull + CLUSTER_NODES_MAX * 512ull,
+               "a serving context holds a request and an answer's run lists");
+_Static_assert(SUB_ARENA_BYTES >= 2ull * PUSH_BYTES_MAX + RECORD_ARENA_BYTES +
+                                      sizeof(struct origin_list) + 1024 * 1024,
+               "the subscriber's arena holds a push, an origin list and a run check");
+_Static_assert(PUB_ARENA_BYTES >=
+                   PUSH_RECORDS_MAX * sizeof(ProtobufCBinaryData) + CLUSTER_NODES_MAX * 128ull,
+               "the publisher's arena holds a run's pointers or every mark");
+
 /* ---- peer messages ---- */
 
 int repl_peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out) {
@@ -120,6 +150,7 @@ static void waited_done(struct wreq *w) {
 
 /* Submits `w` to the writer; submit_end() waits for it. */
 static int submit_begin(struct repl *r, struct waited *x, struct wreq *w) {
+    ASSERT(w->run != NULL);
     x->w = w;
     w->done = waited_done;
     w->arg = x;
@@ -167,6 +198,7 @@ static bool burst_allows(void *arg, const uint8_t *origin, uint64_t head) {
     if (r->burst_floor == 0 || cn == NULL) {
         return true;
     }
+    ASSERT(cn >= r->c->nodes && (uint32_t)(cn - r->c->nodes) < r->c->count);
     struct burst *b = &r->bursts[cn - r->c->nodes];
     int64_t now = mono_ms();
     if (b->start_ms == 0 || now - b->start_ms >= ORIGIN_BURST_INTERVAL_MS) {
@@ -216,6 +248,7 @@ static const char *juris_of(void *arg, const uint8_t *origin) {
 /* Hands verified runs to the writer; repl_ingest_end() waits for the commit. */
 int repl_ingest_begin(struct repl *r, struct peer *p, struct repl_ingest *ri, Appeal__Run **runs,
                       size_t n_runs, struct errbuf *e) {
+    ASSERT(n_runs > 0 && runs != NULL); /* verified runs with records */
     memset(ri, 0, sizeof *ri);
     struct ingest *in = &ri->in;
     in->w.run = engine_ingest_run;
@@ -237,6 +270,13 @@ int repl_ingest_end(struct repl_ingest *ri, uint64_t *appended, struct errbuf *e
     struct ingest *in = &ri->in;
     int rc = submit_end(&ri->wt);
     *appended = in->appended;
+    uint64_t given = 0;
+    for (size_t i = 0; i < in->n_runs; i++) {
+        given += in->runs[i]->n_records;
+    }
+    /* The engine settles each record once: stored, or left for later, or
+     * refused (a fork or a revoked actor stops a run at one record). */
+    ASSERT(rc != 0 || in->appended + in->postponed + in->burst + in->malformed <= given);
     if (rc != 0) {
         return err_set(e, rc, "storing records failed: %s", err_msg(&in->w.err, rc));
     }
@@ -344,6 +384,7 @@ void repl_peer_contact(struct peer *p, const Appeal__PeerBody *b, const Appeal__
             p->marks[k].seq = marks[i]->seq;
         }
     }
+    ASSERT(p->n_marks <= CLUSTER_NODES_MAX);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -359,6 +400,8 @@ const struct origin_state *repl_held(const struct origin_list *l, const uint8_t 
 /* p->mu held. The claim slot of `origin`, made on first use (NULL when
  * all CLUSTER_NODES_MAX are taken: the cluster file lists no more). */
 struct pclaim *repl_claim_of(struct peer *p, const uint8_t *origin) {
+    ASSERT(repl_locked(&p->mu));
+    ASSERT(p->n_claims <= CLUSTER_NODES_MAX);
     for (uint32_t i = 0; i < p->n_claims; i++) {
         if (memcmp(p->claims[i].origin, origin, KEY_PK_BYTES) == 0) {
             return &p->claims[i];
@@ -391,6 +434,7 @@ void repl_peer_proved(struct peer *p, const Appeal__Run *run) {
  * and we hold `have`: the claim, but no more than it proved or we hold
  * (a claim at or below our own head costs nothing to believe). */
 uint64_t repl_believed(const struct peer *p, const uint8_t *origin, uint64_t claim, uint64_t have) {
+    ASSERT(repl_locked((pthread_mutex_t *)&p->mu));
     uint64_t cap = have;
     for (uint32_t i = 0; i < p->n_claims; i++) {
         if (memcmp(p->claims[i].origin, origin, KEY_PK_BYTES) == 0 && p->claims[i].proven > cap) {
@@ -480,7 +524,7 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
     if (rv == 0) {
         r->rep_open = true;
         /* Pull requests are small: marks of at most CLUSTER_NODES_MAX origins. */
-        rv = open_socket_opts(r->rep, 256 * 1024);
+        rv = open_socket_opts(r->rep, PULL_REQUEST_BYTES_MAX);
     }
     if (rv == 0) {
         rv = conn_limit_start(&r->conns, r->rep, "peer", r->o.connections_max, r->o.idle_ms, NULL);
@@ -488,7 +532,7 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
     for (int i = 0; rv == 0 && i < REPL_CONTEXTS; i++) {
         struct srv_work *w = &r->works[i];
         w->r = r;
-        rv = arena_init(&w->arena, 4u << 20) == 0 ? 0 : NNG_ENOMEM;
+        rv = arena_init(&w->arena, SRV_ARENA_BYTES) == 0 ? 0 : NNG_ENOMEM;
         if (rv == 0) {
             rv = nng_aio_alloc(&w->aio, repl_srv_cb, w);
         }
@@ -522,6 +566,65 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
     return 0;
 }
 
+/* One peer's puller resources: its REQ socket dialling the peer, an aio,
+ * two answer arenas and its marks. On failure, what was acquired is
+ * released here (the slot stays zeroed, outside n_peers). */
+static int start_peer(struct repl *r, const struct cluster_node *cn, struct peer *p,
+                      struct errbuf *e) {
+    ASSERT(p->aio == NULL && p->ours == NULL); /* a fresh, zeroed slot */
+    p->r = r;
+    p->cn = cn;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    int rc = 0;
+    int rv = nng_req0_open(&p->req);
+    if (rv != 0) {
+        goto fail_mu;
+    }
+    rv = open_socket_opts(p->req, REPL_RECV_BYTES_MAX);
+    if (rv == 0) {
+        rv = nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    }
+    if (rv == 0) {
+        rv = nng_aio_alloc(&p->aio, NULL, NULL);
+    }
+    if (rv != 0) {
+        goto fail_req;
+    }
+    p->tls = tls_url(cn->peer_url);
+    rc = tls_dial(p->req, cn->peer_url, r->o.tls, cn->juris, NNG_FLAG_NONBLOCK, "pull from",
+                  &p->dialer, e);
+    if (rc != 0) {
+        goto fail_aio; /* tls_dial said why in e */
+    }
+    rv = NNG_ENOMEM;
+    if (arena_init(&p->arenas[0], REPL_ARENA_BYTES) != 0) {
+        goto fail_aio;
+    }
+    if (arena_init(&p->arenas[1], REPL_ARENA_BYTES) != 0) {
+        goto fail_arena;
+    }
+    if ((p->ours = malloc(sizeof *p->ours)) == NULL) {
+        goto fail_arenas;
+    }
+    return 0;
+fail_arenas:
+    arena_fini(&p->arenas[1]);
+fail_arena:
+    arena_fini(&p->arenas[0]);
+fail_aio:
+    nng_aio_free(p->aio);
+fail_req:
+    nng_close(p->req);
+fail_mu:
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    memset(p, 0, sizeof *p);
+    return rc != 0 ? rc
+                   : err_set(e, APL_ENET, "cannot set up peer %s (%s): %s", cn->juris, cn->peer_url,
+                             nng_strerror(rv));
+}
+
 static int start_peers(struct repl *r, struct errbuf *e) {
     int rv = nng_sub0_open(&r->sub);
     if (rv == 0) {
@@ -549,40 +652,12 @@ static int start_peers(struct repl *r, struct errbuf *e) {
         if (rc != 0) {
             return rc;
         }
-        struct peer *p = &r->peers[r->n_peers];
-        p->r = r;
-        p->cn = cn;
-        pthread_mutex_init(&p->mu, NULL);
-        pthread_cond_init(&p->cv, NULL);
-        rv = nng_req0_open(&p->req);
-        if (rv == 0) {
-            rv = open_socket_opts(p->req, REPL_RECV_BYTES_MAX);
-        }
-        if (rv == 0) {
-            rv = nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-        }
-        if (rv == 0) {
-            rv = nng_aio_alloc(&p->aio, NULL, NULL);
-        }
-        if (rv == 0) {
-            p->tls = tls_url(cn->peer_url);
-            rc = tls_dial(p->req, cn->peer_url, r->o.tls, cn->juris, NNG_FLAG_NONBLOCK, "pull from",
-                          &p->dialer, e);
-            if (rc != 0) {
-                r->n_peers++;
-                return rc;
-            }
-        }
-        if (rv == 0 && (arena_init(&p->arenas[0], REPL_ARENA_BYTES) != 0 ||
-                        arena_init(&p->arenas[1], REPL_ARENA_BYTES) != 0 ||
-                        (p->ours = malloc(sizeof *p->ours)) == NULL)) {
-            rv = NNG_ENOMEM;
+        rc = start_peer(r, cn, &r->peers[r->n_peers], e);
+        if (rc != 0) {
+            return rc; /* the peers before it are repl_stop's to free */
         }
         r->n_peers++;
-        if (rv != 0) {
-            return err_set(e, APL_ENET, "cannot set up peer %s (%s): %s", cn->juris, cn->peer_url,
-                           nng_strerror(rv));
-        }
+        ASSERT(r->n_peers < r->c->count); /* never one for this node */
     }
     return 0;
 }
@@ -605,10 +680,10 @@ int repl_start(struct repl **out, struct engine *g, struct cluster *c, const str
     r->published = r->durable_target = atomic_load(&g->durable_head);
     int rc = arena_init(&r->ingest_arena, RECORD_ARENA_BYTES);
     if (rc == 0) {
-        rc = arena_init(&r->sub_arena, 8u << 20);
+        rc = arena_init(&r->sub_arena, SUB_ARENA_BYTES);
     }
     if (rc == 0) {
-        rc = arena_init(&r->pub_arena, 1u << 20);
+        rc = arena_init(&r->pub_arena, PUB_ARENA_BYTES);
     }
     const struct cluster_node *self = &c->nodes[c->self];
     if (rc == 0 && self->peer_url[0] != '\0') {

@@ -17,6 +17,7 @@
 #ifndef APPEAL_REPL_INT_H
 #define APPEAL_REPL_INT_H
 
+#include <errno.h>
 #include <nng/nng.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -139,6 +140,27 @@ struct origin_list {
     struct origin_state o[CLUSTER_NODES_MAX];
     uint32_t n;
 };
+
+enum {
+    /* A pull request: marks and wanted origins of at most
+     * CLUSTER_NODES_MAX origins (about 120 bytes each), the envelope. */
+    PULL_REQUEST_BYTES_MAX = 256 * 1024,
+    /* A serving context decodes a request and builds its answer's run
+     * lists (the records stay in the read transaction's map). */
+    SRV_ARENA_BYTES = 4 * 1024 * 1024,
+    /* The subscriber decodes one push (at most 2 * PUSH_BYTES_MAX), holds
+     * one origin_list and checks the run (RECORD_ARENA_BYTES). */
+    SUB_ARENA_BYTES = 8 * 1024 * 1024,
+    /* The publisher: one run of PUSH_RECORDS_MAX pointers, or the marks. */
+    PUB_ARENA_BYTES = 1024 * 1024,
+};
+
+/* Whether `mu` is held (by this thread, in the functions that say "p->mu
+ * held"): for ASSERT only. A normal mutex held by anyone refuses trylock;
+ * one that was free is taken, and the ASSERT aborts anyway. */
+static inline bool repl_locked(pthread_mutex_t *mu) {
+    return pthread_mutex_trylock(mu) == EBUSY;
+}
 
 /* repl.c */
 int repl_peer_pack(struct repl *r, Appeal__PeerBody *body, nng_msg **out);

@@ -312,6 +312,7 @@ static void advance_marks(struct origin_list *l, const Appeal__PullResponse *res
         o->head_seq = run->first_seq + run->n_records - 1;
         rec_hash(last->data, last->len, o->head_hash);
     }
+    ASSERT(l->n <= CLUSTER_NODES_MAX);
 }
 
 struct fetched {
@@ -376,6 +377,22 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
     return 0;
 }
 
+/* Waits for the ingest in flight and counts what it stored; its error
+ * becomes the session's unless the session already has one. */
+static uint64_t settle(struct peer *p, struct repl_ingest *in, int *rc, struct errbuf *e) {
+    uint64_t appended = 0;
+    struct errbuf e2;
+    err_clear(&e2);
+    int rc2 = repl_ingest_end(in, &appended, &e2);
+    pthread_mutex_lock(&p->mu);
+    p->records_in += appended;
+    pthread_mutex_unlock(&p->mu);
+    if (rc2 != 0 && *rc == 0) {
+        *rc = err_set(e, rc2, "%s", e2.msg);
+    }
+    return appended;
+}
+
 /* Pulls from one peer until caught up. Answer k+1 is fetched and verified
  * while answer k is being stored: one ingest in flight at most, and every
  * answer checked against what we will hold when it is stored. */
@@ -396,17 +413,8 @@ static int pull_session(struct peer *p, struct errbuf *e) {
         struct fetched f;
         rc = fetch(p, l, a, &f, e);
         if (inflight) {
-            uint64_t appended = 0;
-            struct errbuf e2;
-            err_clear(&e2);
-            int rc2 = repl_ingest_end(&in, &appended, &e2);
+            uint64_t appended = settle(p, &in, &rc, e);
             inflight = false;
-            pthread_mutex_lock(&p->mu);
-            p->records_in += appended;
-            pthread_mutex_unlock(&p->mu);
-            if (rc2 != 0 && rc == 0) {
-                rc = err_set(e, rc2, "%s", e2.msg);
-            }
             if (rc == 0 && appended < expected && (rc = snapshot_marks(r, l)) != 0) {
                 err_set(e, rc, "cannot read our marks");
             }
@@ -437,16 +445,7 @@ static int pull_session(struct peer *p, struct errbuf *e) {
         advance_marks(l, f.resp, a);
     }
     if (inflight) {
-        uint64_t appended = 0;
-        struct errbuf e2;
-        err_clear(&e2);
-        int rc2 = repl_ingest_end(&in, &appended, &e2);
-        pthread_mutex_lock(&p->mu);
-        p->records_in += appended;
-        pthread_mutex_unlock(&p->mu);
-        if (rc2 != 0 && rc == 0) {
-            rc = err_set(e, rc2, "%s", e2.msg);
-        }
+        settle(p, &in, &rc, e);
     }
     return rc;
 }
@@ -464,6 +463,7 @@ void repl_recovery_maybe_done(struct repl *r) {
         confirmed += r->peers[i].confirmed && !r->peers[i].dropped;
         pthread_mutex_unlock(&r->peers[i].mu);
     }
+    ASSERT(confirmed + dropped <= (int)r->n_peers); /* counted apart */
     /* Peers whose claims of our log were never backed are out of the quorum. */
     int live = (int)r->n_peers - dropped;
     int need = r->recover_quorum < 0 || r->recover_quorum > live ? live : r->recover_quorum;

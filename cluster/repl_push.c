@@ -208,6 +208,9 @@ static void publish_range(struct repl *r, uint64_t from, uint64_t to) {
             bytes += env.mv_size;
             from++;
         }
+        /* The run's array holds PUSH_RECORDS_MAX; one record may pass the
+         * byte cap (_Static_assert in repl.c: it still fits a push). */
+        ASSERT(run.n_records <= PUSH_RECORDS_MAX && bytes < PUSH_BYTES_MAX + RECORD_BYTES_MAX);
         if (run.n_records == 0) {
             break;
         }

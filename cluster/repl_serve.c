@@ -150,6 +150,7 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
         run->n_records++;
         *budget_bytes = env.mv_size > *budget_bytes ? 0 : *budget_bytes - env.mv_size;
     }
+    ASSERT(run->n_records <= cap && cap <= *budget_n); /* the run's array holds cap */
     *budget_n -= run->n_records;
     resp->more |= from + run->n_records < head;
     if (run->n_records > 0) {
@@ -198,6 +199,10 @@ static int answer_pull(struct repl *r, const Appeal__PullRequest *q, struct aren
             resp->marks[resp->n_marks++] = m;
         }
     }
+    /* Each origin adds at most one run or one conflict, and one mark: the
+     * arrays above hold l->n; the budgets only shrink. */
+    ASSERT(resp->n_runs + resp->n_conflicts <= l->n && resp->n_marks <= l->n);
+    ASSERT(budget_n <= PULL_RECORDS_MAX && budget_bytes <= PULL_BYTES_MAX);
     return rc;
 }
 
@@ -277,6 +282,7 @@ void repl_srv_cb(void *arg) {
         srv_handle(w, nng_aio_get_msg(w->aio));
         break;
     default:
+        ASSERT(w->state == 2); /* a send completed */
         rv = nng_aio_result(w->aio);
         if (rv != 0) {
             nng_msg_free(nng_aio_get_msg(w->aio));

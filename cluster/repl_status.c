@@ -201,6 +201,8 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         os->frozen_reason = o ? arena_strdup(a, o->frozen_reason) : "";
         s->origins[s->n_origins++] = os;
     }
+    /* The arrays were sized for these (arena bounds). */
+    ASSERT(s->n_peers == r->n_peers && s->n_origins <= r->c->count + l->n);
     rc = fork_list(r, t, a, s);
     *out = s;
     return rc;
