@@ -99,7 +99,7 @@ static int run_fault(const struct walk *w, const struct run_base *b, struct errb
         return err_set(e, APL_ESIG, "origin %s seq %llu: bad signature", b->juris, seq);
     default:
         /* WALK_GAP is checked on the run before; no callback here. */
-        ASSERT(!"a fault replication's walk cannot give");
+        ASSERT(w->fault != WALK_GAP && w->fault != WALK_CALLER);
         return APL_ECORRUPT;
     }
 }

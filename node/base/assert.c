@@ -1,4 +1,7 @@
-#include "assert.h"
+/* Through the include path, not relative to this file: the header's
+ * include_next then finds the C library's <assert.h> (clang refuses an
+ * include_next from a header found relative to the source). */
+#include <assert.h>
 
 #include <stdio.h>
 #include <stdlib.h>
