@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert.h"
 #include "record.h"
 #include "util.h"
+
+_Static_assert(CLUSTER_URL_BYTES == 256, "cluster_parse reads a value with %255s");
 
 int cluster_url_offset(const char *url, int delta, char out[CLUSTER_URL_BYTES]) {
     const char *colon = strrchr(url, ':');
@@ -68,6 +71,65 @@ static int key_line(const char *what, const char *val, uint8_t *out, unsigned li
     return 0;
 }
 
+/* The node entry being read. */
+struct entry {
+    struct cluster_node *cur; /* NULL before the first `node` line */
+    bool has_sign, has_box;
+};
+
+/* `node JURIS`: ends the entry before and starts the next. */
+static int node_line(struct cluster *c, struct entry *en, const char *val, unsigned lineno,
+                     struct errbuf *e) {
+    int rc;
+    if (en->cur != NULL && (rc = finish_entry(c, en->cur, en->has_sign, en->has_box, e)) != 0) {
+        return rc;
+    }
+    if (c->count >= CLUSTER_NODES_MAX) {
+        return err_set(e, APL_ETOOBIG, "cluster file: more than %d nodes", CLUSTER_NODES_MAX);
+    }
+    if (!juris_valid(val)) {
+        return err_set(e, APL_EINVAL, "cluster file line %u: `%s` is not a jurisdiction", lineno,
+                       val);
+    }
+    en->cur = &c->nodes[c->count++];
+    snprintf(en->cur->juris, sizeof en->cur->juris, "%.15s", val);
+    en->cur->line = lineno;
+    en->has_sign = en->has_box = false;
+    return 0;
+}
+
+/* `sign`, `box`, `peer`, `pub` or `query` of the entry being read. */
+static int field_line(struct entry *en, const char *word, const char *val, unsigned lineno,
+                      struct errbuf *e) {
+    struct cluster_node *cur = en->cur;
+    int rc = 0;
+    if (cur == NULL) {
+        rc = err_set(e, APL_EINVAL, "cluster file line %u: `%s` before any `node`", lineno, word);
+    } else if (strcmp(word, "sign") == 0) {
+        rc = key_line(word, val, cur->sign_pk, lineno, e);
+        en->has_sign = rc == 0;
+    } else if (strcmp(word, "box") == 0) {
+        rc = key_line(word, val, cur->box_pk, lineno, e);
+        en->has_box = rc == 0;
+    } else if (strcmp(word, "peer") == 0 || strcmp(word, "pub") == 0 ||
+               strcmp(word, "query") == 0) {
+        if (!url_ok(val)) {
+            rc = err_set(e, APL_EINVAL,
+                         "cluster file line %u: `%s` is not a tcp://, tls+tcp:// or ipc:// "
+                         "address",
+                         lineno, val);
+        } else {
+            char *dst = strcmp(word, "peer") == 0  ? cur->peer_url
+                        : strcmp(word, "pub") == 0 ? cur->pub_url
+                                                   : cur->query_url;
+            snprintf(dst, CLUSTER_URL_BYTES, "%s", val);
+        }
+    } else {
+        rc = err_set(e, APL_EINVAL, "cluster file line %u: unknown key `%s`", lineno, word);
+    }
+    return rc;
+}
+
 int cluster_parse(struct cluster *c, const char *text, struct errbuf *e) {
     memset(c, 0, sizeof *c);
     c->self = -1;
@@ -78,8 +140,7 @@ int cluster_parse(struct cluster *c, const char *text, struct errbuf *e) {
     if (copy == NULL) {
         return APL_ENOMEM;
     }
-    struct cluster_node *cur = NULL;
-    bool has_sign = false, has_box = false;
+    struct entry en = {0};
     unsigned lineno = 0;
     int rc = 0;
     char *p = copy;
@@ -101,55 +162,15 @@ int cluster_parse(struct cluster *c, const char *text, struct errbuf *e) {
         char word[16] = {0}, val[CLUSTER_URL_BYTES] = {0};
         if (sscanf(line, "%15s %255s", word, val) != 2) {
             rc = err_set(e, APL_EINVAL, "cluster file line %u: expected `KEY VALUE`", lineno);
-            break;
-        }
-        if (strcmp(word, "node") == 0) {
-            if (cur != NULL && (rc = finish_entry(c, cur, has_sign, has_box, e)) != 0) {
-                break;
-            }
-            if (c->count >= CLUSTER_NODES_MAX) {
-                rc = err_set(e, APL_ETOOBIG, "cluster file: more than %d nodes", CLUSTER_NODES_MAX);
-                break;
-            }
-            if (!juris_valid(val)) {
-                rc = err_set(e, APL_EINVAL, "cluster file line %u: `%s` is not a jurisdiction",
-                             lineno, val);
-                break;
-            }
-            cur = &c->nodes[c->count++];
-            snprintf(cur->juris, sizeof cur->juris, "%.15s", val);
-            cur->line = lineno;
-            has_sign = has_box = false;
-            continue;
-        }
-        if (cur == NULL) {
-            rc = err_set(e, APL_EINVAL, "cluster file line %u: `%s` before any `node`", lineno,
-                         word);
-        } else if (strcmp(word, "sign") == 0) {
-            rc = key_line(word, val, cur->sign_pk, lineno, e);
-            has_sign = rc == 0;
-        } else if (strcmp(word, "box") == 0) {
-            rc = key_line(word, val, cur->box_pk, lineno, e);
-            has_box = rc == 0;
-        } else if (strcmp(word, "peer") == 0 || strcmp(word, "pub") == 0 ||
-                   strcmp(word, "query") == 0) {
-            if (!url_ok(val)) {
-                rc = err_set(e, APL_EINVAL,
-                             "cluster file line %u: `%s` is not a tcp://, tls+tcp:// or ipc:// "
-                             "address",
-                             lineno, val);
-            } else {
-                char *dst = strcmp(word, "peer") == 0  ? cur->peer_url
-                            : strcmp(word, "pub") == 0 ? cur->pub_url
-                                                       : cur->query_url;
-                snprintf(dst, CLUSTER_URL_BYTES, "%s", val);
-            }
+        } else if (strcmp(word, "node") == 0) {
+            rc = node_line(c, &en, val, lineno, e);
         } else {
-            rc = err_set(e, APL_EINVAL, "cluster file line %u: unknown key `%s`", lineno, word);
+            rc = field_line(&en, word, val, lineno, e);
         }
+        ASSERT(c->count <= CLUSTER_NODES_MAX);
     }
-    if (rc == 0 && cur != NULL) {
-        rc = finish_entry(c, cur, has_sign, has_box, e);
+    if (rc == 0 && en.cur != NULL) {
+        rc = finish_entry(c, en.cur, en.has_sign, en.has_box, e);
     }
     if (rc == 0 && c->count == 0) {
         rc = err_set(e, APL_EINVAL, "cluster file lists no node");

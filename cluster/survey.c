@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert.h"
 #include "cal.h"
 #include "engine.h"
 #include "olog.h"
@@ -264,6 +265,51 @@ static int local_part(struct survey *s, MDB_txn *t, const Appeal__QueryRequest *
     return query_run(&s->g->store, t, q, juris, day_from_ms(engine_now_ms(s->g), s->o.utc_offset_min), a, r, e);
 }
 
+/* One node's part of a live answer: this node's own (already in `r`), or
+ * its answer, or else what this node holds of it (a replica, or missing). */
+static int merge_node(struct survey *s, MDB_txn *t, const Appeal__QueryRequest *q,
+                      const struct cluster_node *cn, const struct answer *answers,
+                      uint32_t n_answers, const Appeal__ClusterStatus *st, Appeal__QueryResult *r,
+                      uint32_t max, struct arena *a, struct errbuf *e) {
+    const Appeal__OriginStatus *o = origin_status(st, cn->juris);
+    if ((int)(cn - s->c->nodes) == s->c->self) {
+        Appeal__SourceInfo *self = source(a, cn->juris, "live", NULL);
+        if (self == NULL) {
+            return APL_ENOMEM;
+        }
+        self->staleness_ms = 0;
+        r->sources[r->n_sources++] = self;
+        return 0;
+    }
+    Appeal__QueryResult *part = NULL;
+    const char *kind = "live";
+    for (uint32_t k = 0; k < n_answers && part == NULL; k++) {
+        if (answers[k].from == cn) {
+            part = answers[k].r;
+        }
+    }
+    int rc = 0;
+    if (part == NULL) {
+        kind = o != NULL && o->local_seq > 0 ? "replica" : "missing";
+        rc = local_part(s, t, q, cn->juris, a, &part, e);
+    }
+    if (rc == 0) {
+        rc = query_merge(r, part, max, a, e);
+    }
+    Appeal__SourceInfo *si = source(a, cn->juris, kind, o);
+    if (rc == 0 && si == NULL) {
+        rc = APL_ENOMEM;
+    }
+    if (rc == 0) {
+        if (strcmp(kind, "live") == 0) {
+            si->staleness_ms = 0;
+            si->lag_records = 0;
+        }
+        r->sources[r->n_sources++] = si;
+    }
+    return rc;
+}
+
 int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
                Appeal__QueryResult **out, struct errbuf *e) {
     int rc = query_check(q, e);
@@ -301,39 +347,9 @@ int survey_run(struct survey *s, const Appeal__QueryRequest *q, struct arena *a,
         rc = r->sources != NULL ? 0 : APL_ENOMEM;
     }
     for (uint32_t i = 0; rc == 0 && i < s->c->count; i++) {
-        const struct cluster_node *cn = &s->c->nodes[i];
-        const Appeal__OriginStatus *o = origin_status(st, cn->juris);
-        Appeal__QueryResult *part = NULL;
-        const char *kind = "live";
-        if ((int)i == s->c->self) {
-            r->sources[r->n_sources++] = source(a, cn->juris, "live", NULL);
-            r->sources[r->n_sources - 1]->staleness_ms = 0;
-            continue;
-        }
-        for (uint32_t k = 0; k < n_answers && part == NULL; k++) {
-            if (answers[k].from == cn) {
-                part = answers[k].r;
-            }
-        }
-        if (part == NULL) {
-            kind = o != NULL && o->local_seq > 0 ? "replica" : "missing";
-            rc = local_part(s, t, q, cn->juris, a, &part, e);
-        }
-        if (rc == 0) {
-            rc = query_merge(r, part, max, a, e);
-        }
-        Appeal__SourceInfo *si = source(a, cn->juris, kind, o);
-        if (rc == 0 && si == NULL) {
-            rc = APL_ENOMEM;
-        }
-        if (rc == 0) {
-            if (strcmp(kind, "live") == 0) {
-                si->staleness_ms = 0;
-                si->lag_records = 0;
-            }
-            r->sources[r->n_sources++] = si;
-        }
+        rc = merge_node(s, t, q, &s->c->nodes[i], answers, n_answers, st, r, max, a, e);
     }
+    ASSERT(rc != 0 || r->n_sources == s->c->count); /* one source per node, in r->sources */
     store_rd_end(&s->g->store, t);
     if (rc != 0) {
         return e->msg[0] ? rc : err_set(e, rc, "the live query failed: %s", apl_strerror(rc));

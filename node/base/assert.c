@@ -1,4 +1,4 @@
-#include "assert.h"
+#include <assert.h> /* ours: node/base is on the include path */
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -109,8 +109,115 @@ static bool below_reserve(struct engine *n, size_t len) {
     return used + more <= line;
 }
 
+/* What the steps below say of a record besides an error (which aborts the
+ * whole ingest): go on; stop the run here (the rest waits or is refused;
+ * what is stored so far is a chain prefix, the origin's row is saved at
+ * the end); or stop with the origin frozen and its row already saved. */
+enum { INGEST_NEXT = 0, INGEST_STOP = -1, INGEST_FROZEN = -2 };
+
+/* A record at or below the head: the same bytes (another peer was
+ * quicker), or a fork, kept as evidence, its origin frozen. */
+static int ingest_held(struct ingest *in, MDB_txn *t, struct origin_state *o, uint64_t seq,
+                       const ProtobufCBinaryData *rb) {
+    MDB_val ours;
+    int rc = chain_get(&in->eng->store, t, o->idx, seq, &ours);
+    if (rc != 0) {
+        return rc;
+    }
+    if (ours.mv_size == rb->len && memcmp(ours.mv_data, rb->data, rb->len) == 0) {
+        return INGEST_NEXT;
+    }
+    in->forks++;
+    rc = save_fork(in->eng, t, o, seq, &ours, rb, in->via != NULL ? in->via : "?");
+    return rc != 0 ? rc : INGEST_FROZEN;
+}
+
+/* The checks that decide whether record head+1 of a run is stored, inside
+ * the write transaction: it decodes and continues what we hold now, its
+ * actor was not revoked, and the own reserve and the admission budget
+ * have room. `left`: the run's records from this one on. */
+static int ingest_admit(struct ingest *in, MDB_txn *t, struct origin_state *o, uint64_t seq,
+                        const ProtobufCBinaryData *rb, size_t left, struct record *rec,
+                        struct actor_cache *actors) {
+    struct engine *n = in->eng;
+    static const uint8_t zero[HASH_BYTES];
+    struct errbuf de;
+    err_clear(&de);
+    if (rec_decode(rb->data, rb->len, in->arena, rec, &de) != 0) {
+        /* Signed by its origin (the chain reaches the run's checked
+         * signature) but outside what every node accepts: the records
+         * before it are stored, it and the rest are refused, named. */
+        in->malformed += left;
+        if (in->why.msg[0] == '\0') {
+            err_set(&in->why, APL_EINVAL, "origin %s seq %llu: malformed record (%s)", o->juris,
+                    (unsigned long long)seq, de.msg);
+        }
+        return INGEST_STOP;
+    }
+    if (rec->body->seq != seq || memcmp(rec->body->origin.data, o->pk, KEY_PK_BYTES) != 0) {
+        /* The chain was checked without unpacking every record: one
+         * that does not decode poisons the whole ingest, and the
+         * writer's abort stores nothing of it. */
+        return APL_ECORRUPT;
+    }
+    if (memcmp(rec->body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
+        return INGEST_STOP; /* does not continue what we now hold: pull again */
+    }
+    /* The same check as `appeal-node verify` (grant_actor_revoked). */
+    uint64_t revoked;
+    struct errbuf re;
+    err_clear(&re);
+    int rc = grant_actor_revoked(&n->store, t, o->idx, rec->body, actors, &revoked, &re);
+    if (rc == APL_EFORBIDDEN) {
+        in->revoked++;
+        rc = freeze_revoked(n, t, o, seq, rec->body->actor.data, revoked);
+        return rc != 0 ? rc : INGEST_FROZEN;
+    }
+    if (rc != 0) {
+        /* Fail closed: a grant we cannot read stores nothing (the
+         * writer aborts the ingest and the next pull retries). */
+        olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error", err_msg(&re, rc),
+             "action", "ingest refused", NULL);
+        return rc;
+    }
+    if (o != &n->self && !below_reserve(n, rb->len)) {
+        in->postponed += left;
+        return INGEST_STOP; /* the rest waits: stored so far is a chain prefix */
+    }
+    if (o != &n->self && in->admit != NULL && !in->admit(in->policy_arg, o->pk, o->head_seq)) {
+        in->burst += left;
+        return INGEST_STOP; /* the same: the next interval takes more */
+    }
+    return INGEST_NEXT;
+}
+
+/* Appends record head+1, admitted, and applies it to the derived state. */
+static int ingest_store(struct ingest *in, MDB_txn *t, struct origin_state *o, uint64_t seq,
+                        const ProtobufCBinaryData *rb, const struct record *rec, int64_t now) {
+    struct engine *n = in->eng;
+    ASSERT(seq == o->head_seq + 1 && !o->frozen); /* chain_append's precondition */
+    n->ingest_txn_bytes += rb->len;
+    int rc = chain_append(&n->store, t, o, rb->data, rb->len, rec->body, now, true);
+    if (rc != 0) {
+        return rc;
+    }
+    ASSERT(o->head_seq == seq);
+    if (o != &n->self) {
+        atomic_fetch_add_explicit(&n->metrics.replicated_records, 1, memory_order_relaxed);
+        int64_t lag_ms = now - rec->body->time_ms;
+        hist_observe_us(&n->metrics.replication_lag, lag_ms > 0 ? (uint64_t)lag_ms * 1000 : 0);
+    }
+    rc = state_apply(&n->state, t, o, seq, rec->body);
+    if (rc == 0) {
+        in->appended++;
+    }
+    return rc;
+}
+
 static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
     struct engine *n = in->eng;
+    ASSERT(run->origin.len == KEY_PK_BYTES); /* the submitter checked the run */
+    ASSERT(in->arena != NULL && in->arena->cap_bytes >= RECORD_ARENA_BYTES);
     struct origin_state tmp, *o;
     int rc = ingest_origin(n, t, run->origin.data, &tmp, &o);
     if (rc != 0) {
@@ -122,87 +229,28 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
     }
     int64_t now = engine_now_ms(n);
     struct actor_cache actors = {0};
-    for (size_t i = 0; i < run->n_records && !o->frozen; i++) {
+    rc = INGEST_NEXT;
+    for (size_t i = 0; i < run->n_records && !o->frozen && rc == INGEST_NEXT; i++) {
         uint64_t seq = run->first_seq + i;
         const ProtobufCBinaryData *rb = &run->records[i];
         if (seq <= o->head_seq) {
-            MDB_val ours;
-            if ((rc = chain_get(&n->store, t, o->idx, seq, &ours)) != 0) {
-                return rc;
-            }
-            if (ours.mv_size != rb->len || memcmp(ours.mv_data, rb->data, rb->len) != 0) {
-                in->forks++;
-                return save_fork(n, t, o, seq, &ours, rb, in->via != NULL ? in->via : "?");
-            }
-            continue; /* already held: another peer was quicker */
-        }
-        if (seq != o->head_seq + 1) {
+            rc = ingest_held(in, t, o, seq, rb);
+        } else if (seq != o->head_seq + 1) {
             return 0; /* a gap: the next pull fills it */
-        }
-        arena_reset(in->arena);
-        struct record rec;
-        static const uint8_t zero[HASH_BYTES];
-        struct errbuf de;
-        err_clear(&de);
-        if (rec_decode(rb->data, rb->len, in->arena, &rec, &de) != 0) {
-            /* Signed by its origin (the chain reaches the run's checked
-             * signature) but outside what every node accepts: the records
-             * before it are stored, it and the rest are refused, named. */
-            in->malformed += run->n_records - i;
-            if (in->why.msg[0] == '\0') {
-                err_set(&in->why, APL_EINVAL, "origin %s seq %llu: malformed record (%s)",
-                        o->juris, (unsigned long long)seq, de.msg);
+        } else {
+            arena_reset(in->arena);
+            struct record rec;
+            rc = ingest_admit(in, t, o, seq, rb, run->n_records - i, &rec, &actors);
+            if (rc == INGEST_NEXT) {
+                rc = ingest_store(in, t, o, seq, rb, &rec, now);
             }
-            break;
         }
-        if (rec.body->seq != seq || memcmp(rec.body->origin.data, o->pk, KEY_PK_BYTES) != 0) {
-            /* The chain was checked without unpacking every record: one
-             * that does not decode poisons the whole ingest, and the
-             * writer's abort stores nothing of it. */
-            return APL_ECORRUPT;
+        if (rc == INGEST_FROZEN) {
+            return 0; /* a fork or a revoked actor: frozen, saved */
         }
-        if (memcmp(rec.body->prev.data, o->head_seq ? o->head_hash : zero, HASH_BYTES) != 0) {
-            break; /* does not continue what we now hold: pull again */
-        }
-        /* The same check as `appeal-node verify` (grant_actor_revoked). */
-        uint64_t revoked;
-        struct errbuf re;
-        err_clear(&re);
-        rc = grant_actor_revoked(&n->store, t, o->idx, rec.body, &actors, &revoked, &re);
-        if (rc == APL_EFORBIDDEN) {
-            in->revoked++;
-            return freeze_revoked(n, t, o, seq, rec.body->actor.data, revoked);
-        }
-        if (rc != 0) {
-            /* Fail closed: a grant we cannot read stores nothing (the
-             * writer aborts the ingest and the next pull retries). */
-            olog(OLOG_ERROR, "grant_unreadable", "origin", o->juris, "error", err_msg(&re, rc),
-                 "action", "ingest refused", NULL);
+        if (rc != INGEST_NEXT && rc != INGEST_STOP) {
             return rc;
         }
-        if (o != &n->self && !below_reserve(n, rb->len)) {
-            in->postponed += run->n_records - i;
-            break; /* the rest waits: stored so far is a chain prefix */
-        }
-        if (o != &n->self && in->admit != NULL && !in->admit(in->policy_arg, o->pk, o->head_seq)) {
-            in->burst += run->n_records - i;
-            break; /* the same: the next interval takes more */
-        }
-        ASSERT(seq == o->head_seq + 1 && rec.body->seq == seq);
-        n->ingest_txn_bytes += rb->len;
-        rc = chain_append(&n->store, t, o, rb->data, rb->len, rec.body, now, true);
-        if (rc == 0 && o != &n->self) {
-            atomic_fetch_add_explicit(&n->metrics.replicated_records, 1, memory_order_relaxed);
-            int64_t lag_ms = now - rec.body->time_ms;
-            hist_observe_us(&n->metrics.replication_lag, lag_ms > 0 ? (uint64_t)lag_ms * 1000 : 0);
-        }
-        if (rc == 0) {
-            rc = state_apply(&n->state, t, o, seq, rec.body);
-        }
-        if (rc != 0) {
-            return rc;
-        }
-        in->appended++;
     }
     return chain_origin_save(&n->store, t, o);
 }

@@ -7,6 +7,7 @@
 
 #include "agg.h"
 #include "assert.h"
+#include "chainwalk.h"
 #include "grants.h"
 #include "lifecycle.h"
 #include "bounds.h"
@@ -571,34 +572,41 @@ struct rebuild {
     struct state st;
     struct origin_state o;
     struct arena a;
+    struct walk w;
     uint64_t since_commit;
     uint64_t records;
     struct errbuf *e;
 };
 
+/* After the walker recomputed the record's place and link (its own log,
+ * written verified: no signature checked, WALK_SIGS_NONE). */
+static int rebuild_apply(void *arg, const struct walk_rec *r) {
+    struct rebuild *rb = arg;
+    ASSERT(r->body != NULL && r->seq == rb->o.head_seq + 1);
+    /* Re-derive the head in memory; the stored row is written at the end. */
+    rb->o.head_seq = r->seq;
+    memcpy(rb->o.head_hash, r->hash, HASH_BYTES);
+    rb->o.head_time_ms = r->body->time_ms;
+    chain_origin_event(&rb->o, r->body); /* the same as when it was appended */
+    rb->records++;
+    return state_apply(&rb->st, rb->t, &rb->o, r->seq, r->body);
+}
+
 static int rebuild_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
     struct rebuild *rb = arg;
-    arena_reset(&rb->a);
-    struct record r;
-    if (rec_decode(env, len, &rb->a, &r, NULL) != 0) {
+    int f = walk_step(&rb->w, seq, env, len, false);
+    if (f == WALK_OK) {
+        return 0;
+    }
+    if (f == WALK_CALLER) {
+        return rb->w.fn_rc;
+    }
+    if (f == WALK_DECODE) {
         return err_set(rb->e, APL_ECORRUPT, "origin %s seq %llu: record does not decode",
                        rb->o.juris, (unsigned long long)seq);
     }
-    static const uint8_t zero[HASH_BYTES];
-    const uint8_t *want = rb->o.head_seq > 0 ? rb->o.head_hash : zero;
-    if (seq != rb->o.head_seq + 1 || r.body->seq != seq ||
-        memcmp(r.body->origin.data, rb->o.pk, KEY_PK_BYTES) != 0 ||
-        memcmp(r.body->prev.data, want, HASH_BYTES) != 0) {
-        return err_set(rb->e, APL_ECHAIN, "origin %s seq %llu: chain broken (run verify)",
-                       rb->o.juris, (unsigned long long)seq);
-    }
-    /* Re-derive the head in memory; the stored row is written at the end. */
-    rb->o.head_seq = seq;
-    rec_hash(env, len, rb->o.head_hash);
-    rb->o.head_time_ms = r.body->time_ms;
-    chain_origin_event(&rb->o, r.body); /* the same as when it was appended */
-    rb->records++;
-    return state_apply(&rb->st, rb->t, &rb->o, seq, r.body);
+    return err_set(rb->e, APL_ECHAIN, "origin %s seq %llu: chain broken (run verify)", rb->o.juris,
+                   (unsigned long long)seq);
 }
 
 static int rebuild_origin(struct rebuild *rb, uint32_t idx) {
@@ -611,6 +619,11 @@ static int rebuild_origin(struct rebuild *rb, uint32_t idx) {
     rb->o.head_seq = 0;
     memset(rb->o.head_hash, 0, HASH_BYTES);
     memcpy(rb->o.signing_key, rb->o.pk, KEY_PK_BYTES);
+    walk_init(&rb->w, rb->o.pk, 0, NULL, rb->o.pk, &rb->a);
+    rb->w.sigs = WALK_SIGS_NONE;
+    rb->w.genesis_check = false; /* as before: verify checks seq 1, rebuild trusts it */
+    rb->w.fn = rebuild_apply;
+    rb->w.arg = rb;
     rc = chain_each(rb->s, rb->t, idx, 1, rebuild_one, rb);
     if (rc != 0) {
         return rc;

@@ -3,16 +3,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "grants.h"
+#include "assert.h"
 #include "bounds.h"
 #include "chain.h"
+#include "chainwalk.h"
+#include "grants.h"
 #include "record.h"
 
-struct walk {
+struct vwalk {
     struct origin_state o;
-    uint8_t prev[HASH_BYTES];
-    uint8_t key[KEY_PK_BYTES];
-    uint64_t expect;
+    struct walk w;
     struct arena a;
     struct verify_report *r;
     struct errbuf *e;
@@ -22,62 +22,66 @@ struct walk {
     char who[64];
 };
 
-static int bad(struct walk *w, int code, uint64_t seq, const char *what) {
-    return err_set(w->e, code, "origin %s seq %llu: %s", w->who, (unsigned long long)seq, what);
+static int bad(struct vwalk *v, int code, uint64_t seq, const char *what) {
+    return err_set(v->e, code, "origin %s seq %llu: %s", v->who, (unsigned long long)seq, what);
 }
 
-static int walk_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
-    struct walk *w = arg;
-    if (seq != w->expect) {
-        return bad(w, APL_EGAP, w->expect, "record missing (gap in the log)");
-    }
-    arena_reset(&w->a);
-    struct record rec;
-    struct errbuf de;
-    err_clear(&de);
-    if (rec_decode(env, len, &w->a, &rec, &de) != 0) {
-        char msg[ERRBUF_MSG_BYTES + 32];
-        snprintf(msg, sizeof msg, "record does not decode (%s)", err_msg(&de, de.code));
-        return bad(w, APL_ECORRUPT, seq, msg);
-    }
-    const Appeal__Body *b = rec.body;
-    if (b->seq != seq || memcmp(b->origin.data, w->o.pk, KEY_PK_BYTES) != 0) {
-        return bad(w, APL_ECORRUPT, seq, "record names another origin or seq than its place");
-    }
-    if (memcmp(b->prev.data, w->prev, HASH_BYTES) != 0) {
-        return bad(w, APL_ECHAIN, seq, "hash link to the previous record does not hold");
-    }
-    if (seq == 1 && b->event_case != APPEAL__BODY__EVENT_GENESIS) {
-        return bad(w, APL_ECORRUPT, seq, "the first record is not a genesis record");
-    }
-    if (!rec_verify_sig(&rec, w->key)) {
-        return bad(w, APL_ESIG, seq, "bad signature");
-    }
-    /* The same check as replication (grant_actor_revoked): a record that
-     * peers refuse, freezing its origin, does not verify either. */
+/* After the walker's checks: the same check as replication
+ * (grant_actor_revoked): a record that peers refuse, freezing its origin,
+ * does not verify either. */
+static int check_actor(void *arg, const struct walk_rec *r) {
+    struct vwalk *v = arg;
+    ASSERT(r->body != NULL && r->sig_checked); /* WALK_SIGS_EVERY */
     uint64_t revoked;
     struct errbuf re;
     err_clear(&re);
-    int rc = grant_actor_revoked(w->s, w->t, w->o.idx, b, &w->actors, &revoked, &re);
+    int rc = grant_actor_revoked(v->s, v->t, v->o.idx, r->body, &v->actors, &revoked, &re);
     if (rc == APL_EFORBIDDEN) {
         char msg[ERRBUF_MSG_BYTES + 64];
         snprintf(msg, sizeof msg, "its actor was revoked before it (%s); peers refuse it", re.msg);
-        return bad(w, APL_EFORBIDDEN, seq, msg);
+        return bad(v, APL_EFORBIDDEN, r->seq, msg);
     }
     if (rc != 0) {
-        return bad(w, rc, seq, "cannot read the grants of its actor");
+        return bad(v, rc, r->seq, "cannot read the grants of its actor");
     }
-    w->r->signatures++;
-    w->r->records++;
-    if (b->event_case == APPEAL__BODY__EVENT_KEY_ROTATED) {
-        memcpy(w->key, b->key_rotated->new_key.data, KEY_PK_BYTES);
-    }
-    rec_hash(env, len, w->prev);
-    w->expect++;
+    v->r->signatures++;
+    v->r->records++;
     return 0;
 }
 
-static int verify_origin(struct store *s, MDB_txn *t, uint32_t idx, struct walk *w) {
+/* The walker's fault, in verify's words (tools/pyverify.py says the same). */
+static int walk_fault_msg(struct vwalk *v) {
+    const struct walk *w = &v->w;
+    char msg[ERRBUF_MSG_BYTES + 32];
+    switch (w->fault) {
+    case WALK_GAP:
+        return bad(v, APL_EGAP, w->seq + 1, "record missing (gap in the log)");
+    case WALK_DECODE:
+        snprintf(msg, sizeof msg, "record does not decode (%s)", err_msg(&w->why, w->why.code));
+        return bad(v, APL_ECORRUPT, w->fault_seq, msg);
+    case WALK_PLACE:
+        return bad(v, APL_ECORRUPT, w->fault_seq,
+                   "record names another origin or seq than its place");
+    case WALK_LINK:
+        return bad(v, APL_ECHAIN, w->fault_seq, "hash link to the previous record does not hold");
+    case WALK_GENESIS:
+        return bad(v, APL_ECORRUPT, w->fault_seq, "the first record is not a genesis record");
+    case WALK_SIG:
+        return bad(v, APL_ESIG, w->fault_seq, "bad signature");
+    case WALK_CALLER:
+        return w->fn_rc; /* check_actor said it */
+    default:
+        ASSERT(w->fault != WALK_PEEK); /* verify decodes every record: it never peeks */
+        return APL_ECORRUPT;
+    }
+}
+
+static int walk_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
+    struct vwalk *v = arg;
+    return walk_step(&v->w, seq, env, len, false) == WALK_OK ? 0 : walk_fault_msg(v);
+}
+
+static int verify_origin(struct store *s, MDB_txn *t, uint32_t idx, struct vwalk *w) {
     int rc = chain_origin_by_idx(s, t, idx, &w->o);
     if (rc != 0) {
         return err_set(w->e, APL_ECORRUPT, "origin index %u has no origin row", idx);
@@ -85,23 +89,25 @@ static int verify_origin(struct store *s, MDB_txn *t, uint32_t idx, struct walk 
     char kid[KEY_SHORT_HEX + 1];
     key_id_short(w->o.pk, kid);
     snprintf(w->who, sizeof w->who, "%s (key %s)", w->o.juris[0] ? w->o.juris : "?", kid);
-    memset(w->prev, 0, HASH_BYTES);
-    memcpy(w->key, w->o.pk, KEY_PK_BYTES);
+    /* Every record decoded and its signature checked (WALK_SIGS_EVERY),
+     * from the origin's own key on, following its rotations. */
+    walk_init(&w->w, w->o.pk, 0, NULL, w->o.pk, &w->a);
+    w->w.fn = check_actor;
+    w->w.arg = w;
     memset(&w->actors, 0, sizeof w->actors);
     w->s = s;
     w->t = t;
-    w->expect = 1;
     rc = chain_each(s, t, idx, 1, walk_one, w);
     if (rc != 0) {
         return rc;
     }
-    uint64_t last = w->expect - 1;
+    uint64_t last = w->w.seq;
     if (last != w->o.head_seq) {
         return bad(w, APL_EGAP, last + 1,
                    last < w->o.head_seq ? "record missing (the head says more were stored)"
                                         : "records stored past the recorded head");
     }
-    if (last > 0 && memcmp(w->prev, w->o.head_hash, HASH_BYTES) != 0) {
+    if (last > 0 && memcmp(w->w.prev, w->o.head_hash, HASH_BYTES) != 0) {
         return bad(w, APL_ECHAIN, last, "the stored head hash does not match the head record");
     }
     w->r->origins++;
@@ -110,7 +116,7 @@ static int verify_origin(struct store *s, MDB_txn *t, uint32_t idx, struct walk 
 
 int verify_store(struct store *s, struct verify_report *r, struct errbuf *e) {
     memset(r, 0, sizeof *r);
-    struct walk w;
+    struct vwalk w;
     memset(&w, 0, sizeof w);
     w.r = r;
     w.e = e;

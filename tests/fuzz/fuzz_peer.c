@@ -3,7 +3,9 @@
  * 3-6). A PeerMessage is opened with peermsg_open (cluster/peermsg.h),
  * key proof included, and every Run of a PeerBody that decodes is checked
  * with repl_check_run (cluster/repl.h), as a puller checks an answer and a
- * subscriber a push.
+ * subscriber a push: replication's policy of the chain walker
+ * (node/domain/chainwalk.h), which also runs each run with verify's
+ * policy (every signature) to compare.
  *
  * The input is a PeerMessage. An input that does not decode as one is taken
  * as the bytes of a PeerBody, so that the fuzzer can mutate bodies without
@@ -45,6 +47,7 @@
 #include <string.h>
 
 #include "bounds.h"
+#include "chainwalk.h"
 #include "clock.h"
 #include "clusterfile.h"
 #include "fuzz.h"
@@ -268,6 +271,32 @@ static void check_accepted(const Appeal__Run *run, const struct run_base *b) {
     arena.used_bytes = mark;
 }
 
+/* The same run through the chain walker with every signature checked
+ * (verify's policy, chainwalk.h), from the same base: stricter than
+ * replication's (the genesis, rotations and the last signature). What it
+ * accepts, repl_check_run accepts; what repl_check_run accepts, it refuses
+ * only at a middle record's signature or decoding. */
+static void check_walk_every(const Appeal__Run *run, const struct run_base *b, int repl_rc) {
+    if (run->origin.len != KEY_PK_BYTES || memcmp(run->origin.data, b->origin, KEY_PK_BYTES) != 0 ||
+        run->n_records == 0 || run->n_records > PULL_RECORDS_MAX ||
+        run->first_seq != b->head_seq + 1) {
+        return; /* refused before any walk */
+    }
+    struct walk w;
+    walk_init(&w, b->origin, b->head_seq, b->head_seq > 0 ? b->head_hash : NULL, b->signing_key,
+              &arena);
+    w.genesis_juris = b->juris;
+    w.genesis_box_key = b->box_key;
+    int f = walk_run(&w, run->first_seq, run->records, run->n_records);
+    if (f == WALK_OK) {
+        FUZZ_ASSERT(repl_rc == 0);
+        FUZZ_ASSERT(w.signatures == run->n_records);
+    } else if (repl_rc == 0) {
+        FUZZ_ASSERT(f == WALK_SIG || f == WALK_DECODE);
+        FUZZ_ASSERT(w.fault_seq < run->first_seq + run->n_records - 1);
+    }
+}
+
 static void check_run(const Appeal__Run *run) {
     int node = 0;
     for (int i = 1; i < FUZZ_NODES; i++) {
@@ -291,6 +320,8 @@ static void check_run(const Appeal__Run *run) {
             FUZZ_ASSERT(e.code == rc && e.msg[0] != '\0');
         }
         arena.used_bytes = mark;
+        check_walk_every(run, b, rc);
+        FUZZ_ASSERT(arena.used_bytes == mark); /* the walker puts the arena back */
     }
 }
 
