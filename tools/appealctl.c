@@ -840,7 +840,7 @@ static int build_query(const struct cli *c, struct query_args *a, const char *ex
 }
 
 struct measures {
-    double share_overdue, share_in_term, median;
+    double share_overdue, share_in_term, median, share_satisfied;
 };
 
 static struct measures measures_of(const Appeal__QueryGroup *g) {
@@ -848,6 +848,7 @@ static struct measures measures_of(const Appeal__QueryGroup *g) {
     m.share_overdue = g->count ? (double)g->overdue / (double)g->count : 0;
     m.share_in_term = g->answered ? (double)g->answered_in_term / (double)g->answered : 0;
     m.median = query_median_days(g->days, g->n_days);
+    m.share_satisfied = g->rated ? (double)g->satisfied / (double)g->rated : 0;
     return m;
 }
 
@@ -878,7 +879,9 @@ static void print_query_csv(const Appeal__QueryResult *r, uint64_t min_group) {
                                        "share_overdue",
                                        "answered",
                                        "answered_in_term",
-                                       "median_days_to_answer"};
+                                       "median_days_to_answer",
+                                       "rated",
+                                       "share_satisfied"};
     enum { MEASURES = sizeof head / sizeof *head };
     for (size_t k = 0; k < r->n_by; k++) {
         util_csv_field(stdout, r->by[k], false);
@@ -904,6 +907,8 @@ static void print_query_csv(const Appeal__QueryResult *r, uint64_t min_group) {
         snprintf(v[4], sizeof v[4], "%llu", (unsigned long long)g->answered);
         snprintf(v[5], sizeof v[5], "%llu", (unsigned long long)g->answered_in_term);
         snprintf(v[6], sizeof v[6], m.median >= 0 ? "%.1f" : "", m.median);
+        snprintf(v[7], sizeof v[7], "%llu", (unsigned long long)g->rated);
+        snprintf(v[8], sizeof v[8], "%.4f", m.share_satisfied);
         for (size_t k = 0; k < MEASURES; k++) {
             util_csv_field(stdout, hide ? "" : v[k], k + 1 == MEASURES && min_group == 0);
         }
@@ -950,8 +955,8 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
     for (size_t k = 0; k < r->n_by; k++) {
         printf("%-12s  ", r->by[k]);
     }
-    printf("%8s %8s %8s %7s %9s %8s %7s\n", _("count"), _("open"), _("overdue"), _("overdue%"),
-           _("answered"), _("in term"), _("median"));
+    printf("%8s %8s %8s %7s %9s %8s %7s %6s %10s\n", _("count"), _("open"), _("overdue"),
+           _("overdue%"), _("answered"), _("in term"), _("median"), _("rated"), _("satisfied%"));
     for (size_t i = 0; i < r->n_groups; i++) {
         const Appeal__QueryGroup *g = r->groups[i];
         struct measures m = measures_of(g);
@@ -964,9 +969,11 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
         }
         char med[16];
         snprintf(med, sizeof med, m.median >= 0 ? "%.1f" : "", m.median);
-        printf("%8llu %8llu %8llu %6.1f%% %9llu %8llu %7s\n", (unsigned long long)g->count,
-               (unsigned long long)g->open, (unsigned long long)g->overdue, 100 * m.share_overdue,
-               (unsigned long long)g->answered, (unsigned long long)g->answered_in_term, med);
+        printf("%8llu %8llu %8llu %6.1f%% %9llu %8llu %7s %6llu %9.1f%%\n",
+               (unsigned long long)g->count, (unsigned long long)g->open,
+               (unsigned long long)g->overdue, 100 * m.share_overdue,
+               (unsigned long long)g->answered, (unsigned long long)g->answered_in_term, med,
+               (unsigned long long)g->rated, 100 * m.share_satisfied);
     }
     printf(_("\nmode %s; sources:"), r->mode);
     for (size_t i = 0; i < r->n_sources; i++) {

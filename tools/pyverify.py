@@ -245,6 +245,8 @@ EVENTS = {
     23: ("key_revoked", msg((1, "key", "bytes"), (2, "reason", "string"))),
     24: ("key_rotated", msg((1, "new_key", "bytes"), (2, "from_seq", "uint64"),
                             (3, "new_box_key", "bytes"))),
+    25: ("rated", msg(*NUMBER_REF, (3, "rating", "enum"), (4, "sealed_comment", "bytes"),
+                      (5, "data_key_id", "bytes"), (6, "rated_day", "int32"))),
 }
 ENVELOPE = msg((1, "body", "bytes"), (2, "sig", "bytes"))
 BODY = msg((1, "origin", "bytes"), (2, "seq", "uint64"), (3, "prev", "bytes"),
@@ -381,6 +383,11 @@ def check_event(kind, e, seq):
         size(e["data_key_id"], (0, DATA_KEY_ID_BYTES), "data_key_id")
     elif kind == "closed":
         ref(e)
+    elif kind == "rated":
+        need(1 <= e["rating"] <= 2, "rating is neither satisfied nor not satisfied")
+        ref(e)
+        sealed_ok(e["sealed_comment"])
+        size(e["data_key_id"], (0, DATA_KEY_ID_BYTES), "data_key_id")
     elif kind == "key_granted":
         need(e["jurisdiction"] == b"" or juris_ok(e["jurisdiction"]),
              "grant names a malformed jurisdiction")

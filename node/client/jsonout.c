@@ -68,6 +68,8 @@ void json_group_measures(struct json *j, const Appeal__QueryGroup *g) {
     json_uint(j, "answered_in_term", g->answered_in_term);
     json_num(j, "share_answered_in_term",
              g->answered ? (double)g->answered_in_term / (double)g->answered : 0);
+    json_uint(j, "rated", g->rated);
+    json_num(j, "share_satisfied", g->rated ? (double)g->satisfied / (double)g->rated : 0);
     double median = query_median_days(g->days, g->n_days);
     if (median >= 0) {
         json_num(j, "median_days_to_answer", median);

@@ -12,7 +12,7 @@
 /* The fields of `appealctl cluster status --json`, into the open object. */
 void json_cluster_fields(struct json *j, const Appeal__ClusterStatus *s);
 /* count, open, overdue, share_overdue, answered, answered_in_term,
- * share_answered_in_term, median_days_to_answer. */
+ * share_answered_in_term, rated, share_satisfied, median_days_to_answer. */
 void json_group_measures(struct json *j, const Appeal__QueryGroup *g);
 
 #endif

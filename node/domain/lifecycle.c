@@ -24,6 +24,7 @@ static const struct rule rules[] = {
     {APPEAL__BODY__EVENT_CLOSED, S(ANSWERED), "answered"},
     {APPEAL__BODY__EVENT_REOPENED, S(ANSWERED) | S(CLOSED), "answered or closed"},
     {APPEAL__BODY__EVENT_WITHDRAWN, IN_WORK, "registered, assigned, extended or reopened"},
+    {APPEAL__BODY__EVENT_RATED, S(ANSWERED) | S(CLOSED), "answered or closed"},
 };
 
 static const struct rule *find(Appeal__Body__EventCase ev) {

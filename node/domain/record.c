@@ -242,6 +242,13 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
     case APPEAL__BODY__EVENT_WITHDRAWN:
         return appeal_ref(b->withdrawn->number, e) ||
                text(b->withdrawn->reason, REASON_BYTES_MAX, false, "reason", e);
+    case APPEAL__BODY__EVENT_RATED:
+        if (b->rated->rating <= 0 || b->rated->rating > APPEAL__RATING__RATING_NOT_SATISFIED) {
+            return err_set(e, APL_EINVAL, "rating is neither satisfied nor not satisfied");
+        }
+        return appeal_ref(b->rated->number, e) ||
+               bytes_len(&b->rated->sealed_comment, 0, SEALED_BYTES_MAX, "sealed_comment", e) ||
+               key_len(&b->rated->data_key_id, DATA_KEY_ID_BYTES, "data_key_id", e);
     case APPEAL__BODY__EVENT_HEARTBEAT:
         return 0;
     case APPEAL__BODY__EVENT_KEY_GRANTED:
@@ -414,6 +421,8 @@ bool rec_appeal_ref(const Appeal__Body *b, const char **number, uint32_t *versio
         REF(reopened);
     case APPEAL__BODY__EVENT_WITHDRAWN:
         REF(withdrawn);
+    case APPEAL__BODY__EVENT_RATED:
+        REF(rated);
     default:
         return false;
     }
@@ -444,6 +453,8 @@ const char *rec_kind(const Appeal__Body *b) {
         return "reopened";
     case APPEAL__BODY__EVENT_WITHDRAWN:
         return "withdrawn";
+    case APPEAL__BODY__EVENT_RATED:
+        return "rated";
     case APPEAL__BODY__EVENT_HEARTBEAT:
         return "heartbeat";
     case APPEAL__BODY__EVENT_KEY_GRANTED:
@@ -532,7 +543,7 @@ static void body_field(void *arg, uint32_t num, uint32_t wire, uint64_t v, const
         o->prev = blen == HASH_BYTES ? b : NULL;
     } else if (num == 5 && wire == 2) {
         o->actor = blen == KEY_PK_BYTES ? b : NULL;
-    } else if (num >= 10 && num <= 24 && wire == 2) {
+    } else if (num >= 10 && num <= 25 && wire == 2) {
         o->event = num;
     }
 }

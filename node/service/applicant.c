@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "appeal.h"
 #include "cal.h"
 #include "chain.h"
 #include "lifecycle.h"
@@ -20,6 +21,7 @@
 #include "state.h"
 #include "util.h"
 #include "view.h"
+#include "writer.h"
 
 struct tries {
     char key[HTTPD_PEER_BYTES + NUMBER_BYTES_MAX]; /* "n:NUMBER" or "a:ADDRESS" */
@@ -215,6 +217,9 @@ static void mine_doc(const struct applicant *a, const Appeal__AppealView *v, enu
     out_str(&d, "outcome_name", row->outcome != 0 ? names_outcome(a->tr, l, row->outcome) : "");
     out_str(&d, "answered", ans);
     out_str(&d, "answer_text", p != NULL ? p->answer_text : "");
+    out_str(&d, "rating", row->rating == APPEAL__RATING__RATING_SATISFIED       ? "satisfied"
+                          : row->rating == APPEAL__RATING__RATING_NOT_SATISFIED ? "not_satisfied"
+                                                                                : "");
     out_list(&d, "history", "history");
     for (size_t i = 0; i < v->n_history; i++) {
         const Appeal__HistoryEntry *h = v->history[i];
@@ -297,4 +302,216 @@ void applicant_mine(struct applicant *a, const struct httpd_req *r, const char *
         error_doc(xml, 503, err_msg(&e, rc), res);
     }
     store_rd_end(&n->eng.store, t);
+}
+
+/* ---- rating the answer ---- */
+
+/* One POST requests/NUMBER/rating in flight: the handler's until queued,
+ * then the writer's, then its completion's (which frees it). */
+struct rating_req {
+    struct httpd_ticket ticket;
+    bool xml;
+    char number[NUMBER_BYTES_MAX + 1];
+    char code[ACCESS_INPUT_CHARS_MAX + 1];
+    char comment[RATING_COMMENT_BYTES_MAX + 1];
+    int rating;
+    struct node *n;
+    struct appeal_result res;
+    struct wreq wreq;
+};
+
+static int hexdigit(int c) {
+    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+}
+
+/* The value of `key` in a form (x-www-form-urlencoded), decoded into `out`
+ * (at most cap - 1 bytes): 0, APL_ENOTFOUND, or APL_EINVAL (too long, a
+ * bad escape or a NUL). */
+static int form_value(const char *form, size_t len, const char *key, char *out, size_t cap) {
+    size_t kl = strlen(key);
+    for (size_t at = 0; at < len;) {
+        size_t end = at;
+        while (end < len && form[end] != '&') {
+            end++;
+        }
+        if (end - at > kl && form[at + kl] == '=' && memcmp(form + at, key, kl) == 0) {
+            size_t n = 0;
+            for (size_t i = at + kl + 1; i < end; i++) {
+                int ch = (unsigned char)form[i];
+                if (ch == '%') {
+                    int h = i + 2 < end ? hexdigit(form[i + 1]) : -1;
+                    int l = i + 2 < end ? hexdigit(form[i + 2]) : -1;
+                    if (h < 0 || l < 0) {
+                        return APL_EINVAL;
+                    }
+                    ch = h * 16 + l;
+                    i += 2;
+                } else if (ch == '+') {
+                    ch = ' ';
+                }
+                if (ch == 0 || n + 1 >= cap) {
+                    return APL_EINVAL;
+                }
+                out[n++] = (char)ch;
+            }
+            out[n] = '\0';
+            return 0;
+        }
+        at = end + 1;
+    }
+    return APL_ENOTFOUND;
+}
+
+static int rating_parse(struct rating_req *q, const struct httpd_req *r, struct errbuf *e) {
+    const char *ct = httpd_header(r, "Content-Type");
+    if (ct == NULL || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0) {
+        return err_set(e, APL_EINVAL, "send the rating as application/x-www-form-urlencoded");
+    }
+    const char *body = (const char *)r->body;
+    char rating[32];
+    if (form_value(body, r->body_len, "code", q->code, sizeof q->code) != 0) {
+        return err_set(e, APL_EINVAL, "give the access code from the receipt: code=CODE");
+    }
+    if (form_value(body, r->body_len, "rating", rating, sizeof rating) != 0 ||
+        (strcmp(rating, "satisfied") != 0 && strcmp(rating, "not_satisfied") != 0)) {
+        return err_set(e, APL_EINVAL, "rating is satisfied or not_satisfied");
+    }
+    q->rating = strcmp(rating, "satisfied") == 0 ? APPEAL__RATING__RATING_SATISFIED
+                                                 : APPEAL__RATING__RATING_NOT_SATISFIED;
+    int rc = form_value(body, r->body_len, "comment", q->comment, sizeof q->comment);
+    if (rc == APL_EINVAL) {
+        return err_set(e, APL_EINVAL, "the comment has at most %d bytes",
+                       RATING_COMMENT_BYTES_MAX);
+    }
+    return 0;
+}
+
+static int http_status(int rc) {
+    switch (rc) {
+    case APL_EAUTH:
+        return 403;
+    case APL_ENOTOWNER:
+        return 421;
+    case APL_EINVAL:
+        return 400;
+    case APL_ETRANSITION:
+    case APL_EEXIST:
+        return 409;
+    default:
+        return 503;
+    }
+}
+
+/* On the writer: every check again, then the record. */
+static int rating_run(void *node, MDB_txn *t, struct wreq *w) {
+    struct rating_req *q = w->arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(node, t, &c);
+    struct appeal_rating ar = {q->number, q->code, q->rating, q->comment};
+    free(q->res.record);
+    memset(&q->res, 0, sizeof q->res);
+    return appeal_rate(&c, &ar, &q->res, &w->err);
+}
+
+/* On the completion thread, after the durable commit. */
+static void rating_done(struct wreq *w) {
+    struct rating_req *q = w->arg;
+    struct httpd_res res;
+    if (w->rc != 0) {
+        olog(OLOG_INFO, "request_refused", "op", "rate", "via", "open311", "number", q->number,
+             "reason", err_msg(&w->err, w->rc), NULL);
+        error_doc(q->xml, http_status(w->rc), err_msg(&w->err, w->rc), &res);
+    } else {
+        olog(OLOG_INFO, "appeal_changed", "number", q->number, "change", "rated", "via",
+             "open311", NULL);
+        struct out d;
+        if (out_begin(&d, q->xml) != 0) {
+            res = (struct httpd_res){.status = 503, .content_type = "text/plain"};
+        } else {
+            out_list(&d, NULL, "service_requests");
+            out_obj(&d, NULL, "request");
+            out_str(&d, "service_request_id", q->number);
+            out_str(&d, "rating", q->rating == APPEAL__RATING__RATING_SATISFIED ? "satisfied"
+                                                                              : "not_satisfied");
+            out_int(&d, "seq", (int64_t)q->res.seq);
+            out_obj_end(&d, "request");
+            out_list_end(&d, "service_requests");
+            out_finish(&d, 200, &res);
+        }
+    }
+    httpd_answer(&q->ticket, &res);
+    free(q->res.record);
+    free(q);
+}
+
+/* The code of `number` against its filing, on the httpd thread: wrong
+ * tries are counted here (the windows are this thread's). 0 when right;
+ * otherwise `res` holds the answer. */
+static int code_gate(struct applicant *a, const struct httpd_req *r, const char *number,
+                     const char *code, bool xml, struct httpd_res *res) {
+    struct node *n = a->n;
+    int64_t now = node_now_ms(n);
+    const char *peer = r->peer != NULL ? r->peer : "";
+    char key[sizeof a->t[0].key];
+    snprintf(key, sizeof key, "n:%.*s", NUMBER_BYTES_MAX, number);
+    struct tries *wn = window(a, key, now);
+    snprintf(key, sizeof key, "a:%s", peer);
+    struct tries *wa = window(a, key, now);
+    if (wn->wrong >= APPLICANT_TRIES_MAX || wa->wrong >= APPLICANT_TRIES_MAX) {
+        olog(OLOG_WARN, "applicant_rate_limited", "number", number, "client", peer, NULL);
+        error_doc(xml, 429, "too many wrong access codes: try again in 15 minutes", res);
+        return APL_EREFUSED;
+    }
+    uint8_t hash[ACCESS_HASH_BYTES];
+    size_t hl = 0;
+    MDB_txn *t;
+    if (store_rd_begin(&n->eng.store, &t) != 0) {
+        error_doc(xml, 503, "cannot read the database", res);
+        return APL_EUNAVAIL;
+    }
+    arena_reset(&a->arena);
+    int rc = number_valid(number) ? access_hash_of(n, t, number, &a->arena, hash, &hl)
+                                  : APL_ENOTFOUND;
+    store_rd_end(&n->eng.store, t);
+    if (rc != 0 && rc != APL_ENOTFOUND) {
+        error_doc(xml, 503, "cannot read", res);
+        return rc;
+    }
+    if (rc == APL_ENOTFOUND || hl == 0 || !access_code_check(code, hash, hl)) {
+        refuse(wn, wa, number, peer, xml, res);
+        return APL_EAUTH;
+    }
+    return 0;
+}
+
+void applicant_rate(struct applicant *a, const struct httpd_req *r, const char *number, bool xml,
+                    struct httpd_res *res) {
+    struct rating_req *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        error_doc(xml, 503, "out of memory", res);
+        return;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    snprintf(q->number, sizeof q->number, "%.*s", NUMBER_BYTES_MAX, number);
+    q->xml = xml;
+    q->ticket = r->ticket;
+    q->n = a->n;
+    int rc = rating_parse(q, r, &e);
+    if (rc != 0) {
+        error_doc(xml, 400, err_msg(&e, rc), res);
+    } else if (code_gate(a, r, q->number, q->code, xml, res) == 0) {
+        rc = node_writable(a->n, &e);
+        if (rc == 0) {
+            q->wreq = (struct wreq){.run = rating_run, .done = rating_done, .arg = q};
+            rc = writer_submit(&a->n->eng.writer, &q->wreq);
+            if (rc == 0) {
+                res->defer = true; /* rating_done answers after the commit */
+                return;
+            }
+            err_set(&e, rc, "the node is busy or stopping: try again");
+        }
+        error_doc(xml, 503, err_msg(&e, rc), res);
+    }
+    free(q);
 }

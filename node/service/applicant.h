@@ -48,4 +48,13 @@ void applicant_close(struct applicant *a);
 void applicant_mine(struct applicant *a, const struct httpd_req *r, const char *number, bool xml,
                     struct httpd_res *res);
 
+/* Answers POST requests/NUMBER/rating (form: code, rating = satisfied or
+ * not_satisfied, comment optional): on the node that handles the appeal,
+ * a Rated record (appeal.h appeal_rate, which checks everything again in
+ * the write transaction). The code is checked here first, counted like
+ * the view's wrong tries; the answer is deferred until the commit is
+ * durable. One rating per appeal: a second (or a replay) is 409. */
+void applicant_rate(struct applicant *a, const struct httpd_req *r, const char *number, bool xml,
+                    struct httpd_res *res);
+
 #endif

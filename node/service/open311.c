@@ -711,6 +711,22 @@ static void on_request(void *arg, const struct httpd_req *r, struct httpd_res *r
     out_finish(&d, 200, res);
 }
 
+/* POST requests/NUMBER/rating.{json,xml}: the applicant's (applicant.h). */
+static void on_request_post(void *arg, const struct httpd_req *r, struct httpd_res *res) {
+    struct open311 *o = arg;
+    char stem[256];
+    int fmt = path_format(r->path, stem, sizeof stem);
+    const char *number = stem + strlen("/open311/v2/requests/");
+    size_t nl = fmt >= 0 ? strlen(number) : 0;
+    if (nl > 7 && nl - 7 <= NUMBER_BYTES_MAX && strcmp(number + nl - 7, "/rating") == 0) {
+        char num[NUMBER_BYTES_MAX + 1];
+        snprintf(num, sizeof num, "%.*s", (int)(nl - 7), number);
+        applicant_rate(o->applicant, r, num, fmt == FMT_XML, res);
+        return;
+    }
+    errors_doc(fmt == FMT_XML, 404, "not found: POST requests/NUMBER/rating.json", res);
+}
+
 /* The filters of GET requests. */
 struct list_query {
     const char *ids; /* comma-separated numbers, or NULL */
@@ -1313,6 +1329,7 @@ int open311_start(struct open311 **out, struct node *n, const char *addr, struct
     }
     routes[nr++] = (struct httpd_route){"GET", "/open311/v2/services/*", on_service_def, o};
     routes[nr++] = (struct httpd_route){"GET", "/open311/v2/requests/*", on_request, o};
+    routes[nr++] = (struct httpd_route){"POST", "/open311/v2/requests/*", on_request_post, o};
     struct httpd_limits lim = {.connections_max = n->connections_max,
                                .idle_ms = n->idle_ms,
                                .body_bytes_max = OPEN311_BODY_BYTES_MAX,

@@ -32,6 +32,8 @@ void agg_fields_of(const Appeal__AppealRow *r, struct agg_fields *f) {
     f->open = lifecycle_open(r->status);
     f->answered = r->first_answered_day != 0;
     f->in_term = f->answered && r->first_answer_in_term;
+    f->rated = r->rating != APPEAL__RATING__RATING_UNSPECIFIED;
+    f->satisfied = r->rating == APPEAL__RATING__RATING_SATISFIED;
     if (f->answered) {
         int32_t d = r->first_answered_day - r->registered_day;
         f->days_to_answer = d < 0 ? 0 : (d > AGG_DAYS_MAX ? AGG_DAYS_MAX : (uint32_t)d);
@@ -137,7 +139,7 @@ struct delta {
     uint8_t key[AGG_KEY_BYTES_MAX + 4];
     uint8_t len;
     bool is_due;
-    int64_t count, answered, in_term;
+    int64_t count, answered, in_term, rated, satisfied;
     uint32_t n_days;
     uint32_t day[DELTA_DAYS];
     int64_t day_delta[DELTA_DAYS];
@@ -236,12 +238,16 @@ static int agg_write(struct store *s, MDB_txn *t, const struct delta *d) {
     }
     if ((d->count < 0 && c->count < (uint64_t)-d->count) ||
         (d->answered < 0 && c->answered < (uint64_t)-d->answered) ||
-        (d->in_term < 0 && c->in_term < (uint64_t)-d->in_term)) {
+        (d->in_term < 0 && c->in_term < (uint64_t)-d->in_term) ||
+        (d->rated < 0 && c->rated < (uint64_t)-d->rated) ||
+        (d->satisfied < 0 && c->satisfied < (uint64_t)-d->satisfied)) {
         return APL_ECORRUPT;
     }
     c->count = (uint64_t)((int64_t)c->count + d->count);
     c->answered = (uint64_t)((int64_t)c->answered + d->answered);
     c->in_term = (uint64_t)((int64_t)c->in_term + d->in_term);
+    c->rated = (uint64_t)((int64_t)c->rated + d->rated);
+    c->satisfied = (uint64_t)((int64_t)c->satisfied + d->satisfied);
     uint32_t *days = arena_new(&a, 2 * (AGG_DAYS_MAX + 2) * sizeof *days);
     if (days == NULL || (rc = merge_days(c, d, days, 2 * (AGG_DAYS_MAX + 2))) != 0) {
         return days == NULL ? APL_ENOMEM : rc;
@@ -263,7 +269,7 @@ static void delta_init(struct delta *d, const uint8_t *key, size_t len, bool is_
     memcpy(d->key, key, len);
     d->len = (uint8_t)len;
     d->is_due = is_due;
-    d->count = d->answered = d->in_term = 0;
+    d->count = d->answered = d->in_term = d->rated = d->satisfied = 0;
     d->n_days = 0;
 }
 
@@ -286,6 +292,10 @@ static bool delta_add(struct delta *d, const struct agg_fields *f, int sign) {
         d->day_delta[k] += sign;
         d->answered += sign;
         d->in_term += f->in_term ? sign : 0;
+    }
+    if (!d->is_due) {
+        d->rated += f->rated ? sign : 0;
+        d->satisfied += f->satisfied ? sign : 0;
     }
     d->count += sign;
     return true;
@@ -370,7 +380,8 @@ int agg_batch_flush(struct agg_batch *b, struct store *s, MDB_txn *t) {
     int rc = 0;
     for (uint32_t i = 0; i < b->used; i++) {
         struct delta *d = &b->slots[b->used_at[i]];
-        if (t != NULL && rc == 0 && (d->count != 0 || d->answered != 0 || d->n_days != 0)) {
+        if (t != NULL && rc == 0 && (d->count != 0 || d->answered != 0 || d->n_days != 0 ||
+                                      d->rated != 0 || d->satisfied != 0)) {
             rc = write_delta(s, t, d);
         }
         ASSERT(b->used_at[i] < BATCH_SLOTS && b->tag[b->used_at[i]] != 0);

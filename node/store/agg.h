@@ -5,7 +5,8 @@
  * changes an appeal:
  *
  *   agg  grain (1) | period (4, BE) | region (8) | owner (8) | type (1) |
- *        status (1) | category  ->  AggCell {count, answered, in_term, days}
+ *        status (1) | category  ->  AggCell {count, answered, in_term, days,
+ *        rated, satisfied}
  *        Each appeal is counted in three cells, by its registration period
  *        at three grains: 'A' (all time, period 0), 'M' (month, year*12 +
  *        month - 1) and 'D' (day). A query over any registration period
@@ -59,6 +60,7 @@ struct agg_fields {
     uint8_t type, status;
     int32_t registered_day, deadline_day;
     bool open, answered, in_term;
+    bool rated, satisfied; /* the applicant rated the answer; satisfied with it */
     uint32_t days_to_answer;
 };
 

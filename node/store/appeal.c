@@ -833,6 +833,124 @@ int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_
     return rc;
 }
 
+/* AppealFiled.access_hash of `number` (len 0: none); APL_ENOTFOUND. */
+static int filed_access_hash(struct appeal_ctx *c, const char *number,
+                             uint8_t hash[ACCESS_HASH_BYTES], size_t *len) {
+    *len = 0;
+    MDB_cursor *cur;
+    int rc = store_rc(mdb_cursor_open(c->t, c->s->dbi[DB_EVENTS], &cur));
+    if (rc != 0) {
+        return rc;
+    }
+    MDB_val k = {strlen(number), (void *)number}, v, env;
+    rc = store_rc(mdb_cursor_get(cur, &k, &v, MDB_SET_KEY)); /* the first: the filing */
+    mdb_cursor_close(cur);
+    if (rc == 0 && v.mv_size != 16) {
+        rc = APL_ECORRUPT;
+    }
+    if (rc == 0) {
+        rc = chain_get(c->s, c->t, be32_get((const uint8_t *)v.mv_data + 4),
+                       be64_get((const uint8_t *)v.mv_data + 8), &env);
+    }
+    struct arena a;
+    if (rc != 0 || arena_init(&a, RECORD_ARENA_BYTES) != 0) {
+        return rc != 0 ? rc : APL_ENOMEM;
+    }
+    struct record r;
+    if (rec_decode(env.mv_data, env.mv_size, &a, &r, NULL) != 0 ||
+        r.body->event_case != APPEAL__BODY__EVENT_FILED) {
+        rc = APL_ECORRUPT;
+    } else if (r.body->filed->access_hash.len == ACCESS_HASH_BYTES) {
+        memcpy(hash, r.body->filed->access_hash.data, ACCESS_HASH_BYTES);
+        *len = ACCESS_HASH_BYTES;
+    }
+    arena_fini(&a);
+    return rc;
+}
+
+/* The checks of appeal_rate that need the row and the code. */
+static int rate_check(struct appeal_ctx *c, const struct appeal_rating *q,
+                      const Appeal__AppealRow *row, struct errbuf *e) {
+    uint8_t hash[ACCESS_HASH_BYTES];
+    size_t hl = 0;
+    int rc = filed_access_hash(c, row->number, hash, &hl);
+    if (rc != 0) {
+        return rc;
+    }
+    if (hl == 0 || !access_code_check(q->code, hash, hl)) {
+        return err_set(e, APL_EAUTH, "wrong number or access code");
+    }
+    if (row->status == APPEAL__STATUS__STATUS_FORWARDED ||
+        strcmp(row->owner, c->self->juris) != 0) {
+        return err_set(e, APL_ENOTOWNER, "%s handles this appeal now: rate it on its node",
+                       row->status == APPEAL__STATUS__STATUS_FORWARDED ? row->forwarded_to
+                                                                       : row->owner);
+    }
+    if (q->rating != APPEAL__RATING__RATING_SATISFIED &&
+        q->rating != APPEAL__RATING__RATING_NOT_SATISFIED) {
+        return err_set(e, APL_EINVAL, "rating is satisfied or not_satisfied");
+    }
+    if (!lifecycle_allowed(APPEAL__BODY__EVENT_RATED, row->status)) {
+        return err_set(e, APL_ETRANSITION, "%s is %s: only an answer can be rated", row->number,
+                       status_name(row->status));
+    }
+    if (row->rating != 0) {
+        return err_set(e, APL_EEXIST, "%s is already rated: one rating per appeal", row->number);
+    }
+    return text_field(q->comment, RATING_COMMENT_BYTES_MAX, false, true, "the comment", e);
+}
+
+int appeal_rate(struct appeal_ctx *c, const struct appeal_rating *q, struct appeal_result *out,
+                struct errbuf *e) {
+    if (check_signing(c, e) != 0) {
+        return e->code;
+    }
+    if (!number_valid(q->number)) {
+        return err_set(e, APL_EAUTH, "wrong number or access code");
+    }
+    _Alignas(16) uint8_t rowbuf[16384];
+    struct arena a;
+    arena_on(&a, rowbuf, sizeof rowbuf);
+    Appeal__AppealRow *row;
+    int rc = state_appeal(c->s, c->t, q->number, &a, &row);
+    if (rc == APL_ENOTFOUND) {
+        return err_set(e, APL_EAUTH, "wrong number or access code");
+    }
+    if (rc != 0 || (rc = rate_check(c, q, row, e)) != 0) {
+        return rc;
+    }
+    Appeal__Rated x = APPEAL__RATED__INIT;
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    if (q->comment[0] != '\0') {
+        rc = seal_data(c->keys, row->number, (const uint8_t *)q->comment, strlen(q->comment),
+                       &sealed, &sealed_len);
+        if (rc != 0) {
+            return rc;
+        }
+        x.sealed_comment.data = sealed;
+        x.sealed_comment.len = sealed_len;
+        x.data_key_id.data = (uint8_t *)c->keys->data_key_id;
+        x.data_key_id.len = DATA_KEY_ID_BYTES;
+    }
+    x.number = row->number;
+    x.version = row->version + 1;
+    x.rating = q->rating;
+    x.rated_day = today(c);
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_RATED;
+    b.rated = &x;
+    memset(out, 0, sizeof *out);
+    snprintf(out->number, sizeof out->number, "%s", row->number);
+    out->type = row->type;
+    out->status = row->status;
+    out->deadline_day = row->deadline_day;
+    out->registered_ms = row->registered_ms;
+    rc = commit_record(c, &b, out);
+    free(sealed);
+    return rc;
+}
+
 int appeal_genesis(struct appeal_ctx *c, const char *juris, struct errbuf *e) {
     if (c->self->head_seq != 0) {
         return err_set(e, APL_EEXIST, "the log already has a genesis record");

@@ -59,6 +59,27 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *req, struct app
 int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *req, struct appeal_result *out,
                struct errbuf *e);
 
+/* The applicant's rating of the answer (docs/open311.md "Rating the
+ * answer"), asked with the number and the access code. */
+enum {
+    RATING_COMMENT_BYTES_MAX = 2000, /* the applicant's optional comment, UTF-8 */
+};
+struct appeal_rating {
+    const char *number;
+    const char *code;    /* the access code as the applicant typed it */
+    int rating;          /* Appeal__Rating: satisfied or not satisfied */
+    const char *comment; /* "" for none; sealed under the data key like the answer */
+};
+
+/* Checks, in the write transaction, in this order: the number and the
+ * code (APL_EAUTH "wrong number or access code" for an unknown number and
+ * a wrong code alike), that this node handles the appeal (APL_ENOTOWNER),
+ * the rating (APL_EINVAL), that it is answered or closed (APL_ETRANSITION),
+ * that it is not rated yet (APL_EEXIST: one rating per appeal); then signs
+ * a Rated record. Nothing is written on any refusal. */
+int appeal_rate(struct appeal_ctx *c, const struct appeal_rating *q, struct appeal_result *out,
+                struct errbuf *e);
+
 /* The node's genesis record (seq 1). */
 int appeal_genesis(struct appeal_ctx *c, const char *juris, struct errbuf *e);
 /* Grants an official's key a role (KeyGranted), or revokes a key

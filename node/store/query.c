@@ -103,7 +103,7 @@ int query_check(const Appeal__QueryRequest *q, struct errbuf *e) {
 struct qgroup {
     char key[GROUP_KEY_BYTES];
     bool used;
-    uint64_t count, open, notdue, answered, in_term;
+    uint64_t count, open, notdue, answered, in_term, rated, satisfied;
     uint32_t *days; /* [AGG_DAYS_MAX + 1], allocated on first answer */
 };
 
@@ -316,11 +316,11 @@ static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
     return false;
 }
 
-/* An AggCell as the node writes it (fields 1-3 as varints, days packed,
+/* An AggCell as the node writes it (fields 1-3, 5, 6 as varints, days packed,
  * each at most once), read without unpacking: a query reads thousands of
  * cells. False for anything else, which then goes through pb_unpack. */
 struct cell_view {
-    uint64_t count, answered, in_term;
+    uint64_t count, answered, in_term, rated, satisfied;
     const uint8_t *days, *days_end;
 };
 
@@ -330,7 +330,7 @@ static bool cell_view(const MDB_val *v, struct cell_view *cv) {
     unsigned seen = 0;
     while (p < end) {
         uint64_t tag, x;
-        if (!varint(&p, end, &tag) || tag > 34 || (seen & (1u << (tag >> 3))) != 0 ||
+        if (!varint(&p, end, &tag) || tag > 48 || (seen & (1u << (tag >> 3))) != 0 ||
             !varint(&p, end, &x)) {
             return false;
         }
@@ -344,6 +344,12 @@ static bool cell_view(const MDB_val *v, struct cell_view *cv) {
             break;
         case 24:
             cv->in_term = x;
+            break;
+        case 40:
+            cv->rated = x;
+            break;
+        case 48:
+            cv->satisfied = x;
             break;
         case 34:
             if (x > (uint64_t)(end - p)) {
@@ -406,6 +412,8 @@ static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct a
         }
         g->answered += cv.answered;
         g->in_term += cv.in_term;
+        g->rated += cv.rated;
+        g->satisfied += cv.satisfied;
         if (cv.days == cv.days_end) {
             return 0;
         }
@@ -428,6 +436,8 @@ static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct a
     }
     g->answered += cell->answered;
     g->in_term += cell->in_term;
+    g->rated += cell->rated;
+    g->satisfied += cell->satisfied;
     if (cell->n_days >= 2 && g->days == NULL &&
         (g->days = calloc(AGG_DAYS_MAX + 1, sizeof *g->days)) == NULL) {
         return APL_ENOMEM;
@@ -585,6 +595,8 @@ static Appeal__QueryGroup *emit(const struct qctx *c, const struct qgroup *g, st
     out->overdue = overdue;
     out->answered = g->answered;
     out->answered_in_term = g->in_term;
+    out->rated = g->rated;
+    out->satisfied = g->satisfied;
     if (c->f != NULL && c->f->overdue) {
         overdue_part = 1; /* only the overdue appeals count */
     }
@@ -594,7 +606,7 @@ static Appeal__QueryGroup *emit(const struct qctx *c, const struct qgroup *g, st
         out->open = yes ? overdue : g->open - overdue;
         out->overdue = yes ? overdue : 0;
         if (yes) {
-            out->answered = out->answered_in_term = 0;
+            out->answered = out->answered_in_term = out->rated = out->satisfied = 0;
             return out;
         }
     }
@@ -768,6 +780,8 @@ int query_merge(Appeal__QueryResult *into, const Appeal__QueryResult *from, uint
         m->overdue += g->overdue;
         m->answered += g->answered;
         m->answered_in_term += g->answered_in_term;
+        m->rated += g->rated;
+        m->satisfied += g->satisfied;
         if (all[k]->n_days > 0) { /* days is NULL when there are none */
             memcpy(days, all[k]->days, all[k]->n_days * sizeof *days);
         }

@@ -384,6 +384,9 @@ static int change_row(Appeal__AppealRow *row, const Appeal__Body *b, Appeal__Log
     case APPEAL__BODY__EVENT_WITHDRAWN:
         row->status = APPEAL__STATUS__STATUS_WITHDRAWN;
         break;
+    case APPEAL__BODY__EVENT_RATED:
+        row->rating = b->rated->rating; /* the status stays */
+        break;
     default:
         return APL_EINVAL;
     }
@@ -402,6 +405,10 @@ static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *
     }
     if (!lifecycle_allowed(b->event_case, row->status)) {
         ignored(st, o, seq, row->number, "transition not allowed");
+        return 0;
+    }
+    if (b->event_case == APPEAL__BODY__EVENT_RATED && row->rating != 0) {
+        ignored(st, o, seq, row->number, "already rated: the first rating counts");
         return 0;
     }
     struct row_keys old;

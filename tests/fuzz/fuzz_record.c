@@ -81,7 +81,7 @@ static void check_peeked(const struct rec_peek *pk, const uint8_t *bytes, size_t
     const uint8_t *body_end = pk->body + pk->body_len;
     FUZZ_ASSERT(pk->origin >= pk->body && KEY_PK_BYTES <= body_end - pk->origin);
     FUZZ_ASSERT(pk->prev >= pk->body && HASH_BYTES <= body_end - pk->prev);
-    FUZZ_ASSERT(pk->seq != 0 && pk->event >= 10 && pk->event <= 24);
+    FUZZ_ASSERT(pk->seq != 0 && pk->event >= 10 && pk->event <= 25);
 }
 
 /* rec_peek and rec_decode read the same fields of the same bytes. */

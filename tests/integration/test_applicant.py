@@ -6,6 +6,7 @@ written by any of it."""
 
 import http.client
 import json
+import os
 import shutil
 import unittest
 import urllib.parse
@@ -30,8 +31,8 @@ def get(port, path, source="127.0.0.1", headers=None):
         return r.status, body
 
 
-def post(port, path, form):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def post(port, path, form, source="127.0.0.1"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
     try:
         c.request("POST", path, urllib.parse.urlencode(form),
                   {"Content-Type": "application/x-www-form-urlencoded"})
@@ -190,6 +191,58 @@ class Applicant(unittest.TestCase):
         self.assertEqual(self.mine(mine["number"], mine["access_code"])[0], 429)
         self.assertEqual(self.mine(mine["number"], mine["access_code"], src="127.2.0.1")[0],
                          200)
+
+    def rate(self, number, code, rating="satisfied", node="KZ-75", **extra):
+        return post(self.ports[node], f"/open311/v2/requests/{number}/rating.json",
+                    {"code": code, "rating": rating, **extra}, self.src)
+
+    def rated_statements(self, node="KZ-75"):
+        groups = self.fed.members[node].ctl("stats", "--by", "type")["groups"]
+        g = [g for g in groups if g["type"] == "statement"][0]
+        return g["rated"], g["share_satisfied"]
+
+    def test_rating_with_the_code_once_and_only_of_an_answer(self):
+        r, other = self.file_cli(), self.file_cli()
+        number, code = r["number"], r["access_code"]
+        head = self.k75.ctl("info")["head_seq"]
+        before = self.rated_statements()
+        wait_for(lambda: self.kz.ctl("show", other["number"]) is not None, timeout=30,
+                 what="the filings replicated to KZ")
+        before_kz = self.rated_statements("KZ")
+        refusals = [
+            (self.rate(number, code), 409, f"{number} is registered: only an answer can be rated"),
+            (self.rate(number, "d" * 24), 403, "wrong number or access code"),
+            (self.rate(other["number"], code), 403, "wrong number or access code"),
+            (self.rate(number, code, rating="meh"), 400, "rating is satisfied or not_satisfied"),
+        ]
+        for (st, doc), want_st, want in refusals:
+            self.assertEqual((st, doc[0]["description"]), (want_st, want))
+        self.assertEqual(self.k75.ctl("info")["head_seq"], head, "nothing written")
+        self.k75.ctl("answer", number, "--outcome", "satisfied", "--text", "Done")
+        head = self.k75.ctl("info")["head_seq"]
+        st, doc = self.rate(number, code, comment="Quick and clear, thank you")
+        self.assertEqual(st, 200, doc)
+        self.assertEqual((doc[0]["rating"], doc[0]["seq"]), ("satisfied", head + 1))
+        # A replay, or a second opinion, is refused: one rating per appeal.
+        for rating in ("satisfied", "not_satisfied"):
+            st, doc = self.rate(number, code, rating=rating)
+            self.assertEqual((st, doc[0]["description"]),
+                             (409, f"{number} is already rated: one rating per appeal"))
+        self.assertEqual(self.k75.ctl("info")["head_seq"], head + 1)
+        # The comment is sealed: not in the log in clear.
+        with open(os.path.join(self.k75.dir, "db", "data.mdb"), "rb") as f:
+            self.assertNotIn(b"Quick and clear", f.read())
+        st, view = self.mine(number, code)
+        self.assertEqual(view[0]["rating"], "satisfied")
+        self.assertEqual(view[0]["history"][-1]["kind"], "rated")
+        self.assertEqual(self.rated_statements(), (before[0] + 1, 1.0))
+        # Every node counts it; on a replica the code is right but the node
+        # is not the one to write.
+        wait_for(lambda: self.rated_statements("KZ")[0] == before_kz[0] + 1, timeout=30,
+                 what="the rating replicated to KZ")
+        st, doc = self.rate(number, code, node="KZ")
+        self.assertEqual((st, doc[0]["description"]),
+                         (421, "KZ-75 handles this appeal now: rate it on its node"))
 
 
 if __name__ == "__main__":

@@ -248,6 +248,8 @@
         n('answered', r.answered),
         n('answered-in-term', r.answered_in_term, r.answered ? `${int(r.answered_in_term)} (${pct(r.share_answered_in_term)})` : '—'),
         n('median-days', r.median_days_to_answer, r.median_days_to_answer === null ? '—' : String(r.median_days_to_answer)),
+        n('rated', r.rated),
+        { id: id('satisfied-share'), t: r.rated ? pct(r.share_satisfied) : '—', v: r.share_satisfied, num: true },
       ];
     });
   }
