@@ -39,6 +39,10 @@ struct alert {
     int64_t since_ms;
 };
 
+/* Threads: `active`, `n_active` and `stopping` under mu (the monitor
+ * writes them, /metrics and /api/status copy them with alerts_snapshot);
+ * refused_seen and refusal_bits are the monitor thread's; th and n are
+ * set by alerts_start and read-only after. */
 struct alerts {
     pthread_mutex_t mu;
     struct alert active[ALERTS_MAX];
@@ -56,7 +60,7 @@ struct alerts {
 
 int alerts_start(struct alerts *a, struct node *n, const struct alert_thresholds *th);
 void alerts_stop(struct alerts *a);
-/* Runs one evaluation now (tests and the first scrape use it too). */
+/* Runs one evaluation: the monitor thread, every ALERT_EVAL_MS. */
 void alerts_eval(struct alerts *a);
 /* Copies the active alerts; returns how many. */
 uint32_t alerts_snapshot(struct alerts *a, struct alert *out, uint32_t max);

@@ -1,5 +1,6 @@
 /*
- * http.h: the node's HTTP side (nng's HTTP server), for operators and the
+ * http.h: the node's HTTP side (`--http`, on httpd.h: one thread of its
+ * own, whose handlers are quick reads), for operators and the
  * national office's browsers:
  *
  *   GET /metrics      Prometheus text exposition format (prom.h)

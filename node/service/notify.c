@@ -51,7 +51,7 @@ struct notify {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool settled; /* under mu: the settling write is done */
-    int settle_rc;
+    int settle_rc; /* under mu, with `settled` */
     struct job *jobs; /* NOTIFY_BATCH_MAX */
     CURL *curl;       /* the thread's handle, kept for its connection cache */
     size_t n_jobs;

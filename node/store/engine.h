@@ -10,7 +10,10 @@
  *     id_short, keys, clock, own_reserve_bytes; `store` is shared through
  *     LMDB's own transactions.
  *   - writer thread only: state, self, self_saved, ingest_txn_bytes (inside
- *     the writer's batches: its run functions and hooks).
+ *     the writer's batches: its run functions and hooks). Except self.idx,
+ *     this node's origin index: fixed once node_open has loaded it, and
+ *     read by the API and Open311 threads for grant lookups (the rollback
+ *     hook's copy of `self` rewrites it with the same value).
  *   - any thread, atomics: durable_head (written by the writer's completion
  *     thread), self_frozen (the writer publishes `self.frozen` after each
  *     commit), reserve_reached (written by ingest's submitter), metrics

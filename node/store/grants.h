@@ -37,7 +37,7 @@ int grant_revoked_seq(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t a
  * strings are bounded by what record validation accepts (node/domain/record.c:
  * label <= LABEL_BYTES_MAX, reason <= REASON_BYTES_MAX, a jurisdiction of
  * at most 6 bytes); GRANT_ROW_SLACK_BYTES covers the struct and the
- * arena's alignment (checked in auth.c). */
+ * arena's alignment (checked in grants.c). */
 enum {
     GRANT_ROW_SLACK_BYTES = 512,
     GRANT_ROW_ARENA_BYTES =
