@@ -763,8 +763,13 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
                                .recovered_run = run_recovered,
                                .recovered = recovered,
                                .recovered_arg = n};
-        rc = repl_start(&n->repl, &n->eng, n->cluster, &ro, e);
-        struct survey_opts so = {.repl = n->repl,
+        struct repl *repl = NULL;
+        rc = repl_start(&repl, &n->eng, n->cluster, &ro, e);
+        n->repl = repl;
+        /* A batch made durable before n->repl was set told no one: tell
+         * replication the durable head again (it only ever moves up). */
+        repl_durable(repl, atomic_load(&n->eng.durable_head));
+        struct survey_opts so = {.repl = repl,
                                  .tls = n->tls,
                                  .peer_skew_ms = n->peer_skew_ms,
                                  .utc_offset_min = n->rules.utc_offset_min};
