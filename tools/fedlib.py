@@ -24,6 +24,21 @@ def die_with_parent():
     import ctypes
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
+# The exit status of a process that ThreadSanitizer stopped at a report
+# (TSAN_OPTIONS exitcode=66 halt_on_error=1 in the TSan build:
+# tests/CMakeLists.txt). A stop then returns it; a kill of a process
+# already gone with it raises, so that no report passes unseen.
+SANITIZER_EXIT = 66
+
+
+def check_sanitizer_exit(name, p):
+    """Raises AssertionError when process p exited by itself with
+    SANITIZER_EXIT (a status a kill gives is a signal's)."""
+    if p.poll() == SANITIZER_EXIT:
+        raise AssertionError(f"{name} exited {SANITIZER_EXIT}: a sanitizer report "
+                             "(the TSan build keeps them in build/tsan/tsan-reports)")
+
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REGIONS = os.path.join(HERE, "data", "kz-regions.tsv")
@@ -297,9 +312,12 @@ class Member:
         if self.proc is None:
             return
         p, self.proc = self.proc, None
+        gone = p.poll()
         p.kill()
         p.wait()
         p.stderr.close()
+        if gone == SANITIZER_EXIT:
+            check_sanitizer_exit(self.juris, p)
 
     @property
     def admin_key(self):
@@ -396,12 +414,21 @@ class Federation:
         return {code: m.stop() for code, m in self.members.items()}
 
     def kill_all(self):
+        """Kills every process; then raises if one of them had exited at a
+        sanitizer report (after all are killed: none is left behind)."""
+        gone = [f"pid {p.pid}" for p in self.procs if p.poll() == SANITIZER_EXIT]
         for m in self.members.values():
-            m.kill()
+            try:
+                m.kill()
+            except AssertionError:
+                pass  # counted above: every process it started is in procs
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        if gone:
+            raise AssertionError(f"exited {SANITIZER_EXIT} (a sanitizer report; the TSan "
+                                 f"build keeps them in build/tsan/tsan-reports): {gone}")
 
     def heads(self, code):
         """{jurisdiction: seq held} on one member."""

@@ -500,7 +500,8 @@ static int cmd_run(const struct args *a) {
         return fail("run", &e, rc);
     }
     char seq[24];
-    snprintf(seq, sizeof seq, "%llu", (unsigned long long)n.eng.self.head_seq);
+    /* self is the writer's now: the durable head is for any thread. */
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)atomic_load(&n.eng.durable_head));
     olog(OLOG_INFO, "started", "data", a->data, "head_seq", seq, NULL);
     int sig = 0;
     sigwait(&set, &sig);

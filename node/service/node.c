@@ -767,11 +767,16 @@ static int start_cluster(struct node *n, bool recovering, struct errbuf *e) {
                            .recovered_run = run_recovered,
                            .recovered = recovered,
                            .recovered_arg = n};
-    int rc = repl_start(&n->repl, &n->eng, n->cluster, &ro, e);
+    struct repl *repl = NULL; /* n->repl is _Atomic: the writer's hooks read it */
+    int rc = repl_start(&repl, &n->eng, n->cluster, &ro, e);
+    n->repl = repl;
     if (rc != 0) {
         return rc;
     }
-    struct survey_opts so = {.repl = n->repl,
+    /* A batch made durable before n->repl was set told no one: tell
+     * replication the durable head again (it only ever moves up). */
+    repl_durable(repl, atomic_load(&n->eng.durable_head));
+    struct survey_opts so = {.repl = repl,
                              .tls = n->tls,
                              .peer_skew_ms = n->peer_skew_ms,
                              .utc_offset_min = n->rules.utc_offset_min};

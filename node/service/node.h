@@ -71,8 +71,10 @@ struct node_opts {
 
 /* Threads and fields: `eng` says its own (engine.h). The rest is set by
  * node_open and node_serve before the threads start and read-only after,
- * but for last_record_ms and ticks (writer thread only) and the modules'
- * own state behind their pointers (each says its threads). */
+ * but for repl (atomic: node_serve sets it after the writer and its
+ * completion thread started, whose hooks read it), last_record_ms and
+ * ticks (writer thread only) and the modules' own state behind their
+ * pointers (each says its threads). */
 struct node {
     struct engine eng; /* store, state, writer, keys, self, durable head */
     char dir[4096];
@@ -81,7 +83,7 @@ struct node {
     struct ruleset rules;
     struct api *api;
     struct cluster *cluster; /* NULL when standalone */
-    struct repl *repl;
+    struct repl *_Atomic repl; /* NULL until replication started, and standalone */
     struct survey *survey;
     int recover_quorum;
     uint64_t origin_burst;

@@ -136,13 +136,18 @@ class Node:
         return rc
 
     def kill(self):
+        """SIGKILL; raises if the node had already exited at a sanitizer
+        report (fedlib.SANITIZER_EXIT)."""
         if self.proc is None:
             return
-        self.proc.kill()
-        self.proc.wait()
-        self.proc.stderr.close()
-        _live.remove(self.proc)
+        p, gone = self.proc, self.proc.poll()
+        p.kill()
+        p.wait()
+        p.stderr.close()
+        _live.remove(p)
         self.proc = None
+        if gone == fedlib.SANITIZER_EXIT:
+            fedlib.check_sanitizer_exit(self.juris, p)
 
     def cleanup(self):
         self.kill()
