@@ -330,7 +330,7 @@ static int read_request(struct api_work *w, MDB_txn *t, Appeal__Response *resp, 
         return replica_query(n, t, w->req->query, qa, &resp->query, e);
     case APPEAL__REQUEST__OP_GRANTS:
         resp->result_case = APPEAL__RESPONSE__RESULT_GRANTS;
-        return grant_list(&n->eng.store, t, n->eng.self.idx,
+        return grant_list(&n->eng.store, t, n->eng.self_idx,
                           w->req->grants->mine ? w->who.pk : NULL, &w->arena, &resp->grants);
     case APPEAL__REQUEST__OP_OVERDUE:
         resp->result_case = APPEAL__RESPONSE__RESULT_OVERDUE;
@@ -408,7 +408,7 @@ static int authorize(struct api_work *w, const Appeal__ClientRequest *cr, struct
     if (rc != 0) {
         return err_set(e, rc, "cannot read the grants");
     }
-    rc = auth_request(&w->api->auth, &n->eng.store, t, n->eng.self.idx, cr, w->req, clock_system_ms(),
+    rc = auth_request(&w->api->auth, &n->eng.store, t, n->eng.self_idx, cr, w->req, clock_system_ms(),
                       &w->who, e);
     store_rd_end(&n->eng.store, t);
     return rc != 0 ? rc : auth_allow(&w->who, w->req, e);

@@ -904,6 +904,9 @@ static void answers_take(struct httpd *h) {
 
 static void *serve(void *arg) {
     struct httpd *h = arg;
+    char name[16]; /* the kernel keeps 15 bytes of a thread's name */
+    snprintf(name, sizeof name, "httpd:%.9s", h->lim.listener != NULL ? h->lim.listener : "http");
+    pthread_setname_np(pthread_self(), name);
     for (;;) {
         loop_once(h);
         if ((h->pfd[0].revents & POLLIN) != 0) {

@@ -536,6 +536,7 @@ static int load_self(struct node *n, struct errbuf *e) {
     if (rc != 0) {
         return err_set(e, rc, "cannot load this node's own log: %s", apl_strerror(rc));
     }
+    n->eng.self_idx = n->eng.self.idx;
     n->last_record_ms = n->eng.self.head_time_ms;
     if (n->eng.self.head_seq > 0 && memcmp(n->eng.self.signing_key, n->eng.keys.signer_pk, KEY_PK_BYTES) != 0 &&
         (rc = finish_rotation(n, e)) != 0) {

@@ -612,6 +612,7 @@ static void nap(struct notify *nt, int64_t ms) {
 
 static void *notify_main(void *arg) {
     struct notify *nt = arg;
+    pthread_setname_np(pthread_self(), "notify");
     while (!atomic_load(&nt->stopping)) {
         int rc = scan(nt, node_now_ms(nt->n));
         if (rc != 0 || nt->n_jobs == 0) {

@@ -965,7 +965,7 @@ static int channel_check(struct open311 *o, const char *api_key, struct principa
     struct arena ga;
     arena_on(&ga, buf, sizeof buf);
     Appeal__GrantRow *g;
-    int rc = grant_get(&o->n->eng.store, t, o->n->eng.self.idx, p->pk, &ga, &g);
+    int rc = grant_get(&o->n->eng.store, t, o->n->eng.self_idx, p->pk, &ga, &g);
     if (rc == 0 && (g->revoked_seq != 0 || (g->roles & ROLE_CHANNEL) == 0)) {
         rc = APL_EAUTH;
     }

@@ -51,6 +51,10 @@ struct engine {
     struct state state;             /* writer thread only */
     struct origin_state self;       /* writer thread only */
     struct origin_state self_saved; /* writer thread only */
+    /* self.idx, for the other threads (the API's and Open311's grant
+     * reads): set when the node opens, read-only after; the writer's
+     * rollback copies all of `self` back, so they must not read it there. */
+    uint32_t self_idx;
     struct writer writer;
     /* This node's own log is on disk up to here: what peers may be served
      * (a record served before it is durable could be lost in a power cut
