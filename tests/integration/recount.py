@@ -129,7 +129,8 @@ def aggregate(appeals, by, today, keep=lambda a: True):
         days = g.pop("days")
         g["median_days_to_answer"] = statistics.median(days) if days else None
         # as the node prints it (6 significant digits)
-        g["share_satisfied"] = float(f"{g.pop('satisfied') / g['rated']:.6g}") if g["rated"] else 0
+        sat = g.pop("satisfied")
+        g["share_satisfied"] = float(f"{sat / g['rated']:.6g}") if g["rated"] else 0
         out[k] = g
     return out
 

@@ -43,6 +43,7 @@ def converged(fed):
 
 
 class Queries(unittest.TestCase):
+    maxDiff = None
     @classmethod
     def setUpClass(cls):
         fed = cls.fed = federation(CODES)
