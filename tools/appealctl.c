@@ -322,6 +322,15 @@ static void print_notification_text(const Appeal__OutboxRow *r) {
            r->channel, outbox_state_name(r->state), r->attempts, r->last_error);
 }
 
+static void print_view_notifications(const Appeal__AppealView *v) {
+    if (v->n_notifications) {
+        printf(_("  notifications\n"));
+        for (size_t i = 0; i < v->n_notifications; i++) {
+            print_notification_text(v->notifications[i]);
+        }
+    }
+}
+
 static void print_view_json(struct json *j, const Appeal__AppealView *v) {
     json_obj(j, NULL);
     json_row(j, v->row);
@@ -433,12 +442,7 @@ static void print_view_text(const Appeal__AppealView *v) {
         printf(_("    %s  %-6s #%-6llu by %s  %s\n"), t, h->jurisdiction, (unsigned long long)h->seq,
                by, h->detail);
     }
-    if (v->n_notifications) {
-        printf(_("  notifications\n"));
-        for (size_t i = 0; i < v->n_notifications; i++) {
-            print_notification_text(v->notifications[i]);
-        }
-    }
+    print_view_notifications(v);
 }
 
 static void print_receipt(bool as_json, const char *verb, const Appeal__Receipt *r) {
