@@ -71,6 +71,7 @@ static const struct opt known[] = {
     {"late-reason", true},
     {"status", true},
     {"overdue", false},
+    {"failed", false},
     {"limit", true},
     {"after", true},
     {"owner", true},
@@ -142,6 +143,7 @@ static const char *const usage = N_(
     "        [--status S,..] [--from DATE] [--to DATE] [--overdue] [--live] [--csv]\n"
     "        FIELDS: region owner type category section status year month day is_overdue\n"
     "  overdue [--region CODE,..] [--limit N]   overdue appeals, no personal data\n"
+    "  notifications [NUMBER] [--failed]  notifications to applicants, delivery state\n"
     "  find NUMBER          where an appeal is now, and its history\n"
     "  export --by FIELDS [--period month|year|day] [--min-group N] [--csv]\n"
     "        anonymised aggregates for publication (groups under N suppressed)\n"
@@ -278,6 +280,57 @@ static void json_row(struct json *j, const Appeal__AppealRow *r) {
     json_str(j, "lang", r->lang);
 }
 
+static const char *outbox_state_name(Appeal__OutboxState st) {
+    switch (st) {
+    case APPEAL__OUTBOX_STATE__OUTBOX_SENT:
+        return "sent";
+    case APPEAL__OUTBOX_STATE__OUTBOX_FAILED:
+        return "failed";
+    default:
+        return "queued";
+    }
+}
+
+/* One notification (an outbox row, address withheld by the node). */
+static void json_notification(struct json *j, const Appeal__OutboxRow *r) {
+    char t[32];
+    json_obj(j, NULL);
+    json_uint(j, "id", r->id);
+    json_str(j, "number", r->number);
+    json_uint(j, "version", r->version);
+    json_str(j, "event", r->event);
+    json_str(j, "channel", r->channel);
+    json_str(j, "idem_key", r->idem_key);
+    json_str(j, "state", outbox_state_name(r->state));
+    json_uint(j, "attempts", r->attempts);
+    fmt_time(r->created_ms, t, sizeof t);
+    json_str(j, "created", t);
+    if (r->done_ms) {
+        fmt_time(r->done_ms, t, sizeof t);
+        json_str(j, "done", t);
+    } else {
+        json_null(j, "done");
+    }
+    json_str(j, "last_error", r->last_error);
+    json_end_obj(j);
+}
+
+static void print_notification_text(const Appeal__OutboxRow *r) {
+    char t[32];
+    fmt_time(r->created_ms, t, sizeof t);
+    printf("    %s  %-20s v%-3u %-9s %-5s %-6s %u %s\n", t, r->number, r->version, r->event,
+           r->channel, outbox_state_name(r->state), r->attempts, r->last_error);
+}
+
+static void print_view_notifications(const Appeal__AppealView *v) {
+    if (v->n_notifications) {
+        printf(_("  notifications\n"));
+        for (size_t i = 0; i < v->n_notifications; i++) {
+            print_notification_text(v->notifications[i]);
+        }
+    }
+}
+
 static void print_view_json(struct json *j, const Appeal__AppealView *v) {
     json_obj(j, NULL);
     json_row(j, v->row);
@@ -313,6 +366,11 @@ static void print_view_json(struct json *j, const Appeal__AppealView *v) {
         json_null(j, "personal");
     }
     json_bool(j, "personal_withheld", v->personal_withheld);
+    json_arr(j, "notifications");
+    for (size_t i = 0; i < v->n_notifications; i++) {
+        json_notification(j, v->notifications[i]);
+    }
+    json_end_arr(j);
     json_end_obj(j);
     json_done(j);
 }
@@ -384,6 +442,7 @@ static void print_view_text(const Appeal__AppealView *v) {
         printf(_("    %s  %-6s #%-6llu by %s  %s\n"), t, h->jurisdiction, (unsigned long long)h->seq,
                by, h->detail);
     }
+    print_view_notifications(v);
 }
 
 static void print_receipt(bool as_json, const char *verb, const Appeal__Receipt *r) {
@@ -1082,6 +1141,47 @@ static int cmd_overdue(struct client *cl, const struct cli *c, bool as_json) {
     return rc;
 }
 
+/* `notifications [NUMBER] [--failed]`: this node's outbox. */
+static int cmd_notifications(struct client *cl, const struct cli *c, bool as_json) {
+    Appeal__NotificationsRequest o = APPEAL__NOTIFICATIONS_REQUEST__INIT;
+    o.number = c->npos >= 2 ? (char *)c->pos[1] : (char *)"";
+    o.failed = flag(c, "failed");
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_NOTIFICATIONS;
+    q.notifications = &o;
+    Appeal__Response *resp;
+    int rc = call(cl, &q, &resp, as_json);
+    if (rc != 0) {
+        return rc;
+    }
+    const Appeal__NotificationList *l = resp->notifications;
+    if (l == NULL) {
+        fprintf(stderr, _("appealctl: the node answered with nothing\n"));
+        return 1;
+    }
+    if (as_json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_obj(&j, NULL);
+        json_arr(&j, "notifications");
+        for (size_t i = 0; i < l->n_rows; i++) {
+            json_notification(&j, l->rows[i]);
+        }
+        json_end_arr(&j);
+        json_bool(&j, "more", l->more);
+        json_end_obj(&j);
+        json_done(&j);
+        return 0;
+    }
+    for (size_t i = 0; i < l->n_rows; i++) {
+        print_notification_text(l->rows[i]);
+    }
+    if (l->more) {
+        printf(_("(more: the listing stops at 1000)\n"));
+    }
+    return 0;
+}
+
 static void print_grants(bool as_json, const Appeal__GrantList *l) {
     if (as_json) {
         struct json j;
@@ -1571,6 +1671,9 @@ static int run(struct client *cl, const struct cli *c, bool as_json) {
     }
     if (strcmp(cmd, "overdue") == 0) {
         return cmd_overdue(cl, c, as_json);
+    }
+    if (strcmp(cmd, "notifications") == 0) {
+        return cmd_notifications(cl, c, as_json);
     }
     Appeal__Request q = APPEAL__REQUEST__INIT;
     struct request_parts p = {.s = APPEAL__SHOW_REQUEST__INIT,

@@ -19,6 +19,7 @@
 #include "node.h"
 #include "prom.h"
 #include "olog.h"
+#include "outbox.h"
 #include "query.h"
 #include "repl.h"
 #include "survey.h"
@@ -147,6 +148,8 @@ static const char *op_name(const Appeal__Request *q) {
         return "grants";
     case APPEAL__REQUEST__OP_HELLO:
         return "hello";
+    case APPEAL__REQUEST__OP_NOTIFICATIONS:
+        return "notifications";
     default:
         return "unknown";
     }
@@ -303,6 +306,30 @@ static int read_metrics(struct node *n, struct arena *a, Appeal__Response *resp,
     return rc;
 }
 
+/* The notifications this node holds of the appeal shown, into `v`. */
+static int show_notifications(struct node *n, MDB_txn *t, const char *number, struct arena *a,
+                              Appeal__AppealView *v) {
+    bool more;
+    return outbox_list(&n->eng.store, t, number, false, a, &v->notifications, &v->n_notifications,
+                       &more);
+}
+
+/* `appealctl notifications`: this node's outbox, or its failed part. */
+static int list_notifications(struct node *n, MDB_txn *t, const Appeal__NotificationsRequest *q,
+                              struct arena *a, Appeal__NotificationList **out) {
+    Appeal__NotificationList *l = arena_new(a, sizeof *l);
+    if (l == NULL) {
+        return APL_ENOMEM;
+    }
+    appeal__notification_list__init(l);
+    *out = l;
+    bool more;
+    int rc = outbox_list(&n->eng.store, t, q->number[0] ? q->number : NULL, q->failed, a, &l->rows,
+                         &l->n_rows, &more);
+    l->more = more;
+    return rc;
+}
+
 /* Runs read request w->req in `t` into `resp`; a live query's answer may
  * need an arena of its own (`*qa`, the caller's to free). */
 static int read_request(struct api_work *w, MDB_txn *t, Appeal__Response *resp, struct arena **qa,
@@ -314,7 +341,10 @@ static int read_request(struct api_work *w, MDB_txn *t, Appeal__Response *resp, 
         rc = view_appeal(n, t, w->req->show->number, auth_reads_personal(&w->who), &w->arena,
                          &resp->appeal, e);
         resp->result_case = APPEAL__RESPONSE__RESULT_APPEAL;
-        return rc;
+        return rc != 0 ? rc : show_notifications(n, t, w->req->show->number, &w->arena, resp->appeal);
+    case APPEAL__REQUEST__OP_NOTIFICATIONS:
+        resp->result_case = APPEAL__RESPONSE__RESULT_NOTIFICATIONS;
+        return list_notifications(n, t, w->req->notifications, &w->arena, &resp->notifications);
     case APPEAL__REQUEST__OP_LIST:
         resp->result_case = APPEAL__RESPONSE__RESULT_LIST;
         return view_list(n, t, w->req->list, &w->arena, &resp->list, e);

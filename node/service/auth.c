@@ -237,6 +237,8 @@ static uint32_t roles_for(const Appeal__Request *q) {
     case APPEAL__REQUEST__OP_GRANT:
     case APPEAL__REQUEST__OP_REVOKE:
         return ROLE_ADMIN;
+    case APPEAL__REQUEST__OP_NOTIFICATIONS:
+        return ROLE_OFFICIAL | ROLE_ADMIN;
     case APPEAL__REQUEST__OP_GRANTS:
         return q->grants->mine ? ROLE_ALL : ROLE_ADMIN | ROLE_OPERATOR;
     default: /* info */

@@ -1118,6 +1118,11 @@ static void json_event(struct json *j, const Appeal__Body *b) {
         json_int(j, "deadline_day", b->reopened->deadline_day);
         json_int(j, "start_day", b->reopened->start_day);
         break;
+    case APPEAL__BODY__EVENT_RATED:
+        json_str(j, "rating",
+                 b->rated->rating == APPEAL__RATING__RATING_SATISFIED ? "satisfied" : "not_satisfied");
+        json_int(j, "rated_day", b->rated->rated_day);
+        break;
     case APPEAL__BODY__EVENT_KEY_GRANTED:
         json_hex(j, "key", b->key_granted->key.data, b->key_granted->key.len);
         json_str(j, "role", b->key_granted->role);

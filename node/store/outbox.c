@@ -214,3 +214,59 @@ int outbox_settle(struct store *s, MDB_txn *t, const Appeal__OutboxRow *row) {
     }
     return rc;
 }
+
+/* Appends `row` to the array `*rows` of `*n` (capacity `*cap`) in `a`. */
+static int list_push(struct arena *a, Appeal__OutboxRow ***rows, size_t *n, size_t *cap,
+                     Appeal__OutboxRow *row) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        Appeal__OutboxRow **grown = arena_new(a, *cap * sizeof *grown);
+        if (grown == NULL) {
+            return APL_ETOOBIG;
+        }
+        if (*n) {
+            memcpy(grown, *rows, *n * sizeof *grown);
+        }
+        *rows = grown;
+    }
+    row->address = (char *)"";
+    row->reason = (char *)"";
+    (*rows)[(*n)++] = row;
+    return 0;
+}
+
+int outbox_list(struct store *s, MDB_txn *t, const char *number, bool failed_only,
+                struct arena *a, Appeal__OutboxRow ***rows, size_t *n, bool *more) {
+    *rows = NULL;
+    *n = 0;
+    *more = false;
+    MDB_cursor *c;
+    int rc = store_rc(mdb_cursor_open(t, s->dbi[DB_OUTBOX], &c));
+    if (rc != 0) {
+        return rc;
+    }
+    /* Keys are number \0 id: one appeal's rows are the range of its prefix. */
+    size_t plen = number != NULL ? strlen(number) + 1 : 0;
+    MDB_val k = {.mv_size = plen, .mv_data = (void *)number}, v;
+    size_t cap = 0;
+    int m = plen ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    for (; m == 0 && rc == 0; m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (plen && (k.mv_size != plen + 8 || memcmp(k.mv_data, number, plen) != 0)) {
+            break;
+        }
+        Appeal__OutboxRow *row = (Appeal__OutboxRow *)pb_unpack(
+            &appeal__outbox_row__descriptor, v.mv_data, v.mv_size, a, 16, NULL);
+        if (row == NULL) {
+            rc = APL_ECORRUPT;
+        } else if (failed_only && row->state != APPEAL__OUTBOX_STATE__OUTBOX_FAILED) {
+            continue;
+        } else if (*n == OUTBOX_LIST_MAX) {
+            *more = true;
+            break;
+        } else {
+            rc = list_push(a, rows, n, &cap, row);
+        }
+    }
+    mdb_cursor_close(c);
+    return rc != 0 ? rc : (m == 0 || m == MDB_NOTFOUND ? 0 : store_rc(m));
+}

@@ -64,4 +64,12 @@ size_t outbox_key(const char *number, uint64_t id, uint8_t out[OUTBOX_KEY_BYTES_
 size_t outbox_contacts(const char *contacts, const char *channel[OUTBOX_CONTACTS_MAX],
                        char addr[OUTBOX_CONTACTS_MAX][OUTBOX_ADDRESS_BYTES_MAX + 1]);
 
+/* Reading `t`: the notifications of appeal `number` (NULL: of every
+ * appeal; `failed_only`: only those given up), oldest first, at most
+ * OUTBOX_LIST_MAX (`*more` set when there were more), unpacked into `a`.
+ * Addresses and reasons are cleared in the copies: a listing is for the
+ * delivery state, not the applicant's contacts. */
+int outbox_list(struct store *s, MDB_txn *t, const char *number, bool failed_only,
+                struct arena *a, Appeal__OutboxRow ***rows, size_t *n, bool *more);
+
 #endif

@@ -12,6 +12,7 @@ ALLOWED = {
     "assigned": IN_WORK, "extended": IN_WORK, "forwarded": IN_WORK, "answered": IN_WORK,
     "withdrawn": IN_WORK, "accepted": {"forwarded"}, "returned": {"forwarded"},
     "closed": {"answered"}, "reopened": {"answered", "closed"},
+    "rated": {"answered", "closed"},
 }
 
 
@@ -31,7 +32,7 @@ def fold(recs):
                 "owner": r["jurisdiction"], "status": "registered",
                 "registered_day": r["registered_day"], "deadline_day": r["deadline_day"],
                 "first_answered_day": 0, "in_term": False, "forwarded_to": "", "before": None,
-                "version": 0}
+                "version": 0, "rating": None}
         elif "number" in r:
             events.setdefault(r["number"], []).append(r)
     for number, evs in events.items():
@@ -65,6 +66,10 @@ def fold(recs):
                 a["status"], a["deadline_day"] = "reopened", r["deadline_day"]
             elif k == "withdrawn":
                 a["status"] = "withdrawn"
+            elif k == "rated":
+                if a["rating"] is not None:
+                    continue  # the first rating counts
+                a["rating"] = r["rating"]  # the status stays
             a["version"] += 1
     return appeals
 
@@ -108,10 +113,13 @@ def aggregate(appeals, by, today, keep=lambda a: True):
             continue
         g = groups.setdefault(key_of(a, by, today), {
             "count": 0, "open": 0, "overdue": 0, "answered": 0, "answered_in_term": 0,
-            "days": []})
+            "rated": 0, "satisfied": 0, "days": []})
         g["count"] += 1
         g["open"] += a["status"] in OPEN
         g["overdue"] += overdue(a, today)
+        if a["rating"] is not None:
+            g["rated"] += 1
+            g["satisfied"] += a["rating"] == "satisfied"
         if a["first_answered_day"]:
             g["answered"] += 1
             g["answered_in_term"] += a["in_term"]
@@ -120,6 +128,9 @@ def aggregate(appeals, by, today, keep=lambda a: True):
     for k, g in groups.items():
         days = g.pop("days")
         g["median_days_to_answer"] = statistics.median(days) if days else None
+        # as the node prints it (6 significant digits)
+        sat = g.pop("satisfied")
+        g["share_satisfied"] = float(f"{sat / g['rated']:.6g}") if g["rated"] else 0
         out[k] = g
     return out
 
@@ -130,5 +141,5 @@ def from_stats(stats, by):
     for g in stats["groups"]:
         out[tuple(g[f] for f in by)] = {
             k: g[k] for k in ("count", "open", "overdue", "answered", "answered_in_term",
-                              "median_days_to_answer")}
+                              "median_days_to_answer", "rated", "share_satisfied")}
     return out

@@ -103,6 +103,25 @@ class Notify(unittest.TestCase):
         self.assertEqual(len(self.hook.posts()), 5, "nothing more arrives")
         self.assertEqual(metric(self.node, "appeal_notifications_queued"), 0)
         self.assertEqual(metric(self.node, "appeal_notifications_sent_total"), 10)
+        # Officials see each notification and its delivery state (appealctl
+        # show, appealctl notifications), never the applicant's address.
+        shown = self.node.ctl("show", number)["notifications"]
+        self.assertEqual([(n["event"], n["channel"], n["state"], n["attempts"]) for n in shown],
+                         [(e, ch, "sent", 1) for e in events for ch in ("email", "sms")])
+        self.assertEqual(sorted(n["idem_key"] for n in shown),
+                         sorted([p[2]["idempotency_key"] for p in posts]
+                                + [m[2]["X-Appeal-Idempotency-Key"] for m in mails]))
+        listed = self.node.ctl("notifications")
+        self.assertEqual((listed["notifications"], listed["more"]), (shown, False))
+        self.assertEqual(self.node.ctl("notifications", "--failed")["notifications"], [])
+        rc, out, err = self.node.ctl_raw("notifications", key="")
+        self.assertNotEqual(rc, 0, "officials and admins only")
+        self.assertRegex(out + err, r"may not do this|signed")
+        self.assertIn("  notifications\n", self.node.ctl_raw("show", number)[1])
+        text = self.node.ctl_raw("notifications")[1]
+        self.assertEqual(len(text.splitlines()), 10)
+        self.assertNotIn("aigerim@example.kz", text)
+        self.assertNotIn("+77011234567", text)
 
     def test_language_of_the_appeal(self):
         """Each appeal's notifications in its language: the text, the outcome's
@@ -186,6 +205,11 @@ class Notify(unittest.TestCase):
         wait_for(lambda: "notify_failing" in self.node.ctl_raw("metrics")[1], timeout=15,
                  what="the notify_failing alert")
         self.assertEqual(len(self.mail.messages()), 1, "the e-mail went out all the same")
+        failed = self.node.ctl("notifications", "--failed")["notifications"]
+        self.assertEqual([(n["number"], n["event"], n["channel"], n["state"], n["attempts"])
+                          for n in failed], [(number, "filed", "sms", "failed", 3)])
+        self.assertNotEqual(failed[0]["last_error"], "")
+        self.assertEqual(len(self.node.ctl("notifications")["notifications"]), 2)
 
     def test_bad_config_refused_at_start(self):
         with open(self.conf, "w") as f:

@@ -4,20 +4,36 @@ a dead node is answered for from the replica, marked so; overdue follows
 the clock; bad queries get clear errors."""
 
 import csv
+import http.client
 import io
+import json
 import os
 import shutil
 import time
 import unittest
+import urllib.parse
 
 import recount
-from harness import NODE, federation, identical_logs, kz_ms, wait_for
+from harness import NODE, federation, free_port, identical_logs, kz_ms, wait_for
 
 CODES = ["KZ", "KZ-71", "KZ-75", "KZ-79", "KZ-10"]
 QUERIES = [
     ["region", "status"], ["owner", "type"], ["category"], ["section", "status"], ["month"],
     ["region", "is_overdue"], ["type", "status", "region"], ["day"],
 ]
+
+
+def rate(port, number, code, rating):
+    """POST requests/NUMBER/rating.json on an Open311 port: (status, JSON)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("POST", f"/open311/v2/requests/{number}/rating.json",
+                  urllib.parse.urlencode({"code": code, "rating": rating}),
+                  {"Content-Type": "application/x-www-form-urlencoded"})
+        r = c.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        c.close()
 
 
 def converged(fed):
@@ -27,6 +43,7 @@ def converged(fed):
 
 
 class Queries(unittest.TestCase):
+    maxDiff = None
     @classmethod
     def setUpClass(cls):
         fed = cls.fed = federation(CODES)
@@ -34,16 +51,24 @@ class Queries(unittest.TestCase):
         for m in fed.members.values():
             m.clock_file = cls.clock
         cls.set_clock("2026-11-02 10:00")  # a Monday
-        fed.start()
-        cls.numbers = {}
+        # KZ-71 and KZ-75 serve Open311: their applicants rate answers.
+        cls.o311 = {code: free_port() for code in ("KZ-71", "KZ-75")}
+        for code, m in fed.members.items():
+            m.start(*(["--open311", f"127.0.0.1:{cls.o311[code]}"] if code in cls.o311 else []),
+                    wait=False)
+        for m in fed.members.values():
+            m.wait_ready()
+        cls.numbers, codes = {}, {}
         types = ["statement", "request", "complaint", "proposal", "feedback", "statement"]
         cats = ["0002.0001", "0002.0003", "0003.0001", "0005.0002", "0004.0001"]
         for i, code in enumerate(CODES[1:]):
             m = fed.members[code]
-            cls.numbers[code] = [
+            filed = [
                 m.ctl("file", "--type", types[(i + k) % 6], "--category", cats[(i * 3 + k) % 5],
-                      "--subject", f"Appeal {k}", "--applicant-name", "A B")["number"]
+                      "--subject", f"Appeal {k}", "--applicant-name", "A B")
                 for k in range(8 + 2 * i)]
+            cls.numbers[code] = [r["number"] for r in filed]
+            codes[code] = [r["access_code"] for r in filed]
         cls.set_clock("2026-11-05 11:00")
         for code in CODES[1:]:
             m, ns = fed.members[code], cls.numbers[code]
@@ -53,6 +78,12 @@ class Queries(unittest.TestCase):
             m.ctl("close", ns[2])
             m.ctl("extend", ns[3], "--until", "2026-12-28", "--reason", "Expert opinion")
             m.ctl("withdraw", ns[4], "--reason", "Withdrawn")
+        # Ratings (Rated records) of answers: the aggregates, the replica and
+        # the recount must all count them.
+        for code, which, rating in (("KZ-75", 1, "satisfied"), ("KZ-75", 2, "not_satisfied"),
+                                    ("KZ-71", 1, "not_satisfied")):
+            st, doc = rate(cls.o311[code], cls.numbers[code][which], codes[code][which], rating)
+            assert st == 200, (code, st, doc)
         cls.set_clock("2026-11-26 12:00")  # past the first deadlines
         for code in CODES[1:3]:
             m, ns = fed.members[code], cls.numbers[code]
