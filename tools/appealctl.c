@@ -267,6 +267,7 @@ static void json_row(struct json *j, const Appeal__AppealRow *r) {
     json_bool(j, "anonymous", r->anonymous);
     json_uint(j, "co_signers", r->co_signers);
     json_str(j, "repeat_of", r->repeat_of);
+    json_str(j, "complaint_of", r->complaint_of);
     json_str(j, "assignee", r->assignee);
     if (r->outcome != 0) {
         json_str(j, "outcome", outcome_name(r->outcome));
@@ -375,6 +376,17 @@ static void print_view_json(struct json *j, const Appeal__AppealView *v) {
     json_done(j);
 }
 
+/* The appeals a row names: the earlier one it repeats, the one whose
+ * answer it is a complaint about. */
+static void print_links(const Appeal__AppealRow *r) {
+    if (r->repeat_of[0]) {
+        printf(_("  repeat of  %s\n"), r->repeat_of);
+    }
+    if (r->complaint_of[0]) {
+        printf(_("  complaint about the answer to %s\n"), r->complaint_of);
+    }
+}
+
 static void print_view_text(const Appeal__AppealView *v) {
     const Appeal__AppealRow *r = v->row;
     char d[11], t[32];
@@ -407,9 +419,7 @@ static void print_view_text(const Appeal__AppealView *v) {
     if (r->anonymous) {
         printf(_("  anonymous%s\n"), r->urgent ? _(", urgent") : "");
     }
-    if (r->repeat_of[0]) {
-        printf(_("  repeat of  %s\n"), r->repeat_of);
-    }
+    print_links(r);
     if (v->personal != NULL) {
         const Appeal__Personal *p = v->personal;
         printf(_("  applicant  %s%s%s\n"), p->name[0] ? p->name : _("(anonymous)"),

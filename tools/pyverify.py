@@ -220,7 +220,8 @@ EVENTS = {
                       (13, "sealed", "bytes"), (14, "applicant_tag", "bytes"),
                       (15, "data_key_id", "bytes"), (16, "urgent", "bool"),
                       (17, "registered_day", "int32"), (18, "sealed_late_reason", "bytes"),
-                      (19, "lang", "string"), (20, "access_hash", "bytes"))),
+                      (19, "lang", "string"), (20, "access_hash", "bytes"),
+                      (21, "complaint_of", "string"))),
     12: ("assigned", msg(*NUMBER_REF, (3, "assignee", "string"))),
     13: ("extended", msg(*NUMBER_REF, (3, "until_day", "int32"), (4, "reason", "string"),
                          *SEALED_REASON(5))),
@@ -351,6 +352,10 @@ def check_filed(f):
     size(f["data_key_id"], (0, DATA_KEY_ID_BYTES), "data_key_id")
     need(f["lang"] in (b"", b"kk", b"ru", b"en"), "record field lang is not kk, ru or en")
     size(f["access_hash"], (0, ACCESS_HASH_BYTES), "access_hash")
+    if f["complaint_of"] != b"":
+        need(number_ok(f["complaint_of"]), "record has a malformed complaint_of")
+        need(f["type"] == 4, "record has complaint_of on an appeal not of type complaint")
+        need(f["complaint_of"] != f["number"], "record has complaint_of naming the appeal itself")
 
 
 def check_event(kind, e, seq):

@@ -158,6 +158,21 @@ static int check_category(const char *category, struct errbuf *e) {
     return 0;
 }
 
+/* AppealFiled.complaint_of, when set: a number, not the filing's own, on
+ * a complaint only. */
+static int check_complaint_of(const Appeal__AppealFiled *f, struct errbuf *e) {
+    if (!number_valid(f->complaint_of)) {
+        return err_set(e, APL_EINVAL, "record has a malformed complaint_of");
+    }
+    if (f->type != APPEAL__APPEAL_TYPE__TYPE_COMPLAINT) {
+        return err_set(e, APL_EINVAL, "record has complaint_of on an appeal not of type complaint");
+    }
+    if (strcmp(f->complaint_of, f->number) == 0) {
+        return err_set(e, APL_EINVAL, "record has complaint_of naming the appeal itself");
+    }
+    return 0;
+}
+
 static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
     int rc = appeal_ref(f->number, e);
     if (rc == 0 && (f->type <= 0 || f->type > APPEAL__APPEAL_TYPE__TYPE_FEEDBACK)) {
@@ -192,6 +207,9 @@ static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
     }
     if (rc == 0) {
         rc = key_len(&f->access_hash, ACCESS_HASH_BYTES, "access_hash", e);
+    }
+    if (rc == 0 && f->complaint_of[0] != '\0') {
+        rc = check_complaint_of(f, e);
     }
     return rc;
 }

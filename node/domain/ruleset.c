@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "i18n.h"
+#include "record.h"
 #include "util.h"
 
 const char rules_default_conf[] =
@@ -33,7 +34,12 @@ const char rules_default_conf[] =
     "co_signers_max = 1000000\n"
     "# The language of an appeal filed without one (kk, ru or en): the applicant\n"
     "# is answered and notified in the language of the appeal.\n"
-    "default_lang = kk\n";
+    "default_lang = kk\n"
+    "# The body a complaint about an answer goes to (APPC: the higher body):\n"
+    "# the republic's node for the regions. higher_body.JURIS = BODY overrides it\n"
+    "# for one jurisdiction; `none` means there is no higher body in the system.\n"
+    "# The country's own node (KZ) has none.\n"
+    "higher_body = KZ\n";
 
 const char rules_default_categories[] =
     "# Classifier of appeal topics: CODE<TAB>ENGLISH<TAB>KAZAKH<TAB>RUSSIAN\n"
@@ -115,6 +121,54 @@ static const struct int_key int_keys[] = {
     {"reopen_working_days", offsetof(struct ruleset, reopen_working_days), 1, 365},
 };
 
+static bool body_ok(const char *v) {
+    return strcmp(v, "none") == 0 || juris_valid(v);
+}
+
+/* higher_body = BODY, or higher_body.JURIS = BODY. */
+static int higher_line(struct ruleset *r, const char *key, const char *val, unsigned lineno,
+                       struct errbuf *e) {
+    const char *juris = key[11] == '.' ? key + 12 : NULL;
+    if (key[11] != '\0' && (juris == NULL || !juris_valid(juris))) {
+        return err_set(e, APL_EINVAL,
+                       "rules.conf line %u: expected higher_body or higher_body.JURISDICTION",
+                       lineno);
+    }
+    if (!body_ok(val) || strlen(val) >= RULES_JURIS_BYTES) {
+        return err_set(e, APL_EINVAL,
+                       "rules.conf line %u: higher_body is a jurisdiction (KZ, KZ-75) or none",
+                       lineno);
+    }
+    if (juris == NULL) {
+        snprintf(r->higher_body, sizeof r->higher_body, "%s", val);
+        return 0;
+    }
+    uint32_t i = 0;
+    while (i < r->higher_over_count && strcmp(r->higher_over[i].juris, juris) != 0) {
+        i++;
+    }
+    if (i == RULES_HIGHER_OVERRIDES_MAX) {
+        return err_set(e, APL_ETOOBIG, "rules.conf line %u: more than %d higher_body overrides",
+                       lineno, RULES_HIGHER_OVERRIDES_MAX);
+    }
+    snprintf(r->higher_over[i].juris, sizeof r->higher_over[i].juris, "%s", juris);
+    snprintf(r->higher_over[i].body, sizeof r->higher_over[i].body, "%s", val);
+    r->higher_over_count += i == r->higher_over_count;
+    return 0;
+}
+
+void ruleset_higher_body(const struct ruleset *r, const char *juris,
+                         char out[RULES_JURIS_BYTES]) {
+    const char *b = r->higher_body;
+    for (uint32_t i = 0; i < r->higher_over_count; i++) {
+        if (strcmp(r->higher_over[i].juris, juris) == 0) {
+            b = r->higher_over[i].body;
+        }
+    }
+    bool none = strcmp(b, "none") == 0 || strcmp(b, juris) == 0;
+    snprintf(out, RULES_JURIS_BYTES, "%s", none ? "" : b);
+}
+
 static int conf_line(struct ruleset *r, char *line, unsigned lineno, struct errbuf *e) {
     char *p = util_trim(line);
     if (*p == '\0' || *p == '#') {
@@ -158,6 +212,9 @@ static int conf_line(struct ruleset *r, char *line, unsigned lineno, struct errb
         }
         snprintf(r->default_lang, sizeof r->default_lang, "%s", val);
         return 0;
+    }
+    if (strncmp(key, "higher_body", 11) == 0) {
+        return higher_line(r, key, val, lineno, e);
     }
     return err_set(e, APL_EINVAL, "rules.conf line %u: unknown key `%s`", lineno, key);
 }

@@ -396,6 +396,7 @@ static int http_status(int rc) {
         return 400;
     case APL_ETRANSITION:
     case APL_EEXIST:
+    case APL_EREFUSED:
         return 409;
     default:
         return 503;
@@ -513,5 +514,113 @@ void applicant_rate(struct applicant *a, const struct httpd_req *r, const char *
         }
         error_doc(xml, 503, err_msg(&e, rc), res);
     }
+    free(q);
+}
+
+/* ---- complaint to the higher body ---- */
+
+/* One POST requests/NUMBER/complaint in flight (as struct rating_req). */
+struct complaint_req {
+    struct httpd_ticket ticket;
+    bool xml;
+    char number[NUMBER_BYTES_MAX + 1];
+    char code[ACCESS_INPUT_CHARS_MAX + 1];
+    char description[BODY_TEXT_BYTES_MAX + 1];
+    struct node *n;
+    struct appeal_result res;
+    struct wreq wreq;
+};
+
+static int complaint_parse(struct complaint_req *q, const struct httpd_req *r, struct errbuf *e) {
+    const char *ct = httpd_header(r, "Content-Type");
+    if (ct == NULL || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0) {
+        return err_set(e, APL_EINVAL, "send the complaint as application/x-www-form-urlencoded");
+    }
+    const char *body = (const char *)r->body;
+    if (form_value(body, r->body_len, "code", q->code, sizeof q->code) != 0) {
+        return err_set(e, APL_EINVAL, "give the access code from the receipt: code=CODE");
+    }
+    int rc = form_value(body, r->body_len, "description", q->description, sizeof q->description);
+    if (rc == APL_EINVAL) {
+        return err_set(e, APL_EINVAL, "the description has at most %d bytes",
+                       BODY_TEXT_BYTES_MAX);
+    }
+    return 0;
+}
+
+/* On the writer: every check again, then the two records. */
+static int complaint_run(void *node, MDB_txn *t, struct wreq *w) {
+    struct complaint_req *q = w->arg;
+    struct appeal_ctx c;
+    node_appeal_ctx(node, t, &c);
+    struct appeal_complaint ac = {q->number, q->code, q->description};
+    free(q->res.record);
+    memset(&q->res, 0, sizeof q->res);
+    return appeal_complain(&c, &ac, &q->res, &w->err);
+}
+
+static void complaint_done(struct wreq *w) {
+    struct complaint_req *q = w->arg;
+    struct httpd_res res;
+    struct out d;
+    if (w->rc != 0) {
+        olog(OLOG_INFO, "request_refused", "op", "complain", "via", "open311", "number",
+             q->number, "reason", err_msg(&w->err, w->rc), NULL);
+        error_doc(q->xml, http_status(w->rc), err_msg(&w->err, w->rc), &res);
+    } else if (out_begin(&d, q->xml) != 0) {
+        res = (struct httpd_res){.status = 503, .content_type = "text/plain"};
+    } else {
+        olog(OLOG_INFO, "appeal_filed", "number", q->res.number, "complaint_of", q->number, "via",
+             "open311", NULL);
+        char dl[11];
+        day_str(q->res.deadline_day, dl);
+        out_list(&d, NULL, "service_requests");
+        out_obj(&d, NULL, "request");
+        out_str(&d, "service_request_id", q->res.number);
+        out_str(&d, "complaint_of", q->number);
+        out_str(&d, "access_code", q->res.access_code);
+        out_str(&d, "status", status_name(q->res.status));
+        out_str(&d, "deadline", dl);
+        out_int(&d, "seq", (int64_t)q->res.seq);
+        out_obj_end(&d, "request");
+        out_list_end(&d, "service_requests");
+        out_finish(&d, 200, &res);
+    }
+    httpd_answer(&q->ticket, &res);
+    free(q->res.record);
+    util_wipe(q, sizeof *q);
+    free(q);
+}
+
+void applicant_complain(struct applicant *a, const struct httpd_req *r, const char *number,
+                        bool xml, struct httpd_res *res) {
+    struct complaint_req *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        error_doc(xml, 503, "out of memory", res);
+        return;
+    }
+    struct errbuf e;
+    err_clear(&e);
+    snprintf(q->number, sizeof q->number, "%.*s", NUMBER_BYTES_MAX, number);
+    q->xml = xml;
+    q->ticket = r->ticket;
+    q->n = a->n;
+    int rc = complaint_parse(q, r, &e);
+    if (rc != 0) {
+        error_doc(xml, 400, err_msg(&e, rc), res);
+    } else if (code_gate(a, r, q->number, q->code, xml, res) == 0) {
+        rc = node_writable(a->n, &e);
+        if (rc == 0) {
+            q->wreq = (struct wreq){.run = complaint_run, .done = complaint_done, .arg = q};
+            rc = writer_submit(&a->n->eng.writer, &q->wreq);
+            if (rc == 0) {
+                res->defer = true; /* complaint_done answers after the commit */
+                return;
+            }
+            err_set(&e, rc, "the node is busy or stopping: try again");
+        }
+        error_doc(xml, 503, err_msg(&e, rc), res);
+    }
+    util_wipe(q, sizeof *q);
     free(q);
 }

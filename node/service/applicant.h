@@ -56,5 +56,12 @@ void applicant_mine(struct applicant *a, const struct httpd_req *r, const char *
  * durable. One rating per appeal: a second (or a replay) is 409. */
 void applicant_rate(struct applicant *a, const struct httpd_req *r, const char *number, bool xml,
                     struct httpd_res *res);
+/* POST requests/NUMBER/complaint.{json,xml} (form: code, description):
+ * the applicant's complaint about the answer, registered here and
+ * forwarded at once to the higher body (appeal_complain). The code is
+ * checked and counted as for mine; answered with the new number and its
+ * access code after the durable commit. */
+void applicant_complain(struct applicant *a, const struct httpd_req *r, const char *number,
+                        bool xml, struct httpd_res *res);
 
 #endif

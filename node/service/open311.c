@@ -711,7 +711,8 @@ static void on_request(void *arg, const struct httpd_req *r, struct httpd_res *r
     out_finish(&d, 200, res);
 }
 
-/* POST requests/NUMBER/rating.{json,xml}: the applicant's (applicant.h). */
+/* POST requests/NUMBER/rating.{json,xml} and requests/NUMBER/complaint.{json,xml}:
+ * the applicant's (applicant.h). */
 static void on_request_post(void *arg, const struct httpd_req *r, struct httpd_res *res) {
     struct open311 *o = arg;
     char stem[256];
@@ -724,7 +725,15 @@ static void on_request_post(void *arg, const struct httpd_req *r, struct httpd_r
         applicant_rate(o->applicant, r, num, fmt == FMT_XML, res);
         return;
     }
-    errors_doc(fmt == FMT_XML, 404, "not found: POST requests/NUMBER/rating.json", res);
+    if (nl > 10 && nl - 10 <= NUMBER_BYTES_MAX && strcmp(number + nl - 10, "/complaint") == 0) {
+        char num[NUMBER_BYTES_MAX + 1];
+        snprintf(num, sizeof num, "%.*s", (int)(nl - 10), number);
+        applicant_complain(o->applicant, r, num, fmt == FMT_XML, res);
+        return;
+    }
+    errors_doc(fmt == FMT_XML, 404,
+               "not found: POST requests/NUMBER/rating.json or requests/NUMBER/complaint.json",
+               res);
 }
 
 /* The filters of GET requests. */

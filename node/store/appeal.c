@@ -1201,3 +1201,190 @@ int appeal_open_reason(const struct node_keys *k, const Appeal__Body *b, struct 
     }
     return APL_EAUTH;
 }
+
+/* ---- complaint to the higher body ---- */
+
+enum { IIN_DIGITS = 12 }; /* an IIN or BIN */
+
+/* The checks of appeal_complain that need the original's row: the code,
+ * the owner, the answer, the higher body and the window. `to` receives
+ * the higher body. */
+static int complain_check(struct appeal_ctx *c, const struct appeal_complaint *q,
+                          const Appeal__AppealRow *row, char to[RULES_JURIS_BYTES],
+                          struct errbuf *e) {
+    uint8_t hash[ACCESS_HASH_BYTES];
+    size_t hl = 0;
+    int rc = filed_access_hash(c, row->number, hash, &hl);
+    if (rc != 0) {
+        return rc;
+    }
+    if (hl == 0 || !access_code_check(q->code, hash, hl)) {
+        return err_set(e, APL_EAUTH, "wrong number or access code");
+    }
+    if (row->status == APPEAL__STATUS__STATUS_FORWARDED ||
+        strcmp(row->owner, c->self->juris) != 0) {
+        return err_set(e, APL_ENOTOWNER, "%s handles this appeal now: complain on its node",
+                       row->status == APPEAL__STATUS__STATUS_FORWARDED ? row->forwarded_to
+                                                                       : row->owner);
+    }
+    if ((row->status != APPEAL__STATUS__STATUS_ANSWERED &&
+         row->status != APPEAL__STATUS__STATUS_CLOSED) ||
+        row->answered_day == 0) {
+        return err_set(e, APL_ETRANSITION,
+                       "%s is %s: a complaint to the higher body is about an answer", row->number,
+                       status_name(row->status));
+    }
+    ruleset_higher_body(c->rules, c->self->juris, to);
+    if (to[0] == '\0') {
+        return err_set(e, APL_EREFUSED,
+                       "%s has no higher body in this system: a complaint about its answer goes "
+                       "to court",
+                       c->self->juris);
+    }
+    int32_t last = day_add_months(row->answered_day, c->rules->complaint_window_months);
+    if (today(c) > last) {
+        char d[11];
+        day_format(last, d);
+        return err_set(e, APL_EREFUSED,
+                       "a complaint is filed within %d months of the answer; the window closed "
+                       "on %s. To restore the term, file a complaint with the reason the term "
+                       "was missed at %s (a registrar registers it with --learned and "
+                       "--late-reason)",
+                       c->rules->complaint_window_months, d, to);
+    }
+    return text_field(q->description, BODY_TEXT_BYTES_MAX, false, true, "the description", e);
+}
+
+/* The complaint's sealed applicant data: the original's, opened with the
+ * data key, with the complaint's number, subject and text. */
+static int complain_seal(struct appeal_ctx *c, const Appeal__AppealRow *row,
+                         const struct appeal_complaint *q, const char *number, uint8_t **sealed,
+                         size_t *len, char iin[IIN_DIGITS + 1]) {
+    struct arena a;
+    if (arena_init(&a, RECORD_ARENA_BYTES) != 0) {
+        return APL_ENOMEM;
+    }
+    Appeal__Sealed *sd = NULL;
+    int rc = appeal_open_personal(c->s, c->t, c->keys, row, &a, &sd, NULL);
+    if (rc == 0 && sd == NULL) {
+        rc = APL_ECORRUPT; /* an answered appeal with a code always has applicant data */
+    }
+    char subject[SUBJECT_BYTES_MAX + 1];
+    snprintf(subject, sizeof subject, "Complaint about the answer to %s", row->number);
+    if (rc == 0) {
+        snprintf(iin, IIN_DIGITS + 1, "%s", sd->iin);
+        Appeal__Sealed s = *sd;
+        s.number = (char *)number;
+        s.subject = subject;
+        s.body = (char *)q->description;
+        uint8_t *pt;
+        size_t ptlen;
+        rc = pb_pack(&s.base, &pt, &ptlen);
+        if (rc == 0) {
+            rc = seal_data(c->keys, number, pt, ptlen, sealed, len);
+            util_wipe_free(pt, ptlen);
+        }
+    }
+    util_wipe(a.base, a.used_bytes);
+    arena_fini(&a);
+    return rc;
+}
+
+/* The complaint's filing (version 0 of a new number), committed. */
+static int complain_file(struct appeal_ctx *c, const Appeal__AppealRow *row,
+                         const struct appeal_complaint *q, struct appeal_result *out,
+                         struct errbuf *e) {
+    int32_t day = today(c);
+    int rc = next_number(c, day, out->number, sizeof out->number, e);
+    if (rc != 0) {
+        return rc;
+    }
+    Appeal__AppealFiled f = APPEAL__APPEAL_FILED__INIT;
+    f.number = out->number;
+    f.type = APPEAL__APPEAL_TYPE__TYPE_COMPLAINT;
+    f.category = row->category;
+    f.jurisdiction = c->self->juris;
+    f.registered_ms = c->now_ms;
+    f.registered_day = day;
+    f.deadline_day = cal_add_working(&c->rules->cal, day, c->rules->term_working_days);
+    f.learned_day = row->answered_day;
+    f.lang = row->lang[0] != '\0' ? row->lang : (char *)c->rules->default_lang;
+    f.complaint_of = row->number;
+    f.repeat_of = "";
+    uint8_t access_hash[ACCESS_HASH_BYTES], tag[APPLICANT_TAG_BYTES];
+    access_code_new(out->access_code, access_hash);
+    set_bytes(&f.access_hash, access_hash, sizeof access_hash);
+    char iin[IIN_DIGITS + 1] = "";
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    rc = complain_seal(c, row, q, out->number, &sealed, &sealed_len, iin);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot open the applicant's data of %s", row->number);
+    }
+    set_bytes(&f.sealed, sealed, sealed_len);
+    set_bytes(&f.data_key_id, (uint8_t *)c->keys->data_key_id, DATA_KEY_ID_BYTES);
+    if (iin[0] != '\0') {
+        applicant_tag(c->keys, iin, tag);
+        set_bytes(&f.applicant_tag, tag, sizeof tag);
+    }
+    util_wipe(iin, sizeof iin);
+    Appeal__Body b = APPEAL__BODY__INIT;
+    b.event_case = APPEAL__BODY__EVENT_FILED;
+    b.filed = &f;
+    rc = commit_record(c, &b, out);
+    free(sealed);
+    free(out->record); /* the forward's record is the answer's */
+    out->record = NULL;
+    return rc;
+}
+
+int appeal_complain(struct appeal_ctx *c, const struct appeal_complaint *q,
+                    struct appeal_result *out, struct errbuf *e) {
+    if (check_signing(c, e) != 0) {
+        return e->code;
+    }
+    if (!number_valid(q->number)) {
+        return err_set(e, APL_EAUTH, "wrong number or access code");
+    }
+    _Alignas(16) uint8_t rowbuf[16384];
+    struct arena a;
+    arena_on(&a, rowbuf, sizeof rowbuf);
+    Appeal__AppealRow *row;
+    int rc = state_appeal(c->s, c->t, q->number, &a, &row);
+    if (rc == APL_ENOTFOUND) {
+        return err_set(e, APL_EAUTH, "wrong number or access code");
+    }
+    char to[RULES_JURIS_BYTES];
+    if (rc != 0 || (rc = complain_check(c, q, row, to, e)) != 0) {
+        return rc;
+    }
+    uint8_t box[BOX_PK_BYTES];
+    if (c->box_key_of == NULL || c->box_key_of(c->box_key_arg, to, box) != 0) {
+        return err_set(e, APL_ENOTFOUND, "no node of %s (the higher body) in the cluster file",
+                       to);
+    }
+    memset(out, 0, sizeof *out);
+    if ((rc = complain_file(c, row, q, out, e)) != 0) {
+        return rc;
+    }
+    char reason[REASON_BYTES_MAX + 1];
+    snprintf(reason, sizeof reason, "complaint about the answer to %s: to the higher body",
+             row->number);
+    Appeal__ActRequest fw = APPEAL__ACT_REQUEST__INIT;
+    fw.number = out->number;
+    fw.action = APPEAL__ACTION__ACTION_FORWARD;
+    fw.to_jurisdiction = to;
+    fw.reason = reason;
+    struct appeal_result r2;
+    rc = appeal_act(c, &fw, &r2, e);
+    if (rc == 0) {
+        out->seq = r2.seq;
+        out->record = r2.record;
+        out->record_len = r2.record_len;
+        out->type = r2.type;
+        out->status = r2.status;
+        out->deadline_day = r2.deadline_day;
+        out->registered_ms = r2.registered_ms;
+    }
+    return rc;
+}

@@ -80,6 +80,30 @@ struct appeal_rating {
 int appeal_rate(struct appeal_ctx *c, const struct appeal_rating *q, struct appeal_result *out,
                 struct errbuf *e);
 
+/* The applicant's complaint about the answer to the higher body
+ * (docs/open311.md "Complaint to the higher body", decisions/0017). */
+struct appeal_complaint {
+    const char *number;      /* the original appeal */
+    const char *code;        /* its access code as the applicant typed it */
+    const char *description; /* the complaint's text, "" for none */
+};
+
+/* Checks, in the write transaction, in this order: the number and the
+ * code (APL_EAUTH, as appeal_rate), that this node handles the original
+ * (APL_ENOTOWNER), that it is answered or closed (APL_ETRANSITION), that
+ * this jurisdiction has a higher body (rules higher_body; APL_EREFUSED),
+ * that today is within complaint_window_months of the answer day
+ * (APL_EREFUSED naming the day the window closed), the description
+ * (APL_EINVAL/APL_ETOOBIG) and that the cluster file knows the higher
+ * body's node (APL_ENOTFOUND). Then, in this transaction: an AppealFiled
+ * of type complaint with complaint_of and the original's applicant data
+ * (re-sealed under the data key, under the new number), and a Forwarded
+ * to the higher body with the data sealed to its box key. `out` holds the
+ * new number, its access code and the Forwarded record. Nothing is
+ * written on any refusal. */
+int appeal_complain(struct appeal_ctx *c, const struct appeal_complaint *q,
+                    struct appeal_result *out, struct errbuf *e);
+
 /* The node's genesis record (seq 1). */
 int appeal_genesis(struct appeal_ctx *c, const char *juris, struct errbuf *e);
 /* Grants an official's key a role (KeyGranted), or revokes a key

@@ -292,6 +292,7 @@ static int apply_filed(struct state *st, MDB_txn *t, const struct origin_state *
     row.anonymous = f->anonymous;
     row.co_signers = f->co_signers;
     row.repeat_of = f->repeat_of;
+    row.complaint_of = f->complaint_of;
     row.urgent = f->urgent;
     row.lang = f->lang;
     row.learned_day = f->learned_day;

@@ -115,6 +115,13 @@ EVENTS = [
      field(11, ok_filed + field(12, b"\xed\xa0\x80"))),
     ("filing with a DEL in the category", False,
      field(11, ok_filed.replace(field(4, "0002.0001"), field(4, "0002\x7f")))),
+    ("complaint about another appeal", True,
+     field(11, ok_filed.replace(field(3, 1), field(3, 4)) + field(21, "KZ-75-2026-000002"))),
+    ("statement with complaint_of", False, field(11, ok_filed + field(21, "KZ-75-2026-000002"))),
+    ("complaint with a malformed complaint_of", False,
+     field(11, ok_filed.replace(field(3, 1), field(3, 4)) + field(21, "KZ-75-26-2"))),
+    ("complaint about itself", False,
+     field(11, ok_filed.replace(field(3, 1), field(3, 4)) + field(21, NUMBER))),
     ("filing in Kazakh", True, field(11, ok_filed + field(19, "kk"))),
     ("filing in Russian", True, field(11, ok_filed + field(19, "ru"))),
     ("filing in de", False, field(11, ok_filed + field(19, "de"))),
@@ -293,6 +300,28 @@ class Crafted(unittest.TestCase):
                     self.assertEqual((node[0], py[0]), (1, 1), (node[1], py[1]))
                     for out in (node[1], py[1]):
                         self.assertIn(f"record field access_hash has {n} bytes", out)
+
+    def test_complaint_of_named_by_both(self):
+        """AppealFiled.complaint_of (issue 13): only on a complaint, a
+        number, not the filing's own; both verifiers name the same fault."""
+        complaint = ok_filed.replace(field(3, 1), field(3, 4))
+        cases = ((ok_filed + field(21, "KZ-75-2026-000002"),
+                  "complaint_of on an appeal not of type complaint"),
+                 (complaint + field(21, "KZ-75-26-2"), "malformed complaint_of"),
+                 (complaint + field(21, NUMBER), "complaint_of naming the appeal itself"),
+                 (complaint + field(21, "KZ-2026-000002"), None))
+        for body, why in cases:
+            with self.subTest(why):
+                self.tearDown()
+                self.setUp()
+                self.append(self.body(field(11, body)))
+                node, py = verdicts(self.dir)
+                if why is None:
+                    self.assertEqual((node[0], py[0]), (0, 0), (node[1], py[1]))
+                    continue
+                self.assertEqual((node[0], py[0]), (1, 1), (node[1], py[1]))
+                for out in (node[1], py[1]):
+                    self.assertIn(why, out)
 
     def test_chain_and_envelope_shapes(self):
         hb = field(21, b"")

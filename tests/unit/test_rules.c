@@ -49,6 +49,31 @@ static void defaults_and_overrides(void) {
     ruleset_fini(&r);
 }
 
+static void higher_bodies(void) {
+    struct ruleset r;
+    struct errbuf e;
+    char b[RULES_JURIS_BYTES];
+    CHECK(ruleset_parse(&r, NULL, NULL, NULL, &e) == 0);
+    ruleset_higher_body(&r, "KZ-75", b);
+    CHECK_STR(b, "KZ");
+    ruleset_higher_body(&r, "KZ", b);
+    CHECK_STR(b, ""); /* the republic has no higher body */
+    ruleset_fini(&r);
+    CHECK(ruleset_parse(&r, "higher_body.KZ-75 = KZ-71\nhigher_body.KZ-19 = none\n", NULL, NULL,
+                        &e) == 0);
+    ruleset_higher_body(&r, "KZ-75", b);
+    CHECK_STR(b, "KZ-71");
+    ruleset_higher_body(&r, "KZ-19", b);
+    CHECK_STR(b, "");
+    ruleset_higher_body(&r, "KZ-11", b);
+    CHECK_STR(b, "KZ");
+    ruleset_fini(&r);
+    CHECK(ruleset_parse(&r, "higher_body = Astana\n", NULL, NULL, &e) == APL_EINVAL);
+    CHECK_CONTAINS(e.msg, "higher_body is a jurisdiction");
+    CHECK(ruleset_parse(&r, "higher_body.kz = KZ\n", NULL, NULL, &e) == APL_EINVAL);
+    CHECK_CONTAINS(e.msg, "higher_body.JURISDICTION");
+}
+
 static void malformed(void) {
     struct ruleset r;
     struct errbuf e;
@@ -125,6 +150,7 @@ int main(void) {
     iins();
     defaults_and_overrides();
     malformed();
+    higher_bodies();
     type_names();
     category_names();
     CHECK_DONE();
