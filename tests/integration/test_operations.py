@@ -88,6 +88,13 @@ class Operations(unittest.TestCase):
         self.assertGreater(metric(text, "appeal_lmdb_map_bytes"), 0)
         self.assertEqual(metric(text, "appeal_alerts_active"), 0)
         self.assertIn("# TYPE appeal_commit_duration_seconds histogram", text)
+        # Convergence may come by push while KZ's puller still waits out a
+        # backoff from before KZ-75 listened: peer_up says the last pull
+        # worked, so wait for one (the status and the metric must agree).
+        kz = self.fed.members["KZ"]
+        wait_for(lambda: [p for p in kz.ctl("cluster", "status")["peers"]
+                          if p["jurisdiction"] == "KZ-75"][0]["reachable"], 30,
+                 what="a pull from KZ-75 to work")
         status, text = http_get(self.http["KZ"], "/metrics")
         self.assertEqual(metric(text, "appeal_origin_head_seq", origin="KZ-75"), head)
         self.assertEqual(metric(text, "appeal_origin_lag_records", origin="KZ-75"), 0)
