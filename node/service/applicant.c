@@ -485,6 +485,24 @@ static int code_gate(struct applicant *a, const struct httpd_req *r, const char 
     return 0;
 }
 
+/* Hands an applicant's act to the writer: true once submitted (its `done`
+ * answers after the commit); false with a 503 in `res`. */
+static bool submit_deferred(struct applicant *a, struct wreq *w, bool xml, struct httpd_res *res) {
+    struct errbuf e;
+    err_clear(&e);
+    int rc = node_writable(a->n, &e);
+    if (rc == 0) {
+        rc = writer_submit(&a->n->eng.writer, w);
+        if (rc == 0) {
+            res->defer = true;
+            return true;
+        }
+        err_set(&e, rc, "the node is busy or stopping: try again");
+    }
+    error_doc(xml, 503, err_msg(&e, rc), res);
+    return false;
+}
+
 void applicant_rate(struct applicant *a, const struct httpd_req *r, const char *number, bool xml,
                     struct httpd_res *res) {
     struct rating_req *q = calloc(1, sizeof *q);
@@ -502,17 +520,10 @@ void applicant_rate(struct applicant *a, const struct httpd_req *r, const char *
     if (rc != 0) {
         error_doc(xml, 400, err_msg(&e, rc), res);
     } else if (code_gate(a, r, q->number, q->code, xml, res) == 0) {
-        rc = node_writable(a->n, &e);
-        if (rc == 0) {
-            q->wreq = (struct wreq){.run = rating_run, .done = rating_done, .arg = q};
-            rc = writer_submit(&a->n->eng.writer, &q->wreq);
-            if (rc == 0) {
-                res->defer = true; /* rating_done answers after the commit */
-                return;
-            }
-            err_set(&e, rc, "the node is busy or stopping: try again");
+        q->wreq = (struct wreq){.run = rating_run, .done = rating_done, .arg = q};
+        if (submit_deferred(a, &q->wreq, xml, res)) {
+            return; /* rating_done answers after the commit */
         }
-        error_doc(xml, 503, err_msg(&e, rc), res);
     }
     free(q);
 }
@@ -609,17 +620,10 @@ void applicant_complain(struct applicant *a, const struct httpd_req *r, const ch
     if (rc != 0) {
         error_doc(xml, 400, err_msg(&e, rc), res);
     } else if (code_gate(a, r, q->number, q->code, xml, res) == 0) {
-        rc = node_writable(a->n, &e);
-        if (rc == 0) {
-            q->wreq = (struct wreq){.run = complaint_run, .done = complaint_done, .arg = q};
-            rc = writer_submit(&a->n->eng.writer, &q->wreq);
-            if (rc == 0) {
-                res->defer = true; /* complaint_done answers after the commit */
-                return;
-            }
-            err_set(&e, rc, "the node is busy or stopping: try again");
+        q->wreq = (struct wreq){.run = complaint_run, .done = complaint_done, .arg = q};
+        if (submit_deferred(a, &q->wreq, xml, res)) {
+            return; /* complaint_done answers after the commit */
         }
-        error_doc(xml, 503, err_msg(&e, rc), res);
     }
     util_wipe(q, sizeof *q);
     free(q);

@@ -868,23 +868,36 @@ static int filed_access_hash(struct appeal_ctx *c, const char *number,
     return rc;
 }
 
-/* The checks of appeal_rate that need the row and the code. */
-static int rate_check(struct appeal_ctx *c, const struct appeal_rating *q,
-                      const Appeal__AppealRow *row, struct errbuf *e) {
+/* The applicant's acts (rating, complaint): `code` must open the appeal's
+ * access hash, and this node must own the appeal now (`verb` names the act
+ * in the error that says where to go). */
+static int applicant_owns(struct appeal_ctx *c, const char *code, const Appeal__AppealRow *row,
+                          const char *verb, struct errbuf *e) {
     uint8_t hash[ACCESS_HASH_BYTES];
     size_t hl = 0;
     int rc = filed_access_hash(c, row->number, hash, &hl);
     if (rc != 0) {
         return rc;
     }
-    if (hl == 0 || !access_code_check(q->code, hash, hl)) {
+    if (hl == 0 || !access_code_check(code, hash, hl)) {
         return err_set(e, APL_EAUTH, "wrong number or access code");
     }
     if (row->status == APPEAL__STATUS__STATUS_FORWARDED ||
         strcmp(row->owner, c->self->juris) != 0) {
-        return err_set(e, APL_ENOTOWNER, "%s handles this appeal now: rate it on its node",
+        return err_set(e, APL_ENOTOWNER, "%s handles this appeal now: %s on its node",
                        row->status == APPEAL__STATUS__STATUS_FORWARDED ? row->forwarded_to
-                                                                       : row->owner);
+                                                                       : row->owner,
+                       verb);
+    }
+    return 0;
+}
+
+/* The checks of appeal_rate that need the row and the code. */
+static int rate_check(struct appeal_ctx *c, const struct appeal_rating *q,
+                      const Appeal__AppealRow *row, struct errbuf *e) {
+    int rc = applicant_owns(c, q->code, row, "rate it", e);
+    if (rc != 0) {
+        return rc;
     }
     if (q->rating != APPEAL__RATING__RATING_SATISFIED &&
         q->rating != APPEAL__RATING__RATING_NOT_SATISFIED) {
@@ -1212,20 +1225,9 @@ enum { IIN_DIGITS = 12 }; /* an IIN or BIN */
 static int complain_check(struct appeal_ctx *c, const struct appeal_complaint *q,
                           const Appeal__AppealRow *row, char to[RULES_JURIS_BYTES],
                           struct errbuf *e) {
-    uint8_t hash[ACCESS_HASH_BYTES];
-    size_t hl = 0;
-    int rc = filed_access_hash(c, row->number, hash, &hl);
+    int rc = applicant_owns(c, q->code, row, "complain", e);
     if (rc != 0) {
         return rc;
-    }
-    if (hl == 0 || !access_code_check(q->code, hash, hl)) {
-        return err_set(e, APL_EAUTH, "wrong number or access code");
-    }
-    if (row->status == APPEAL__STATUS__STATUS_FORWARDED ||
-        strcmp(row->owner, c->self->juris) != 0) {
-        return err_set(e, APL_ENOTOWNER, "%s handles this appeal now: complain on its node",
-                       row->status == APPEAL__STATUS__STATUS_FORWARDED ? row->forwarded_to
-                                                                       : row->owner);
     }
     if ((row->status != APPEAL__STATUS__STATUS_ANSWERED &&
          row->status != APPEAL__STATUS__STATUS_CLOSED) ||
