@@ -18,8 +18,7 @@ int receipt_unhex(const char *text, size_t len, uint8_t **out, size_t *out_len, 
         len--;
     }
     if (len > RECEIPT_HEX_BYTES_MAX) {
-        return err_set(e, APL_ETOOBIG, "a receipt is at most %d hex digits",
-                       RECEIPT_HEX_BYTES_MAX);
+        return err_set(e, APL_ETOOBIG, "a receipt is at most %d hex digits", RECEIPT_HEX_BYTES_MAX);
     }
     if (len == 0 || len % 2 != 0) {
         return err_set(e, APL_EINVAL, "a receipt is an even number of hex digits");
@@ -71,14 +70,14 @@ int receipt_check(const uint8_t *env, size_t len, const struct cluster *c, const
     }
     const Appeal__Body *b = r.body;
     if (b->event_case != APPEAL__BODY__EVENT_FILED) {
-        rc = err_set(e, APL_EINVAL, "not a receipt: the record is a %s, not a filing",
-                     rec_kind(b));
+        rc = err_set(e, APL_EINVAL, "not a receipt: the record is a %s, not a filing", rec_kind(b));
         goto done;
     }
     const char *juris = trusted(c, self_pk, self_juris, b->origin.data);
     if (juris == NULL) {
-        rc = err_set(e, APL_EAUTH, "the record's origin is no node of this federation "
-                                   "(not in the cluster file)");
+        rc = err_set(e, APL_EAUTH,
+                     "the record's origin is no node of this federation "
+                     "(not in the cluster file)");
         goto done;
     }
     if (!rec_verify_sig(&r, b->origin.data) && (also_pk == NULL || !rec_verify_sig(&r, also_pk))) {

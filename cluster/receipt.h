@@ -38,13 +38,13 @@ enum {
 /* What a valid receipt says. */
 struct receipt_info {
     char number[NUMBER_BYTES_MAX + 1];
-    int type;                 /* Appeal__AppealType */
-    char jurisdiction[16];    /* the receiving body */
+    int type;              /* Appeal__AppealType */
+    char jurisdiction[16]; /* the receiving body */
     char category[RECEIPT_CATEGORY_BYTES];
     int64_t registered_ms;
-    int32_t deadline_day;     /* last day of the legal term */
-    int64_t time_ms;          /* the record's time */
-    uint64_t seq;             /* its place in the origin's log */
+    int32_t deadline_day; /* last day of the legal term */
+    int64_t time_ms;      /* the record's time */
+    uint64_t seq;         /* its place in the origin's log */
     bool anonymous, urgent;
     uint8_t origin[KEY_PK_BYTES];
     uint8_t actor[KEY_PK_BYTES]; /* the official, or a channel's key hash */

@@ -84,7 +84,7 @@ struct repl_opts {
     int recover_quorum; /* peers that must answer before a recovering node signs; -1: all */
     bool recovering;
     uint64_t burst_floor; /* records per ORIGIN_BURST_INTERVAL_MS any origin may add; 0: no limit */
-    struct tls *tls;          /* NULL: no TLS files (tcp:// and ipc:// only) */
+    struct tls *tls;      /* NULL: no TLS files (tcp:// and ipc:// only) */
     uint32_t connections_max; /* of the serve socket (bounds.h) */
     int64_t idle_ms;          /* an idle peer connection is closed */
     int64_t peer_skew_ms;     /* drills only: shifts the time in our peer messages */

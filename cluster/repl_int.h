@@ -57,7 +57,7 @@ struct peer {
     nng_aio *aio;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool poke; /* under mu: the subscriber asks for a pull now */
+    bool poke;                /* under mu: the subscriber asks for a pull now */
     struct arena arenas[2];   /* the answer being fetched and the one being stored */
     struct origin_list *ours; /* what we hold or will hold, for requests */
     /* Status, under mu. */

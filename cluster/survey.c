@@ -34,7 +34,7 @@ struct survey {
     _Atomic bool stopping;
     _Atomic bool cancelled; /* shutting down: no survey waits for peers */
     nng_aio *recv_aio;      /* the survey's answers; survey_cancel aborts it */
-    pthread_mutex_t mu; /* one survey at a time */
+    pthread_mutex_t mu;     /* one survey at a time */
     struct arena resp_arena;
 };
 
@@ -54,8 +54,7 @@ static void respond_one(struct survey *s, nng_msg *m, nng_aio *aio) {
     }
     /* A node relearning its own log, or whose log forked, does not know
      * what it owns: silence makes the asker use (and label) its replica. */
-    if (rc == 0 &&
-        (repl_recovering(s->o.repl) || engine_self_frozen(s->g))) {
+    if (rc == 0 && (repl_recovering(s->o.repl) || engine_self_frozen(s->g))) {
         rc = err_set(&e, APL_EUNAVAIL, "recovering or frozen: not answering live");
     }
     Appeal__QueryResult *r = NULL;
@@ -63,7 +62,8 @@ static void respond_one(struct survey *s, nng_msg *m, nng_aio *aio) {
         MDB_txn *t;
         rc = store_rd_begin(&s->g->store, &t);
         if (rc == 0) {
-            rc = query_run(&s->g->store, t, b->query, s->g->juris, day_from_ms(engine_now_ms(s->g), s->o.utc_offset_min), &s->resp_arena,
+            rc = query_run(&s->g->store, t, b->query, s->g->juris,
+                           day_from_ms(engine_now_ms(s->g), s->o.utc_offset_min), &s->resp_arena,
                            &r, &e);
             store_rd_end(&s->g->store, t);
         }
@@ -262,7 +262,8 @@ int survey_sources_replica(struct engine *n, struct repl *repl, MDB_txn *t, Appe
 static int local_part(struct survey *s, MDB_txn *t, const Appeal__QueryRequest *q,
                       const char *juris, struct arena *a, Appeal__QueryResult **r,
                       struct errbuf *e) {
-    return query_run(&s->g->store, t, q, juris, day_from_ms(engine_now_ms(s->g), s->o.utc_offset_min), a, r, e);
+    return query_run(&s->g->store, t, q, juris,
+                     day_from_ms(engine_now_ms(s->g), s->o.utc_offset_min), a, r, e);
 }
 
 /* One node's part of a live answer: this node's own (already in `r`), or

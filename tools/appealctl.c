@@ -44,7 +44,7 @@ enum { ARGS_MAX = 64, POS_MAX = 8, DEFAULT_TIMEOUT_MS = 15000 };
  * and only read after. (A command-line program has one reader.) */
 static struct i18n cli_i18n;
 static enum i18n_lang cli_lang = I18N_EN;
-#define _(s) i18n_get(&cli_i18n, cli_lang, s)
+#define _(s)        i18n_get(&cli_i18n, cli_lang, s)
 #define P_(s, p, n) i18n_nget(&cli_i18n, cli_lang, s, p, n)
 
 struct opt {
@@ -115,61 +115,61 @@ struct cli {
     int npos;
 };
 
-static const char *const usage = N_(
-    "usage: appealctl [--node URL] [--key FILE] [--json] COMMAND [ARGS]\n"
-    "\n"
-    "Requests are signed with the official's key FILE (default: $APPEAL_KEY);\n"
-    "the node checks the key's role before it answers.\n"
-    "\n"
-    "  file --type TYPE --category CODE --subject TEXT [--body TEXT]\n"
-    "       [--applicant-name NAME] [--applicant-iin IIN] [--applicant-address ADDR]\n"
-    "       [--applicant-contacts PHONE/EMAIL] [--anonymous] [--co-signers N]\n"
-    "       [--repeat-of NUMBER] [--learned DATE --late-reason TEXT]\n"
-    "       [--appeal-lang kk|ru|en]   the language the applicant is answered in\n"
-    "       TYPE: statement, proposal, request, complaint, report, feedback\n"
-    "  show NUMBER\n"
-    "  list [--status STATUS] [--overdue] [--incoming] [--owner CODE] [--limit N]\n"
-    "       [--after TOKEN] [--all]\n"
-    "  assign NUMBER --to NAME\n"
-    "  extend NUMBER --until YYYY-MM-DD --reason TEXT\n"
-    "  answer NUMBER --outcome satisfied|partly|rejected|explained --text TEXT\n"
-    "  close NUMBER\n"
-    "  withdraw NUMBER [--reason TEXT]\n"
-    "  reopen NUMBER --reason TEXT\n"
-    "  forward NUMBER --to CODE --reason TEXT\n"
-    "  accept NUMBER\n"
-    "  return NUMBER --reason TEXT\n"
-    "  stats --by FIELDS [--region R,..] [--owner O,..] [--type T,..] [--category C,..]\n"
-    "        [--status S,..] [--from DATE] [--to DATE] [--overdue] [--live] [--csv]\n"
-    "        FIELDS: region owner type category section status year month day is_overdue\n"
-    "  overdue [--region CODE,..] [--limit N]   overdue appeals, no personal data\n"
-    "  notifications [NUMBER] [--failed]  notifications to applicants, delivery state\n"
-    "  find NUMBER          where an appeal is now, and its history\n"
-    "  export --by FIELDS [--period month|year|day] [--min-group N] [--csv]\n"
-    "        anonymised aggregates for publication (groups under N suppressed)\n"
-    "  info\n"
-    "  cluster status      replication: peers, origins, lag, forks\n"
-    "  metrics             the node's metrics (Prometheus text format)\n"
-    "\n"
-    "  keygen --out FILE   a new official's key: FILE (secret, 0600) and FILE.pub\n"
-    "  grant PUBLIC --role ROLE [--jurisdiction CODE] [--label TEXT]   (admin)\n"
-    "       ROLE: registrar, official, national, operator, admin\n"
-    "  revoke PUBLIC [--reason TEXT]                                   (admin)\n"
-    "  grants [--mine]     the keys this node granted (--mine: the caller's)\n"
-    "  whoami              the caller's key and roles on this node\n"
-    "  channel add --label TEXT [--rate N]   a citizens' portal's Open311 API key,\n"
-    "                      printed once; N filings a minute (default 600)  (admin)\n"
-    "  channel list        the channels (id, label, rate, state)          (admin)\n"
-    "  channel revoke ID [--reason TEXT]    its key files nothing more     (admin)\n"
-    "  channel rate ID N   its filings a minute                            (admin)\n"
-    "  receipt verify FILE|HEX --cluster FILE   checks a receipt offline (no node)\n"
-    "  --help, --version   this text; the version\n"
-    "\n"
-    "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100. For tls+tcp:// nodes,\n"
-    "--tls-ca FILE (or $APPEAL_TLS_CA) is the federation's CA certificate; the node's\n"
-    "certificate must name the URL's host, or --tls-server-name NAME.\n"
-    "--lang kk|ru|en: the language of the answers (default: from $LANG); --json is\n"
-    "the same in every language.\n");
+static const char *const usage =
+    N_("usage: appealctl [--node URL] [--key FILE] [--json] COMMAND [ARGS]\n"
+       "\n"
+       "Requests are signed with the official's key FILE (default: $APPEAL_KEY);\n"
+       "the node checks the key's role before it answers.\n"
+       "\n"
+       "  file --type TYPE --category CODE --subject TEXT [--body TEXT]\n"
+       "       [--applicant-name NAME] [--applicant-iin IIN] [--applicant-address ADDR]\n"
+       "       [--applicant-contacts PHONE/EMAIL] [--anonymous] [--co-signers N]\n"
+       "       [--repeat-of NUMBER] [--learned DATE --late-reason TEXT]\n"
+       "       [--appeal-lang kk|ru|en]   the language the applicant is answered in\n"
+       "       TYPE: statement, proposal, request, complaint, report, feedback\n"
+       "  show NUMBER\n"
+       "  list [--status STATUS] [--overdue] [--incoming] [--owner CODE] [--limit N]\n"
+       "       [--after TOKEN] [--all]\n"
+       "  assign NUMBER --to NAME\n"
+       "  extend NUMBER --until YYYY-MM-DD --reason TEXT\n"
+       "  answer NUMBER --outcome satisfied|partly|rejected|explained --text TEXT\n"
+       "  close NUMBER\n"
+       "  withdraw NUMBER [--reason TEXT]\n"
+       "  reopen NUMBER --reason TEXT\n"
+       "  forward NUMBER --to CODE --reason TEXT\n"
+       "  accept NUMBER\n"
+       "  return NUMBER --reason TEXT\n"
+       "  stats --by FIELDS [--region R,..] [--owner O,..] [--type T,..] [--category C,..]\n"
+       "        [--status S,..] [--from DATE] [--to DATE] [--overdue] [--live] [--csv]\n"
+       "        FIELDS: region owner type category section status year month day is_overdue\n"
+       "  overdue [--region CODE,..] [--limit N]   overdue appeals, no personal data\n"
+       "  notifications [NUMBER] [--failed]  notifications to applicants, delivery state\n"
+       "  find NUMBER          where an appeal is now, and its history\n"
+       "  export --by FIELDS [--period month|year|day] [--min-group N] [--csv]\n"
+       "        anonymised aggregates for publication (groups under N suppressed)\n"
+       "  info\n"
+       "  cluster status      replication: peers, origins, lag, forks\n"
+       "  metrics             the node's metrics (Prometheus text format)\n"
+       "\n"
+       "  keygen --out FILE   a new official's key: FILE (secret, 0600) and FILE.pub\n"
+       "  grant PUBLIC --role ROLE [--jurisdiction CODE] [--label TEXT]   (admin)\n"
+       "       ROLE: registrar, official, national, operator, admin\n"
+       "  revoke PUBLIC [--reason TEXT]                                   (admin)\n"
+       "  grants [--mine]     the keys this node granted (--mine: the caller's)\n"
+       "  whoami              the caller's key and roles on this node\n"
+       "  channel add --label TEXT [--rate N]   a citizens' portal's Open311 API key,\n"
+       "                      printed once; N filings a minute (default 600)  (admin)\n"
+       "  channel list        the channels (id, label, rate, state)          (admin)\n"
+       "  channel revoke ID [--reason TEXT]    its key files nothing more     (admin)\n"
+       "  channel rate ID N   its filings a minute                            (admin)\n"
+       "  receipt verify FILE|HEX --cluster FILE   checks a receipt offline (no node)\n"
+       "  --help, --version   this text; the version\n"
+       "\n"
+       "The node defaults to $APPEAL_NODE or tcp://127.0.0.1:7100. For tls+tcp:// nodes,\n"
+       "--tls-ca FILE (or $APPEAL_TLS_CA) is the federation's CA certificate; the node's\n"
+       "certificate must name the URL's host, or --tls-server-name NAME.\n"
+       "--lang kk|ru|en: the language of the answers (default: from $LANG); --json is\n"
+       "the same in every language.\n");
 
 static int find_opt(const char *name) {
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
@@ -439,7 +439,7 @@ static void print_view_text(const Appeal__AppealView *v) {
         }
     } else if (v->personal_withheld) {
         printf(_("  personal data withheld: only the owner's node opens it, for its registrars "
-               "and officials\n"));
+                 "and officials\n"));
     }
     printf(_("  history\n"));
     for (size_t i = 0; i < v->n_history; i++) {
@@ -449,8 +449,8 @@ static void print_view_text(const Appeal__AppealView *v) {
         if (h->actor.len == KEY_PK_BYTES) {
             util_hex(h->actor.data, KEY_SHORT_HEX / 2, by);
         }
-        printf(_("    %s  %-6s #%-6llu by %s  %s\n"), t, h->jurisdiction, (unsigned long long)h->seq,
-               by, h->detail);
+        printf(_("    %s  %-6s #%-6llu by %s  %s\n"), t, h->jurisdiction,
+               (unsigned long long)h->seq, by, h->detail);
     }
     print_view_notifications(v);
 }
@@ -482,7 +482,8 @@ static void print_receipt(bool as_json, const char *verb, const Appeal__Receipt 
         return;
     }
     if (strcmp(verb, "grant") == 0 || strcmp(verb, "revoke") == 0) {
-        printf(_("ok: %s (log seq %llu)\n"), strcmp(verb, "grant") == 0 ? _("granted") : _("revoked"),
+        printf(_("ok: %s (log seq %llu)\n"),
+               strcmp(verb, "grant") == 0 ? _("granted") : _("revoked"),
                (unsigned long long)r->seq);
     } else if (strcmp(verb, "file") == 0) {
         printf("%s\n", r->number);
@@ -560,7 +561,7 @@ static void print_info(bool as_json, const Appeal__NodeInfo *i) {
         return;
     }
     printf(_("jurisdiction %s\nlog head     %llu\nappeals      %llu\ntoday        %s\nsoftware     "
-           "%s\n"),
+             "%s\n"),
            i->jurisdiction, (unsigned long long)i->head_seq, (unsigned long long)i->appeals, d,
            i->software);
 }
@@ -594,7 +595,8 @@ static void print_cluster(bool as_json, const Appeal__ClusterStatus *s) {
     for (size_t i = 0; i < s->n_peers; i++) {
         const Appeal__PeerStatus *p = s->peers[i];
         printf("%-8s %-26s %-11s ", p->jurisdiction, p->url,
-               p->reachable ? _("reachable") : (p->last_contact_ms ? _("failing") : _("unreached")));
+               p->reachable ? _("reachable")
+                            : (p->last_contact_ms ? _("failing") : _("unreached")));
         print_ago(s->now_ms, p->last_contact_ms);
         printf("%7llu %8llu %10llu  %s\n", (unsigned long long)p->errors,
                (unsigned long long)p->refused_records, (unsigned long long)p->records_in,
@@ -688,7 +690,7 @@ static int build_file(const struct cli *c, Appeal__FileRequest *f) {
     if (f->type == 0) {
         fprintf(stderr,
                 _("appealctl: unknown type %s (statement, proposal, request, complaint, "
-                "report, feedback)\n"),
+                  "report, feedback)\n"),
                 type);
         return -1;
     }
@@ -768,7 +770,8 @@ static int build_act(const struct cli *c, Appeal__Action action, Appeal__ActRequ
         }
         a->outcome = outcome_parse(opt(c, "outcome"));
         if (a->outcome == 0) {
-            fprintf(stderr, _("appealctl: --outcome is satisfied, partly, rejected or explained\n"));
+            fprintf(stderr,
+                    _("appealctl: --outcome is satisfied, partly, rejected or explained\n"));
             return -1;
         }
         return 0;
@@ -1275,7 +1278,7 @@ static int cmd_keygen(const struct cli *c, bool as_json) {
         json_done(&j);
     } else {
         printf(_("%s\n  secret key in %s (keep it: mode 0600)\n  public key in %s (give it to "
-               "the node's administrator to grant)\n"),
+                 "the node's administrator to grant)\n"),
                hex, out, pub);
     }
     return 0;

@@ -67,7 +67,7 @@
 
 enum { CLIENTS_MAX = 512, SAMPLES_PER_CLIENT_MAX = 1 << 20, POOL_MAX = 2000000 };
 
-static const char *key_path; /* the official's key every request is signed with */
+static const char *key_path;      /* the official's key every request is signed with */
 static const char *contacts = ""; /* --contacts: the filings' contacts (tools/bench notify) */
 
 /* A client that signs with key_path. */
@@ -840,9 +840,9 @@ static void *http_work(void *arg) {
         }
         int n = http_request(l, i, req, sizeof req);
         uint64_t t0 = util_mono_ns();
-        int st = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? http_response(fd, resp,
-                                                                              HTTP_RESP_BYTES_MAX)
-                                                             : -1;
+        int st = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n
+                     ? http_response(fd, resp, HTTP_RESP_BYTES_MAX)
+                     : -1;
         uint64_t t1 = util_mono_ns();
         if (st < 0) {
             http_error(w, "connection lost", st);
@@ -931,8 +931,8 @@ static int http_main(int argc, char **argv) {
     uint64_t from = util_mono_ns() + (uint64_t)warmup * 1000000000u;
     uint64_t until = from + (uint64_t)seconds * 1000000000u;
     for (long i = 0; i < clients; i++) {
-        w[i] = (struct http_worker){.load = &l, .id = (int)i, .until_ns = until,
-                                    .measure_from_ns = from};
+        w[i] = (struct http_worker){
+            .load = &l, .id = (int)i, .until_ns = until, .measure_from_ns = from};
         w[i].lat_ns = malloc(SAMPLES_PER_CLIENT_MAX * sizeof(uint64_t));
         pthread_create(&w[i].thread, NULL, http_work, &w[i]);
     }

@@ -591,7 +591,8 @@ static int seed_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
         seq != o->st.head_seq + 1) {
         return APL_ECORRUPT;
     }
-    int rc = chain_append(&s->g->n.eng.store, s->t, &o->st, env, len, r.body, r.body->time_ms, false);
+    int rc =
+        chain_append(&s->g->n.eng.store, s->t, &o->st, env, len, r.body, r.body->time_ms, false);
     if (rc == 0) {
         rc = state_apply(&s->g->n.eng.state, s->t, &o->st, seq, r.body);
     }
@@ -634,7 +635,8 @@ static int run_seed(void *node, MDB_txn *t, struct wreq *w) {
     if (rc == 0 && o->st.head_seq < theirs) {
         rc = state_batch_begin(&s->g->n.eng.state);
         if (rc == 0) {
-            rc = chain_each(&o->n->eng.store, own, o->n->eng.self.idx, o->st.head_seq + 1, seed_one, s);
+            rc = chain_each(&o->n->eng.store, own, o->n->eng.self.idx, o->st.head_seq + 1, seed_one,
+                            s);
         }
         int rc2 = state_batch_end(&s->g->n.eng.state, rc == 0 ? t : NULL);
         rc = rc != 0 ? rc : rc2;

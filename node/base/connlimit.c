@@ -111,8 +111,8 @@ void conn_limit_busy(struct conn_limit *cl, nng_pipe p, int delta) {
 static void *reaper_main(void *arg) {
     struct conn_limit *cl = arg;
     pthread_setname_np(pthread_self(), "conn-reaper");
-    int64_t step = cl->idle_ms / 4 < CONN_REAP_INTERVAL_MS_MAX ? cl->idle_ms / 4
-                                                               : CONN_REAP_INTERVAL_MS_MAX;
+    int64_t step =
+        cl->idle_ms / 4 < CONN_REAP_INTERVAL_MS_MAX ? cl->idle_ms / 4 : CONN_REAP_INTERVAL_MS_MAX;
     nng_pipe *idle = malloc(cl->max * sizeof *idle);
     pthread_mutex_lock(&cl->mu);
     while (!cl->stopping && idle != NULL) {

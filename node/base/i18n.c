@@ -35,9 +35,9 @@ static const char *const rules_known[RULE_COUNT] = {
 static unsigned plural_index(int rule, unsigned long n) {
     switch (rule) {
     case RULE_RU:
-        return n % 10 == 1 && n % 100 != 11                                     ? 0
+        return n % 10 == 1 && n % 100 != 11                                    ? 0
                : n % 10 >= 2 && n % 10 <= 4 && (n % 100 < 10 || n % 100 >= 20) ? 1
-                                                                                 : 2;
+                                                                               : 2;
     case RULE_ONE_FORM:
         return 0;
     default:
@@ -341,8 +341,8 @@ void i18n_close(struct i18n *t) {
 }
 
 bool i18n_has(const struct i18n *t, enum i18n_lang lang) {
-    return lang == I18N_EN || (t != NULL && lang > 0 && lang < I18N_LANG_COUNT &&
-                               t->cat[lang].data != NULL);
+    return lang == I18N_EN ||
+           (t != NULL && lang > 0 && lang < I18N_LANG_COUNT && t->cat[lang].data != NULL);
 }
 
 /* The translation of `key` (which may carry a context) in `lang`, or NULL. */

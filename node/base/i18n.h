@@ -58,10 +58,10 @@ enum {
 struct i18n_catalog {
     unsigned char *data; /* the whole .mo file; NULL: none (English shown) */
     size_t len;
-    uint32_t count;      /* entries */
-    uint32_t orig_off;   /* table of (length, offset) of the msgids */
-    uint32_t trans_off;  /* table of (length, offset) of the translations */
-    int plural_rule;     /* which known Plural-Forms rule */
+    uint32_t count;     /* entries */
+    uint32_t orig_off;  /* table of (length, offset) of the msgids */
+    uint32_t trans_off; /* table of (length, offset) of the translations */
+    int plural_rule;    /* which known Plural-Forms rule */
 };
 
 struct i18n {
@@ -116,15 +116,15 @@ const char *i18n_get(const struct i18n *t, enum i18n_lang lang, const char *msgi
     __attribute__((format_arg(3)));
 /* The same for `msgid` in the context `ctx` (msgctxt): "status", "type",
  * "outcome" name the same English word in different roles. */
-const char *i18n_pget(const struct i18n *t, enum i18n_lang lang, const char *ctx,
-                      const char *msgid) __attribute__((format_arg(4)));
+const char *i18n_pget(const struct i18n *t, enum i18n_lang lang, const char *ctx, const char *msgid)
+    __attribute__((format_arg(4)));
 /* The form of `singular`/`plural` for the count `n` in `lang`. */
 const char *i18n_nget(const struct i18n *t, enum i18n_lang lang, const char *singular,
                       const char *plural, unsigned long n) __attribute__((format_arg(3)));
 
 /* Extraction markers (xgettext keywords in po/update): a string defined
  * in one place and translated where it is shown. */
-#define N_(s) (s)
+#define N_(s)       (s)
 #define NC_(ctx, s) (s)
 
 #endif

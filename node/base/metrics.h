@@ -45,8 +45,8 @@ struct metrics {
     _Atomic uint64_t unproven_claims;  /* peers' claimed heads never backed by records */
     _Atomic uint64_t api_connections;
     _Atomic uint64_t http_connections; /* --http (httpd) */
-    struct histogram commit;          /* mdb_txn_commit, seconds */
-    struct histogram replication_lag; /* origin's clock at signing to our store */
+    struct histogram commit;           /* mdb_txn_commit, seconds */
+    struct histogram replication_lag;  /* origin's clock at signing to our store */
 };
 
 #endif

@@ -185,7 +185,7 @@ static int guard(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
 }
 
 int pb_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-              uint32_t repeated_max, uint32_t depth_max, struct errbuf *e) {
+             uint32_t repeated_max, uint32_t depth_max, struct errbuf *e) {
     if (len == 0) {
         return 0; /* an empty message (protobuf-c hands it over as NULL, 0) */
     }
@@ -194,8 +194,8 @@ int pb_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t
 
 enum { PBX_DEPTH_MAX = 8 };
 
-ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                             size_t len, struct arena *a, uint32_t repeated_max, struct errbuf *e) {
+ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                            struct arena *a, uint32_t repeated_max, struct errbuf *e) {
     if (pb_guard(desc, data, len, repeated_max, PBX_DEPTH_MAX, e) != 0) {
         return NULL;
     }

@@ -48,11 +48,11 @@ void arena_fini(struct arena *a);
 /* Checks `data` against `desc` as described above; on failure sets `e` with
  * a message naming the field. */
 int pb_guard(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-              uint32_t repeated_max, uint32_t depth_max, struct errbuf *e);
+             uint32_t repeated_max, uint32_t depth_max, struct errbuf *e);
 
 /* pb_guard() then unpack into `a`. Returns NULL with `e` set on failure. */
-ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                             size_t len, struct arena *a, uint32_t repeated_max, struct errbuf *e);
+ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                            struct arena *a, uint32_t repeated_max, struct errbuf *e);
 
 /* Why `s` is not clean text, or NULL if it is: valid UTF-8 without
  * control characters (C0, DEL, C1) and without the bidirectional controls

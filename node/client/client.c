@@ -99,7 +99,7 @@ int client_call_raw(struct client *c, const void *data, size_t len, Appeal__Resp
                        "no answer from the node: %s", nng_strerror(rv));
     }
     *resp = (Appeal__Response *)pb_unpack(&appeal__response__descriptor, nng_msg_body(m),
-                                           nng_msg_len(m), &c->arena, 1u << 20, e);
+                                          nng_msg_len(m), &c->arena, 1u << 20, e);
     nng_msg_free(m);
     return *resp != NULL ? 0 : APL_EINVAL;
 }
@@ -180,9 +180,9 @@ int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp,
 
 const char *client_code_name(int code) {
     static const char *const names[] = {
-        "none",         "bad_request", "not_found", "invalid_transition", "refused",   "too_large",
-        "storage_full", "unavailable", "internal",  "unauthenticated",    "forbidden", "not_owner",
-        "storage_failed"};
+        "none",      "bad_request",  "not_found",     "invalid_transition", "refused",
+        "too_large", "storage_full", "unavailable",   "internal",           "unauthenticated",
+        "forbidden", "not_owner",    "storage_failed"};
     return code >= 0 && code < (int)(sizeof names / sizeof names[0]) ? names[code] : "unknown";
 }
 

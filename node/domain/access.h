@@ -30,7 +30,7 @@ enum {
     ACCESS_CODE_CHARS = ACCESS_CODE_BYTES * 8 / 5, /* 24 */
     ACCESS_SALT_BYTES = 16,
     ACCESS_HASH_BYTES = ACCESS_SALT_BYTES + 32, /* 48 */
-    ACCESS_INPUT_CHARS_MAX = 64, /* what a caller may send, grouping included */
+    ACCESS_INPUT_CHARS_MAX = 64,                /* what a caller may send, grouping included */
 };
 
 /* Draws a new code (NUL-terminated, ACCESS_CODE_CHARS long) and its hash. */

@@ -309,4 +309,3 @@ void applicant_tag(const struct node_keys *k, const char *iin, uint8_t out[APPLI
     crypto_generichash(out, APPLICANT_TAG_BYTES, (const uint8_t *)iin, strlen(iin), k->tag_key,
                        sizeof k->tag_key);
 }
-

@@ -5,15 +5,12 @@
 /* The machine names, marked for extraction with their context: xgettext
  * reads these lines (po/update), the catalogue holds their display names. */
 static const char *const marks[] __attribute__((unused)) = {
-    NC_("appeal type", "statement"), NC_("appeal type", "proposal"),
-    NC_("appeal type", "request"),   NC_("appeal type", "complaint"),
-    NC_("appeal type", "report"),    NC_("appeal type", "feedback"),
-    NC_("status", "registered"),     NC_("status", "assigned"),
-    NC_("status", "extended"),       NC_("status", "forwarded"),
-    NC_("status", "answered"),       NC_("status", "closed"),
-    NC_("status", "withdrawn"),      NC_("status", "reopened"),
-    NC_("outcome", "satisfied"),     NC_("outcome", "partly"),
-    NC_("outcome", "rejected"),      NC_("outcome", "explained"),
+    NC_("appeal type", "statement"), NC_("appeal type", "proposal"), NC_("appeal type", "request"),
+    NC_("appeal type", "complaint"), NC_("appeal type", "report"),   NC_("appeal type", "feedback"),
+    NC_("status", "registered"),     NC_("status", "assigned"),      NC_("status", "extended"),
+    NC_("status", "forwarded"),      NC_("status", "answered"),      NC_("status", "closed"),
+    NC_("status", "withdrawn"),      NC_("status", "reopened"),      NC_("outcome", "satisfied"),
+    NC_("outcome", "partly"),        NC_("outcome", "rejected"),     NC_("outcome", "explained"),
 };
 
 const char *names_type(const struct i18n *t, enum i18n_lang lang, int type) {

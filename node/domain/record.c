@@ -379,7 +379,7 @@ int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record 
     out->bytes = bytes;
     out->len = len;
     out->env = (Appeal__Envelope *)pb_unpack(&appeal__envelope__descriptor, bytes, len, a,
-                                              RECORD_REPEATED_MAX, e);
+                                             RECORD_REPEATED_MAX, e);
     if (out->env == NULL) {
         return e != NULL && e->code != 0 ? e->code : APL_EINVAL;
     }
@@ -387,7 +387,7 @@ int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record 
         return err_set(e, APL_EINVAL, "record signature is not %d bytes", SIG_BYTES);
     }
     out->body = (Appeal__Body *)pb_unpack(&appeal__body__descriptor, out->env->body.data,
-                                           out->env->body.len, a, RECORD_REPEATED_MAX, e);
+                                          out->env->body.len, a, RECORD_REPEATED_MAX, e);
     if (out->body == NULL) {
         return e != NULL && e->code != 0 ? e->code : APL_EINVAL;
     }

@@ -5,8 +5,8 @@
 
 #include "record.h"
 
-static const char *const role_names[] = {"registrar", "official", "national", "operator", "admin",
-                                            "channel"};
+static const char *const role_names[] = {"registrar", "official", "national",
+                                         "operator",  "admin",    "channel"};
 
 uint32_t role_parse(const char *name) {
     for (uint32_t i = 0; i < sizeof role_names / sizeof role_names[0]; i++) {

@@ -157,8 +157,7 @@ static int higher_line(struct ruleset *r, const char *key, const char *val, unsi
     return 0;
 }
 
-void ruleset_higher_body(const struct ruleset *r, const char *juris,
-                         char out[RULES_JURIS_BYTES]) {
+void ruleset_higher_body(const struct ruleset *r, const char *juris, char out[RULES_JURIS_BYTES]) {
     const char *b = r->higher_body;
     for (uint32_t i = 0; i < r->higher_over_count; i++) {
         if (strcmp(r->higher_over[i].juris, juris) == 0) {
@@ -245,8 +244,8 @@ static int cat_names(struct category *c, char *names, unsigned lineno, struct er
     for (int i = 0; i < 3; i++) {
         name[i] = util_trim(cols[n == 1 ? 0 : i]);
         if (name[i][0] == '\0' || strlen(name[i]) >= RULES_CATEGORY_NAME_BYTES) {
-            return err_set(e, APL_EINVAL, "categories.tsv line %u: a name is 1..%d bytes",
-                           lineno, RULES_CATEGORY_NAME_BYTES - 1);
+            return err_set(e, APL_EINVAL, "categories.tsv line %u: a name is 1..%d bytes", lineno,
+                           RULES_CATEGORY_NAME_BYTES - 1);
         }
     }
     snprintf(c->name, sizeof c->name, "%s", name[0]);
@@ -310,7 +309,7 @@ static int each_line(struct ruleset *r, const char *text, line_fn fn, struct err
 }
 
 int ruleset_parse(struct ruleset *r, const char *conf, const char *holidays, const char *categories,
-                struct errbuf *e) {
+                  struct errbuf *e) {
     memset(r, 0, sizeof *r);
     r->co_signers_max = 1000000;
     r->categories = calloc(RULES_CATEGORIES_MAX, sizeof *r->categories);

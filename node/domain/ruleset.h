@@ -27,9 +27,9 @@ enum {
     RULES_CATEGORY_CODE_BYTES = 32,
     RULES_CATEGORY_NAME_BYTES = 96,
     RULES_FILE_BYTES_MAX = 1024 * 1024,
-    RULES_JURIS_BYTES = 16,         /* "KZ-75" and its terminator, with room */
+    RULES_JURIS_BYTES = 16,          /* "KZ-75" and its terminator, with room */
     RULES_HIGHER_OVERRIDES_MAX = 64, /* higher_body.JURIS lines */
-    APPEAL_TYPE_COUNT = 7, /* index 0 unused; matches Appeal__AppealType */
+    APPEAL_TYPE_COUNT = 7,           /* index 0 unused; matches Appeal__AppealType */
 };
 
 /* A classifier entry: its code and its name in English, Kazakh and Russian
@@ -52,7 +52,7 @@ struct ruleset {
     uint32_t anonymous_types;        /* bit per Appeal__AppealType */
     uint32_t urgent_anonymous;       /* anonymous types flagged urgent */
     uint32_t co_signers_max;
-    char default_lang[4];            /* language of an appeal filed without one: kk */
+    char default_lang[4]; /* language of an appeal filed without one: kk */
     /* The body a complaint about this node's answer goes to: higher_body
      * (default "KZ"), unless a higher_body.JURIS line names another for
      * JURIS; "none" (or the jurisdiction itself) means no higher body. */
@@ -72,13 +72,12 @@ struct ruleset {
 int ruleset_load(struct ruleset *r, const char *dir, struct errbuf *e);
 /* The same from texts (NULL: default); used by tests and by ruleset_load. */
 int ruleset_parse(struct ruleset *r, const char *conf, const char *holidays, const char *categories,
-                struct errbuf *e);
+                  struct errbuf *e);
 void ruleset_fini(struct ruleset *r);
 
 /* The higher body of `juris` into `out`, or "" when it has none (the
  * country itself, or `none`). */
-void ruleset_higher_body(const struct ruleset *r, const char *juris,
-                         char out[RULES_JURIS_BYTES]);
+void ruleset_higher_body(const struct ruleset *r, const char *juris, char out[RULES_JURIS_BYTES]);
 
 const struct category *ruleset_category(const struct ruleset *r, const char *code);
 

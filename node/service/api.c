@@ -35,7 +35,7 @@ struct api_work {
     nng_aio *aio;
     nng_ctx ctx;
     enum work_state state;
-    bool live; /* handed to the live queue; a spare serves in its place */
+    bool live;     /* handed to the live queue; a spare serves in its place */
     nng_pipe pipe; /* of the request in progress (conn_limit) */
     bool has_pipe;
     struct arena arena;
@@ -220,7 +220,8 @@ static void write_done(struct wreq *r) {
     }
     const struct appeal_result *res = &w->result;
     if (w->req->op_case == APPEAL__REQUEST__OP_FILE) {
-        atomic_fetch_add_explicit(&w->api->node->eng.metrics.appeals_filed, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->api->node->eng.metrics.appeals_filed, 1,
+                                  memory_order_relaxed);
     }
     if (w->req->op_case == APPEAL__REQUEST__OP_GRANT ||
         w->req->op_case == APPEAL__REQUEST__OP_REVOKE) {
@@ -341,7 +342,8 @@ static int read_request(struct api_work *w, MDB_txn *t, Appeal__Response *resp, 
         rc = view_appeal(n, t, w->req->show->number, auth_reads_personal(&w->who), &w->arena,
                          &resp->appeal, e);
         resp->result_case = APPEAL__RESPONSE__RESULT_APPEAL;
-        return rc != 0 ? rc : show_notifications(n, t, w->req->show->number, &w->arena, resp->appeal);
+        return rc != 0 ? rc
+                       : show_notifications(n, t, w->req->show->number, &w->arena, resp->appeal);
     case APPEAL__REQUEST__OP_NOTIFICATIONS:
         resp->result_case = APPEAL__RESPONSE__RESULT_NOTIFICATIONS;
         return list_notifications(n, t, w->req->notifications, &w->arena, &resp->notifications);
@@ -414,7 +416,7 @@ int api_decode(const uint8_t *data, size_t len, struct arena *a, Appeal__ClientR
     }
     Appeal__Request *q =
         (Appeal__Request *)pb_unpack(&appeal__request__descriptor, cr->request.data,
-                                      cr->request.len, a, REQUEST_REPEATED_MAX, e);
+                                     cr->request.len, a, REQUEST_REPEATED_MAX, e);
     if (q == NULL) {
         return e->code ? e->code : APL_EINVAL;
     }
@@ -438,8 +440,8 @@ static int authorize(struct api_work *w, const Appeal__ClientRequest *cr, struct
     if (rc != 0) {
         return err_set(e, rc, "cannot read the grants");
     }
-    rc = auth_request(&w->api->auth, &n->eng.store, t, n->eng.self_idx, cr, w->req, clock_system_ms(),
-                      &w->who, e);
+    rc = auth_request(&w->api->auth, &n->eng.store, t, n->eng.self_idx, cr, w->req,
+                      clock_system_ms(), &w->who, e);
     store_rd_end(&n->eng.store, t);
     return rc != 0 ? rc : auth_allow(&w->who, w->req, e);
 }

@@ -217,9 +217,10 @@ static void mine_doc(const struct applicant *a, const Appeal__AppealView *v, enu
     out_str(&d, "outcome_name", row->outcome != 0 ? names_outcome(a->tr, l, row->outcome) : "");
     out_str(&d, "answered", ans);
     out_str(&d, "answer_text", p != NULL ? p->answer_text : "");
-    out_str(&d, "rating", row->rating == APPEAL__RATING__RATING_SATISFIED       ? "satisfied"
-                          : row->rating == APPEAL__RATING__RATING_NOT_SATISFIED ? "not_satisfied"
-                                                                                : "");
+    out_str(&d, "rating",
+            row->rating == APPEAL__RATING__RATING_SATISFIED       ? "satisfied"
+            : row->rating == APPEAL__RATING__RATING_NOT_SATISFIED ? "not_satisfied"
+                                                                  : "");
     out_list(&d, "history", "history");
     for (size_t i = 0; i < v->n_history; i++) {
         const Appeal__HistoryEntry *h = v->history[i];
@@ -272,8 +273,8 @@ void applicant_mine(struct applicant *a, const struct httpd_req *r, const char *
         return;
     }
     arena_reset(&a->arena);
-    int rc = number_valid(number) ? access_hash_of(n, t, number, &a->arena, hash, &hl)
-                                  : APL_ENOTFOUND;
+    int rc =
+        number_valid(number) ? access_hash_of(n, t, number, &a->arena, hash, &hl) : APL_ENOTFOUND;
     if ((rc != 0 && rc != APL_ENOTFOUND) || (rc == 0 && hl == 0)) {
         store_rd_end(&n->eng.store, t);
         error_doc(xml, rc == 0 ? 403 : 503,
@@ -321,7 +322,9 @@ struct rating_req {
 };
 
 static int hexdigit(int c) {
-    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+    return c >= '0' && c <= '9'                     ? c - '0'
+           : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                    : -1;
 }
 
 /* The value of `key` in a form (x-www-form-urlencoded), decoded into `out`
@@ -380,8 +383,7 @@ static int rating_parse(struct rating_req *q, const struct httpd_req *r, struct 
                                                  : APPEAL__RATING__RATING_NOT_SATISFIED;
     int rc = form_value(body, r->body_len, "comment", q->comment, sizeof q->comment);
     if (rc == APL_EINVAL) {
-        return err_set(e, APL_EINVAL, "the comment has at most %d bytes",
-                       RATING_COMMENT_BYTES_MAX);
+        return err_set(e, APL_EINVAL, "the comment has at most %d bytes", RATING_COMMENT_BYTES_MAX);
     }
     return 0;
 }
@@ -423,8 +425,8 @@ static void rating_done(struct wreq *w) {
              "reason", err_msg(&w->err, w->rc), NULL);
         error_doc(q->xml, http_status(w->rc), err_msg(&w->err, w->rc), &res);
     } else {
-        olog(OLOG_INFO, "appeal_changed", "number", q->number, "change", "rated", "via",
-             "open311", NULL);
+        olog(OLOG_INFO, "appeal_changed", "number", q->number, "change", "rated", "via", "open311",
+             NULL);
         struct out d;
         if (out_begin(&d, q->xml) != 0) {
             res = (struct httpd_res){.status = 503, .content_type = "text/plain"};
@@ -432,8 +434,8 @@ static void rating_done(struct wreq *w) {
             out_list(&d, NULL, "service_requests");
             out_obj(&d, NULL, "request");
             out_str(&d, "service_request_id", q->number);
-            out_str(&d, "rating", q->rating == APPEAL__RATING__RATING_SATISFIED ? "satisfied"
-                                                                              : "not_satisfied");
+            out_str(&d, "rating",
+                    q->rating == APPEAL__RATING__RATING_SATISFIED ? "satisfied" : "not_satisfied");
             out_int(&d, "seq", (int64_t)q->res.seq);
             out_obj_end(&d, "request");
             out_list_end(&d, "service_requests");
@@ -471,8 +473,8 @@ static int code_gate(struct applicant *a, const struct httpd_req *r, const char 
         return APL_EUNAVAIL;
     }
     arena_reset(&a->arena);
-    int rc = number_valid(number) ? access_hash_of(n, t, number, &a->arena, hash, &hl)
-                                  : APL_ENOTFOUND;
+    int rc =
+        number_valid(number) ? access_hash_of(n, t, number, &a->arena, hash, &hl) : APL_ENOTFOUND;
     store_rd_end(&n->eng.store, t);
     if (rc != 0 && rc != APL_ENOTFOUND) {
         error_doc(xml, 503, "cannot read", res);
@@ -553,8 +555,7 @@ static int complaint_parse(struct complaint_req *q, const struct httpd_req *r, s
     }
     int rc = form_value(body, r->body_len, "description", q->description, sizeof q->description);
     if (rc == APL_EINVAL) {
-        return err_set(e, APL_EINVAL, "the description has at most %d bytes",
-                       BODY_TEXT_BYTES_MAX);
+        return err_set(e, APL_EINVAL, "the description has at most %d bytes", BODY_TEXT_BYTES_MAX);
     }
     return 0;
 }
@@ -575,8 +576,8 @@ static void complaint_done(struct wreq *w) {
     struct httpd_res res;
     struct out d;
     if (w->rc != 0) {
-        olog(OLOG_INFO, "request_refused", "op", "complain", "via", "open311", "number",
-             q->number, "reason", err_msg(&w->err, w->rc), NULL);
+        olog(OLOG_INFO, "request_refused", "op", "complain", "via", "open311", "number", q->number,
+             "reason", err_msg(&w->err, w->rc), NULL);
         error_doc(q->xml, http_status(w->rc), err_msg(&w->err, w->rc), &res);
     } else if (out_begin(&d, q->xml) != 0) {
         res = (struct httpd_res){.status = 503, .content_type = "text/plain"};

@@ -34,10 +34,10 @@ struct node;
 struct applicant;
 
 enum {
-    APPLICANT_TRIES_MAX = 5,               /* wrong codes per window, per number or address */
-    APPLICANT_WINDOW_MS = 15 * 60 * 1000,  /* the window */
-    APPLICANT_TRACKED_MAX = 4096,          /* numbers and addresses remembered (oldest go) */
-    APPLICANT_ARENA_BYTES = 512 * 1024,    /* one appeal's view */
+    APPLICANT_TRIES_MAX = 5,              /* wrong codes per window, per number or address */
+    APPLICANT_WINDOW_MS = 15 * 60 * 1000, /* the window */
+    APPLICANT_TRACKED_MAX = 4096,         /* numbers and addresses remembered (oldest go) */
+    APPLICANT_ARENA_BYTES = 512 * 1024,   /* one appeal's view */
 };
 
 /* `tr`: the catalogues (kept, not copied: they outlive the applicant). */

@@ -9,7 +9,6 @@
 #include "record.h"
 #include "util.h"
 
-
 /* ---- the replay cache ---- */
 
 int auth_init(struct auth *a, int64_t window_ms, size_t entries_max, int64_t now_ms) {

@@ -86,7 +86,6 @@ int auth_grant_check(struct store *s, MDB_txn *t, uint32_t idx,
 /* Whether `p` may perform `q`; APL_EFORBIDDEN with a message otherwise. */
 int auth_allow(const struct principal *p, const Appeal__Request *q, struct errbuf *e);
 
-
 /* Whether `p` may read personal data (on the node that owns the appeal). */
 bool auth_reads_personal(const struct principal *p);
 

@@ -30,10 +30,10 @@ struct conn {
     int64_t last_ms;  /* last request finished (idle since) */
     int64_t start_ms; /* first byte of the request, or start of the write */
     bool close_after;
-    bool head_only;  /* the deferred answer is to a HEAD */
-    uint64_t serial; /* tickets name it: a reused slot has another */
+    bool head_only;              /* the deferred answer is to a HEAD */
+    uint64_t serial;             /* tickets name it: a reused slot has another */
     char peer[HTTPD_PEER_BYTES]; /* the client's address, numeric */
-    char head[512]; /* response head */
+    char head[512];              /* response head */
     size_t head_len;
     const unsigned char *out;
     size_t out_len, sent; /* over head, then out */
@@ -159,8 +159,8 @@ static void counts_flush(struct httpd *h, int64_t now, bool force) {
     }
     /* One line; the pairs not used are NULL and end the list early. */
     olog(warn ? OLOG_WARN : OLOG_INFO, warn ? "connection_refused" : "connections_closed",
-         "listener", h->lim.listener != NULL ? h->lim.listener : "http", kv[0], kv[1], kv[2], kv[3], kv[4], kv[5], kv[6], kv[7], kv[8], kv[9],
-         kv[10], kv[11], kv[12], kv[13], NULL);
+         "listener", h->lim.listener != NULL ? h->lim.listener : "http", kv[0], kv[1], kv[2], kv[3],
+         kv[4], kv[5], kv[6], kv[7], kv[8], kv[9], kv[10], kv[11], kv[12], kv[13], NULL);
 }
 
 /* ---- connections ---- */
@@ -724,7 +724,8 @@ static void peer_name(int fd, char *out, size_t cap) {
     socklen_t sl = sizeof ss;
     out[0] = '\0';
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0 ||
-        getnameinfo((struct sockaddr *)&ss, sl, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST) != 0) {
+        getnameinfo((struct sockaddr *)&ss, sl, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST) !=
+            0) {
         out[0] = '\0';
     }
 }

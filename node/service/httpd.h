@@ -60,7 +60,7 @@ enum {
     HTTPD_LINGER_MS = 2 * 1000,               /* reading what follows a final answer */
     HTTPD_BACKOFF_MS = 100,                   /* listener left alone when accept fails */
     HTTPD_ROUTES_MAX = 64,
-    HTTPD_PEER_BYTES = 64,                    /* a numeric IPv4 or IPv6 address */
+    HTTPD_PEER_BYTES = 64, /* a numeric IPv4 or IPv6 address */
 };
 
 struct httpd_res;
@@ -78,9 +78,9 @@ typedef void (*httpd_error_fn)(void *arg, const char *path, int status, const ch
 struct httpd_limits {
     uint32_t connections_max;
     int64_t idle_ms;
-    int64_t request_ms;    /* 0: min(HTTPD_REQUEST_MS_MAX, idle_ms) */
-    int64_t response_ms;   /* 0: HTTPD_RESPONSE_MS_DEFAULT; also bounds a deferred answer */
-    size_t body_bytes_max; /* 0: HTTPD_BODY_BYTES_MAX_DEFAULT */
+    int64_t request_ms;      /* 0: min(HTTPD_REQUEST_MS_MAX, idle_ms) */
+    int64_t response_ms;     /* 0: HTTPD_RESPONSE_MS_DEFAULT; also bounds a deferred answer */
+    size_t body_bytes_max;   /* 0: HTTPD_BODY_BYTES_MAX_DEFAULT */
     httpd_error_fn on_error; /* NULL: plain text */
     void *on_error_arg;
     const char *listener; /* in logs (listener=...); NULL: "http" */
@@ -112,7 +112,7 @@ struct httpd_req {
     const unsigned char *body;
     size_t body_len;
     struct httpd_ticket ticket; /* for a deferred answer (httpd_answer) */
-    const char *peer; /* the client's numeric address (behind a proxy: the proxy's) */
+    const char *peer;           /* the client's numeric address (behind a proxy: the proxy's) */
 };
 
 /* A request head as the server parses it. */

@@ -1120,7 +1120,8 @@ static void json_event(struct json *j, const Appeal__Body *b) {
         break;
     case APPEAL__BODY__EVENT_RATED:
         json_str(j, "rating",
-                 b->rated->rating == APPEAL__RATING__RATING_SATISFIED ? "satisfied" : "not_satisfied");
+                 b->rated->rating == APPEAL__RATING__RATING_SATISFIED ? "satisfied"
+                                                                      : "not_satisfied");
         json_int(j, "rated_day", b->rated->rated_day);
         break;
     case APPEAL__BODY__EVENT_KEY_GRANTED:

@@ -87,7 +87,8 @@ static uint64_t hook_committed(void *arg) {
     if (n->eng.self.head_seq != n->eng.self_saved.head_seq) {
         n->last_record_ms = node_now_ms(n);
         atomic_fetch_add_explicit(&n->eng.metrics.own_records,
-                                  n->eng.self.head_seq - n->eng.self_saved.head_seq, memory_order_relaxed);
+                                  n->eng.self.head_seq - n->eng.self_saved.head_seq,
+                                  memory_order_relaxed);
     }
     engine_publish_frozen(&n->eng);
     return n->eng.self.head_seq;
@@ -538,7 +539,8 @@ static int load_self(struct node *n, struct errbuf *e) {
     }
     n->eng.self_idx = n->eng.self.idx;
     n->last_record_ms = n->eng.self.head_time_ms;
-    if (n->eng.self.head_seq > 0 && memcmp(n->eng.self.signing_key, n->eng.keys.signer_pk, KEY_PK_BYTES) != 0 &&
+    if (n->eng.self.head_seq > 0 &&
+        memcmp(n->eng.self.signing_key, n->eng.keys.signer_pk, KEY_PK_BYTES) != 0 &&
         (rc = finish_rotation(n, e)) != 0) {
         return rc;
     }
@@ -882,7 +884,7 @@ void node_stop(struct node *n) {
     n->http = NULL;
     api_close_listener(n->api);
     alerts_stop(&n->alerts);
-    notify_stop(n->notify); /* before the writer: it settles through it */
+    notify_stop(n->notify);    /* before the writer: it settles through it */
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->eng.writer);
     open311_stop(n->open311); /* after the writer: every deferred filing is answered */

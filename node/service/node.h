@@ -58,13 +58,13 @@ struct node_opts {
     int recover_quorum;       /* -1: every peer */
     uint64_t origin_burst;    /* records a peer origin may add per minute at least; 0: no limit */
     struct alert_thresholds alerts;
-    const char *http_addr; /* HOST:PORT for /metrics, /healthz, the dashboard */
+    const char *http_addr;    /* HOST:PORT for /metrics, /healthz, the dashboard */
     const char *open311_addr; /* HOST:PORT for Open311 GeoReport v2 (public) */
     const char *notify_path;  /* notifications' configuration (docs/notifications.md) */
-    int64_t peer_skew_ms;  /* drills only */
+    int64_t peer_skew_ms;     /* drills only */
     /* TLS files for tls+tcp:// addresses: all three or none (node/base/tls.h). */
     const char *tls_ca, *tls_cert, *tls_key;
-    int64_t auth_window_ms; /* 0: AUTH_WINDOW_MS_DEFAULT */
+    int64_t auth_window_ms;   /* 0: AUTH_WINDOW_MS_DEFAULT */
     uint32_t connections_max; /* per listener; 0: CONNECTIONS_MAX_DEFAULT */
     int64_t idle_ms;          /* idle connections closed; 0: IDLE_MS_DEFAULT */
 };
@@ -82,17 +82,17 @@ struct node {
     uint8_t admin_id[KEY_ID_BYTES];
     struct ruleset rules;
     struct api *api;
-    struct cluster *cluster; /* NULL when standalone */
+    struct cluster *cluster;   /* NULL when standalone */
     struct repl *_Atomic repl; /* NULL until replication started, and standalone */
     struct survey *survey;
     int recover_quorum;
     uint64_t origin_burst;
     int heartbeat_idle_ms;
-    int64_t auth_window_ms; /* client requests: accepted clock difference */
+    int64_t auth_window_ms;   /* client requests: accepted clock difference */
     uint32_t connections_max; /* per listener (bounds.h) */
     int64_t idle_ms;          /* a connection idle this long is closed */
-    int64_t last_record_ms; /* writer thread only */
-    uint64_t ticks;         /* writer thread only */
+    int64_t last_record_ms;   /* writer thread only */
+    uint64_t ticks;           /* writer thread only */
     struct alerts alerts;
     struct alert_thresholds alert_th;
     struct http *http;
@@ -100,8 +100,8 @@ struct node {
     struct open311 *open311;
     char open311_addr[128];
     struct notify *notify; /* NULL: no notifications (no --notify) */
-    int64_t peer_skew_ms; /* drills only: shifts the time in our peer messages */
-    struct tls *tls;      /* NULL: no TLS files (tcp:// and ipc:// only) */
+    int64_t peer_skew_ms;  /* drills only: shifts the time in our peer messages */
+    struct tls *tls;       /* NULL: no TLS files (tcp:// and ipc:// only) */
     bool serving;
 };
 

@@ -50,13 +50,13 @@ struct notify {
     _Atomic bool stopping;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool settled; /* under mu: the settling write is done */
-    int settle_rc; /* under mu, with `settled` */
+    bool settled;     /* under mu: the settling write is done */
+    int settle_rc;    /* under mu, with `settled` */
     struct job *jobs; /* NOTIFY_BATCH_MAX */
     CURL *curl;       /* the thread's handle, kept for its connection cache */
     size_t n_jobs;
     _Atomic uint64_t sent, failed, retried, queued;
-    _Atomic int64_t oldest_ms; /* created_ms of the oldest unsettled row; 0: none */
+    _Atomic int64_t oldest_ms;    /* created_ms of the oldest unsettled row; 0: none */
     _Atomic uint64_t failed_seen; /* failed rows seen at scans (alert) */
 };
 
@@ -223,27 +223,37 @@ static void render(const struct notify *nt, const Appeal__OutboxRow *r, char *ou
     }
     const char *ev = r->event;
     if (strcmp(ev, "filed") == 0) {
-        snprintf(out, cap, i18n_get(t, l, "Your appeal is registered by %s under number %s. The "
-                                          "answer is due by %s."),
+        snprintf(out, cap,
+                 i18n_get(t, l,
+                          "Your appeal is registered by %s under number %s. The "
+                          "answer is due by %s."),
                  r->jurisdiction, r->number, day);
     } else if (strcmp(ev, "forwarded") == 0) {
-        snprintf(out, cap, i18n_get(t, l, "Your appeal %s was forwarded to %s, the body "
-                                          "competent to answer it."),
+        snprintf(out, cap,
+                 i18n_get(t, l,
+                          "Your appeal %s was forwarded to %s, the body "
+                          "competent to answer it."),
                  r->number, r->to_jurisdiction);
     } else if (strcmp(ev, "accepted") == 0) {
-        snprintf(out, cap, i18n_get(t, l, "Your appeal %s was accepted by %s. The answer is "
-                                          "due by %s."),
+        snprintf(out, cap,
+                 i18n_get(t, l,
+                          "Your appeal %s was accepted by %s. The answer is "
+                          "due by %s."),
                  r->number, r->jurisdiction, day);
     } else if (strcmp(ev, "extended") == 0 && r->reason[0] != '\0') {
-        snprintf(out, cap, i18n_get(t, l, "The term of your appeal %s was extended to %s. "
-                                          "Reason: %s"),
+        snprintf(out, cap,
+                 i18n_get(t, l,
+                          "The term of your appeal %s was extended to %s. "
+                          "Reason: %s"),
                  r->number, day, r->reason);
     } else if (strcmp(ev, "extended") == 0) {
         snprintf(out, cap, i18n_get(t, l, "The term of your appeal %s was extended to %s."),
                  r->number, day);
     } else if (strcmp(ev, "answered") == 0) {
-        snprintf(out, cap, i18n_get(t, l, "Your appeal %s is answered (%s). Read the answer "
-                                          "with your number and access code."),
+        snprintf(out, cap,
+                 i18n_get(t, l,
+                          "Your appeal %s is answered (%s). Read the answer "
+                          "with your number and access code."),
                  r->number, names_outcome(t, l, r->outcome));
     } else if (strcmp(ev, "closed") == 0) {
         snprintf(out, cap, i18n_get(t, l, "Your appeal %s is closed."), r->number);
@@ -419,7 +429,7 @@ static int attempt(struct notify *nt, const Appeal__OutboxRow *r, char *err, siz
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
     return strcmp(r->channel, "email") == 0 ? send_mail(nt, h, r, err, errcap)
-                                              : send_webhook(nt, h, r, err, errcap);
+                                            : send_webhook(nt, h, r, err, errcap);
 }
 
 /* ---- the queue ---- */
@@ -482,8 +492,8 @@ static int scan(struct notify *nt, int64_t now) {
             seen++;
             arena_reset(&a);
             Appeal__OutboxRow *r = NULL;
-            if (store_get_msg(t, s, DB_OUTBOX, v.mv_data, v.mv_size, &appeal__outbox_row__descriptor,
-                              &a, (ProtobufCMessage **)&r) != 0) {
+            if (store_get_msg(t, s, DB_OUTBOX, v.mv_data, v.mv_size,
+                              &appeal__outbox_row__descriptor, &a, (ProtobufCMessage **)&r) != 0) {
                 continue; /* cannot be: settled with its due key in one transaction */
             }
             oldest = oldest == 0 || r->created_ms < oldest ? r->created_ms : oldest;
@@ -573,8 +583,8 @@ static void deliver(struct notify *nt) {
             r->state = APPEAL__OUTBOX_STATE__OUTBOX_SENT;
             r->done_ms = now;
             atomic_fetch_add(&nt->sent, 1);
-            olog(OLOG_INFO, "notification_sent", "number", r->number, "event", r->event,
-                 "channel", r->channel, "key", r->idem_key, "attempts", att, NULL);
+            olog(OLOG_INFO, "notification_sent", "number", r->number, "event", r->event, "channel",
+                 r->channel, "key", r->idem_key, "attempts", att, NULL);
             continue;
         }
         r->last_error = j->error;
@@ -588,8 +598,8 @@ static void deliver(struct notify *nt) {
         } else {
             r->next_ms = now + backoff_ms(&nt->c, r->attempts);
             atomic_fetch_add(&nt->retried, 1);
-            olog(OLOG_WARN, "notification_retry", "number", r->number, "channel", r->channel,
-                 "key", r->idem_key, "attempts", att, "error", j->error, NULL);
+            olog(OLOG_WARN, "notification_retry", "number", r->number, "channel", r->channel, "key",
+                 r->idem_key, "attempts", att, "error", j->error, NULL);
         }
     }
 }

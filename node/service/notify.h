@@ -30,18 +30,18 @@ struct node;
 struct notify;
 
 enum {
-    NOTIFY_CONF_BYTES_MAX = 64 * 1024,   /* the configuration file */
+    NOTIFY_CONF_BYTES_MAX = 64 * 1024, /* the configuration file */
     NOTIFY_URL_BYTES_MAX = 512,
-    NOTIFY_BATCH_MAX = 32,               /* rows sent before one settling commit */
-    NOTIFY_SCAN_MAX = 4096,              /* unsettled rows looked at per pass */
-    NOTIFY_IDLE_MS = 100,                /* sleep when nothing is due */
+    NOTIFY_BATCH_MAX = 32,  /* rows sent before one settling commit */
+    NOTIFY_SCAN_MAX = 4096, /* unsettled rows looked at per pass */
+    NOTIFY_IDLE_MS = 100,   /* sleep when nothing is due */
     NOTIFY_ATTEMPTS_MAX_DEFAULT = 10,
     NOTIFY_BACKOFF_MS_MIN_DEFAULT = 1000,
     NOTIFY_BACKOFF_MS_MAX_DEFAULT = 15 * 60 * 1000,
-    NOTIFY_TIMEOUT_MS_DEFAULT = 10000,   /* one attempt */
-    NOTIFY_ALERT_S_DEFAULT = 3600,       /* undelivered this long: alert */
-    NOTIFY_KEY_BYTES_MAX = 256,          /* the webhook's HMAC key */
-    NOTIFY_TEXT_BYTES_MAX = 2048,        /* one notification's text */
+    NOTIFY_TIMEOUT_MS_DEFAULT = 10000, /* one attempt */
+    NOTIFY_ALERT_S_DEFAULT = 3600,     /* undelivered this long: alert */
+    NOTIFY_KEY_BYTES_MAX = 256,        /* the webhook's HMAC key */
+    NOTIFY_TEXT_BYTES_MAX = 2048,      /* one notification's text */
 };
 
 /* Reads the configuration file at `path` (docs/notifications.md). */

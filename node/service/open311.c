@@ -46,7 +46,7 @@ struct open311 {
     struct i18n tr;           /* kk and ru catalogues, read-only after start */
     enum i18n_lang dflt_lang; /* rules.conf default_lang */
     uint32_t n_windows;
-    char paths[10][64]; /* the routes' paths (httpd keeps pointers) */
+    char paths[10][64];          /* the routes' paths (httpd keeps pointers) */
     struct applicant *applicant; /* requests/NUMBER/mine (applicant.h) */
 };
 
@@ -60,9 +60,9 @@ static void iso_time(int64_t ms, int32_t offset_min, char out[48]) {
     struct tm tm;
     gmtime_r(&secs, &tm);
     int32_t off = offset_min < 0 ? -offset_min : offset_min;
-    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             offset_min < 0 ? '-' : '+', (int)(off / 60), (int)(off % 60));
+    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, offset_min < 0 ? '-' : '+',
+             (int)(off / 60), (int)(off % 60));
 }
 
 /* The end of local day `day` (the last moment of a legal term). */
@@ -125,7 +125,7 @@ struct fields {
 };
 
 static int hexval(int c) {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
@@ -170,15 +170,14 @@ static int form_parse(const char *s, size_t len, struct arena *a, struct fields 
         }
         if (j > i) {
             if (fs->n == OPEN311_FIELDS_MAX) {
-                return err_set(e, APL_EINVAL, "too many fields: at most %d",
-                               OPEN311_FIELDS_MAX);
+                return err_set(e, APL_EINVAL, "too many fields: at most %d", OPEN311_FIELDS_MAX);
             }
             const char *eq = memchr(s + i, '=', j - i);
             size_t kl = eq != NULL ? (size_t)(eq - (s + i)) : j - i;
             struct field *f = &fs->f[fs->n];
             f->key = form_decode(s + i, kl, a);
-            f->val = eq != NULL ? form_decode(eq + 1, (size_t)(s + j - eq - 1), a)
-                                : arena_strdup(a, "");
+            f->val =
+                eq != NULL ? form_decode(eq + 1, (size_t)(s + j - eq - 1), a) : arena_strdup(a, "");
             if (f->key == NULL || f->val == NULL) {
                 return err_set(e, APL_EINVAL, "malformed form encoding (a bad %%-escape or a NUL)");
             }
@@ -414,8 +413,7 @@ static const struct attr attrs[] = {
      N_("Complaints: the day the applicant learned of the act (the 3-month window counts from "
         "it)"),
      "YYYY-MM-DD", false},
-    {"late_reason", "text", N_("Complaints past the window: why the term was missed"), NULL,
-     false},
+    {"late_reason", "text", N_("Complaints past the window: why the term was missed"), NULL, false},
 };
 
 /* The names of the values of a singlevaluelist attribute: the appeal
@@ -432,10 +430,10 @@ static void on_service_def(void *arg, const struct httpd_req *r, struct httpd_re
     char stem[256];
     bool xml = path_format(r->path, stem, sizeof stem) == FMT_XML;
     const char *code = stem + strlen("/open311/v2/services/");
-    const struct category *c = strlen(stem) > strlen("/open311/v2/services/") &&
-                                       path_format(r->path, NULL, 0) >= 0
-                                   ? ruleset_category(&o->n->rules, code)
-                                   : NULL;
+    const struct category *c =
+        strlen(stem) > strlen("/open311/v2/services/") && path_format(r->path, NULL, 0) >= 0
+            ? ruleset_category(&o->n->rules, code)
+            : NULL;
     if (c == NULL) {
         errors_doc(xml, 404, "no such service_code (see services.json)", res);
         return;
@@ -521,7 +519,8 @@ static int64_t staleness_of(struct status_ctx *sc, const char *owner) {
         for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0;
              m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
             struct origin_state os;
-            if (k.mv_size == KEY_PK_BYTES && chain_origin_get(&n->eng.store, sc->t, k.mv_data, &os) == 0 &&
+            if (k.mv_size == KEY_PK_BYTES &&
+                chain_origin_get(&n->eng.store, sc->t, k.mv_data, &os) == 0 &&
                 strcmp(os.juris, owner) == 0 && os.head_time_ms > 0) {
                 int64_t s = sc->now_ms - os.head_time_ms;
                 st = s < 0 ? 0 : s;
@@ -560,12 +559,11 @@ static int64_t last_event_ms(struct status_ctx *sc, const char *number, int64_t 
     return ms;
 }
 
-
 /* status_notes (open311.h): what happened, in our words and the caller's
  * language, without any personal data (no assignee, no reasons: officials'
  * reasons are sealed). */
-void open311_status_notes(const struct i18n *trs, struct node *nd, enum i18n_lang l,
-                          int32_t today, const Appeal__AppealRow *r, char *buf, size_t cap) {
+void open311_status_notes(const struct i18n *trs, struct node *nd, enum i18n_lang l, int32_t today,
+                          const Appeal__AppealRow *r, char *buf, size_t cap) {
     const char *outcome = names_outcome(trs, l, r->outcome);
     char d[11];
     size_t n = 0;
@@ -581,9 +579,8 @@ void open311_status_notes(const struct i18n *trs, struct node *nd, enum i18n_lan
         n = (size_t)snprintf(buf, cap, i18n_get(trs, l, N_("answered: %s")), outcome);
         break;
     case APPEAL__STATUS__STATUS_CLOSED:
-        n = r->outcome ? (size_t)snprintf(buf, cap,
-                                          i18n_get(trs, l, N_("closed after the answer: %s")),
-                                          outcome)
+        n = r->outcome ? (size_t)snprintf(
+                             buf, cap, i18n_get(trs, l, N_("closed after the answer: %s")), outcome)
                        : (size_t)snprintf(buf, cap, "%s", names_status(trs, l, r->status));
         break;
     case APPEAL__STATUS__STATUS_REOPENED:
@@ -596,14 +593,14 @@ void open311_status_notes(const struct i18n *trs, struct node *nd, enum i18n_lan
     if (n < cap && strcmp(r->owner, r->received_by) != 0 &&
         r->status != APPEAL__STATUS__STATUS_FORWARDED) {
         n += (size_t)snprintf(buf + n, cap - n,
-                              i18n_get(trs, l, N_("; handled by %s (registered by %s)")),
-                              r->owner, r->received_by);
+                              i18n_get(trs, l, N_("; handled by %s (registered by %s)")), r->owner,
+                              r->received_by);
     }
     int32_t late = 0;
     if (n < cap && view_overdue(nd, r, today, &late)) {
         snprintf(buf + n, cap - n,
-                 i18n_nget(trs, l, "; overdue by %d working day",
-                           "; overdue by %d working days", (unsigned long)late),
+                 i18n_nget(trs, l, "; overdue by %d working day", "; overdue by %d working days",
+                           (unsigned long)late),
                  late);
     }
 }
@@ -616,8 +613,8 @@ static void request_fields(struct out *d, struct status_ctx *sc, const Appeal__A
     iso_time(r->registered_ms, off, req);
     iso_day_end(r->deadline_day, off, exp);
     iso_time(last_event_ms(sc, r->number, r->registered_ms), off, upd);
-    bool closed = r->status == APPEAL__STATUS__STATUS_CLOSED ||
-                  r->status == APPEAL__STATUS__STATUS_WITHDRAWN;
+    bool closed =
+        r->status == APPEAL__STATUS__STATUS_CLOSED || r->status == APPEAL__STATUS__STATUS_WITHDRAWN;
     out_str(d, "service_request_id", r->number);
     out_str(d, "status", closed ? "closed" : "open");
     out_str(d, "status_notes", notes);
@@ -688,8 +685,10 @@ static void on_request(void *arg, const struct httpd_req *r, struct httpd_res *r
     if (rc != 0) {
         store_rd_end(&o->n->eng.store, t);
         char why[160];
-        snprintf(why, sizeof why, "no appeal %.64s on this node (not registered, or not "
-                                  "replicated here yet)", number);
+        snprintf(why, sizeof why,
+                 "no appeal %.64s on this node (not registered, or not "
+                 "replicated here yet)",
+                 number);
         errors_doc(xml, rc == APL_ENOTFOUND ? 404 : 503,
                    rc == APL_ENOTFOUND ? why : "cannot read the appeal", res);
         return;
@@ -778,8 +777,8 @@ static int list_query_parse(const struct fields *q, int64_t now_ms, struct list_
 }
 
 static bool list_match(const struct list_query *lq, const Appeal__AppealRow *r) {
-    bool closed = r->status == APPEAL__STATUS__STATUS_CLOSED ||
-                  r->status == APPEAL__STATUS__STATUS_WITHDRAWN;
+    bool closed =
+        r->status == APPEAL__STATUS__STATUS_CLOSED || r->status == APPEAL__STATUS__STATUS_WITHDRAWN;
     if ((lq->status == 1 && closed) || (lq->status == 2 && !closed)) {
         return false;
     }
@@ -859,7 +858,8 @@ static void list_scan(struct out *d, struct status_ctx *sc, struct list_query *l
         for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0 && nj <= CLUSTER_NODES_MAX;
              m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
             struct origin_state os;
-            if (k.mv_size == KEY_PK_BYTES && chain_origin_get(&n->eng.store, sc->t, k.mv_data, &os) == 0 &&
+            if (k.mv_size == KEY_PK_BYTES &&
+                chain_origin_get(&n->eng.store, sc->t, k.mv_data, &os) == 0 &&
                 os.juris[0] != '\0' && strcmp(os.juris, n->eng.juris) != 0) {
                 snprintf(juris[nj++], 16, "%s", os.juris);
             }
@@ -936,7 +936,7 @@ struct filing {
     struct wreq wreq;
     enum i18n_lang locale; /* of the answer */
     enum i18n_lang lang;   /* of the appeal: AppealFiled.lang */
-    bool rate_limited; /* refused: 429 */
+    bool rate_limited;     /* refused: 429 */
 };
 
 static void filing_free(struct filing *f) {
@@ -959,8 +959,9 @@ static int channel_check(struct open311 *o, const char *api_key, struct principa
                          uint32_t *rate, struct errbuf *e) {
     size_t len = strlen(api_key);
     if (len == 0 || len > CHANNEL_API_KEY_BYTES_MAX) {
-        return err_set(e, APL_EAUTH, "api_key missing or malformed: ask the node's "
-                                     "administrator for a channel key");
+        return err_set(e, APL_EAUTH,
+                       "api_key missing or malformed: ask the node's "
+                       "administrator for a channel key");
     }
     memset(p, 0, sizeof *p);
     channel_key_hash(api_key, len, p->pk);
@@ -1024,8 +1025,9 @@ static int filing_request(struct filing *f, const struct fields *q, struct errbu
     const char *type = field_or(q, "attribute[type]", "");
     fr->type = appeal_type_parse(type);
     if (fr->type == 0) {
-        return err_set(e, APL_EINVAL, "attribute[type] is one of statement, proposal, request, "
-                                      "complaint, report, feedback");
+        return err_set(e, APL_EINVAL,
+                       "attribute[type] is one of statement, proposal, request, "
+                       "complaint, report, feedback");
     }
     fr->category = (char *)field_or(q, "service_code", "");
     const struct category *c = ruleset_category(&f->o->n->rules, fr->category);
@@ -1047,7 +1049,8 @@ static int filing_request(struct filing *f, const struct fields *q, struct errbu
     fr->lang = (char *)i18n_lang_code(f->lang);
     fr->repeat_of = (char *)field_or(q, "attribute[repeat_of]", "");
     fr->late_reason = (char *)field_or(q, "attribute[late_reason]", "");
-    const char *cs = field_or(q, "attribute[co_signers]", "0"), *ld = field(q, "attribute[learned_date]");
+    const char *cs = field_or(q, "attribute[co_signers]", "0"),
+               *ld = field(q, "attribute[learned_date]");
     long co;
     if (util_parse_long(cs, 0, 1000000, &co) != 0) {
         return err_set(e, APL_EINVAL, "attribute[co_signers] is a number");
@@ -1089,12 +1092,13 @@ static void filed_doc(struct filing *f, struct out *d) {
     iso_time(res->registered_ms, off, req);
     iso_day_end(res->deadline_day, off, exp);
     day_format(res->deadline_day, day);
-    int nn = snprintf(notice, sizeof notice,
-                      tr(o, l, N_("Registered by %s as %s (%s). The answer is due by %s, the end "
-                                  "of the legal term; follow it at requests/%s.json on any node "
-                                  "of the federation.")),
-                      n->eng.juris, res->number, names_type(&o->tr, l, res->type), day,
-                      res->number);
+    int nn =
+        snprintf(notice, sizeof notice,
+                 tr(o, l,
+                    N_("Registered by %s as %s (%s). The answer is due by %s, the end "
+                       "of the legal term; follow it at requests/%s.json on any node "
+                       "of the federation.")),
+                 n->eng.juris, res->number, names_type(&o->tr, l, res->type), day, res->number);
     if (res->urgent && nn > 0 && (size_t)nn < sizeof notice) {
         snprintf(notice + nn, sizeof notice - (size_t)nn, " %s",
                  tr(o, l, N_("Marked urgent: it goes to the competent body at once.")));
@@ -1185,8 +1189,10 @@ static int filing_prepare(struct filing *f, const struct httpd_req *r, struct er
     }
     if (!rate_take(f->o, f->who.pk, rate, node_now_ms(f->o->n))) {
         f->rate_limited = true;
-        return err_set(e, APL_EREFUSED, "this channel's rate is %u filings a minute: try again in "
-                                     "a minute", rate);
+        return err_set(e, APL_EREFUSED,
+                       "this channel's rate is %u filings a minute: try again in "
+                       "a minute",
+                       rate);
     }
     return filing_request(f, q, e);
 }

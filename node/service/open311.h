@@ -38,12 +38,12 @@ struct open311;
 struct Appeal__AppealRow;
 
 enum {
-    OPEN311_BODY_BYTES_MAX = 64 * 1024, /* a POST body (413 past it, before it is read) */
-    OPEN311_FIELDS_MAX = 64,            /* form and query fields of one request */
-    OPEN311_RESULTS_MAX = 1000,         /* GET requests: the spec's default and our cap */
-    OPEN311_IDS_MAX = 1000,             /* service_request_id values in one GET */
-    OPEN311_SCAN_ROWS_MAX = 200 * 1000, /* appeals looked at for one GET requests */
-    OPEN311_RANGE_DAYS_DEFAULT = 90,    /* GET requests without dates */
+    OPEN311_BODY_BYTES_MAX = 64 * 1024,  /* a POST body (413 past it, before it is read) */
+    OPEN311_FIELDS_MAX = 64,             /* form and query fields of one request */
+    OPEN311_RESULTS_MAX = 1000,          /* GET requests: the spec's default and our cap */
+    OPEN311_IDS_MAX = 1000,              /* service_request_id values in one GET */
+    OPEN311_SCAN_ROWS_MAX = 200 * 1000,  /* appeals looked at for one GET requests */
+    OPEN311_RANGE_DAYS_DEFAULT = 90,     /* GET requests without dates */
     OPEN311_CHANNELS_TRACKED_MAX = 1024, /* rate windows held (LRU past it) */
 };
 
@@ -56,8 +56,7 @@ void open311_stop(struct open311 *o);
 /* The `status_notes` of an appeal in `lang` (its status, outcome, term,
  * where it went, how overdue on `today`), into `buf`: the public status
  * and the applicant's view say the same. Nothing personal. */
-void open311_status_notes(const struct i18n *tr, struct node *n, enum i18n_lang lang,
-                          int32_t today, const struct Appeal__AppealRow *r, char *buf,
-                          size_t cap);
+void open311_status_notes(const struct i18n *tr, struct node *n, enum i18n_lang lang, int32_t today,
+                          const struct Appeal__AppealRow *r, char *buf, size_t cap);
 
 #endif

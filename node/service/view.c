@@ -407,8 +407,8 @@ static size_t known_jurisdictions(struct node *n, MDB_txn *t, char out[][16], si
     for (int m = mdb_cursor_get(c, &key, &v, MDB_FIRST); m == 0 && k < max;
          m = mdb_cursor_get(c, &key, &v, MDB_NEXT)) {
         struct origin_state o;
-        if (key.mv_size != KEY_PK_BYTES || chain_origin_get(&n->eng.store, t, key.mv_data, &o) != 0 ||
-            o.juris[0] == '\0') {
+        if (key.mv_size != KEY_PK_BYTES ||
+            chain_origin_get(&n->eng.store, t, key.mv_data, &o) != 0 || o.juris[0] == '\0') {
             continue;
         }
         bool seen = false;

@@ -380,8 +380,9 @@ int agg_batch_flush(struct agg_batch *b, struct store *s, MDB_txn *t) {
     int rc = 0;
     for (uint32_t i = 0; i < b->used; i++) {
         struct delta *d = &b->slots[b->used_at[i]];
-        if (t != NULL && rc == 0 && (d->count != 0 || d->answered != 0 || d->n_days != 0 ||
-                                      d->rated != 0 || d->satisfied != 0)) {
+        if (t != NULL && rc == 0 &&
+            (d->count != 0 || d->answered != 0 || d->n_days != 0 || d->rated != 0 ||
+             d->satisfied != 0)) {
             rc = write_delta(s, t, d);
         }
         ASSERT(b->used_at[i] < BATCH_SLOTS && b->tag[b->used_at[i]] != 0);

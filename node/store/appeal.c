@@ -447,7 +447,7 @@ static int last_event(struct appeal_ctx *c, const char *number, struct arena *a,
     }
     MDB_val env;
     rc = chain_get(c->s, c->t, be32_get((const uint8_t *)v.mv_data + 4),
-                 be64_get((const uint8_t *)v.mv_data + 8), &env);
+                   be64_get((const uint8_t *)v.mv_data + 8), &env);
     if (rc == 0 && rec_decode(env.mv_data, env.mv_size, a, r, NULL) != 0) {
         rc = APL_ECORRUPT;
     }
@@ -884,10 +884,9 @@ static int applicant_owns(struct appeal_ctx *c, const char *code, const Appeal__
     }
     if (row->status == APPEAL__STATUS__STATUS_FORWARDED ||
         strcmp(row->owner, c->self->juris) != 0) {
-        return err_set(e, APL_ENOTOWNER, "%s handles this appeal now: %s on its node",
-                       row->status == APPEAL__STATUS__STATUS_FORWARDED ? row->forwarded_to
-                                                                       : row->owner,
-                       verb);
+        return err_set(
+            e, APL_ENOTOWNER, "%s handles this appeal now: %s on its node",
+            row->status == APPEAL__STATUS__STATUS_FORWARDED ? row->forwarded_to : row->owner, verb);
     }
     return 0;
 }
@@ -1362,8 +1361,7 @@ int appeal_complain(struct appeal_ctx *c, const struct appeal_complaint *q,
     }
     uint8_t box[BOX_PK_BYTES];
     if (c->box_key_of == NULL || c->box_key_of(c->box_key_arg, to, box) != 0) {
-        return err_set(e, APL_ENOTFOUND, "no node of %s (the higher body) in the cluster file",
-                       to);
+        return err_set(e, APL_ENOTFOUND, "no node of %s (the higher body) in the cluster file", to);
     }
     memset(out, 0, sizeof *out);
     if ((rc = complain_file(c, row, q, out, e)) != 0) {

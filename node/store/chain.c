@@ -15,7 +15,7 @@ static int origin_decode(const MDB_val *v, struct origin_state *o) {
     struct arena a;
     arena_on(&a, buf, sizeof buf);
     Appeal__OriginRow *r = (Appeal__OriginRow *)pb_unpack(&appeal__origin_row__descriptor,
-                                                           v->mv_data, v->mv_size, &a, 4, NULL);
+                                                          v->mv_data, v->mv_size, &a, 4, NULL);
     int rc = APL_ECORRUPT;
     if (r != NULL && r->origin.len == KEY_PK_BYTES &&
         (r->head_hash.len == HASH_BYTES || r->head_seq == 0) && strlen(r->jurisdiction) < 16 &&
@@ -66,7 +66,7 @@ int chain_origin_save(struct store *s, MDB_txn *t, const struct origin_state *o)
 }
 
 int chain_origin_get(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES],
-                   struct origin_state *o) {
+                     struct origin_state *o) {
     MDB_val v;
     int rc = store_get(t, s, DB_ORIGINS, pk, KEY_PK_BYTES, &v);
     return rc != 0 ? rc : origin_decode(&v, o);
@@ -89,7 +89,7 @@ int chain_origin_by_idx(struct store *s, MDB_txn *t, uint32_t idx, struct origin
 }
 
 int chain_origin_create(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES],
-                      struct origin_state *o) {
+                        struct origin_state *o) {
     MDB_cursor *c;
     int rc = store_rc(mdb_cursor_open(t, s->dbi[DB_ORIGIN_IDX], &c));
     if (rc != 0) {
@@ -129,8 +129,8 @@ void chain_origin_event(struct origin_state *o, const Appeal__Body *b) {
     }
 }
 
-int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env, size_t len,
-               const Appeal__Body *body, int64_t received_ms, bool defer_save) {
+int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env,
+                 size_t len, const Appeal__Body *body, int64_t received_ms, bool defer_save) {
     /* The caller checked the record continues this chain (ingest) or made
      * it so (chain_sign_append): a record past a gap is never appended. */
     ASSERT(body->seq == o->head_seq + 1);
@@ -151,8 +151,8 @@ int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint
 }
 
 int chain_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
-                    const struct node_keys *k, Appeal__Body *body, int64_t now_ms, uint8_t **env,
-                    size_t *len) {
+                      const struct node_keys *k, Appeal__Body *body, int64_t now_ms, uint8_t **env,
+                      size_t *len) {
     body->origin.data = (uint8_t *)k->sign_pk;
     body->origin.len = KEY_PK_BYTES;
     ASSERT(self->head_seq < UINT64_MAX);
@@ -177,7 +177,7 @@ int chain_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
 }
 
 int chain_each(struct store *s, MDB_txn *t, uint32_t idx, uint64_t from_seq, chain_each_fn fn,
-             void *arg) {
+               void *arg) {
     MDB_cursor *c;
     int rc = store_rc(mdb_cursor_open(t, s->dbi[DB_LOG], &c));
     if (rc != 0) {

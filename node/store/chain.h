@@ -39,11 +39,11 @@ struct origin_state {
 
 /* Loads the origin `pk`; APL_ENOTFOUND if this node has never seen it. */
 int chain_origin_get(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES],
-                   struct origin_state *o);
+                     struct origin_state *o);
 int chain_origin_by_idx(struct store *s, MDB_txn *t, uint32_t idx, struct origin_state *o);
 /* Creates the origin with the next free index (head 0). */
 int chain_origin_create(struct store *s, MDB_txn *t, const uint8_t pk[KEY_PK_BYTES],
-                      struct origin_state *o);
+                        struct origin_state *o);
 int chain_origin_save(struct store *s, MDB_txn *t, const struct origin_state *o);
 
 /* The exact envelope bytes of (idx, seq); valid until the txn ends. */
@@ -54,8 +54,8 @@ int chain_get(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, MDB_val *
  * events (genesis, key rotation) update `o` here. The origin's row is
  * written too, unless `defer_save` (a caller appending a run saves it once
  * at the end with chain_origin_save). */
-int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env, size_t len,
-               const Appeal__Body *body, int64_t received_ms, bool defer_save);
+int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env,
+                 size_t len, const Appeal__Body *body, int64_t received_ms, bool defer_save);
 
 /* Applies an origin-level event (genesis, key rotation) to `o`. */
 void chain_origin_event(struct origin_state *o, const Appeal__Body *body);
@@ -63,13 +63,13 @@ void chain_origin_event(struct origin_state *o, const Appeal__Body *body);
 /* Fills origin, seq, prev and time of `body` for this node's next record,
  * signs it, and appends it. `*env` is malloc'd: the caller frees it. */
 int chain_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
-                    const struct node_keys *k, Appeal__Body *body, int64_t now_ms, uint8_t **env,
-                    size_t *len);
+                      const struct node_keys *k, Appeal__Body *body, int64_t now_ms, uint8_t **env,
+                      size_t *len);
 
 /* Iterates the log of origin `idx` from `from_seq`: calls fn for each
  * record until it returns non-zero (which is returned) or the log ends. */
 typedef int (*chain_each_fn)(void *arg, uint64_t seq, const uint8_t *env, size_t len);
 int chain_each(struct store *s, MDB_txn *t, uint32_t idx, uint64_t from_seq, chain_each_fn fn,
-             void *arg);
+               void *arg);
 
 #endif

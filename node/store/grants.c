@@ -165,7 +165,7 @@ int grant_list(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t *pk, str
          m == 0 && k.mv_size == GRANT_KEY_BYTES && memcmp(k.mv_data, prefix, 4) == 0;
          m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         Appeal__GrantRow *g = (Appeal__GrantRow *)pb_unpack(&appeal__grant_row__descriptor,
-                                                             v.mv_data, v.mv_size, a, 16, NULL);
+                                                            v.mv_data, v.mv_size, a, 16, NULL);
         if (g == NULL) {
             rc = APL_ECORRUPT;
             break;
@@ -193,7 +193,7 @@ int grant_list(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t *pk, str
 }
 
 int grant_actor_revoked(struct store *s, MDB_txn *t, uint32_t idx, const Appeal__Body *b,
-                       struct actor_cache *c, uint64_t *revoked, struct errbuf *e) {
+                        struct actor_cache *c, uint64_t *revoked, struct errbuf *e) {
     *revoked = 0;
     if (b->actor.len != KEY_PK_BYTES) {
         return 0;

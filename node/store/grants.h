@@ -62,7 +62,7 @@ struct actor_cache {
     bool have;
 };
 int grant_actor_revoked(struct store *s, MDB_txn *t, uint32_t idx, const Appeal__Body *b,
-                       struct actor_cache *c, uint64_t *revoked, struct errbuf *e);
+                        struct actor_cache *c, uint64_t *revoked, struct errbuf *e);
 
 /* The grants of origin `idx` (only that of `pk` when not NULL). */
 int grant_list(struct store *s, MDB_txn *t, uint32_t idx, const uint8_t *pk, struct arena *a,

@@ -235,8 +235,8 @@ static int list_push(struct arena *a, Appeal__OutboxRow ***rows, size_t *n, size
     return 0;
 }
 
-int outbox_list(struct store *s, MDB_txn *t, const char *number, bool failed_only,
-                struct arena *a, Appeal__OutboxRow ***rows, size_t *n, bool *more) {
+int outbox_list(struct store *s, MDB_txn *t, const char *number, bool failed_only, struct arena *a,
+                Appeal__OutboxRow ***rows, size_t *n, bool *more) {
     *rows = NULL;
     *n = 0;
     *more = false;
@@ -254,8 +254,8 @@ int outbox_list(struct store *s, MDB_txn *t, const char *number, bool failed_onl
         if (plen && (k.mv_size != plen + 8 || memcmp(k.mv_data, number, plen) != 0)) {
             break;
         }
-        Appeal__OutboxRow *row = (Appeal__OutboxRow *)pb_unpack(
-            &appeal__outbox_row__descriptor, v.mv_data, v.mv_size, a, 16, NULL);
+        Appeal__OutboxRow *row = (Appeal__OutboxRow *)pb_unpack(&appeal__outbox_row__descriptor,
+                                                                v.mv_data, v.mv_size, a, 16, NULL);
         if (row == NULL) {
             rc = APL_ECORRUPT;
         } else if (failed_only && row->state != APPEAL__OUTBOX_STATE__OUTBOX_FAILED) {

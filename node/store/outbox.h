@@ -34,13 +34,13 @@
 #include "store.pb-c.h"
 
 enum {
-    OUTBOX_CONTACTS_MAX = 4,         /* contacts notified per appeal */
-    OUTBOX_ADDRESS_BYTES_MAX = 254,  /* an e-mail address (RFC 5321 path) */
+    OUTBOX_CONTACTS_MAX = 4,        /* contacts notified per appeal */
+    OUTBOX_ADDRESS_BYTES_MAX = 254, /* an e-mail address (RFC 5321 path) */
     OUTBOX_PHONE_DIGITS_MIN = 7,
-    OUTBOX_PHONE_DIGITS_MAX = 15,    /* E.164 */
+    OUTBOX_PHONE_DIGITS_MAX = 15, /* E.164 */
     OUTBOX_KEY_BYTES_MAX = NUMBER_BYTES_MAX + 1 + 8,
-    OUTBOX_ERROR_BYTES_MAX = 200,    /* last_error kept */
-    OUTBOX_LIST_MAX = 1000,          /* rows one listing returns */
+    OUTBOX_ERROR_BYTES_MAX = 200, /* last_error kept */
+    OUTBOX_LIST_MAX = 1000,       /* rows one listing returns */
 };
 
 /* Inside write transaction `t`, just after `b` (a record of this node)
@@ -69,7 +69,7 @@ size_t outbox_contacts(const char *contacts, const char *channel[OUTBOX_CONTACTS
  * OUTBOX_LIST_MAX (`*more` set when there were more), unpacked into `a`.
  * Addresses and reasons are cleared in the copies: a listing is for the
  * delivery state, not the applicant's contacts. */
-int outbox_list(struct store *s, MDB_txn *t, const char *number, bool failed_only,
-                struct arena *a, Appeal__OutboxRow ***rows, size_t *n, bool *more);
+int outbox_list(struct store *s, MDB_txn *t, const char *number, bool failed_only, struct arena *a,
+                Appeal__OutboxRow ***rows, size_t *n, bool *more);
 
 #endif

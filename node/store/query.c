@@ -424,8 +424,8 @@ static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct a
     }
     size_t mark = scratch->used_bytes;
     Appeal__AggCell *cell =
-        (Appeal__AggCell *)pb_unpack(&appeal__agg_cell__descriptor, v->mv_data, v->mv_size,
-                                      scratch, 2 * (AGG_DAYS_MAX + 2), NULL);
+        (Appeal__AggCell *)pb_unpack(&appeal__agg_cell__descriptor, v->mv_data, v->mv_size, scratch,
+                                     2 * (AGG_DAYS_MAX + 2), NULL);
     scratch->used_bytes = mark;
     if (cell == NULL) {
         return APL_ECORRUPT;

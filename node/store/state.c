@@ -457,7 +457,8 @@ static int park(struct state *st, MDB_txn *t, const struct origin_state *o, uint
     chain_key(ref, o->idx, seq);
     MDB_val old;
     int rc = store_get(t, st->s, DB_PENDING, key, kl, &old);
-    if (rc == 0 && old.mv_size == CHAIN_KEY_BYTES && memcmp(old.mv_data, ref, CHAIN_KEY_BYTES) != 0) {
+    if (rc == 0 && old.mv_size == CHAIN_KEY_BYTES &&
+        memcmp(old.mv_data, ref, CHAIN_KEY_BYTES) != 0) {
         /* Two different events claim the same place in one appeal: only a
          * misbehaving origin does that. Keep the one with the smaller
          * record hash, so that every node keeps the same whatever the

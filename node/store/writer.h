@@ -106,12 +106,12 @@ struct writer {
     struct writer_batch pipe[WRITER_PIPELINE_MAX];
     uint32_t pipe_head, pipe_count;
     struct writer_batch pending; /* committed, durable with the next fsync */
-    bool stopping;    /* under mu */
-    bool writer_done; /* under mu */
-    bool running;     /* under mu; set and cleared by the thread that starts and stops */
-    _Atomic bool failed;                      /* writes stopped: see writer_fail */
-    char failed_reason[WRITER_REASON_BYTES];  /* under mu */
-    _Atomic bool full; /* the last batch was refused at the map's maximum */
+    bool stopping;               /* under mu */
+    bool writer_done;            /* under mu */
+    bool running;                /* under mu; set and cleared by the thread that starts and stops */
+    _Atomic bool failed;         /* writes stopped: see writer_fail */
+    char failed_reason[WRITER_REASON_BYTES]; /* under mu */
+    _Atomic bool full;                       /* the last batch was refused at the map's maximum */
     _Atomic uint64_t commits;
     _Atomic uint64_t committed_writes;
     _Atomic uint64_t syncs;

@@ -36,8 +36,7 @@ static bool status_known(int s) {
 static size_t write_back(const struct httpd_parsed *p) {
     const struct httpd_req *r = &p->req;
     int n = snprintf(again, sizeof again, "%s %s%s%s HTTP/1.%d\r\n", r->method, r->path,
-                     r->query[0] != '\0' ? "?" : "", r->query,
-                     r->minor_version);
+                     r->query[0] != '\0' ? "?" : "", r->query, r->minor_version);
     size_t len = (size_t)n;
     for (size_t i = 0; i < r->n_headers && len < sizeof again; i++) {
         n = snprintf(again + len, sizeof again - len, "%s: %s\r\n", r->headers[i].name,

@@ -387,7 +387,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const uint8_t *b = m != NULL ? m->body.data : (size ? data : NULL);
         size_t len = m != NULL ? m->body.len : size;
         body = (Appeal__PeerBody *)pb_unpack(&appeal__peer_body__descriptor, b, len, &arena,
-                                              PEER_REPEATED_MAX, NULL);
+                                             PEER_REPEATED_MAX, NULL);
         if (body == NULL) {
             return 0;
         }

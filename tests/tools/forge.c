@@ -142,7 +142,9 @@ int main(int argc, char **argv) {
     }
     struct writer_hooks h;
     node_writer_hooks(&n, &h);
-    struct wreq r = {.run = by_actor ? run_forge : assign ? run_forge_assignment : run_forge_filing,
+    struct wreq r = {.run = by_actor ? run_forge
+                            : assign ? run_forge_assignment
+                                     : run_forge_filing,
                      .arg = &n};
     int rc = writer_run_now(&n.eng.store, &h, &r);
     if (rc != 0) {

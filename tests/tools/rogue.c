@@ -290,7 +290,7 @@ static int record_alter(struct arena *a, const ProtobufCBinaryData *in, Protobuf
     Appeal__Body *b =
         env == NULL ? NULL
                     : (Appeal__Body *)pb_unpack(&appeal__body__descriptor, env->body.data,
-                                                 env->body.len, a, ROGUE_RECORD_REPEATED_MAX, NULL);
+                                                env->body.len, a, ROGUE_RECORD_REPEATED_MAX, NULL);
     if (b == NULL) {
         return APL_EINVAL;
     }

@@ -297,7 +297,7 @@ static int decode_body(Appeal__Body *b, const uint8_t *pk, const uint8_t *sk) {
  * classifier code. */
 static void reason_and_category_rules(void) {
     uint8_t pk[KEY_PK_BYTES], sk[KEY_SK_BYTES], kid[DATA_KEY_ID_BYTES] = {1},
-        ct[SEAL_OVERHEAD_BYTES + 5] = {2};
+                                                ct[SEAL_OVERHEAD_BYTES + 5] = {2};
     crypto_sign_keypair(pk, sk);
     Appeal__Withdrawn w = APPEAL__WITHDRAWN__INIT;
     w.number = "KZ-75-2026-000001";
@@ -326,7 +326,12 @@ static void reason_and_category_rules(void) {
     b.event_case = APPEAL__BODY__EVENT_FILED;
     b.filed = &f;
     const char *good[] = {"0002.0001", "1", "0003.0002.0001"};
-    const char *bad[] = {"", "=1+1", "@SUM(1+1)", "0002,0001", "-1", "0002.0001 ",
+    const char *bad[] = {"",
+                         "=1+1",
+                         "@SUM(1+1)",
+                         "0002,0001",
+                         "-1",
+                         "0002.0001 ",
                          "12345678901234567890123456789012"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         f.category = (char *)good[i];

@@ -41,7 +41,7 @@ static void defaults_and_overrides(void) {
     ruleset_fini(&r);
 
     CHECK(ruleset_parse(&r, "term_working_days = 10\nanonymous_types = report, complaint\n", NULL,
-                      "1\tOne\n2\tTwo\n", &e) == 0);
+                        "1\tOne\n2\tTwo\n", &e) == 0);
     CHECK_INT(r.term_working_days, 10);
     CHECK_INT(r.extension_max_months, 2); /* untouched keys keep defaults */
     CHECK(r.anonymous_types == ((1u << 5) | (1u << 4)));
@@ -95,8 +95,8 @@ static void malformed(void) {
 static void category_names(void) {
     struct ruleset r;
     struct errbuf e;
-    CHECK(ruleset_parse(&r, NULL, NULL,
-                      "# roads\n7\tRoads\tЖолдар\tДороги\n8\tOne name\n", &e) == 0);
+    CHECK(ruleset_parse(&r, NULL, NULL, "# roads\n7\tRoads\tЖолдар\tДороги\n8\tOne name\n", &e) ==
+          0);
     CHECK_INT(r.category_count, 2);
     const struct category *c = ruleset_category(&r, "7");
     CHECK(c != NULL);
@@ -124,8 +124,8 @@ static void category_names(void) {
     ruleset_fini(&r);
 
     static const char *const bad[] = {
-        "1\tOne\n7\tRoads\tЖолдар\n",              /* two names */
-        "1\tOne\n7\tRoads\tЖолдар\t\n",            /* an empty Russian name (trimmed) */
+        "1\tOne\n7\tRoads\tЖолдар\n",                /* two names */
+        "1\tOne\n7\tRoads\tЖолдар\t\n",              /* an empty Russian name (trimmed) */
         "1\tOne\n7\tRoads\tЖолдар\tДороги\tRoads\n", /* four */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
