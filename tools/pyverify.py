@@ -221,7 +221,7 @@ EVENTS = {
                       (15, "data_key_id", "bytes"), (16, "urgent", "bool"),
                       (17, "registered_day", "int32"), (18, "sealed_late_reason", "bytes"),
                       (19, "lang", "string"), (20, "access_hash", "bytes"),
-                      (21, "complaint_of", "string"))),
+                      (21, "complaint_of", "string"), (22, "region_sealed", "bytes"))),
     12: ("assigned", msg(*NUMBER_REF, (3, "assignee", "string"))),
     13: ("extended", msg(*NUMBER_REF, (3, "until_day", "int32"), (4, "reason", "string"),
                          *SEALED_REASON(5))),
@@ -230,7 +230,7 @@ EVENTS = {
                           (9, "boxed_reason", "bytes"))),
     15: ("accepted", msg(*NUMBER_REF, (3, "deadline_day", "int32"), (4, "sealed", "bytes"),
                          (5, "applicant_tag", "bytes"), (6, "data_key_id", "bytes"),
-                         (7, "start_day", "int32"))),
+                         (7, "start_day", "int32"), (8, "region_sealed", "bytes"))),
     16: ("returned", msg(*NUMBER_REF, (3, "reason", "string"), *SEALED_REASON(4),
                          (6, "boxed_reason", "bytes"))),
     17: ("answered", msg(*NUMBER_REF, (3, "outcome", "enum"), (4, "sealed_text", "bytes"),
@@ -259,8 +259,11 @@ ORIGIN_ROW = msg((1, "origin", "bytes"), (2, "idx", "uint32"), (3, "jurisdiction
 
 # ---- field rules (sections 4, 5 and 8) ----
 
-JURIS = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
-NUMBER = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?-[0-9]{4}-[0-9]{6,8}")
+# A region, or an office: its region, '.', a 9-digit KATO code not all zeros, at most 15
+# bytes in all (section 8.1).
+JURIS = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?(\.(?!0{9})[0-9]{9})?")
+NUMBER = re.compile(r"([A-Z]{2}(-[A-Z0-9]{1,3})?(\.(?!0{9})[0-9]{9})?)-[0-9]{4}-[0-9]{6,8}")
+JURIS_CHARS_MAX = 15
 ROLES = {b"registrar", b"official", b"national", b"operator", b"admin", b"channel"}
 CATEGORY_BYTES_MAX, REASON_BYTES_MAX, ASSIGNEE_BYTES_MAX, LABEL_BYTES_MAX = 31, 2000, 200, 200
 SEALED_BYTES_MAX, APPLICANT_TAG_BYTES, DATA_KEY_ID_BYTES = 81920, 16, 8
@@ -275,11 +278,12 @@ REASONS = {"filed": ("late_reason", "sealed_late_reason"), "extended": ("reason"
 
 
 def juris_ok(s):
-    return JURIS.fullmatch(s.decode("latin-1")) is not None
+    return JURIS.fullmatch(s.decode("latin-1")) is not None and len(s) <= JURIS_CHARS_MAX
 
 
 def number_ok(s):
-    return NUMBER.fullmatch(s.decode("latin-1")) is not None
+    m = NUMBER.fullmatch(s.decode("latin-1"))
+    return m is not None and len(m.group(1)) <= JURIS_CHARS_MAX and len(s) <= 31
 
 
 BIDI_CONTROLS = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
@@ -348,6 +352,9 @@ def check_filed(f):
     need(f["repeat_of"] == b"" or number_ok(f["repeat_of"]), "record has a malformed repeat_of")
     reason(f, "late_reason")
     need(len(f["sealed"]) <= SEALED_BYTES_MAX, "record field sealed is too long")
+    need(len(f["region_sealed"]) <= SEALED_BYTES_MAX, "record field region_sealed is too long")
+    need(f["region_sealed"] == b"" or b"." in f["jurisdiction"],
+         "record has region_sealed on a region's filing")
     size(f["applicant_tag"], (0, APPLICANT_TAG_BYTES), "applicant_tag")
     size(f["data_key_id"], (0, DATA_KEY_ID_BYTES), "data_key_id")
     need(f["lang"] in (b"", b"kk", b"ru", b"en"), "record field lang is not kk, ru or en")
@@ -379,6 +386,7 @@ def check_event(kind, e, seq):
     elif kind == "accepted":
         ref(e)
         sealed_ok(e["sealed"])
+        sealed_ok(e["region_sealed"])
         size(e["applicant_tag"], (0, APPLICANT_TAG_BYTES), "applicant_tag")
         size(e["data_key_id"], (0, DATA_KEY_ID_BYTES), "data_key_id")
     elif kind == "answered":

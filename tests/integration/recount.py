@@ -82,7 +82,9 @@ def day_str(day):
 def key_of(a, by, today):
     out = []
     for f in by:
-        if f == "region":
+        if f == "region":  # an office's appeals count under its region
+            out.append(a["region"].split(".")[0])
+        elif f == "office":  # the receiving jurisdiction itself
             out.append(a["region"])
         elif f == "owner":
             out.append(a["owner"])
