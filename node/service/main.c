@@ -398,15 +398,16 @@ static int kato_check(const char *path, const char *code, const char *region, ch
          line = strtok_r(NULL, "\n", &save)) {
         char *cell[7] = {0}, *in = NULL;
         size_t n = 0;
-        for (char *c = strtok_r(line, "\t", &in); c != NULL && n < 7; c = strtok_r(NULL, "\t", &in)) {
+        for (char *c = strtok_r(line, "\t", &in); c != NULL && n < 7;
+             c = strtok_r(NULL, "\t", &in)) {
             cell[n++] = c;
         }
         if (line[0] == '#' || n < 7 || strcmp(cell[0], code) != 0) {
             continue;
         }
         if (strcmp(cell[6], region) != 0) {
-            rc = err_set(e, APL_EINVAL, "KATO code %s (%s) belongs to %s, not to %s", code,
-                         cell[2], cell[6], region);
+            rc = err_set(e, APL_EINVAL, "KATO code %s (%s) belongs to %s, not to %s", code, cell[2],
+                         cell[6], region);
         } else if (strcmp(cell[4], "district") != 0 && strcmp(cell[4], "okrug") != 0 &&
                    strcmp(cell[4], "town") != 0) {
             rc = err_set(e, APL_EINVAL, "KATO code %s (%s) is a %s, not a district, town or okrug",
@@ -432,7 +433,8 @@ static int cmd_init(const struct args *a) {
         err_clear(&ke);
         char region[JURIS_CHARS_MAX + 1];
         juris_region(a->juris, region);
-        int krc = kato_check(a->kato, strchr(a->juris, '.') + 1, region, office, sizeof office, &ke);
+        int krc =
+            kato_check(a->kato, strchr(a->juris, '.') + 1, region, office, sizeof office, &ke);
         if (krc != 0) {
             return fail("init", &ke, krc);
         }

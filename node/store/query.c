@@ -25,8 +25,8 @@ enum dim {
     D_COUNT
 };
 
-static const char *const dim_names[D_COUNT] = {"region",  "owner",     "type", "category",
-                                               "section", "status",    "year", "month",
+static const char *const dim_names[D_COUNT] = {"region",  "owner",      "type",  "category",
+                                               "section", "status",     "year",  "month",
                                                "day",     "is_overdue", "office"};
 
 enum { GROUP_KEY_BYTES = 192, SECTION_BYTES = 4 };

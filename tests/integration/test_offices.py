@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -171,9 +172,14 @@ class Offices(unittest.TestCase):
             self.assertNotIn(away_secret, shown(self.m(code), away), code)
         owners = recount.from_stats(self.stats(["owner"]), ["owner"])
         self.assertIn((OFFICE_B,), owners)
-        for code in CODES:
+        pyverify = os.path.join(os.path.dirname(KATO), "..", "pyverify.py")
+        for code in CODES:  # both verifiers accept offices' records
             rc, out = self.m(code).offline("verify")
             self.assertEqual(rc, 0, out)
+            py = subprocess.run([sys.executable, pyverify, "--data", self.m(code).dir,
+                                 "--cluster", self.fed.cluster_file],
+                                capture_output=True, text=True)
+            self.assertEqual(py.returncode, 0, py.stdout + py.stderr)
 
 
 class OfficeIdentity(unittest.TestCase):
