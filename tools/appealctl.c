@@ -387,6 +387,40 @@ static void print_links(const Appeal__AppealRow *r) {
     }
 }
 
+enum { KATO_FILE_BYTES_MAX = 16 * 1024 * 1024, OFFICE_NAME_BYTES = 256 };
+
+/* An office's name in the CLI's language from a KATO file (the columns of
+ * tools/data/kato-sample.tsv): $APPEAL_KATO, else the installed sample.
+ * False when there is none, or the office is not listed. */
+static bool office_name(const char *juris, char out[OFFICE_NAME_BYTES]) {
+    const char *dot = strchr(juris, '.');
+    const char *path = getenv("APPEAL_KATO");
+    char *text = NULL;
+    if (dot == NULL ||
+        util_read_file(path ? path : "/usr/share/appeal-node/kato-sample.tsv",
+                       KATO_FILE_BYTES_MAX, &text, NULL) != 0) {
+        return false;
+    }
+    int col = cli_lang == I18N_KK ? 1 : cli_lang == I18N_RU ? 2 : 3;
+    bool found = false;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL && !found;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *in = NULL, *cell = strtok_r(line, "\t", &in);
+        if (cell == NULL || line[0] == '#' || strcmp(cell, dot + 1) != 0) {
+            continue;
+        }
+        for (int i = 0; i < col && cell != NULL; i++) {
+            cell = strtok_r(NULL, "\t", &in);
+        }
+        if (cell != NULL) {
+            snprintf(out, OFFICE_NAME_BYTES, "%s", cell);
+            found = true;
+        }
+    }
+    free(text);
+    return found;
+}
+
 static void print_view_text(const Appeal__AppealView *v) {
     const Appeal__AppealRow *r = v->row;
     char d[11], t[32];
@@ -395,6 +429,13 @@ static void print_view_text(const Appeal__AppealView *v) {
     printf(_("  status     %s%s\n"), names_status(&cli_i18n, cli_lang, r->status),
            r->forwarded_to[0] ? " (waiting for the receiver)" : "");
     printf(_("  owner      %s (registered by %s)\n"), r->owner, r->received_by);
+    char name[OFFICE_NAME_BYTES];
+    if (office_name(r->received_by, name)) {
+        printf(_("  office     %s: %s\n"), r->received_by, name);
+    }
+    if (strcmp(r->owner, r->received_by) != 0 && office_name(r->owner, name)) {
+        printf(_("  office     %s: %s\n"), r->owner, name);
+    }
     fmt_time(r->registered_ms, t, sizeof t);
     printf(_("  registered %s\n"), t);
     fmt_day(r->deadline_day, d);

@@ -80,6 +80,19 @@ class Offices(unittest.TestCase):
                  if r.get("number") == self.numbers[OFFICE_A][1] and r["kind"] == "filed"]
         self.assertEqual(filed[0]["jurisdiction"], OFFICE_A)
 
+    def test_show_names_the_office(self):
+        number = self.numbers[OFFICE_A][0]
+        m = self.m("KZ-75")
+        wait_for(lambda: m.ctl("show", number), 30, what=f"{number} on KZ-75")
+        env = dict(os.environ, APPEAL_KATO=KATO)
+        for lang, name in (("ru", "Алмалинский район"), ("kk", "Алмалы ауданы"),
+                           ("en", "Almaly District")):
+            p = subprocess.run([os.path.join(BIN, "appealctl"), "--node", m.api, "--key",
+                                m.admin_key, "--lang", lang, "show", number],
+                               capture_output=True, text=True, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(f"{OFFICE_A}: {name}", p.stdout, lang)
+
     def expected(self, by, keep=lambda a: True):
         appeals = recount.fold(recount.records(NODE, self.m("KZ").dir))
         return recount.aggregate(appeals, by, self.m("KZ").ctl("stats", "--by", "region")
