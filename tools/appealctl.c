@@ -421,6 +421,17 @@ static bool office_name(const char *juris, char out[OFFICE_NAME_BYTES]) {
     return found;
 }
 
+/* The names of the offices that registered and own the appeal. */
+static void print_offices(const Appeal__AppealRow *r) {
+    char name[OFFICE_NAME_BYTES];
+    if (office_name(r->received_by, name)) {
+        printf(_("  office     %s: %s\n"), r->received_by, name);
+    }
+    if (strcmp(r->owner, r->received_by) != 0 && office_name(r->owner, name)) {
+        printf(_("  office     %s: %s\n"), r->owner, name);
+    }
+}
+
 static void print_view_text(const Appeal__AppealView *v) {
     const Appeal__AppealRow *r = v->row;
     char d[11], t[32];
@@ -429,13 +440,7 @@ static void print_view_text(const Appeal__AppealView *v) {
     printf(_("  status     %s%s\n"), names_status(&cli_i18n, cli_lang, r->status),
            r->forwarded_to[0] ? " (waiting for the receiver)" : "");
     printf(_("  owner      %s (registered by %s)\n"), r->owner, r->received_by);
-    char name[OFFICE_NAME_BYTES];
-    if (office_name(r->received_by, name)) {
-        printf(_("  office     %s: %s\n"), r->received_by, name);
-    }
-    if (strcmp(r->owner, r->received_by) != 0 && office_name(r->owner, name)) {
-        printf(_("  office     %s: %s\n"), r->owner, name);
-    }
+    print_offices(r);
     fmt_time(r->registered_ms, t, sizeof t);
     printf(_("  registered %s\n"), t);
     fmt_day(r->deadline_day, d);
