@@ -6,7 +6,8 @@
 #   MANDIR                  appeal-node(8), appealctl(1), made at build time
 #                           from docs/man/*.in and the programs' own --help
 #   DATADIR/bash-completion the completion of both commands
-#   DATADIR/appeal-node     kz-regions.tsv (jurisdiction codes)
+#   DATADIR/appeal-node     kz-regions.tsv (jurisdiction codes), kato-sample.tsv
+#                           (a sample of KATO, for offices: appeal-node init --kato)
 #   DATADIR/doc/appeal-node README and docs/
 #   APPEAL_SYSTEMD_UNIT_DIR appeal-node@.service, its ExecStart at BINDIR
 #
@@ -51,6 +52,7 @@ foreach(lang ${APPEAL_LANGS})
 endforeach()
 
 install(FILES ${CMAKE_SOURCE_DIR}/tools/data/kz-regions.tsv
+              ${CMAKE_SOURCE_DIR}/tools/data/kato-sample.tsv
         DESTINATION ${CMAKE_INSTALL_DATADIR}/appeal-node)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/appeal-node)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/docs/ DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/appeal-node

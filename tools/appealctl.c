@@ -141,7 +141,7 @@ static const char *const usage =
        "  return NUMBER --reason TEXT\n"
        "  stats --by FIELDS [--region R,..] [--owner O,..] [--type T,..] [--category C,..]\n"
        "        [--status S,..] [--from DATE] [--to DATE] [--overdue] [--live] [--csv]\n"
-       "        FIELDS: region owner type category section status year month day is_overdue\n"
+       "        FIELDS: region office owner type category section status year month day is_overdue\n"
        "  overdue [--region CODE,..] [--limit N]   overdue appeals, no personal data\n"
        "  notifications [NUMBER] [--failed]  notifications to applicants, delivery state\n"
        "  find NUMBER          where an appeal is now, and its history\n"

@@ -24,6 +24,12 @@ enum {
     CATEGORY_BYTES_MAX = 31,
     SEALED_BYTES_MAX = 80 * 1024,
 
+    /* Jurisdictions (docs/record-format.md 8.1): a region "KZ-75", an
+     * office "KZ-75.751210000" (its region, '.', its KATO code). The
+     * longest fits the char[16] buffers that hold a jurisdiction. */
+    JURIS_CHARS_MAX = 15,
+    KATO_DIGITS = 9,
+
     /* Client API. */
     REQUEST_BYTES_MAX = 128 * 1024,       /* NNG_OPT_RECVMAXSZ of the API socket */
     REQUEST_REPEATED_MAX = 64,            /* any repeated field of a request */

@@ -42,28 +42,56 @@ void rec_hash(const uint8_t *bytes, size_t len, uint8_t out[HASH_BYTES]) {
     hash_bytes(bytes, len, out);
 }
 
-bool juris_valid(const char *s) {
-    /* Two capital letters, optionally a dash and 1..3 capitals or digits. */
-    if (!isupper((unsigned char)s[0]) || !isupper((unsigned char)s[1])) {
+/* A region's code: two capitals, optionally a dash and 1..3 capitals or
+ * digits ("KZ", "KZ-75", "KZ-ALA"); `n` bytes of `s`. */
+static bool region_valid(const char *s, size_t n) {
+    if (n < 2 || !isupper((unsigned char)s[0]) || !isupper((unsigned char)s[1])) {
         return false;
     }
-    if (s[2] == '\0') {
+    if (n == 2) {
         return true;
     }
-    if (s[2] != '-') {
+    if (s[2] != '-' || n < 4 || n > 6) {
         return false;
     }
-    size_t n = strlen(s + 3);
-    if (n < 1 || n > 3) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[3 + i];
+    for (size_t i = 3; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
         if (!isupper(c) && !isdigit(c)) {
             return false;
         }
     }
     return true;
+}
+
+bool juris_valid(const char *s) {
+    size_t n = strnlen(s, JURIS_CHARS_MAX + 1);
+    const char *dot = memchr(s, '.', n);
+    if (dot == NULL) {
+        return n <= JURIS_CHARS_MAX && region_valid(s, n);
+    }
+    /* An office: its region's code, '.', its 9-digit KATO code (not all
+     * zeros), at most JURIS_CHARS_MAX bytes in all. */
+    size_t rl = (size_t)(dot - s), ol = n - rl - 1;
+    return n <= JURIS_CHARS_MAX && region_valid(s, rl) && ol == KATO_DIGITS &&
+           strspn(dot + 1, "0123456789") == KATO_DIGITS && strspn(dot + 1, "0") < KATO_DIGITS;
+}
+
+void juris_region(const char *juris, char out[JURIS_CHARS_MAX + 1]) {
+    size_t n = strcspn(juris, ".");
+    if (n > JURIS_CHARS_MAX) {
+        n = JURIS_CHARS_MAX;
+    }
+    memcpy(out, juris, n);
+    out[n] = '\0';
+}
+
+bool juris_is_office(const char *juris) {
+    return strchr(juris, '.') != NULL;
+}
+
+bool juris_under(const char *juris, const char *region) {
+    size_t rl = strlen(region);
+    return strncmp(juris, region, rl) == 0 && (juris[rl] == '\0' || juris[rl] == '.');
 }
 
 void number_juris(const char *number, char out[16]) {
@@ -197,6 +225,12 @@ static int check_filed(const Appeal__AppealFiled *f, struct errbuf *e) {
         rc = bytes_len(&f->sealed, 0, SEALED_BYTES_MAX, "sealed", e);
     }
     if (rc == 0) {
+        rc = bytes_len(&f->region_sealed, 0, SEALED_BYTES_MAX, "region_sealed", e);
+    }
+    if (rc == 0 && f->region_sealed.len > 0 && !juris_is_office(f->jurisdiction)) {
+        rc = err_set(e, APL_EINVAL, "record has region_sealed on a region's filing");
+    }
+    if (rc == 0) {
         rc = key_len(&f->applicant_tag, APPLICANT_TAG_BYTES, "applicant_tag", e);
     }
     if (rc == 0) {
@@ -239,6 +273,7 @@ static int check_event(const Appeal__Body *b, struct errbuf *e) {
     case APPEAL__BODY__EVENT_ACCEPTED:
         return appeal_ref(b->accepted->number, e) ||
                bytes_len(&b->accepted->sealed, 0, SEALED_BYTES_MAX, "sealed", e) ||
+               bytes_len(&b->accepted->region_sealed, 0, SEALED_BYTES_MAX, "region_sealed", e) ||
                key_len(&b->accepted->applicant_tag, APPLICANT_TAG_BYTES, "tag", e) ||
                key_len(&b->accepted->data_key_id, DATA_KEY_ID_BYTES, "data_key_id", e);
     case APPEAL__BODY__EVENT_RETURNED:

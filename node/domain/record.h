@@ -96,8 +96,18 @@ void rec_reason_ad(const Appeal__Body *b, const struct rec_reason *r, char out[R
  * bytes, each an ASCII digit or a dot. */
 bool category_valid(const char *s);
 
-/* Formats: "KZ" or "KZ-75"; "KZ-75-2026-000001". */
+/* Formats: a region "KZ" or "KZ-75"; an office under a region, its
+ * region's code, '.' and its 9-digit KATO code, "KZ-75.751210000"
+ * (docs/record-format.md 8.1); numbers "KZ-75-2026-000001" and
+ * "KZ-75.751210000-2026-000001". */
 bool juris_valid(const char *s);
+/* The region of a valid jurisdiction: the part before '.' (a region's
+ * region is itself). */
+void juris_region(const char *juris, char out[JURIS_CHARS_MAX + 1]);
+/* True for an office's code. */
+bool juris_is_office(const char *juris);
+/* True when `juris` is `region` or one of its offices. */
+bool juris_under(const char *juris, const char *region);
 bool number_valid(const char *s);
 /* The jurisdiction part of a registration number into `out`. */
 void number_juris(const char *number, char out[16]);

@@ -45,9 +45,11 @@ static const char usage[] =
     "usage: appeal-node COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  init    --data DIR --jurisdiction CODE [--peer URL]\n"
+    "  init    --data DIR --jurisdiction CODE [--peer URL] [--kato FILE]\n"
     "          create a node (keys, rules, its log) and print its cluster-file entry;\n"
-    "          --peer is the address its peers pull from (pushes: port+1, queries: port+2)\n"
+    "          --peer is the address its peers pull from (pushes: port+1, queries: port+2);\n"
+    "          an office under a region is REGION.KATO (KZ-75.751210000), its KATO code\n"
+    "          checked against FILE when given (tools/data/kato-sample.tsv's columns)\n"
     "  run     --data DIR --api URL             serve until SIGTERM or SIGINT\n"
     "          [--cluster FILE]  join the federation the cluster file describes\n"
     "          [--heartbeat-ms N]  heartbeat record after N ms without one (default 10000)\n"
@@ -122,6 +124,7 @@ struct args {
     long own_reserve_percent;
     long origin_burst;
     const char *juris;
+    const char *kato; /* init: the KATO classifier to check an office's code against */
     const char *api;
     const char *clock_file;
     const char *log_file;
@@ -143,7 +146,8 @@ enum {
     OPT_IDLE_MS,
     OPT_OPEN311,
     OPT_NOTIFY,
-    OPT_ORIGIN_BURST
+    OPT_ORIGIN_BURST,
+    OPT_KATO
 };
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
@@ -154,6 +158,7 @@ static int fail(const char *what, const struct errbuf *e, int rc) {
 static const struct option node_options[] = {
     {"data", required_argument, NULL, 'd'},
     {"jurisdiction", required_argument, NULL, 'j'},
+    {"kato", required_argument, NULL, OPT_KATO},
     {"api", required_argument, NULL, 'a'},
     {"clock-file", required_argument, NULL, 'c'},
     {"log-level", required_argument, NULL, 'l'},
@@ -198,6 +203,8 @@ static const char **arg_text(int ch, struct args *a) {
         return &a->data;
     case 'j':
         return &a->juris;
+    case OPT_KATO:
+        return &a->kato;
     case 'a':
         return &a->api;
     case 'p':
@@ -373,10 +380,62 @@ static int parse_args(int argc, char **argv, struct args *a) {
     return 0;
 }
 
+enum { KATO_FILE_BYTES_MAX = 16 * 1024 * 1024 };
+
+/* The row of `code` in a KATO file (tab-separated: code, name_kk, name_ru,
+ * name_en, level, parent, region; '#' comments): its names into `name`.
+ * 0 if the office is listed as a district, town or rural okrug of
+ * `region`, else a clear error. */
+static int kato_check(const char *path, const char *code, const char *region, char *name,
+                      size_t cap, struct errbuf *e) {
+    char *text = NULL;
+    int rc = util_read_file(path, KATO_FILE_BYTES_MAX, &text, NULL);
+    if (rc != 0) {
+        return err_set(e, rc, "cannot read the KATO file %s", path);
+    }
+    rc = err_set(e, APL_ENOTFOUND, "KATO code %s is not in %s", code, path);
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *cell[7] = {0}, *in = NULL;
+        size_t n = 0;
+        for (char *c = strtok_r(line, "\t", &in); c != NULL && n < 7; c = strtok_r(NULL, "\t", &in)) {
+            cell[n++] = c;
+        }
+        if (line[0] == '#' || n < 7 || strcmp(cell[0], code) != 0) {
+            continue;
+        }
+        if (strcmp(cell[6], region) != 0) {
+            rc = err_set(e, APL_EINVAL, "KATO code %s (%s) belongs to %s, not to %s", code,
+                         cell[2], cell[6], region);
+        } else if (strcmp(cell[4], "district") != 0 && strcmp(cell[4], "okrug") != 0 &&
+                   strcmp(cell[4], "town") != 0) {
+            rc = err_set(e, APL_EINVAL, "KATO code %s (%s) is a %s, not a district, town or okrug",
+                         code, cell[2], cell[4]);
+        } else {
+            snprintf(name, cap, "%s / %s / %s", cell[1], cell[2], cell[3]);
+            rc = 0;
+        }
+        break;
+    }
+    free(text);
+    return rc;
+}
+
 static int cmd_init(const struct args *a) {
     if (a->juris == NULL) {
         fprintf(stderr, "appeal-node init: --jurisdiction CODE is required (e.g. KZ-75)\n");
         return 2;
+    }
+    char office[512] = "";
+    if (a->kato != NULL && juris_valid(a->juris) && juris_is_office(a->juris)) {
+        struct errbuf ke;
+        err_clear(&ke);
+        char region[JURIS_CHARS_MAX + 1];
+        juris_region(a->juris, region);
+        int krc = kato_check(a->kato, strchr(a->juris, '.') + 1, region, office, sizeof office, &ke);
+        if (krc != 0) {
+            return fail("init", &ke, krc);
+        }
     }
     char derived[CLUSTER_URL_BYTES];
     if (a->peer != NULL && cluster_url_offset(a->peer, 2, derived) != 0) {
@@ -406,8 +465,12 @@ static int cmd_init(const struct args *a) {
     util_hex(kid, KEY_ID_BYTES, kidhex);
     util_hex(apk, KEY_PK_BYTES, apkhex);
     cluster_entry_format(entry, sizeof entry, a->juris, k.sign_pk, k.box_pk, a->peer);
-    printf("# %s initialised in %s\n# node key id %s\n# administrator key %s (%s/admin.key)\n%s",
-           a->juris, a->data, kidhex, apkhex, a->data, entry);
+    printf("# %s initialised in %s\n", a->juris, a->data);
+    if (office[0] != '\0') {
+        printf("# office %s\n", office);
+    }
+    printf("# node key id %s\n# administrator key %s (%s/admin.key)\n%s", kidhex, apkhex, a->data,
+           entry);
     keys_wipe(&k);
     return 0;
 }

@@ -560,6 +560,16 @@ static int load_cluster(struct node *n, const char *path, struct errbuf *e) {
         memcmp(n->cluster->nodes[n->cluster->self].box_pk, n->eng.keys.box_pk, BOX_PK_BYTES) != 0) {
         rc = err_set(e, APL_EINVAL, "the cluster file lists another box key for this node");
     }
+    char region[JURIS_CHARS_MAX + 1];
+    juris_region(n->eng.juris, region);
+    if (rc == 0 && juris_is_office(n->eng.juris) && cluster_by_juris(n->cluster, region) == NULL) {
+        /* An office seals its applicants' data to its region's box key
+         * too (docs/record-format.md 7.1): no region, no office. */
+        rc = err_set(e, APL_EINVAL,
+                     "%s is an office of %s, and the cluster file has no node of %s: add the "
+                     "region's entry first (docs/operations.md \"Offices under a region\")",
+                     n->eng.juris, region, region);
+    }
     if (rc != 0) {
         free(n->cluster);
         n->cluster = NULL;

@@ -152,7 +152,10 @@ static int personal(struct node *n, MDB_txn *t, const Appeal__AppealRow *row, st
     if (row->sealed_at == NULL && row->answer_at == NULL) {
         return 0;
     }
-    if (strcmp(row->owner, n->eng.juris) != 0) {
+    /* The owner reads it, and so does the region of an owning office
+     * (the copy boxed to the region, docs/record-format.md 7.1). */
+    bool region_of_owner = juris_is_office(row->owner) && juris_under(row->owner, n->eng.juris);
+    if (strcmp(row->owner, n->eng.juris) != 0 && !region_of_owner) {
         v->personal_withheld = true;
         return 0;
     }

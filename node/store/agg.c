@@ -7,6 +7,7 @@
 #include "cal.h"
 #include "lifecycle.h"
 #include "pbdecode.h"
+#include "store.h"
 
 enum {
     BATCH_SLOTS = 16384, /* touched cells one batch keeps in memory */
@@ -47,13 +48,39 @@ int32_t agg_month_of(int32_t day) {
     return y * 12 + (int32_t)m - 1;
 }
 
+/* A jurisdiction as its key fields: the region's code zero-padded, the
+ * office's KATO code as a BE number (0 for a region). Record validation
+ * bounds it (juris_valid). */
+static void juris_put(uint8_t *out, const char *juris) {
+    size_t rl = strcspn(juris, ".");
+    ASSERT(rl <= AGG_REGION_BYTES);
+    memset(out, 0, AGG_REGION_BYTES);
+    memcpy(out, juris, rl);
+    uint32_t office = juris[rl] == '.' ? (uint32_t)strtoul(juris + rl + 1, NULL, 10) : 0;
+    be32_put(out + AGG_REGION_BYTES, office);
+}
+
+static void juris_get(const uint8_t *p, char out[JURIS_BYTES_MAX + 1]) {
+    size_t rl = strnlen((const char *)p, AGG_REGION_BYTES);
+    memcpy(out, p, rl);
+    uint32_t office = be32_get(p + AGG_REGION_BYTES);
+    if (office == 0 || office > 999999999u) {
+        out[rl] = '\0';
+        return;
+    }
+    out[rl] = '.';
+    for (int i = KATO_DIGITS - 1; i >= 0; i--) {
+        out[rl + 1 + (size_t)i] = (char)('0' + office % 10);
+        office /= 10;
+    }
+    out[rl + 1 + KATO_DIGITS] = '\0';
+}
+
 /* The dimensions of a key; a rollup leaves the category out. */
 static size_t dims(uint8_t *out, const struct agg_fields *f, bool rollup) {
-    ASSERT(strlen(f->region) <= JURIS_BYTES_MAX && strlen(f->owner) <= JURIS_BYTES_MAX);
-    memset(out, 0, 2 * JURIS_BYTES_MAX);
-    memcpy(out, f->region, strlen(f->region));
-    memcpy(out + JURIS_BYTES_MAX, f->owner, strlen(f->owner));
-    size_t at = 2 * JURIS_BYTES_MAX;
+    juris_put(out, f->region);
+    juris_put(out + AGG_JURIS_BYTES, f->owner);
+    size_t at = 2 * AGG_JURIS_BYTES;
     out[at++] = f->type;
     out[at++] = f->status;
     size_t cl = rollup ? 0 : strlen(f->category);
@@ -90,16 +117,14 @@ static size_t due_rollup_key(uint8_t *out, const struct agg_fields *f) {
 }
 
 static int dims_decode(const uint8_t *p, size_t len, struct agg_key *out) {
-    size_t fixed = 2 * JURIS_BYTES_MAX + 2;
+    size_t fixed = 2 * AGG_JURIS_BYTES + 2;
     if (len < fixed || len - fixed >= sizeof out->category) {
         return APL_ECORRUPT;
     }
-    memcpy(out->region, p, JURIS_BYTES_MAX);
-    out->region[JURIS_BYTES_MAX] = '\0';
-    memcpy(out->owner, p + JURIS_BYTES_MAX, JURIS_BYTES_MAX);
-    out->owner[JURIS_BYTES_MAX] = '\0';
-    out->type = p[2 * JURIS_BYTES_MAX];
-    out->status = p[2 * JURIS_BYTES_MAX + 1];
+    juris_get(p, out->region);
+    juris_get(p + AGG_JURIS_BYTES, out->owner);
+    out->type = p[2 * AGG_JURIS_BYTES];
+    out->status = p[2 * AGG_JURIS_BYTES + 1];
     memcpy(out->category, p + fixed, len - fixed);
     out->category[len - fixed] = '\0';
     return 0;

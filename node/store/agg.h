@@ -4,8 +4,9 @@
  * Two derived tables, updated in the transaction of every record that
  * changes an appeal:
  *
- *   agg  grain (1) | period (4, BE) | region (8) | owner (8) | type (1) |
- *        status (1) | category  ->  AggCell {count, answered, in_term, days,
+ *   agg  grain (1) | period (4, BE) | region (8) | office (4, BE) |
+ *        owner region (8) | owner office (4, BE) | type (1) | status (1) |
+ *        category  ->  AggCell {count, answered, in_term, days,
  *        rated, satisfied}
  *        Each appeal is counted in three cells, by its registration period
  *        at three grains: 'A' (all time, period 0), 'M' (month, year*12 +
@@ -25,8 +26,11 @@
  *        month | dims without category, serves queries that neither group
  *        by category or day nor filter by category or period.
  *
- * `region` is the jurisdiction that registered the appeal, `owner` the one
- * handling it now. Juris fields are zero-padded to 8 bytes.
+ * `region` and `office` are the jurisdiction that registered the appeal,
+ * `owner region` and `owner office` the one handling it now: the region's
+ * code zero-padded to 8 bytes and, for an office ("KZ-75.751210000"), its
+ * KATO code as a number (0 for the region itself). Decoded, `region` and
+ * `owner` hold the whole jurisdiction again.
  */
 #ifndef APPEAL_AGG_H
 #define APPEAL_AGG_H
@@ -39,8 +43,11 @@
 #include "store.pb-c.h"
 
 enum {
-    AGG_KEY_BYTES_MAX = 1 + 4 + 2 * JURIS_BYTES_MAX + 2 + 31,
-    DUE_KEY_BYTES_MAX = 4 + 4 + 2 * JURIS_BYTES_MAX + 2 + 31,
+    AGG_REGION_BYTES = 8, /* a region's code, zero-padded */
+    AGG_OFFICE_BYTES = 4, /* an office's KATO code, BE; 0: none */
+    AGG_JURIS_BYTES = AGG_REGION_BYTES + AGG_OFFICE_BYTES,
+    AGG_KEY_BYTES_MAX = 1 + 4 + 2 * AGG_JURIS_BYTES + 2 + 31,
+    DUE_KEY_BYTES_MAX = 4 + 4 + 2 * AGG_JURIS_BYTES + 2 + 31,
     AGG_DAYS_MAX = 400, /* days-to-answer beyond this count as this */
     DUE_ROLLUP = 0xFE,  /* first byte of the due rollup's keys */
 };
@@ -50,6 +57,8 @@ enum {
  * category's 31 bytes are the longest category code (CATEGORY_BYTES_MAX). */
 _Static_assert(DUE_KEY_BYTES_MAX + 1 <= AGG_KEY_BYTES_MAX + 4 && AGG_KEY_BYTES_MAX + 4 <= 255,
                "an agg key buffer holds every due key; key lengths fit a byte");
+/* A region's code is at most 6 bytes ("KZ-ABC"), a KATO code 9 digits. */
+_Static_assert(AGG_REGION_BYTES >= 6 && KATO_DIGITS == 9, "a jurisdiction fits its key fields");
 _Static_assert(CATEGORY_BYTES_MAX == 31, "the keys' category part is CATEGORY_BYTES_MAX");
 
 /* What places an appeal in the aggregates. */

@@ -189,8 +189,33 @@ static int find_repeat(struct appeal_ctx *c, const uint8_t tag[APPLICANT_TAG_BYT
     return 0;
 }
 
+/* The copy of an office's Sealed plaintext for its region's node
+ * (docs/record-format.md 7.1): boxed to the region's box key from the
+ * cluster file. Nothing for a region's own appeals. */
+static int seal_for_region(const struct appeal_ctx *c, const char *owner, const uint8_t *pt,
+                           size_t ptlen, uint8_t **out, size_t *len, struct errbuf *e) {
+    *out = NULL;
+    *len = 0;
+    if (!juris_is_office(owner)) {
+        return 0;
+    }
+    char region[JURIS_CHARS_MAX + 1];
+    juris_region(owner, region);
+    uint8_t box[BOX_PK_BYTES];
+    if (c->box_key_of == NULL || c->box_key_of(c->box_key_arg, region, box) != 0) {
+        return err_set(e, APL_ENOTFOUND,
+                       "no node of %s in the cluster file to seal the office's applicant data to",
+                       region);
+    }
+    int rc = seal_box(box, pt, ptlen, out, len);
+    return rc != 0 ? err_set(e, rc, "cannot seal the applicant data to %s", region) : 0;
+}
+
+/* Seals the applicant's data under this node's data key and, for an
+ * office, boxed to its region (`region_sealed`). */
 static int seal_filing(struct appeal_ctx *c, const Appeal__FileRequest *q, const char *number,
-                       uint8_t **sealed, size_t *len) {
+                       ProtobufCBinaryData *sealed, ProtobufCBinaryData *region_sealed,
+                       struct errbuf *e) {
     Appeal__Sealed s = APPEAL__SEALED__INIT;
     s.number = (char *)number;
     s.name = q->name;
@@ -203,7 +228,11 @@ static int seal_filing(struct appeal_ctx *c, const Appeal__FileRequest *q, const
     size_t ptlen;
     int rc = pb_pack(&s.base, &pt, &ptlen);
     if (rc == 0) {
-        rc = seal_data(c->keys, number, pt, ptlen, sealed, len);
+        rc = seal_data(c->keys, number, pt, ptlen, &sealed->data, &sealed->len);
+        if (rc == 0) {
+            rc = seal_for_region(c, c->self->juris, pt, ptlen, &region_sealed->data,
+                                 &region_sealed->len, e);
+        }
         util_wipe_free(pt, ptlen);
     }
     return rc;
@@ -343,15 +372,12 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appea
         }
     }
     f.repeat_of = repeat;
-    uint8_t *sealed = NULL;
-    size_t sealed_len = 0;
     if (!q->anonymous || q->subject[0] || q->body[0]) {
-        rc = seal_filing(c, q, out->number, &sealed, &sealed_len);
+        rc = seal_filing(c, q, out->number, &f.sealed, &f.region_sealed, e);
         if (rc != 0) {
+            free(f.sealed.data);
             return rc;
         }
-        f.sealed.data = sealed;
-        f.sealed.len = sealed_len;
         f.data_key_id.data = (uint8_t *)c->keys->data_key_id;
         f.data_key_id.len = DATA_KEY_ID_BYTES;
     }
@@ -368,7 +394,8 @@ int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appea
         rc = commit_record(c, &b, out);
     }
     reason_seal_free(&rs);
-    free(sealed);
+    free(f.sealed.data);
+    free(f.region_sealed.data);
     if (rc == 0) {
         out->type = q->type;
         out->status = APPEAL__STATUS__STATUS_REGISTERED;
@@ -469,6 +496,8 @@ struct act_parts {
     } ev;
     uint8_t *owned; /* a ciphertext to free after signing */
     size_t owned_len;
+    uint8_t *owned_region; /* an office's copy for its region (Accepted) */
+    size_t owned_region_len;
     struct reason_seal reason; /* the official's reason, sealed */
     uint8_t tag[APPLICANT_TAG_BYTES];
     int32_t deadline_day;
@@ -608,6 +637,10 @@ static int build_accept(struct appeal_ctx *c, const Appeal__AppealRow *row, stru
         if (rc == 0) {
             rc = seal_data(c->keys, row->number, pt, ptlen, &p->owned, &p->owned_len);
         }
+        if (rc == 0) {
+            rc = seal_for_region(c, c->self->juris, pt, ptlen, &p->owned_region,
+                                 &p->owned_region_len, e);
+        }
         if (rc == 0 && sd->iin[0] != '\0') {
             applicant_tag(c->keys, sd->iin, p->tag);
             x.applicant_tag.data = p->tag;
@@ -615,6 +648,8 @@ static int build_accept(struct appeal_ctx *c, const Appeal__AppealRow *row, stru
         }
         x.sealed.data = p->owned;
         x.sealed.len = p->owned_len;
+        x.region_sealed.data = p->owned_region;
+        x.region_sealed.len = p->owned_region_len;
         x.data_key_id.data = (uint8_t *)c->keys->data_key_id;
         x.data_key_id.len = DATA_KEY_ID_BYTES;
     }
@@ -819,6 +854,7 @@ int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_
         rc = commit_record(c, &p.body, out);
     }
     free(p.owned);
+    free(p.owned_region);
     reason_seal_free(&p.reason);
     if (rc == 0) {
         arena_on(&a, rowbuf, sizeof rowbuf);
@@ -1106,6 +1142,54 @@ static int open_at(struct store *s, MDB_txn *t, const Appeal__LogRef *at, struct
     return rc;
 }
 
+/* The Sealed plaintext of the record at `at` (a filing or an acceptance):
+ * under this node's data key, else, for an office's appeal read by its
+ * region's node, the copy boxed to this node (`region_sealed`, which sets
+ * `*via_region`). APL_EAUTH when neither opens. */
+static int open_sealed(const struct node_keys *k, const char *number, const struct record *r,
+                       uint8_t **pt, size_t *ptlen, bool *via_region) {
+    const ProtobufCBinaryData *ct = NULL, *boxed = NULL;
+    if (r->body->event_case == APPEAL__BODY__EVENT_FILED) {
+        ct = &r->body->filed->sealed;
+        boxed = &r->body->filed->region_sealed;
+    } else if (r->body->event_case == APPEAL__BODY__EVENT_ACCEPTED) {
+        ct = &r->body->accepted->sealed;
+        boxed = &r->body->accepted->region_sealed;
+    }
+    *via_region = false;
+    if (ct == NULL || ct->len == 0) {
+        return 0;
+    }
+    int rc = open_data(k, number, ct->data, ct->len, pt, ptlen);
+    if (rc == APL_EAUTH && boxed->len > 0) {
+        rc = open_box(k, boxed->data, boxed->len, pt, ptlen);
+        *via_region = rc == 0;
+    }
+    return rc;
+}
+
+static int open_answer(struct store *s, MDB_txn *t, const struct node_keys *k,
+                       const Appeal__AppealRow *row, struct arena *a, char **answer_text) {
+    struct record r;
+    int rc = open_at(s, t, row->answer_at, a, &r);
+    uint8_t *pt = NULL;
+    size_t ptlen = 0;
+    if (rc == 0 && r.body->event_case == APPEAL__BODY__EVENT_ANSWERED) {
+        const ProtobufCBinaryData *ct = &r.body->answered->sealed_text;
+        rc = open_data(k, row->number, ct->data, ct->len, &pt, &ptlen);
+    }
+    if (rc == 0 && pt != NULL) {
+        char *txt = a->allocator.alloc(a, ptlen + 1);
+        if (txt != NULL) {
+            memcpy(txt, pt, ptlen);
+            txt[ptlen] = '\0';
+            *answer_text = txt;
+        }
+        util_wipe_free(pt, ptlen);
+    }
+    return rc;
+}
+
 int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
                          const Appeal__AppealRow *row, struct arena *a, Appeal__Sealed **out,
                          char **answer_text) {
@@ -1115,18 +1199,13 @@ int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
     }
     struct record r;
     int rc = 0;
+    bool via_region = false;
     if (row->sealed_at != NULL) {
         rc = open_at(s, t, row->sealed_at, a, &r);
-        const ProtobufCBinaryData *ct = NULL;
-        if (rc == 0 && r.body->event_case == APPEAL__BODY__EVENT_FILED) {
-            ct = &r.body->filed->sealed;
-        } else if (rc == 0 && r.body->event_case == APPEAL__BODY__EVENT_ACCEPTED) {
-            ct = &r.body->accepted->sealed;
-        }
         uint8_t *pt = NULL;
         size_t ptlen = 0;
-        if (rc == 0 && ct != NULL && ct->len > 0) {
-            rc = open_data(k, row->number, ct->data, ct->len, &pt, &ptlen);
+        if (rc == 0) {
+            rc = open_sealed(k, row->number, &r, &pt, &ptlen, &via_region);
         }
         if (pt != NULL) {
             *out = (Appeal__Sealed *)pb_unpack(&appeal__sealed__descriptor, pt, ptlen, a, 4, NULL);
@@ -1134,23 +1213,10 @@ int appeal_open_personal(struct store *s, MDB_txn *t, const struct node_keys *k,
             util_wipe_free(pt, ptlen);
         }
     }
-    if (rc == 0 && answer_text != NULL && row->answer_at != NULL) {
-        rc = open_at(s, t, row->answer_at, a, &r);
-        uint8_t *pt = NULL;
-        size_t ptlen = 0;
-        if (rc == 0 && r.body->event_case == APPEAL__BODY__EVENT_ANSWERED) {
-            const ProtobufCBinaryData *ct = &r.body->answered->sealed_text;
-            rc = open_data(k, row->number, ct->data, ct->len, &pt, &ptlen);
-        }
-        if (rc == 0 && pt != NULL) {
-            char *txt = a->allocator.alloc(a, ptlen + 1);
-            if (txt != NULL) {
-                memcpy(txt, pt, ptlen);
-                txt[ptlen] = '\0';
-                *answer_text = txt;
-            }
-            util_wipe_free(pt, ptlen);
-        }
+    /* The answer is sealed under the office's data key alone: its region
+     * reads the applicant's data, not the answer. */
+    if (rc == 0 && answer_text != NULL && row->answer_at != NULL && !via_region) {
+        rc = open_answer(s, t, k, row, a, answer_text);
     }
     return rc;
 }

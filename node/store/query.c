@@ -21,12 +21,13 @@ enum dim {
     D_MONTH,
     D_DAY,
     D_OVERDUE,
+    D_OFFICE,
     D_COUNT
 };
 
 static const char *const dim_names[D_COUNT] = {"region",  "owner",     "type", "category",
                                                "section", "status",    "year", "month",
-                                               "day",     "is_overdue"};
+                                               "day",     "is_overdue", "office"};
 
 enum { GROUP_KEY_BYTES = 192, SECTION_BYTES = 4 };
 
@@ -46,7 +47,7 @@ int query_check(const Appeal__QueryRequest *q, struct errbuf *e) {
     for (size_t i = 0; i < q->n_by; i++) {
         if (dim_parse(q->by[i]) < 0) {
             return err_set(e, APL_EINVAL,
-                           "unknown field `%.32s` to group by: use region, owner, type, "
+                           "unknown field `%.32s` to group by: use region, office, owner, type, "
                            "category, section, status, year, month, day or is_overdue",
                            q->by[i]);
         }
@@ -174,9 +175,10 @@ struct qctx {
     struct qmap map;
 };
 
+/* A region's code in a filter takes in its offices too (juris_under). */
 static bool in_list(char *const *list, size_t n, const char *v) {
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(list[i], v) == 0) {
+        if (juris_under(v, list[i])) {
             return true;
         }
     }
@@ -247,8 +249,13 @@ static void group_key(const struct qctx *c, const struct agg_key *k, int32_t day
             put(out, &at, "\x1f", 1);
         }
         const char *s = NULL;
+        char region[JURIS_CHARS_MAX + 1];
         switch (c->by[i]) {
-        case D_REGION:
+        case D_REGION: /* an office's appeals count under its region */
+            juris_region(k->region, region);
+            s = region;
+            break;
+        case D_OFFICE:
             s = k->region;
             break;
         case D_OWNER:

@@ -116,7 +116,8 @@ static int open_dbs(struct store *s, struct errbuf *e) {
         v.mv_size = 4;
         v.mv_data = ver;
         rc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
-    } else if (rc == 0 && v.mv_size == 4 && be32_get(v.mv_data) == STORE_SCHEMA_REBUILDABLE) {
+    } else if (rc == 0 && v.mv_size == 4 && be32_get(v.mv_data) >= STORE_SCHEMA_REBUILDABLE &&
+               be32_get(v.mv_data) < STORE_SCHEMA_VERSION) {
         s->derived_stale = true; /* the log is the same; the derived tables are older */
     } else if (rc == 0 && (v.mv_size != 4 || be32_get(v.mv_data) != STORE_SCHEMA_VERSION)) {
         mdb_txn_abort(txn);

@@ -48,6 +48,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bounds.h"
 #include "err.h"
 #include "pbdecode.h"
 
@@ -73,19 +74,20 @@ enum store_db {
 };
 
 enum {
-    STORE_SCHEMA_VERSION = 3,
-    /* Schema 2 lacks the aggregate rollups of 3 (agg.h): opened read-write,
-     * it is marked `derived_stale` and node_open rebuilds it. */
+    STORE_SCHEMA_VERSION = 4,
+    /* Schema 2 lacks the aggregate rollups of 3, and 3 the office fields of
+     * the aggregate keys of 4 (agg.h): opened read-write, an older schema
+     * from this one on is marked `derived_stale` and node_open rebuilds it. */
     STORE_SCHEMA_REBUILDABLE = 2,
     STORE_READERS_MAX = 256,
     NUMBER_BYTES_MAX = 32, /* registration numbers */
-    JURIS_BYTES_MAX = 8,   /* "KZ-75" */
+    JURIS_BYTES_MAX = 15,  /* "KZ-75.751210000" (JURIS_CHARS_MAX) */
 };
 
 /* Record validation (node/domain/record.c) accepts a number of at most 31
- * bytes (number_valid) and a jurisdiction of at most 6 ("KZ-ABC",
- * juris_valid): the keys built from them fit these. */
-_Static_assert(NUMBER_BYTES_MAX >= 31 && JURIS_BYTES_MAX >= 6,
+ * bytes (number_valid) and a jurisdiction of at most JURIS_CHARS_MAX
+ * ("KZ-75.751210000", juris_valid): the keys built from them fit these. */
+_Static_assert(NUMBER_BYTES_MAX >= 31 && (int)JURIS_BYTES_MAX >= (int)JURIS_CHARS_MAX,
                "every valid number and jurisdiction fits the store's keys");
 
 struct store_opts {
