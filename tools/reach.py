@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 import fedlib  # noqa: E402
 import recount  # noqa: E402
 
-STATS_BY = (["region", "status"], ["type"], ["region", "type", "status"])
+STATS_BY = (["region", "status"], ["type"], ["region", "type", "status"], ["office"])
 TYPES = ("statement", "request", "complaint", "proposal", "feedback")
 CATEGORIES = ("0002.0001", "0002.0003", "0003.0001", "0005.0002", "0004.0001")
 POLL_WORKERS = 4
@@ -424,6 +424,8 @@ def simulate(fed, per_office=5, hold_s=30, rate_kbit=64, outage_every_s=30, outa
         time.sleep(1)
     result["uncut_converged_s"] = round(time.time() - t_file, 1)
     time.sleep(max(0.0, hold_s - (time.time() - t_hold)))
+    kz_view = origins_of(fed.members[fed.national])
+    result["kz_cut_before_return"] = {o: kz_view.get(o, (0, ""))[0] for o in fed.cut}
     outages = return_links(fed, rate_kbit, outage_every_s, outage_s, features)
     t_return = time.time()
     say(log, f"links returned ({'rate %d kbit/s' % rate_kbit if 'rate' in features else 'no rate limit'}"
@@ -450,6 +452,7 @@ def simulate(fed, per_office=5, hold_s=30, rate_kbit=64, outage_every_s=30, outa
     failures += bad
     figs, bad = check_recount(fed, acked)
     result.update(figs)
+    result["acked"] = acked
     failures += bad
     result["failures"] = failures
     return result
