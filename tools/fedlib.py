@@ -639,6 +639,7 @@ class Reach(Federation):
                     f.write("\n".join(parts))
                 self.members[o].cluster_file = path
         else:
+            self.write_cluster()  # every address: the trust store for tools (receipts)
             via = {}  # (dialler, dialled): proxies
             for o in self.cut:
                 r = self.parent[o]
