@@ -137,6 +137,15 @@ static void node_metrics(struct buf *b, struct node *n) {
             "Replicated records not stored (yet): their origin grew past max(its history, "
             "--origin-burst) within a minute.",
             LOAD(n->eng.metrics.burst_postponed));
+    counter(b, "appeal_deliveries_total",
+            "Deliveries this node sent over links it dialled and had acknowledged.",
+            LOAD(n->eng.metrics.deliveries));
+    counter(b, "appeal_records_delivered_total",
+            "Records the dialled nodes stored from this node's deliveries.",
+            LOAD(n->eng.metrics.records_delivered));
+    counter(b, "appeal_records_delivered_in_total",
+            "Records this node stored from deliveries by nodes that dial it.",
+            LOAD(n->eng.metrics.records_delivered_in));
     counter(b, "appeal_unproven_claims_total",
             "Heads a peer claimed and did not back with records within "
             "CLAIM_UNBACKED_SESSIONS_MAX caught-up pulls (per peer and origin, counted once).",
