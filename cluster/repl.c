@@ -365,9 +365,36 @@ void repl_peer_error(struct peer *p, int rc, const char *msg) {
     }
 }
 
+/* An office's clock against its region's node, from the region's signed
+ * message: stored for the writer's check (engine.clock_off_ms), and
+ * logged when it starts or stops refusing. */
+static void clock_follow(struct peer *p, int64_t their_ms, int64_t now) {
+    struct engine *g = p->r->g;
+    if (g->clock_ref[0] == '\0' || strcmp(p->cn->juris, g->clock_ref) != 0) {
+        return;
+    }
+    (void)now;
+    /* Against the clock our records take their time from (the system
+     * clock, or a clock file in tests and drills). */
+    int64_t off = engine_now_ms(g) - their_ms;
+    int64_t refuse = off > p->r->clock_skew_max_ms || off < -p->r->clock_skew_max_ms ? off : 0;
+    int64_t was = atomic_exchange(&g->clock_off_ms, refuse);
+    if ((was == 0) != (refuse == 0)) {
+        char o[24], m[24];
+        snprintf(o, sizeof o, "%lld", (long long)(off / 1000));
+        snprintf(m, sizeof m, "%lld", (long long)(p->r->clock_skew_max_ms / 1000));
+        olog(refuse ? OLOG_ERROR : OLOG_INFO, refuse ? "clock_skew_refusing" : "clock_skew_cleared",
+             "region", g->clock_ref, "off_s", o, "max_s", m, "action",
+             refuse ? "registration and timed actions refused until the clock is corrected"
+                    : "registration accepted again",
+             NULL);
+    }
+}
+
 void repl_peer_contact(struct peer *p, const Appeal__PeerBody *b, const Appeal__Mark *const *marks,
                        size_t n, bool ok) {
     int64_t now = clock_system_ms();
+    clock_follow(p, b->time_ms, now);
     pthread_mutex_lock(&p->mu);
     p->last_contact_ms = now;
     p->skew_ms = b->time_ms - now;
@@ -766,6 +793,10 @@ int repl_start(struct repl **out, struct engine *g, struct cluster *c, const str
     r->c = c;
     r->o = *o;
     r->recover_quorum = o->recover_quorum;
+    r->clock_skew_max_ms = o->clock_skew_max_ms > 0 ? o->clock_skew_max_ms : CLOCK_SKEW_MAX_MS_DEFAULT;
+    /* An office follows its region's clock: the jurisdiction before '.'. */
+    const char *dot = strchr(g->juris, '.');
+    snprintf(g->clock_ref, sizeof g->clock_ref, "%.*s", dot ? (int)(dot - g->juris) : 0, g->juris);
     r->burst_floor = o->burst_floor;
     atomic_store(&r->recovering, o->recovering);
     pthread_mutex_init(&r->mu, NULL);

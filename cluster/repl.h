@@ -67,6 +67,7 @@ enum {
     DELIVER_MSG_BYTES_MAX = DELIVER_BYTES_MAX + RECORD_BYTES_MAX + 64 * 1024,
     DELIVER_ROUNDS_MAX = 1000, /* deliveries in one session; the next session goes on */
     BATCH_BYTES_MIN = 4096,    /* --batch-bytes */
+    CLOCK_SKEW_MAX_MS_DEFAULT = 120000, /* --clock-skew-max */
     PULL_TLS_CHECK_MS = 1000,   /* a tls+tcp:// peer not connecting: look for failed handshakes */
     PULL_EMPTY_ANSWERS_MAX = 3, /* answers in a row with nothing to store end a session */
     /* A peer's claimed head above what it served and we hold, at the end of
@@ -101,6 +102,10 @@ struct repl_opts {
      * delivery (--batch-bytes); 0: PULL_BYTES_MAX and DELIVER_BYTES_MAX.
      * Each acknowledged batch is kept: a dropped link resumes after it. */
     uint32_t batch_bytes;
+    /* An office (a jurisdiction with a '.') whose clock is off its region's
+     * node's by more refuses timed actions (engine.clock_off_ms); 0:
+     * CLOCK_SKEW_MAX_MS_DEFAULT. Also what the region marks on its dialers. */
+    int64_t clock_skew_max_ms;
     /* Recovery is over: `recovered_run` runs on the writer (the service
      * writes the genesis record if the log is still empty), then
      * `recovered(recovered_arg)` (the service removes its marker). */

@@ -101,6 +101,13 @@ struct srv_work {
     bool packed; /* it came packed: answer packed */
 };
 
+/* What a node's messages to our serve socket showed (a node that dials
+ * us, perhaps one we never dial): by index in the cluster file. */
+struct seen {
+    _Atomic int64_t last_ms; /* our clock; 0: never */
+    _Atomic int64_t skew_ms; /* its clock minus ours */
+};
+
 struct repl {
     struct engine *g;
     struct cluster *c;
@@ -119,6 +126,8 @@ struct repl {
     pthread_cond_t deliver_cv;                 /* with mu */
     struct srv_work *deliver_q[REPL_CONTEXTS]; /* under mu */
     uint32_t deliver_n;                        /* under mu */
+    struct seen seen[CLUSTER_NODES_MAX];
+    int64_t clock_skew_max_ms;
     pthread_t sub_thread, pub_thread;
     bool sub_started, pub_started;
     pthread_mutex_t mu;

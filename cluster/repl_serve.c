@@ -20,6 +20,7 @@
 #include "peermsg.h"
 #include "connlimit.h"
 #include "chain.h"
+#include "clock.h"
 #include "engine.h"
 #include "olog.h"
 #include "record.h"
@@ -241,6 +242,12 @@ static void srv_handle(struct srv_work *w, nng_msg *msg) {
     bool packed = false;
     int rc = peermsg_open_max(r->c, &r->g->store, nng_msg_body(msg), nng_msg_len(msg),
                               DELIVER_MSG_BYTES_MAX, &w->arena, NULL, &body, &from, &packed, &e);
+    if (rc == 0) {
+        struct seen *sn = &r->seen[from - r->c->nodes];
+        int64_t now = clock_system_ms();
+        atomic_store(&sn->skew_ms, body->time_ms - now);
+        atomic_store(&sn->last_ms, now);
+    }
     if (rc == 0 && body->msg_case == APPEAL__PEER_BODY__MSG_DELIVER) {
         nng_msg_free(msg);
         w->body = body;

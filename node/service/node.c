@@ -392,6 +392,8 @@ void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
     c->now_ms = node_now_ms(n);
     c->actor = n->admin_pk;
     c->notify = n->notify != NULL;
+    c->clock_off_ms = atomic_load(&n->eng.clock_off_ms);
+    c->clock_ref = n->eng.clock_ref;
     if (n->cluster != NULL) {
         c->box_key_of = box_key_of;
         c->box_key_arg = n->cluster;
@@ -604,6 +606,7 @@ static void node_settings(struct node *n, const struct node_opts *o) {
     n->alert_th = o->alerts;
     n->peer_skew_ms = o->peer_skew_ms;
     n->batch_bytes = o->batch_bytes;
+    n->clock_skew_max_ms = o->clock_skew_max_ms;
     n->auth_window_ms = o->auth_window_ms > 0 ? o->auth_window_ms : AUTH_WINDOW_MS_DEFAULT;
     n->connections_max = o->connections_max > 0 ? o->connections_max : CONNECTIONS_MAX_DEFAULT;
     n->idle_ms = o->idle_ms > 0 ? o->idle_ms : IDLE_MS_DEFAULT;
@@ -794,6 +797,7 @@ static int start_cluster(struct node *n, bool recovering, struct errbuf *e) {
                            .idle_ms = n->idle_ms,
                            .peer_skew_ms = n->peer_skew_ms,
                            .batch_bytes = n->batch_bytes,
+                           .clock_skew_max_ms = n->clock_skew_max_ms,
                            .recovered_run = run_recovered,
                            .recovered = recovered,
                            .recovered_arg = n};

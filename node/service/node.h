@@ -87,6 +87,7 @@ struct node {
     struct cluster *cluster;   /* NULL when standalone; grows on SIGHUP (cluster_merge) */
     char cluster_path[4096];
     uint32_t batch_bytes;
+    int64_t clock_skew_max_ms;
     struct repl *_Atomic repl; /* NULL until replication started, and standalone */
     struct survey *survey;
     int recover_quorum;

@@ -150,6 +150,10 @@ static void node_metrics(struct buf *b, struct node *n) {
             "Heads a peer claimed and did not back with records within "
             "CLAIM_UNBACKED_SESSIONS_MAX caught-up pulls (per peer and origin, counted once).",
             LOAD(n->eng.metrics.unproven_claims));
+    gauge(b, "appeal_clock_refused_seconds",
+          "An office: its clock minus its region's node's while off by more than "
+          "--clock-skew-max (registration refused), else 0.",
+          (double)atomic_load(&n->eng.clock_off_ms) / 1000.0);
     gauge(b, "appeal_own_reserve_reached",
           "1 while records from peers are postponed to keep room for the own log.",
           atomic_load(&n->eng.reserve_reached) ? 1 : 0);

@@ -157,5 +157,74 @@ class Membership(unittest.TestCase):
         self.assertEqual(pids, [m.proc.pid for m in old])  # nobody restarted
 
 
+OFFICE = "KZ-75.751210000"  # an office under KZ-75: region code '.' KATO code
+SKEW_MS = 7 * 60 * 1000
+
+
+class ClockSkew(unittest.TestCase):
+    """An office whose clock is 7 min ahead of its region's node refuses to
+    register (its deadlines would be wrong); the region's status shows it."""
+
+    def setUp(self):
+        try:
+            self.fed = federation([REGION, OFFICE])
+        except Exception as e:  # this branch's juris_valid without offices
+            self.skipTest(f"office jurisdictions not accepted here: {e}")
+
+        def office_dials(m, entry):
+            if m.juris != OFFICE:
+                return entry
+            keep = [l for l in entry.splitlines() if not l.strip().startswith("peer ")]
+            return "\n".join(keep + [f"  dial {REGION}"]) + "\n"
+        self.fed.write_cluster(rewrite=office_dials)
+
+    def tearDown(self):
+        rcs = {c: m.stop() for c, m in self.fed.members.items() if m.proc is not None}
+        self.fed.kill_all()
+        shutil.rmtree(self.fed.root, ignore_errors=True)
+        self.assertTrue(all(rc == 0 for rc in rcs.values()), rcs)
+
+    def set_clock(self, m, ms):
+        tmp = m.clock_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(ms))
+        os.replace(tmp, m.clock_file)
+
+    def test_office_with_a_wrong_clock_refuses_to_register_and_the_region_sees_it(self):
+        import json
+        import time
+        import urllib.request
+        from fedlib import CtlError
+        from harness import free_port
+        region, office = self.fed.members[REGION], self.fed.members[OFFICE]
+        office.clock_file = os.path.join(self.fed.root, "office.clock")
+        self.set_clock(office, int(time.time() * 1000) + SKEW_MS)
+        http = free_port()
+        region.start("--http", f"127.0.0.1:{http}")
+        # The office's whole clock is ahead: its records and its messages.
+        office.start("--peer-clock-skew-ms", str(SKEW_MS))
+        wait_for(lambda: "clock_skew_refusing" in office.log(), 30, what="the office to notice")
+        with self.assertRaises(CtlError) as cm:
+            file_on(office, 1, "Refused")
+        self.assertIn(f"this node's clock is 7 min", cm.exception.message)
+        self.assertIn(f"ahead of {REGION}'s: registration refused until the clock is corrected",
+                      cm.exception.message)
+        st = office.ctl("cluster", "status")
+        self.assertEqual(st["clock_ref"], REGION)
+        self.assertGreater(st["clock_refused_ms"], SKEW_MS - 60000)
+
+        def region_sees():
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/api/status", timeout=5) as r:
+                c = json.load(r)["cluster"]
+            d = [x for x in c["dialers"] if x["jurisdiction"] == OFFICE]
+            return d and d[0]["clock_refused"] and d[0]
+        d = wait_for(region_sees, 30, what="the region's status to show the office's skew")
+        self.assertGreater(d["clock_skew_ms"], SKEW_MS - 60000)
+        # The clock is corrected: registration works again.
+        self.set_clock(office, int(time.time() * 1000))
+        wait_for(lambda: "clock_skew_cleared" in office.log(), 30, what="the office to recover")
+        self.assertEqual(1, len(file_on(office, 1, "Accepted")))
+
+
 if __name__ == "__main__":
     unittest.main()
