@@ -246,7 +246,7 @@ int peermsg_open_max(const struct cluster *c, struct store *s, const void *data,
                        (long long)(skew / 1000));
     }
     if (b->msg_case == APPEAL__PEER_BODY__MSG_PACKED) {
-        Appeal__PeerBody *inner;
+        Appeal__PeerBody *inner = NULL; /* set by unpack_z on success (-O2 cannot tell) */
         if ((rc = unpack_z(b->packed, raw_max, a, cn, &inner, e)) != 0) {
             return rc;
         }
