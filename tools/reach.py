@@ -151,20 +151,22 @@ def proxy_features(fed):
     have = set()
     if p.cmd("rate", 0, check=False).startswith("ok"):
         have.add("rate")
-    if p.cmd("outages", 0, 0, check=False).startswith("ok"):
+    if p.cmd("flap", 0, 0, check=False).startswith("ok"):
         have.add("outages")
     return have
 
 
 def return_links(fed, rate_kbit, every_s, down_s, features):
-    """Heals every cut office's link, throttled, with outages; returns the
+    """Heals every cut office's link, throttled (its proxies, one per
+    connection, share `rate_kbit` each way evenly), with outages
+    (`flap`, which starts with the up phase); returns the
     Outages thread when they are driven from here (else None)."""
     for o in fed.cut:
-        if "rate" in features:
-            fed.proxy_cmd(o, "rate", rate_kbit)
-        if "outages" in features and every_s:
-            fed.proxy_cmd(o, "outages", every_s * 1000, down_s * 1000)
+        if "rate" in features:  # bytes/s each way, the link's rate shared by its proxies
+            fed.proxy_cmd(o, "rate", rate_kbit * 1000 // 8 // len(fed.proxies[o]))
         fed.proxy_cmd(o, "heal")
+        if "outages" in features and every_s:  # up first, then down, and so on
+            fed.proxy_cmd(o, "flap", (every_s - down_s) * 1000, down_s * 1000)
     if every_s and "outages" not in features and fed.cut:
         t = Outages(fed, fed.cut, every_s, down_s)
         t.start()
@@ -438,6 +440,9 @@ def simulate(fed, per_office=5, hold_s=30, rate_kbit=64, outage_every_s=30, outa
         if outages:
             outages.stop()
             result["outages"] = outages.count
+        elif "outages" in features:
+            for o in fed.cut:
+                fed.proxy_cmd(o, "flap", 0, 0)
     result["convergence_s"] = round(max(done.values()), 1)
     result["convergence_median_s"] = round(statistics.median(done.values()), 1)
     say(log, f"converged {result['convergence_s']} s after the last link returned")

@@ -565,7 +565,7 @@ static int read_cluster(struct node *n, const char *path, struct cluster **out,
     }
     char region[JURIS_CHARS_MAX + 1];
     juris_region(n->eng.juris, region);
-    if (rc == 0 && juris_is_office(n->eng.juris) && cluster_by_juris(n->cluster, region) == NULL) {
+    if (rc == 0 && juris_is_office(n->eng.juris) && cluster_by_juris(c, region) == NULL) {
         /* An office seals its applicants' data to its region's box key
          * too (docs/record-format.md 7.1): no region, no office. */
         rc = err_set(e, APL_EINVAL,
