@@ -660,13 +660,15 @@ class Reach(Federation):
     def proxy_cmd(self, office, *words):
         return [p.cmd(*words) for p in self.proxies.get(office, [])]
 
-    def start(self, *extra, batch=8, timeout=120):
+    def start(self, *extra, batch=8, timeout=120, office_args=()):
         """Starts the nodes `batch` at a time (each batch answering before
-        the next starts: 200 processes on 2 cores), regions first."""
+        the next starts: 200 processes on 2 cores), regions first; offices
+        get `office_args` too."""
         ms = list(self.members.values())
         for i in range(0, len(ms), batch):
             for m in ms[i:i + batch]:
-                m.start(*extra, wait=False)
+                more = list(office_args) if m.juris in self.parent else []
+                m.start(*extra, *more, wait=False)
             for m in ms[i:i + batch]:
                 m.wait_ready(timeout)
         return self

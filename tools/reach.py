@@ -392,7 +392,7 @@ def lag_figures(fed, watch, heads, acked_at, t_return):
 
 
 def simulate(fed, per_office=5, hold_s=30, rate_kbit=64, outage_every_s=30, outage_s=5,
-             idle_s=30, verify_sample=None, timeout=600, log=print):
+             idle_s=30, verify_sample=None, timeout=600, log=print, office_args=()):
     """One run on an initialised (not started) Reach federation; see the
     module's text. The caller kills the processes (fed.kill_all)."""
     result = {"regions": len(fed.regions), "offices": len(fed.offices), "cut": len(fed.cut),
@@ -405,7 +405,8 @@ def simulate(fed, per_office=5, hold_s=30, rate_kbit=64, outage_every_s=30, outa
     for o in fed.cut:
         fed.proxy_cmd(o, "cut")
     t = time.time()
-    fed.start()
+    fed.start(office_args=office_args)
+    result["office_args"] = list(office_args)
     result["start_s"] = round(time.time() - t, 1)
     say(log, f"{len(fed.members)} nodes up in {result['start_s']} s "
              f"({len(fed.proxies) and sum(map(len, fed.proxies.values()))} proxies); filing")
