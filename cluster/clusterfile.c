@@ -1,5 +1,6 @@
 #include "clusterfile.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,7 @@ static int node_line(struct cluster *c, struct entry *en, const char *val, unsig
     return 0;
 }
 
-/* `sign`, `box`, `peer`, `pub` or `query` of the entry being read. */
+/* `sign`, `box`, `peer`, `pub`, `query` or `dial` of the entry being read. */
 static int field_line(struct entry *en, const char *word, const char *val, unsigned lineno,
                       struct errbuf *e) {
     struct cluster_node *cur = en->cur;
@@ -111,6 +112,16 @@ static int field_line(struct entry *en, const char *word, const char *val, unsig
     } else if (strcmp(word, "box") == 0) {
         rc = key_line(word, val, cur->box_pk, lineno, e);
         en->has_box = rc == 0;
+    } else if (strcmp(word, "dial") == 0) {
+        if (cur->n_dial >= CLUSTER_DIAL_MAX) {
+            rc = err_set(e, APL_ETOOBIG, "cluster file line %u: more than %d `dial` lines", lineno,
+                         CLUSTER_DIAL_MAX);
+        } else if (!juris_valid(val) || strlen(val) >= CLUSTER_JURIS_BYTES) {
+            rc = err_set(e, APL_EINVAL, "cluster file line %u: `%s` is not a jurisdiction", lineno,
+                         val);
+        } else {
+            snprintf(cur->dial[cur->n_dial++], CLUSTER_JURIS_BYTES, "%s", val);
+        }
     } else if (strcmp(word, "peer") == 0 || strcmp(word, "pub") == 0 ||
                strcmp(word, "query") == 0) {
         if (!url_ok(val)) {
@@ -128,6 +139,90 @@ static int field_line(struct entry *en, const char *word, const char *val, unsig
         rc = err_set(e, APL_EINVAL, "cluster file line %u: unknown key `%s`", lineno, word);
     }
     return rc;
+}
+
+/* Every `dial` names another node of the file that has a peer address. */
+static int check_dials(const struct cluster *c, struct errbuf *e) {
+    for (uint32_t i = 0; i < c->count; i++) {
+        const struct cluster_node *n = &c->nodes[i];
+        for (uint32_t k = 0; k < n->n_dial; k++) {
+            const struct cluster_node *to = cluster_by_juris(c, n->dial[k]);
+            if (to == NULL || to == n || to->peer_url[0] == '\0') {
+                return err_set(e, APL_EINVAL,
+                               "cluster file line %u: node %s dials %s, %s", n->line, n->juris,
+                               n->dial[k],
+                               to == NULL ? "which the file does not list"
+                               : to == n  ? "itself"
+                                          : "which has no `peer` address");
+            }
+        }
+    }
+    return 0;
+}
+
+bool cluster_dials(const struct cluster_node *self, const struct cluster_node *to) {
+    if (to == self || to->peer_url[0] == '\0' || to->removed) {
+        return false;
+    }
+    if (self->n_dial == 0) {
+        return true;
+    }
+    for (uint32_t k = 0; k < self->n_dial; k++) {
+        if (strcmp(self->dial[k], to->juris) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int cluster_merge(struct cluster *c, const struct cluster *fresh, uint32_t *added,
+                  struct errbuf *e) {
+    ASSERT(c->self >= 0 && fresh->self >= 0);
+    uint32_t n_new = 0;
+    for (uint32_t i = 0; i < fresh->count; i++) {
+        const struct cluster_node *f = &fresh->nodes[i];
+        const struct cluster_node *old = cluster_by_juris(c, f->juris);
+        const struct cluster_node *by_key = cluster_by_origin(c, f->sign_pk);
+        if (old == NULL && by_key == NULL) {
+            n_new++;
+            continue;
+        }
+        if (old == NULL || old != by_key || memcmp(old->box_pk, f->box_pk, BOX_PK_BYTES) != 0) {
+            const char *who = old != NULL ? old->juris : by_key->juris;
+            return err_set(e, APL_EINVAL,
+                           "cluster file line %u: the keys of %s differ from the running "
+                           "node's%s: refused, the old file is kept (keys change by "
+                           "`appeal-node rotate-key`, or by a restart)",
+                           f->line, who,
+                           old == &c->nodes[c->self] || by_key == &c->nodes[c->self]
+                               ? " (this node's own entry)"
+                               : "");
+        }
+    }
+    if (c->count + n_new > CLUSTER_NODES_MAX) {
+        return err_set(e, APL_ETOOBIG, "cluster file: more than %d nodes with those already "
+                       "known", CLUSTER_NODES_MAX);
+    }
+    /* Decided: nothing below fails. The own dial list is read by the
+     * reloading thread only; new entries are complete before `count`. */
+    struct cluster_node *self = &c->nodes[c->self];
+    const struct cluster_node *fself = &fresh->nodes[fresh->self];
+    memcpy(self->dial, fself->dial, sizeof self->dial);
+    self->n_dial = fself->n_dial;
+    for (uint32_t i = 0; i < c->count; i++) {
+        c->nodes[i].removed = cluster_by_juris(fresh, c->nodes[i].juris) == NULL;
+    }
+    uint32_t at = c->count;
+    for (uint32_t i = 0; i < fresh->count; i++) {
+        if (cluster_by_juris(c, fresh->nodes[i].juris) == NULL) {
+            c->nodes[at] = fresh->nodes[i];
+            c->nodes[at].n_dial = 0; /* only our own dial list matters here */
+            at++;
+        }
+    }
+    atomic_store(&c->count, at);
+    *added = n_new;
+    return 0;
 }
 
 int cluster_parse(struct cluster *c, const char *text, struct errbuf *e) {
@@ -174,6 +269,9 @@ int cluster_parse(struct cluster *c, const char *text, struct errbuf *e) {
     }
     if (rc == 0 && c->count == 0) {
         rc = err_set(e, APL_EINVAL, "cluster file lists no node");
+    }
+    if (rc == 0) {
+        rc = check_dials(c, e);
     }
     free(copy);
     return rc;

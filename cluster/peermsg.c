@@ -3,7 +3,9 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
+#include "assert.h"
 #include "clock.h"
 #include "chain.h"
 #include "record.h"
@@ -18,22 +20,13 @@ static void peer_signed(const uint8_t *body, size_t len, uint8_t out[PEER_SIGNED
     hash_bytes(body, len, out + 14);
 }
 
-/* Signs `body` as this node and packs the PeerMessage into an nng message. */
-int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body,
-                 nng_msg **out) {
-    body->version = 1;
-    body->time_ms = clock_system_ms() + skew_ms;
-    size_t blen = protobuf_c_message_get_packed_size(&body->base);
-    uint8_t *bb = malloc(blen ? blen : 1);
-    if (bb == NULL) {
-        return APL_ENOMEM;
-    }
-    protobuf_c_message_pack(&body->base, bb);
+/* Signs the encoded body `bb` as this node and packs the PeerMessage. */
+static int sign_pack(const struct node_keys *k, const uint8_t *bb, size_t blen, nng_msg **out) {
     uint8_t sig[SIG_BYTES], signed_part[PEER_SIGNED_BYTES];
     peer_signed(bb, blen, signed_part);
     crypto_sign_detached(sig, NULL, signed_part, sizeof signed_part, k->sign_sk);
     Appeal__PeerMessage m = APPEAL__PEER_MESSAGE__INIT;
-    m.body.data = bb;
+    m.body.data = (uint8_t *)bb;
     m.body.len = blen;
     m.sender.data = (uint8_t *)k->sign_pk;
     m.sender.len = KEY_PK_BYTES;
@@ -51,8 +44,57 @@ int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *b
     if (rv == 0) {
         protobuf_c_message_pack(&m.base, nng_msg_body(*out));
     }
-    free(bb);
     return rv == 0 ? 0 : APL_ENOMEM;
+}
+
+/* Signs `body` as this node and packs the PeerMessage into an nng message. */
+int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body,
+                 nng_msg **out) {
+    body->version = 1;
+    body->time_ms = clock_system_ms() + skew_ms;
+    size_t blen = protobuf_c_message_get_packed_size(&body->base);
+    uint8_t *bb = malloc(blen ? blen : 1);
+    if (bb == NULL) {
+        return APL_ENOMEM;
+    }
+    protobuf_c_message_pack(&body->base, bb);
+    int rc = sign_pack(k, bb, blen, out);
+    free(bb);
+    return rc;
+}
+
+int peermsg_pack_z(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body,
+                   nng_msg **out) {
+    ASSERT(body->msg_case == APPEAL__PEER_BODY__MSG_PULLED ||
+           body->msg_case == APPEAL__PEER_BODY__MSG_DELIVER);
+    body->version = 0;
+    body->time_ms = 0;
+    size_t raw_len = protobuf_c_message_get_packed_size(&body->base);
+    if (raw_len > PEER_RAW_BYTES_MAX) {
+        return APL_ETOOBIG; /* the receiver would refuse it */
+    }
+    size_t cap = ZSTD_compressBound(raw_len);
+    uint8_t *raw = malloc(raw_len ? raw_len : 1), *z = malloc(cap);
+    int rc = raw != NULL && z != NULL ? 0 : APL_ENOMEM;
+    if (rc == 0) {
+        protobuf_c_message_pack(&body->base, raw);
+        size_t zlen = ZSTD_compress(z, cap, raw, raw_len, PEER_ZSTD_LEVEL);
+        rc = ZSTD_isError(zlen) ? APL_ENOMEM : 0;
+        if (rc == 0) {
+            Appeal__Packed pk = APPEAL__PACKED__INIT;
+            pk.codec = PEER_CODEC_ZSTD;
+            pk.raw_bytes = (uint32_t)raw_len;
+            pk.data.data = z;
+            pk.data.len = zlen;
+            Appeal__PeerBody outer = APPEAL__PEER_BODY__INIT;
+            outer.msg_case = APPEAL__PEER_BODY__MSG_PACKED;
+            outer.packed = &pk;
+            rc = peermsg_pack(k, skew_ms, &outer, out);
+        }
+    }
+    free(raw);
+    free(z);
+    return rc;
 }
 
 /* Opens a peer message from untrusted bytes: decodes within limits,
@@ -91,9 +133,66 @@ static int signer_of(const Appeal__PeerMessage *m, const struct cluster_node *cn
     return 0;
 }
 
+/* A Packed body's content, decompressed within `raw_max` bytes into `a`
+ * and decoded: `pulled` or `deliver`, nothing else (no Packed in Packed). */
+static int unpack_z(const Appeal__Packed *pk, size_t raw_max, struct arena *a,
+                    const struct cluster_node *cn, Appeal__PeerBody **inner, struct errbuf *e) {
+    if (pk->codec != PEER_CODEC_ZSTD) {
+        return err_set(e, APL_EINVAL, "%s sent a packed message in codec %u", cn->juris,
+                       pk->codec);
+    }
+    if (raw_max > PEER_RAW_BYTES_MAX) {
+        raw_max = PEER_RAW_BYTES_MAX;
+    }
+    unsigned long long declared = ZSTD_getFrameContentSize(pk->data.data, pk->data.len);
+    if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN ||
+        declared != pk->raw_bytes) {
+        return err_set(e, APL_EINVAL, "%s sent a packed message whose zstd frame is malformed or "
+                       "does not declare its size", cn->juris);
+    }
+    if (declared > raw_max) {
+        return err_set(e, APL_ETOOBIG, "%s sent a packed message of %llu bytes decompressed, "
+                       "more than %zu: refused without decompressing", cn->juris, declared,
+                       raw_max);
+    }
+    uint8_t *raw = arena_new(a, (size_t)declared + 1);
+    if (raw == NULL) {
+        return err_set(e, APL_ENOMEM, "no room to decompress a message from %s", cn->juris);
+    }
+    /* The output buffer holds the declared size and no more: a frame that
+     * decodes to more fails here instead of growing anything. */
+    size_t got = ZSTD_decompress(raw, (size_t)declared, pk->data.data, pk->data.len);
+    if (ZSTD_isError(got) || got != declared) {
+        return err_set(e, APL_EINVAL, "%s sent a packed message that does not decompress to its "
+                       "declared size", cn->juris);
+    }
+    Appeal__PeerBody *b = (Appeal__PeerBody *)pb_unpack(&appeal__peer_body__descriptor, raw, got,
+                                                        a, PEER_REPEATED_MAX, e);
+    if (b == NULL) {
+        return e->code ? e->code : APL_EINVAL;
+    }
+    if (b->msg_case != APPEAL__PEER_BODY__MSG_PULLED &&
+        b->msg_case != APPEAL__PEER_BODY__MSG_DELIVER) {
+        return err_set(e, APL_EINVAL, "%s packed something other than a pull answer or a "
+                       "delivery", cn->juris);
+    }
+    *inner = b;
+    return 0;
+}
+
 int peermsg_open(const struct cluster *c, struct store *s, const void *data, size_t len,
                  struct arena *a, const struct cluster_node *expect, Appeal__PeerBody **body,
                  const struct cluster_node **from, struct errbuf *e) {
+    bool packed;
+    return peermsg_open_max(c, s, data, len, PEER_RAW_BYTES_MAX, a, expect, body, from, &packed,
+                            e);
+}
+
+int peermsg_open_max(const struct cluster *c, struct store *s, const void *data, size_t len,
+                     size_t raw_max, struct arena *a, const struct cluster_node *expect,
+                     Appeal__PeerBody **body, const struct cluster_node **from, bool *packed,
+                     struct errbuf *e) {
+    *packed = false;
     if (len > PEER_RECV_BYTES_MAX) {
         return err_set(e, APL_ETOOBIG, "peer message of %zu bytes exceeds %d", len,
                        PEER_RECV_BYTES_MAX);
@@ -145,6 +244,19 @@ int peermsg_open(const struct cluster *c, struct store *s, const void *data, siz
     if (skew > PEER_CLOCK_SKEW_MAX_MS || skew < -PEER_CLOCK_SKEW_MAX_MS) {
         return err_set(e, APL_EAUTH, "message from %s is %lld s off our clock", cn->juris,
                        (long long)(skew / 1000));
+    }
+    if (b->msg_case == APPEAL__PEER_BODY__MSG_PACKED) {
+        Appeal__PeerBody *inner = NULL; /* set by unpack_z on success (-O2 cannot tell) */
+        if ((rc = unpack_z(b->packed, raw_max, a, cn, &inner, e)) != 0) {
+            return rc;
+        }
+        b->msg_case = inner->msg_case;
+        if (inner->msg_case == APPEAL__PEER_BODY__MSG_PULLED) {
+            b->pulled = inner->pulled;
+        } else {
+            b->deliver = inner->deliver;
+        }
+        *packed = true;
     }
     *body = b;
     if (from != NULL) {

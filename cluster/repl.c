@@ -246,8 +246,8 @@ static const char *juris_of(void *arg, const uint8_t *origin) {
 }
 
 /* Hands verified runs to the writer; repl_ingest_end() waits for the commit. */
-int repl_ingest_begin(struct repl *r, struct peer *p, struct repl_ingest *ri, Appeal__Run **runs,
-                      size_t n_runs, struct errbuf *e) {
+static int ingest_begin(struct repl *r, struct peer *p, const char *via, struct repl_ingest *ri,
+                        Appeal__Run **runs, size_t n_runs, struct errbuf *e) {
     ASSERT(n_runs > 0 && runs != NULL); /* verified runs with records */
     memset(ri, 0, sizeof *ri);
     struct ingest *in = &ri->in;
@@ -255,7 +255,7 @@ int repl_ingest_begin(struct repl *r, struct peer *p, struct repl_ingest *ri, Ap
     in->eng = r->g;
     in->runs = runs;
     in->n_runs = n_runs;
-    in->via = p != NULL ? p->cn->juris : NULL;
+    in->via = p != NULL ? p->cn->juris : via;
     in->juris_of = juris_of;
     in->admit = burst_allows;
     in->policy_arg = r;
@@ -264,6 +264,11 @@ int repl_ingest_begin(struct repl *r, struct peer *p, struct repl_ingest *ri, Ap
     ri->from = p;
     int rc = submit_begin(r, &ri->wt, &in->w);
     return rc != 0 ? err_set(e, rc, "%s", in->w.err.msg) : 0;
+}
+
+int repl_ingest_begin(struct repl *r, struct peer *p, struct repl_ingest *ri, Appeal__Run **runs,
+                      size_t n_runs, struct errbuf *e) {
+    return ingest_begin(r, p, NULL, ri, runs, n_runs, e);
 }
 
 int repl_ingest_end(struct repl_ingest *ri, uint64_t *appended, struct errbuf *e) {
@@ -310,6 +315,13 @@ int repl_ingest_end(struct repl_ingest *ri, uint64_t *appended, struct errbuf *e
     return 0;
 }
 
+int repl_ingest_delivered(struct repl *r, const char *via, Appeal__Run **runs, size_t n_runs,
+                          uint64_t *appended, struct errbuf *e) {
+    struct repl_ingest ri;
+    int rc = ingest_begin(r, NULL, via, &ri, runs, n_runs, e);
+    return rc != 0 ? rc : repl_ingest_end(&ri, appended, e);
+}
+
 int repl_ingest_wait(struct repl *r, struct peer *p, Appeal__Run **runs, size_t n_runs,
                      uint64_t *appended, struct errbuf *e) {
     struct repl_ingest ri;
@@ -353,9 +365,36 @@ void repl_peer_error(struct peer *p, int rc, const char *msg) {
     }
 }
 
+/* An office's clock against its region's node, from the region's signed
+ * message: stored for the writer's check (engine.clock_off_ms), and
+ * logged when it starts or stops refusing. */
+static void clock_follow(struct peer *p, int64_t their_ms, int64_t now) {
+    struct engine *g = p->r->g;
+    if (g->clock_ref[0] == '\0' || strcmp(p->cn->juris, g->clock_ref) != 0) {
+        return;
+    }
+    (void)now;
+    /* Against the clock our records take their time from (the system
+     * clock, or a clock file in tests and drills). */
+    int64_t off = engine_now_ms(g) - their_ms;
+    int64_t refuse = off > p->r->clock_skew_max_ms || off < -p->r->clock_skew_max_ms ? off : 0;
+    int64_t was = atomic_exchange(&g->clock_off_ms, refuse);
+    if ((was == 0) != (refuse == 0)) {
+        char o[24], m[24];
+        snprintf(o, sizeof o, "%lld", (long long)(off / 1000));
+        snprintf(m, sizeof m, "%lld", (long long)(p->r->clock_skew_max_ms / 1000));
+        olog(refuse ? OLOG_ERROR : OLOG_INFO, refuse ? "clock_skew_refusing" : "clock_skew_cleared",
+             "region", g->clock_ref, "off_s", o, "max_s", m, "action",
+             refuse ? "registration and timed actions refused until the clock is corrected"
+                    : "registration accepted again",
+             NULL);
+    }
+}
+
 void repl_peer_contact(struct peer *p, const Appeal__PeerBody *b, const Appeal__Mark *const *marks,
                        size_t n, bool ok) {
     int64_t now = clock_system_ms();
+    clock_follow(p, b->time_ms, now);
     pthread_mutex_lock(&p->mu);
     p->last_contact_ms = now;
     p->skew_ms = b->time_ms - now;
@@ -523,8 +562,9 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
     int rv = nng_rep0_open(&r->rep);
     if (rv == 0) {
         r->rep_open = true;
-        /* Pull requests are small: marks of at most CLUSTER_NODES_MAX origins. */
-        rv = open_socket_opts(r->rep, PULL_REQUEST_BYTES_MAX);
+        /* Pull requests are small (marks of at most CLUSTER_NODES_MAX
+         * origins); deliveries are capped by DELIVER_BYTES_MAX. */
+        rv = open_socket_opts(r->rep, DELIVER_MSG_BYTES_MAX);
     }
     if (rv == 0) {
         rv = conn_limit_start(&r->conns, r->rep, "peer", r->o.connections_max, r->o.idle_ms, NULL);
@@ -625,6 +665,28 @@ fail_mu:
                              nng_strerror(rv));
 }
 
+/* Subscribes to cn's publisher and starts a puller slot for it (its
+ * thread is started by the caller). */
+static int add_peer(struct repl *r, const struct cluster_node *cn, struct errbuf *e) {
+    ASSERT(r->n_peers < CLUSTER_NODES_MAX);
+    struct peer *p = &r->peers[r->n_peers];
+    /* The peer's certificate must name its jurisdiction. */
+    nng_dialer sd;
+    int rc = tls_dial(r->sub, cn->pub_url, r->o.tls, cn->juris, NNG_FLAG_NONBLOCK, "subscribe to",
+                      &sd, e);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = start_peer(r, cn, p, e);
+    if (rc != 0) {
+        nng_dialer_close(sd);
+        return rc; /* the peers before it are repl_stop's to free */
+    }
+    p->sub_dialer = sd;
+    atomic_fetch_add(&r->n_peers, 1);
+    return 0;
+}
+
 static int start_peers(struct repl *r, struct errbuf *e) {
     int rv = nng_sub0_open(&r->sub);
     if (rv == 0) {
@@ -637,29 +699,88 @@ static int start_peers(struct repl *r, struct errbuf *e) {
     if (rv != 0) {
         return err_set(e, APL_ENET, "cannot open the subscriber: %s", nng_strerror(rv));
     }
-    r->peers = calloc(r->c->count, sizeof *r->peers);
+    /* Slots for every node the file may list, so a reload adds peers
+     * without moving the ones running. */
+    r->peers = calloc(CLUSTER_NODES_MAX, sizeof *r->peers);
     if (r->peers == NULL) {
         return APL_ENOMEM;
     }
+    const struct cluster_node *self = &r->c->nodes[r->c->self];
     for (uint32_t i = 0; i < r->c->count; i++) {
         const struct cluster_node *cn = &r->c->nodes[i];
-        if ((int)i == r->c->self || cn->peer_url[0] == '\0') {
+        if (!cluster_dials(self, cn)) {
             continue;
         }
-        /* The peer's certificate must name its jurisdiction. */
-        int rc = tls_dial(r->sub, cn->pub_url, r->o.tls, cn->juris, NNG_FLAG_NONBLOCK,
-                          "subscribe to", NULL, e);
+        int rc = add_peer(r, cn, e);
         if (rc != 0) {
             return rc;
         }
-        rc = start_peer(r, cn, &r->peers[r->n_peers], e);
-        if (rc != 0) {
-            return rc; /* the peers before it are repl_stop's to free */
-        }
-        r->n_peers++;
         ASSERT(r->n_peers < r->c->count); /* never one for this node */
     }
     return 0;
+}
+
+static struct peer *peer_slot(struct repl *r, const struct cluster_node *cn) {
+    for (uint32_t i = 0; i < r->n_peers; i++) {
+        if (r->peers[i].cn == cn) {
+            return &r->peers[i];
+        }
+    }
+    return NULL;
+}
+
+/* After a merge: every node we dial has a running puller and a
+ * subscription; a node no longer dialled is retired (its puller closes
+ * its dialer and waits, its subscription is closed). */
+static int apply_dials(struct repl *r, uint32_t *started, uint32_t *retired, struct errbuf *e) {
+    const struct cluster_node *self = &r->c->nodes[r->c->self];
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < r->c->count; i++) {
+        const struct cluster_node *cn = &r->c->nodes[i];
+        struct peer *p = peer_slot(r, cn);
+        bool dial = cluster_dials(self, cn);
+        if (p != NULL && dial == atomic_load(&p->retired)) {
+            atomic_store(&p->retired, !dial);
+            if (dial) {
+                rc = tls_dial(r->sub, cn->pub_url, r->o.tls, cn->juris, NNG_FLAG_NONBLOCK,
+                              "subscribe to", &p->sub_dialer, e);
+            } else {
+                nng_dialer_close(p->sub_dialer);
+            }
+            *started += dial;
+            *retired += !dial;
+        } else if (p == NULL && dial && (rc = add_peer(r, cn, e)) == 0) {
+            p = &r->peers[r->n_peers - 1];
+            rc = pthread_create(&p->thread, NULL, repl_puller_main, p) == 0 ? 0 : APL_ENOMEM;
+            p->started = rc == 0;
+            *started += 1;
+        }
+        if (p != NULL) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->cv);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    return rc;
+}
+
+int repl_reload(struct repl *r, const struct cluster *fresh, struct errbuf *e) {
+    pthread_mutex_lock(&r->reload_mu);
+    uint32_t added = 0, started = 0, retired = 0;
+    int rc = cluster_merge(r->c, fresh, &added, e);
+    if (rc == 0) {
+        rc = apply_dials(r, &started, &retired, e);
+    }
+    pthread_mutex_unlock(&r->reload_mu);
+    if (rc == 0) {
+        char a[16], s[16], x[16];
+        snprintf(a, sizeof a, "%u", added);
+        snprintf(s, sizeof s, "%u", started);
+        snprintf(x, sizeof x, "%u", retired);
+        olog(OLOG_INFO, "cluster_reloaded", "nodes_added", a, "peers_started", s, "peers_retired",
+             x, NULL);
+    }
+    return rc;
 }
 
 int repl_start(struct repl **out, struct engine *g, struct cluster *c, const struct repl_opts *o,
@@ -672,11 +793,17 @@ int repl_start(struct repl **out, struct engine *g, struct cluster *c, const str
     r->c = c;
     r->o = *o;
     r->recover_quorum = o->recover_quorum;
+    r->clock_skew_max_ms = o->clock_skew_max_ms > 0 ? o->clock_skew_max_ms : CLOCK_SKEW_MAX_MS_DEFAULT;
+    /* An office follows its region's clock: the jurisdiction before '.'. */
+    const char *dot = strchr(g->juris, '.');
+    snprintf(g->clock_ref, sizeof g->clock_ref, "%.*s", dot ? (int)(dot - g->juris) : 0, g->juris);
     r->burst_floor = o->burst_floor;
     atomic_store(&r->recovering, o->recovering);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     pthread_mutex_init(&r->recover_mu, NULL);
+    pthread_mutex_init(&r->reload_mu, NULL);
+    pthread_cond_init(&r->deliver_cv, NULL);
     r->published = r->durable_target = atomic_load(&g->durable_head);
     int rc = arena_init(&r->ingest_arena, RECORD_ARENA_BYTES);
     if (rc == 0) {
@@ -700,6 +827,10 @@ int repl_start(struct repl **out, struct engine *g, struct cluster *c, const str
         rc = pthread_create(&r->sub_thread, NULL, repl_subscriber_main, r) == 0 ? 0 : APL_ENOMEM;
         r->sub_started = rc == 0;
     }
+    if (rc == 0 && r->rep_open) {
+        rc = pthread_create(&r->deliver_thread, NULL, repl_deliver_main, r) == 0 ? 0 : APL_ENOMEM;
+        r->deliver_started = rc == 0;
+    }
     for (uint32_t i = 0; rc == 0 && i < r->n_peers; i++) {
         rc = pthread_create(&r->peers[i].thread, NULL, repl_puller_main, &r->peers[i]) == 0
                  ? 0
@@ -712,7 +843,7 @@ int repl_start(struct repl **out, struct engine *g, struct cluster *c, const str
         return e->msg[0] ? rc : err_set(e, rc, "cannot start replication: %s", apl_strerror(rc));
     }
     char peers[16];
-    snprintf(peers, sizeof peers, "%u", r->n_peers);
+    snprintf(peers, sizeof peers, "%u", (unsigned)r->n_peers);
     olog(OLOG_INFO, "replication_started", "peers", peers, "listen",
          self->peer_url[0] ? self->peer_url : "-", "recovering", o->recovering ? "yes" : "no",
          NULL);
@@ -757,6 +888,13 @@ void repl_stop_intake(struct repl *r) {
     if (r->sub_started) {
         pthread_join(r->sub_thread, NULL);
         r->sub_started = false;
+    }
+    if (r->deliver_started) {
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_broadcast(&r->deliver_cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->deliver_thread, NULL);
+        r->deliver_started = false;
     }
 }
 
@@ -806,5 +944,7 @@ void repl_stop(struct repl *r) {
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->recover_mu);
+    pthread_mutex_destroy(&r->reload_mu);
+    pthread_cond_destroy(&r->deliver_cv);
     free(r);
 }

@@ -41,6 +41,7 @@
 #include "api.pb-c.h"
 #include "clusterfile.h"
 #include "err.h"
+#include "bounds.h"
 #include "pbdecode.h"
 #include "repl.pb-c.h"
 #include "store.h"
@@ -58,6 +59,15 @@ enum {
     PUSH_BYTES_MAX = 1024 * 1024,
     REPL_CONTEXTS = 8, /* pulls served concurrently */
     PULL_TIMEOUT_MS = 20000,
+    /* A delivery (the dialing side's records for the dialed side, over the
+     * connection it opened): at most this many bytes of records, so that
+     * one fits a slow link between outages (docs/operations.md "Links").
+     * The dialed side refuses a larger message. */
+    DELIVER_BYTES_MAX = 1024 * 1024,
+    DELIVER_MSG_BYTES_MAX = DELIVER_BYTES_MAX + RECORD_BYTES_MAX + 64 * 1024,
+    DELIVER_ROUNDS_MAX = 1000, /* deliveries in one session; the next session goes on */
+    BATCH_BYTES_MIN = 4096,    /* --batch-bytes */
+    CLOCK_SKEW_MAX_MS_DEFAULT = 120000, /* --clock-skew-max */
     PULL_TLS_CHECK_MS = 1000,   /* a tls+tcp:// peer not connecting: look for failed handshakes */
     PULL_EMPTY_ANSWERS_MAX = 3, /* answers in a row with nothing to store end a session */
     /* A peer's claimed head above what it served and we hold, at the end of
@@ -88,6 +98,14 @@ struct repl_opts {
     uint32_t connections_max; /* of the serve socket (bounds.h) */
     int64_t idle_ms;          /* an idle peer connection is closed */
     int64_t peer_skew_ms;     /* drills only: shifts the time in our peer messages */
+    /* Bytes of records asked for in one pull answer and sent in one
+     * delivery (--batch-bytes); 0: PULL_BYTES_MAX and DELIVER_BYTES_MAX.
+     * Each acknowledged batch is kept: a dropped link resumes after it. */
+    uint32_t batch_bytes;
+    /* An office (a jurisdiction with a '.') whose clock is off its region's
+     * node's by more refuses timed actions (engine.clock_off_ms); 0:
+     * CLOCK_SKEW_MAX_MS_DEFAULT. Also what the region marks on its dialers. */
+    int64_t clock_skew_max_ms;
     /* Recovery is over: `recovered_run` runs on the writer (the service
      * writes the genesis record if the log is still empty), then
      * `recovered(recovered_arg)` (the service removes its marker). */
@@ -113,6 +131,12 @@ void repl_stop(struct repl *r);
  * durable and may be published and served. */
 void repl_durable(struct repl *r, uint64_t head);
 bool repl_recovering(const struct repl *r);
+
+/* A reloaded cluster file (SIGHUP): merged into the running one
+ * (cluster_merge), then new nodes this node dials get a puller and a
+ * subscription, and nodes no longer dialled are let go. Refused with the
+ * running file unchanged (and said why in e) when cluster_merge refuses. */
+int repl_reload(struct repl *r, const struct cluster *fresh, struct errbuf *e);
 
 /* The cluster view for `appealctl cluster status`. */
 int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus **out);

@@ -53,6 +53,11 @@ struct peer {
     nng_socket req;
     nng_dialer dialer;
     bool tls;              /* its link is tls+tcp:// */
+    nng_dialer sub_dialer; /* our subscription to its publisher */
+    bool zstd;             /* it answered a pull packed: it reads Packed too (puller) */
+    bool no_deliver;       /* it does not take deliveries (an older node; puller) */
+    _Atomic bool retired;  /* no longer dialled (cluster file reloaded) */
+    bool dialer_closed;    /* puller: its dialer was closed on retiring */
     uint64_t tls_failures; /* failed handshakes of `dialer` already reported (puller) */
     nng_aio *aio;
     pthread_mutex_t mu;
@@ -89,8 +94,18 @@ struct srv_work {
     struct repl *r;
     nng_aio *aio;
     nng_ctx ctx;
-    int state; /* 0 init, 1 recv, 2 send */
+    int state; /* 0 init, 1 recv, 2 send, 3 queued for the delivery thread */
     struct arena arena;
+    Appeal__PeerBody *body; /* a queued delivery, decoded in `arena` */
+    const struct cluster_node *from;
+    bool packed; /* it came packed: answer packed */
+};
+
+/* What a node's messages to our serve socket showed (a node that dials
+ * us, perhaps one we never dial): by index in the cluster file. */
+struct seen {
+    _Atomic int64_t last_ms; /* our clock; 0: never */
+    _Atomic int64_t skew_ms; /* its clock minus ours */
 };
 
 struct repl {
@@ -101,8 +116,18 @@ struct repl {
     bool rep_open, pub_open, sub_open;
     struct srv_work works[REPL_CONTEXTS];
     struct conn_limit *conns; /* of the serve socket */
-    struct peer *peers;
-    uint32_t n_peers;
+    struct peer *peers;        /* CLUSTER_NODES_MAX slots */
+    _Atomic uint32_t n_peers;  /* slots in use: raised by repl_reload once a slot is ready */
+    pthread_mutex_t reload_mu; /* one reload at a time */
+    /* Deliveries are stored by one thread (they wait for the writer, which
+     * a serving context's callback must not): the contexts queue here. */
+    pthread_t deliver_thread;
+    bool deliver_started;
+    pthread_cond_t deliver_cv;                 /* with mu */
+    struct srv_work *deliver_q[REPL_CONTEXTS]; /* under mu */
+    uint32_t deliver_n;                        /* under mu */
+    struct seen seen[CLUSTER_NODES_MAX];
+    int64_t clock_skew_max_ms;
     pthread_t sub_thread, pub_thread;
     bool sub_started, pub_started;
     pthread_mutex_t mu;
@@ -147,7 +172,7 @@ enum {
     PULL_REQUEST_BYTES_MAX = 256 * 1024,
     /* A serving context decodes a request and builds its answer's run
      * lists (the records stay in the read transaction's map). */
-    SRV_ARENA_BYTES = 4 * 1024 * 1024,
+    SRV_ARENA_BYTES = 8 * 1024 * 1024,
     /* The subscriber decodes one push (at most 2 * PUSH_BYTES_MAX), holds
      * one origin_list and checks the run (RECORD_ARENA_BYTES). */
     SUB_ARENA_BYTES = 8 * 1024 * 1024,
@@ -171,6 +196,9 @@ int repl_submit_wait(struct repl *r, struct wreq *w);
 bool repl_burst_limited(const struct repl *r, const uint8_t *pk);
 int repl_ingest_begin(struct repl *r, struct peer *p, struct repl_ingest *ri, Appeal__Run **runs,
                       size_t n_runs, struct errbuf *e);
+/* As repl_ingest_wait, for runs a node delivered (`via`: its jurisdiction). */
+int repl_ingest_delivered(struct repl *r, const char *via, Appeal__Run **runs, size_t n_runs,
+                          uint64_t *appended, struct errbuf *e);
 int repl_ingest_end(struct repl_ingest *ri, uint64_t *appended, struct errbuf *e);
 int repl_ingest_wait(struct repl *r, struct peer *p, Appeal__Run **runs, size_t n_runs,
                      uint64_t *appended, struct errbuf *e);
@@ -188,6 +216,9 @@ int repl_check_origin_run(struct repl *r, const struct origin_list *l, const App
 void repl_count_refused(struct repl *r, int rc, uint64_t records);
 
 /* repl_serve.c */
+int repl_answer_pull(struct repl *r, const Appeal__PullRequest *q, struct arena *a, MDB_txn *t,
+                     Appeal__PullResponse *resp);
+void repl_srv_reply(struct srv_work *w, Appeal__PeerBody *body, bool packed);
 Appeal__Mark *repl_mark_of(struct arena *a, struct repl *r, const struct origin_state *o,
                            MDB_txn *t, bool serving);
 const Appeal__Mark *repl_find_mark(Appeal__Mark **marks, size_t n, const uint8_t *pk);
@@ -196,6 +227,13 @@ void repl_srv_cb(void *arg);
 /* repl_pull.c */
 void repl_recovery_maybe_done(struct repl *r);
 void *repl_puller_main(void *arg);
+
+/* repl_deliver.c */
+int repl_deliver_session(struct peer *p, struct errbuf *e);
+void *repl_deliver_main(void *arg);
+void repl_deliver_queue(struct srv_work *w);
+int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e);
+uint32_t repl_batch_bytes(const struct repl *r, uint32_t cap);
 
 /* repl_push.c */
 void *repl_subscriber_main(void *arg);

@@ -193,7 +193,7 @@ static int send_wait(struct peer *p, nng_msg *out) {
     }
 }
 
-static int send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e) {
+int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e) {
     int rv = send_wait(p, out);
     if (rv == NNG_ECRYPTO) {
         nng_msg_free(out);
@@ -272,7 +272,8 @@ static int request_from(struct peer *p, const struct origin_list *l, struct aren
         }
     }
     q.records_max = PULL_RECORDS_MAX;
-    q.bytes_max = PULL_BYTES_MAX;
+    q.bytes_max = repl_batch_bytes(p->r, PULL_BYTES_MAX);
+    q.codecs = PEER_CODEC_ZSTD;
     Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
     body.msg_case = APPEAL__PEER_BODY__MSG_PULL;
     body.pull = &q;
@@ -331,12 +332,15 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
     if (rc != 0) {
         return err_set(e, rc, "cannot prepare a pull: %s", apl_strerror(rc));
     }
-    if ((rc = send_recv(p, out, &in, e)) != 0) {
+    if ((rc = repl_send_recv(p, out, &in, e)) != 0) {
         return rc;
     }
     /* Unpacking copies what it keeps into `a`: the message goes at once. */
-    rc = repl_peer_open(r, nng_msg_body(in), nng_msg_len(in), a, p->cn, &f->body, NULL, e);
+    bool packed = false;
+    rc = peermsg_open_max(r->c, &r->g->store, nng_msg_body(in), nng_msg_len(in),
+                          PEER_RAW_BYTES_MAX, a, p->cn, &f->body, NULL, &packed, e);
     nng_msg_free(in);
+    p->zstd = p->zstd || packed; /* it reads what it writes: deliveries go packed */
     if (rc == 0 && f->body->msg_case != APPEAL__PEER_BODY__MSG_PULLED) {
         rc = err_set(e, APL_EINVAL, "%s answered a pull with something else", p->cn->juris);
     }
@@ -492,6 +496,28 @@ void repl_recovery_maybe_done(struct repl *r) {
 
 /* ---- the puller thread of one peer ---- */
 
+/* A peer no longer dialled (repl_reload): its dialer is closed and it
+ * waits; dialled again, it gets a new dialer. True: do not pull now. */
+static bool retire_maybe(struct peer *p) {
+    struct repl *r = p->r;
+    bool retired = atomic_load(&p->retired);
+    if (retired && !p->dialer_closed) {
+        nng_dialer_close(p->dialer);
+        p->dialer_closed = true;
+        olog(OLOG_INFO, "peer_retired", "peer", p->cn->juris, NULL);
+    } else if (!retired && p->dialer_closed) {
+        struct errbuf e;
+        err_clear(&e);
+        if (tls_dial(p->req, p->cn->peer_url, r->o.tls, p->cn->juris, NNG_FLAG_NONBLOCK,
+                     "pull from", &p->dialer, &e) != 0) {
+            repl_peer_error(p, APL_ENET, e.msg);
+            return true;
+        }
+        p->dialer_closed = false;
+    }
+    return retired;
+}
+
 static uint32_t jitter(uint32_t ms) {
     return ms + randombytes_uniform(ms / 4 + 1);
 }
@@ -525,7 +551,14 @@ void *repl_puller_main(void *arg) {
         }
         struct errbuf e;
         err_clear(&e);
+        if (retire_maybe(p)) {
+            again = false;
+            continue;
+        }
         int rc = pull_session(p, &e);
+        if (rc == 0) {
+            rc = repl_deliver_session(p, &e);
+        }
         if (rc == 0) {
             backoff = 0;
             again = false;

@@ -292,4 +292,11 @@ void repl_durable(struct repl *r, uint64_t head) {
         pthread_cond_signal(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);
+    /* A node that chose its links (a dial list) may have no one pulling
+     * from it: its pullers deliver the new records now. */
+    if (r->c->nodes[r->c->self].n_dial > 0) {
+        for (uint32_t i = 0; i < r->n_peers; i++) {
+            poke(&r->peers[i]);
+        }
+    }
 }

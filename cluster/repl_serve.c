@@ -20,6 +20,7 @@
 #include "peermsg.h"
 #include "connlimit.h"
 #include "chain.h"
+#include "clock.h"
 #include "engine.h"
 #include "olog.h"
 #include "record.h"
@@ -159,8 +160,8 @@ static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struc
     return 0;
 }
 
-static int answer_pull(struct repl *r, const Appeal__PullRequest *q, struct arena *a, MDB_txn *t,
-                       Appeal__PullResponse *resp) {
+int repl_answer_pull(struct repl *r, const Appeal__PullRequest *q, struct arena *a, MDB_txn *t,
+                     Appeal__PullResponse *resp) {
     struct origin_list *l = arena_new(a, sizeof *l);
     if (l == NULL) {
         return APL_ENOMEM;
@@ -206,12 +207,13 @@ static int answer_pull(struct repl *r, const Appeal__PullRequest *q, struct aren
     return rc;
 }
 
-static void srv_reply(struct srv_work *w, Appeal__PullResponse *resp) {
-    Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
-    body.msg_case = APPEAL__PEER_BODY__MSG_PULLED;
-    body.pulled = resp;
+/* Sends `body` as the answer of w's request (packed: compressed, when the
+ * requester reads it), or goes back to receiving if it cannot be packed. */
+void repl_srv_reply(struct srv_work *w, Appeal__PeerBody *body, bool packed) {
     nng_msg *m;
-    if (repl_peer_pack(w->r, &body, &m) != 0) {
+    int rc = packed ? peermsg_pack_z(&w->r->g->keys, w->r->o.peer_skew_ms, body, &m)
+                    : repl_peer_pack(w->r, body, &m);
+    if (rc != 0) {
         w->state = 1;
         nng_ctx_recv(w->ctx, w->aio);
         return;
@@ -219,6 +221,14 @@ static void srv_reply(struct srv_work *w, Appeal__PullResponse *resp) {
     nng_aio_set_msg(w->aio, m);
     w->state = 2;
     nng_ctx_send(w->ctx, w->aio);
+}
+
+static void srv_reply(struct srv_work *w, Appeal__PullResponse *resp, bool packed) {
+    Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
+    body.msg_case = APPEAL__PEER_BODY__MSG_PULLED;
+    body.pulled = resp;
+    /* An answer with nothing in it goes plain: nothing to gain. */
+    repl_srv_reply(w, &body, packed && resp->error[0] == '\0' && resp->n_runs > 0);
 }
 
 static void srv_handle(struct srv_work *w, nng_msg *msg) {
@@ -229,8 +239,23 @@ static void srv_handle(struct srv_work *w, nng_msg *msg) {
     Appeal__PeerBody *body = NULL;
     const struct cluster_node *from;
     Appeal__PullResponse resp = APPEAL__PULL_RESPONSE__INIT;
-    int rc =
-        repl_peer_open(r, nng_msg_body(msg), nng_msg_len(msg), &w->arena, NULL, &body, &from, &e);
+    bool packed = false;
+    int rc = peermsg_open_max(r->c, &r->g->store, nng_msg_body(msg), nng_msg_len(msg),
+                              DELIVER_MSG_BYTES_MAX, &w->arena, NULL, &body, &from, &packed, &e);
+    if (rc == 0) {
+        struct seen *sn = &r->seen[from - r->c->nodes];
+        int64_t now = clock_system_ms();
+        atomic_store(&sn->skew_ms, body->time_ms - now);
+        atomic_store(&sn->last_ms, now);
+    }
+    if (rc == 0 && body->msg_case == APPEAL__PEER_BODY__MSG_DELIVER) {
+        nng_msg_free(msg);
+        w->body = body;
+        w->from = from;
+        w->packed = packed;
+        repl_deliver_queue(w); /* the delivery thread answers */
+        return;
+    }
     if (rc == 0 && body->msg_case != APPEAL__PEER_BODY__MSG_PULL) {
         rc = err_set(&e, APL_EINVAL, "expected a pull request");
     }
@@ -241,22 +266,23 @@ static void srv_handle(struct srv_work *w, nng_msg *msg) {
         olog(OLOG_WARN, "pull_refused", "reason", e.msg, NULL);
         resp.error = e.msg;
         nng_msg_free(msg);
-        srv_reply(w, &resp);
+        srv_reply(w, &resp, false);
         return;
     }
+    bool zstd = (body->pull->codecs & PEER_CODEC_ZSTD) != 0;
     MDB_txn *t;
     rc = store_rd_begin(&r->g->store, &t);
     if (rc == 0) {
-        rc = answer_pull(r, body->pull, &w->arena, t, &resp);
+        rc = repl_answer_pull(r, body->pull, &w->arena, t, &resp);
         if (rc != 0) {
             appeal__pull_response__init(&resp);
             resp.error = "the node could not read its store";
         }
-        srv_reply(w, &resp); /* packs while the records are mapped */
+        srv_reply(w, &resp, zstd); /* packs while the records are mapped */
         store_rd_end(&r->g->store, t);
     } else {
         resp.error = "the node could not read its store";
-        srv_reply(w, &resp);
+        srv_reply(w, &resp, false);
     }
     nng_msg_free(msg);
 }

@@ -139,6 +139,39 @@ void repl_status_visit(struct repl *r, void (*fn)(void *arg, const Appeal__Clust
     arena_fini(&a);
 }
 
+/* The nodes that dial us and that we do not dial (offices behind NAT), as
+ * their last messages showed them; and this node's own clock refusal. */
+static int dialers(struct repl *r, struct arena *a, Appeal__ClusterStatus *s, uint32_t n_nodes) {
+    s->clock_refused_ms = atomic_load(&r->g->clock_off_ms);
+    s->clock_ref = r->g->clock_ref;
+    s->dialers = arena_new(a, (n_nodes + 1) * sizeof *s->dialers);
+    if (s->dialers == NULL) {
+        return APL_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n_nodes; i++) {
+        int64_t last = atomic_load(&r->seen[i].last_ms);
+        bool dialled = false;
+        for (uint32_t k = 0; k < s->n_peers && !dialled; k++) {
+            dialled = strcmp(s->peers[k]->jurisdiction, r->c->nodes[i].juris) == 0;
+        }
+        if (last == 0 || dialled) {
+            continue;
+        }
+        Appeal__DialerStatus *d = arena_new(a, sizeof *d);
+        if (d == NULL) {
+            return APL_ENOMEM;
+        }
+        appeal__dialer_status__init(d);
+        d->jurisdiction = (char *)r->c->nodes[i].juris;
+        d->last_contact_ms = last;
+        d->clock_skew_ms = atomic_load(&r->seen[i].skew_ms);
+        d->clock_refused =
+            d->clock_skew_ms > r->clock_skew_max_ms || d->clock_skew_ms < -r->clock_skew_max_ms;
+        s->dialers[s->n_dialers++] = d;
+    }
+    return 0;
+}
+
 int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus **out) {
     Appeal__ClusterStatus *s = arena_new(a, sizeof *s);
     struct origin_list *l = arena_new(a, sizeof *l);
@@ -153,19 +186,21 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
     if (rc != 0) {
         return rc;
     }
-    s->peers = arena_new(a, (r->n_peers + 1) * sizeof *s->peers);
-    s->origins = arena_new(a, (r->c->count + l->n + 1) * sizeof *s->origins);
+    /* Both may grow meanwhile (a reload): the arrays are for these. */
+    uint32_t n_peers = r->n_peers, n_nodes = r->c->count;
+    s->peers = arena_new(a, (n_peers + 1) * sizeof *s->peers);
+    s->origins = arena_new(a, (n_nodes + l->n + 1) * sizeof *s->origins);
     if (s->peers == NULL || s->origins == NULL) {
         return APL_ENOMEM;
     }
-    for (uint32_t i = 0; i < r->n_peers; i++) {
+    for (uint32_t i = 0; i < n_peers; i++) {
         Appeal__PeerStatus *ps = peer_status(r, &r->peers[i], l, a);
         if (ps == NULL) {
             return APL_ENOMEM;
         }
         s->peers[s->n_peers++] = ps;
     }
-    for (uint32_t i = 0; i < r->c->count; i++) {
+    for (uint32_t i = 0; i < n_nodes; i++) {
         const struct cluster_node *cn = &r->c->nodes[i];
         const struct origin_state *o = repl_held(l, cn->sign_pk);
         Appeal__OriginStatus *os = arena_new(a, sizeof *os);
@@ -202,8 +237,11 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         s->origins[s->n_origins++] = os;
     }
     /* The arrays were sized for these (arena bounds). */
-    ASSERT(s->n_peers == r->n_peers && s->n_origins <= r->c->count + l->n);
-    rc = fork_list(r, t, a, s);
+    ASSERT(s->n_peers == n_peers && s->n_origins <= n_nodes + l->n);
+    rc = dialers(r, a, s, n_nodes);
+    if (rc == 0) {
+        rc = fork_list(r, t, a, s);
+    }
     *out = s;
     return rc;
 }

@@ -52,9 +52,12 @@ enum {
     CTL_LINE_BYTES_MAX = 256,           /* one command, newline included */
     CTL_REPLY_BYTES_MAX = 256,          /* one reply, newline included */
     CTL_OUT_BYTES_MAX = 4096,           /* replies not yet read by a control client */
-    CTL_WORDS_MAX = 2,                  /* command and argument */
+    CTL_WORDS_MAX = 3,                  /* command and arguments (flap UP_MS DOWN_MS) */
     CTL_CLIENT_TIMEOUT_MS = 5000,       /* `ctl`: connect, send and answer */
     DELAY_MS_MAX = 600000,
+    RATE_BYTES_PER_S_MAX = 1000000000, /* `rate`: 0 is no limit */
+    RATE_BURST_BYTES_MIN = 1500,       /* a token bucket holds rate/10 s, at least this */
+    FLAP_MS_MAX = 86400000,            /* each phase of `flap` */
     PUMP_ROUNDS_MAX = 32,   /* read/write rounds per connection per loop turn */
     ACCEPT_BATCH_MAX = 64,  /* accepts per readiness event */
     EPOLL_EVENTS_MAX = 128, /* events per epoll_wait */
@@ -160,6 +163,15 @@ struct proxy {
     int epfd, listen_fd, control_fd, signal_fd;
     enum mode mode;
     long delay_ms;
+    /* `rate`: one token bucket per direction (0 up, 1 down) shared by every
+     * connection, as one link carries them all. */
+    long rate_bytes_per_s;
+    uint64_t tokens[2];
+    uint64_t tokens_ns; /* when the buckets were last filled */
+    /* `flap`: up for flap_up_ms (normal), down for flap_down_ms (cut). */
+    long flap_up_ms, flap_down_ms;
+    bool flap_down;
+    uint64_t flap_next_ns; /* the next change of phase; 0: not flapping */
     struct conn *conns;
     size_t conns_max, conns_live;
     struct ctl ctls[CTL_CONNS_MAX];
@@ -457,10 +469,17 @@ static int dir_pump(struct proxy *p, struct conn *c, struct dir *d, uint64_t now
         return 0;
     }
     size_t ready = dir_ready(d, now_ns);
+    uint64_t *tokens = &p->tokens[d == &c->up ? 0 : 1];
+    if (p->rate_bytes_per_s > 0 && ready > *tokens) {
+        ready = (size_t)*tokens; /* the rest waits for the bucket (pump_all's timeout) */
+    }
     if (ready > 0 && d->dst->writable) {
         ssize_t n = dir_write(d, d->dst->fd, ready);
         if (n > 0) {
             dir_consume(d, (size_t)n);
+            if (p->rate_bytes_per_s > 0) {
+                *tokens -= (uint64_t)n;
+            }
             *progress = true;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             d->dst->writable = false;
@@ -697,8 +716,10 @@ static void fault_heal(struct proxy *p) {
 
 static void ctl_status(const struct proxy *p, char *reply, size_t cap) {
     snprintf(reply, cap,
-             "ok mode=%s delay_ms=%ld conns=%zu bytes_up=%" PRIu64 " bytes_down=%" PRIu64,
-             mode_names[p->mode], p->delay_ms, p->conns_live, p->bytes_up, p->bytes_down);
+             "ok mode=%s delay_ms=%ld conns=%zu bytes_up=%" PRIu64 " bytes_down=%" PRIu64
+             " rate_bytes_per_s=%ld flap_up_ms=%ld flap_down_ms=%ld",
+             mode_names[p->mode], p->delay_ms, p->conns_live, p->bytes_up, p->bytes_down,
+             p->rate_bytes_per_s, p->flap_up_ms, p->flap_down_ms);
 }
 
 static void ctl_delay(struct proxy *p, const char *arg, char *reply, size_t cap) {
@@ -715,10 +736,110 @@ static void ctl_delay(struct proxy *p, const char *arg, char *reply, size_t cap)
     snprintf(reply, cap, "ok delay_ms=%ld", ms);
 }
 
-static const char command_list[] = "cut blackhole heal delay reset status";
+static uint64_t rate_burst(const struct proxy *p) {
+    uint64_t b = (uint64_t)p->rate_bytes_per_s / 10;
+    return b > RATE_BURST_BYTES_MIN ? b : RATE_BURST_BYTES_MIN;
+}
+
+/* Adds the tokens earned since the last fill (whole bytes; the remainder
+ * of time is kept for the next fill). */
+static void rate_fill(struct proxy *p, uint64_t now_ns) {
+    if (p->rate_bytes_per_s <= 0 || now_ns <= p->tokens_ns) {
+        return;
+    }
+    uint64_t rate = (uint64_t)p->rate_bytes_per_s;
+    uint64_t earned = (now_ns - p->tokens_ns) / 1000u * rate / 1000000u;
+    if (earned == 0) {
+        return;
+    }
+    p->tokens_ns += earned * 1000000000u / rate;
+    for (int i = 0; i < 2; i++) {
+        p->tokens[i] = p->tokens[i] + earned > rate_burst(p) ? rate_burst(p) : p->tokens[i] + earned;
+    }
+}
+
+/* When a bucket that is empty holds a packet's worth again. */
+static uint64_t rate_next_ns(const struct proxy *p) {
+    uint64_t need = RATE_BURST_BYTES_MIN;
+    return p->tokens_ns + need * 1000000000u / (uint64_t)p->rate_bytes_per_s;
+}
+
+static void ctl_rate(struct proxy *p, const char *arg, char *reply, size_t cap) {
+    long r;
+    if (arg == NULL || util_parse_long(arg, 0, RATE_BYTES_PER_S_MAX, &r) != 0) {
+        snprintf(reply, cap,
+                 "error usage: rate BYTES_PER_S, with a whole number in 0..%d (0: no limit; "
+                 "64 kbit/s is 8000)",
+                 RATE_BYTES_PER_S_MAX);
+        return;
+    }
+    if (r != p->rate_bytes_per_s) {
+        log_event(p, "info", "rate_changed", "from_bytes_per_s=%ld to_bytes_per_s=%ld",
+                  p->rate_bytes_per_s, r);
+    }
+    p->rate_bytes_per_s = r;
+    p->tokens_ns = util_mono_ns();
+    p->tokens[0] = p->tokens[1] = r > 0 ? rate_burst(p) : 0;
+    snprintf(reply, cap, "ok rate_bytes_per_s=%ld", r);
+}
+
+static void flap_stop(struct proxy *p) {
+    if (p->flap_next_ns != 0) {
+        log_event(p, "info", "flap_stopped", "up_ms=%ld down_ms=%ld", p->flap_up_ms,
+                  p->flap_down_ms);
+    }
+    p->flap_next_ns = 0;
+    p->flap_up_ms = p->flap_down_ms = 0;
+    p->flap_down = false;
+}
+
+/* `flap UP_MS DOWN_MS` starts with the link up; `flap 0 0` stops it. */
+static void ctl_flap(struct proxy *p, const char *up, const char *down, char *reply, size_t cap) {
+    long u, d;
+    if (up == NULL || down == NULL || util_parse_long(up, 0, FLAP_MS_MAX, &u) != 0 ||
+        util_parse_long(down, 0, FLAP_MS_MAX, &d) != 0 || (u == 0) != (d == 0)) {
+        snprintf(reply, cap,
+                 "error usage: flap UP_MS DOWN_MS, each a whole number in 1..%d (flap 0 0: stop)",
+                 FLAP_MS_MAX);
+        return;
+    }
+    if (u == 0) {
+        flap_stop(p);
+        fault_heal(p);
+        snprintf(reply, cap, "ok flap=off mode=%s", mode_names[p->mode]);
+        return;
+    }
+    fault_heal(p);
+    p->flap_up_ms = u;
+    p->flap_down_ms = d;
+    p->flap_down = false;
+    p->flap_next_ns = util_mono_ns() + (uint64_t)u * 1000000u;
+    log_event(p, "info", "flap_started", "up_ms=%ld down_ms=%ld", u, d);
+    snprintf(reply, cap, "ok flap_up_ms=%ld flap_down_ms=%ld mode=normal", u, d);
+}
+
+/* The next phase of a flapping link, when it is due: down is `cut` (every
+ * connection closed, new ones closed at once), up is `heal`. */
+static void flap_tick(struct proxy *p, uint64_t now_ns) {
+    if (p->flap_next_ns == 0 || now_ns < p->flap_next_ns) {
+        return;
+    }
+    p->flap_down = !p->flap_down;
+    long ms = p->flap_down ? p->flap_down_ms : p->flap_up_ms;
+    p->flap_next_ns = now_ns + (uint64_t)ms * 1000000u;
+    if (p->flap_down) {
+        set_mode(p, MODE_CUT);
+        close_all(p, "flap", false);
+    } else {
+        fault_heal(p);
+    }
+}
+
+static const char command_list[] = "cut blackhole heal delay rate flap reset status";
 
 static bool ctl_known(const char *cmd) {
-    static const char *const names[] = {"cut", "blackhole", "heal", "delay", "reset", "status"};
+    static const char *const names[] = {"cut",  "blackhole", "heal", "delay",
+                                        "rate", "flap",      "reset", "status"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(cmd, names[i]) == 0) {
             return true;
@@ -737,26 +858,36 @@ static void ctl_execute(struct proxy *p, char *line, char *reply, size_t cap) {
         words[n++] = w;
     }
     const char *cmd = words[0];
-    bool takes_arg = cmd != NULL && strcmp(cmd, "delay") == 0;
+    int args = cmd == NULL                                               ? 0
+               : strcmp(cmd, "delay") == 0 || strcmp(cmd, "rate") == 0 ? 1
+               : strcmp(cmd, "flap") == 0                              ? 2
+                                                                       : 0;
     char shown[ECHO_WORD_BYTES_MAX + 1];
     if (cmd == NULL) {
         snprintf(reply, cap, "error empty command; commands: %s", command_list);
     } else if (!ctl_known(cmd)) {
         safe_word(cmd, shown, sizeof shown);
         snprintf(reply, cap, "error unknown command '%s'; commands: %s", shown, command_list);
-    } else if (n > (takes_arg ? 2 : 1)) {
+    } else if (n > args + 1) {
         safe_word(cmd, shown, sizeof shown);
         snprintf(reply, cap, "error too many arguments for %s", shown);
     } else if (strcmp(cmd, "status") == 0) {
         ctl_status(p, reply, cap);
+    } else if (strcmp(cmd, "rate") == 0) {
+        ctl_rate(p, words[1], reply, cap);
+    } else if (strcmp(cmd, "flap") == 0) {
+        ctl_flap(p, words[1], words[2], reply, cap);
     } else if (strcmp(cmd, "cut") == 0) {
+        flap_stop(p); /* a fault set by hand ends the flapping */
         set_mode(p, MODE_CUT);
         size_t closed = close_all(p, "cut", false);
         snprintf(reply, cap, "ok mode=cut closed=%zu", closed);
     } else if (strcmp(cmd, "blackhole") == 0) {
+        flap_stop(p);
         fault_blackhole(p);
         snprintf(reply, cap, "ok mode=blackhole conns=%zu", p->conns_live);
     } else if (strcmp(cmd, "heal") == 0) {
+        flap_stop(p);
         fault_heal(p);
         snprintf(reply, cap, "ok mode=normal conns=%zu", p->conns_live);
     } else if (strcmp(cmd, "reset") == 0) {
@@ -764,7 +895,7 @@ static void ctl_execute(struct proxy *p, char *line, char *reply, size_t cap) {
         log_event(p, "info", "reset", "conns_reset=%zu mode=%s", reset, mode_names[p->mode]);
         snprintf(reply, cap, "ok reset=%zu mode=%s", reset, mode_names[p->mode]);
     } else {
-        assert(takes_arg);
+        assert(args == 1);
         ctl_delay(p, words[1], reply, cap);
     }
     if (strncmp(reply, "error", 5) == 0) {
@@ -970,7 +1101,9 @@ static int pump_all(struct proxy *p) {
         }
     }
     uint64_t now_ns = util_mono_ns();
-    uint64_t next_ns = UINT64_MAX;
+    flap_tick(p, now_ns);
+    rate_fill(p, now_ns);
+    uint64_t next_ns = p->flap_next_ns != 0 ? p->flap_next_ns : UINT64_MAX;
     for (size_t i = 0; i < p->conns_max; i++) {
         struct conn *c = &p->conns[i];
         if (!c->used) {
@@ -983,9 +1116,12 @@ static int pump_all(struct proxy *p) {
         struct dir *dirs[2] = {&c->up, &c->down};
         for (int j = 0; j < 2; j++) {
             struct dir *d = dirs[j];
-            if (d->chunk_count > 0 && d->chunks[d->chunk_head].due_ns > now_ns &&
-                d->chunks[d->chunk_head].due_ns < next_ns) {
-                next_ns = d->chunks[d->chunk_head].due_ns;
+            uint64_t due = d->chunk_count > 0 ? d->chunks[d->chunk_head].due_ns : UINT64_MAX;
+            if (due <= now_ns && p->rate_bytes_per_s > 0 && p->mode == MODE_NORMAL) {
+                due = rate_next_ns(p); /* due, held back by the rate */
+            }
+            if (due > now_ns && due < next_ns) {
+                next_ns = due;
             }
         }
     }

@@ -458,3 +458,217 @@ class Federation:
         with open(os.path.join(self.root, "federation.json"), "w") as f:
             json.dump({"cluster": self.cluster_file, "nodes": info,
                        "tls_ca": self.ca_file if self.tls else None}, f, indent=2)
+
+
+# -- large federations: regions, offices under them, a sparse topology --------
+#
+# Used by `tools/bench reach`, tests/integration/test_reach.py and
+# `tools/federation up --regions R --offices M`. The national node KZ and the
+# regions form a sparse mesh (a ring plus chords, region_mesh); each office
+# is linked to its region only. Offices that are to be cut are reached
+# through their own appeal-faultproxy processes (FaultProxy).
+
+
+class FaultProxy:
+    """One appeal-faultproxy process: listen -> 127.0.0.1:target, a control
+    port; its log in `log_path`. Started from the calling thread (with
+    `tied`, it dies with that thread: start proxies from the main thread)."""
+
+    def __init__(self, bin_dir, target_port, name, log_path, tied=True):
+        self.target = target_port
+        self.port = port_block(1)
+        self.control = port_block(1)
+        self.name = name
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [os.path.join(bin_dir, "appeal-faultproxy"), "--listen",
+                 f"127.0.0.1:{self.port}", "--to", f"127.0.0.1:{target_port}",
+                 "--control", f"127.0.0.1:{self.control}", "--name", name],
+                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+                preexec_fn=die_with_parent if tied else None)
+
+    def cmd(self, *words, check=True, timeout=5):
+        try:
+            with socket.create_connection(("127.0.0.1", self.control), timeout=timeout) as s:
+                s.sendall((" ".join(str(w) for w in words) + "\n").encode())
+                reply = s.makefile().readline().strip()
+        except OSError as e:
+            reply = f"error {e}"
+        if check and not reply.startswith("ok"):
+            raise RuntimeError(f"proxy {self.name}: {' '.join(map(str, words))}: {reply}")
+        return reply
+
+    def wait_ready(self, timeout=10):
+        end = time.time() + timeout
+        while not self.cmd("status", check=False).startswith("ok"):
+            if self.proc.poll() is not None or time.time() > end:
+                raise RuntimeError(f"proxy {self.name} did not start")
+            time.sleep(0.05)
+
+    def status(self):
+        """The `status` reply as a dict of its key=value words."""
+        words = self.cmd("status").split()[1:]
+        return dict(w.split("=", 1) for w in words if "=" in w)
+
+
+def region_mesh(codes, chord=None):
+    """The sparse mesh of the national node and the regions: a ring over
+    `codes` in order, plus a chord from every node i to i + chord (default
+    about a third of the way round, so that any two are at most about n/6 +
+    2 hops apart). Returns directed edges (a, b), each link once: a dials b."""
+    n = len(codes)
+    if n < 2:
+        return []
+    edges = set()
+    for i in range(n):
+        edges.add((i, (i + 1) % n))
+    chord = chord if chord is not None else max(2, n // 3)
+    if n > 4:
+        for i in range(n):
+            edges.add((i, (i + chord) % n))
+    out, seen = [], set()
+    for a, b in sorted(edges):
+        if a != b and frozenset((a, b)) not in seen:
+            seen.add(frozenset((a, b)))
+            out.append((codes[a], codes[b]))
+    return out
+
+
+def office_code(region, k, dotted=True):
+    """The jurisdiction of office k (0-based) under `region` (KZ-NN): with
+    `dotted`, REGION.KATO (9 digits: the region's two, the district k+1,
+    then zeros; e.g. KZ-75.750100000); without, REGION + a letter (KZ-75A),
+    for builds that know no offices."""
+    nn = region.split("-")[1]
+    if dotted:
+        return f"{region}.{nn}{k + 1:02d}00000"
+    return f"{region}{chr(ord('A') + k)}"
+
+
+class Reach(Federation):
+    """A federation of `regions` regions (the first of tools/data/kz-regions.tsv
+    after the central bodies), the national node KZ among them in the mesh,
+    and `offices` offices spread evenly over the regions (office i under
+    region i mod regions). `cut` lists the offices whose link to their region
+    runs through fault proxies (`cut_share` of them, every k-th, by default).
+
+    Topology: with `dial` (the cluster file's `dial JURIS` lines), one
+    cluster file; each office dials its region and has no peer address; the
+    mesh edges are dialled by their first end. Without (builds that dial
+    every node with an address), each node gets its own cluster file in
+    which only its neighbours have addresses, so it dials exactly them."""
+
+    def __init__(self, root, bin_dir, regions=20, offices=180, cut_share=1 / 3,
+                 heartbeat_ms=0, node_args=(), tied=True, dial=True, dotted=True, chord=None):
+        juris = [j["code"] for j in jurisdictions(regions + 1)]
+        self.national, self.regions = juris[0], juris[1:]
+        self.parent = {}
+        for i in range(offices):
+            r = self.regions[i % regions]
+            self.parent[office_code(r, i // regions, dotted)] = r
+        self.offices = list(self.parent)
+        every = round(1 / cut_share) if cut_share > 0 else 0
+        self.cut = [o for i, o in enumerate(self.offices) if every and i % every == 0]
+        self.mesh = region_mesh(juris, chord)
+        self.dial = dial
+        self.proxies = {}  # office: [FaultProxy], its link to its region
+        super().__init__(root, juris + self.offices, bin_dir, heartbeat_ms=heartbeat_ms,
+                         node_args=node_args, tied=tied)
+
+    def edges(self):
+        """Every link (dialler, dialled): the mesh, then office -> region."""
+        return self.mesh + [(o, r) for o, r in self.parent.items()]
+
+    def neighbours(self, code):
+        return {b if a == code else a for a, b in self.edges() if code in (a, b)}
+
+    def init(self, workers=4):
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(workers) as pool:  # appeal-node init: no process kept
+            list(pool.map(lambda m: m.init(), self.members.values()))
+        self.write_reach_cluster()
+        return self
+
+    def _entry(self, m, addresses=True, via=None, dials=()):
+        """m's entry: its keys, its addresses (through proxies `via`:
+        [peer proxy, pub proxy]) or none, its dial lines."""
+        keep = [l for l in m.entry.splitlines()
+                if l.strip() and not l.strip().startswith(("peer ", "pub ", "query "))]
+        if addresses:
+            peer = via[0].port if via else m.peer_port
+            pub = via[1].port if via else m.peer_port + 1
+            keep += [f"  peer tcp://127.0.0.1:{peer}", f"  pub tcp://127.0.0.1:{pub}",
+                     f"  query tcp://127.0.0.1:{m.peer_port + 2}"]
+        keep += [f"  dial {d}" for d in dials]
+        return "\n".join(keep) + "\n"
+
+    def _proxy_pair(self, office, target, name):
+        log = os.path.join(self.root, f"proxy-{office}.log")
+        pair = [FaultProxy(self.bin_dir, target.peer_port, f"{name}-peer", log, self.tied),
+                FaultProxy(self.bin_dir, target.peer_port + 1, f"{name}-pub", log, self.tied)]
+        for p in pair:
+            self.procs.append(p.proc)
+        self.proxies.setdefault(office, []).extend(pair)
+        return pair
+
+    def write_reach_cluster(self):
+        """The cluster file(s) of the topology, and the proxies of the cut
+        offices (started here, in normal mode: cut them before the nodes
+        start to keep the offices apart from the beginning)."""
+        dials = {}
+        for a, b in self.edges():
+            dials.setdefault(a, []).append(b)
+        head = "# A federation of regions and offices, written by tools/fedlib.py (Reach)\n"
+        if self.dial:
+            parts = [head]
+            for m in self.members.values():
+                parts.append(self._entry(m, m.juris not in self.parent, None,
+                                         dials.get(m.juris, ())))
+            with open(self.cluster_file, "w") as f:
+                f.write("\n".join(parts))
+            for o in self.cut:
+                region = self.members[self.parent[o]]
+                via = self._proxy_pair(o, region, f"{o}-to-{region.juris}")
+                parts = [head]
+                for m in self.members.values():
+                    parts.append(self._entry(m, m.juris not in self.parent,
+                                             via if m is region else None,
+                                             dials.get(m.juris, ())))
+                path = os.path.join(self.root, f"cluster-{o}.conf")
+                with open(path, "w") as f:
+                    f.write("\n".join(parts))
+                self.members[o].cluster_file = path
+        else:
+            self.write_cluster()  # every address: the trust store for tools (receipts)
+            via = {}  # (dialler, dialled): proxies
+            for o in self.cut:
+                r = self.parent[o]
+                via[(o, r)] = self._proxy_pair(o, self.members[r], f"{o}-to-{r}")
+                via[(r, o)] = self._proxy_pair(o, self.members[o], f"{r}-to-{o}")
+            for m in self.members.values():
+                near = self.neighbours(m.juris) | {m.juris}
+                parts = [head] + [self._entry(n, n.juris in near, via.get((m.juris, n.juris)))
+                                  for n in self.members.values()]
+                path = os.path.join(self.root, f"cluster-{m.juris}.conf")
+                with open(path, "w") as f:
+                    f.write("\n".join(parts))
+                m.cluster_file = path
+        for pair in self.proxies.values():
+            for p in pair:
+                p.wait_ready()
+
+    def proxy_cmd(self, office, *words):
+        return [p.cmd(*words) for p in self.proxies.get(office, [])]
+
+    def start(self, *extra, batch=8, timeout=120, office_args=()):
+        """Starts the nodes `batch` at a time (each batch answering before
+        the next starts: 200 processes on 2 cores), regions first; offices
+        get `office_args` too."""
+        ms = list(self.members.values())
+        for i in range(0, len(ms), batch):
+            for m in ms[i:i + batch]:
+                more = list(office_args) if m.juris in self.parent else []
+                m.start(*extra, *more, wait=False)
+            for m in ms[i:i + batch]:
+                m.wait_ready(timeout)
+        return self

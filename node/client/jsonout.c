@@ -47,6 +47,19 @@ void json_cluster_fields(struct json *j, const Appeal__ClusterStatus *s) {
         json_end_obj(j);
     }
     json_end_arr(j);
+    json_arr(j, "dialers");
+    for (size_t i = 0; i < s->n_dialers; i++) {
+        const Appeal__DialerStatus *d = s->dialers[i];
+        json_obj(j, NULL);
+        json_str(j, "jurisdiction", d->jurisdiction);
+        json_int(j, "last_contact_ms", d->last_contact_ms);
+        json_int(j, "clock_skew_ms", d->clock_skew_ms);
+        json_bool(j, "clock_refused", d->clock_refused);
+        json_end_obj(j);
+    }
+    json_end_arr(j);
+    json_int(j, "clock_refused_ms", s->clock_refused_ms);
+    json_str(j, "clock_ref", s->clock_ref);
     json_arr(j, "forks");
     for (size_t i = 0; i < s->n_forks; i++) {
         json_obj(j, NULL);

@@ -60,6 +60,19 @@ static void cluster_conditions(struct alerts *al, const Appeal__ClusterStatus *s
                 (unsigned long long)p->refused_records, p->last_error);
         }
     }
+    for (size_t i = 0; i < s->n_dialers; i++) {
+        const Appeal__DialerStatus *d = s->dialers[i];
+        if (d->clock_refused) {
+            add(f, "office_clock_skew", d->jurisdiction,
+                "its clock is %lld s off ours: it refuses to register until corrected",
+                (long long)(d->clock_skew_ms / 1000));
+        }
+    }
+    if (s->clock_refused_ms != 0) {
+        add(f, "clock_refused", s->clock_ref,
+            "this node's clock is %lld s off %s's: registration refused",
+            (long long)(s->clock_refused_ms / 1000), s->clock_ref);
+    }
     for (size_t i = 0; i < s->n_origins; i++) {
         const Appeal__OriginStatus *o = s->origins[i];
         if (o->frozen && s->n_forks == 0) {

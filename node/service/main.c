@@ -123,6 +123,8 @@ struct args {
     long recover_quorum;
     long own_reserve_percent;
     long origin_burst;
+    long batch_bytes;
+    long clock_skew_max_s;
     const char *juris;
     const char *kato; /* init: the KATO classifier to check an office's code against */
     const char *api;
@@ -147,7 +149,9 @@ enum {
     OPT_OPEN311,
     OPT_NOTIFY,
     OPT_ORIGIN_BURST,
-    OPT_KATO
+    OPT_KATO,
+    OPT_BATCH_BYTES,
+    OPT_CLOCK_SKEW_MAX
 };
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
@@ -167,6 +171,8 @@ static const struct option node_options[] = {
     {"map-max", required_argument, NULL, 'M'},
     {"own-reserve", required_argument, NULL, OPT_OWN_RESERVE},
     {"origin-burst", required_argument, NULL, OPT_ORIGIN_BURST},
+    {"batch-bytes", required_argument, NULL, OPT_BATCH_BYTES},
+    {"clock-skew-max", required_argument, NULL, OPT_CLOCK_SKEW_MAX},
     {"peer", required_argument, NULL, 'p'},
     {"cluster", required_argument, NULL, 'C'},
     {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -273,6 +279,19 @@ static int arg_limit(int ch, const char *v, struct args *a) {
     case OPT_IDLE_MS:
         if (util_parse_long(v, IDLE_MS_MIN, 24L * 3600 * 1000, &a->idle_ms) != 0) {
             fprintf(stderr, "appeal-node: --idle-timeout-ms takes %d ms to a day\n", IDLE_MS_MIN);
+            return -1;
+        }
+        return 0;
+    case OPT_BATCH_BYTES:
+        if (util_parse_long(v, BATCH_BYTES_MIN, PULL_BYTES_MAX, &a->batch_bytes) != 0) {
+            fprintf(stderr, "appeal-node: --batch-bytes takes bytes (%d to %d)\n", BATCH_BYTES_MIN,
+                    PULL_BYTES_MAX);
+            return -1;
+        }
+        return 0;
+    case OPT_CLOCK_SKEW_MAX:
+        if (util_parse_long(v, 1, 86400, &a->clock_skew_max_s) != 0) {
+            fprintf(stderr, "appeal-node: --clock-skew-max takes seconds (1 to 86400)\n");
             return -1;
         }
         return 0;
@@ -506,6 +525,8 @@ static void run_options(const struct args *a, struct node_opts *o) {
                             .open311_addr = a->open311,
                             .notify_path = a->notify,
                             .peer_skew_ms = a->peer_skew_ms,
+                            .batch_bytes = (uint32_t)a->batch_bytes,
+                            .clock_skew_max_ms = a->clock_skew_max_s * 1000,
                             .tls_ca = a->tls_ca,
                             .tls_cert = a->tls_cert,
                             .tls_key = a->tls_key,
@@ -535,6 +556,7 @@ static int cmd_run(const struct args *a) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     struct errbuf e;
@@ -569,7 +591,10 @@ static int cmd_run(const struct args *a) {
     snprintf(seq, sizeof seq, "%llu", (unsigned long long)atomic_load(&n.eng.durable_head));
     olog(OLOG_INFO, "started", "data", a->data, "head_seq", seq, NULL);
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+        err_clear(&e);
+        node_reload_cluster(&n, &e); /* logs a refusal itself */
+    }
     olog(OLOG_INFO, "stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
     node_stop(&n);
     node_close(&n);

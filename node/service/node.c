@@ -392,6 +392,8 @@ void node_appeal_ctx(struct node *n, MDB_txn *t, struct appeal_ctx *c) {
     c->now_ms = node_now_ms(n);
     c->actor = n->admin_pk;
     c->notify = n->notify != NULL;
+    c->clock_off_ms = atomic_load(&n->eng.clock_off_ms);
+    c->clock_ref = n->eng.clock_ref;
     if (n->cluster != NULL) {
         c->box_key_of = box_key_of;
         c->box_key_arg = n->cluster;
@@ -547,22 +549,23 @@ static int load_self(struct node *n, struct errbuf *e) {
     return load_rotations(n, e);
 }
 
-static int load_cluster(struct node *n, const char *path, struct errbuf *e) {
-    n->cluster = calloc(1, sizeof *n->cluster);
-    if (n->cluster == NULL) {
+/* Reads and checks a cluster file for this node into a new `*out`. */
+static int read_cluster(struct node *n, const char *path, struct cluster **out,
+                        struct errbuf *e) {
+    struct cluster *c = calloc(1, sizeof *c);
+    if (c == NULL) {
         return APL_ENOMEM;
     }
-    int rc = cluster_load(n->cluster, path, e);
+    int rc = cluster_load(c, path, e);
     if (rc == 0) {
-        rc = cluster_find_self(n->cluster, n->eng.keys.sign_pk, n->eng.juris, e);
+        rc = cluster_find_self(c, n->eng.keys.sign_pk, n->eng.juris, e);
     }
-    if (rc == 0 &&
-        memcmp(n->cluster->nodes[n->cluster->self].box_pk, n->eng.keys.box_pk, BOX_PK_BYTES) != 0) {
+    if (rc == 0 && memcmp(c->nodes[c->self].box_pk, n->eng.keys.box_pk, BOX_PK_BYTES) != 0) {
         rc = err_set(e, APL_EINVAL, "the cluster file lists another box key for this node");
     }
     char region[JURIS_CHARS_MAX + 1];
     juris_region(n->eng.juris, region);
-    if (rc == 0 && juris_is_office(n->eng.juris) && cluster_by_juris(n->cluster, region) == NULL) {
+    if (rc == 0 && juris_is_office(n->eng.juris) && cluster_by_juris(c, region) == NULL) {
         /* An office seals its applicants' data to its region's box key
          * too (docs/record-format.md 7.1): no region, no office. */
         rc = err_set(e, APL_EINVAL,
@@ -571,8 +574,32 @@ static int load_cluster(struct node *n, const char *path, struct errbuf *e) {
                      n->eng.juris, region, region);
     }
     if (rc != 0) {
-        free(n->cluster);
-        n->cluster = NULL;
+        free(c);
+        c = NULL;
+    }
+    *out = c;
+    return rc;
+}
+
+static int load_cluster(struct node *n, const char *path, struct errbuf *e) {
+    snprintf(n->cluster_path, sizeof n->cluster_path, "%s", path);
+    return read_cluster(n, path, &n->cluster, e);
+}
+
+int node_reload_cluster(struct node *n, struct errbuf *e) {
+    struct repl *r = atomic_load(&n->repl);
+    if (n->cluster == NULL || r == NULL) {
+        return err_set(e, APL_EINVAL, "the node runs without a cluster file: nothing to reload");
+    }
+    struct cluster *fresh;
+    int rc = read_cluster(n, n->cluster_path, &fresh, e);
+    if (rc == 0) {
+        rc = repl_reload(r, fresh, e);
+        free(fresh);
+    }
+    if (rc != 0) {
+        olog(OLOG_ERROR, "cluster_reload_refused", "file", n->cluster_path, "reason", e->msg,
+             "action", "the running cluster file is kept", NULL);
     }
     return rc;
 }
@@ -588,6 +615,8 @@ static void node_settings(struct node *n, const struct node_opts *o) {
     n->origin_burst = o->origin_burst;
     n->alert_th = o->alerts;
     n->peer_skew_ms = o->peer_skew_ms;
+    n->batch_bytes = o->batch_bytes;
+    n->clock_skew_max_ms = o->clock_skew_max_ms;
     n->auth_window_ms = o->auth_window_ms > 0 ? o->auth_window_ms : AUTH_WINDOW_MS_DEFAULT;
     n->connections_max = o->connections_max > 0 ? o->connections_max : CONNECTIONS_MAX_DEFAULT;
     n->idle_ms = o->idle_ms > 0 ? o->idle_ms : IDLE_MS_DEFAULT;
@@ -777,6 +806,8 @@ static int start_cluster(struct node *n, bool recovering, struct errbuf *e) {
                            .connections_max = n->connections_max,
                            .idle_ms = n->idle_ms,
                            .peer_skew_ms = n->peer_skew_ms,
+                           .batch_bytes = n->batch_bytes,
+                           .clock_skew_max_ms = n->clock_skew_max_ms,
                            .recovered_run = run_recovered,
                            .recovered = recovered,
                            .recovered_arg = n};

@@ -62,6 +62,8 @@ struct node_opts {
     const char *open311_addr; /* HOST:PORT for Open311 GeoReport v2 (public) */
     const char *notify_path;  /* notifications' configuration (docs/notifications.md) */
     int64_t peer_skew_ms;     /* drills only */
+    uint32_t batch_bytes;     /* --batch-bytes: records' bytes per pull answer and delivery; 0: default */
+    int64_t clock_skew_max_ms; /* an office off its region's clock by more refuses writes; 0: default */
     /* TLS files for tls+tcp:// addresses: all three or none (node/base/tls.h). */
     const char *tls_ca, *tls_cert, *tls_key;
     int64_t auth_window_ms;   /* 0: AUTH_WINDOW_MS_DEFAULT */
@@ -82,7 +84,10 @@ struct node {
     uint8_t admin_id[KEY_ID_BYTES];
     struct ruleset rules;
     struct api *api;
-    struct cluster *cluster;   /* NULL when standalone */
+    struct cluster *cluster;   /* NULL when standalone; grows on SIGHUP (cluster_merge) */
+    char cluster_path[4096];
+    uint32_t batch_bytes;
+    int64_t clock_skew_max_ms;
     struct repl *_Atomic repl; /* NULL until replication started, and standalone */
     struct survey *survey;
     int recover_quorum;
@@ -124,6 +129,11 @@ void node_close(struct node *n);
 
 /* Starts the writer and the client API on `api_url`. */
 int node_serve(struct node *n, const char *api_url, struct errbuf *e);
+/* SIGHUP: reads the cluster file again and merges it into the running one
+ * (repl_reload): new nodes become trusted and, if dialled, dialled. A
+ * malformed file, or one that changes a listed node's keys, is refused
+ * (logged, `cluster_reload_refused`) and the running file kept. */
+int node_reload_cluster(struct node *n, struct errbuf *e);
 /* Stops intake, drains the writer, stops the API. */
 void node_stop(struct node *n);
 

@@ -137,10 +137,23 @@ static void node_metrics(struct buf *b, struct node *n) {
             "Replicated records not stored (yet): their origin grew past max(its history, "
             "--origin-burst) within a minute.",
             LOAD(n->eng.metrics.burst_postponed));
+    counter(b, "appeal_deliveries_total",
+            "Deliveries this node sent over links it dialled and had acknowledged.",
+            LOAD(n->eng.metrics.deliveries));
+    counter(b, "appeal_records_delivered_total",
+            "Records the dialled nodes stored from this node's deliveries.",
+            LOAD(n->eng.metrics.records_delivered));
+    counter(b, "appeal_records_delivered_in_total",
+            "Records this node stored from deliveries by nodes that dial it.",
+            LOAD(n->eng.metrics.records_delivered_in));
     counter(b, "appeal_unproven_claims_total",
             "Heads a peer claimed and did not back with records within "
             "CLAIM_UNBACKED_SESSIONS_MAX caught-up pulls (per peer and origin, counted once).",
             LOAD(n->eng.metrics.unproven_claims));
+    gauge(b, "appeal_clock_refused_seconds",
+          "An office: its clock minus its region's node's while off by more than "
+          "--clock-skew-max (registration refused), else 0.",
+          (double)atomic_load(&n->eng.clock_off_ms) / 1000.0);
     gauge(b, "appeal_own_reserve_reached",
           "1 while records from peers are postponed to keep room for the own log.",
           atomic_load(&n->eng.reserve_reached) ? 1 : 0);

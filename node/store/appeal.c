@@ -30,6 +30,24 @@ static int text_field(const char *s, size_t max, bool required, bool multiline, 
     return 0;
 }
 
+/* An office whose clock is off its region's node's signs nothing timed:
+ * the registration time and the deadline would be wrong. */
+static int clock_check(const struct appeal_ctx *c, struct errbuf *e) {
+    if (c->clock_off_ms == 0) {
+        return 0;
+    }
+    int64_t off = c->clock_off_ms < 0 ? -c->clock_off_ms : c->clock_off_ms;
+    long long secs = (long long)((off + 500) / 1000);
+    char sec[24] = "";
+    if (secs % 60 != 0) {
+        snprintf(sec, sizeof sec, " %lld s", secs % 60);
+    }
+    return err_set(e, APL_EUNAVAIL,
+                   "this node's clock is %lld min%s %s of %s's: registration refused until the "
+                   "clock is corrected",
+                   secs / 60, sec, c->clock_off_ms > 0 ? "ahead" : "behind", c->clock_ref);
+}
+
 static int32_t today(const struct appeal_ctx *c) {
     return day_from_ms(c->now_ms, c->rules->utc_offset_min);
 }
@@ -343,6 +361,10 @@ static void filed_fields(const struct appeal_ctx *c, const Appeal__FileRequest *
 
 int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appeal_result *out,
                 struct errbuf *e) {
+    int clock_rc = clock_check(c, e);
+    if (clock_rc != 0) {
+        return clock_rc;
+    }
     int rc = check_signing(c, e);
     if (rc == 0) {
         rc = check_file(c, q, e);
@@ -809,6 +831,10 @@ static int build_act(struct appeal_ctx *c, const Appeal__AppealRow *row,
 
 int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_result *out,
                struct errbuf *e) {
+    int clock_rc = clock_check(c, e);
+    if (clock_rc != 0) {
+        return clock_rc;
+    }
     Appeal__Body__EventCase ev = event_of(q->action);
     if (check_signing(c, e) != 0) {
         return e->code;
@@ -950,6 +976,10 @@ static int rate_check(struct appeal_ctx *c, const struct appeal_rating *q,
 
 int appeal_rate(struct appeal_ctx *c, const struct appeal_rating *q, struct appeal_result *out,
                 struct errbuf *e) {
+    int clock_rc = clock_check(c, e);
+    if (clock_rc != 0) {
+        return clock_rc;
+    }
     if (check_signing(c, e) != 0) {
         return e->code;
     }
@@ -1407,6 +1437,10 @@ static int complain_file(struct appeal_ctx *c, const Appeal__AppealRow *row,
 
 int appeal_complain(struct appeal_ctx *c, const struct appeal_complaint *q,
                     struct appeal_result *out, struct errbuf *e) {
+    int clock_rc = clock_check(c, e);
+    if (clock_rc != 0) {
+        return clock_rc;
+    }
     if (check_signing(c, e) != 0) {
         return e->code;
     }

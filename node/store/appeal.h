@@ -37,6 +37,10 @@ struct appeal_ctx {
     /* Notifications configured: own appeal records add their outbox rows
      * in this transaction (outbox.h). */
     bool notify;
+    /* An office whose clock is off its region's (engine.clock_off_ms, read
+     * in this write): non-zero refuses filings and actions. */
+    int64_t clock_off_ms;
+    const char *clock_ref;
 };
 
 /* The outcome of a successful request: what the receipt shows. */

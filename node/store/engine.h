@@ -67,6 +67,14 @@ struct engine {
     uint64_t own_reserve_bytes;
     uint64_t ingest_txn_bytes;    /* writer thread: replicated bytes in this batch */
     _Atomic bool reserve_reached; /* the last replicated ingest was postponed */
+    /* An office's clock against its region's node (a jurisdiction with a
+     * '.' against the part before it, `clock_ref`, set at open and
+     * read-only after): replication stores the difference it saw in the
+     * region's last signed answer, our clock minus the region's, when it
+     * exceeds the threshold, else 0. While it is non-zero the office signs
+     * no timed action: appeal.c checks it inside the write. */
+    _Atomic int64_t clock_off_ms;
+    char clock_ref[16]; /* "" for a node that is not an office */
     struct metrics metrics;
 };
 

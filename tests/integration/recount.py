@@ -28,7 +28,9 @@ def fold(recs):
     for r in recs:
         if r["kind"] == "filed":
             appeals[r["number"]] = {
-                "type": r["type"], "category": r["category"], "region": r["jurisdiction"],
+                "type": r["type"], "category": r["category"],
+                # an office's appeals count under its region (REGION.KATO)
+                "region": r["jurisdiction"].split(".")[0], "office": r["jurisdiction"],
                 "owner": r["jurisdiction"], "status": "registered",
                 "registered_day": r["registered_day"], "deadline_day": r["deadline_day"],
                 "first_answered_day": 0, "in_term": False, "forwarded_to": "", "before": None,
@@ -86,8 +88,8 @@ def key_of(a, by, today):
             out.append(a["region"].split(".")[0])
         elif f == "office":  # the receiving jurisdiction itself
             out.append(a["region"])
-        elif f == "owner":
-            out.append(a["owner"])
+        elif f in ("owner", "office"):
+            out.append(a[f])
         elif f in ("type", "category", "status"):
             out.append(a[f])
         elif f == "section":

@@ -358,6 +358,51 @@ class FaultProxy(unittest.TestCase):
             self.assertEqual(roundtrip(s, b"fast"), b"fast")
         self.assertIn("event=delay_changed from_ms=0 to_ms=200", self.proxy.log())
 
+    def test_rate_limits_bandwidth_each_way(self):
+        with self.proxy.connect() as s:
+            self.assertEqual(roundtrip(s, b"warm"), b"warm")
+            self.assertEqual(self.proxy.ctl("rate 20000"), "ok rate_bytes_per_s=20000")
+            self.assertEqual(self.proxy.status()["rate_bytes_per_s"], 20000)
+            data = os.urandom(30000)
+            t0 = time.monotonic()
+            self.assertEqual(roundtrip(s, data), data)  # intact, in order
+            # 30 kB up and 30 kB down at 20 kB/s each way, with one burst of
+            # 2 kB per direction at the start: at least 1.4 s (not twice:
+            # the directions run side by side).
+            self.assertGreaterEqual(time.monotonic() - t0, (30000 - 2000) / 20000)
+            self.assertEqual(self.proxy.ctl("rate 0"), "ok rate_bytes_per_s=0")
+            t0 = time.monotonic()
+            self.assertEqual(roundtrip(s, data), data)
+        self.assertIn("event=rate_changed from_bytes_per_s=0 to_bytes_per_s=20000",
+                      self.proxy.log())
+        for bad in ("rate", "rate -1", "rate fast", "rate 1000000001", "rate 1 2"):
+            self.assertTrue(self.proxy.ctl(bad).startswith("error"), bad)
+        self.assertEqual(self.proxy.status()["rate_bytes_per_s"], 0)
+
+    def test_flap_cuts_and_heals_periodically(self):
+        self.assertEqual(self.proxy.ctl("flap 600 400"),
+                         "ok flap_up_ms=600 flap_down_ms=400 mode=normal")
+        st = self.proxy.status()
+        self.assertEqual((st["flap_up_ms"], st["flap_down_ms"], st["mode"]), (600, 400, "normal"))
+        s = self.proxy.connect()
+        self.addCleanup(s.close)
+        self.assertEqual(roundtrip(s, b"up"), b"up")
+        # Within the up phase it closes, and the link is down (cut) for a while...
+        self.assertTrue(closed_by_peer(s))
+        self.assertEqual(self.proxy.wait_status(mode="cut")["mode"], "cut")
+        # ...then up again by itself: a new connection works.
+        self.assertEqual(self.proxy.wait_status(mode="normal")["mode"], "normal")
+        with self.proxy.connect() as s2:
+            self.assertEqual(roundtrip(s2, b"again"), b"again")
+        # And down again: it keeps flapping.
+        self.assertEqual(self.proxy.wait_status(mode="cut")["mode"], "cut")
+        self.assertIn("reason=flap", self.proxy.log())
+        self.assertEqual(self.proxy.ctl("flap 0 0"), "ok flap=off mode=normal")
+        st = self.proxy.status()
+        self.assertEqual((st["flap_up_ms"], st["mode"]), (0, "normal"))
+        for bad in ("flap", "flap 100", "flap 0 100", "flap x y", "flap 1 2 3"):
+            self.assertTrue(self.proxy.ctl(bad).startswith("error"), bad)
+
     def test_reset_sends_rst_and_keeps_accepting(self):
         s = self.proxy.connect()
         self.addCleanup(s.close)
@@ -373,7 +418,8 @@ class FaultProxy(unittest.TestCase):
 
     def test_status_counts(self):
         self.assertEqual(self.proxy.ctl("status"),
-                         "ok mode=normal delay_ms=0 conns=0 bytes_up=0 bytes_down=0")
+                         "ok mode=normal delay_ms=0 conns=0 bytes_up=0 bytes_down=0 "
+                         "rate_bytes_per_s=0 flap_up_ms=0 flap_down_ms=0")
         socks = [self.proxy.connect() for _ in range(3)]
         try:
             for s in socks:

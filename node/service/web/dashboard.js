@@ -41,8 +41,10 @@
   const ALERTS = () => ({
     fork: t('Fork'), peer_refusing: t('Peer refusing records'), peer_silent: t('Peer silent'),
     origin_stale: t('Origin stale'), map_full: t('Storage nearly full'), clock_skew: t('Clock skew'),
+    office_clock_skew: t('Office clock wrong'), clock_refused: t('Registration refused: clock'),
   });
-  const ALERT_ORDER = ['fork', 'peer_refusing', 'map_full', 'peer_silent', 'origin_stale', 'clock_skew'];
+  const ALERT_ORDER = ['fork', 'clock_refused', 'peer_refusing', 'map_full', 'peer_silent', 'origin_stale',
+    'office_clock_skew', 'clock_skew'];
 
   const $ = (sel) => document.querySelector(sel);
   const tid = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -288,6 +290,25 @@
         { id: id('clock-skew'), t: skew(p.clock_skew_ms), v: p.clock_skew_ms,
           cls: Math.abs(p.clock_skew_ms) > 30000 ? 'num bad' : 'num' },
         { id: id('last-error'), t: p.last_error || '—', cls: p.last_error ? 'err' : 'muted' },
+      ];
+    });
+    const clockBanner = $('#banner-clock');
+    clockBanner.hidden = !c.clock_refused_ms;
+    if (c.clock_refused_ms) {
+      put(clockBanner, t('This node\'s clock is {skew} off {code}\'s: registration refused until the clock is corrected.', {
+        skew: skew(c.clock_refused_ms), code: c.clock_ref,
+      }));
+    }
+    $('#no-dialers').hidden = (c.dialers || []).length > 0;
+    rows($('#dialers tbody'), c.dialers || [], (d) => d.jurisdiction, (d) => {
+      const id = (k) => `dialer-${d.jurisdiction}-${k}`;
+      return [
+        { t: `${d.jurisdiction} · ${nameOf(d.jurisdiction)}` },
+        { id: id('last-contact'), t: ago(d.last_contact_ms, now), v: d.last_contact_ms },
+        { id: id('clock-skew'), t: skew(d.clock_skew_ms), v: d.clock_skew_ms,
+          cls: d.clock_refused ? 'num bad' : 'num' },
+        { id: id('clock-refused'), t: d.clock_refused ? t('refuses to register') : t('no'), v: d.clock_refused,
+          cls: d.clock_refused ? 'bad' : 'muted' },
       ];
     });
     rows($('#origins tbody'), c.origins || [], (o) => o.jurisdiction, (o) => {
