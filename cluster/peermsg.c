@@ -64,7 +64,7 @@ int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *b
 }
 
 int peermsg_pack_z(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body,
-                   nng_msg **out) {
+                   nng_msg **out, struct metrics *m) {
     ASSERT(body->msg_case == APPEAL__PEER_BODY__MSG_PULLED ||
            body->msg_case == APPEAL__PEER_BODY__MSG_DELIVER);
     body->version = 0;
@@ -90,6 +90,10 @@ int peermsg_pack_z(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody 
             outer.msg_case = APPEAL__PEER_BODY__MSG_PACKED;
             outer.packed = &pk;
             rc = peermsg_pack(k, skew_ms, &outer, out);
+        }
+        if (rc == 0 && m != NULL) {
+            atomic_fetch_add_explicit(&m->wire_raw_bytes, raw_len, memory_order_relaxed);
+            atomic_fetch_add_explicit(&m->wire_packed_bytes, zlen, memory_order_relaxed);
         }
     }
     free(raw);
