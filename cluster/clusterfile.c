@@ -148,9 +148,8 @@ static int check_dials(const struct cluster *c, struct errbuf *e) {
         for (uint32_t k = 0; k < n->n_dial; k++) {
             const struct cluster_node *to = cluster_by_juris(c, n->dial[k]);
             if (to == NULL || to == n || to->peer_url[0] == '\0') {
-                return err_set(e, APL_EINVAL,
-                               "cluster file line %u: node %s dials %s, %s", n->line, n->juris,
-                               n->dial[k],
+                return err_set(e, APL_EINVAL, "cluster file line %u: node %s dials %s, %s", n->line,
+                               n->juris, n->dial[k],
                                to == NULL ? "which the file does not list"
                                : to == n  ? "itself"
                                           : "which has no `peer` address");
@@ -200,8 +199,10 @@ int cluster_merge(struct cluster *c, const struct cluster *fresh, uint32_t *adde
         }
     }
     if (c->count + n_new > CLUSTER_NODES_MAX) {
-        return err_set(e, APL_ETOOBIG, "cluster file: more than %d nodes with those already "
-                       "known", CLUSTER_NODES_MAX);
+        return err_set(e, APL_ETOOBIG,
+                       "cluster file: more than %d nodes with those already "
+                       "known",
+                       CLUSTER_NODES_MAX);
     }
     /* Decided: nothing below fails. The own dial list is read by the
      * reloading thread only; new entries are complete before `count`. */

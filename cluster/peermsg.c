@@ -64,7 +64,7 @@ int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *b
 }
 
 int peermsg_pack_z(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body,
-                   nng_msg **out) {
+                   nng_msg **out, struct metrics *m) {
     ASSERT(body->msg_case == APPEAL__PEER_BODY__MSG_PULLED ||
            body->msg_case == APPEAL__PEER_BODY__MSG_DELIVER);
     body->version = 0;
@@ -90,6 +90,10 @@ int peermsg_pack_z(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody 
             outer.msg_case = APPEAL__PEER_BODY__MSG_PACKED;
             outer.packed = &pk;
             rc = peermsg_pack(k, skew_ms, &outer, out);
+        }
+        if (rc == 0 && m != NULL) {
+            atomic_fetch_add_explicit(&m->wire_raw_bytes, raw_len, memory_order_relaxed);
+            atomic_fetch_add_explicit(&m->wire_packed_bytes, zlen, memory_order_relaxed);
         }
     }
     free(raw);
@@ -138,8 +142,7 @@ static int signer_of(const Appeal__PeerMessage *m, const struct cluster_node *cn
 static int unpack_z(const Appeal__Packed *pk, size_t raw_max, struct arena *a,
                     const struct cluster_node *cn, Appeal__PeerBody **inner, struct errbuf *e) {
     if (pk->codec != PEER_CODEC_ZSTD) {
-        return err_set(e, APL_EINVAL, "%s sent a packed message in codec %u", cn->juris,
-                       pk->codec);
+        return err_set(e, APL_EINVAL, "%s sent a packed message in codec %u", cn->juris, pk->codec);
     }
     if (raw_max > PEER_RAW_BYTES_MAX) {
         raw_max = PEER_RAW_BYTES_MAX;
@@ -147,13 +150,16 @@ static int unpack_z(const Appeal__Packed *pk, size_t raw_max, struct arena *a,
     unsigned long long declared = ZSTD_getFrameContentSize(pk->data.data, pk->data.len);
     if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN ||
         declared != pk->raw_bytes) {
-        return err_set(e, APL_EINVAL, "%s sent a packed message whose zstd frame is malformed or "
-                       "does not declare its size", cn->juris);
+        return err_set(e, APL_EINVAL,
+                       "%s sent a packed message whose zstd frame is malformed or "
+                       "does not declare its size",
+                       cn->juris);
     }
     if (declared > raw_max) {
-        return err_set(e, APL_ETOOBIG, "%s sent a packed message of %llu bytes decompressed, "
-                       "more than %zu: refused without decompressing", cn->juris, declared,
-                       raw_max);
+        return err_set(e, APL_ETOOBIG,
+                       "%s sent a packed message of %llu bytes decompressed, "
+                       "more than %zu: refused without decompressing",
+                       cn->juris, declared, raw_max);
     }
     uint8_t *raw = arena_new(a, (size_t)declared + 1);
     if (raw == NULL) {
@@ -163,20 +169,41 @@ static int unpack_z(const Appeal__Packed *pk, size_t raw_max, struct arena *a,
      * decodes to more fails here instead of growing anything. */
     size_t got = ZSTD_decompress(raw, (size_t)declared, pk->data.data, pk->data.len);
     if (ZSTD_isError(got) || got != declared) {
-        return err_set(e, APL_EINVAL, "%s sent a packed message that does not decompress to its "
-                       "declared size", cn->juris);
+        return err_set(e, APL_EINVAL,
+                       "%s sent a packed message that does not decompress to its "
+                       "declared size",
+                       cn->juris);
     }
-    Appeal__PeerBody *b = (Appeal__PeerBody *)pb_unpack(&appeal__peer_body__descriptor, raw, got,
-                                                        a, PEER_REPEATED_MAX, e);
+    Appeal__PeerBody *b = (Appeal__PeerBody *)pb_unpack(&appeal__peer_body__descriptor, raw, got, a,
+                                                        PEER_REPEATED_MAX, e);
     if (b == NULL) {
         return e->code ? e->code : APL_EINVAL;
     }
     if (b->msg_case != APPEAL__PEER_BODY__MSG_PULLED &&
         b->msg_case != APPEAL__PEER_BODY__MSG_DELIVER) {
-        return err_set(e, APL_EINVAL, "%s packed something other than a pull answer or a "
-                       "delivery", cn->juris);
+        return err_set(e, APL_EINVAL,
+                       "%s packed something other than a pull answer or a "
+                       "delivery",
+                       cn->juris);
     }
     *inner = b;
+    return 0;
+}
+
+/* Replaces a Packed body's msg by what it carries. */
+static int open_packed(Appeal__PeerBody *b, size_t raw_max, struct arena *a,
+                       const struct cluster_node *cn, struct errbuf *e) {
+    Appeal__PeerBody *inner = NULL; /* set by unpack_z on success (-O2 cannot tell) */
+    int rc = unpack_z(b->packed, raw_max, a, cn, &inner, e);
+    if (rc != 0) {
+        return rc;
+    }
+    b->msg_case = inner->msg_case;
+    if (inner->msg_case == APPEAL__PEER_BODY__MSG_PULLED) {
+        b->pulled = inner->pulled;
+    } else {
+        b->deliver = inner->deliver;
+    }
     return 0;
 }
 
@@ -184,8 +211,7 @@ int peermsg_open(const struct cluster *c, struct store *s, const void *data, siz
                  struct arena *a, const struct cluster_node *expect, Appeal__PeerBody **body,
                  const struct cluster_node **from, struct errbuf *e) {
     bool packed;
-    return peermsg_open_max(c, s, data, len, PEER_RAW_BYTES_MAX, a, expect, body, from, &packed,
-                            e);
+    return peermsg_open_max(c, s, data, len, PEER_RAW_BYTES_MAX, a, expect, body, from, &packed, e);
 }
 
 int peermsg_open_max(const struct cluster *c, struct store *s, const void *data, size_t len,
@@ -246,15 +272,8 @@ int peermsg_open_max(const struct cluster *c, struct store *s, const void *data,
                        (long long)(skew / 1000));
     }
     if (b->msg_case == APPEAL__PEER_BODY__MSG_PACKED) {
-        Appeal__PeerBody *inner = NULL; /* set by unpack_z on success (-O2 cannot tell) */
-        if ((rc = unpack_z(b->packed, raw_max, a, cn, &inner, e)) != 0) {
+        if ((rc = open_packed(b, raw_max, a, cn, e)) != 0) {
             return rc;
-        }
-        b->msg_case = inner->msg_case;
-        if (inner->msg_case == APPEAL__PEER_BODY__MSG_PULLED) {
-            b->pulled = inner->pulled;
-        } else {
-            b->deliver = inner->deliver;
         }
         *packed = true;
     }

@@ -15,6 +15,7 @@
 #include "clusterfile.h"
 #include "err.h"
 #include "keys.h"
+#include "metrics.h"
 #include "pbdecode.h"
 #include "repl.pb-c.h"
 #include "store.h"
@@ -36,9 +37,11 @@ enum {
 int peermsg_pack(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body, nng_msg **out);
 
 /* As peermsg_pack, but `body`'s msg (`pulled` or `deliver`) travels as a
- * zstd frame in a Packed message (docs/protocol.md 5.6). */
+ * zstd frame in a Packed message (docs/protocol.md 5.6). With `m`, the
+ * sizes before and after compression are counted (wire_raw_bytes,
+ * wire_packed_bytes). */
 int peermsg_pack_z(const struct node_keys *k, int64_t skew_ms, Appeal__PeerBody *body,
-                   nng_msg **out);
+                   nng_msg **out, struct metrics *m);
 
 /* Checks and decodes a message from untrusted bytes into `a`; with
  * `expect`, the sender must be that node. With `s`, the signing key must

@@ -793,7 +793,8 @@ int repl_start(struct repl **out, struct engine *g, struct cluster *c, const str
     r->c = c;
     r->o = *o;
     r->recover_quorum = o->recover_quorum;
-    r->clock_skew_max_ms = o->clock_skew_max_ms > 0 ? o->clock_skew_max_ms : CLOCK_SKEW_MAX_MS_DEFAULT;
+    r->clock_skew_max_ms =
+        o->clock_skew_max_ms > 0 ? o->clock_skew_max_ms : CLOCK_SKEW_MAX_MS_DEFAULT;
     /* An office follows its region's clock: the jurisdiction before '.'. */
     const char *dot = strchr(g->juris, '.');
     snprintf(g->clock_ref, sizeof g->clock_ref, "%.*s", dot ? (int)(dot - g->juris) : 0, g->juris);

@@ -75,7 +75,7 @@ static int next_delivery(struct peer *p, struct arena *a, nng_msg **out, size_t 
         Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
         body.msg_case = APPEAL__PEER_BODY__MSG_DELIVER;
         body.deliver = &d;
-        rc = p->zstd ? peermsg_pack_z(&r->g->keys, r->o.peer_skew_ms, &body, out)
+        rc = p->zstd ? peermsg_pack_z(&r->g->keys, r->o.peer_skew_ms, &body, out, &r->g->metrics)
                      : repl_peer_pack(r, &body, out);
     }
     store_rd_end(&r->g->store, t);
@@ -132,9 +132,8 @@ static int deliver_once(struct peer *p, struct arena *a, bool *done, uint64_t *s
 int repl_deliver_session(struct peer *p, struct errbuf *e) {
     struct repl *r = p->r;
     int rc = 0;
-    for (unsigned k = 0; rc == 0 && !p->no_deliver && k < DELIVER_ROUNDS_MAX &&
-                         !atomic_load(&r->stopping);
-         k++) {
+    for (unsigned k = 0;
+         rc == 0 && !p->no_deliver && k < DELIVER_ROUNDS_MAX && !atomic_load(&r->stopping); k++) {
         struct arena *a = &p->arenas[k & 1];
         arena_reset(a);
         bool done = false;
@@ -247,8 +246,7 @@ static void deliver_handle(struct repl *r, struct srv_work *w) {
         ack.error = e.msg;
     }
     ack.stored = appended;
-    atomic_fetch_add_explicit(&r->g->metrics.records_delivered_in, appended,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->g->metrics.records_delivered_in, appended, memory_order_relaxed);
     Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
     body.msg_case = APPEAL__PEER_BODY__MSG_DELIVERED;
     body.delivered = &ack;

@@ -337,8 +337,8 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
     }
     /* Unpacking copies what it keeps into `a`: the message goes at once. */
     bool packed = false;
-    rc = peermsg_open_max(r->c, &r->g->store, nng_msg_body(in), nng_msg_len(in),
-                          PEER_RAW_BYTES_MAX, a, p->cn, &f->body, NULL, &packed, e);
+    rc = peermsg_open_max(r->c, &r->g->store, nng_msg_body(in), nng_msg_len(in), PEER_RAW_BYTES_MAX,
+                          a, p->cn, &f->body, NULL, &packed, e);
     nng_msg_free(in);
     p->zstd = p->zstd || packed; /* it reads what it writes: deliveries go packed */
     if (rc == 0 && f->body->msg_case != APPEAL__PEER_BODY__MSG_PULLED) {

@@ -139,6 +139,43 @@ void repl_status_visit(struct repl *r, void (*fn)(void *arg, const Appeal__Clust
     arena_fini(&a);
 }
 
+/* Our view of one origin of the cluster file. */
+static Appeal__OriginStatus *origin_status(struct repl *r, const struct cluster_node *cn, bool self,
+                                           const struct origin_list *l, struct arena *a,
+                                           int64_t now) {
+    const struct origin_state *o = repl_held(l, cn->sign_pk);
+    Appeal__OriginStatus *os = arena_new(a, sizeof *os);
+    if (os == NULL) {
+        return NULL;
+    }
+    appeal__origin_status__init(os);
+    os->jurisdiction = (char *)cn->juris;
+    os->origin.data = (uint8_t *)cn->sign_pk;
+    os->origin.len = KEY_PK_BYTES;
+    os->local_seq = o ? o->head_seq : 0;
+    os->local_head_time_ms = o ? o->head_time_ms : 0;
+    os->best_known_seq = best_known(r, cn->sign_pk, os->local_seq);
+    if (self || os->best_known_seq < os->local_seq) {
+        os->best_known_seq = os->local_seq; /* what we hold is known too */
+    }
+    os->lag_records = os->best_known_seq > os->local_seq ? os->best_known_seq - os->local_seq : 0;
+    /* A head from the future (another node's clock ahead of ours) is
+     * as fresh as can be: zero, not negative. */
+    os->staleness_ms =
+        o && o->head_time_ms ? (now > o->head_time_ms ? now - o->head_time_ms : 0) : -1;
+    os->frozen = o ? o->frozen : false;
+    if (o != NULL && o->head_seq > 0) {
+        os->head_hash.data = arena_new(a, HASH_BYTES);
+        if (os->head_hash.data == NULL) {
+            return NULL;
+        }
+        memcpy(os->head_hash.data, o->head_hash, HASH_BYTES);
+        os->head_hash.len = HASH_BYTES;
+    }
+    os->frozen_reason = o ? arena_strdup(a, o->frozen_reason) : "";
+    return os;
+}
+
 /* The nodes that dial us and that we do not dial (offices behind NAT), as
  * their last messages showed them; and this node's own clock refusal. */
 static int dialers(struct repl *r, struct arena *a, Appeal__ClusterStatus *s, uint32_t n_nodes) {
@@ -201,39 +238,11 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         s->peers[s->n_peers++] = ps;
     }
     for (uint32_t i = 0; i < n_nodes; i++) {
-        const struct cluster_node *cn = &r->c->nodes[i];
-        const struct origin_state *o = repl_held(l, cn->sign_pk);
-        Appeal__OriginStatus *os = arena_new(a, sizeof *os);
+        Appeal__OriginStatus *os =
+            origin_status(r, &r->c->nodes[i], (int)i == r->c->self, l, a, s->now_ms);
         if (os == NULL) {
             return APL_ENOMEM;
         }
-        appeal__origin_status__init(os);
-        os->jurisdiction = (char *)cn->juris;
-        os->origin.data = (uint8_t *)cn->sign_pk;
-        os->origin.len = KEY_PK_BYTES;
-        os->local_seq = o ? o->head_seq : 0;
-        os->local_head_time_ms = o ? o->head_time_ms : 0;
-        os->best_known_seq = best_known(r, cn->sign_pk, os->local_seq);
-        if ((int)i == r->c->self || os->best_known_seq < os->local_seq) {
-            os->best_known_seq = os->local_seq; /* what we hold is known too */
-        }
-        os->lag_records =
-            os->best_known_seq > os->local_seq ? os->best_known_seq - os->local_seq : 0;
-        /* A head from the future (another node's clock ahead of ours) is
-         * as fresh as can be: zero, not negative. */
-        os->staleness_ms = o && o->head_time_ms
-                               ? (s->now_ms > o->head_time_ms ? s->now_ms - o->head_time_ms : 0)
-                               : -1;
-        os->frozen = o ? o->frozen : false;
-        if (o != NULL && o->head_seq > 0) {
-            os->head_hash.data = arena_new(a, HASH_BYTES);
-            if (os->head_hash.data == NULL) {
-                return APL_ENOMEM;
-            }
-            memcpy(os->head_hash.data, o->head_hash, HASH_BYTES);
-            os->head_hash.len = HASH_BYTES;
-        }
-        os->frozen_reason = o ? arena_strdup(a, o->frozen_reason) : "";
         s->origins[s->n_origins++] = os;
     }
     /* The arrays were sized for these (arena bounds). */

@@ -58,9 +58,9 @@ enum {
     RATE_BYTES_PER_S_MAX = 1000000000, /* `rate`: 0 is no limit */
     RATE_BURST_BYTES_MIN = 1500,       /* a token bucket holds rate/10 s, at least this */
     FLAP_MS_MAX = 86400000,            /* each phase of `flap` */
-    PUMP_ROUNDS_MAX = 32,   /* read/write rounds per connection per loop turn */
-    ACCEPT_BATCH_MAX = 64,  /* accepts per readiness event */
-    EPOLL_EVENTS_MAX = 128, /* events per epoll_wait */
+    PUMP_ROUNDS_MAX = 32,              /* read/write rounds per connection per loop turn */
+    ACCEPT_BATCH_MAX = 64,             /* accepts per readiness event */
+    EPOLL_EVENTS_MAX = 128,            /* events per epoll_wait */
     LOG_LINE_BYTES_MAX = 1024,
     ADDR_TEXT_BYTES_MAX = 128, /* "[v6 address]:port" */
     NAME_BYTES_MAX = 64,
@@ -754,7 +754,8 @@ static void rate_fill(struct proxy *p, uint64_t now_ns) {
     }
     p->tokens_ns += earned * 1000000000u / rate;
     for (int i = 0; i < 2; i++) {
-        p->tokens[i] = p->tokens[i] + earned > rate_burst(p) ? rate_burst(p) : p->tokens[i] + earned;
+        p->tokens[i] =
+            p->tokens[i] + earned > rate_burst(p) ? rate_burst(p) : p->tokens[i] + earned;
     }
 }
 
@@ -838,7 +839,7 @@ static void flap_tick(struct proxy *p, uint64_t now_ns) {
 static const char command_list[] = "cut blackhole heal delay rate flap reset status";
 
 static bool ctl_known(const char *cmd) {
-    static const char *const names[] = {"cut",  "blackhole", "heal", "delay",
+    static const char *const names[] = {"cut",  "blackhole", "heal",  "delay",
                                         "rate", "flap",      "reset", "status"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(cmd, names[i]) == 0) {
@@ -858,7 +859,7 @@ static void ctl_execute(struct proxy *p, char *line, char *reply, size_t cap) {
         words[n++] = w;
     }
     const char *cmd = words[0];
-    int args = cmd == NULL                                               ? 0
+    int args = cmd == NULL                                             ? 0
                : strcmp(cmd, "delay") == 0 || strcmp(cmd, "rate") == 0 ? 1
                : strcmp(cmd, "flap") == 0                              ? 2
                                                                        : 0;

@@ -1,5 +1,22 @@
 #include "jsonout.h"
 
+/* The nodes that dial this one, and this node's own clock refusal. */
+static void dialer_fields(struct json *j, const Appeal__ClusterStatus *s) {
+    json_arr(j, "dialers");
+    for (size_t i = 0; i < s->n_dialers; i++) {
+        const Appeal__DialerStatus *d = s->dialers[i];
+        json_obj(j, NULL);
+        json_str(j, "jurisdiction", d->jurisdiction);
+        json_int(j, "last_contact_ms", d->last_contact_ms);
+        json_int(j, "clock_skew_ms", d->clock_skew_ms);
+        json_bool(j, "clock_refused", d->clock_refused);
+        json_end_obj(j);
+    }
+    json_end_arr(j);
+    json_int(j, "clock_refused_ms", s->clock_refused_ms);
+    json_str(j, "clock_ref", s->clock_ref);
+}
+
 void json_cluster_fields(struct json *j, const Appeal__ClusterStatus *s) {
     json_str(j, "jurisdiction", s->jurisdiction);
     json_bool(j, "recovering", s->recovering);
@@ -47,19 +64,7 @@ void json_cluster_fields(struct json *j, const Appeal__ClusterStatus *s) {
         json_end_obj(j);
     }
     json_end_arr(j);
-    json_arr(j, "dialers");
-    for (size_t i = 0; i < s->n_dialers; i++) {
-        const Appeal__DialerStatus *d = s->dialers[i];
-        json_obj(j, NULL);
-        json_str(j, "jurisdiction", d->jurisdiction);
-        json_int(j, "last_contact_ms", d->last_contact_ms);
-        json_int(j, "clock_skew_ms", d->clock_skew_ms);
-        json_bool(j, "clock_refused", d->clock_refused);
-        json_end_obj(j);
-    }
-    json_end_arr(j);
-    json_int(j, "clock_refused_ms", s->clock_refused_ms);
-    json_str(j, "clock_ref", s->clock_ref);
+    dialer_fields(j, s);
     json_arr(j, "forks");
     for (size_t i = 0; i < s->n_forks; i++) {
         json_obj(j, NULL);

@@ -550,8 +550,7 @@ static int load_self(struct node *n, struct errbuf *e) {
 }
 
 /* Reads and checks a cluster file for this node into a new `*out`. */
-static int read_cluster(struct node *n, const char *path, struct cluster **out,
-                        struct errbuf *e) {
+static int read_cluster(struct node *n, const char *path, struct cluster **out, struct errbuf *e) {
     struct cluster *c = calloc(1, sizeof *c);
     if (c == NULL) {
         return APL_ENOMEM;

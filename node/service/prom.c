@@ -146,6 +146,12 @@ static void node_metrics(struct buf *b, struct node *n) {
     counter(b, "appeal_records_delivered_in_total",
             "Records this node stored from deliveries by nodes that dial it.",
             LOAD(n->eng.metrics.records_delivered_in));
+    counter(b, "appeal_wire_raw_bytes_total",
+            "Bytes of the pull answers and deliveries this node sent compressed, before zstd.",
+            LOAD(n->eng.metrics.wire_raw_bytes));
+    counter(b, "appeal_wire_packed_bytes_total",
+            "The same messages' bytes after zstd (what went on the wire, less framing).",
+            LOAD(n->eng.metrics.wire_packed_bytes));
     counter(b, "appeal_unproven_claims_total",
             "Heads a peer claimed and did not back with records within "
             "CLAIM_UNBACKED_SESSIONS_MAX caught-up pulls (per peer and origin, counted once).",

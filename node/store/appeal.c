@@ -317,7 +317,7 @@ static int check_signing(const struct appeal_ctx *c, struct errbuf *e) {
                        "docs/operations.md",
                        c->self->frozen_reason);
     }
-    return 0;
+    return clock_check(c, e);
 }
 
 /* The next registration number of this node's jurisdiction in the year
@@ -361,10 +361,6 @@ static void filed_fields(const struct appeal_ctx *c, const Appeal__FileRequest *
 
 int appeal_file(struct appeal_ctx *c, const Appeal__FileRequest *q, struct appeal_result *out,
                 struct errbuf *e) {
-    int clock_rc = clock_check(c, e);
-    if (clock_rc != 0) {
-        return clock_rc;
-    }
     int rc = check_signing(c, e);
     if (rc == 0) {
         rc = check_file(c, q, e);
@@ -831,10 +827,6 @@ static int build_act(struct appeal_ctx *c, const Appeal__AppealRow *row,
 
 int appeal_act(struct appeal_ctx *c, const Appeal__ActRequest *q, struct appeal_result *out,
                struct errbuf *e) {
-    int clock_rc = clock_check(c, e);
-    if (clock_rc != 0) {
-        return clock_rc;
-    }
     Appeal__Body__EventCase ev = event_of(q->action);
     if (check_signing(c, e) != 0) {
         return e->code;
@@ -976,10 +968,6 @@ static int rate_check(struct appeal_ctx *c, const struct appeal_rating *q,
 
 int appeal_rate(struct appeal_ctx *c, const struct appeal_rating *q, struct appeal_result *out,
                 struct errbuf *e) {
-    int clock_rc = clock_check(c, e);
-    if (clock_rc != 0) {
-        return clock_rc;
-    }
     if (check_signing(c, e) != 0) {
         return e->code;
     }
@@ -1437,10 +1425,6 @@ static int complain_file(struct appeal_ctx *c, const Appeal__AppealRow *row,
 
 int appeal_complain(struct appeal_ctx *c, const struct appeal_complaint *q,
                     struct appeal_result *out, struct errbuf *e) {
-    int clock_rc = clock_check(c, e);
-    if (clock_rc != 0) {
-        return clock_rc;
-    }
     if (check_signing(c, e) != 0) {
         return e->code;
     }

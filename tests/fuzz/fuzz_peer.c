@@ -38,7 +38,14 @@
  *     by its origin key, or (odd input sizes) by its successor with the
  *     KeyRotated record that leads to it as key proof. peermsg_open must
  *     open that message, expecting KZ-75, to the same body, and must refuse
- *     it as an answer expected from KZ-11.
+ *     it as an answer expected from KZ-11. A Packed body (docs/protocol.md
+ *     5.6) opens to what it carries (`pulled` or `deliver`) or is refused
+ *     with APL_EINVAL or APL_ETOOBIG and a message: a fuzzed zstd frame,
+ *     declared size or codec never crashes and never decompresses past
+ *     its limit.
+ *  5. A `pulled` or `deliver` body packed with peermsg_pack_z opens (packed)
+ *     to the same body; with a decompressed-size limit below its size it is
+ *     refused with APL_ETOOBIG before decompressing.
  */
 #include <sodium.h>
 #include <stdbool.h>
@@ -332,7 +339,49 @@ static void check_runs(const Appeal__PeerBody *body) {
         }
     } else if (body->msg_case == APPEAL__PEER_BODY__MSG_PUSH && body->push->run != NULL) {
         check_run(body->push->run);
+    } else if (body->msg_case == APPEAL__PEER_BODY__MSG_DELIVER) {
+        for (size_t i = 0; i < body->deliver->n_runs; i++) {
+            check_run(body->deliver->runs[i]); /* checked as a pull answer's */
+        }
     }
+}
+
+/* Step 5: packed with zstd, the same body; over a small limit, refused. */
+static const ProtobufCMessage *inner_msg(const Appeal__PeerBody *b) {
+    return b->msg_case == APPEAL__PEER_BODY__MSG_PULLED ? &b->pulled->base : &b->deliver->base;
+}
+
+static void check_packed(Appeal__PeerBody *body, const struct node_keys *k) {
+    if (body->msg_case != APPEAL__PEER_BODY__MSG_PULLED &&
+        body->msg_case != APPEAL__PEER_BODY__MSG_DELIVER) {
+        return;
+    }
+    uint8_t *want = NULL;
+    size_t want_len = 0;
+    FUZZ_ASSERT(pb_pack(inner_msg(body), &want, &want_len) == 0);
+    nng_msg *out = NULL;
+    FUZZ_ASSERT(peermsg_pack_z(k, 0, body, &out, NULL) == 0);
+    arena_reset(&scratch);
+    struct errbuf e;
+    err_clear(&e);
+    Appeal__PeerBody *again = NULL;
+    bool packed = false;
+    int rc = peermsg_open_max(cluster, NULL, nng_msg_body(out), nng_msg_len(out),
+                              PEER_RAW_BYTES_MAX, &scratch, &cluster->nodes[0], &again, NULL,
+                              &packed, &e);
+    FUZZ_ASSERT(rc == 0 && packed && again->msg_case == body->msg_case);
+    uint8_t *got = NULL;
+    size_t got_len = 0;
+    FUZZ_ASSERT(pb_pack(inner_msg(again), &got, &got_len) == 0);
+    FUZZ_ASSERT(got_len == want_len && memcmp(got, want, want_len) == 0);
+    free(got);
+    free(want);
+    arena_reset(&scratch);
+    err_clear(&e);
+    rc = peermsg_open_max(cluster, NULL, nng_msg_body(out), nng_msg_len(out), 1, &scratch,
+                          &cluster->nodes[0], &again, NULL, &packed, &e);
+    FUZZ_ASSERT(rc == APL_ETOOBIG && e.msg[0] != '\0');
+    nng_msg_free(out);
 }
 
 /* Step 4: `body` signed as KZ-75, now, opens again to the same body. */
@@ -353,6 +402,15 @@ static void check_resigned(Appeal__PeerBody *body, const struct node_keys *k) {
     err_clear(&e);
     rc = peermsg_open(cluster, NULL, nng_msg_body(out), nng_msg_len(out), &scratch,
                       &cluster->nodes[0], &again, &from, &e);
+    if (body->msg_case == APPEAL__PEER_BODY__MSG_PACKED) {
+        /* Opened to what it carries, or refused as a bad frame. */
+        FUZZ_ASSERT(rc == 0 ? again->msg_case == APPEAL__PEER_BODY__MSG_PULLED ||
+                                  again->msg_case == APPEAL__PEER_BODY__MSG_DELIVER
+                            : (rc == APL_EINVAL || rc == APL_ETOOBIG) && e.msg[0] != '\0');
+        free(want);
+        nng_msg_free(out);
+        return;
+    }
     if (rc != 0) {
         fprintf(stderr, "fuzz_peer: a message peermsg_pack signed does not open: %s\n", e.msg);
     }
@@ -395,5 +453,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     check_runs(body);
     check_resigned(body, signer[size & 1]);
+    check_packed(body, signer[0]);
     return 0;
 }
