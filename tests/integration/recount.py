@@ -85,10 +85,8 @@ def key_of(a, by, today):
     out = []
     for f in by:
         if f == "region":  # an office's appeals count under its region
-            out.append(a["region"].split(".")[0])
-        elif f == "office":  # the receiving jurisdiction itself
             out.append(a["region"])
-        elif f in ("owner", "office"):
+        elif f in ("owner", "office"):  # office: the receiving jurisdiction itself
             out.append(a[f])
         elif f in ("type", "category", "status"):
             out.append(a[f])
