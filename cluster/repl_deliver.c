@@ -132,6 +132,9 @@ static int deliver_once(struct peer *p, struct arena *a, bool *done, uint64_t *s
 int repl_deliver_session(struct peer *p, struct errbuf *e) {
     struct repl *r = p->r;
     int rc = 0;
+    if (cluster_dials(p->cn, &r->c->nodes[r->c->self])) {
+        return 0; /* it dials us and pulls what it lacks: a delivery would repeat that */
+    }
     for (unsigned k = 0;
          rc == 0 && !p->no_deliver && k < DELIVER_ROUNDS_MAX && !atomic_load(&r->stopping); k++) {
         struct arena *a = &p->arenas[k & 1];
