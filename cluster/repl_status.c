@@ -184,6 +184,12 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         }
         os->lag_records =
             os->best_known_seq > os->local_seq ? os->best_known_seq - os->local_seq : 0;
+        os->folded_seq = os->local_seq;
+        if (o != NULL && state_folded(&r->g->store, t, o->idx, o->head_seq, &os->folded_seq) != 0) {
+            os->folded_seq = 0; /* unreadable: claim nothing folded */
+        }
+        os->fold_lag_records =
+            os->local_seq > os->folded_seq ? os->local_seq - os->folded_seq : 0;
         /* A head from the future (another node's clock ahead of ours) is
          * as fresh as can be: zero, not negative. */
         os->staleness_ms = o && o->head_time_ms

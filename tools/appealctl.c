@@ -936,6 +936,7 @@ static void print_sources(struct json *j, const Appeal__QueryResult *r) {
             json_null(j, "staleness_s");
         }
         json_uint(j, "lag_records", s->lag_records);
+        json_uint(j, "fold_lag_records", s->fold_lag_records);
         json_end_obj(j);
     }
     json_end_obj(j);
@@ -1055,6 +1056,9 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
             printf("(%.0fs", (double)s->staleness_ms / 1000.0);
             if (s->lag_records) {
                 printf(_(",%llu behind"), (unsigned long long)s->lag_records);
+            }
+            if (s->fold_lag_records) {
+                printf(_(",%llu not yet counted"), (unsigned long long)s->fold_lag_records);
             }
             printf(")");
         }

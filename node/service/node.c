@@ -138,6 +138,13 @@ static void hook_tick(void *arg) {
     }
 }
 
+static bool hook_idle(void *arg) {
+    struct node *n = arg;
+    struct writer_hooks h;
+    node_writer_hooks(n, &h);
+    return engine_fold_step(&n->eng, &h);
+}
+
 void node_writer_hooks(struct node *n, struct writer_hooks *h) {
     memset(h, 0, sizeof *h);
     h->node = n;
@@ -147,6 +154,7 @@ void node_writer_hooks(struct node *n, struct writer_hooks *h) {
     h->committed = hook_committed;
     h->durable = hook_durable;
     h->tick = hook_tick;
+    h->idle = hook_idle;
 }
 
 static int run_genesis(void *arg, MDB_txn *t, struct wreq *r) {

@@ -40,6 +40,11 @@ enum {
     /* A replicated record's bytes in the map, over its envelope's: the log
      * row, derived rows and B-tree pages (measured about 3; kept above). */
     INGEST_BYTES_FACTOR = 4,
+    /* Records the fold takes into one transaction between the writer's
+     * batches: large enough that a derived page is rewritten for many
+     * records, small enough that a filing queued behind it waits well
+     * under a second. */
+    FOLD_TXN_RECORDS_MAX = 20000,
 };
 
 struct engine {
@@ -67,6 +72,8 @@ struct engine {
     uint64_t own_reserve_bytes;
     uint64_t ingest_txn_bytes;    /* writer thread: replicated bytes in this batch */
     _Atomic bool reserve_reached; /* the last replicated ingest was postponed */
+    bool fold_more;               /* writer thread: the last fold step left records */
+    uint64_t fold_last;           /* writer thread: records the last fold step folded */
     struct metrics metrics;
 };
 
@@ -105,5 +112,11 @@ struct ingest {
     struct errbuf why;  /* what the first malformed record broke */
 };
 int engine_ingest_run(void *unused, MDB_txn *t, struct wreq *w);
+
+/* Writer thread, with nothing queued (the writer's `idle` hook): folds up
+ * to FOLD_TXN_RECORDS_MAX records that the ingest appended but did not
+ * fold, in one transaction of its own (writer_run_now with `h`). True if
+ * it did some, so that the writer looks at its queue before waiting. */
+bool engine_fold_step(struct engine *g, const struct writer_hooks *h);
 
 #endif

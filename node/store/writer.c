@@ -316,7 +316,14 @@ static void *writer_main(void *arg) {
             release_pending(w, sync_all(w, w->s));
             continue;
         }
-        while (w->head == NULL && !w->stopping) {
+        bool worked = false;
+        if (w->head == NULL && !w->stopping && w->hooks.idle != NULL && !atomic_load(&w->failed)) {
+            /* Queued requests go first: background work only between them. */
+            pthread_mutex_unlock(&w->mu);
+            worked = w->hooks.idle(w->hooks.node);
+            pthread_mutex_lock(&w->mu);
+        }
+        while (w->head == NULL && !w->stopping && !worked) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += 1;

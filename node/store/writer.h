@@ -80,6 +80,11 @@ struct writer_hooks {
     void (*durable)(void *node, uint64_t mark);
     /* Writer thread, about once a second, outside any transaction. */
     void (*tick)(void *node);
+    /* Writer thread, when nothing is queued and every commit is durable:
+     * one bounded piece of background work (the fold behind the log) in
+     * its own transaction; true if it did some (the writer then looks at
+     * its queue again instead of waiting). NULL: none. */
+    bool (*idle)(void *node);
 };
 
 enum {
