@@ -139,6 +139,16 @@ void repl_status_visit(struct repl *r, void (*fn)(void *arg, const Appeal__Clust
     arena_fini(&a);
 }
 
+/* How far the derived tables (queries) include what we hold of `o`. */
+static void fold_status(struct repl *r, MDB_txn *t, const struct origin_state *o,
+                        Appeal__OriginStatus *os) {
+    os->folded_seq = os->local_seq;
+    if (o != NULL && state_folded(&r->g->store, t, o->idx, o->head_seq, &os->folded_seq) != 0) {
+        os->folded_seq = 0; /* unreadable: claim nothing folded */
+    }
+    os->fold_lag_records = os->local_seq > os->folded_seq ? os->local_seq - os->folded_seq : 0;
+}
+
 int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStatus **out) {
     Appeal__ClusterStatus *s = arena_new(a, sizeof *s);
     struct origin_list *l = arena_new(a, sizeof *l);
@@ -184,12 +194,7 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
         }
         os->lag_records =
             os->best_known_seq > os->local_seq ? os->best_known_seq - os->local_seq : 0;
-        os->folded_seq = os->local_seq;
-        if (o != NULL && state_folded(&r->g->store, t, o->idx, o->head_seq, &os->folded_seq) != 0) {
-            os->folded_seq = 0; /* unreadable: claim nothing folded */
-        }
-        os->fold_lag_records =
-            os->local_seq > os->folded_seq ? os->local_seq - os->folded_seq : 0;
+        fold_status(r, t, o, os);
         /* A head from the future (another node's clock ahead of ours) is
          * as fresh as can be: zero, not negative. */
         os->staleness_ms = o && o->head_time_ms

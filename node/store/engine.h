@@ -9,7 +9,8 @@
  *   - set before the writer starts, read-only after (any thread): juris,
  *     id_short, keys, clock, own_reserve_bytes; `store` is shared through
  *     LMDB's own transactions.
- *   - writer thread only: state, self, self_saved, ingest_txn_bytes (inside
+ *   - writer thread only: state, self, self_saved, ingest_txn_bytes,
+ *     fold_more, fold_last (inside
  *     the writer's batches: its run functions and hooks). Except self.idx,
  *     this node's origin index: fixed once node_open has loaded it, and
  *     read by the API and Open311 threads for grant lookups (the rollback
