@@ -66,6 +66,7 @@ static void hook_begin(void *arg) {
     struct node *n = arg;
     n->eng.self_saved = n->eng.self;
     n->eng.ingest_txn_bytes = 0;
+    n->eng.unfolded_saved = n->eng.unfolded_bytes;
     /* The aggregate changes of a whole group commit are summed in memory
      * and written once (a batch of filings shares most of its cells). */
     state_batch_begin(&n->eng.state);
@@ -79,6 +80,7 @@ static int hook_precommit(void *arg, MDB_txn *t) {
 static void hook_rollback(void *arg) {
     struct node *n = arg;
     n->eng.self = n->eng.self_saved;
+    n->eng.unfolded_bytes = n->eng.unfolded_saved;
     state_batch_end(&n->eng.state, NULL); /* forget the sums of the aborted batch */
 }
 

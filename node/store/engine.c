@@ -107,7 +107,10 @@ static bool below_reserve(struct engine *n, size_t len) {
     }
     ASSERT(n->own_reserve_bytes < n->store.map_max_bytes);
     uint64_t line = n->store.map_max_bytes - n->own_reserve_bytes;
-    uint64_t more = (n->ingest_txn_bytes + len) * INGEST_BYTES_FACTOR;
+    /* Records appended before this batch and not yet folded will add
+     * their derived rows later: counted too, as all but their log bytes. */
+    uint64_t more = (n->ingest_txn_bytes + len) * INGEST_BYTES_FACTOR +
+                    n->unfolded_saved * (INGEST_BYTES_FACTOR - 1);
     return used + more <= line;
 }
 
@@ -221,6 +224,7 @@ static int ingest_store(struct ingest *in, MDB_txn *t, struct origin_state *o, u
     }
     if (defer) {
         n->state.fold_pending = true;
+        n->unfolded_bytes += rb->len;
     } else {
         rc = state_apply(&n->state, t, o, seq, rec->body);
     }
@@ -318,15 +322,16 @@ static void fold_exit_after(void) {
 static int fold_run(void *unused, MDB_txn *t, struct wreq *w) {
     (void)unused;
     struct engine *g = w->arg;
-    uint64_t folded = 0;
+    uint64_t folded = 0, bytes = 0;
     bool more = false;
     int rc = state_batch_begin(&g->state);
     if (rc == 0) {
-        rc = state_fold_step(&g->state, t, fold_budget(), &folded, &more);
+        rc = state_fold_step(&g->state, t, fold_budget(), &folded, &bytes, &more);
     }
     int rc2 = state_batch_end(&g->state, rc == 0 ? t : NULL);
     g->fold_more = more;
     g->fold_last = folded;
+    g->fold_last_bytes = bytes;
     return rc != 0 ? rc : rc2;
 }
 
@@ -350,6 +355,7 @@ bool engine_fold_step(struct engine *g, const struct writer_hooks *h) {
         return false;
     }
     g->state.fold_pending = g->fold_more;
+    g->unfolded_bytes -= g->fold_last_bytes < g->unfolded_bytes ? g->fold_last_bytes : g->unfolded_bytes;
     fold_exit_after();
     if (!g->fold_more) {
         olog(OLOG_INFO, "fold_caught_up", NULL);

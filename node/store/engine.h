@@ -10,7 +10,8 @@
  *     id_short, keys, clock, own_reserve_bytes; `store` is shared through
  *     LMDB's own transactions.
  *   - writer thread only: state, self, self_saved, ingest_txn_bytes,
- *     fold_more, fold_last (inside
+ *     fold_more, fold_last, fold_last_bytes, unfolded_bytes, unfolded_saved
+ *     (inside
  *     the writer's batches: its run functions and hooks). Except self.idx,
  *     this node's origin index: fixed once node_open has loaded it, and
  *     read by the API and Open311 threads for grant lookups (the rollback
@@ -75,6 +76,13 @@ struct engine {
     _Atomic bool reserve_reached; /* the last replicated ingest was postponed */
     bool fold_more;               /* writer thread: the last fold step left records */
     uint64_t fold_last;           /* writer thread: records the last fold step folded */
+    uint64_t fold_last_bytes;     /* writer thread: their log bytes */
+    /* Writer thread: log bytes of replicated records appended since this
+     * process started and not yet folded (the own reserve counts what
+     * their derived rows will take), and its value at the batch's start
+     * (restored when a batch is rolled back). */
+    uint64_t unfolded_bytes;
+    uint64_t unfolded_saved;
     struct metrics metrics;
 };
 

@@ -682,7 +682,8 @@ struct fold {
     MDB_txn *t;
     struct origin_state o;
     uint64_t upto; /* fold no further than this seq in this step */
-    uint64_t last; /* folded up to here */
+    uint64_t last;  /* folded up to here */
+    uint64_t bytes; /* the log bytes of the records folded */
 };
 
 /* One record of the log into the derived tables: its appeal's row,
@@ -707,12 +708,13 @@ static int fold_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
         rc = apply_appeal(f->st, f->t, &f->o, seq, r.body);
     }
     f->last = rc == 0 ? seq : f->last;
+    f->bytes += rc == 0 ? len : 0;
     return rc;
 }
 
 /* Folds origin `idx` from mark `seq` on, at most `budget` records. */
 static int fold_origin(struct state *st, MDB_txn *t, uint32_t idx, uint64_t seq, uint64_t budget,
-                       uint64_t *folded, bool *behind) {
+                       uint64_t *folded, uint64_t *bytes, bool *behind) {
     struct fold f = {.st = st, .t = t, .last = seq};
     int rc = chain_origin_by_idx(st->s, t, idx, &f.o);
     if (rc != 0) {
@@ -727,6 +729,7 @@ static int fold_origin(struct state *st, MDB_txn *t, uint32_t idx, uint64_t seq,
         rc = APL_ECORRUPT; /* the log ends below the origin's head */
     }
     *folded = f.last - seq;
+    *bytes += f.bytes;
     *behind = f.last < f.o.head_seq;
     uint8_t k[FOLD_KEY_BYTES], v[8];
     fold_key(k, idx);
@@ -739,11 +742,13 @@ static int fold_origin(struct state *st, MDB_txn *t, uint32_t idx, uint64_t seq,
     return rc;
 }
 
-int state_fold_step(struct state *st, MDB_txn *t, uint64_t budget, uint64_t *folded, bool *more) {
+int state_fold_step(struct state *st, MDB_txn *t, uint64_t budget, uint64_t *folded,
+                    uint64_t *bytes, bool *more) {
     struct fold_list l;
     l.n = 0;
     l.more = false;
     *folded = 0;
+    *bytes = 0;
     int rc = fold_marks(st->s, t, fold_list_add, &l);
     rc = rc == FOLD_ENOUGH ? 0 : rc;
     *more = l.more;
@@ -754,7 +759,7 @@ int state_fold_step(struct state *st, MDB_txn *t, uint64_t budget, uint64_t *fol
         }
         uint64_t n = 0;
         bool behind = false;
-        rc = fold_origin(st, t, l.idx[i], l.seq[i], budget - *folded, &n, &behind);
+        rc = fold_origin(st, t, l.idx[i], l.seq[i], budget - *folded, &n, bytes, &behind);
         *folded += n;
         *more = *more || behind;
     }

@@ -80,9 +80,10 @@ int state_folded(struct store *s, MDB_txn *t, uint32_t idx, uint64_t head, uint6
  * them: sets its mark to `head` unless it has one already. */
 int state_fold_defer(struct store *s, MDB_txn *t, uint32_t idx, uint64_t head);
 /* Folds up to `budget` records of the origins behind, and moves their
- * marks, in `t`; `*folded` the records folded. `*more` whether any
+ * marks, in `t`; `*folded` the records folded, `*bytes` their log bytes. `*more` whether any
  * origin is still behind after this. */
-int state_fold_step(struct state *st, MDB_txn *t, uint64_t budget, uint64_t *folded, bool *more);
+int state_fold_step(struct state *st, MDB_txn *t, uint64_t budget, uint64_t *folded,
+                    uint64_t *bytes, bool *more);
 /* Whether any origin is behind (any mark). */
 int state_fold_behind(struct store *s, MDB_txn *t, bool *behind);
 
