@@ -141,8 +141,8 @@ int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint
      * highest-numbered one, so its next record goes last in `log`:
      * MDB_APPEND then fills each page instead of splitting it, and LMDB
      * refuses it (MDB_KEYEXIST) when the key does not go last. */
-    int rc = defer_save ? store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env, len, MDB_APPEND)
-                        : APL_EEXIST;
+    int rc =
+        defer_save ? store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env, len, MDB_APPEND) : APL_EEXIST;
     if (rc == APL_EEXIST) {
         rc = store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env, len, MDB_NOOVERWRITE);
     }

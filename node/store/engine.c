@@ -355,7 +355,8 @@ bool engine_fold_step(struct engine *g, const struct writer_hooks *h) {
         return false;
     }
     g->state.fold_pending = g->fold_more;
-    g->unfolded_bytes -= g->fold_last_bytes < g->unfolded_bytes ? g->fold_last_bytes : g->unfolded_bytes;
+    uint64_t done = g->fold_last_bytes;
+    g->unfolded_bytes -= done < g->unfolded_bytes ? done : g->unfolded_bytes;
     fold_exit_after();
     if (!g->fold_more) {
         olog(OLOG_INFO, "fold_caught_up", NULL);

@@ -681,7 +681,7 @@ struct fold {
     struct state *st;
     MDB_txn *t;
     struct origin_state o;
-    uint64_t upto; /* fold no further than this seq in this step */
+    uint64_t upto;  /* fold no further than this seq in this step */
     uint64_t last;  /* folded up to here */
     uint64_t bytes; /* the log bytes of the records folded */
 };
@@ -720,7 +720,8 @@ static int fold_origin(struct state *st, MDB_txn *t, uint32_t idx, uint64_t seq,
     if (rc != 0) {
         return rc;
     }
-    f.upto = f.o.head_seq <= seq ? seq : (f.o.head_seq - seq > budget ? seq + budget : f.o.head_seq);
+    f.upto =
+        f.o.head_seq <= seq ? seq : (f.o.head_seq - seq > budget ? seq + budget : f.o.head_seq);
     if (seq < f.upto) {
         rc = chain_each(st->s, t, idx, seq + 1, fold_one, &f);
         rc = rc == FOLD_ENOUGH ? 0 : rc;
