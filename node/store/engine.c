@@ -290,6 +290,10 @@ int engine_ingest_run(void *unused, MDB_txn *t, struct wreq *w) {
         rc = ingest_run(in, t, in->runs[i]);
     }
     int rc2 = state_batch_end(&in->eng->state, rc == 0 ? t : NULL);
+    if (in->appended >= FOLD_BULK_RECORDS) {
+        /* A bulk catch-up: more is likely on its way; fold after it. */
+        in->eng->fold_after_ns = util_mono_ns() + FOLD_BULK_WAIT_MS * 1000000ull;
+    }
     return rc != 0 ? rc : rc2;
 }
 
@@ -336,7 +340,7 @@ static int fold_run(void *unused, MDB_txn *t, struct wreq *w) {
 }
 
 bool engine_fold_step(struct engine *g, const struct writer_hooks *h) {
-    if (!g->state.fold_pending || fold_held()) {
+    if (!g->state.fold_pending || fold_held() || util_mono_ns() < g->fold_after_ns) {
         return false;
     }
     struct wreq r = {.run = fold_run, .arg = g};

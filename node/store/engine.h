@@ -10,7 +10,8 @@
  *     id_short, keys, clock, own_reserve_bytes; `store` is shared through
  *     LMDB's own transactions.
  *   - writer thread only: state, self, self_saved, ingest_txn_bytes,
- *     fold_more, fold_last, fold_last_bytes, unfolded_bytes, unfolded_saved
+ *     fold_more, fold_last, fold_last_bytes, fold_after_ns, unfolded_bytes,
+ *     unfolded_saved
  *     (inside
  *     the writer's batches: its run functions and hooks). Except self.idx,
  *     this node's origin index: fixed once node_open has loaded it, and
@@ -47,6 +48,13 @@ enum {
      * records, small enough that a filing queued behind it waits well
      * under a second. */
     FOLD_TXN_RECORDS_MAX = 20000,
+    /* An ingest of at least this many records is a bulk catch-up (a full
+     * pull answer is PULL_RECORDS_MAX, 50,000): the fold waits until no
+     * such ingest came for FOLD_BULK_WAIT_MS, so that the log is caught up
+     * first (queries report the lag meanwhile). Pushes and small pulls
+     * are folded at once. */
+    FOLD_BULK_RECORDS = 10000,
+    FOLD_BULK_WAIT_MS = 1000,
 };
 
 struct engine {
@@ -77,6 +85,7 @@ struct engine {
     bool fold_more;               /* writer thread: the last fold step left records */
     uint64_t fold_last;           /* writer thread: records the last fold step folded */
     uint64_t fold_last_bytes;     /* writer thread: their log bytes */
+    uint64_t fold_after_ns;       /* writer thread: no fold before (monotonic), bulk catch-up */
     /* Writer thread: log bytes of replicated records appended since this
      * process started and not yet folded (the own reserve counts what
      * their derived rows will take), and its value at the batch's start
