@@ -309,10 +309,13 @@ static bool fold_held(void) {
     return hold != NULL && access(hold, F_OK) == 0;
 }
 
-static uint64_t fold_budget(void) {
+static uint64_t fold_budget(const struct engine *g) {
     const char *n = getenv("APPEAL_TEST_FOLD_RECORDS");
     long v = n != NULL ? atol(n) : 0;
-    return v > 0 ? (uint64_t)v : FOLD_TXN_RECORDS_MAX;
+    if (v > 0) {
+        return (uint64_t)v;
+    }
+    return g->fold_budget > 0 ? g->fold_budget : FOLD_TXN_RECORDS_MAX;
 }
 
 static void fold_exit_after(void) {
@@ -330,7 +333,7 @@ static int fold_run(void *unused, MDB_txn *t, struct wreq *w) {
     bool more = false;
     int rc = state_batch_begin(&g->state);
     if (rc == 0) {
-        rc = state_fold_step(&g->state, t, fold_budget(), &folded, &bytes, &more);
+        rc = state_fold_step(&g->state, t, fold_budget(g), &folded, &bytes, &more);
     }
     int rc2 = state_batch_end(&g->state, rc == 0 ? t : NULL);
     g->fold_more = more;
@@ -359,6 +362,12 @@ bool engine_fold_step(struct engine *g, const struct writer_hooks *h) {
         return false;
     }
     g->state.fold_pending = g->fold_more;
+    /* Nothing came while it folded: the next step may take longer (fewer
+     * pages rewritten per record); a request waited: back to short steps. */
+    uint64_t next = 2 * fold_budget(g);
+    g->fold_budget = writer_queued(&g->writer) > 0      ? FOLD_TXN_RECORDS_MAX
+                     : next < FOLD_TXN_RECORDS_IDLE_MAX ? next
+                                                        : FOLD_TXN_RECORDS_IDLE_MAX;
     uint64_t done = g->fold_last_bytes;
     g->unfolded_bytes -= done < g->unfolded_bytes ? done : g->unfolded_bytes;
     fold_exit_after();

@@ -10,7 +10,7 @@
  *     id_short, keys, clock, own_reserve_bytes; `store` is shared through
  *     LMDB's own transactions.
  *   - writer thread only: state, self, self_saved, ingest_txn_bytes,
- *     fold_more, fold_last, fold_last_bytes, fold_after_ns, unfolded_bytes,
+ *     fold_more, fold_last, fold_last_bytes, fold_after_ns, fold_budget, unfolded_bytes,
  *     unfolded_saved
  *     (inside
  *     the writer's batches: its run functions and hooks). Except self.idx,
@@ -48,6 +48,9 @@ enum {
      * records, small enough that a filing queued behind it waits well
      * under a second. */
     FOLD_TXN_RECORDS_MAX = 20000,
+    /* While no request comes between its steps, each step may double, up
+     * to this (a filing arriving then waits for one step, about 1 s). */
+    FOLD_TXN_RECORDS_IDLE_MAX = 80000,
     /* An ingest of at least this many records is a bulk catch-up (a full
      * pull answer is PULL_RECORDS_MAX, 50,000): the fold waits until no
      * such ingest came for FOLD_BULK_WAIT_MS, so that the log is caught up
@@ -86,6 +89,7 @@ struct engine {
     uint64_t fold_last;           /* writer thread: records the last fold step folded */
     uint64_t fold_last_bytes;     /* writer thread: their log bytes */
     uint64_t fold_after_ns;       /* writer thread: no fold before (monotonic), bulk catch-up */
+    uint64_t fold_budget;         /* writer thread: records of the next fold step (0: default) */
     /* Writer thread: log bytes of replicated records appended since this
      * process started and not yet folded (the own reserve counts what
      * their derived rows will take), and its value at the batch's start

@@ -419,6 +419,13 @@ int writer_submit(struct writer *w, struct wreq *r) {
     return 0;
 }
 
+uint32_t writer_queued(struct writer *w) {
+    pthread_mutex_lock(&w->mu);
+    uint32_t n = w->queued;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
 void writer_stop(struct writer *w) {
     if (!w->running) {
         return;
