@@ -209,7 +209,8 @@ static int ingest_store(struct ingest *in, MDB_txn *t, struct origin_state *o, u
     const char *number;
     uint32_t version;
     bool defer = o != &n->self && rec_appeal_ref(rec->body, &number, &version);
-    int rc = defer ? state_fold_defer(&n->store, t, o->idx, o->head_seq) : 0;
+    int rc = defer && !in->fold_marked ? state_fold_defer(&n->store, t, o->idx, o->head_seq) : 0;
+    in->fold_marked = in->fold_marked || defer;
     if (rc == 0) {
         rc = chain_append(&n->store, t, o, rb->data, rb->len, rec->body, now, true);
     }
@@ -249,6 +250,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
     }
     int64_t now = engine_now_ms(n);
     struct actor_cache actors = {0};
+    in->fold_marked = false; /* this run's origin: its fold mark not yet set */
     rc = INGEST_NEXT;
     for (size_t i = 0; i < run->n_records && !o->frozen && rc == INGEST_NEXT; i++) {
         uint64_t seq = run->first_seq + i;

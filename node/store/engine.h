@@ -124,6 +124,7 @@ struct ingest {
     bool (*admit)(void *arg, const uint8_t *origin, uint64_t head);
     void *policy_arg;
     struct arena *arena; /* decoding scratch (RECORD_ARENA_BYTES), the run's alone */
+    bool fold_marked;    /* writer: the current run's origin has its fold mark */
     /* Results, set by the run. */
     uint64_t appended;
     uint64_t forks;
