@@ -139,10 +139,20 @@ void repl_status_visit(struct repl *r, void (*fn)(void *arg, const Appeal__Clust
     arena_fini(&a);
 }
 
+/* How far the derived tables (queries) include what we hold of `o`. */
+static void fold_status(struct repl *r, MDB_txn *t, const struct origin_state *o,
+                        Appeal__OriginStatus *os) {
+    os->folded_seq = os->local_seq;
+    if (o != NULL && state_folded(&r->g->store, t, o->idx, o->head_seq, &os->folded_seq) != 0) {
+        os->folded_seq = 0; /* unreadable: claim nothing folded */
+    }
+    os->fold_lag_records = os->local_seq > os->folded_seq ? os->local_seq - os->folded_seq : 0;
+}
+
 /* Our view of one origin of the cluster file. */
-static Appeal__OriginStatus *origin_status(struct repl *r, const struct cluster_node *cn, bool self,
-                                           const struct origin_list *l, struct arena *a,
-                                           int64_t now) {
+static Appeal__OriginStatus *origin_status(struct repl *r, MDB_txn *t, const struct cluster_node *cn,
+                                           bool self, const struct origin_list *l,
+                                           struct arena *a, int64_t now) {
     const struct origin_state *o = repl_held(l, cn->sign_pk);
     Appeal__OriginStatus *os = arena_new(a, sizeof *os);
     if (os == NULL) {
@@ -159,6 +169,7 @@ static Appeal__OriginStatus *origin_status(struct repl *r, const struct cluster_
         os->best_known_seq = os->local_seq; /* what we hold is known too */
     }
     os->lag_records = os->best_known_seq > os->local_seq ? os->best_known_seq - os->local_seq : 0;
+    fold_status(r, t, o, os);
     /* A head from the future (another node's clock ahead of ours) is
      * as fresh as can be: zero, not negative. */
     os->staleness_ms =
@@ -239,7 +250,7 @@ int repl_status(struct repl *r, MDB_txn *t, struct arena *a, Appeal__ClusterStat
     }
     for (uint32_t i = 0; i < n_nodes; i++) {
         Appeal__OriginStatus *os =
-            origin_status(r, &r->c->nodes[i], (int)i == r->c->self, l, a, s->now_ms);
+            origin_status(r, t, &r->c->nodes[i], (int)i == r->c->self, l, a, s->now_ms);
         if (os == NULL) {
             return APL_ENOMEM;
         }

@@ -218,6 +218,7 @@ static Appeal__SourceInfo *source(struct arena *a, const char *juris, const char
         si->source = (char *)kind;
         si->staleness_ms = o != NULL ? o->staleness_ms : -1;
         si->lag_records = o != NULL ? o->lag_records : 0;
+        si->fold_lag_records = o != NULL ? o->fold_lag_records : 0;
     }
     return si;
 }

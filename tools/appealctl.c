@@ -982,6 +982,7 @@ static void print_sources(struct json *j, const Appeal__QueryResult *r) {
             json_null(j, "staleness_s");
         }
         json_uint(j, "lag_records", s->lag_records);
+        json_uint(j, "fold_lag_records", s->fold_lag_records);
         json_end_obj(j);
     }
     json_end_obj(j);
@@ -1034,6 +1035,26 @@ static void print_query_csv(const Appeal__QueryResult *r, uint64_t min_group) {
             util_csv_field(stdout, hide ? "yes" : "no", true);
         }
     }
+}
+
+/* The sources of an answer, and how fresh each replica is. */
+static void print_source_line(const Appeal__QueryResult *r) {
+    printf(_("\nmode %s; sources:"), r->mode);
+    for (size_t i = 0; i < r->n_sources; i++) {
+        const Appeal__SourceInfo *s = r->sources[i];
+        printf(" %s=%s", s->jurisdiction, s->source);
+        if (strcmp(s->source, "replica") == 0 && s->staleness_ms >= 0) {
+            printf("(%.0fs", (double)s->staleness_ms / 1000.0);
+            if (s->lag_records) {
+                printf(_(",%llu behind"), (unsigned long long)s->lag_records);
+            }
+            if (s->fold_lag_records) {
+                printf(_(",%llu not yet counted"), (unsigned long long)s->fold_lag_records);
+            }
+            printf(")");
+        }
+    }
+    printf("\n");
 }
 
 /* `min_group` > 0: export mode, smaller groups are suppressed. */
@@ -1093,19 +1114,7 @@ static void print_query(const Appeal__QueryResult *r, bool as_json, bool csv, ui
                (unsigned long long)g->answered, (unsigned long long)g->answered_in_term, med,
                (unsigned long long)g->rated, 100 * m.share_satisfied);
     }
-    printf(_("\nmode %s; sources:"), r->mode);
-    for (size_t i = 0; i < r->n_sources; i++) {
-        const Appeal__SourceInfo *s = r->sources[i];
-        printf(" %s=%s", s->jurisdiction, s->source);
-        if (strcmp(s->source, "replica") == 0 && s->staleness_ms >= 0) {
-            printf("(%.0fs", (double)s->staleness_ms / 1000.0);
-            if (s->lag_records) {
-                printf(_(",%llu behind"), (unsigned long long)s->lag_records);
-            }
-            printf(")");
-        }
-    }
-    printf("\n");
+    print_source_line(r);
 }
 
 static void print_overdue(bool as_json, const Appeal__OverdueList *l) {

@@ -58,6 +58,8 @@ void json_cluster_fields(struct json *j, const Appeal__ClusterStatus *s) {
         json_int(j, "local_head_time_ms", o->local_head_time_ms);
         json_uint(j, "best_known_seq", o->best_known_seq);
         json_uint(j, "lag_records", o->lag_records);
+        json_uint(j, "folded_seq", o->folded_seq);
+        json_uint(j, "fold_lag_records", o->fold_lag_records);
         json_int(j, "staleness_ms", o->staleness_ms);
         json_bool(j, "frozen", o->frozen);
         json_str(j, "frozen_reason", o->frozen_reason);

@@ -112,6 +112,7 @@ static void regions(struct json *j, struct node *n, MDB_txn *t, struct arena *a)
                 json_null(j, "staleness_s");
             }
             json_uint(j, "lag_records", s->lag_records);
+            json_uint(j, "fold_lag_records", s->fold_lag_records);
             Appeal__QueryGroup empty = APPEAL__QUERY_GROUP__INIT;
             const Appeal__QueryGroup *g = &empty;
             for (size_t k = 0; k < r->n_groups; k++) {

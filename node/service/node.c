@@ -66,6 +66,7 @@ static void hook_begin(void *arg) {
     struct node *n = arg;
     n->eng.self_saved = n->eng.self;
     n->eng.ingest_txn_bytes = 0;
+    n->eng.unfolded_saved = n->eng.unfolded_bytes;
     /* The aggregate changes of a whole group commit are summed in memory
      * and written once (a batch of filings shares most of its cells). */
     state_batch_begin(&n->eng.state);
@@ -79,6 +80,7 @@ static int hook_precommit(void *arg, MDB_txn *t) {
 static void hook_rollback(void *arg) {
     struct node *n = arg;
     n->eng.self = n->eng.self_saved;
+    n->eng.unfolded_bytes = n->eng.unfolded_saved;
     state_batch_end(&n->eng.state, NULL); /* forget the sums of the aborted batch */
 }
 
@@ -138,6 +140,13 @@ static void hook_tick(void *arg) {
     }
 }
 
+static bool hook_idle(void *arg) {
+    struct node *n = arg;
+    struct writer_hooks h;
+    node_writer_hooks(n, &h);
+    return engine_fold_step(&n->eng, &h);
+}
+
 void node_writer_hooks(struct node *n, struct writer_hooks *h) {
     memset(h, 0, sizeof *h);
     h->node = n;
@@ -147,6 +156,7 @@ void node_writer_hooks(struct node *n, struct writer_hooks *h) {
     h->committed = hook_committed;
     h->durable = hook_durable;
     h->tick = hook_tick;
+    h->idle = hook_idle;
 }
 
 static int run_genesis(void *arg, MDB_txn *t, struct wreq *r) {

@@ -137,7 +137,15 @@ int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint
     ASSERT(len > 0 && len <= RECORD_BYTES_MAX);
     uint8_t k[CHAIN_KEY_BYTES];
     chain_key(k, o->idx, o->head_seq + 1);
-    int rc = store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env, len, MDB_NOOVERWRITE);
+    /* Catching up (an ingest: defer_save), this origin is often the
+     * highest-numbered one, so its next record goes last in `log`:
+     * MDB_APPEND then fills each page instead of splitting it, and LMDB
+     * refuses it (MDB_KEYEXIST) when the key does not go last. */
+    int rc =
+        defer_save ? store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env, len, MDB_APPEND) : APL_EEXIST;
+    if (rc == APL_EEXIST) {
+        rc = store_put(t, s, DB_LOG, k, CHAIN_KEY_BYTES, env, len, MDB_NOOVERWRITE);
+    }
     if (rc != 0) {
         return rc;
     }

@@ -53,7 +53,8 @@ int chain_get(struct store *s, MDB_txn *t, uint32_t idx, uint64_t seq, MDB_val *
  * caller has checked body->seq, body->prev and the signature. Origin-level
  * events (genesis, key rotation) update `o` here. The origin's row is
  * written too, unless `defer_save` (a caller appending a run saves it once
- * at the end with chain_origin_save). */
+ * at the end with chain_origin_save); such a run is tried with MDB_APPEND
+ * first (full pages when the origin's records go last in the table). */
 int chain_append(struct store *s, MDB_txn *t, struct origin_state *o, const uint8_t *env,
                  size_t len, const Appeal__Body *body, int64_t received_ms, bool defer_save);
 

@@ -2,7 +2,9 @@
 
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "assert.h"
 #include "bounds.h"
@@ -105,7 +107,10 @@ static bool below_reserve(struct engine *n, size_t len) {
     }
     ASSERT(n->own_reserve_bytes < n->store.map_max_bytes);
     uint64_t line = n->store.map_max_bytes - n->own_reserve_bytes;
-    uint64_t more = (n->ingest_txn_bytes + len) * INGEST_BYTES_FACTOR;
+    /* Records appended before this batch and not yet folded will add
+     * their derived rows later: counted too, as all but their log bytes. */
+    uint64_t more = (n->ingest_txn_bytes + len) * INGEST_BYTES_FACTOR +
+                    n->unfolded_saved * (INGEST_BYTES_FACTOR - 1);
     return used + more <= line;
 }
 
@@ -191,13 +196,24 @@ static int ingest_admit(struct ingest *in, MDB_txn *t, struct origin_state *o, u
     return INGEST_NEXT;
 }
 
-/* Appends record head+1, admitted, and applies it to the derived state. */
+/* Appends record head+1, admitted. This node's own records (recovery) are
+ * applied to the derived state at once; another origin's appeal records
+ * are left to the fold (state_fold_step), behind the mark set here, and
+ * only its origin-level records (grants, which the next record's revoked
+ * actor check reads) are applied now. */
 static int ingest_store(struct ingest *in, MDB_txn *t, struct origin_state *o, uint64_t seq,
                         const ProtobufCBinaryData *rb, const struct record *rec, int64_t now) {
     struct engine *n = in->eng;
     ASSERT(seq == o->head_seq + 1 && !o->frozen); /* chain_append's precondition */
     n->ingest_txn_bytes += rb->len;
-    int rc = chain_append(&n->store, t, o, rb->data, rb->len, rec->body, now, true);
+    const char *number;
+    uint32_t version;
+    bool defer = o != &n->self && rec_appeal_ref(rec->body, &number, &version);
+    int rc = defer && !in->fold_marked ? state_fold_defer(&n->store, t, o->idx, o->head_seq) : 0;
+    in->fold_marked = in->fold_marked || defer;
+    if (rc == 0) {
+        rc = chain_append(&n->store, t, o, rb->data, rb->len, rec->body, now, true);
+    }
     if (rc != 0) {
         return rc;
     }
@@ -207,7 +223,12 @@ static int ingest_store(struct ingest *in, MDB_txn *t, struct origin_state *o, u
         int64_t lag_ms = now - rec->body->time_ms;
         hist_observe_us(&n->metrics.replication_lag, lag_ms > 0 ? (uint64_t)lag_ms * 1000 : 0);
     }
-    rc = state_apply(&n->state, t, o, seq, rec->body);
+    if (defer) {
+        n->state.fold_pending = true;
+        n->unfolded_bytes += rb->len;
+    } else {
+        rc = state_apply(&n->state, t, o, seq, rec->body);
+    }
     if (rc == 0) {
         in->appended++;
     }
@@ -229,6 +250,7 @@ static int ingest_run(struct ingest *in, MDB_txn *t, const Appeal__Run *run) {
     }
     int64_t now = engine_now_ms(n);
     struct actor_cache actors = {0};
+    in->fold_marked = false; /* this run's origin: its fold mark not yet set */
     rc = INGEST_NEXT;
     for (size_t i = 0; i < run->n_records && !o->frozen && rc == INGEST_NEXT; i++) {
         uint64_t seq = run->first_seq + i;
@@ -270,5 +292,89 @@ int engine_ingest_run(void *unused, MDB_txn *t, struct wreq *w) {
         rc = ingest_run(in, t, in->runs[i]);
     }
     int rc2 = state_batch_end(&in->eng->state, rc == 0 ? t : NULL);
+    if (in->appended >= FOLD_BULK_RECORDS) {
+        /* A bulk catch-up: more is likely on its way; fold after it. */
+        in->eng->fold_after_ns = util_mono_ns() + FOLD_BULK_WAIT_MS * 1000000ull;
+    }
     return rc != 0 ? rc : rc2;
+}
+
+/* ---- the fold behind the log: on the writer thread, between batches ---- */
+
+/* For tests (tests/integration/test_fold.py), read from the environment:
+ * APPEAL_TEST_FOLD_HOLD names a file while which exists the fold waits
+ * (a lag held still to look at); APPEAL_TEST_FOLD_RECORDS, the records of
+ * a step (instead of FOLD_TXN_RECORDS_MAX); APPEAL_TEST_FOLD_EXIT_AFTER,
+ * the steps after whose commit the process _exits, as a kill would. */
+static bool fold_held(void) {
+    const char *hold = getenv("APPEAL_TEST_FOLD_HOLD");
+    return hold != NULL && access(hold, F_OK) == 0;
+}
+
+static uint64_t fold_budget(const struct engine *g) {
+    const char *n = getenv("APPEAL_TEST_FOLD_RECORDS");
+    long v = n != NULL ? atol(n) : 0;
+    if (v > 0) {
+        return (uint64_t)v;
+    }
+    return g->fold_budget > 0 ? g->fold_budget : FOLD_TXN_RECORDS_MAX;
+}
+
+static void fold_exit_after(void) {
+    static long steps;
+    const char *n = getenv("APPEAL_TEST_FOLD_EXIT_AFTER");
+    if (n != NULL && ++steps >= atol(n)) {
+        _exit(99);
+    }
+}
+
+static int fold_run(void *unused, MDB_txn *t, struct wreq *w) {
+    (void)unused;
+    struct engine *g = w->arg;
+    uint64_t folded = 0, bytes = 0;
+    bool more = false;
+    int rc = state_batch_begin(&g->state);
+    if (rc == 0) {
+        rc = state_fold_step(&g->state, t, fold_budget(g), &folded, &bytes, &more);
+    }
+    int rc2 = state_batch_end(&g->state, rc == 0 ? t : NULL);
+    g->fold_more = more;
+    g->fold_last = folded;
+    g->fold_last_bytes = bytes;
+    return rc != 0 ? rc : rc2;
+}
+
+bool engine_fold_step(struct engine *g, const struct writer_hooks *h) {
+    if (!g->state.fold_pending || fold_held() || util_mono_ns() < g->fold_after_ns) {
+        return false;
+    }
+    struct wreq r = {.run = fold_run, .arg = g};
+    g->fold_more = false;
+    g->fold_last = 0;
+    writer_run_now(&g->store, h, &r);
+    if (r.rc == APL_ESTORAGE) {
+        writer_fail(&g->writer, "a sync of the store failed");
+    }
+    if (r.rc != 0) {
+        /* Not retried until the next ingest: the queries keep saying how
+         * far each origin is folded, and a restart (or rebuild) resumes. */
+        olog(OLOG_ERROR, "fold_failed", "error", err_msg(&r.err, r.rc), "action",
+             "fold stopped until the next ingest or restart", NULL);
+        g->state.fold_pending = false;
+        return false;
+    }
+    g->state.fold_pending = g->fold_more;
+    /* Nothing came while it folded: the next step may take longer (fewer
+     * pages rewritten per record); a request waited: back to short steps. */
+    uint64_t next = 2 * fold_budget(g);
+    g->fold_budget = writer_queued(&g->writer) > 0      ? FOLD_TXN_RECORDS_MAX
+                     : next < FOLD_TXN_RECORDS_IDLE_MAX ? next
+                                                        : FOLD_TXN_RECORDS_IDLE_MAX;
+    uint64_t done = g->fold_last_bytes;
+    g->unfolded_bytes -= done < g->unfolded_bytes ? done : g->unfolded_bytes;
+    fold_exit_after();
+    if (!g->fold_more) {
+        olog(OLOG_INFO, "fold_caught_up", NULL);
+    }
+    return g->fold_last > 0 || g->fold_more;
 }

@@ -9,7 +9,10 @@
  *   - set before the writer starts, read-only after (any thread): juris,
  *     id_short, keys, clock, own_reserve_bytes; `store` is shared through
  *     LMDB's own transactions.
- *   - writer thread only: state, self, self_saved, ingest_txn_bytes (inside
+ *   - writer thread only: state, self, self_saved, ingest_txn_bytes,
+ *     fold_more, fold_last, fold_last_bytes, fold_after_ns, fold_budget, unfolded_bytes,
+ *     unfolded_saved
+ *     (inside
  *     the writer's batches: its run functions and hooks). Except self.idx,
  *     this node's origin index: fixed once node_open has loaded it, and
  *     read by the API and Open311 threads for grant lookups (the rollback
@@ -40,6 +43,21 @@ enum {
     /* A replicated record's bytes in the map, over its envelope's: the log
      * row, derived rows and B-tree pages (measured about 3; kept above). */
     INGEST_BYTES_FACTOR = 4,
+    /* Records the fold takes into one transaction between the writer's
+     * batches: large enough that a derived page is rewritten for many
+     * records, small enough that a filing queued behind it waits well
+     * under a second. */
+    FOLD_TXN_RECORDS_MAX = 20000,
+    /* While no request comes between its steps, each step may double, up
+     * to this (a filing arriving then waits for one step, about 1 s). */
+    FOLD_TXN_RECORDS_IDLE_MAX = 80000,
+    /* An ingest of at least this many records is a bulk catch-up (a full
+     * pull answer is PULL_RECORDS_MAX, 50,000): the fold waits until no
+     * such ingest came for FOLD_BULK_WAIT_MS, so that the log is caught up
+     * first (queries report the lag meanwhile). Pushes and small pulls
+     * are folded at once. */
+    FOLD_BULK_RECORDS = 10000,
+    FOLD_BULK_WAIT_MS = 1000,
 };
 
 struct engine {
@@ -75,6 +93,17 @@ struct engine {
      * no timed action: appeal.c checks it inside the write. */
     _Atomic int64_t clock_off_ms;
     char clock_ref[16]; /* "" for a node that is not an office */
+    bool fold_more;               /* writer thread: the last fold step left records */
+    uint64_t fold_last;           /* writer thread: records the last fold step folded */
+    uint64_t fold_last_bytes;     /* writer thread: their log bytes */
+    uint64_t fold_after_ns;       /* writer thread: no fold before (monotonic), bulk catch-up */
+    uint64_t fold_budget;         /* writer thread: records of the next fold step (0: default) */
+    /* Writer thread: log bytes of replicated records appended since this
+     * process started and not yet folded (the own reserve counts what
+     * their derived rows will take), and its value at the batch's start
+     * (restored when a batch is rolled back). */
+    uint64_t unfolded_bytes;
+    uint64_t unfolded_saved;
     struct metrics metrics;
 };
 
@@ -103,6 +132,7 @@ struct ingest {
     bool (*admit)(void *arg, const uint8_t *origin, uint64_t head);
     void *policy_arg;
     struct arena *arena; /* decoding scratch (RECORD_ARENA_BYTES), the run's alone */
+    bool fold_marked;    /* writer: the current run's origin has its fold mark */
     /* Results, set by the run. */
     uint64_t appended;
     uint64_t forks;
@@ -113,5 +143,11 @@ struct ingest {
     struct errbuf why;  /* what the first malformed record broke */
 };
 int engine_ingest_run(void *unused, MDB_txn *t, struct wreq *w);
+
+/* Writer thread, with nothing queued (the writer's `idle` hook): folds up
+ * to FOLD_TXN_RECORDS_MAX records that the ingest appended but did not
+ * fold, in one transaction of its own (writer_run_now with `h`). True if
+ * it did some, so that the writer looks at its queue before waiting. */
+bool engine_fold_step(struct engine *g, const struct writer_hooks *h);
 
 #endif

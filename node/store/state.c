@@ -1,6 +1,7 @@
 #include "state.h"
 #include "chain.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +30,13 @@ _Static_assert(EVENT_REF_BYTES == 4 + 4 + 8, "an event ref is version, origin in
 int state_init(struct state *st, struct store *s) {
     memset(st, 0, sizeof *st);
     st->s = s;
+    st->fold_pending = true; /* a crash may have left marks: the first idle step looks */
     int rc = arena_init(&st->rows, STATE_ROWS_ARENA_BYTES);
     if (rc == 0) {
         rc = arena_init(&st->parked, RECORD_ARENA_BYTES);
+    }
+    if (rc == 0) {
+        rc = arena_init(&st->folding, RECORD_ARENA_BYTES);
     }
     if (rc != 0) {
         state_fini(st);
@@ -45,6 +50,7 @@ void state_fini(struct state *st) {
     st->batch = NULL;
     arena_fini(&st->rows);
     arena_fini(&st->parked);
+    arena_fini(&st->folding);
 }
 
 int state_appeal(struct store *s, MDB_txn *t, const char *number, struct arena *a,
@@ -573,6 +579,194 @@ int state_apply(struct state *st, MDB_txn *t, const struct origin_state *o, uint
     return grant_apply(st->s, t, o->idx, seq, b);
 }
 
+/* ---- the fold behind the log ---- */
+
+enum {
+    FOLD_KEY_BYTES = 8,     /* "fold" | origin index (4, BE) */
+    FOLD_ORIGINS_MAX = 256, /* origins one fold step looks at; the rest wait for the next */
+    FOLD_ENOUGH = 1,        /* fold_one: the step's budget is spent (not an error) */
+};
+
+static void fold_key(uint8_t k[FOLD_KEY_BYTES], uint32_t idx) {
+    memcpy(k, "fold", 4);
+    be32_put(k + 4, idx);
+}
+
+int state_folded(struct store *s, MDB_txn *t, uint32_t idx, uint64_t head, uint64_t *folded) {
+    uint8_t k[FOLD_KEY_BYTES];
+    fold_key(k, idx);
+    MDB_val v;
+    int rc = store_get(t, s, DB_META, k, sizeof k, &v);
+    if (rc == APL_ENOTFOUND) {
+        *folded = head;
+        return 0;
+    }
+    if (rc == 0 && v.mv_size != 8) {
+        rc = APL_ECORRUPT;
+    }
+    if (rc == 0) {
+        *folded = be64_get(v.mv_data);
+    }
+    return rc;
+}
+
+int state_fold_defer(struct store *s, MDB_txn *t, uint32_t idx, uint64_t head) {
+    uint8_t k[FOLD_KEY_BYTES], v[8];
+    fold_key(k, idx);
+    be64_put(v, head);
+    int rc = store_put(t, s, DB_META, k, sizeof k, v, sizeof v, MDB_NOOVERWRITE);
+    return rc == APL_EEXIST ? 0 : rc;
+}
+
+/* Visits the marks in origin order: fn(arg, idx, seq), or deletes them
+ * (fn NULL: rebuild folds everything). */
+static int fold_marks(struct store *s, MDB_txn *t, int (*fn)(void *, uint32_t, uint64_t),
+                      void *arg) {
+    MDB_cursor *c;
+    int rc = store_rc(mdb_cursor_open(t, s->dbi[DB_META], &c));
+    if (rc != 0) {
+        return rc;
+    }
+    uint8_t start[4] = {'f', 'o', 'l', 'd'};
+    MDB_val k = {sizeof start, start}, v;
+    int m = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && m == 0 && k.mv_size == FOLD_KEY_BYTES && memcmp(k.mv_data, "fold", 4) == 0) {
+        if (v.mv_size != 8) {
+            rc = APL_ECORRUPT;
+        } else if (fn == NULL) {
+            rc = store_rc(mdb_cursor_del(c, 0));
+        } else {
+            rc = fn(arg, be32_get((const uint8_t *)k.mv_data + 4), be64_get(v.mv_data));
+        }
+        if (rc == 0) {
+            m = mdb_cursor_get(c, &k, &v, fn == NULL ? MDB_GET_CURRENT : MDB_NEXT);
+        }
+    }
+    mdb_cursor_close(c);
+    return rc != 0 ? rc : (m == 0 || m == MDB_NOTFOUND || m == EINVAL ? 0 : store_rc(m));
+}
+
+static int fold_any(void *arg, uint32_t idx, uint64_t seq) {
+    (void)idx;
+    (void)seq;
+    *(bool *)arg = true;
+    return FOLD_ENOUGH;
+}
+
+int state_fold_behind(struct store *s, MDB_txn *t, bool *behind) {
+    *behind = false;
+    int rc = fold_marks(s, t, fold_any, behind);
+    return rc == FOLD_ENOUGH ? 0 : rc;
+}
+
+struct fold_list {
+    uint32_t idx[FOLD_ORIGINS_MAX];
+    uint64_t seq[FOLD_ORIGINS_MAX];
+    size_t n;
+    bool more; /* more marks than the list holds */
+};
+
+static int fold_list_add(void *arg, uint32_t idx, uint64_t seq) {
+    struct fold_list *l = arg;
+    if (l->n == FOLD_ORIGINS_MAX) {
+        l->more = true;
+        return FOLD_ENOUGH;
+    }
+    l->idx[l->n] = idx;
+    l->seq[l->n++] = seq;
+    return 0;
+}
+
+struct fold {
+    struct state *st;
+    MDB_txn *t;
+    struct origin_state o;
+    uint64_t upto;  /* fold no further than this seq in this step */
+    uint64_t last;  /* folded up to here */
+    uint64_t bytes; /* the log bytes of the records folded */
+};
+
+/* One record of the log into the derived tables: its appeal's row,
+ * indexes and cells (origin-level records were applied when appended). */
+static int fold_one(void *arg, uint64_t seq, const uint8_t *env, size_t len) {
+    struct fold *f = arg;
+    if (seq > f->upto) {
+        return FOLD_ENOUGH;
+    }
+    if (seq != f->last + 1) {
+        return APL_ECORRUPT; /* the log has a hole below its head */
+    }
+    arena_reset(&f->st->folding);
+    struct record r;
+    if (rec_decode(env, len, &f->st->folding, &r, NULL) != 0 || r.body->seq != seq) {
+        return APL_ECORRUPT;
+    }
+    const char *number;
+    uint32_t version;
+    int rc = 0;
+    if (rec_appeal_ref(r.body, &number, &version)) {
+        rc = apply_appeal(f->st, f->t, &f->o, seq, r.body);
+    }
+    f->last = rc == 0 ? seq : f->last;
+    f->bytes += rc == 0 ? len : 0;
+    return rc;
+}
+
+/* Folds origin `idx` from mark `seq` on, at most `budget` records. */
+static int fold_origin(struct state *st, MDB_txn *t, uint32_t idx, uint64_t seq, uint64_t budget,
+                       uint64_t *folded, uint64_t *bytes, bool *behind) {
+    struct fold f = {.st = st, .t = t, .last = seq};
+    int rc = chain_origin_by_idx(st->s, t, idx, &f.o);
+    if (rc != 0) {
+        return rc;
+    }
+    f.upto =
+        f.o.head_seq <= seq ? seq : (f.o.head_seq - seq > budget ? seq + budget : f.o.head_seq);
+    if (seq < f.upto) {
+        rc = chain_each(st->s, t, idx, seq + 1, fold_one, &f);
+        rc = rc == FOLD_ENOUGH ? 0 : rc;
+    }
+    if (rc == 0 && f.last < f.upto) {
+        rc = APL_ECORRUPT; /* the log ends below the origin's head */
+    }
+    *folded = f.last - seq;
+    *bytes += f.bytes;
+    *behind = f.last < f.o.head_seq;
+    uint8_t k[FOLD_KEY_BYTES], v[8];
+    fold_key(k, idx);
+    be64_put(v, f.last);
+    if (rc == 0 && *behind) {
+        rc = store_put(t, st->s, DB_META, k, sizeof k, v, sizeof v, 0);
+    } else if (rc == 0) {
+        rc = store_del(t, st->s, DB_META, k, sizeof k, NULL, 0); /* caught up */
+    }
+    return rc;
+}
+
+int state_fold_step(struct state *st, MDB_txn *t, uint64_t budget, uint64_t *folded,
+                    uint64_t *bytes, bool *more) {
+    struct fold_list l;
+    l.n = 0;
+    l.more = false;
+    *folded = 0;
+    *bytes = 0;
+    int rc = fold_marks(st->s, t, fold_list_add, &l);
+    rc = rc == FOLD_ENOUGH ? 0 : rc;
+    *more = l.more;
+    for (size_t i = 0; rc == 0 && i < l.n; i++) {
+        if (*folded >= budget) {
+            *more = true;
+            break;
+        }
+        uint64_t n = 0;
+        bool behind = false;
+        rc = fold_origin(st, t, l.idx[i], l.seq[i], budget - *folded, &n, bytes, &behind);
+        *folded += n;
+        *more = *more || behind;
+    }
+    return rc;
+}
+
 /* ---- rebuild ---- */
 
 struct rebuild {
@@ -666,6 +860,9 @@ static int rebuild_once(struct store *s, struct errbuf *e) {
         if (store_db_derived((enum store_db)db)) {
             rc = store_drop(rb.t, s, (enum store_db)db);
         }
+    }
+    if (rc == 0) {
+        rc = fold_marks(s, rb.t, NULL, NULL); /* rebuild folds every record */
     }
     MDB_cursor *c = NULL;
     if (rc == 0) {

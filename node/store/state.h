@@ -18,6 +18,7 @@
 #ifndef APPEAL_STATE_H
 #define APPEAL_STATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "chain.h"
@@ -31,7 +32,9 @@ struct state {
     struct store *s;
     struct arena rows;       /* appeal rows, reset per event */
     struct arena parked;     /* parked records, reset per record */
+    struct arena folding;    /* the fold's decoded record, reset per record */
     uint64_t ignored;        /* events that changed nothing */
+    bool fold_pending;       /* records may wait for the fold (set at init, by ingest) */
     struct agg_batch *batch; /* between state_batch_begin and _end: `sums` */
     struct agg_batch *sums;  /* the batch's memory, kept for the next one */
 };
@@ -59,6 +62,30 @@ int state_regno(struct store *s, MDB_txn *t, const char *juris, int year, uint32
 
 /* Key of the applicants table: tag | category. `out` holds 16 + 31 bytes. */
 size_t applicant_key(uint8_t *out, const uint8_t tag[APPLICANT_TAG_BYTES], const char *category);
+
+/* ---- the fold behind the log (docs/architecture.md, "The fold") ----
+ *
+ * Replicated records of other origins are appended to the log by the
+ * ingest and folded into the derived tables later, by the writer when it
+ * has nothing queued. How far each origin is folded is a mark in `meta`
+ * ("fold" | origin index (4, BE) -> seq (8, BE)), written in the same
+ * transaction as what it covers, so a crash resumes the fold where its
+ * last commit left it. No mark: folded up to the origin's head. Grants
+ * (origin-level records) are applied by the ingest itself: the revoked
+ * actor check of the next record needs them. */
+
+/* Seq up to which origin `idx`, whose head is `head`, is folded. */
+int state_folded(struct store *s, MDB_txn *t, uint32_t idx, uint64_t head, uint64_t *folded);
+/* Before appending records of origin `idx` (head `head`) without folding
+ * them: sets its mark to `head` unless it has one already. */
+int state_fold_defer(struct store *s, MDB_txn *t, uint32_t idx, uint64_t head);
+/* Folds up to `budget` records of the origins behind, and moves their
+ * marks, in `t`; `*folded` the records folded, `*bytes` their log bytes. `*more` whether any
+ * origin is still behind after this. */
+int state_fold_step(struct state *st, MDB_txn *t, uint64_t budget, uint64_t *folded,
+                    uint64_t *bytes, bool *more);
+/* Whether any origin is behind (any mark). */
+int state_fold_behind(struct store *s, MDB_txn *t, bool *behind);
 
 /* Recomputes every derived table from the log alone, checking each chain
  * link on the way. Progress and problems are logged. */

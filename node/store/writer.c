@@ -316,7 +316,14 @@ static void *writer_main(void *arg) {
             release_pending(w, sync_all(w, w->s));
             continue;
         }
-        while (w->head == NULL && !w->stopping) {
+        bool worked = false;
+        if (w->head == NULL && !w->stopping && w->hooks.idle != NULL && !atomic_load(&w->failed)) {
+            /* Queued requests go first: background work only between them. */
+            pthread_mutex_unlock(&w->mu);
+            worked = w->hooks.idle(w->hooks.node);
+            pthread_mutex_lock(&w->mu);
+        }
+        while (w->head == NULL && !w->stopping && !worked) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += 1;
@@ -410,6 +417,13 @@ int writer_submit(struct writer *w, struct wreq *r) {
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return 0;
+}
+
+uint32_t writer_queued(struct writer *w) {
+    pthread_mutex_lock(&w->mu);
+    uint32_t n = w->queued;
+    pthread_mutex_unlock(&w->mu);
+    return n;
 }
 
 void writer_stop(struct writer *w) {

@@ -80,6 +80,11 @@ struct writer_hooks {
     void (*durable)(void *node, uint64_t mark);
     /* Writer thread, about once a second, outside any transaction. */
     void (*tick)(void *node);
+    /* Writer thread, when nothing is queued and every commit is durable:
+     * one bounded piece of background work (the fold behind the log) in
+     * its own transaction; true if it did some (the writer then looks at
+     * its queue again instead of waiting). NULL: none. */
+    bool (*idle)(void *node);
 };
 
 enum {
@@ -124,6 +129,8 @@ int writer_start(struct writer *w, struct store *s, const struct writer_hooks *h
 /* Queues `r`; APL_EUNAVAIL if stopping or the queue is full (then `done`
  * is not called). */
 int writer_submit(struct writer *w, struct wreq *r);
+/* Requests queued and not yet taken by the writer. Any thread. */
+uint32_t writer_queued(struct writer *w);
 /* Stops every further write (a sync failed): logs an alert line once.
  * Any thread. */
 void writer_fail(struct writer *w, const char *why);
