@@ -233,7 +233,8 @@ int client_session_open(struct client *c, struct errbuf *e) {
     return rc;
 }
 
-int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp, struct errbuf *e) {
+int client_pack(struct client *c, Appeal__Request *req, uint8_t **out, size_t *out_len,
+                struct errbuf *e) {
     if (c->signing && c->node[0] == '\0') {
         int rc = client_hello(c, e);
         if (rc != 0) {
@@ -275,17 +276,26 @@ int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp,
         cr.sig.data = sig;
         cr.sig.len = sizeof sig;
     }
-    uint8_t *wire;
-    size_t wire_len;
-    rc = pb_pack(&cr.base, &wire, &wire_len);
+    rc = pb_pack(&cr.base, out, out_len);
     free(inner);
     if (rc != 0) {
         return rc;
     }
-    if (wire_len > REQUEST_BYTES_MAX) {
-        free(wire);
-        return err_set(e, APL_ETOOBIG, "the request is %zu bytes; the limit is %d", wire_len,
+    if (*out_len > REQUEST_BYTES_MAX) {
+        free(*out);
+        *out = NULL;
+        return err_set(e, APL_ETOOBIG, "the request is %zu bytes; the limit is %d", *out_len,
                        REQUEST_BYTES_MAX);
+    }
+    return 0;
+}
+
+int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp, struct errbuf *e) {
+    uint8_t *wire;
+    size_t wire_len;
+    int rc = client_pack(c, req, &wire, &wire_len, e);
+    if (rc != 0) {
+        return rc;
     }
     rc = client_call_raw(c, wire, wire_len, resp, e);
     free(wire);

@@ -91,6 +91,12 @@ void client_session_key(const uint8_t kx_key[32], const uint8_t transcript[SESSI
 void client_session_mac(const uint8_t key[SESSION_KEY_BYTES], uint64_t counter,
                         const uint8_t *request, size_t len, uint8_t out[SESSION_MAC_BYTES]);
 
+/* What client_call sends for `req` (filled in as it says; signed, or
+ * counted and MAC'd in a session), malloc'd into *out: for a caller that
+ * keeps several requests in flight on the socket's contexts (nng_ctx). */
+int client_pack(struct client *c, Appeal__Request *req, uint8_t **out, size_t *out_len,
+                struct errbuf *e);
+
 /* Sends raw bytes and decodes whatever comes back (tests of bad input). */
 int client_call_raw(struct client *c, const void *data, size_t len, Appeal__Response **resp,
                     struct errbuf *e);

@@ -259,9 +259,13 @@ static void write_done(struct wreq *r) {
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
     resp.result_case = APPEAL__RESPONSE__RESULT_RECEIPT;
     resp.receipt = &rc;
-    send_response(w, &resp);
-    free(w->result.record);
+    /* Once sent, `w` may at once receive its next request (already waiting
+     * when a client pipelines) and the writer run it, rewriting w->result:
+     * nothing of `w` is touched after the send. */
+    uint8_t *record = w->result.record;
     w->result.record = NULL;
+    send_response(w, &resp); /* packs the record's bytes before sending */
+    free(record);
 }
 
 static void submit_write(struct api_work *w) {

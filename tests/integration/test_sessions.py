@@ -113,6 +113,24 @@ class Sessions(unittest.TestCase):
         self.filed("signed")
         self.filed("file 2")
 
+    def test_pipelined_requests_on_one_connection(self):
+        # More requests in flight on one connection than the node has API
+        # contexts (64), each answered. The node used to free a context's
+        # receipt after its answer was sent, when the context might already
+        # run the next waiting request (a double free): it crashed.
+        head = self.head()
+        for _ in range(3):
+            r = self.probe("pipeline 200")
+            self.assertEqual(r["code"], "none", r)
+            self.assertEqual(r["message"], "200 receipts")
+        signed = Probe(self.node, self.node.admin_key)  # every request signed
+        try:
+            r = signed("pipeline 200")
+            self.assertEqual(r["code"], "none", r)
+        finally:
+            signed.close()
+        self.assertEqual(self.head(), head + 4 * 200)
+
     def test_session_is_bound_to_its_connection(self):
         # Another connection opening its own session does not make this
         # one's counters valid there, and closing this one ends its session.

@@ -7,6 +7,9 @@
  *   forge N         the same with a MAC that is one bit off
  *   replay          send the last request's bytes again
  *   signed          file an appeal signed with KEYFILE (no session)
+ *   pipeline N      N filings in flight at once on this connection (REQ
+ *                   contexts), in the session if one is open: answers
+ *                   {"code": "none", "message": "N receipts"} when all came
  *
  * Answers: {"code": "none"|"unauthenticated"|..., "message": "...",
  * "number": "KZ-..."} ("number" on a receipt). Exit 0 at end of input. */
@@ -16,6 +19,8 @@
 #include <string.h>
 
 #include "client.h"
+
+enum { PIPELINE_MAX = 256 };
 
 static uint8_t *last;
 static size_t last_len;
@@ -87,6 +92,60 @@ static int send_in_session(struct client *c, uint64_t n, bool forge, Appeal__Res
     return rc != 0 ? rc : client_call_raw(c, last, last_len, r, e);
 }
 
+/* `n` filings sent before any answer is read, on contexts of c->sock. */
+static void pipeline(struct client *c, int n) {
+    nng_ctx ctx[PIPELINE_MAX];
+    nng_aio *aio[PIPELINE_MAX];
+    int receipts = 0, opened = 0;
+    char why[256] = "";
+    for (; opened < n; opened++) {
+        Appeal__FileRequest f = APPEAL__FILE_REQUEST__INIT;
+        Appeal__Request q = APPEAL__REQUEST__INIT;
+        uint8_t nonce[16], *wire;
+        size_t len;
+        nng_msg *m;
+        struct errbuf e = {0};
+        fill_file(&q, &f, nonce);
+        if (client_pack(c, &q, &wire, &len, &e) != 0 || nng_ctx_open(&ctx[opened], c->sock) != 0 ||
+            nng_aio_alloc(&aio[opened], NULL, NULL) != 0 || nng_msg_alloc(&m, len) != 0) {
+            snprintf(why, sizeof why, "cannot prepare request %d", opened);
+            break;
+        }
+        memcpy(nng_msg_body(m), wire, len);
+        free(wire);
+        nng_aio_set_msg(aio[opened], m);
+        nng_ctx_send(ctx[opened], aio[opened]);
+    }
+    for (int i = 0; i < opened; i++) {
+        nng_aio_wait(aio[i]);
+        nng_ctx_recv(ctx[i], aio[i]);
+    }
+    for (int i = 0; i < opened; i++) {
+        nng_aio_wait(aio[i]);
+        nng_msg *m = nng_aio_result(aio[i]) == 0 ? nng_aio_get_msg(aio[i]) : NULL;
+        Appeal__Response *r = m == NULL ? NULL
+                                        : appeal__response__unpack(NULL, nng_msg_len(m),
+                                                                   nng_msg_body(m));
+        if (r != NULL && r->result_case == APPEAL__RESPONSE__RESULT_RECEIPT) {
+            receipts++;
+        } else if (why[0] == '\0') {
+            snprintf(why, sizeof why, "%s",
+                     r == NULL ? "no answer" : r->error != NULL ? r->error->message : "no receipt");
+        }
+        if (r != NULL) {
+            appeal__response__free_unpacked(r, NULL);
+        }
+        if (m != NULL) {
+            nng_msg_free(m);
+        }
+        nng_aio_free(aio[i]);
+        nng_ctx_close(ctx[i]);
+    }
+    char msg[300];
+    snprintf(msg, sizeof msg, "%d receipts%s%s", receipts, why[0] ? ": " : "", why);
+    print_json(receipts == n ? "none" : "failed", msg, "");
+}
+
 int main(int argc, char **argv) {
     if (argc != 3 || sodium_init() < 0) {
         fprintf(stderr, "usage: sessprobe URL KEYFILE < commands\n");
@@ -115,6 +174,9 @@ int main(int argc, char **argv) {
             rc = send_in_session(&c, n, true, &r, &e);
         } else if (strncmp(line, "replay", 6) == 0 && last != NULL) {
             rc = client_call_raw(&c, last, last_len, &r, &e);
+        } else if (sscanf(line, "pipeline %llu", &n) == 1 && n > 0 && n <= PIPELINE_MAX) {
+            pipeline(&c, (int)n);
+            continue;
         } else if (strncmp(line, "signed", 6) == 0) {
             Appeal__FileRequest f = APPEAL__FILE_REQUEST__INIT;
             Appeal__Request q = APPEAL__REQUEST__INIT;
