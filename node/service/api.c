@@ -723,6 +723,33 @@ static void on_pipe_close(void *arg, uint32_t pipe) {
     session_drop_pipe(arg, pipe);
 }
 
+/* The REP socket and its contexts (the last LIVE_QUERIES_MAX are the live
+ * queue's spares); an nng error code. */
+static int open_contexts(struct api *a) {
+    int rv = nng_rep0_open(&a->sock);
+    if (rv == 0) {
+        rv = nng_socket_set_size(a->sock, NNG_OPT_RECVMAXSZ, API_RECV_BYTES_MAX);
+    }
+    for (size_t i = 0; rv == 0 && i < API_CONTEXTS + LIVE_QUERIES_MAX; i++) {
+        struct api_work *w = &a->works[i];
+        w->api = a;
+        if (arena_init(&w->arena, API_ARENA_BYTES) != 0) {
+            return NNG_ENOMEM;
+        }
+        rv = nng_aio_alloc(&w->aio, work_cb, w);
+        if (rv == 0) {
+            rv = nng_ctx_open(&w->ctx, a->sock);
+        }
+        if (rv == 0) {
+            a->started = i + 1;
+        }
+        if (rv == 0 && i >= API_CONTEXTS) {
+            a->live.spares[a->live.n_spares++] = w;
+        }
+    }
+    return rv;
+}
+
 int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e) {
     struct api *a = calloc(1, sizeof *a);
     if (a == NULL) {
@@ -743,28 +770,7 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
     pthread_mutex_init(&a->live.mu, NULL);
     pthread_cond_init(&a->live.cv, NULL);
     pthread_cond_init(&a->live.idle, NULL);
-    int rv = nng_rep0_open(&a->sock);
-    if (rv == 0) {
-        rv = nng_socket_set_size(a->sock, NNG_OPT_RECVMAXSZ, API_RECV_BYTES_MAX);
-    }
-    for (size_t i = 0; rv == 0 && i < API_CONTEXTS + LIVE_QUERIES_MAX; i++) {
-        struct api_work *w = &a->works[i];
-        w->api = a;
-        if (arena_init(&w->arena, API_ARENA_BYTES) != 0) {
-            rv = NNG_ENOMEM;
-            break;
-        }
-        rv = nng_aio_alloc(&w->aio, work_cb, w);
-        if (rv == 0) {
-            rv = nng_ctx_open(&w->ctx, a->sock);
-        }
-        if (rv == 0) {
-            a->started = i + 1;
-        }
-        if (rv == 0 && i >= API_CONTEXTS) {
-            a->live.spares[a->live.n_spares++] = w;
-        }
-    }
+    int rv = open_contexts(a);
     if (rv == 0) {
         rv = conn_limit_start(&a->conns, a->sock, "api", n->connections_max, n->idle_ms,
                               &n->eng.metrics.api_connections);
