@@ -31,7 +31,7 @@ enum {
     LIST_LIMIT_DEFAULT = 100,
     LIST_LIMIT_MAX = 1000,
     HISTORY_SHOWN_MAX = 1000, /* events in one AppealView */
-    API_CONTEXTS = 64,        /* requests served concurrently */
+    API_CONTEXTS = 256,       /* requests served concurrently (32 clients x 8 pipelined) */
     API_ARENA_BYTES = 512 * 1024,
     /* Live queries wait for other nodes (up to their deadline): they are
      * handed off to a queue of their own and the API context goes back to

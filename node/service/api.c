@@ -45,6 +45,7 @@ struct api_work {
     struct principal who; /* the official who signed it */
     struct wreq wreq;
     struct appeal_result result;
+    uint64_t recv_ns; /* util_mono_ns() when the request arrived */
 };
 
 /* Live queries wait for other nodes: they run on a thread of their own,
@@ -264,6 +265,7 @@ static void write_done(struct wreq *r) {
      * nothing of `w` is touched after the send. */
     uint8_t *record = w->result.record;
     w->result.record = NULL;
+    hist_observe_us(&w->api->node->eng.metrics.api_write, (util_mono_ns() - w->recv_ns) / 1000);
     send_response(w, &resp); /* packs the record's bytes before sending */
     free(record);
 }
@@ -701,6 +703,7 @@ static void work_cb(void *arg) {
             recv_next(w);
             return;
         }
+        w->recv_ns = util_mono_ns();
         handle(w, nng_aio_get_msg(w->aio));
         break;
     case W_SEND:

@@ -147,6 +147,7 @@ void node_writer_hooks(struct node *n, struct writer_hooks *h) {
     h->committed = hook_committed;
     h->durable = hook_durable;
     h->tick = hook_tick;
+    h->metrics = &n->eng.metrics;
 }
 
 static int run_genesis(void *arg, MDB_txn *t, struct wreq *r) {

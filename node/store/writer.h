@@ -61,6 +61,7 @@ struct wreq {
     int rc;
     struct errbuf err;
     struct wreq *next;
+    uint64_t submitted_ns; /* util_mono_ns() at writer_submit */
 };
 
 struct writer_hooks {
@@ -80,6 +81,8 @@ struct writer_hooks {
     void (*durable)(void *node, uint64_t mark);
     /* Writer thread, about once a second, outside any transaction. */
     void (*tick)(void *node);
+    /* Optional: the stage histograms (queue, run, durable wait, answer). */
+    struct metrics *metrics;
 };
 
 enum {
@@ -92,6 +95,8 @@ struct writer_batch {
     size_t n;
     bool committed;
     uint64_t mark;
+    uint64_t committed_ns; /* when its commit returned */
+    uint64_t durable_ns;   /* when it was known durable */
 };
 
 struct writer {
