@@ -3,10 +3,17 @@
  * connection, filing appeals against one node for a fixed time.
  *
  *   appeal-bench --node URL --key FILE [--clients 32] [--seconds 10] [--warmup 1]
+ *                [--auth signed|session] [--inflight 1]
  *
  * FILE is a registrar's key (a node's DIR/admin.key will do). Requests are
  * signed before the clock starts, each with its own nonce: the node's
  * replay cache refuses a request sent twice.
+ *
+ * With --auth session each connection opens a session first (one signed
+ * session_open) and sends each request with a counter and a MAC, computed
+ * as it is sent (docs/security.md "Sessions"). --inflight N keeps N
+ * requests in flight on each connection (REQ request ids; a latency is
+ * from a request's send to its own answer).
  *
  * Prints appeals/s acknowledged, p50/p99/max latency, commits/s and
  * appeals per commit (from the node's own counters), and the machine's
@@ -44,6 +51,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -65,7 +73,18 @@
 #include "store.h"
 #include "util.h"
 
-enum { CLIENTS_MAX = 512, SAMPLES_PER_CLIENT_MAX = 1 << 20, POOL_MAX = 2000000 };
+enum {
+    CLIENTS_MAX = 512,
+    SAMPLES_PER_CLIENT_MAX = 1 << 20,
+    POOL_MAX = 2000000,
+    INFLIGHT_MAX = 64, /* requests in flight on one connection (a power of two) */
+};
+
+/* --auth session: each raw connection opens a session and sends a counter
+ * and a MAC per request; --auth signed: every request signed (Ed25519).
+ * --inflight N: requests in flight on each connection. */
+static bool use_session;
+static long inflight = 1;
 
 static const char *key_path;      /* the official's key every request is signed with */
 static const char *contacts = ""; /* --contacts: the filings' contacts (tools/bench notify) */
@@ -182,7 +201,12 @@ struct raw_conn {
     size_t out_len, out_sent;
     uint8_t in[65536];
     size_t in_len;
-    uint64_t sent_ns;
+    uint64_t sent_ns;                 /* of the last request sent */
+    uint64_t sent_at[INFLIGHT_MAX];   /* by request id modulo INFLIGHT_MAX */
+    uint8_t session_id[SESSION_ID_BYTES];
+    uint8_t session_key[SESSION_KEY_BYTES];
+    uint64_t counter;
+    uint32_t outstanding; /* requests sent, not yet answered */
     uint32_t id;
     unsigned next;
     bool handshaken;
@@ -218,6 +242,102 @@ static int raw_connect(const char *url, int *fd_out) {
     return 0;
 }
 
+/* Writes or reads all `n` bytes on non-blocking `fd`; -1 on error. */
+static int io_full(int fd, uint8_t *buf, size_t n, bool out) {
+    for (size_t at = 0; at < n;) {
+        ssize_t r = out ? write(fd, buf + at, n - at) : read(fd, buf + at, n - at);
+        if (r > 0) {
+            at += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EAGAIN) {
+            struct pollfd p = {.fd = fd, .events = out ? POLLOUT : POLLIN};
+            if (poll(&p, 1, 10000) == 1) {
+                continue;
+            }
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static char bench_node[16];
+static uint8_t bench_pk[KEY_PK_BYTES], bench_sk[KEY_SK_BYTES];
+
+/* One request and its answer on a raw connection whose SP handshake is
+ * done: `body` framed with request id `id`; the answer decoded into `a`. */
+static Appeal__Response *raw_call(int fd, const uint8_t *body, size_t len, uint32_t id,
+                                  struct arena *a) {
+    uint8_t hdr[12];
+    for (int i = 0; i < 8; i++) {
+        hdr[i] = (uint8_t)((4 + len) >> (56 - 8 * i));
+    }
+    be32_put(hdr + 8, 0x80000000u | id);
+    if (io_full(fd, hdr, 12, true) != 0 || io_full(fd, (uint8_t *)body, len, true) != 0 ||
+        io_full(fd, hdr, 12, false) != 0) {
+        return NULL;
+    }
+    uint64_t n = be64_get(hdr);
+    uint8_t *in = n >= 4 && n < (1u << 20) ? malloc(n - 4) : NULL;
+    if (in == NULL || io_full(fd, in, n - 4, false) != 0) {
+        free(in);
+        return NULL;
+    }
+    Appeal__Response *r = (Appeal__Response *)protobuf_c_message_unpack(
+        &appeal__response__descriptor, &a->allocator, n - 4, in);
+    free(in);
+    return r;
+}
+
+/* Opens a session on raw connection `c` (docs/security.md "Sessions"):
+ * the SP handshake's answer, then a signed session_open. */
+static int raw_session(struct raw_conn *c, struct arena *a) {
+    uint8_t hello[8];
+    if (io_full(c->fd, hello, 8, false) != 0) {
+        return -1;
+    }
+    c->handshaken = true;
+    uint8_t kx_pk[crypto_kx_PUBLICKEYBYTES], kx_sk[crypto_kx_SECRETKEYBYTES], nonce[16];
+    crypto_kx_keypair(kx_pk, kx_sk);
+    randombytes_buf(nonce, sizeof nonce);
+    Appeal__SessionOpenRequest so = APPEAL__SESSION_OPEN_REQUEST__INIT;
+    so.client_kx = (ProtobufCBinaryData){sizeof kx_pk, kx_pk};
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.version = 1;
+    q.time_ms = clock_system_ms();
+    q.nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
+    q.node = bench_node;
+    q.op_case = APPEAL__REQUEST__OP_SESSION_OPEN;
+    q.session_open = &so;
+    uint8_t *inner, *wire, sig[SIG_BYTES];
+    size_t ilen, wlen;
+    pb_pack(&q.base, &inner, &ilen);
+    crypto_sign_detached(sig, NULL, inner, ilen, bench_sk);
+    Appeal__ClientRequest cr = APPEAL__CLIENT_REQUEST__INIT;
+    cr.request = (ProtobufCBinaryData){ilen, inner};
+    cr.key = (ProtobufCBinaryData){sizeof bench_pk, bench_pk};
+    cr.sig = (ProtobufCBinaryData){sizeof sig, sig};
+    pb_pack(&cr.base, &wire, &wlen);
+    free(inner);
+    arena_reset(a);
+    Appeal__Response *r = raw_call(c->fd, wire, wlen, ++c->id, a);
+    free(wire);
+    uint8_t rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+    if (r == NULL || r->result_case != APPEAL__RESPONSE__RESULT_SESSION ||
+        r->session->id.len != SESSION_ID_BYTES || r->session->node_kx.len != SESSION_KX_BYTES ||
+        crypto_kx_client_session_keys(rx, tx, kx_pk, kx_sk, r->session->node_kx.data) != 0) {
+        fprintf(stderr, "appeal-bench: no session: %s\n",
+                r != NULL && r->error != NULL ? r->error->message : "no answer");
+        return -1;
+    }
+    uint8_t tr[SESSION_TRANSCRIPT_BYTES];
+    client_session_transcript(r->session->id.data, kx_pk, r->session->node_kx.data, bench_pk, tr);
+    client_session_key(tx, tr, c->session_key);
+    memcpy(c->session_id, r->session->id.data, SESSION_ID_BYTES);
+    sodium_memzero(kx_sk, sizeof kx_sk);
+    return 0;
+}
+
 struct raw_pool {
     uint8_t **msgs;
     size_t *lens;
@@ -236,11 +356,14 @@ static int raw_prepare(struct raw_pool *p, size_t n, const char *url) {
     }
     char node[sizeof hc.node];
     memcpy(node, hc.node, sizeof node);
+    memcpy(bench_node, hc.node, sizeof bench_node);
     client_close(&hc);
     if (keys_load_signing(key_path, pk, sk, &e) != 0) {
         fprintf(stderr, "appeal-bench: %s\n", e.msg);
         return -1;
     }
+    memcpy(bench_pk, pk, sizeof pk);
+    memcpy(bench_sk, sk, sizeof sk);
     p->msgs = calloc(n, sizeof *p->msgs);
     p->lens = calloc(n, sizeof *p->lens);
     p->n = n;
@@ -274,6 +397,11 @@ static int raw_prepare(struct raw_pool *p, size_t n, const char *url) {
         uint8_t *inner;
         size_t ilen;
         pb_pack(&q.base, &inner, &ilen);
+        if (use_session) { /* a counter and a MAC are added as each is sent */
+            p->msgs[i] = inner;
+            p->lens[i] = ilen;
+            continue;
+        }
         uint8_t sig[SIG_BYTES];
         crypto_sign_detached(sig, NULL, inner, ilen, sk);
         Appeal__ClientRequest cr = APPEAL__CLIENT_REQUEST__INIT;
@@ -300,6 +428,17 @@ static void raw_send(struct raw_conn *c, struct raw_pool *p) {
         p->exhausted_ns = util_mono_ns();
     }
     size_t len = p->lens[k];
+    uint8_t *wire = NULL;
+    if (use_session) {
+        uint8_t mac[SESSION_MAC_BYTES];
+        client_session_mac(c->session_key, ++c->counter, p->msgs[k], len, mac);
+        Appeal__ClientRequest cr = APPEAL__CLIENT_REQUEST__INIT;
+        cr.request = (ProtobufCBinaryData){len, p->msgs[k]};
+        cr.session = (ProtobufCBinaryData){SESSION_ID_BYTES, c->session_id};
+        cr.counter = c->counter;
+        cr.mac = (ProtobufCBinaryData){sizeof mac, mac};
+        pb_pack(&cr.base, &wire, &len);
+    }
     c->out = realloc(c->out, 12 + len);
     uint64_t frame = 4 + len;
     for (int i = 0; i < 8; i++) {
@@ -307,13 +446,15 @@ static void raw_send(struct raw_conn *c, struct raw_pool *p) {
     }
     c->id = (c->id + 1) & 0x7fffffffu;
     be32_put(c->out + 8, 0x80000000u | c->id);
-    memcpy(c->out + 12, p->msgs[k], len);
+    memcpy(c->out + 12, wire != NULL ? wire : p->msgs[k], len);
+    free(wire);
     c->out_len = 12 + len;
     c->out_sent = 0;
     c->sent_ns = util_mono_ns();
-    ssize_t w = write(c->fd, c->out, c->out_len);
-    if (w > 0) {
-        c->out_sent = (size_t)w;
+    c->sent_at[c->id % INFLIGHT_MAX] = c->sent_ns;
+    c->outstanding++;
+    if (io_full(c->fd, c->out, c->out_len, true) == 0) {
+        c->out_sent = c->out_len;
     }
 }
 
@@ -327,7 +468,9 @@ static int raw_replies(struct raw_conn *c, struct worker *w, struct raw_pool *p,
         }
         c->handshaken = true;
         at = 8;
-        raw_send(c, p);
+        for (long i = 0; i < inflight; i++) {
+            raw_send(c, p);
+        }
     }
     while (c->in_len - at >= 12) {
         uint64_t len = be64_get(c->in + at);
@@ -338,6 +481,8 @@ static int raw_replies(struct raw_conn *c, struct worker *w, struct raw_pool *p,
             break;
         }
         uint64_t now = util_mono_ns();
+        uint64_t sent = c->sent_at[(be32_get(c->in + at + 8) & 0x7fffffffu) % INFLIGHT_MAX];
+        c->outstanding -= c->outstanding > 0;
         arena_reset(a);
         Appeal__Response *r = (Appeal__Response *)protobuf_c_message_unpack(
             &appeal__response__descriptor, &a->allocator, len - 4, c->in + at + 12);
@@ -346,15 +491,15 @@ static int raw_replies(struct raw_conn *c, struct worker *w, struct raw_pool *p,
                 snprintf(w->first_error, sizeof w->first_error, "%s",
                          r && r->error ? r->error->message : "malformed reply");
             }
-        } else if (c->sent_ns >= w->measure_from_ns && w->n_lat < SAMPLES_PER_CLIENT_MAX) {
-            w->lat_ns[w->n_lat++] = now - c->sent_ns;
+        } else if (sent >= w->measure_from_ns && w->n_lat < SAMPLES_PER_CLIENT_MAX) {
+            w->lat_ns[w->n_lat++] = now - sent;
         }
         at += 8 + len;
         got++;
         if (now < w->until_ns) {
             if (w->pace_ns > 0) {
                 c->waiting = true;
-                c->due_ns = c->sent_ns + w->pace_ns;
+                c->due_ns = sent + w->pace_ns;
             } else {
                 raw_send(c, p);
             }
@@ -370,8 +515,11 @@ static int raw_replies(struct raw_conn *c, struct worker *w, struct raw_pool *p,
 static void raw_run(const char *url, long clients, struct worker *w, struct raw_pool *pool) {
     struct raw_conn *conns = calloc((size_t)clients, sizeof *conns);
     int ep = epoll_create1(0);
+    struct arena a;
+    arena_init(&a, 1 << 20);
     for (long i = 0; i < clients; i++) {
-        if (raw_connect(url, &conns[i].fd) != 0) {
+        if (raw_connect(url, &conns[i].fd) != 0 ||
+            (use_session && raw_session(&conns[i], &a) != 0)) {
             snprintf(w->first_error, sizeof w->first_error, "cannot connect to %s", url);
             w->errors++;
             return;
@@ -380,8 +528,11 @@ static void raw_run(const char *url, long clients, struct worker *w, struct raw_
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &conns[i]};
         epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev);
     }
-    struct arena a;
-    arena_init(&a, 1 << 20);
+    for (long i = 0; use_session && i < clients; i++) {
+        for (long k = 0; k < inflight; k++) {
+            raw_send(&conns[i], pool);
+        }
+    }
     long open = clients;
     struct epoll_event evs[64];
     while (open > 0) {
@@ -419,7 +570,8 @@ static void raw_run(const char *url, long clients, struct worker *w, struct raw_
             if (raw_replies(c, w, pool, &a) < 0) {
                 w->errors++;
             }
-            if (util_mono_ns() >= w->until_ns && c->in_len == 0 && c->handshaken && c->fd >= 0 &&
+            if (util_mono_ns() >= w->until_ns && c->in_len == 0 && c->outstanding == 0 &&
+                c->handshaken && c->fd >= 0 &&
                 !c->waiting) {
                 epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                 close(c->fd);
@@ -1008,6 +1160,10 @@ int main(int argc, char **argv) {
             util_parse_long(argv[i + 1], 1, 30000, &qo.deadline_ms);
         } else if (strcmp(argv[i], "--key") == 0) {
             key_path = argv[i + 1];
+        } else if (strcmp(argv[i], "--auth") == 0) {
+            use_session = strcmp(argv[i + 1], "session") == 0;
+        } else if (strcmp(argv[i], "--inflight") == 0) {
+            util_parse_long(argv[i + 1], 1, INFLIGHT_MAX, &inflight);
         } else if (strcmp(argv[i], "--contacts") == 0) {
             contacts = argv[i + 1];
         } else if (strcmp(argv[i], "--warmup") == 0) {
@@ -1123,10 +1279,11 @@ int main(int argc, char **argv) {
     printf("latency ms         p50 %.2f  p99 %.2f  max %.2f\n", p50, p99, pmax);
     printf("commits/s          %.0f  (%.1f appeals per commit)\n", commits, per_commit);
     printf("signing ceiling/s  %.0f  (Ed25519, 300 B, one core)\n", ceiling);
-    printf("json {\"clients\":%ld,\"appeals_per_s\":%.1f,\"acknowledged\":%zu,\"errors\":%llu,"
+    printf("json {\"clients\":%ld,\"auth\":\"%s\",\"inflight\":%ld,\"appeals_per_s\":%.1f,"
+           "\"acknowledged\":%zu,\"errors\":%llu,"
            "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"commits_per_s\":%.1f,"
            "\"appeals_per_commit\":%.2f,\"sign_per_s\":%.0f}\n",
-           clients, achieved, total, (unsigned long long)errors, p50, p99, pmax, commits,
+           clients, use_session ? "session" : "signed", inflight, achieved, total, (unsigned long long)errors, p50, p99, pmax, commits,
            per_commit, ceiling);
     free(all);
     free(w);

@@ -37,7 +37,7 @@ enum {
     LIST_LIMIT_DEFAULT = 100,
     LIST_LIMIT_MAX = 1000,
     HISTORY_SHOWN_MAX = 1000, /* events in one AppealView */
-    API_CONTEXTS = 64,        /* requests served concurrently */
+    API_CONTEXTS = 256,       /* requests served concurrently (32 clients x 8 pipelined) */
     API_ARENA_BYTES = 512 * 1024,
     /* Live queries wait for other nodes (up to their deadline): they are
      * handed off to a queue of their own and the API context goes back to
@@ -45,6 +45,14 @@ enum {
      * queries" (docs/operations.md "Limits"). */
     LIVE_QUERIES_MAX = 16,        /* queued or running, all clients */
     LIVE_QUERIES_PER_KEY_MAX = 4, /* queued or running, one signing key */
+    /* Sessions (docs/security.md "Sessions"): one per connection at most,
+     * a request's counter accepted once and only within SESSION_WINDOW of
+     * the highest seen; past the counts a new session is refused. */
+    SESSIONS_MAX = 1024,               /* open on one node */
+    SESSIONS_PER_KEY_MAX = 64,         /* open for one official's key */
+    SESSION_WINDOW = 64,               /* counters below the highest still accepted */
+    SESSION_TTL_S_DEFAULT = 3600,      /* --session-ttl-s */
+    SESSION_TTL_S_MAX = 24 * 3600,
 
     /* Connections, per listener (client API, --http, peer port): past the
      * cap a new connection is closed at once; one with no request in
@@ -69,6 +77,9 @@ _Static_assert(RECORD_ARENA_BYTES >= 2 * RECORD_BYTES_MAX,
 _Static_assert(LIST_LIMIT_DEFAULT <= LIST_LIMIT_MAX, "the default list is one the node allows");
 _Static_assert(LIVE_QUERIES_PER_KEY_MAX <= LIVE_QUERIES_MAX,
                "one key's live queries are counted in all clients'");
+_Static_assert(SESSIONS_PER_KEY_MAX <= SESSIONS_MAX && SESSION_WINDOW == 64 &&
+                   SESSION_TTL_S_DEFAULT <= SESSION_TTL_S_MAX,
+               "one key's sessions are counted in all; the window is one 64-bit mask");
 _Static_assert(CONNECTIONS_MAX_DEFAULT <= CONNECTIONS_MAX_LIMIT && IDLE_MS_MIN <= IDLE_MS_DEFAULT,
                "the defaults are values the options accept");
 _Static_assert(WRITER_BATCH_MAX <= WRITER_QUEUE_MAX, "a batch is taken from the queue");

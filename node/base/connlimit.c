@@ -22,6 +22,8 @@ struct conn_limit {
     uint32_t max;
     int64_t idle_ms;
     _Atomic uint64_t *gauge;
+    void (*on_close)(void *arg, uint32_t pipe);
+    void *on_close_arg;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct conn *conns; /* max entries, the first `count` in use */
@@ -82,6 +84,9 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg) {
         snprintf(total, sizeof total, "%llu", (unsigned long long)refused);
         olog(OLOG_WARN, "connection_refused", "listener", cl->listener, "reason",
              "too many connections", "max", max, "refused_total", total, NULL);
+    }
+    if (ev != NNG_PIPE_EV_ADD_PRE && !refuse && cl->on_close != NULL) {
+        cl->on_close(cl->on_close_arg, nng_pipe_id(p));
     }
     if (cl->gauge != NULL && !refuse) {
         if (ev == NNG_PIPE_EV_ADD_PRE) {
@@ -170,6 +175,11 @@ int conn_limit_start(struct conn_limit **out, nng_socket s, const char *listener
         cl->started = rv == 0;
     }
     return rv;
+}
+
+void conn_limit_on_close(struct conn_limit *cl, void (*fn)(void *arg, uint32_t pipe), void *arg) {
+    cl->on_close = fn;
+    cl->on_close_arg = arg;
 }
 
 void conn_limit_stop(struct conn_limit *cl) {

@@ -27,6 +27,9 @@ int conn_limit_start(struct conn_limit **out, nng_socket s, const char *listener
                      int64_t idle_ms, _Atomic uint64_t *gauge);
 /* A request arrived on `p` (+1) or was answered (-1); 0 only marks activity. */
 void conn_limit_busy(struct conn_limit *cl, nng_pipe p, int delta);
+/* Calls `fn(arg, pipe id)` on nng's thread after each counted connection
+ * closed (sessions bound to it are wiped there). Set before listening. */
+void conn_limit_on_close(struct conn_limit *cl, void (*fn)(void *arg, uint32_t pipe), void *arg);
 /* Stops closing idle connections; call before closing the socket. */
 void conn_limit_stop(struct conn_limit *cl);
 /* After the socket is closed (no callback can come). */

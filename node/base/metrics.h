@@ -52,6 +52,12 @@ struct metrics {
     _Atomic uint64_t http_connections; /* --http (httpd) */
     struct histogram commit;           /* mdb_txn_commit, seconds */
     struct histogram replication_lag;  /* origin's clock at signing to our store */
+    /* The stages of a write (docs/performance.md "Filing"): */
+    struct histogram write_queue;   /* per request: queued until its batch starts */
+    struct histogram write_run;     /* per batch: transaction begin to commit call */
+    struct histogram write_durable; /* per batch: commit returned until durable */
+    struct histogram write_answer;  /* per request: durable until its done() returned */
+    struct histogram api_write;     /* per request: received until answer sent (API) */
 };
 
 #endif

@@ -76,6 +76,7 @@ void client_close(struct client *c) {
     nng_close(c->sock);
     arena_fini(&c->arena);
     sodium_memzero(c->sk, sizeof c->sk);
+    sodium_memzero(c->session_key, sizeof c->session_key);
 }
 
 int client_sign_with(struct client *c, const char *path, struct errbuf *e) {
@@ -105,8 +106,9 @@ int client_call_raw(struct client *c, const void *data, size_t len, Appeal__Resp
 }
 
 int client_hello(struct client *c, struct errbuf *e) {
-    bool signing = c->signing;
+    bool signing = c->signing, session = c->session;
     c->signing = false; /* hello is answered to anyone */
+    c->session = false;
     Appeal__HelloRequest h = APPEAL__HELLO_REQUEST__INIT;
     Appeal__Request q = APPEAL__REQUEST__INIT;
     q.op_case = APPEAL__REQUEST__OP_HELLO;
@@ -114,6 +116,7 @@ int client_hello(struct client *c, struct errbuf *e) {
     Appeal__Response *r;
     int rc = client_call(c, &q, &r, e);
     c->signing = signing;
+    c->session = session;
     if (rc != 0) {
         return rc;
     }
@@ -125,10 +128,113 @@ int client_hello(struct client *c, struct errbuf *e) {
         return err_set(e, APL_EINVAL, "the node did not say who it is (an older node?)");
     }
     snprintf(c->node, sizeof c->node, "%s", r->info->jurisdiction);
+    if (r->info->origin.len == sizeof c->origin) {
+        memcpy(c->origin, r->info->origin.data, sizeof c->origin);
+    }
     return 0;
 }
 
-int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp, struct errbuf *e) {
+static const char SESSION_LABEL[] = "appeal-session-v1";
+static const char SESSION_REQ_LABEL[] = "appeal-session-req-v1";
+
+void client_session_transcript(const uint8_t id[SESSION_ID_BYTES],
+                               const uint8_t client_kx[SESSION_KX_BYTES],
+                               const uint8_t node_kx[SESSION_KX_BYTES], const uint8_t pk[32],
+                               uint8_t out[SESSION_TRANSCRIPT_BYTES]) {
+    size_t at = 0;
+    memcpy(out + at, SESSION_LABEL, sizeof SESSION_LABEL - 1);
+    at += sizeof SESSION_LABEL - 1;
+    memcpy(out + at, id, SESSION_ID_BYTES);
+    at += SESSION_ID_BYTES;
+    memcpy(out + at, client_kx, SESSION_KX_BYTES);
+    at += SESSION_KX_BYTES;
+    memcpy(out + at, node_kx, SESSION_KX_BYTES);
+    at += SESSION_KX_BYTES;
+    memcpy(out + at, pk, 32);
+}
+
+void client_session_key(const uint8_t kx_key[32], const uint8_t transcript[SESSION_TRANSCRIPT_BYTES],
+                        uint8_t out[SESSION_KEY_BYTES]) {
+    crypto_generichash(out, SESSION_KEY_BYTES, transcript, SESSION_TRANSCRIPT_BYTES, kx_key, 32);
+}
+
+void client_session_mac(const uint8_t key[SESSION_KEY_BYTES], uint64_t counter,
+                        const uint8_t *request, size_t len, uint8_t out[SESSION_MAC_BYTES]) {
+    uint8_t ctr[8];
+    for (int i = 0; i < 8; i++) {
+        ctr[i] = (uint8_t)(counter >> (8 * i));
+    }
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, SESSION_KEY_BYTES, SESSION_MAC_BYTES);
+    crypto_generichash_update(&st, (const uint8_t *)SESSION_REQ_LABEL,
+                              sizeof SESSION_REQ_LABEL - 1);
+    crypto_generichash_update(&st, ctr, sizeof ctr);
+    crypto_generichash_update(&st, request, len);
+    crypto_generichash_final(&st, out, SESSION_MAC_BYTES);
+}
+
+/* Checks the node's answer to session_open and derives the MAC key. */
+static int session_accept(struct client *c, const Appeal__SessionOpened *so,
+                          const uint8_t kx_pk[SESSION_KX_BYTES],
+                          const uint8_t kx_sk[crypto_kx_SECRETKEYBYTES], struct errbuf *e) {
+    if (so->id.len != SESSION_ID_BYTES || so->node_kx.len != SESSION_KX_BYTES ||
+        so->sig.len != crypto_sign_BYTES) {
+        return err_set(e, APL_EINVAL, "the node's session answer is malformed");
+    }
+    uint8_t tr[SESSION_TRANSCRIPT_BYTES];
+    client_session_transcript(so->id.data, kx_pk, so->node_kx.data, c->pk, tr);
+    if (crypto_sign_verify_detached(so->sig.data, tr, sizeof tr, c->origin) != 0) {
+        return err_set(e, APL_EAUTH, "the session answer is not signed by the node's origin key");
+    }
+    uint8_t rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+    if (crypto_kx_client_session_keys(rx, tx, kx_pk, kx_sk, so->node_kx.data) != 0) {
+        return err_set(e, APL_EAUTH, "the node's session key is unusable");
+    }
+    client_session_key(tx, tr, c->session_key);
+    sodium_memzero(rx, sizeof rx);
+    sodium_memzero(tx, sizeof tx);
+    memcpy(c->session_id, so->id.data, SESSION_ID_BYTES);
+    c->counter = 0;
+    c->session = true;
+    return 0;
+}
+
+int client_session_open(struct client *c, struct errbuf *e) {
+    if (!c->signing) {
+        return err_set(e, APL_EINVAL, "a session needs an official's key (--key FILE)");
+    }
+    if (c->node[0] == '\0') {
+        int rc = client_hello(c, e);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    c->session = false;
+    uint8_t kx_pk[crypto_kx_PUBLICKEYBYTES], kx_sk[crypto_kx_SECRETKEYBYTES];
+    crypto_kx_keypair(kx_pk, kx_sk);
+    Appeal__SessionOpenRequest so = APPEAL__SESSION_OPEN_REQUEST__INIT;
+    so.client_kx.data = kx_pk;
+    so.client_kx.len = sizeof kx_pk;
+    Appeal__Request q = APPEAL__REQUEST__INIT;
+    q.op_case = APPEAL__REQUEST__OP_SESSION_OPEN;
+    q.session_open = &so;
+    Appeal__Response *r;
+    int rc = client_call(c, &q, &r, e);
+    if (rc == 0 && r->error != NULL && r->error->code != 0) {
+        rc = err_set(e, r->error->code == APPEAL__ERROR_CODE__ERR_UNAUTHENTICATED ? APL_EAUTH
+                                                                                  : APL_EUNAVAIL,
+                     "%s", r->error->message);
+    } else if (rc == 0 && r->result_case != APPEAL__RESPONSE__RESULT_SESSION) {
+        rc = err_set(e, APL_EINVAL, "the node did not open a session (an older node?)");
+    } else if (rc == 0) {
+        rc = session_accept(c, r->session, kx_pk, kx_sk, e);
+    }
+    sodium_memzero(kx_sk, sizeof kx_sk);
+    return rc;
+}
+
+int client_pack(struct client *c, Appeal__Request *req, uint8_t **out, size_t *out_len,
+                struct errbuf *e) {
     if (c->signing && c->node[0] == '\0') {
         int rc = client_hello(c, e);
         if (rc != 0) {
@@ -154,24 +260,42 @@ int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp,
     cr.request.data = inner;
     cr.request.len = inner_len;
     uint8_t sig[crypto_sign_BYTES];
-    if (c->signing) {
+    uint8_t mac[SESSION_MAC_BYTES];
+    if (c->session) {
+        c->counter++;
+        client_session_mac(c->session_key, c->counter, inner, inner_len, mac);
+        cr.session.data = c->session_id;
+        cr.session.len = sizeof c->session_id;
+        cr.counter = c->counter;
+        cr.mac.data = mac;
+        cr.mac.len = sizeof mac;
+    } else if (c->signing) {
         crypto_sign_detached(sig, NULL, inner, inner_len, c->sk);
         cr.key.data = c->pk;
         cr.key.len = sizeof c->pk;
         cr.sig.data = sig;
         cr.sig.len = sizeof sig;
     }
-    uint8_t *wire;
-    size_t wire_len;
-    rc = pb_pack(&cr.base, &wire, &wire_len);
+    rc = pb_pack(&cr.base, out, out_len);
     free(inner);
     if (rc != 0) {
         return rc;
     }
-    if (wire_len > REQUEST_BYTES_MAX) {
-        free(wire);
-        return err_set(e, APL_ETOOBIG, "the request is %zu bytes; the limit is %d", wire_len,
+    if (*out_len > REQUEST_BYTES_MAX) {
+        free(*out);
+        *out = NULL;
+        return err_set(e, APL_ETOOBIG, "the request is %zu bytes; the limit is %d", *out_len,
                        REQUEST_BYTES_MAX);
+    }
+    return 0;
+}
+
+int client_call(struct client *c, Appeal__Request *req, Appeal__Response **resp, struct errbuf *e) {
+    uint8_t *wire;
+    size_t wire_len;
+    int rc = client_pack(c, req, &wire, &wire_len, e);
+    if (rc != 0) {
+        return rc;
     }
     rc = client_call_raw(c, wire, wire_len, resp, e);
     free(wire);

@@ -3,6 +3,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "repl.h"
 #include "survey.h"
 #include "ruleset.h"
+#include "session.h"
 #include "tls.h"
 #include "util.h"
 #include "view.h"
@@ -43,6 +45,7 @@ struct api_work {
     struct principal who; /* the official who signed it */
     struct wreq wreq;
     struct appeal_result result;
+    uint64_t recv_ns; /* util_mono_ns() when the request arrived */
 };
 
 /* Live queries wait for other nodes: they run on a thread of their own,
@@ -76,6 +79,7 @@ struct api {
     struct live_queue live;
     struct conn_limit *conns;
     struct auth auth;
+    struct sessions sessions; /* opened by session_open, bound to a connection */
 };
 
 static void live_release(struct api_work *w);
@@ -150,6 +154,8 @@ static const char *op_name(const Appeal__Request *q) {
         return "hello";
     case APPEAL__REQUEST__OP_NOTIFICATIONS:
         return "notifications";
+    case APPEAL__REQUEST__OP_SESSION_OPEN:
+        return "session_open";
     default:
         return "unknown";
     }
@@ -223,6 +229,14 @@ static void write_done(struct wreq *r) {
         atomic_fetch_add_explicit(&w->api->node->eng.metrics.appeals_filed, 1,
                                   memory_order_relaxed);
     }
+    if (w->req->op_case == APPEAL__REQUEST__OP_REVOKE && w->req->revoke->key.len == KEY_PK_BYTES) {
+        /* Its sessions end now; until here each request's grant check
+         * (and the writer's, in its transaction) refused them. */
+        uint32_t dropped = session_drop_key(&w->api->sessions, w->req->revoke->key.data);
+        char nd[12];
+        snprintf(nd, sizeof nd, "%u", dropped);
+        olog(OLOG_INFO, "sessions_ended", "reason", "revoked", "sessions", nd, NULL);
+    }
     if (w->req->op_case == APPEAL__REQUEST__OP_GRANT ||
         w->req->op_case == APPEAL__REQUEST__OP_REVOKE) {
         char seq[24], kid[KEY_SHORT_HEX + 1];
@@ -246,9 +260,14 @@ static void write_done(struct wreq *r) {
     Appeal__Response resp = APPEAL__RESPONSE__INIT;
     resp.result_case = APPEAL__RESPONSE__RESULT_RECEIPT;
     resp.receipt = &rc;
-    send_response(w, &resp);
-    free(w->result.record);
+    /* Once sent, `w` may at once receive its next request (already waiting
+     * when a client pipelines) and the writer run it, rewriting w->result:
+     * nothing of `w` is touched after the send. */
+    uint8_t *record = w->result.record;
     w->result.record = NULL;
+    hist_observe_us(&w->api->node->eng.metrics.api_write, (util_mono_ns() - w->recv_ns) / 1000);
+    send_response(w, &resp); /* packs the record's bytes before sending */
+    free(record);
 }
 
 static void submit_write(struct api_work *w) {
@@ -440,8 +459,14 @@ static int authorize(struct api_work *w, const Appeal__ClientRequest *cr, struct
     if (rc != 0) {
         return err_set(e, rc, "cannot read the grants");
     }
-    rc = auth_request(&w->api->auth, &n->eng.store, t, n->eng.self_idx, cr, w->req,
-                      clock_system_ms(), &w->who, e);
+    if (cr->session.len > 0 || cr->mac.len > 0 || cr->counter != 0) {
+        rc = auth_session_request(&w->api->auth, &w->api->sessions, &n->eng.store, t,
+                                  n->eng.self_idx, cr, w->req, (uint32_t)nng_pipe_id(w->pipe),
+                                  (int64_t)(util_mono_ns() / 1000000), &w->who, e);
+    } else {
+        rc = auth_request(&w->api->auth, &n->eng.store, t, n->eng.self_idx, cr, w->req,
+                          clock_system_ms(), &w->who, e);
+    }
     store_rd_end(&n->eng.store, t);
     return rc != 0 ? rc : auth_allow(&w->who, w->req, e);
 }
@@ -567,6 +592,43 @@ static void answer_hello(struct api_work *w) {
     send_response(w, &resp);
 }
 
+/* A session for the signed requester on this connection (session.h),
+ * answered with the node's half of the key exchange, signed by its
+ * origin key. */
+static void answer_session_open(struct api_work *w) {
+    struct node *n = w->api->node;
+    const Appeal__SessionOpenRequest *so = w->req->session_open;
+    struct errbuf e;
+    err_clear(&e);
+    if (so->client_kx.len != SESSION_KX_BYTES) {
+        send_error(w, APL_EINVAL, "session_open needs a 32-byte X25519 client_kx");
+        return;
+    }
+    uint8_t id[SESSION_ID_BYTES], node_kx[SESSION_KX_BYTES], sig[SIG_BYTES];
+    uint8_t tr[SESSION_TRANSCRIPT_BYTES];
+    int rc = session_open(&w->api->sessions, w->who.pk, (uint32_t)nng_pipe_id(w->pipe),
+                          so->client_kx.data, (int64_t)(util_mono_ns() / 1000000), id, node_kx,
+                          &e);
+    if (rc != 0) {
+        olog(OLOG_INFO, "session_refused", "key", w->who.kid, "reason", err_msg(&e, rc), NULL);
+        send_error(w, rc, err_msg(&e, rc));
+        return;
+    }
+    client_session_transcript(id, so->client_kx.data, node_kx, w->who.pk, tr);
+    crypto_sign_detached(sig, NULL, tr, sizeof tr, n->eng.keys.sign_sk);
+    olog(OLOG_INFO, "session_opened", "key", w->who.kid, NULL);
+    Appeal__SessionOpened out = APPEAL__SESSION_OPENED__INIT;
+    out.id = (ProtobufCBinaryData){SESSION_ID_BYTES, id};
+    out.node_kx = (ProtobufCBinaryData){SESSION_KX_BYTES, node_kx};
+    out.ttl_s = (uint32_t)(n->session_ttl_ms / 1000);
+    out.window = SESSION_WINDOW;
+    out.sig = (ProtobufCBinaryData){SIG_BYTES, sig};
+    Appeal__Response resp = APPEAL__RESPONSE__INIT;
+    resp.result_case = APPEAL__RESPONSE__RESULT_SESSION;
+    resp.session = &out;
+    send_response(w, &resp);
+}
+
 static void handle(struct api_work *w, nng_msg *m) {
     struct errbuf e;
     err_clear(&e);
@@ -609,6 +671,9 @@ static void handle(struct api_work *w, nng_msg *m) {
     case APPEAL__REQUEST__OP_REVOKE:
         submit_write(w);
         break;
+    case APPEAL__REQUEST__OP_SESSION_OPEN:
+        answer_session_open(w);
+        break;
     case APPEAL__REQUEST__OP_QUERY:
         if (w->req->query->live) {
             submit_live(w);
@@ -638,6 +703,7 @@ static void work_cb(void *arg) {
             recv_next(w);
             return;
         }
+        w->recv_ns = util_mono_ns();
         handle(w, nng_aio_get_msg(w->aio));
         break;
     case W_SEND:
@@ -655,21 +721,14 @@ static void work_cb(void *arg) {
     }
 }
 
-int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e) {
-    struct api *a = calloc(1, sizeof *a);
-    if (a == NULL) {
-        return APL_ENOMEM;
-    }
-    a->node = n;
-    if (auth_init(&a->auth, n->auth_window_ms, AUTH_REPLAY_ENTRIES_MAX, clock_system_ms()) != 0) {
-        free(a);
-        return APL_ENOMEM;
-    }
-    memcpy(a->auth.admin_pk, n->admin_pk, KEY_PK_BYTES);
-    snprintf(a->auth.juris, sizeof a->auth.juris, "%s", n->eng.juris);
-    pthread_mutex_init(&a->live.mu, NULL);
-    pthread_cond_init(&a->live.cv, NULL);
-    pthread_cond_init(&a->live.idle, NULL);
+/* A connection closed: its session ends with it. */
+static void on_pipe_close(void *arg, uint32_t pipe) {
+    session_drop_pipe(arg, pipe);
+}
+
+/* The REP socket and its contexts (the last LIVE_QUERIES_MAX are the live
+ * queue's spares); an nng error code. */
+static int open_contexts(struct api *a) {
     int rv = nng_rep0_open(&a->sock);
     if (rv == 0) {
         rv = nng_socket_set_size(a->sock, NNG_OPT_RECVMAXSZ, API_RECV_BYTES_MAX);
@@ -678,8 +737,7 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
         struct api_work *w = &a->works[i];
         w->api = a;
         if (arena_init(&w->arena, API_ARENA_BYTES) != 0) {
-            rv = NNG_ENOMEM;
-            break;
+            return NNG_ENOMEM;
         }
         rv = nng_aio_alloc(&w->aio, work_cb, w);
         if (rv == 0) {
@@ -692,9 +750,36 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
             a->live.spares[a->live.n_spares++] = w;
         }
     }
+    return rv;
+}
+
+int api_start(struct api **out, struct node *n, const char *url, struct errbuf *e) {
+    struct api *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        return APL_ENOMEM;
+    }
+    a->node = n;
+    if (auth_init(&a->auth, n->auth_window_ms, AUTH_REPLAY_ENTRIES_MAX, clock_system_ms()) != 0) {
+        free(a);
+        return APL_ENOMEM;
+    }
+    if (session_init(&a->sessions, SESSIONS_MAX, SESSIONS_PER_KEY_MAX, n->session_ttl_ms) != 0) {
+        auth_fini(&a->auth);
+        free(a);
+        return APL_ENOMEM;
+    }
+    memcpy(a->auth.admin_pk, n->admin_pk, KEY_PK_BYTES);
+    snprintf(a->auth.juris, sizeof a->auth.juris, "%s", n->eng.juris);
+    pthread_mutex_init(&a->live.mu, NULL);
+    pthread_cond_init(&a->live.cv, NULL);
+    pthread_cond_init(&a->live.idle, NULL);
+    int rv = open_contexts(a);
     if (rv == 0) {
         rv = conn_limit_start(&a->conns, a->sock, "api", n->connections_max, n->idle_ms,
                               &n->eng.metrics.api_connections);
+    }
+    if (rv == 0) {
+        conn_limit_on_close(a->conns, on_pipe_close, &a->sessions);
     }
     if (rv == 0) {
         /* tls+tcp://: the node's certificate; clients show none (they sign). */
@@ -777,5 +862,6 @@ void api_stop(struct api *a) {
     pthread_cond_destroy(&a->live.cv);
     pthread_cond_destroy(&a->live.idle);
     auth_fini(&a->auth);
+    session_fini(&a->sessions);
     free(a);
 }

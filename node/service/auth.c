@@ -219,6 +219,32 @@ int auth_request(struct auth *a, struct store *s, MDB_txn *t, uint32_t idx,
     return replay_check(a, p->pk, q->nonce.data, q->nonce.len, q->time_ms, now_ms, e);
 }
 
+int auth_session_request(struct auth *a, struct sessions *ss, struct store *s, MDB_txn *t,
+                         uint32_t idx, const Appeal__ClientRequest *cr, const Appeal__Request *q,
+                         uint32_t pipe, int64_t now_ms, struct principal *p, struct errbuf *e) {
+    memset(p, 0, sizeof *p);
+    if (cr->key.len != 0 || cr->sig.len != 0) {
+        return err_set(e, APL_EAUTH,
+                       "a request is either signed or sent in a session, not both");
+    }
+    int rc = session_check(ss, cr->session.data, cr->session.len, pipe, cr->counter,
+                           cr->mac.data, cr->mac.len, cr->request.data, cr->request.len, now_ms,
+                           p->pk, e);
+    if (rc != 0) {
+        return rc;
+    }
+    key_id(p->pk, p->id);
+    util_hex(p->pk, KEY_SHORT_HEX / 2, p->kid);
+    if (q->node[0] != '\0' && strcmp(q->node, a->juris) != 0) {
+        return err_set(e, APL_EAUTH, "request signed for %.16s, not for this node (%s)", q->node,
+                       a->juris);
+    }
+    if (q->op_case == APPEAL__REQUEST__OP_SESSION_OPEN) {
+        return err_set(e, APL_EAUTH, "a session is opened by a signed request, not in a session");
+    }
+    return auth_grant_check(s, t, idx, a->admin_pk, p, e);
+}
+
 static uint32_t roles_for(const Appeal__Request *q) {
     switch (q->op_case) {
     case APPEAL__REQUEST__OP_FILE:
@@ -240,7 +266,8 @@ static uint32_t roles_for(const Appeal__Request *q) {
         return ROLE_OFFICIAL | ROLE_ADMIN;
     case APPEAL__REQUEST__OP_GRANTS:
         return q->grants->mine ? ROLE_ALL : ROLE_ADMIN | ROLE_OPERATOR;
-    default: /* info */
+    case APPEAL__REQUEST__OP_SESSION_OPEN: /* any granted key; each request is checked */
+    default:                               /* info */
         return ROLE_ALL;
     }
 }

@@ -27,6 +27,7 @@
 #include "grants.h"
 #include "roles.h"
 #include "store.pb-c.h"
+#include "session.h"
 
 /* Who sent a request. */
 struct principal {
@@ -73,6 +74,15 @@ void auth_fini(struct auth *a);
 int auth_request(struct auth *a, struct store *s, MDB_txn *t, uint32_t idx,
                  const Appeal__ClientRequest *cr, const Appeal__Request *q, int64_t now_ms,
                  struct principal *p, struct errbuf *e);
+
+/* Authenticates a request sent in a session (ClientRequest.session set;
+ * session.h): the session, its MAC and counter on connection `pipe` at
+ * monotonic `now_ms`, `node` (if given) this node's, then the grant of the
+ * session's key as `t` sees it (a revoked key's session answers nothing).
+ * Time and nonce are not checked: the counter is the replay protection. */
+int auth_session_request(struct auth *a, struct sessions *ss, struct store *s, MDB_txn *t,
+                         uint32_t idx, const Appeal__ClientRequest *cr, const Appeal__Request *q,
+                         uint32_t pipe, int64_t now_ms, struct principal *p, struct errbuf *e);
 
 /* Checks the grant of `p->pk` in the log of origin `idx` as transaction
  * `t` sees it and sets `p->roles`: APL_EAUTH if the key has no grant (and

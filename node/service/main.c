@@ -70,6 +70,8 @@ static const char usage[] =
     "          [--peer-clock-skew-ms N]  shift the time of peer messages (drills)\n"
     "          [--auth-window-s N]  accepted difference between a client's clock and\n"
     "                              the node's (default 60)\n"
+    "          [--session-ttl-s N]  a client session ends this long after it was\n"
+    "                              opened (default 3600; docs/security.md)\n"
     "          [--connections-max N]  connections per listener (API, --http, peer\n"
     "                              port; default 256)\n"
     "          [--idle-timeout-ms N]  close a connection idle (or stalled mid-request)\n"
@@ -122,6 +124,7 @@ struct args {
     long alert_silent_s, alert_stale_s, alert_skew_s;
     long peer_skew_ms;
     long connections_max, idle_ms;
+    long session_ttl_s;
     const char *peer;
     const char *cluster;
     long heartbeat_ms;
@@ -156,7 +159,8 @@ enum {
     OPT_ORIGIN_BURST,
     OPT_KATO,
     OPT_BATCH_BYTES,
-    OPT_CLOCK_SKEW_MAX
+    OPT_CLOCK_SKEW_MAX,
+    OPT_SESSION_TTL
 };
 
 static int fail(const char *what, const struct errbuf *e, int rc) {
@@ -194,6 +198,7 @@ static const struct option node_options[] = {
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
     {"connections-max", required_argument, NULL, OPT_CONNECTIONS_MAX},
     {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_MS},
+    {"session-ttl-s", required_argument, NULL, OPT_SESSION_TTL},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"standalone", no_argument, NULL, OPT_STANDALONE},
@@ -278,6 +283,13 @@ static int arg_limit(int ch, const char *v, struct args *a) {
         if (util_parse_long(v, 1, CONNECTIONS_MAX_LIMIT, &a->connections_max) != 0) {
             fprintf(stderr, "appeal-node: --connections-max takes 1 to %d\n",
                     CONNECTIONS_MAX_LIMIT);
+            return -1;
+        }
+        return 0;
+    case OPT_SESSION_TTL:
+        if (util_parse_long(v, 1, SESSION_TTL_S_MAX, &a->session_ttl_s) != 0) {
+            fprintf(stderr, "appeal-node: --session-ttl-s takes 1 to %d seconds\n",
+                    SESSION_TTL_S_MAX);
             return -1;
         }
         return 0;
@@ -538,6 +550,7 @@ static void run_options(const struct args *a, struct node_opts *o) {
                             .auth_window_ms = a->auth_window_s * 1000,
                             .connections_max = (uint32_t)a->connections_max,
                             .idle_ms = a->idle_ms,
+                            .session_ttl_ms = a->session_ttl_s * 1000,
                             .alerts = {.silent_s = (int)a->alert_silent_s,
                                        .stale_s = (int)a->alert_stale_s,
                                        .skew_s = (int)a->alert_skew_s,

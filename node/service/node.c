@@ -157,6 +157,7 @@ void node_writer_hooks(struct node *n, struct writer_hooks *h) {
     h->durable = hook_durable;
     h->tick = hook_tick;
     h->idle = hook_idle;
+    h->metrics = &n->eng.metrics;
 }
 
 static int run_genesis(void *arg, MDB_txn *t, struct wreq *r) {
@@ -629,6 +630,8 @@ static void node_settings(struct node *n, const struct node_opts *o) {
     n->auth_window_ms = o->auth_window_ms > 0 ? o->auth_window_ms : AUTH_WINDOW_MS_DEFAULT;
     n->connections_max = o->connections_max > 0 ? o->connections_max : CONNECTIONS_MAX_DEFAULT;
     n->idle_ms = o->idle_ms > 0 ? o->idle_ms : IDLE_MS_DEFAULT;
+    n->session_ttl_ms =
+        o->session_ttl_ms > 0 ? o->session_ttl_ms : (int64_t)SESSION_TTL_S_DEFAULT * 1000;
     if (o->open311_addr != NULL) {
         snprintf(n->open311_addr, sizeof n->open311_addr, "%s", o->open311_addr);
     }

@@ -69,6 +69,7 @@ struct node_opts {
     int64_t auth_window_ms;   /* 0: AUTH_WINDOW_MS_DEFAULT */
     uint32_t connections_max; /* per listener; 0: CONNECTIONS_MAX_DEFAULT */
     int64_t idle_ms;          /* idle connections closed; 0: IDLE_MS_DEFAULT */
+    int64_t session_ttl_ms;   /* client sessions; 0: SESSION_TTL_S_DEFAULT */
 };
 
 /* Threads and fields: `eng` says its own (engine.h). The rest is set by
@@ -96,6 +97,7 @@ struct node {
     int64_t auth_window_ms;   /* client requests: accepted clock difference */
     uint32_t connections_max; /* per listener (bounds.h) */
     int64_t idle_ms;          /* a connection idle this long is closed */
+    int64_t session_ttl_ms;   /* a client session ends this long after it opened */
     int64_t last_record_ms;   /* writer thread only */
     uint64_t ticks;           /* writer thread only */
     struct alerts alerts;

@@ -57,6 +57,7 @@ bool writer_failed(struct writer *w, char *reason, size_t cap) {
 static enum batch_outcome attempt(struct writer *w, struct store *s, const struct writer_hooks *h,
                                   struct wreq **batch, size_t n, bool *live, int *fail_rc) {
     ASSERT(n > 0 && n <= WRITER_BATCH_MAX);
+    uint64_t t_begin = util_mono_ns();
     if (h->begin != NULL) {
         h->begin(h->node);
     }
@@ -98,6 +99,9 @@ static enum batch_outcome attempt(struct writer *w, struct store *s, const struc
         return rc == APL_EMAPFULL ? BATCH_RETRY : BATCH_FAILED;
     }
     uint64_t t0 = util_mono_ns();
+    if (h->metrics != NULL) {
+        hist_observe_us(&h->metrics->write_run, (t0 - t_begin) / 1000);
+    }
     rc = store_commit(s, t);
     if (w != NULL) {
         uint64_t ns = util_mono_ns() - t0;
@@ -206,8 +210,10 @@ static int sync_all(struct writer *w, struct store *s) {
 }
 
 /* Answers a settled batch; a committed one whose sync failed is answered
- * storage_failed: neither "stored" nor "not stored". */
-static void complete(struct wreq *const *reqs, size_t n, bool committed, int sync_rc) {
+ * storage_failed: neither "stored" nor "not stored". `answer` (optional)
+ * gets each request's time from `since_ns` until its done() returned. */
+static void complete(struct wreq *const *reqs, size_t n, bool committed, int sync_rc,
+                     struct histogram *answer, uint64_t since_ns) {
     for (size_t i = 0; i < n; i++) {
         struct wreq *r = reqs[i];
         if (committed && sync_rc != 0 && r->rc == 0) {
@@ -216,12 +222,23 @@ static void complete(struct wreq *const *reqs, size_t n, bool committed, int syn
         if (r->done != NULL) {
             r->done(r);
         }
+        if (answer != NULL) {
+            hist_observe_us(answer, (util_mono_ns() - since_ns) / 1000);
+        }
+    }
+}
+
+static void observe_durable(struct writer *w, struct writer_batch *b) {
+    b->durable_ns = util_mono_ns();
+    if (w->hooks.metrics != NULL) {
+        hist_observe_us(&w->hooks.metrics->write_durable, (b->durable_ns - b->committed_ns) / 1000);
     }
 }
 
 static void *completer_main(void *arg) {
     struct writer *w = arg;
     pthread_setname_np(pthread_self(), "completer");
+    struct histogram *ans = w->hooks.metrics != NULL ? &w->hooks.metrics->write_answer : NULL;
     struct writer_batch b;
     for (;;) {
         pthread_mutex_lock(&w->mu);
@@ -241,7 +258,7 @@ static void *completer_main(void *arg) {
         if (b.committed && w->hooks.durable != NULL) {
             w->hooks.durable(w->hooks.node, b.mark);
         }
-        complete(b.reqs, b.n, b.committed, 0);
+        complete(b.reqs, b.n, b.committed, 0, ans, b.durable_ns);
     }
     return NULL;
 }
@@ -266,8 +283,9 @@ static void release_pending(struct writer *w, int sync_rc) {
         return;
     }
     ASSERT(w->pending.committed); /* only a commit waits for the next one's fsync */
+    observe_durable(w, &w->pending);
     if (sync_rc != 0) {
-        complete(w->pending.reqs, w->pending.n, true, sync_rc);
+        complete(w->pending.reqs, w->pending.n, true, sync_rc, NULL, 0);
     } else {
         hand_over(w, &w->pending);
     }
@@ -282,10 +300,12 @@ static void settle(struct writer *w, struct wreq **batch, size_t n, bool committ
         if (atomic_load(&w->failed)) {
             release_pending(w, APL_ESTORAGE); /* its meta page was never synced */
         }
+        b.durable_ns = util_mono_ns();
         hand_over(w, &b); /* nothing stored: nothing to wait for */
         return;
     }
     b.mark = w->hooks.committed != NULL ? w->hooks.committed(w->hooks.node) : 0;
+    b.committed_ns = util_mono_ns();
     release_pending(w, 0); /* this commit's fsync covered the last meta page */
     ASSERT(w->pending.n == 0);
     w->pending = b;
@@ -300,6 +320,16 @@ static void refuse_stopped(struct writer *w, struct wreq **batch, size_t n) {
         batch[i]->rc = err_set(&batch[i]->err, APL_ESTORAGE, STOPPED_MSG, why);
     }
     settle(w, batch, n, false);
+}
+
+static void observe_queue(struct writer *w, struct wreq *const *batch, size_t n) {
+    if (w->hooks.metrics == NULL) {
+        return;
+    }
+    uint64_t now = util_mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        hist_observe_us(&w->hooks.metrics->write_queue, (now - batch[i]->submitted_ns) / 1000);
+    }
 }
 
 static void *writer_main(void *arg) {
@@ -343,6 +373,7 @@ static void *writer_main(void *arg) {
         ASSERT(w->head != NULL || w->queued == 0);
         bool stop = w->stopping && n == 0;
         pthread_mutex_unlock(&w->mu);
+        observe_queue(w, batch, n);
         if (stop) {
             break;
         }
@@ -391,6 +422,7 @@ int writer_start(struct writer *w, struct store *s, const struct writer_hooks *h
 
 int writer_submit(struct writer *w, struct wreq *r) {
     r->next = NULL;
+    r->submitted_ns = util_mono_ns();
     r->rc = 0;
     err_clear(&r->err);
     if (atomic_load(&w->failed)) {
@@ -450,6 +482,6 @@ int writer_run_now(struct store *s, const struct writer_hooks *hooks, struct wre
     if (committed && rc == 0 && hooks->durable != NULL) {
         hooks->durable(hooks->node, mark);
     }
-    complete(batch, 1, committed, rc);
+    complete(batch, 1, committed, rc, NULL, 0);
     return r->rc;
 }

@@ -61,6 +61,7 @@ struct wreq {
     int rc;
     struct errbuf err;
     struct wreq *next;
+    uint64_t submitted_ns; /* util_mono_ns() at writer_submit */
 };
 
 struct writer_hooks {
@@ -85,6 +86,8 @@ struct writer_hooks {
      * its own transaction; true if it did some (the writer then looks at
      * its queue again instead of waiting). NULL: none. */
     bool (*idle)(void *node);
+    /* Optional: the stage histograms (queue, run, durable wait, answer). */
+    struct metrics *metrics;
 };
 
 enum {
@@ -97,6 +100,8 @@ struct writer_batch {
     size_t n;
     bool committed;
     uint64_t mark;
+    uint64_t committed_ns; /* when its commit returned */
+    uint64_t durable_ns;   /* when it was known durable */
 };
 
 struct writer {

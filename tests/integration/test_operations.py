@@ -84,6 +84,17 @@ class Operations(unittest.TestCase):
         # Own records since start: the six filings and the answer (+ heartbeats, none here).
         self.assertEqual(metric(text, "appeal_records_total", source="own"), 7)
         self.assertGreater(metric(text, "appeal_commit_duration_seconds_count"), 0)
+        # The stages of a write (docs/performance.md "Filing"): the six
+        # filings and the answer went through each; the refused close was
+        # queued and answered too (replication's writes may add more).
+        self.assertEqual(metric(text, "appeal_api_write_seconds_count"), 7)
+        self.assertGreaterEqual(metric(text, "appeal_write_queue_seconds_count"), 8)
+        self.assertGreaterEqual(metric(text, "appeal_write_answer_seconds_count"), 8)
+        self.assertGreater(metric(text, "appeal_write_run_seconds_count"), 0)
+        self.assertGreater(metric(text, "appeal_write_durable_seconds_count"), 0)
+        self.assertGreater(metric(text, "appeal_write_durable_seconds_sum"), 0)
+        self.assertLessEqual(metric(text, "appeal_write_durable_seconds_count"),
+                             metric(text, "appeal_commit_duration_seconds_count"))
         self.assertGreater(metric(text, "appeal_lmdb_used_bytes"), 0)
         self.assertGreater(metric(text, "appeal_lmdb_map_bytes"), 0)
         self.assertEqual(metric(text, "appeal_alerts_active"), 0)
