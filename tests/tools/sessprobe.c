@@ -20,7 +20,7 @@
 
 #include "client.h"
 
-enum { PIPELINE_MAX = 256 };
+enum { PIPELINE_MAX = 512 };
 
 static uint8_t *last;
 static size_t last_len;
