@@ -810,6 +810,15 @@ int repl_reload(struct repl *r, const struct cluster *fresh, struct errbuf *e) {
     return rc;
 }
 
+/* Our run's epoch for compact pulls: random, never 0. */
+static uint64_t new_epoch(void) {
+    uint64_t e = 0;
+    while (e == 0) {
+        randombytes_buf(&e, sizeof e);
+    }
+    return e;
+}
+
 int repl_start(struct repl **out, struct engine *g, struct cluster *c, const struct repl_opts *o,
                struct errbuf *e) {
     struct repl *r = calloc(1, sizeof *r);
@@ -832,9 +841,7 @@ int repl_start(struct repl **out, struct engine *g, struct cluster *c, const str
     pthread_mutex_init(&r->recover_mu, NULL);
     pthread_mutex_init(&r->reload_mu, NULL);
     pthread_mutex_init(&r->shown_mu, NULL);
-    do {
-        randombytes_buf(&r->epoch, sizeof r->epoch);
-    } while (r->epoch == 0);
+    r->epoch = new_epoch();
     pthread_cond_init(&r->deliver_cv, NULL);
     r->published = r->durable_target = atomic_load(&g->durable_head);
     int rc = arena_init(&r->ingest_arena, RECORD_ARENA_BYTES);

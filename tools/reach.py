@@ -298,6 +298,16 @@ def metric_sums(m, prefix="appeal_"):
     return sums
 
 
+def metric_value(m, name):
+    """The sum of a metric's series on member m (0 if absent)."""
+    rc, out, _ = m.ctl_raw("metrics")
+    total = 0.0
+    for line in out.splitlines() if rc == 0 else []:
+        if line.split("{")[0].split(" ")[0] == name:
+            total += float(line.split()[-1])
+    return total
+
+
 def wire_figures(fed, heads, own):
     """Bytes through the cut offices' proxies (both ways, everything: records,
     requests, heads) per record moved over those links, and the nodes'
