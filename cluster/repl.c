@@ -633,6 +633,19 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
     return 0;
 }
 
+/* nng's callback: a connection to the peer is up (again). Its puller
+ * starts a session now, even in a backoff: a link that returns is used
+ * at once, not after up to BACKOFF_MAX_MS. */
+static void on_connected(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+    (void)pipe;
+    (void)ev;
+    struct peer *p = arg;
+    pthread_mutex_lock(&p->mu);
+    p->connected = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* One peer's puller resources: its REQ socket dialling the peer, an aio,
  * two answer arenas and its marks. On failure, what was acquired is
  * released here (the slot stays zeroed, outside n_peers). */
@@ -651,6 +664,9 @@ static int start_peer(struct repl *r, const struct cluster_node *cn, struct peer
     rv = open_socket_opts(p->req, REPL_RECV_BYTES_MAX);
     if (rv == 0) {
         rv = nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    }
+    if (rv == 0) {
+        rv = nng_pipe_notify(p->req, NNG_PIPE_EV_ADD_POST, on_connected, p);
     }
     if (rv == 0) {
         rv = nng_aio_alloc(&p->aio, NULL, NULL);

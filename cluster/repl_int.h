@@ -63,6 +63,8 @@ struct peer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool poke;                /* under mu: the subscriber asks for a pull now */
+    bool connected;           /* under mu: a connection came up: pull now, even in a backoff */
+    bool yielded;             /* puller: the last session stopped to let deliveries go */
     struct arena arenas[2];   /* the answer being fetched and the one being stored */
     struct origin_list *ours; /* what we hold or will hold, for requests */
     /* Status, under mu. */

@@ -252,10 +252,14 @@ static int snapshot_marks(struct repl *r, struct origin_list *l) {
     return rc;
 }
 
-static int pack_request(struct peer *p, Appeal__PullRequest *q, nng_msg **out) {
+static uint32_t request_bytes(const struct peer *p) {
     uint32_t cap = repl_batch_bytes(p->r, PULL_BYTES_MAX);
+    return p->batch_bytes != 0 && p->batch_bytes < cap ? p->batch_bytes : cap;
+}
+
+static int pack_request(struct peer *p, Appeal__PullRequest *q, nng_msg **out) {
     q->records_max = PULL_RECORDS_MAX;
-    q->bytes_max = p->batch_bytes != 0 && p->batch_bytes < cap ? p->batch_bytes : cap;
+    q->bytes_max = request_bytes(p);
     q->codecs = PEER_CODEC_ZSTD;
     Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
     body.msg_case = APPEAL__PEER_BODY__MSG_PULL;
@@ -273,8 +277,12 @@ static int64_t mono_ms(void) {
 static uint32_t compact_marks(struct peer *p, const struct origin_list *l, struct arena *a,
                               Appeal__PullRequest *q) {
     uint32_t n = 0;
+    uint64_t want_bytes = 0;
     pthread_mutex_lock(&p->mu);
-    for (uint32_t i = 0; i < p->n_marks; i++) {
+    /* From a random origin: listed while the answer could hold more. */
+    uint32_t first = p->n_marks ? randombytes_uniform(p->n_marks) : 0;
+    for (uint32_t j = 0; j < p->n_marks; j++) {
+        uint32_t i = (first + j) % p->n_marks;
         const uint8_t *pk = p->marks[i].origin;
         const struct origin_state *o = repl_held(l, pk);
         struct pclaim *c = repl_claim_of(p, pk);
@@ -284,21 +292,21 @@ static uint32_t compact_marks(struct peer *p, const struct origin_list *l, struc
             continue;
         }
         n++;
-        Appeal__Mark *m = q != NULL ? arena_new(a, sizeof *m) : NULL;
-        uint8_t *key = q != NULL ? arena_new(a, KEY_PK_BYTES) : NULL;
+        if (q == NULL || want_bytes >= q->bytes_max) {
+            continue;
+        }
+        Appeal__Mark *m = arena_new(a, sizeof *m);
+        uint8_t *key = arena_new(a, KEY_PK_BYTES);
         if (m == NULL || key == NULL) {
             continue;
         }
+        /* seq only: the hashes (forks) go in the full requests */
         appeal__mark__init(m);
         memcpy(key, pk, KEY_PK_BYTES);
         m->origin.data = key;
         m->origin.len = KEY_PK_BYTES;
-        if (o != NULL && o->head_seq > 0) {
-            m->seq = o->head_seq;
-            m->head_hash.data = (uint8_t *)o->head_hash;
-            m->head_hash.len = HASH_BYTES;
-            m->head_time_ms = o->head_time_ms;
-        }
+        m->seq = o != NULL ? o->head_seq : 0;
+        want_bytes += (p->marks[i].seq - m->seq) * COMPACT_RECORD_BYTES_MIN;
         q->marks[q->n_marks++] = m;
     }
     pthread_mutex_unlock(&p->mu);
@@ -319,6 +327,7 @@ static int request_from(struct peer *p, const struct origin_list *l, struct aren
     if (q.partial) {
         q.epoch = p->srv_epoch;
         q.since = p->srv_version;
+        q.bytes_max = request_bytes(p);
         compact_marks(p, l, a, &q);
         return pack_request(p, &q, out);
     }
@@ -496,7 +505,15 @@ static int pull_session(struct peer *p, struct errbuf *e) {
     bool inflight = false;
     size_t expected = 0;
     unsigned empty_answers = 0, partial_rounds = 0;
+    int64_t t0 = mono_ms();
+    p->yielded = false;
     for (unsigned k = 0; !atomic_load(&r->stopping); k++) {
+        /* A long catch-up (a slow link) stops now and then for our
+         * deliveries: our records leave before we hold all of theirs. */
+        if (k > 0 && mono_ms() - t0 > PULL_SESSION_YIELD_MS && !p->no_deliver) {
+            p->yielded = true;
+            break;
+        }
         struct arena *a = &p->arenas[k & 1];
         arena_reset(a);
         struct fetched f;
@@ -624,7 +641,8 @@ void *repl_puller_main(void *arg) {
         uint64_t until = util_mono_ns() + (uint64_t)wait_ms * 1000000u;
         pthread_mutex_lock(&p->mu);
         p->backoff_ms = backoff;
-        while (!atomic_load(&r->stopping) && !(p->poke && backoff == 0) && util_mono_ns() < until) {
+        while (!atomic_load(&r->stopping) && !(p->poke && backoff == 0) && !p->connected &&
+               util_mono_ns() < until) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             uint64_t left = until - util_mono_ns();
@@ -633,7 +651,7 @@ void *repl_puller_main(void *arg) {
             ts.tv_nsec = (long)(((uint64_t)ts.tv_nsec + step) % 1000000000u);
             pthread_cond_timedwait(&p->cv, &p->mu, &ts);
         }
-        p->poke = false;
+        p->poke = p->connected = false;
         pthread_mutex_unlock(&p->mu);
         if (atomic_load(&r->stopping)) {
             break;
@@ -650,7 +668,7 @@ void *repl_puller_main(void *arg) {
         }
         if (rc == 0) {
             backoff = 0;
-            again = false;
+            again = p->yielded; /* go on pulling after the deliveries */
             repl_recovery_maybe_done(r);
         } else if (!atomic_load(&r->stopping)) {
             repl_peer_error(p, rc, e.msg);
