@@ -419,12 +419,39 @@ void repl_peer_contact(struct peer *p, const Appeal__PeerBody *b, const Appeal__
         if (k == p->n_marks && p->n_marks < CLUSTER_NODES_MAX) {
             memcpy(p->marks[p->n_marks++].origin, marks[i]->origin.data, KEY_PK_BYTES);
         }
-        if (k < p->n_marks) {
+        /* Heads (not ok) may be older than the last answer: they only raise. */
+        if (k < p->n_marks && (ok || marks[i]->seq > p->marks[k].seq)) {
             p->marks[k].seq = marks[i]->seq;
         }
     }
     ASSERT(p->n_marks <= CLUSTER_NODES_MAX);
     pthread_mutex_unlock(&p->mu);
+}
+
+static int pmark_cmp(const void *a, const void *b) {
+    return memcmp(((const struct pmark *)a)->origin, ((const struct pmark *)b)->origin,
+                  KEY_PK_BYTES);
+}
+
+/* The digest of Heads (docs/protocol.md 4): BLAKE2b-256 over the marks
+ * with seq > 0 sorted by origin key, 32-byte key and 8-byte big-endian
+ * seq each. Sorts `marks` in place. */
+void repl_marks_digest(struct pmark *marks, uint32_t n, uint8_t out[32]) {
+    qsort(marks, n, sizeof *marks, pmark_cmp);
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 32);
+    for (uint32_t i = 0; i < n; i++) {
+        if (marks[i].seq == 0) {
+            continue;
+        }
+        uint8_t be[8];
+        for (int k = 0; k < 8; k++) {
+            be[k] = (uint8_t)(marks[i].seq >> (56 - 8 * k));
+        }
+        crypto_generichash_update(&st, marks[i].origin, KEY_PK_BYTES);
+        crypto_generichash_update(&st, be, sizeof be);
+    }
+    crypto_generichash_final(&st, out, 32);
 }
 
 const struct origin_state *repl_held(const struct origin_list *l, const uint8_t *pk) {
@@ -606,6 +633,19 @@ static int start_server(struct repl *r, const struct cluster_node *self, struct 
     return 0;
 }
 
+/* nng's callback: a connection to the peer is up (again). Its puller
+ * starts a session now, even in a backoff: a link that returns is used
+ * at once, not after up to BACKOFF_MAX_MS. */
+static void on_connected(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
+    (void)pipe;
+    (void)ev;
+    struct peer *p = arg;
+    pthread_mutex_lock(&p->mu);
+    p->connected = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* One peer's puller resources: its REQ socket dialling the peer, an aio,
  * two answer arenas and its marks. On failure, what was acquired is
  * released here (the slot stays zeroed, outside n_peers). */
@@ -624,6 +664,9 @@ static int start_peer(struct repl *r, const struct cluster_node *cn, struct peer
     rv = open_socket_opts(p->req, REPL_RECV_BYTES_MAX);
     if (rv == 0) {
         rv = nng_socket_set_ms(p->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    }
+    if (rv == 0) {
+        rv = nng_pipe_notify(p->req, NNG_PIPE_EV_ADD_POST, on_connected, p);
     }
     if (rv == 0) {
         rv = nng_aio_alloc(&p->aio, NULL, NULL);
@@ -783,6 +826,15 @@ int repl_reload(struct repl *r, const struct cluster *fresh, struct errbuf *e) {
     return rc;
 }
 
+/* Our run's epoch for compact pulls: random, never 0. */
+static uint64_t new_epoch(void) {
+    uint64_t e = 0;
+    while (e == 0) {
+        randombytes_buf(&e, sizeof e);
+    }
+    return e;
+}
+
 int repl_start(struct repl **out, struct engine *g, struct cluster *c, const struct repl_opts *o,
                struct errbuf *e) {
     struct repl *r = calloc(1, sizeof *r);
@@ -804,6 +856,8 @@ int repl_start(struct repl **out, struct engine *g, struct cluster *c, const str
     pthread_cond_init(&r->cv, NULL);
     pthread_mutex_init(&r->recover_mu, NULL);
     pthread_mutex_init(&r->reload_mu, NULL);
+    pthread_mutex_init(&r->shown_mu, NULL);
+    r->epoch = new_epoch();
     pthread_cond_init(&r->deliver_cv, NULL);
     r->published = r->durable_target = atomic_load(&g->durable_head);
     int rc = arena_init(&r->ingest_arena, RECORD_ARENA_BYTES);
@@ -943,6 +997,7 @@ void repl_stop(struct repl *r) {
     arena_fini(&r->sub_arena);
     arena_fini(&r->pub_arena);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->shown_mu);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->recover_mu);
     pthread_mutex_destroy(&r->reload_mu);

@@ -79,6 +79,23 @@ enum {
     BACKOFF_MIN_MS = 200,
     BACKOFF_MAX_MS = 30000,
     HEADS_INTERVAL_MS = 1000,
+    /* Heads between are deltas (origins changed since the last) with a
+     * digest of all marks; the full set goes out this often. */
+    HEADS_FULL_INTERVAL_MS = 30000,
+    /* A puller sends compact requests (only the origins a peer holds more
+     * of, and asks for the marks changed since its last answer); a full
+     * request (every mark, so forks show) at least this often. */
+    PULL_FULL_MARKS_MS = 60000,
+    PULL_PARTIAL_ROUNDS_MAX = 2,
+    /* A compact request lists origins until their missing records, at
+     * this many bytes each (a small record), would fill its bytes_max. */
+    COMPACT_RECORD_BYTES_MIN = 256,
+    /* A pull session that has pulled this long stops (after storing what
+     * it has) so that the deliveries of the link go out, then goes on. */
+    PULL_SESSION_YIELD_MS = 10000, /* compact answers that only revealed more, in a row */
+    /* The receive timeout of a pull grows on each timeout (a slow link:
+     * an answer takes longer to cross) up to this, and the batch shrinks. */
+    PULL_TIMEOUT_MAX_MS = 120000,
     PEER_SILENT_MS = 3 * PULL_IDLE_MS + 1000, /* no good pull for this long: unreachable */
     REPL_ARENA_BYTES = 64 * 1024 * 1024,
     /* Origin burst budget: in each interval (from the first record of it

@@ -166,6 +166,27 @@ void repl_deliver_queue(struct srv_work *w) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* A delivery is built from the marks we showed the sender; records that
+ * reached us since (a pull, another delivery) are left out, and a run
+ * that no longer starts at our head + 1 is not stored this time (the
+ * next Delivered shows our marks): neither refuses the delivery. */
+static void trim_held(const struct origin_list *l, Appeal__Run *run) {
+    if (run->origin.len != KEY_PK_BYTES || run->n_records == 0 || run->first_seq == 0) {
+        return; /* repl_check_origin_run says what is wrong */
+    }
+    const struct origin_state *o = repl_held(l, run->origin.data);
+    uint64_t head = o != NULL ? o->head_seq : 0;
+    if (run->first_seq > head + 1) {
+        run->n_records = 0;
+    } else if (run->first_seq <= head) {
+        uint64_t k = head - run->first_seq + 1;
+        k = k < run->n_records ? k : run->n_records;
+        run->records += k;
+        run->n_records -= (size_t)k;
+        run->first_seq += k;
+    }
+}
+
 /* Checks the delivered runs against what we hold: any bad run refuses the
  * delivery whole; runs of an origin we do not list or hold frozen are left
  * out (as in a pull answer). */
@@ -182,6 +203,7 @@ static int check_delivery(struct repl *r, const struct cluster_node *from, Appea
     *records = 0;
     for (size_t i = 0; rc == 0 && i < d->n_runs; i++) {
         bool skip;
+        trim_held(l, d->runs[i]);
         rc = repl_check_origin_run(r, l, d->runs[i], a, &skip, e);
         if (skip) {
             if (rc == APL_EORIGIN) {
@@ -199,8 +221,10 @@ static int check_delivery(struct repl *r, const struct cluster_node *from, Appea
     return rc;
 }
 
-/* Our marks of every origin we hold, for a Delivered. */
-static int held_marks(struct repl *r, struct arena *a, Appeal__Delivered *ack) {
+/* Our marks of the origins delivered, for a Delivered (the sender's pulls
+ * show it the others). */
+static int held_marks(struct repl *r, struct arena *a, const Appeal__Delivery *d,
+                      Appeal__Delivered *ack) {
     struct origin_list *l = arena_new(a, sizeof *l);
     MDB_txn *t;
     int rc = l == NULL ? APL_ENOMEM : store_rd_begin(&r->g->store, &t);
@@ -210,6 +234,14 @@ static int held_marks(struct repl *r, struct arena *a, Appeal__Delivered *ack) {
     rc = repl_list_origins(r, t, l);
     ack->marks = rc == 0 ? arena_new(a, (l->n + 1) * sizeof *ack->marks) : NULL;
     for (uint32_t i = 0; rc == 0 && i < l->n; i++) {
+        bool delivered = false;
+        for (size_t k = 0; k < d->n_runs && !delivered; k++) {
+            delivered = d->runs[k]->origin.len == KEY_PK_BYTES &&
+                        memcmp(d->runs[k]->origin.data, l->o[i].pk, KEY_PK_BYTES) == 0;
+        }
+        if (!delivered) {
+            continue;
+        }
         Appeal__Mark *m = ack->marks != NULL ? repl_mark_of(a, r, &l->o[i], t, false) : NULL;
         if (m == NULL) {
             rc = APL_ENOMEM;
@@ -233,15 +265,17 @@ static void deliver_handle(struct repl *r, struct srv_work *w) {
     uint64_t appended = 0;
     if (rc == 0 && records > 0) {
         /* Only the runs with records go to the writer. */
+        Appeal__Run **runs = arena_new(&w->arena, d->n_runs * sizeof *runs);
         size_t n = 0;
-        for (size_t i = 0; i < d->n_runs; i++) {
+        for (size_t i = 0; runs != NULL && i < d->n_runs; i++) {
             if (d->runs[i]->n_records > 0) {
-                d->runs[n++] = d->runs[i];
+                runs[n++] = d->runs[i];
             }
         }
-        rc = repl_ingest_delivered(r, w->from->juris, d->runs, n, &appended, &e);
+        rc = runs == NULL ? err_set(&e, APL_ENOMEM, "out of memory")
+                          : repl_ingest_delivered(r, w->from->juris, runs, n, &appended, &e);
     }
-    if (rc == 0 && held_marks(r, &w->arena, &ack) != 0) {
+    if (rc == 0 && held_marks(r, &w->arena, d, &ack) != 0) {
         rc = err_set(&e, APL_ENOMEM, "the node could not read its store");
     }
     if (rc != 0) {

@@ -63,6 +63,8 @@ struct peer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool poke;                /* under mu: the subscriber asks for a pull now */
+    bool connected;           /* under mu: a connection came up: pull now, even in a backoff */
+    bool yielded;             /* puller: the last session stopped to let deliveries go */
     struct arena arenas[2];   /* the answer being fetched and the one being stored */
     struct origin_list *ours; /* what we hold or will hold, for requests */
     /* Status, under mu. */
@@ -79,6 +81,21 @@ struct peer {
     bool dropped;   /* recovery: its claim of our log was never backed; not in the quorum */
     uint32_t n_claims;
     struct pclaim claims[CLUSTER_NODES_MAX];
+    /* Compact requests (puller): the peer's run and marks' version as of
+     * its last answer (0: unknown, or it is an older node), and when the
+     * next full request is due (monotonic ms). */
+    uint64_t srv_epoch, srv_version;
+    int64_t full_due_ms;
+    uint32_t timeout_ms;  /* receive timeout of a pull: grows on timeouts */
+    uint32_t batch_bytes; /* bytes_max asked: shrinks on timeouts, grows back */
+};
+
+/* What this node last showed of one origin (its servable head), and the
+ * version of its marks at which that changed (repl_serve.c). */
+struct shown {
+    uint8_t origin[KEY_PK_BYTES];
+    uint64_t seq;
+    uint64_t version;
 };
 
 /* The burst budget of one origin (ORIGIN_BURST_INTERVAL_MS): written by
@@ -143,6 +160,12 @@ struct repl {
     pthread_mutex_t recover_mu;
     uint64_t burst_floor;                   /* 0: no burst budget */
     struct burst bursts[CLUSTER_NODES_MAX]; /* by index in the cluster file */
+    /* Versions of our marks, for compact answers and delta heads. */
+    pthread_mutex_t shown_mu;
+    uint64_t epoch;   /* random at start, not 0 */
+    uint64_t version; /* under shown_mu: bumped when a shown head changes */
+    uint32_t n_shown; /* under shown_mu */
+    struct shown shown[CLUSTER_NODES_MAX];
 };
 
 /* A write request whose submitter waits for it to be settled. */
@@ -222,6 +245,9 @@ void repl_srv_reply(struct srv_work *w, Appeal__PeerBody *body, bool packed);
 Appeal__Mark *repl_mark_of(struct arena *a, struct repl *r, const struct origin_state *o,
                            MDB_txn *t, bool serving);
 const Appeal__Mark *repl_find_mark(Appeal__Mark **marks, size_t n, const uint8_t *pk);
+uint64_t repl_shown(struct repl *r, const uint8_t *origin, uint64_t seq);
+uint64_t repl_version(struct repl *r);
+void repl_marks_digest(struct pmark *marks, uint32_t n, uint8_t out[32]);
 void repl_srv_cb(void *arg);
 
 /* repl_pull.c */

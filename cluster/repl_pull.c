@@ -193,6 +193,25 @@ static int send_wait(struct peer *p, nng_msg *out) {
     }
 }
 
+/* A slow link: an answer that timed out waits longer next time, for a
+ * smaller batch; answers that come shrink the wait back towards
+ * PULL_TIMEOUT_MS (and fetch grows the batch back). */
+static void adapt(struct peer *p, int rv) {
+    uint32_t t = p->timeout_ms > PULL_TIMEOUT_MS ? p->timeout_ms : PULL_TIMEOUT_MS;
+    if (rv == NNG_ETIMEDOUT) {
+        p->timeout_ms = t * 2 < PULL_TIMEOUT_MAX_MS ? t * 2 : PULL_TIMEOUT_MAX_MS;
+        uint32_t b = p->batch_bytes ? p->batch_bytes : repl_batch_bytes(p->r, PULL_BYTES_MAX);
+        p->batch_bytes = b / 2 > BATCH_BYTES_MIN ? b / 2 : BATCH_BYTES_MIN;
+        char tm[16], bb[16];
+        snprintf(tm, sizeof tm, "%u", p->timeout_ms);
+        snprintf(bb, sizeof bb, "%u", p->batch_bytes);
+        olog(OLOG_INFO, "pull_adapted", "peer", p->cn->juris, "timeout_ms", tm, "batch_bytes", bb,
+             NULL);
+    } else if (rv == 0) {
+        p->timeout_ms = t - (t - PULL_TIMEOUT_MS) / 4;
+    }
+}
+
 int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e) {
     int rv = send_wait(p, out);
     if (rv == NNG_ECRYPTO) {
@@ -207,10 +226,11 @@ int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e)
         return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET, "cannot send to %s: %s",
                        p->cn->juris, nng_strerror(rv));
     }
-    nng_aio_set_timeout(p->aio, PULL_TIMEOUT_MS);
+    nng_aio_set_timeout(p->aio, p->timeout_ms > PULL_TIMEOUT_MS ? p->timeout_ms : PULL_TIMEOUT_MS);
     nng_recv_aio(p->req, p->aio);
     nng_aio_wait(p->aio);
     rv = nng_aio_result(p->aio);
+    adapt(p, rv);
     if (rv != 0) {
         return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET, "no answer from %s: %s",
                        p->cn->juris, nng_strerror(rv));
@@ -232,13 +252,86 @@ static int snapshot_marks(struct repl *r, struct origin_list *l) {
     return rc;
 }
 
+static uint32_t request_bytes(const struct peer *p) {
+    uint32_t cap = repl_batch_bytes(p->r, PULL_BYTES_MAX);
+    return p->batch_bytes != 0 && p->batch_bytes < cap ? p->batch_bytes : cap;
+}
+
+static int pack_request(struct peer *p, Appeal__PullRequest *q, nng_msg **out) {
+    q->records_max = PULL_RECORDS_MAX;
+    q->bytes_max = request_bytes(p);
+    q->codecs = PEER_CODEC_ZSTD;
+    Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
+    body.msg_case = APPEAL__PEER_BODY__MSG_PULL;
+    body.pull = q;
+    return repl_peer_pack(p->r, &body, out);
+}
+
+static int64_t mono_ms(void) {
+    return (int64_t)(util_mono_ns() / 1000000u);
+}
+
+/* A compact request's marks: ours, for the origins p holds more of (as
+ * its answers and heads showed), and that we would store. With q NULL,
+ * only counts them. */
+static uint32_t compact_marks(struct peer *p, const struct origin_list *l, struct arena *a,
+                              Appeal__PullRequest *q) {
+    uint32_t n = 0;
+    uint64_t want_bytes = 0;
+    pthread_mutex_lock(&p->mu);
+    /* From a random origin: listed while the answer could hold more. */
+    uint32_t first = p->n_marks ? randombytes_uniform(p->n_marks) : 0;
+    for (uint32_t j = 0; j < p->n_marks; j++) {
+        uint32_t i = (first + j) % p->n_marks;
+        const uint8_t *pk = p->marks[i].origin;
+        const struct origin_state *o = repl_held(l, pk);
+        struct pclaim *c = repl_claim_of(p, pk);
+        if (p->marks[i].seq <= (o != NULL ? o->head_seq : 0) || (o != NULL && o->frozen) ||
+            cluster_by_origin(p->r->c, pk) == NULL || repl_burst_limited(p->r, pk) ||
+            (c != NULL && c->unbacked >= CLAIM_UNBACKED_SESSIONS_MAX)) {
+            continue;
+        }
+        n++;
+        if (q == NULL || want_bytes >= q->bytes_max) {
+            continue;
+        }
+        Appeal__Mark *m = arena_new(a, sizeof *m);
+        uint8_t *key = arena_new(a, KEY_PK_BYTES);
+        if (m == NULL || key == NULL) {
+            continue;
+        }
+        /* seq only: the hashes (forks) go in the full requests */
+        appeal__mark__init(m);
+        memcpy(key, pk, KEY_PK_BYTES);
+        m->origin.data = key;
+        m->origin.len = KEY_PK_BYTES;
+        m->seq = o != NULL ? o->head_seq : 0;
+        want_bytes += (p->marks[i].seq - m->seq) * COMPACT_RECORD_BYTES_MIN;
+        q->marks[q->n_marks++] = m;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
 static int request_from(struct peer *p, const struct origin_list *l, struct arena *a,
                         nng_msg **out) {
     Appeal__PullRequest q = APPEAL__PULL_REQUEST__INIT;
-    q.marks = arena_new(a, (l->n + 1) * sizeof *q.marks);
+    q.marks = arena_new(a, (CLUSTER_NODES_MAX + 1) * sizeof *q.marks);
     if (q.marks == NULL) {
         return APL_ENOMEM;
     }
+    /* Compact once the peer has shown it reads compact requests (an answer
+     * with an epoch), except while recovering and when a full one is due. */
+    int64_t now = mono_ms();
+    q.partial = p->srv_epoch != 0 && !atomic_load(&p->r->recovering) && now < p->full_due_ms;
+    if (q.partial) {
+        q.epoch = p->srv_epoch;
+        q.since = p->srv_version;
+        q.bytes_max = request_bytes(p);
+        compact_marks(p, l, a, &q);
+        return pack_request(p, &q, out);
+    }
+    p->full_due_ms = now + PULL_FULL_MARKS_MS;
     for (uint32_t i = 0; i < l->n; i++) {
         const struct origin_state *o = &l->o[i];
         if (o->head_seq == 0) {
@@ -271,13 +364,7 @@ static int request_from(struct peer *p, const struct origin_list *l, struct aren
             q.n_wanted++;
         }
     }
-    q.records_max = PULL_RECORDS_MAX;
-    q.bytes_max = repl_batch_bytes(p->r, PULL_BYTES_MAX);
-    q.codecs = PEER_CODEC_ZSTD;
-    Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
-    body.msg_case = APPEAL__PEER_BODY__MSG_PULL;
-    body.pull = &q;
-    return repl_peer_pack(p->r, &body, out);
+    return pack_request(p, &q, out);
 }
 
 /* What we will hold once a verified answer is stored. */
@@ -378,6 +465,13 @@ static int fetch(struct peer *p, const struct origin_list *l, struct arena *a, s
     atomic_fetch_add_explicit(&r->g->metrics.pulls, 1, memory_order_relaxed);
     repl_peer_contact(p, f->body, (const Appeal__Mark *const *)f->resp->marks, f->resp->n_marks,
                       true);
+    /* Its marks are ours as of this answer (an older node sends no epoch). */
+    p->srv_epoch = f->resp->epoch;
+    p->srv_version = f->resp->version;
+    uint32_t cap = repl_batch_bytes(r, PULL_BYTES_MAX);
+    if (f->records > 0 && p->batch_bytes != 0) {
+        p->batch_bytes = p->batch_bytes < cap / 2 ? p->batch_bytes * 2 : cap;
+    }
     return 0;
 }
 
@@ -410,8 +504,16 @@ static int pull_session(struct peer *p, struct errbuf *e) {
     struct repl_ingest in;
     bool inflight = false;
     size_t expected = 0;
-    unsigned empty_answers = 0;
+    unsigned empty_answers = 0, partial_rounds = 0;
+    int64_t t0 = mono_ms();
+    p->yielded = false;
     for (unsigned k = 0; !atomic_load(&r->stopping); k++) {
+        /* A long catch-up (a slow link) stops now and then for our
+         * deliveries: our records leave before we hold all of theirs. */
+        if (k > 0 && mono_ms() - t0 > PULL_SESSION_YIELD_MS && !p->no_deliver) {
+            p->yielded = true;
+            break;
+        }
         struct arena *a = &p->arenas[k & 1];
         arena_reset(a);
         struct fetched f;
@@ -430,12 +532,16 @@ static int pull_session(struct peer *p, struct errbuf *e) {
             break;
         }
         if (f.records == 0) {
-            if (!f.resp->more) {
+            /* A compact answer may show origins we did not ask for that it
+             * holds more of: ask for those (a few rounds at most). */
+            bool revealed = f.body->pulled->epoch != 0 && compact_marks(p, l, NULL, NULL) > 0 &&
+                            ++partial_rounds <= PULL_PARTIAL_ROUNDS_MAX;
+            if (!f.resp->more && !revealed) {
                 claims_check(p, l, f.resp);
             }
             recovery_check(p, f.resp);
             /* "More", yet nothing we can store: do not spin on it. */
-            if (!f.resp->more || ++empty_answers >= PULL_EMPTY_ANSWERS_MAX) {
+            if ((!f.resp->more && !revealed) || ++empty_answers >= PULL_EMPTY_ANSWERS_MAX) {
                 break;
             }
             continue;
@@ -535,7 +641,8 @@ void *repl_puller_main(void *arg) {
         uint64_t until = util_mono_ns() + (uint64_t)wait_ms * 1000000u;
         pthread_mutex_lock(&p->mu);
         p->backoff_ms = backoff;
-        while (!atomic_load(&r->stopping) && !(p->poke && backoff == 0) && util_mono_ns() < until) {
+        while (!atomic_load(&r->stopping) && !(p->poke && backoff == 0) && !p->connected &&
+               util_mono_ns() < until) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             uint64_t left = until - util_mono_ns();
@@ -544,7 +651,7 @@ void *repl_puller_main(void *arg) {
             ts.tv_nsec = (long)(((uint64_t)ts.tv_nsec + step) % 1000000000u);
             pthread_cond_timedwait(&p->cv, &p->mu, &ts);
         }
-        p->poke = false;
+        p->poke = p->connected = false;
         pthread_mutex_unlock(&p->mu);
         if (atomic_load(&r->stopping)) {
             break;
@@ -561,7 +668,7 @@ void *repl_puller_main(void *arg) {
         }
         if (rc == 0) {
             backoff = 0;
-            again = false;
+            again = p->yielded; /* go on pulling after the deliveries */
             repl_recovery_maybe_done(r);
         } else if (!atomic_load(&r->stopping)) {
             repl_peer_error(p, rc, e.msg);

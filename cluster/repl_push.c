@@ -55,9 +55,29 @@ static uint64_t local_head(struct repl *r, const uint8_t *pk, struct origin_stat
     return rc == 0 ? o->head_seq : 0;
 }
 
+/* Whether what we hold of p's marks (its answers', its heads') is what
+ * its digest covers; if not, a pull brings the marks that changed. */
+static bool heads_match(struct repl *r, struct peer *p, const Appeal__Heads *h) {
+    struct pmark *copy = arena_new(&r->sub_arena, CLUSTER_NODES_MAX * sizeof *copy);
+    if (h->digest.len != HASH_BYTES || copy == NULL) {
+        return true; /* an older node: no digest */
+    }
+    pthread_mutex_lock(&p->mu);
+    uint32_t n = p->n_marks;
+    memcpy(copy, p->marks, n * sizeof *copy);
+    pthread_mutex_unlock(&p->mu);
+    uint8_t d[HASH_BYTES];
+    repl_marks_digest(copy, n, d);
+    return memcmp(d, h->digest.data, HASH_BYTES) == 0;
+}
+
 static void on_heads(struct repl *r, struct peer *p, const Appeal__PeerBody *b) {
     const Appeal__Heads *h = b->heads;
     repl_peer_contact(p, b, (const Appeal__Mark *const *)h->marks, h->n_marks, false);
+    if (!heads_match(r, p, h)) {
+        poke(p);
+        return;
+    }
     for (size_t i = 0; i < h->n_marks; i++) {
         if (h->marks[i]->origin.len != KEY_PK_BYTES ||
             cluster_by_origin(r->c, h->marks[i]->origin.data) == NULL) {
@@ -224,22 +244,38 @@ static void publish_range(struct repl *r, uint64_t from, uint64_t to) {
     store_rd_end(&r->g->store, t);
 }
 
-static void publish_heads(struct repl *r) {
+/* Heads: the marks changed since the last Heads (*since: the version of
+ * our marks then), or all of them (`full`), and the digest of all. */
+static void publish_heads(struct repl *r, bool full, uint64_t *since) {
     MDB_txn *t;
     if (store_rd_begin(&r->g->store, &t) != 0) {
         return;
     }
     arena_reset(&r->pub_arena);
     struct origin_list *l = arena_new(&r->pub_arena, sizeof *l);
+    struct pmark *all = arena_new(&r->pub_arena, CLUSTER_NODES_MAX * sizeof *all);
+    uint8_t *digest = arena_new(&r->pub_arena, HASH_BYTES);
     Appeal__Heads h = APPEAL__HEADS__INIT;
-    if (l != NULL && repl_list_origins(r, t, l) == 0) {
+    uint64_t v0 = repl_version(r);
+    if (l != NULL && all != NULL && digest != NULL && repl_list_origins(r, t, l) == 0) {
         h.marks = arena_new(&r->pub_arena, (l->n + 1) * sizeof *h.marks);
+        uint32_t n_all = 0;
         for (uint32_t i = 0; h.marks != NULL && i < l->n; i++) {
             Appeal__Mark *m = repl_mark_of(&r->pub_arena, r, &l->o[i], t, true);
-            if (m != NULL) {
+            if (m == NULL) {
+                continue;
+            }
+            memcpy(all[n_all].origin, l->o[i].pk, KEY_PK_BYTES);
+            all[n_all++].seq = m->seq;
+            if (repl_shown(r, l->o[i].pk, m->seq) > *since || full) {
                 h.marks[h.n_marks++] = m;
             }
         }
+        repl_marks_digest(all, n_all, digest);
+        h.digest.data = digest;
+        h.digest.len = HASH_BYTES;
+        h.delta = !full;
+        *since = v0;
         Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
         body.msg_case = APPEAL__PEER_BODY__MSG_HEADS;
         body.heads = &h;
@@ -254,18 +290,17 @@ void *repl_publisher_main(void *arg) {
     /* With no peer to wait for (none listed, or --recover-quorum 0), a
      * recovering node is done at once. */
     repl_recovery_maybe_done(r);
-    uint64_t next_heads = util_mono_ns();
+    uint64_t next_heads = util_mono_ns(), next_full = next_heads, heads_since = 0;
     while (!atomic_load(&r->stopping)) {
         pthread_mutex_lock(&r->mu);
         while (!atomic_load(&r->stopping) && r->durable_target <= r->published &&
                util_mono_ns() < next_heads) {
+            /* Woken by repl_durable, or when the next Heads is due. */
+            uint64_t left = next_heads - util_mono_ns();
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            ts.tv_sec += (time_t)(((uint64_t)ts.tv_nsec + left) / 1000000000u);
+            ts.tv_nsec = (long)(((uint64_t)ts.tv_nsec + left) % 1000000000u);
             pthread_cond_timedwait(&r->cv, &r->mu, &ts);
         }
         uint64_t target = r->durable_target;
@@ -275,7 +310,11 @@ void *repl_publisher_main(void *arg) {
             r->published = target;
         }
         if (util_mono_ns() >= next_heads) {
-            publish_heads(r);
+            bool full = util_mono_ns() >= next_full;
+            publish_heads(r, full, &heads_since);
+            if (full) {
+                next_full = util_mono_ns() + (uint64_t)HEADS_FULL_INTERVAL_MS * 1000000u;
+            }
             next_heads = util_mono_ns() + (uint64_t)HEADS_INTERVAL_MS * 1000000u;
         }
     }

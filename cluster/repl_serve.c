@@ -88,6 +88,40 @@ const Appeal__Mark *repl_find_mark(Appeal__Mark **marks, size_t n, const uint8_t
     return NULL;
 }
 
+/* Notes that we show `seq` as our head of `origin` (an answer's or a
+ * Heads' mark) and returns the version of our marks at which it last
+ * changed: a compact request gets only marks changed since its `since`. */
+uint64_t repl_shown(struct repl *r, const uint8_t *origin, uint64_t seq) {
+    pthread_mutex_lock(&r->shown_mu);
+    uint32_t k = 0;
+    while (k < r->n_shown && memcmp(r->shown[k].origin, origin, KEY_PK_BYTES) != 0) {
+        k++;
+    }
+    uint64_t v = r->version + 1; /* no slot left: always shown */
+    if (k == r->n_shown && k < CLUSTER_NODES_MAX) {
+        memcpy(r->shown[k].origin, origin, KEY_PK_BYTES);
+        r->shown[k].seq = seq;
+        r->shown[k].version = ++r->version;
+        r->n_shown++;
+    } else if (k < r->n_shown && r->shown[k].seq != seq) {
+        r->shown[k].seq = seq;
+        r->shown[k].version = ++r->version;
+    }
+    if (k < r->n_shown) {
+        v = r->shown[k].version;
+    }
+    ASSERT(r->n_shown <= CLUSTER_NODES_MAX);
+    pthread_mutex_unlock(&r->shown_mu);
+    return v;
+}
+
+uint64_t repl_version(struct repl *r) {
+    pthread_mutex_lock(&r->shown_mu);
+    uint64_t v = r->version;
+    pthread_mutex_unlock(&r->shown_mu);
+    return v;
+}
+
 /* One origin's part of a pull answer: a run above the requester's mark, or
  * a conflict when its mark names a record we hold differently. */
 static int serve_origin(struct repl *r, MDB_txn *t, struct arena *a, const struct origin_state *o,
@@ -182,21 +216,28 @@ int repl_answer_pull(struct repl *r, const Appeal__PullRequest *q, struct arena 
         q->bytes_max && q->bytes_max < PULL_BYTES_MAX ? q->bytes_max : PULL_BYTES_MAX;
     /* Start at a rotating origin so that one busy origin does not starve
      * the others of a capped answer. */
+    /* A compact request: marks changed since its `since` only (the
+     * version read first: a change while we answer is shown again). */
+    resp->epoch = r->epoch;
+    resp->version = repl_version(r);
+    bool since = q->epoch == r->epoch && q->since > 0;
     uint32_t first = l->n ? randombytes_uniform(l->n) : 0;
     for (uint32_t k = 0; k < l->n && rc == 0; k++) {
         const struct origin_state *o = &l->o[(first + k) % l->n];
         const Appeal__Mark *theirs = repl_find_mark(q->marks, q->n_marks, o->pk);
-        bool wanted = q->n_wanted == 0;
+        bool wanted = q->n_wanted == 0 && (!q->partial || theirs != NULL);
         for (size_t w = 0; w < q->n_wanted && !wanted; w++) {
             wanted = q->wanted[w].len == KEY_PK_BYTES &&
-                     memcmp(q->wanted[w].data, o->pk, KEY_PK_BYTES) == 0;
+                     memcmp(q->wanted[w].data, o->pk, KEY_PK_BYTES) == 0 &&
+                     (!q->partial || theirs != NULL);
         }
         rc = serve_origin(r, t, a, o, theirs, wanted, resp, &budget_n, &budget_bytes);
         Appeal__Mark *m = rc == 0 ? repl_mark_of(a, r, o, t, true) : NULL;
         if (rc == 0 && m == NULL) {
             rc = APL_ENOMEM;
         }
-        if (rc == 0) {
+        uint64_t changed = rc == 0 ? repl_shown(r, o->pk, m->seq) : 0;
+        if (rc == 0 && (!since || changed > q->since)) {
             resp->marks[resp->n_marks++] = m;
         }
     }

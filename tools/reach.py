@@ -156,14 +156,23 @@ def proxy_features(fed):
     return have
 
 
-def return_links(fed, rate_kbit, every_s, down_s, features):
+def return_links(fed, rate_kbit, every_s, down_s, features, pull_share=None):
     """Heals every cut office's link, throttled (its proxies, one per
-    connection, share `rate_kbit` each way evenly), with outages
-    (`flap`, which starts with the up phase); returns the
-    Outages thread when they are driven from here (else None)."""
+    connection, share `rate_kbit` each way: evenly, or `pull_share` of it
+    to the pull connection (the first proxy) and the rest to the push
+    one: each proxy has a bucket of its own, so a fixed split stands for
+    the one link), with outages (`flap`, which starts with the up phase);
+    returns the Outages thread when they are driven from here (else
+    None)."""
     for o in fed.cut:
         if "rate" in features:  # bytes/s each way, the link's rate shared by its proxies
-            fed.proxy_cmd(o, "rate", rate_kbit * 1000 // 8 // len(fed.proxies[o]))
+            total = rate_kbit * 1000 // 8
+            ps = fed.proxies[o]
+            if pull_share is None or len(ps) != 2:
+                fed.proxy_cmd(o, "rate", total // len(ps))
+            else:
+                ps[0].cmd("rate", int(total * pull_share))
+                ps[1].cmd("rate", total - int(total * pull_share))
         fed.proxy_cmd(o, "heal")
         if "outages" in features and every_s:  # up first, then down, and so on
             fed.proxy_cmd(o, "flap", (every_s - down_s) * 1000, down_s * 1000)
@@ -298,6 +307,16 @@ def metric_sums(m, prefix="appeal_"):
     return sums
 
 
+def metric_value(m, name):
+    """The sum of a metric's series on member m (0 if absent)."""
+    rc, out, _ = m.ctl_raw("metrics")
+    total = 0.0
+    for line in out.splitlines() if rc == 0 else []:
+        if line.split("{")[0].split(" ")[0] == name:
+            total += float(line.split()[-1])
+    return total
+
+
 def wire_figures(fed, heads, own):
     """Bytes through the cut offices' proxies (both ways, everything: records,
     requests, heads) per record moved over those links, and the nodes'
@@ -392,7 +411,8 @@ def lag_figures(fed, watch, heads, acked_at, t_return):
 
 
 def simulate(fed, per_office=5, hold_s=30, rate_kbit=64, outage_every_s=30, outage_s=5,
-             idle_s=30, verify_sample=None, timeout=600, log=print, office_args=()):
+             idle_s=30, verify_sample=None, timeout=600, log=print, office_args=(),
+             pull_share=None):
     """One run on an initialised (not started) Reach federation; see the
     module's text. The caller kills the processes (fed.kill_all)."""
     result = {"regions": len(fed.regions), "offices": len(fed.offices), "cut": len(fed.cut),
@@ -429,7 +449,8 @@ def simulate(fed, per_office=5, hold_s=30, rate_kbit=64, outage_every_s=30, outa
     time.sleep(max(0.0, hold_s - (time.time() - t_hold)))
     kz_view = origins_of(fed.members[fed.national])
     result["kz_cut_before_return"] = {o: kz_view.get(o, (0, ""))[0] for o in fed.cut}
-    outages = return_links(fed, rate_kbit, outage_every_s, outage_s, features)
+    outages = return_links(fed, rate_kbit, outage_every_s, outage_s, features, pull_share)
+    result["pull_share"] = pull_share
     t_return = time.time()
     say(log, f"links returned ({'rate %d kbit/s' % rate_kbit if 'rate' in features else 'no rate limit'}"
              f", outages {outage_s} s every {outage_every_s} s"
