@@ -65,8 +65,8 @@ enum {
      * The dialed side refuses a larger message. */
     DELIVER_BYTES_MAX = 1024 * 1024,
     DELIVER_MSG_BYTES_MAX = DELIVER_BYTES_MAX + RECORD_BYTES_MAX + 64 * 1024,
-    DELIVER_ROUNDS_MAX = 1000, /* deliveries in one session; the next session goes on */
-    BATCH_BYTES_MIN = 4096,    /* --batch-bytes */
+    DELIVER_ROUNDS_MAX = 1000,          /* deliveries in one session; the next session goes on */
+    BATCH_BYTES_MIN = 4096,             /* --batch-bytes */
     CLOCK_SKEW_MAX_MS_DEFAULT = 120000, /* --clock-skew-max */
     PULL_TLS_CHECK_MS = 1000,   /* a tls+tcp:// peer not connecting: look for failed handshakes */
     PULL_EMPTY_ANSWERS_MAX = 3, /* answers in a row with nothing to store end a session */

@@ -132,7 +132,7 @@ struct repl {
     nng_socket rep, pub, sub;
     bool rep_open, pub_open, sub_open;
     struct srv_work works[REPL_CONTEXTS];
-    struct conn_limit *conns; /* of the serve socket */
+    struct conn_limit *conns;  /* of the serve socket */
     struct peer *peers;        /* CLUSTER_NODES_MAX slots */
     _Atomic uint32_t n_peers;  /* slots in use: raised by repl_reload once a slot is ready */
     pthread_mutex_t reload_mu; /* one reload at a time */

@@ -252,9 +252,9 @@ int repl_answer_pull(struct repl *r, const Appeal__PullRequest *q, struct arena 
  * requester reads it), or goes back to receiving if it cannot be packed. */
 void repl_srv_reply(struct srv_work *w, Appeal__PeerBody *body, bool packed) {
     nng_msg *m;
-    int rc = packed ? peermsg_pack_z(&w->r->g->keys, w->r->o.peer_skew_ms, body, &m,
-                                   &w->r->g->metrics)
-                    : repl_peer_pack(w->r, body, &m);
+    int rc = packed
+                 ? peermsg_pack_z(&w->r->g->keys, w->r->o.peer_skew_ms, body, &m, &w->r->g->metrics)
+                 : repl_peer_pack(w->r, body, &m);
     if (rc != 0) {
         w->state = 1;
         nng_ctx_recv(w->ctx, w->aio);

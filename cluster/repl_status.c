@@ -150,9 +150,10 @@ static void fold_status(struct repl *r, MDB_txn *t, const struct origin_state *o
 }
 
 /* Our view of one origin of the cluster file. */
-static Appeal__OriginStatus *origin_status(struct repl *r, MDB_txn *t, const struct cluster_node *cn,
-                                           bool self, const struct origin_list *l,
-                                           struct arena *a, int64_t now) {
+static Appeal__OriginStatus *origin_status(struct repl *r, MDB_txn *t,
+                                           const struct cluster_node *cn, bool self,
+                                           const struct origin_list *l, struct arena *a,
+                                           int64_t now) {
     const struct origin_state *o = repl_held(l, cn->sign_pk);
     Appeal__OriginStatus *os = arena_new(a, sizeof *os);
     if (os == NULL) {

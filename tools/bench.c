@@ -201,8 +201,8 @@ struct raw_conn {
     size_t out_len, out_sent;
     uint8_t in[65536];
     size_t in_len;
-    uint64_t sent_ns;                 /* of the last request sent */
-    uint64_t sent_at[INFLIGHT_MAX];   /* by request id modulo INFLIGHT_MAX */
+    uint64_t sent_ns;               /* of the last request sent */
+    uint64_t sent_at[INFLIGHT_MAX]; /* by request id modulo INFLIGHT_MAX */
     uint8_t session_id[SESSION_ID_BYTES];
     uint8_t session_key[SESSION_KEY_BYTES];
     uint64_t counter;
@@ -571,8 +571,7 @@ static void raw_run(const char *url, long clients, struct worker *w, struct raw_
                 w->errors++;
             }
             if (util_mono_ns() >= w->until_ns && c->in_len == 0 && c->outstanding == 0 &&
-                c->handshaken && c->fd >= 0 &&
-                !c->waiting) {
+                c->handshaken && c->fd >= 0 && !c->waiting) {
                 epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                 close(c->fd);
                 c->fd = -1;
@@ -1283,8 +1282,8 @@ int main(int argc, char **argv) {
            "\"acknowledged\":%zu,\"errors\":%llu,"
            "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"commits_per_s\":%.1f,"
            "\"appeals_per_commit\":%.2f,\"sign_per_s\":%.0f}\n",
-           clients, use_session ? "session" : "signed", inflight, achieved, total, (unsigned long long)errors, p50, p99, pmax, commits,
-           per_commit, ceiling);
+           clients, use_session ? "session" : "signed", inflight, achieved, total,
+           (unsigned long long)errors, p50, p99, pmax, commits, per_commit, ceiling);
     free(all);
     free(w);
     return errors > 0 ? 1 : 0;

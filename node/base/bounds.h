@@ -48,10 +48,10 @@ enum {
     /* Sessions (docs/security.md "Sessions"): one per connection at most,
      * a request's counter accepted once and only within SESSION_WINDOW of
      * the highest seen; past the counts a new session is refused. */
-    SESSIONS_MAX = 1024,               /* open on one node */
-    SESSIONS_PER_KEY_MAX = 64,         /* open for one official's key */
-    SESSION_WINDOW = 64,               /* counters below the highest still accepted */
-    SESSION_TTL_S_DEFAULT = 3600,      /* --session-ttl-s */
+    SESSIONS_MAX = 1024,          /* open on one node */
+    SESSIONS_PER_KEY_MAX = 64,    /* open for one official's key */
+    SESSION_WINDOW = 64,          /* counters below the highest still accepted */
+    SESSION_TTL_S_DEFAULT = 3600, /* --session-ttl-s */
     SESSION_TTL_S_MAX = 24 * 3600,
 
     /* Connections, per listener (client API, --http, peer port): past the

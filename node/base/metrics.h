@@ -35,13 +35,13 @@ struct metrics {
     _Atomic uint64_t requests_refused; /* client requests answered with an error */
     _Atomic uint64_t requests_unauthenticated;
     _Atomic uint64_t requests_forbidden;
-    _Atomic uint64_t pulls;  /* pull answers received */
+    _Atomic uint64_t pulls;                /* pull answers received */
     _Atomic uint64_t deliveries;           /* deliveries this node sent and had answered */
     _Atomic uint64_t records_delivered;    /* records of them the dialed nodes stored */
     _Atomic uint64_t records_delivered_in; /* records stored from deliveries to this node */
-    _Atomic uint64_t wire_raw_bytes;       /* pull answers and deliveries sent packed: before zstd */
-    _Atomic uint64_t wire_packed_bytes;    /* ...and after */
-    _Atomic uint64_t pushes; /* push batches applied */
+    _Atomic uint64_t wire_raw_bytes;    /* pull answers and deliveries sent packed: before zstd */
+    _Atomic uint64_t wire_packed_bytes; /* ...and after */
+    _Atomic uint64_t pushes;            /* push batches applied */
     _Atomic uint64_t refused_bad_chain, refused_bad_sig, refused_gap, refused_unknown_origin,
         refused_malformed, refused_revoked_actor, refused_other;
     _Atomic uint64_t forks;

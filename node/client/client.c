@@ -153,7 +153,8 @@ void client_session_transcript(const uint8_t id[SESSION_ID_BYTES],
     memcpy(out + at, pk, 32);
 }
 
-void client_session_key(const uint8_t kx_key[32], const uint8_t transcript[SESSION_TRANSCRIPT_BYTES],
+void client_session_key(const uint8_t kx_key[32],
+                        const uint8_t transcript[SESSION_TRANSCRIPT_BYTES],
                         uint8_t out[SESSION_KEY_BYTES]) {
     crypto_generichash(out, SESSION_KEY_BYTES, transcript, SESSION_TRANSCRIPT_BYTES, kx_key, 32);
 }
@@ -221,9 +222,9 @@ int client_session_open(struct client *c, struct errbuf *e) {
     Appeal__Response *r;
     int rc = client_call(c, &q, &r, e);
     if (rc == 0 && r->error != NULL && r->error->code != 0) {
-        rc = err_set(e, r->error->code == APPEAL__ERROR_CODE__ERR_UNAUTHENTICATED ? APL_EAUTH
-                                                                                  : APL_EUNAVAIL,
-                     "%s", r->error->message);
+        rc = err_set(
+            e, r->error->code == APPEAL__ERROR_CODE__ERR_UNAUTHENTICATED ? APL_EAUTH : APL_EUNAVAIL,
+            "%s", r->error->message);
     } else if (rc == 0 && r->result_case != APPEAL__RESPONSE__RESULT_SESSION) {
         rc = err_set(e, APL_EINVAL, "the node did not open a session (an older node?)");
     } else if (rc == 0) {

@@ -84,7 +84,8 @@ void client_session_transcript(const uint8_t id[SESSION_ID_BYTES],
                                uint8_t out[SESSION_TRANSCRIPT_BYTES]);
 /* The MAC key: BLAKE2b-256 keyed with the client-to-node crypto_kx key over
  * the transcript. */
-void client_session_key(const uint8_t kx_key[32], const uint8_t transcript[SESSION_TRANSCRIPT_BYTES],
+void client_session_key(const uint8_t kx_key[32],
+                        const uint8_t transcript[SESSION_TRANSCRIPT_BYTES],
                         uint8_t out[SESSION_KEY_BYTES]);
 /* A request's MAC: BLAKE2b-256 keyed with `key` over
  * "appeal-session-req-v1" || counter (little-endian) || request. */

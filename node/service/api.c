@@ -607,8 +607,7 @@ static void answer_session_open(struct api_work *w) {
     uint8_t id[SESSION_ID_BYTES], node_kx[SESSION_KX_BYTES], sig[SIG_BYTES];
     uint8_t tr[SESSION_TRANSCRIPT_BYTES];
     int rc = session_open(&w->api->sessions, w->who.pk, (uint32_t)nng_pipe_id(w->pipe),
-                          so->client_kx.data, (int64_t)(util_mono_ns() / 1000000), id, node_kx,
-                          &e);
+                          so->client_kx.data, (int64_t)(util_mono_ns() / 1000000), id, node_kx, &e);
     if (rc != 0) {
         olog(OLOG_INFO, "session_refused", "key", w->who.kid, "reason", err_msg(&e, rc), NULL);
         send_error(w, rc, err_msg(&e, rc));

@@ -224,12 +224,10 @@ int auth_session_request(struct auth *a, struct sessions *ss, struct store *s, M
                          uint32_t pipe, int64_t now_ms, struct principal *p, struct errbuf *e) {
     memset(p, 0, sizeof *p);
     if (cr->key.len != 0 || cr->sig.len != 0) {
-        return err_set(e, APL_EAUTH,
-                       "a request is either signed or sent in a session, not both");
+        return err_set(e, APL_EAUTH, "a request is either signed or sent in a session, not both");
     }
-    int rc = session_check(ss, cr->session.data, cr->session.len, pipe, cr->counter,
-                           cr->mac.data, cr->mac.len, cr->request.data, cr->request.len, now_ms,
-                           p->pk, e);
+    int rc = session_check(ss, cr->session.data, cr->session.len, pipe, cr->counter, cr->mac.data,
+                           cr->mac.len, cr->request.data, cr->request.len, now_ms, p->pk, e);
     if (rc != 0) {
         return rc;
     }

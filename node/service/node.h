@@ -62,8 +62,10 @@ struct node_opts {
     const char *open311_addr; /* HOST:PORT for Open311 GeoReport v2 (public) */
     const char *notify_path;  /* notifications' configuration (docs/notifications.md) */
     int64_t peer_skew_ms;     /* drills only */
-    uint32_t batch_bytes;     /* --batch-bytes: records' bytes per pull answer and delivery; 0: default */
-    int64_t clock_skew_max_ms; /* an office off its region's clock by more refuses writes; 0: default */
+    uint32_t
+        batch_bytes; /* --batch-bytes: records' bytes per pull answer and delivery; 0: default */
+    int64_t
+        clock_skew_max_ms; /* an office off its region's clock by more refuses writes; 0: default */
     /* TLS files for tls+tcp:// addresses: all three or none (node/base/tls.h). */
     const char *tls_ca, *tls_cert, *tls_key;
     int64_t auth_window_ms;   /* 0: AUTH_WINDOW_MS_DEFAULT */
@@ -85,7 +87,7 @@ struct node {
     uint8_t admin_id[KEY_ID_BYTES];
     struct ruleset rules;
     struct api *api;
-    struct cluster *cluster;   /* NULL when standalone; grows on SIGHUP (cluster_merge) */
+    struct cluster *cluster; /* NULL when standalone; grows on SIGHUP (cluster_merge) */
     char cluster_path[4096];
     uint32_t batch_bytes;
     int64_t clock_skew_max_ms;

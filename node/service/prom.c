@@ -116,8 +116,7 @@ static void node_metrics(struct buf *b, struct node *n) {
     histogram(b, "appeal_commit_duration_seconds", "Time to commit one write transaction.",
               &m->commit);
     histogram(b, "appeal_write_queue_seconds",
-              "Per write request: queued for the writer until its batch started.",
-              &m->write_queue);
+              "Per write request: queued for the writer until its batch started.", &m->write_queue);
     histogram(b, "appeal_write_run_seconds",
               "Per batch: from the transaction's start to the commit call.", &m->write_run);
     histogram(b, "appeal_write_durable_seconds",
@@ -127,8 +126,7 @@ static void node_metrics(struct buf *b, struct node *n) {
               "Per write request: from durable until its answer was handed to nng.",
               &m->write_answer);
     histogram(b, "appeal_api_write_seconds",
-              "Per client write: from receipt of the request to the answer sent.",
-              &m->api_write);
+              "Per client write: from receipt of the request to the answer sent.", &m->api_write);
     histogram(b, "appeal_replication_lag_seconds",
               "From the origin's signature to our store, per replicated record.",
               &m->replication_lag);

@@ -50,10 +50,10 @@ struct session_slot {
     uint8_t id[SESSION_ID_BYTES]; /* slot index (LE32) || 12 random bytes */
     uint8_t pk[KEY_PK_BYTES];     /* the official's key */
     uint8_t key[SESSION_KEY_BYTES];
-    uint32_t pipe;       /* nng pipe id of its connection */
-    int64_t expires_ms;  /* monotonic */
-    uint64_t highest;    /* highest counter accepted; 0: none yet */
-    uint64_t seen;       /* bit i: counter highest - i was accepted */
+    uint32_t pipe;      /* nng pipe id of its connection */
+    int64_t expires_ms; /* monotonic */
+    uint64_t highest;   /* highest counter accepted; 0: none yet */
+    uint64_t seen;      /* bit i: counter highest - i was accepted */
 };
 
 struct sessions {
@@ -73,8 +73,7 @@ void session_fini(struct sessions *s);
  * full (nothing changes then). */
 int session_open(struct sessions *s, const uint8_t pk[KEY_PK_BYTES], uint32_t pipe,
                  const uint8_t client_kx[SESSION_KX_BYTES], int64_t now_ms,
-                 uint8_t id[SESSION_ID_BYTES], uint8_t node_kx[SESSION_KX_BYTES],
-                 struct errbuf *e);
+                 uint8_t id[SESSION_ID_BYTES], uint8_t node_kx[SESSION_KX_BYTES], struct errbuf *e);
 
 /* Authenticates one request: the session `id` (of `id_len` bytes) on
  * `pipe`, not expired, `mac` over (counter, request) right, the counter

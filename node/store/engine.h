@@ -92,12 +92,12 @@ struct engine {
      * exceeds the threshold, else 0. While it is non-zero the office signs
      * no timed action: appeal.c checks it inside the write. */
     _Atomic int64_t clock_off_ms;
-    char clock_ref[16]; /* "" for a node that is not an office */
-    bool fold_more;               /* writer thread: the last fold step left records */
-    uint64_t fold_last;           /* writer thread: records the last fold step folded */
-    uint64_t fold_last_bytes;     /* writer thread: their log bytes */
-    uint64_t fold_after_ns;       /* writer thread: no fold before (monotonic), bulk catch-up */
-    uint64_t fold_budget;         /* writer thread: records of the next fold step (0: default) */
+    char clock_ref[16];       /* "" for a node that is not an office */
+    bool fold_more;           /* writer thread: the last fold step left records */
+    uint64_t fold_last;       /* writer thread: records the last fold step folded */
+    uint64_t fold_last_bytes; /* writer thread: their log bytes */
+    uint64_t fold_after_ns;   /* writer thread: no fold before (monotonic), bulk catch-up */
+    uint64_t fold_budget;     /* writer thread: records of the next fold step (0: default) */
     /* Writer thread: log bytes of replicated records appended since this
      * process started and not yet folded (the own reserve counts what
      * their derived rows will take), and its value at the batch's start

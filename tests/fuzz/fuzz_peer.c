@@ -366,9 +366,9 @@ static void check_packed(Appeal__PeerBody *body, const struct node_keys *k) {
     err_clear(&e);
     Appeal__PeerBody *again = NULL;
     bool packed = false;
-    int rc = peermsg_open_max(cluster, NULL, nng_msg_body(out), nng_msg_len(out),
-                              PEER_RAW_BYTES_MAX, &scratch, &cluster->nodes[0], &again, NULL,
-                              &packed, &e);
+    int rc =
+        peermsg_open_max(cluster, NULL, nng_msg_body(out), nng_msg_len(out), PEER_RAW_BYTES_MAX,
+                         &scratch, &cluster->nodes[0], &again, NULL, &packed, &e);
     FUZZ_ASSERT(rc == 0 && packed && again->msg_case == body->msg_case);
     uint8_t *got = NULL;
     size_t got_len = 0;

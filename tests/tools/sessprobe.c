@@ -123,14 +123,15 @@ static void pipeline(struct client *c, int n) {
     for (int i = 0; i < opened; i++) {
         nng_aio_wait(aio[i]);
         nng_msg *m = nng_aio_result(aio[i]) == 0 ? nng_aio_get_msg(aio[i]) : NULL;
-        Appeal__Response *r = m == NULL ? NULL
-                                        : appeal__response__unpack(NULL, nng_msg_len(m),
-                                                                   nng_msg_body(m));
+        Appeal__Response *r =
+            m == NULL ? NULL : appeal__response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
         if (r != NULL && r->result_case == APPEAL__RESPONSE__RESULT_RECEIPT) {
             receipts++;
         } else if (why[0] == '\0') {
             snprintf(why, sizeof why, "%s",
-                     r == NULL ? "no answer" : r->error != NULL ? r->error->message : "no receipt");
+                     r == NULL          ? "no answer"
+                     : r->error != NULL ? r->error->message
+                                        : "no receipt");
         }
         if (r != NULL) {
             appeal__response__free_unpacked(r, NULL);
