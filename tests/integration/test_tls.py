@@ -190,12 +190,16 @@ class ForeignCertificate(unittest.TestCase):
             self.assertFalse(p["reachable"], p)
             self.assertEqual(p["records_in"], 0, p)
             self.assertGreaterEqual(p["errors"], 1, p)
-        # KZ-75 fails the same way towards each of its peers.
-        st = rogue.ctl("cluster", "status")
-        self.assertEqual({p["jurisdiction"]: p["last_error"].split(" failed:")[0]
-                          for p in st["peers"]},
-                         {"KZ": f"TLS handshake with KZ ({kz.peer})",
-                          "KZ-71": f"TLS handshake with KZ-71 ({kz71.peer})"})
+        # KZ-75 fails the same way towards each of its peers (its pullers
+        # record the failure when their own attempt ends: wait for it).
+        want_rogue = {"KZ": f"TLS handshake with KZ ({kz.peer})",
+                      "KZ-71": f"TLS handshake with KZ-71 ({kz71.peer})"}
+
+        def rogue_errors():
+            return {p["jurisdiction"]: p["last_error"].split(" failed:")[0]
+                    for p in rogue.ctl("cluster", "status")["peers"]}
+        wait_for(lambda: rogue_errors() == want_rogue, 30, what="the TLS errors on KZ-75's links")
+        self.assertEqual(rogue_errors(), want_rogue)
         # Nothing of KZ-75 arrived anywhere, not even its genesis.
         time.sleep(1)
         for m in (kz, kz71):
