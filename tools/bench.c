@@ -598,6 +598,15 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Sorts `all` (total latencies in ns) and gives its p50, p99 and max in ms
+ * (0 when empty). */
+static void latencies_ms(uint64_t *all, size_t total, double *p50, double *p99, double *pmax) {
+    qsort(all, total, sizeof *all, cmp_u64);
+    *p50 = total ? (double)all[total / 2] / 1e6 : 0;
+    *p99 = total ? (double)all[(size_t)((double)total * 0.99)] / 1e6 : 0;
+    *pmax = total ? (double)all[total - 1] / 1e6 : 0;
+}
+
 static double sign_ceiling(void) {
     uint8_t pk[32], sk[64], msg[300], sig[64];
     crypto_sign_keypair(pk, sk);
@@ -820,10 +829,8 @@ static void query_report(const struct query_opts *o, struct query_worker *qw, do
         memcpy(all + k, qw[i].w.lat_ns, qw[i].w.n_lat * sizeof *all);
         k += qw[i].w.n_lat;
     }
-    qsort(all, total, sizeof *all, cmp_u64);
-    double p50 = total ? (double)all[total / 2] / 1e6 : 0;
-    double p99 = total ? (double)all[(size_t)((double)total * 0.99)] / 1e6 : 0;
-    double pmax = total ? (double)all[total - 1] / 1e6 : 0;
+    double p50, p99, pmax;
+    latencies_ms(all, total, &p50, &p99, &pmax);
     free(all);
     size_t groups = last ? last->groups : 0;
     uint32_t src[3] = {0, 0, 0};
@@ -1105,10 +1112,8 @@ static int http_main(int argc, char **argv) {
         k += w[i].n_lat;
         free(w[i].lat_ns);
     }
-    qsort(all, total, sizeof *all, cmp_u64);
-    double p50 = total ? (double)all[total / 2] / 1e6 : 0;
-    double p99 = total ? (double)all[(size_t)((double)total * 0.99)] / 1e6 : 0;
-    double pmax = total ? (double)all[total - 1] / 1e6 : 0;
+    double p50, p99, pmax;
+    latencies_ms(all, total, &p50, &p99, &pmax);
     double per_s = (double)total / (double)seconds;
     printf("http %s  clients %ld  answers/s %.0f  p50 %.2f ms  p99 %.2f ms  max %.2f ms  "
            "errors %llu\n",
@@ -1265,10 +1270,8 @@ int main(int argc, char **argv) {
         k += w[i].n_lat;
         free(w[i].lat_ns);
     }
-    qsort(all, total, sizeof *all, cmp_u64);
-    double p50 = total ? (double)all[total / 2] / 1e6 : 0;
-    double p99 = total ? (double)all[(size_t)((double)total * 0.99)] / 1e6 : 0;
-    double pmax = total ? (double)all[total - 1] / 1e6 : 0;
+    double p50, p99, pmax;
+    latencies_ms(all, total, &p50, &p99, &pmax);
     double achieved = (double)total / elapsed;
     double commits = counters == 0 ? (double)(c1 - c0) / elapsed : 0;
     double per_commit = c1 > c0 ? (double)(w1 - w0) / (double)(c1 - c0) : 0;

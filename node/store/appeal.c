@@ -966,22 +966,31 @@ static int rate_check(struct appeal_ctx *c, const struct appeal_rating *q,
     return text_field(q->comment, RATING_COMMENT_BYTES_MAX, false, true, "the comment", e);
 }
 
-int appeal_rate(struct appeal_ctx *c, const struct appeal_rating *q, struct appeal_result *out,
-                struct errbuf *e) {
+/* The row of the appeal an applicant acts on (a rating, a complaint), after
+ * the signing checks; a malformed or unknown number is told apart from a
+ * wrong access code by nothing. */
+static int applicant_row(struct appeal_ctx *c, const char *number, struct arena *a,
+                         Appeal__AppealRow **row, struct errbuf *e) {
     if (check_signing(c, e) != 0) {
         return e->code;
     }
-    if (!number_valid(q->number)) {
+    if (!number_valid(number)) {
         return err_set(e, APL_EAUTH, "wrong number or access code");
     }
+    int rc = state_appeal(c->s, c->t, number, a, row);
+    if (rc == APL_ENOTFOUND) {
+        return err_set(e, APL_EAUTH, "wrong number or access code");
+    }
+    return rc;
+}
+
+int appeal_rate(struct appeal_ctx *c, const struct appeal_rating *q, struct appeal_result *out,
+                struct errbuf *e) {
     _Alignas(16) uint8_t rowbuf[16384];
     struct arena a;
     arena_on(&a, rowbuf, sizeof rowbuf);
     Appeal__AppealRow *row;
-    int rc = state_appeal(c->s, c->t, q->number, &a, &row);
-    if (rc == APL_ENOTFOUND) {
-        return err_set(e, APL_EAUTH, "wrong number or access code");
-    }
+    int rc = applicant_row(c, q->number, &a, &row, e);
     if (rc != 0 || (rc = rate_check(c, q, row, e)) != 0) {
         return rc;
     }
@@ -1425,20 +1434,11 @@ static int complain_file(struct appeal_ctx *c, const Appeal__AppealRow *row,
 
 int appeal_complain(struct appeal_ctx *c, const struct appeal_complaint *q,
                     struct appeal_result *out, struct errbuf *e) {
-    if (check_signing(c, e) != 0) {
-        return e->code;
-    }
-    if (!number_valid(q->number)) {
-        return err_set(e, APL_EAUTH, "wrong number or access code");
-    }
     _Alignas(16) uint8_t rowbuf[16384];
     struct arena a;
     arena_on(&a, rowbuf, sizeof rowbuf);
     Appeal__AppealRow *row;
-    int rc = state_appeal(c->s, c->t, q->number, &a, &row);
-    if (rc == APL_ENOTFOUND) {
-        return err_set(e, APL_EAUTH, "wrong number or access code");
-    }
+    int rc = applicant_row(c, q->number, &a, &row, e);
     char to[RULES_JURIS_BYTES];
     if (rc != 0 || (rc = complain_check(c, q, row, to, e)) != 0) {
         return rc;
