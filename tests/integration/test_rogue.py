@@ -158,7 +158,8 @@ class RoguePeer(unittest.TestCase):
         shutil.rmtree(cls.fed.root, ignore_errors=True)
         bad = {c: rc for c, rc in rcs.items() if c != "KZ-62" and rc not in (0, None)}
         if bad:
-            raise AssertionError(f"nodes did not stop cleanly (sanitizer report?): {bad}")
+            said = {c: (cls.fed.members[c].stderr or "")[-3000:] for c in bad}
+            raise AssertionError(f"nodes did not stop cleanly (sanitizer report?): {bad} {said}")
         unverified = {c: out for c, (rc, out) in verify.items() if rc != 0}
         if unverified:
             raise AssertionError(f"stores do not verify at the end: {unverified}")
