@@ -65,8 +65,16 @@ enum {
      * The dialed side refuses a larger message. */
     DELIVER_BYTES_MAX = 1024 * 1024,
     DELIVER_MSG_BYTES_MAX = DELIVER_BYTES_MAX + RECORD_BYTES_MAX + 64 * 1024,
-    DELIVER_ROUNDS_MAX = 1000,          /* deliveries in one session; the next session goes on */
-    BATCH_BYTES_MIN = 4096,             /* --batch-bytes */
+    DELIVER_ROUNDS_MAX = 1000, /* deliveries in one session; the next session goes on */
+    BATCH_BYTES_MIN = 4096,    /* --batch-bytes */
+    /* A puller offers zstd (5.6) unless the peer's last answer of at least
+     * PULL_RATE_SAMPLE_BYTES_MIN came at PULL_PLAIN_BYTES_PER_S or more:
+     * on such a link (a LAN, loopback) compressing costs the peer more
+     * time than the bytes it saves (zstd level 3 packs ~370 MB/s per core
+     * on the development machine). Smaller answers say more about the
+     * round trip than the link and leave the choice as it was. */
+    PULL_PLAIN_BYTES_PER_S = 64 * 1024 * 1024,
+    PULL_RATE_SAMPLE_BYTES_MIN = 256 * 1024,
     CLOCK_SKEW_MAX_MS_DEFAULT = 120000, /* --clock-skew-max */
     PULL_TLS_CHECK_MS = 1000,   /* a tls+tcp:// peer not connecting: look for failed handshakes */
     PULL_EMPTY_ANSWERS_MAX = 3, /* answers in a row with nothing to store end a session */
@@ -119,6 +127,11 @@ struct repl_opts {
      * delivery (--batch-bytes); 0: PULL_BYTES_MAX and DELIVER_BYTES_MAX.
      * Each acknowledged batch is kept: a dropped link resumes after it. */
     uint32_t batch_bytes;
+    /* A link whose large answers come at this many bytes/s or more is
+     * asked for plain answers (5.6); 0: PULL_PLAIN_BYTES_PER_S. Tests set
+     * it low (APPEAL_TEST_PLAIN_BYTES_PER_S) so that a loaded machine's
+     * loopback still counts as fast. */
+    uint64_t plain_bytes_per_s;
     /* An office (a jurisdiction with a '.') whose clock is off its region's
      * node's by more refuses timed actions (engine.clock_off_ms); 0:
      * CLOCK_SKEW_MAX_MS_DEFAULT. Also what the region marks on its dialers. */

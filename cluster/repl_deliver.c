@@ -75,8 +75,9 @@ static int next_delivery(struct peer *p, struct arena *a, nng_msg **out, size_t 
         Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
         body.msg_case = APPEAL__PEER_BODY__MSG_DELIVER;
         body.deliver = &d;
-        rc = p->zstd ? peermsg_pack_z(&r->g->keys, r->o.peer_skew_ms, &body, out, &r->g->metrics)
-                     : repl_peer_pack(r, &body, out);
+        rc = p->zstd && !p->fast_link
+                 ? peermsg_pack_z(&r->g->keys, r->o.peer_skew_ms, &body, out, &r->g->metrics)
+                 : repl_peer_pack(r, &body, out);
     }
     store_rd_end(&r->g->store, t);
     return rc;

@@ -55,6 +55,7 @@ struct peer {
     bool tls;              /* its link is tls+tcp:// */
     nng_dialer sub_dialer; /* our subscription to its publisher */
     bool zstd;             /* it answered a pull packed: it reads Packed too (puller) */
+    bool fast_link;        /* its last large answer came fast: ask plain (puller) */
     bool no_deliver;       /* it does not take deliveries (an older node; puller) */
     _Atomic bool retired;  /* no longer dialled (cluster file reloaded) */
     bool dialer_closed;    /* puller: its dialer was closed on retiring */

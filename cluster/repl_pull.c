@@ -212,7 +212,26 @@ static void adapt(struct peer *p, int rv) {
     }
 }
 
+/* Whether the link to p is fast enough to go plain, from an answer of
+ * `bytes` that took `ms` from our request (repl_opts.plain_bytes_per_s). */
+static void judge_link(struct peer *p, size_t bytes, int64_t ms) {
+    if (bytes < PULL_RATE_SAMPLE_BYTES_MIN) {
+        return;
+    }
+    uint64_t plain = p->r->o.plain_bytes_per_s ? p->r->o.plain_bytes_per_s : PULL_PLAIN_BYTES_PER_S;
+    uint64_t rate = (uint64_t)bytes * 1000u / (uint64_t)(ms > 0 ? ms : 1);
+    bool fast = rate >= plain;
+    if (fast != p->fast_link) {
+        char rs[24];
+        snprintf(rs, sizeof rs, "%llu", (unsigned long long)rate);
+        olog(OLOG_INFO, "pull_codec", "peer", p->cn->juris, "bytes_per_s", rs, "asks",
+             fast ? "plain" : "zstd", NULL);
+    }
+    p->fast_link = fast;
+}
+
 int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e) {
+    uint64_t t0 = util_mono_ns();
     int rv = send_wait(p, out);
     if (rv == NNG_ECRYPTO) {
         nng_msg_free(out);
@@ -236,6 +255,7 @@ int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e)
                        p->cn->juris, nng_strerror(rv));
     }
     *in = nng_aio_get_msg(p->aio);
+    judge_link(p, nng_msg_len(*in), (int64_t)((util_mono_ns() - t0) / 1000000u));
     return 0;
 }
 
@@ -260,7 +280,7 @@ static uint32_t request_bytes(const struct peer *p) {
 static int pack_request(struct peer *p, Appeal__PullRequest *q, nng_msg **out) {
     q->records_max = PULL_RECORDS_MAX;
     q->bytes_max = request_bytes(p);
-    q->codecs = PEER_CODEC_ZSTD;
+    q->codecs = p->fast_link ? 0 : PEER_CODEC_ZSTD;
     Appeal__PeerBody body = APPEAL__PEER_BODY__INIT;
     body.msg_case = APPEAL__PEER_BODY__MSG_PULL;
     body.pull = q;

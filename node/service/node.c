@@ -806,6 +806,12 @@ static int check_tls_urls(const struct node *n, const char *api_url, struct errb
                    url, where);
 }
 
+/* APPEAL_TEST_PLAIN_BYTES_PER_S (tests only): repl_opts.plain_bytes_per_s. */
+static uint64_t test_plain_bytes_per_s(void) {
+    const char *v = getenv("APPEAL_TEST_PLAIN_BYTES_PER_S");
+    return v != NULL ? strtoull(v, NULL, 10) : 0;
+}
+
 /* Replication and live queries, on the engine; with `recovering`, the node
  * learns its own log back from its peers before it signs. On failure
  * replication's intake is stopped and n->repl is left for repl_stop after
@@ -819,6 +825,7 @@ static int start_cluster(struct node *n, bool recovering, struct errbuf *e) {
                            .idle_ms = n->idle_ms,
                            .peer_skew_ms = n->peer_skew_ms,
                            .batch_bytes = n->batch_bytes,
+                           .plain_bytes_per_s = test_plain_bytes_per_s(),
                            .clock_skew_max_ms = n->clock_skew_max_ms,
                            .recovered_run = run_recovered,
                            .recovered = recovered,

@@ -46,11 +46,11 @@ class Fold(unittest.TestCase):
         self.fed.kill_all()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def start_kz(self, wait=True, **env):
+    def start_kz(self, *extra, wait=True, **env):
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            self.kz.start("--http", self.http, "--origin-burst", "0", wait=wait)
+            self.kz.start("--http", self.http, "--origin-burst", "0", *extra, wait=wait)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -112,6 +112,29 @@ class Fold(unittest.TestCase):
         rc, out = self.kz.offline("rebuild")
         self.assertEqual(rc, 0, out)
         self.assertEqual(self.kz.offline("dump")[1], before)
+
+    def test_a_fast_link_is_asked_for_plain_answers(self):
+        """zstd costs the serving node more time than a fast link saves
+        (docs/protocol.md 5.6): once a large answer came fast, KZ asks for
+        plain answers and KZ-75 packs no more; the log arrives whole."""
+        self.src.start()
+        head = origin(self.src, "KZ-75")["local_seq"]
+        batch = 600000  # of about 2 MB of records: the first answer packed and more plain
+        # The knob lowers what counts as fast (64 MiB/s), so that loopback
+        # under a sanitizer on a busy machine still does.
+        self.start_kz("--batch-bytes", str(batch), APPEAL_TEST_PLAIN_BYTES_PER_S="1000000")
+        wait_for(lambda: origin(self.kz, "KZ-75")["local_seq"] == head, what="KZ holds the log")
+        self.assertRegex(self.kz.log(), r"event=pull_codec peer=KZ-75 bytes_per_s=\d+ asks=plain")
+        metrics = self.src.ctl_raw("metrics")[1]
+        packed_raw = [float(l.split()[1]) for l in metrics.splitlines()
+                      if l.startswith("appeal_wire_raw_bytes_total ")][0]
+        # The first answer went packed (zstd is asked for until a link is
+        # known fast), then none: the records packed are one answer's.
+        self.assertGreater(packed_raw, 0)
+        self.assertLess(packed_raw, 2 * batch)
+        self.assertEqual(self.kz.stop(), 0)
+        rc, out = self.kz.offline("verify")
+        self.assertEqual(rc, 0, out)
 
 
 if __name__ == "__main__":
