@@ -67,12 +67,13 @@ enum {
     DELIVER_MSG_BYTES_MAX = DELIVER_BYTES_MAX + RECORD_BYTES_MAX + 64 * 1024,
     DELIVER_ROUNDS_MAX = 1000, /* deliveries in one session; the next session goes on */
     BATCH_BYTES_MIN = 4096,    /* --batch-bytes */
-    /* A puller offers zstd (5.6) unless the peer's last answer of at least
-     * PULL_RATE_SAMPLE_BYTES_MIN came at PULL_PLAIN_BYTES_PER_S or more:
-     * on such a link (a LAN, loopback) compressing costs the peer more
-     * time than the bytes it saves (zstd level 3 packs ~370 MB/s per core
-     * on the development machine). Smaller answers say more about the
-     * round trip than the link and leave the choice as it was. */
+    /* A puller offers zstd (5.6) unless its last round trip with the
+     * peer that moved at least PULL_RATE_SAMPLE_BYTES_MIN (or half the
+     * batch asked for) ran at PULL_PLAIN_BYTES_PER_S or more: on such a
+     * link (a LAN, loopback) compressing costs the peer more time than the
+     * bytes it saves (zstd level 3 packs ~370 MB/s per core on the
+     * development machine). A slower one, or a timeout, asks for zstd
+     * again. */
     PULL_PLAIN_BYTES_PER_S = 64 * 1024 * 1024,
     PULL_RATE_SAMPLE_BYTES_MIN = 256 * 1024,
     CLOCK_SKEW_MAX_MS_DEFAULT = 120000, /* --clock-skew-max */

@@ -212,15 +212,26 @@ static void adapt(struct peer *p, int rv) {
     }
 }
 
-/* Whether the link to p is fast enough to go plain, from an answer of
- * `bytes` that took `ms` from our request (repl_opts.plain_bytes_per_s). */
-static void judge_link(struct peer *p, size_t bytes, int64_t ms) {
-    if (bytes < PULL_RATE_SAMPLE_BYTES_MIN) {
+static uint32_t request_bytes(const struct peer *p);
+
+/* Whether the link to p is fast enough to go plain (docs/protocol.md 5.6),
+ * from a round trip that moved `bytes` (request and answer: a pull's
+ * answer, a delivery's records) in `ms`, or timed out (slow). Smaller
+ * round trips than PULL_RATE_SAMPLE_BYTES_MIN (or half the batch asked
+ * for, when that is smaller) say more about the latency than the link. */
+static void judge_link(struct peer *p, size_t bytes, int64_t ms, bool timed_out) {
+    uint64_t plain = p->r->o.plain_bytes_per_s ? p->r->o.plain_bytes_per_s : PULL_PLAIN_BYTES_PER_S;
+    uint64_t sample = request_bytes(p) / 2;
+    sample = sample < PULL_RATE_SAMPLE_BYTES_MIN ? sample : PULL_RATE_SAMPLE_BYTES_MIN;
+    uint64_t rate = (uint64_t)bytes * 1000u / (uint64_t)(ms > 0 ? ms : 1);
+    bool fast;
+    if (timed_out) {
+        fast = false;
+    } else if (bytes >= sample) {
+        fast = rate >= plain;
+    } else {
         return;
     }
-    uint64_t plain = p->r->o.plain_bytes_per_s ? p->r->o.plain_bytes_per_s : PULL_PLAIN_BYTES_PER_S;
-    uint64_t rate = (uint64_t)bytes * 1000u / (uint64_t)(ms > 0 ? ms : 1);
-    bool fast = rate >= plain;
     if (fast != p->fast_link) {
         char rs[24];
         snprintf(rs, sizeof rs, "%llu", (unsigned long long)rate);
@@ -232,6 +243,7 @@ static void judge_link(struct peer *p, size_t bytes, int64_t ms) {
 
 int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e) {
     uint64_t t0 = util_mono_ns();
+    size_t out_len = nng_msg_len(out);
     int rv = send_wait(p, out);
     if (rv == NNG_ECRYPTO) {
         nng_msg_free(out);
@@ -250,12 +262,15 @@ int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e)
     nng_aio_wait(p->aio);
     rv = nng_aio_result(p->aio);
     adapt(p, rv);
+    if (rv == NNG_ETIMEDOUT) {
+        judge_link(p, 0, 0, true);
+    }
     if (rv != 0) {
         return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET, "no answer from %s: %s",
                        p->cn->juris, nng_strerror(rv));
     }
     *in = nng_aio_get_msg(p->aio);
-    judge_link(p, nng_msg_len(*in), (int64_t)((util_mono_ns() - t0) / 1000000u));
+    judge_link(p, out_len + nng_msg_len(*in), (int64_t)((util_mono_ns() - t0) / 1000000u), false);
     return 0;
 }
 
