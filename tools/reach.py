@@ -322,10 +322,13 @@ def wire_figures(fed, heads, own):
     requests, heads) per record moved over those links, and the nodes'
     own byte counters of the cut offices, summed."""
     total_bytes = total_records = 0
+    split = {"peer": 0, "pub": 0}  # the pull connection, and the heads' subscription
     for o in fed.cut:
-        for p in fed.proxies[o]:
+        for i, p in enumerate(fed.proxies[o]):
             st = p.status()
-            total_bytes += int(st.get("bytes_up", 0)) + int(st.get("bytes_down", 0))
+            n = int(st.get("bytes_up", 0)) + int(st.get("bytes_down", 0))
+            total_bytes += n
+            split["peer" if i % 2 == 0 else "pub"] += n
         # what the office received (every other origin in full: it was cut
         # from the start) and sent (its own log, which its region lacked)
         total_records += sum(s for c, (s, _) in heads.items() if c != o) + own.get(o, 0)
@@ -333,7 +336,8 @@ def wire_figures(fed, heads, own):
     for o in fed.cut:
         for k, v in metric_sums(fed.members[o]).items():
             counters[k] = counters.get(k, 0) + v
-    return {"cut_link_bytes": total_bytes, "cut_link_records": total_records,
+    return {"cut_link_bytes": total_bytes, "cut_link_bytes_pull": split["peer"],
+            "cut_link_bytes_heads": split["pub"], "cut_link_records": total_records,
             "wire_bytes_per_record": round(total_bytes / total_records, 1)
             if total_records else None, "cut_office_byte_counters": counters}
 
@@ -498,7 +502,8 @@ def summary(r):
         f"convergence after the last link returned: {r['convergence_s']} s "
         f"(median node {r['convergence_median_s']} s)",
         f"wire: {w['cut_link_bytes']} bytes over the cut offices' links for "
-        f"{w['cut_link_records']} records: {w['wire_bytes_per_record']} bytes/record",
+        f"{w['cut_link_records']} records: {w['wire_bytes_per_record']} bytes/record "
+        f"(pull connections {w['cut_link_bytes_pull']}, heads {w['cut_link_bytes_heads']})",
         f"national lag per office: cut median {lag.get('cut_median_s')} s max "
         f"{lag.get('cut_max_s')} s; uncut median {lag.get('uncut_median_s')} s max "
         f"{lag.get('uncut_max_s')} s",

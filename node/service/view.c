@@ -476,6 +476,32 @@ static int overdue_of(struct node *n, MDB_txn *t, const char *owner, int32_t tod
     return rc;
 }
 
+/* The jurisdictions `--region` asks for, in place of the `n` known ones in
+ * `known` (room for 256): each code asked, and with a region's code the
+ * offices under it that the node knows (as `stats --region` takes them in). */
+static size_t asked_jurisdictions(const Appeal__OverdueRequest *q, char known[][16], size_t n) {
+    char all[256][16];
+    memcpy(all, known, n * sizeof all[0]);
+    size_t k = 0;
+    for (size_t i = 0; i < q->n_owner; i++) {
+        bool region = strchr(q->owner[i], '.') == NULL;
+        for (size_t j = 0; j <= n && k < 256; j++) {
+            const char *c = j == n ? q->owner[i] : all[j];
+            char r[JURIS_CHARS_MAX + 1];
+            juris_region(c, r);
+            bool wanted = strcmp(c, q->owner[i]) == 0 || (region && strcmp(r, q->owner[i]) == 0);
+            bool seen = false;
+            for (size_t m = 0; m < k && !seen; m++) {
+                seen = strcmp(known[m], c) == 0;
+            }
+            if (wanted && !seen) {
+                snprintf(known[k++], 16, "%s", c);
+            }
+        }
+    }
+    return k;
+}
+
 int view_overdue_list(struct node *n, MDB_txn *t, const Appeal__OverdueRequest *q, struct arena *a,
                       Appeal__OverdueList **out, struct errbuf *e) {
     uint32_t limit = q->limit ? q->limit : LIST_LIMIT_DEFAULT;
@@ -486,16 +512,14 @@ int view_overdue_list(struct node *n, MDB_txn *t, const Appeal__OverdueRequest *
     if (known == NULL) {
         return APL_ENOMEM;
     }
-    size_t n_known = 0;
+    size_t n_known = known_jurisdictions(n, t, known, 256);
     if (q->n_owner > 0) {
         for (size_t i = 0; i < q->n_owner; i++) {
             if (!juris_valid(q->owner[i])) {
                 return err_set(e, APL_EINVAL, "`%.16s` is not a jurisdiction code", q->owner[i]);
             }
-            snprintf(known[n_known++], 16, "%s", q->owner[i]);
         }
-    } else {
-        n_known = known_jurisdictions(n, t, known, 256);
+        n_known = asked_jurisdictions(q, known, n_known);
     }
     Appeal__OverdueList *l = NEW(a, Appeal__OverdueList, appeal__overdue_list__init);
     if (l == NULL || (l->items = arena_new(a, (limit + 1) * sizeof *l->items)) == NULL) {

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import recount
@@ -235,6 +236,43 @@ class OfficeIdentity(unittest.TestCase):
         self.assertNotEqual(run.returncode, 0)
         self.assertIn("is an office of KZ-19, and the cluster file has no node of KZ-19",
                       run.stderr)
+
+
+class OverdueUnderARegion(unittest.TestCase):
+    """`appealctl overdue --region KZ-75` on the national node lists the
+    overdue appeals of KZ-75's offices too, as `stats --region` counts
+    them; an office's code lists that office only."""
+
+    def setUp(self):
+        self.fed = federation(["KZ", "KZ-75", OFFICE_A])
+        kz = self.fed.members["KZ"]
+        # The national node's clock 60 days on: every appeal filed now is
+        # overdue there.
+        kz.clock_file = os.path.join(self.fed.root, "KZ.clock")
+        with open(kz.clock_file, "w") as f:
+            f.write(str(int(time.time() * 1000) + 60 * 86400 * 1000))
+        self.fed.start()
+
+    def tearDown(self):
+        rcs = self.fed.stop()
+        self.fed.kill_all()
+        shutil.rmtree(self.fed.root, ignore_errors=True)
+        self.assertTrue(all(rc == 0 for rc in rcs.values()), rcs)
+
+    def test_a_region_takes_in_its_offices(self):
+        filed = {}
+        for code in ("KZ-75", OFFICE_A):
+            filed[code] = self.fed.members[code].ctl(
+                "file", "--type", "statement", "--category", "0002.0001", "--subject",
+                f"Road repair {code}", "--applicant-name", "Applicant")["number"]
+        self.fed.wait_converged()
+        kz = self.fed.members["KZ"]
+        listed = lambda *a: {i["number"]: i["owner"] for i in kz.ctl("overdue", *a)["items"]}
+        self.assertEqual(listed("--region", "KZ-75"),
+                         {filed["KZ-75"]: "KZ-75", filed[OFFICE_A]: OFFICE_A})
+        self.assertEqual(listed("--region", OFFICE_A), {filed[OFFICE_A]: OFFICE_A})
+        self.assertEqual(listed(), {filed["KZ-75"]: "KZ-75", filed[OFFICE_A]: OFFICE_A})
+        self.assertEqual(listed("--region", "KZ-71"), {})
 
 
 if __name__ == "__main__":
