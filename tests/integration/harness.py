@@ -281,6 +281,15 @@ def federation(codes, heartbeat_ms=60000, node_args=(), tls=False):
     return fed
 
 
+def close_federation(test, fed):
+    """Stops every member (a clean stop is asserted: exit 0 each), kills
+    what is left and removes the federation's directory."""
+    rcs = fed.stop()
+    fed.kill_all()
+    shutil.rmtree(fed.root, ignore_errors=True)
+    test.assertTrue(all(rc == 0 for rc in rcs.values()), rcs)
+
+
 def identical_logs(fed, codes=None):
     """Per origin (seq, head hash) as each member holds it: equal dicts mean
     identical logs, record for record."""

@@ -19,7 +19,7 @@ import time
 import unittest
 
 import recount
-from harness import BIN, NODE, federation, wait_for
+from harness import BIN, NODE, close_federation, federation, wait_for
 
 OFFICE_A, OFFICE_B = "KZ-75.751210000", "KZ-75.751410000"
 CODES = ["KZ", "KZ-71", "KZ-75", OFFICE_A, OFFICE_B]
@@ -254,10 +254,7 @@ class OverdueUnderARegion(unittest.TestCase):
         self.fed.start()
 
     def tearDown(self):
-        rcs = self.fed.stop()
-        self.fed.kill_all()
-        shutil.rmtree(self.fed.root, ignore_errors=True)
-        self.assertTrue(all(rc == 0 for rc in rcs.values()), rcs)
+        close_federation(self, self.fed)
 
     def test_a_region_takes_in_its_offices(self):
         filed = {}
