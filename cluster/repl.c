@@ -975,6 +975,12 @@ void repl_stop(struct repl *r) {
     }
     for (int i = 0; i < REPL_CONTEXTS; i++) {
         if (r->works[i].aio != NULL) {
+            /* An answer whose send the stop refused (nng runs no callback
+             * for an operation begun on a stopped aio) is still ours. */
+            nng_msg *left = nng_aio_get_msg(r->works[i].aio);
+            if (left != NULL) {
+                nng_msg_free(left);
+            }
             nng_aio_free(r->works[i].aio);
         }
         arena_fini(&r->works[i].arena);

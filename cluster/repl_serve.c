@@ -331,6 +331,7 @@ static void srv_handle(struct srv_work *w, nng_msg *msg) {
 
 void repl_srv_cb(void *arg) {
     struct srv_work *w = arg;
+    nng_msg *in;
     int rv;
     switch (w->state) {
     case 0:
@@ -346,14 +347,17 @@ void repl_srv_cb(void *arg) {
             nng_ctx_recv(w->ctx, w->aio);
             return;
         }
-        conn_limit_busy(w->r->conns, nng_msg_get_pipe(nng_aio_get_msg(w->aio)), 0);
-        srv_handle(w, nng_aio_get_msg(w->aio));
+        in = nng_aio_get_msg(w->aio);
+        nng_aio_set_msg(w->aio, NULL); /* srv_handle frees it */
+        conn_limit_busy(w->r->conns, nng_msg_get_pipe(in), 0);
+        srv_handle(w, in);
         break;
     default:
         ASSERT(w->state == 2); /* a send completed */
         rv = nng_aio_result(w->aio);
         if (rv != 0) {
-            nng_msg_free(nng_aio_get_msg(w->aio));
+            nng_msg_free(nng_aio_get_msg(w->aio)); /* a failed send leaves it ours */
+            nng_aio_set_msg(w->aio, NULL);
             if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
                 return;
             }

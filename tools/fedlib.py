@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 
@@ -306,6 +307,9 @@ class Member:
             rc = "hung"
         self.stderr = p.stderr.read()
         p.stderr.close()
+        if rc != 0:  # a sanitizer's report, a failed stop: say it where the test's output is
+            sys.stderr.write(f"{self.juris} exited {rc} at stop; the end of its stderr:\n"
+                             f"{self.stderr[-6000:]}\n")
         return rc
 
     def kill(self):

@@ -688,6 +688,7 @@ static void handle(struct api_work *w, nng_msg *m) {
 
 static void work_cb(void *arg) {
     struct api_work *w = arg;
+    nng_msg *m;
     int rv;
     switch (w->state) {
     case W_INIT:
@@ -703,12 +704,15 @@ static void work_cb(void *arg) {
             return;
         }
         w->recv_ns = util_mono_ns();
-        handle(w, nng_aio_get_msg(w->aio));
+        m = nng_aio_get_msg(w->aio);
+        nng_aio_set_msg(w->aio, NULL); /* handle frees it */
+        handle(w, m);
         break;
     case W_SEND:
         rv = nng_aio_result(w->aio);
         if (rv != 0) {
-            nng_msg_free(nng_aio_get_msg(w->aio));
+            nng_msg_free(nng_aio_get_msg(w->aio)); /* a failed send leaves it ours */
+            nng_aio_set_msg(w->aio, NULL);
             if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
                 return;
             }
@@ -851,6 +855,12 @@ void api_stop(struct api *a) {
     nng_close(a->sock);
     for (size_t i = 0; i < API_CONTEXTS + LIVE_QUERIES_MAX; i++) {
         if (a->works[i].aio != NULL) {
+            /* An answer whose send the stop refused (nng runs no callback
+             * for an operation begun on a stopped aio) is still ours. */
+            nng_msg *left = nng_aio_get_msg(a->works[i].aio);
+            if (left != NULL) {
+                nng_msg_free(left);
+            }
             nng_aio_free(a->works[i].aio);
         }
         free(a->works[i].result.record);
