@@ -557,6 +557,65 @@ static void run_options(const struct args *a, struct node_opts *o) {
                                        .map_percent = 80}};
 }
 
+/* A stop that does not end. nng 1.5's socket close can wait forever for
+ * its reaper (nanomsg/nng#1543; seen here as a node that did not exit when
+ * SIGTERM came while clients kept pipelining requests: the main thread in
+ * nng_close of the API socket, after the writer had stopped). Once the
+ * writer has stopped every acknowledged write is synced, so after
+ * STOP_WAIT_S the stop watch logs `stop_stuck` and exits instead of leaving
+ * the node to systemd's kill (TimeoutStopSec). Before that it never exits. */
+enum { STOP_WAIT_S = 10 };
+
+struct stop_watch {
+    struct node *n;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done; /* under mu: the stop ended by itself */
+};
+
+static void *stop_watch_main(void *arg) {
+    struct stop_watch *sw = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += STOP_WAIT_S;
+    pthread_mutex_lock(&sw->mu);
+    while (!sw->done) {
+        if (pthread_cond_timedwait(&sw->cv, &sw->mu, &until) != ETIMEDOUT || sw->done) {
+            continue;
+        }
+        if (atomic_load(&sw->n->writes_stopped)) {
+            char waited[16];
+            snprintf(waited, sizeof waited, "%d", STOP_WAIT_S);
+            olog(OLOG_WARN, "stop_stuck", "waited_s", waited, "in", "closing the network sockets",
+                 "action", "exiting: every acknowledged write is synced", NULL);
+            _exit(0);
+        }
+        until.tv_sec += 1; /* the writer is still finishing: wait for it */
+    }
+    pthread_mutex_unlock(&sw->mu);
+    return NULL;
+}
+
+/* node_stop and node_close, watched (struct stop_watch). */
+static void stop_watched(struct node *n) {
+    struct stop_watch sw = {.n = n};
+    pthread_mutex_init(&sw.mu, NULL);
+    pthread_cond_init(&sw.cv, NULL);
+    pthread_t th;
+    bool watching = pthread_create(&th, NULL, stop_watch_main, &sw) == 0;
+    node_stop(n);
+    node_close(n);
+    if (watching) {
+        pthread_mutex_lock(&sw.mu);
+        sw.done = true;
+        pthread_cond_signal(&sw.cv);
+        pthread_mutex_unlock(&sw.mu);
+        pthread_join(th, NULL);
+    }
+    pthread_mutex_destroy(&sw.mu);
+    pthread_cond_destroy(&sw.cv);
+}
+
 static int cmd_run(const struct args *a) {
     if (a->api == NULL) {
         fprintf(stderr, "appeal-node run: --api URL is required (e.g. tcp://127.0.0.1:7100)\n");
@@ -614,8 +673,7 @@ static int cmd_run(const struct args *a) {
         node_reload_cluster(&n, &e); /* logs a refusal itself */
     }
     olog(OLOG_INFO, "stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
-    node_stop(&n);
-    node_close(&n);
+    stop_watched(&n);
     olog(OLOG_INFO, "stopped", NULL);
     return 0;
 }

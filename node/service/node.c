@@ -947,6 +947,7 @@ void node_stop(struct node *n) {
     notify_stop(n->notify);    /* before the writer: it settles through it */
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->eng.writer);
+    atomic_store(&n->writes_stopped, true);
     open311_stop(n->open311); /* after the writer: every deferred filing is answered */
     n->open311 = NULL;
     api_stop(n->api);

@@ -112,6 +112,9 @@ struct node {
     int64_t peer_skew_ms;  /* drills only: shifts the time in our peer messages */
     struct tls *tls;       /* NULL: no TLS files (tcp:// and ipc:// only) */
     bool serving;
+    /* node_stop has stopped the writer: every acknowledged write is synced
+     * (main's stop watch reads it). */
+    _Atomic bool writes_stopped;
 };
 
 /* Writes a grant or a revocation (q: GrantRequest or RevokeRequest) into
