@@ -445,9 +445,7 @@ void repl_marks_digest(struct pmark *marks, uint32_t n, uint8_t out[32]) {
             continue;
         }
         uint8_t be[8];
-        for (int k = 0; k < 8; k++) {
-            be[k] = (uint8_t)(marks[i].seq >> (56 - 8 * k));
-        }
+        be64_put(be, marks[i].seq);
         crypto_generichash_update(&st, marks[i].origin, KEY_PK_BYTES);
         crypto_generichash_update(&st, be, sizeof be);
     }

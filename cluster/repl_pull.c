@@ -193,9 +193,21 @@ static int send_wait(struct peer *p, nng_msg *out) {
     }
 }
 
+/* Sets whether p's link counts as fast (plain answers, 5.6); logs a change.
+ * `rate`: the bytes/s that decided it (0: a timeout). */
+static void set_fast_link(struct peer *p, bool fast, uint64_t rate) {
+    if (fast != p->fast_link) {
+        char rs[24];
+        snprintf(rs, sizeof rs, "%llu", (unsigned long long)rate);
+        olog(OLOG_INFO, "pull_codec", "peer", p->cn->juris, "bytes_per_s", rs, "asks",
+             fast ? "plain" : "zstd", NULL);
+    }
+    p->fast_link = fast;
+}
+
 /* A slow link: an answer that timed out waits longer next time, for a
- * smaller batch; answers that come shrink the wait back towards
- * PULL_TIMEOUT_MS (and fetch grows the batch back). */
+ * smaller batch, and is asked for zstd; answers that come shrink the wait
+ * back towards PULL_TIMEOUT_MS (and fetch grows the batch back). */
 static void adapt(struct peer *p, int rv) {
     uint32_t t = p->timeout_ms > PULL_TIMEOUT_MS ? p->timeout_ms : PULL_TIMEOUT_MS;
     if (rv == NNG_ETIMEDOUT) {
@@ -207,6 +219,7 @@ static void adapt(struct peer *p, int rv) {
         snprintf(bb, sizeof bb, "%u", p->batch_bytes);
         olog(OLOG_INFO, "pull_adapted", "peer", p->cn->juris, "timeout_ms", tm, "batch_bytes", bb,
              NULL);
+        set_fast_link(p, false, 0);
     } else if (rv == 0) {
         p->timeout_ms = t - (t - PULL_TIMEOUT_MS) / 4;
     }
@@ -216,29 +229,18 @@ static uint32_t request_bytes(const struct peer *p);
 
 /* Whether the link to p is fast enough to go plain (docs/protocol.md 5.6),
  * from a round trip that moved `bytes` (request and answer: a pull's
- * answer, a delivery's records) in `ms`, or timed out (slow). Smaller
- * round trips than PULL_RATE_SAMPLE_BYTES_MIN (or half the batch asked
- * for, when that is smaller) say more about the latency than the link. */
-static void judge_link(struct peer *p, size_t bytes, int64_t ms, bool timed_out) {
-    uint64_t plain = p->r->o.plain_bytes_per_s ? p->r->o.plain_bytes_per_s : PULL_PLAIN_BYTES_PER_S;
+ * answer, a delivery's records) in `ms` (a timeout: adapt). Smaller round
+ * trips than PULL_RATE_SAMPLE_BYTES_MIN (or half the batch asked for,
+ * when that is smaller) say more about the latency than the link. */
+static void judge_link(struct peer *p, size_t bytes, int64_t ms) {
     uint64_t sample = request_bytes(p) / 2;
     sample = sample < PULL_RATE_SAMPLE_BYTES_MIN ? sample : PULL_RATE_SAMPLE_BYTES_MIN;
-    uint64_t rate = (uint64_t)bytes * 1000u / (uint64_t)(ms > 0 ? ms : 1);
-    bool fast;
-    if (timed_out) {
-        fast = false;
-    } else if (bytes >= sample) {
-        fast = rate >= plain;
-    } else {
+    if (bytes < sample) {
         return;
     }
-    if (fast != p->fast_link) {
-        char rs[24];
-        snprintf(rs, sizeof rs, "%llu", (unsigned long long)rate);
-        olog(OLOG_INFO, "pull_codec", "peer", p->cn->juris, "bytes_per_s", rs, "asks",
-             fast ? "plain" : "zstd", NULL);
-    }
-    p->fast_link = fast;
+    uint64_t plain = p->r->o.plain_bytes_per_s ? p->r->o.plain_bytes_per_s : PULL_PLAIN_BYTES_PER_S;
+    uint64_t rate = (uint64_t)bytes * 1000u / (uint64_t)(ms > 0 ? ms : 1);
+    set_fast_link(p, rate >= plain, rate);
 }
 
 int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e) {
@@ -262,15 +264,12 @@ int repl_send_recv(struct peer *p, nng_msg *out, nng_msg **in, struct errbuf *e)
     nng_aio_wait(p->aio);
     rv = nng_aio_result(p->aio);
     adapt(p, rv);
-    if (rv == NNG_ETIMEDOUT) {
-        judge_link(p, 0, 0, true);
-    }
     if (rv != 0) {
         return err_set(e, rv == NNG_ETIMEDOUT ? APL_ETIMEDOUT : APL_ENET, "no answer from %s: %s",
                        p->cn->juris, nng_strerror(rv));
     }
     *in = nng_aio_get_msg(p->aio);
-    judge_link(p, out_len + nng_msg_len(*in), (int64_t)((util_mono_ns() - t0) / 1000000u), false);
+    judge_link(p, out_len + nng_msg_len(*in), (int64_t)((util_mono_ns() - t0) / 1000000u));
     return 0;
 }
 
