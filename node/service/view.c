@@ -398,6 +398,17 @@ int view_info(struct node *n, MDB_txn *t, struct arena *a, Appeal__NodeInfo **ou
     return 0;
 }
 
+/* Adds `code` to the `k` codes in `out` unless it is there; the new count. */
+static size_t add_juris(char out[][16], size_t k, const char *code) {
+    for (size_t i = 0; i < k; i++) {
+        if (strcmp(out[i], code) == 0) {
+            return k;
+        }
+    }
+    snprintf(out[k], 16, "%s", code);
+    return k + 1;
+}
+
 /* The jurisdictions this node knows: its own and every origin's. */
 static size_t known_jurisdictions(struct node *n, MDB_txn *t, char out[][16], size_t max) {
     size_t k = 0;
@@ -414,13 +425,7 @@ static size_t known_jurisdictions(struct node *n, MDB_txn *t, char out[][16], si
             chain_origin_get(&n->eng.store, t, key.mv_data, &o) != 0 || o.juris[0] == '\0') {
             continue;
         }
-        bool seen = false;
-        for (size_t i = 0; i < k && !seen; i++) {
-            seen = strcmp(out[i], o.juris) == 0;
-        }
-        if (!seen) {
-            snprintf(out[k++], 16, "%s", o.juris);
-        }
+        k = add_juris(out, k, o.juris);
     }
     mdb_cursor_close(c);
     return k;
@@ -489,13 +494,8 @@ static size_t asked_jurisdictions(const Appeal__OverdueRequest *q, char known[][
             const char *c = j == n ? q->owner[i] : all[j];
             char r[JURIS_CHARS_MAX + 1];
             juris_region(c, r);
-            bool wanted = strcmp(c, q->owner[i]) == 0 || (region && strcmp(r, q->owner[i]) == 0);
-            bool seen = false;
-            for (size_t m = 0; m < k && !seen; m++) {
-                seen = strcmp(known[m], c) == 0;
-            }
-            if (wanted && !seen) {
-                snprintf(known[k++], 16, "%s", c);
+            if (strcmp(c, q->owner[i]) == 0 || (region && strcmp(r, q->owner[i]) == 0)) {
+                k = add_juris(known, k, c);
             }
         }
     }
