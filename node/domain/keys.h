@@ -43,6 +43,8 @@ enum {
 
 enum { KEY_ROTATIONS_MAX = 16 };
 
+struct sigahead;
+
 struct node_keys {
     /* The origin: the log's identity, named in every record and in the
      * cluster file. It never changes. */
@@ -52,6 +54,8 @@ struct node_keys {
      * the origin's public key once sign.key holds a successor. */
     uint8_t sign_sk[KEY_SK_BYTES];
     uint8_t signer_pk[KEY_PK_BYTES];
+    /* Signatures' costly half made ahead (sigahead.h); NULL signs as usual. */
+    struct sigahead *ahead;
     /* The KeyRotated records from the origin key to the signer, in order:
      * peers that have not replicated them yet check a message signed by
      * the signer against them (node_open loads them). */

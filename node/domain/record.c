@@ -8,12 +8,14 @@
 #include <string.h>
 
 #include "roles.h"
+#include "sigahead.h"
 #include "bounds.h"
 #include "i18n.h"
 
 enum { RECORD_REPEATED_MAX = 16 };
 
-int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t **out, size_t *len) {
+int rec_sign_ahead(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], struct sigahead *ahead,
+                   uint8_t **out, size_t *len) {
     uint8_t *bb = NULL;
     size_t blen = 0;
     int rc = pb_pack(&body->base, &bb, &blen);
@@ -21,7 +23,7 @@ int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t *
         return rc;
     }
     uint8_t sig[SIG_BYTES];
-    crypto_sign_detached(sig, NULL, bb, blen, sk);
+    sigahead_sign(ahead, sig, bb, blen, sk);
     Appeal__Envelope env = APPEAL__ENVELOPE__INIT;
     env.body.data = bb;
     env.body.len = blen;
@@ -30,6 +32,10 @@ int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t *
     rc = pb_pack(&env.base, out, len);
     free(bb);
     return rc;
+}
+
+int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t **out, size_t *len) {
+    return rec_sign_ahead(body, sk, NULL, out, len);
 }
 
 bool rec_verify_sig(const struct record *r, const uint8_t pk[KEY_PK_BYTES]) {

@@ -32,6 +32,11 @@ struct record {
 /* Packs `body`, signs it with `sk` and packs the envelope into a malloc'd
  * buffer. */
 int rec_sign(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], uint8_t **out, size_t *len);
+/* The same, the signature finished from a pair made ahead when `ahead` has
+ * one (sigahead.h); NULL signs as rec_sign. */
+struct sigahead;
+int rec_sign_ahead(const Appeal__Body *body, const uint8_t sk[KEY_SK_BYTES], struct sigahead *ahead,
+                   uint8_t **out, size_t *len);
 
 /* Decodes and checks the structure of a record (not its signature). */
 int rec_decode(const uint8_t *bytes, size_t len, struct arena *a, struct record *out,

@@ -1,4 +1,5 @@
 #include "node.h"
+#include "sigahead.h"
 
 #include <sodium.h>
 #include <errno.h>
@@ -895,6 +896,12 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     }
     atomic_store(&n->eng.durable_head, n->eng.self.head_seq);
     engine_publish_frozen(&n->eng);
+    /* Records signed from nonces made ahead on an idle core (ADR 0022);
+     * APPEAL_SIGN_AHEAD=0 signs each in full on the writer, as before. */
+    const char *ahead = getenv("APPEAL_SIGN_AHEAD");
+    if ((ahead == NULL || strcmp(ahead, "0") != 0) && sigahead_start(&n->eng.keys.ahead) != 0) {
+        olog(OLOG_WARN, "sign_ahead_not_started", NULL);
+    }
     int rc = writer_start(&n->eng.writer, &n->eng.store, &h);
     if (rc != 0) {
         return err_set(e, rc, "cannot start the writer thread");
@@ -947,6 +954,8 @@ void node_stop(struct node *n) {
     notify_stop(n->notify);    /* before the writer: it settles through it */
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->eng.writer);
+    sigahead_stop(n->eng.keys.ahead);
+    n->eng.keys.ahead = NULL;
     atomic_store(&n->writes_stopped, true);
     open311_stop(n->open311); /* after the writer: every deferred filing is answered */
     n->open311 = NULL;

@@ -9,6 +9,7 @@
 
 #include "node.h"
 #include "repl.h"
+#include "sigahead.h"
 
 struct buf {
     char *p;
@@ -94,6 +95,15 @@ static void node_metrics(struct buf *b, struct node *n) {
         "appeal_requests_denied_total{reason=\"forbidden\"} %llu\n",
         (unsigned long long)LOAD(m->requests_unauthenticated),
         (unsigned long long)LOAD(m->requests_forbidden));
+    struct sigahead_stats sa;
+    sigahead_stats(n->eng.keys.ahead, &sa);
+    put(b,
+        "# HELP appeal_records_signed_total Records this node signed, by whether the signature's "
+        "nonce was made ahead on an idle core or the writer signed in full.\n"
+        "# TYPE appeal_records_signed_total counter\n"
+        "appeal_records_signed_total{nonce=\"ahead\"} %llu\n"
+        "appeal_records_signed_total{nonce=\"inline\"} %llu\n",
+        (unsigned long long)sa.used, (unsigned long long)sa.fallback);
     counter(b, "appeal_pull_batches_total", "Pull answers received and verified.", LOAD(m->pulls));
     counter(b, "appeal_push_batches_total", "Pushed batches applied.", LOAD(m->pushes));
     put(b, "# HELP appeal_refused_records_total Records refused from peers, by reason.\n"

@@ -172,7 +172,7 @@ int chain_sign_append(struct store *s, MDB_txn *t, struct origin_state *self,
     if (memcmp(self->signing_key, k->signer_pk, KEY_PK_BYTES) != 0) {
         return APL_EAUTH; /* sign.key is not the key our log says signs now */
     }
-    int rc = rec_sign(body, k->sign_sk, env, len);
+    int rc = rec_sign_ahead(body, k->sign_sk, k->ahead, env, len);
     if (rc != 0) {
         return rc;
     }

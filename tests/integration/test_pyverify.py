@@ -7,6 +7,7 @@ is not exact."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -427,6 +428,11 @@ class Federated(unittest.TestCase):
         almaty.ctl("file", "--type", "proposal", "--category", "0002.0001", "--subject", "After",
                    "--applicant-name", "Timur Akhmetov")
         self.fed.wait_converged()
+        # the records just verified were signed from nonces made ahead
+        # (ADR 0022), not only in full: both verifiers accept those
+        signed = dict(re.findall(r'^appeal_records_signed_total\{nonce="(\w+)"\} (\d+)$',
+                                 almaty.ctl_raw("metrics")[1], re.M))
+        self.assertGreater(int(signed.get("ahead", 0)), 0, signed)
         for m in self.fed.members.values():
             self.assertEqual(m.stop(), 0)
         origin = os.path.join(almaty.dir, "origin.pub")
