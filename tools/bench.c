@@ -13,7 +13,8 @@
  * session_open) and sends each request with a counter and a MAC, computed
  * as it is sent (docs/security.md "Sessions"). --inflight N keeps N
  * requests in flight on each connection (REQ request ids; a latency is
- * from a request's send to its own answer).
+ * from a request's send to its own answer). URL may be tcp://HOST:PORT or
+ * ipc://PATH (the node listening on a Unix-domain socket).
  *
  * Prints appeals/s acknowledged, p50/p99/max latency, commits/s and
  * appeals per commit (from the node's own counters), and the machine's
@@ -55,6 +56,7 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <sodium.h>
 #include <stdatomic.h>
@@ -216,23 +218,54 @@ struct raw_conn {
 
 static const uint8_t sp_hello_req[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
 
+/* SP over nng's ipc:// transport frames each message with a type byte
+ * (1) before the 8-byte length; over tcp:// the length comes first. */
+static size_t frame_pre;
+
+/* Writes a frame's header for a message of `len` bytes (the request id
+ * included) into `out`; returns its size. */
+static size_t frame_hdr(uint8_t *out, uint64_t len) {
+    if (frame_pre > 0) {
+        out[0] = 1;
+    }
+    for (int i = 0; i < 8; i++) {
+        out[frame_pre + (size_t)i] = (uint8_t)(len >> (56 - 8 * i));
+    }
+    return frame_pre + 8;
+}
+
 static int raw_connect(const char *url, int *fd_out) {
     char host[64];
-    int port;
-    if (sscanf(url, "tcp://%63[^:]:%d", host, &port) != 2) {
-        return -1;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, host, &a.sin_addr);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0) {
-            close(fd);
+    int port, fd;
+    if (strncmp(url, "ipc://", 6) == 0) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", url + 6);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+            if (fd >= 0) {
+                close(fd);
+            }
+            return -1;
         }
-        return -1;
+        frame_pre = 1;
+    } else {
+        if (sscanf(url, "tcp://%63[^:]:%d", host, &port) != 2) {
+            return -1;
+        }
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        inet_pton(AF_INET, host, &a.sin_addr);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+            if (fd >= 0) {
+                close(fd);
+            }
+            return -1;
+        }
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (frame_pre == 0) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     if (write(fd, sp_hello_req, 8) != 8) {
         close(fd);
         return -1;
@@ -268,16 +301,14 @@ static uint8_t bench_pk[KEY_PK_BYTES], bench_sk[KEY_SK_BYTES];
  * done: `body` framed with request id `id`; the answer decoded into `a`. */
 static Appeal__Response *raw_call(int fd, const uint8_t *body, size_t len, uint32_t id,
                                   struct arena *a) {
-    uint8_t hdr[12];
-    for (int i = 0; i < 8; i++) {
-        hdr[i] = (uint8_t)((4 + len) >> (56 - 8 * i));
-    }
-    be32_put(hdr + 8, 0x80000000u | id);
-    if (io_full(fd, hdr, 12, true) != 0 || io_full(fd, (uint8_t *)body, len, true) != 0 ||
-        io_full(fd, hdr, 12, false) != 0) {
+    uint8_t hdr[13];
+    size_t hl = frame_hdr(hdr, 4 + len);
+    be32_put(hdr + hl, 0x80000000u | id);
+    if (io_full(fd, hdr, hl + 4, true) != 0 || io_full(fd, (uint8_t *)body, len, true) != 0 ||
+        io_full(fd, hdr, hl + 4, false) != 0) {
         return NULL;
     }
-    uint64_t n = be64_get(hdr);
+    uint64_t n = be64_get(hdr + frame_pre);
     uint8_t *in = n >= 4 && n < (1u << 20) ? malloc(n - 4) : NULL;
     if (in == NULL || io_full(fd, in, n - 4, false) != 0) {
         free(in);
@@ -439,16 +470,13 @@ static void raw_send(struct raw_conn *c, struct raw_pool *p) {
         cr.mac = (ProtobufCBinaryData){sizeof mac, mac};
         pb_pack(&cr.base, &wire, &len);
     }
-    c->out = realloc(c->out, 12 + len);
-    uint64_t frame = 4 + len;
-    for (int i = 0; i < 8; i++) {
-        c->out[i] = (uint8_t)(frame >> (56 - 8 * i));
-    }
+    c->out = realloc(c->out, 13 + len);
+    size_t hl = frame_hdr(c->out, 4 + len);
     c->id = (c->id + 1) & 0x7fffffffu;
-    be32_put(c->out + 8, 0x80000000u | c->id);
-    memcpy(c->out + 12, wire != NULL ? wire : p->msgs[k], len);
+    be32_put(c->out + hl, 0x80000000u | c->id);
+    memcpy(c->out + hl + 4, wire != NULL ? wire : p->msgs[k], len);
     free(wire);
-    c->out_len = 12 + len;
+    c->out_len = hl + 4 + len;
     c->out_sent = 0;
     c->sent_ns = util_mono_ns();
     c->sent_at[c->id % INFLIGHT_MAX] = c->sent_ns;
@@ -472,20 +500,21 @@ static int raw_replies(struct raw_conn *c, struct worker *w, struct raw_pool *p,
             raw_send(c, p);
         }
     }
-    while (c->in_len - at >= 12) {
-        uint64_t len = be64_get(c->in + at);
-        if (len < 4 || len > sizeof c->in - 8) {
+    size_t hl = frame_pre + 8;
+    while (c->in_len - at >= hl + 4) {
+        uint64_t len = be64_get(c->in + at + frame_pre);
+        if (len < 4 || len > sizeof c->in - hl) {
             return -1;
         }
-        if (c->in_len - at < 8 + len) {
+        if (c->in_len - at < hl + len) {
             break;
         }
         uint64_t now = util_mono_ns();
-        uint64_t sent = c->sent_at[(be32_get(c->in + at + 8) & 0x7fffffffu) % INFLIGHT_MAX];
+        uint64_t sent = c->sent_at[(be32_get(c->in + at + hl) & 0x7fffffffu) % INFLIGHT_MAX];
         c->outstanding -= c->outstanding > 0;
         arena_reset(a);
         Appeal__Response *r = (Appeal__Response *)protobuf_c_message_unpack(
-            &appeal__response__descriptor, &a->allocator, len - 4, c->in + at + 12);
+            &appeal__response__descriptor, &a->allocator, len - 4, c->in + at + hl + 4);
         if (r == NULL || (r->error != NULL && r->error->code != 0)) {
             if (w->errors++ == 0) {
                 snprintf(w->first_error, sizeof w->first_error, "%s",
@@ -494,7 +523,7 @@ static int raw_replies(struct raw_conn *c, struct worker *w, struct raw_pool *p,
         } else if (sent >= w->measure_from_ns && w->n_lat < SAMPLES_PER_CLIENT_MAX) {
             w->lat_ns[w->n_lat++] = now - sent;
         }
-        at += 8 + len;
+        at += hl + len;
         got++;
         if (now < w->until_ns) {
             if (w->pace_ns > 0) {
@@ -1193,9 +1222,10 @@ int main(int argc, char **argv) {
     }
     struct raw_pool pool = {0};
     if (raw && !info_only) {
-        /* Enough signed requests for the run at the rate asked, or at more
-         * than this machine's node has ever done. */
-        double per_s = rate > 0 ? (double)rate * 1.1 : 25000.0;
+        /* Enough requests for the run at the rate asked, or at more than
+         * this machine's node has ever done (each signed one costs a
+         * signature to prepare). */
+        double per_s = rate > 0 ? (double)rate * 1.1 : use_session ? 40000.0 : 25000.0;
         size_t n = (size_t)(per_s * (double)(seconds + warmup)) + (size_t)clients;
         if (raw_prepare(&pool, n < POOL_MAX ? n : POOL_MAX, url) != 0) {
             return 2;

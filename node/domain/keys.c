@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sigahead.h"
 #include "util.h"
 
 static const char key_id_context[] = "appeal-key-id";
@@ -50,6 +51,7 @@ void keys_wipe(struct node_keys *k) {
     for (size_t i = 0; i < k->n_rotations; i++) {
         free(k->rotation[i]);
     }
+    sigahead_stop(k->ahead); /* a node that failed to start serving still has it */
     sodium_memzero(k, sizeof *k);
 }
 

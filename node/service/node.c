@@ -954,14 +954,15 @@ void node_stop(struct node *n) {
     notify_stop(n->notify);    /* before the writer: it settles through it */
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
     writer_stop(&n->eng.writer);
-    sigahead_stop(n->eng.keys.ahead);
-    n->eng.keys.ahead = NULL;
     atomic_store(&n->writes_stopped, true);
     open311_stop(n->open311); /* after the writer: every deferred filing is answered */
     n->open311 = NULL;
     api_stop(n->api);
     survey_stop(n->survey);
     repl_stop(n->repl);
+    /* Last: /metrics, on the API's threads until api_stop, reads its counts. */
+    sigahead_stop(n->eng.keys.ahead);
+    n->eng.keys.ahead = NULL;
     n->api = NULL;
     n->repl = NULL;
     n->survey = NULL;
