@@ -235,32 +235,31 @@ static size_t frame_hdr(uint8_t *out, uint64_t len) {
 }
 
 static int raw_connect(const char *url, int *fd_out) {
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
     char host[64];
-    int port, fd;
+    int port;
     if (strncmp(url, "ipc://", 6) == 0) {
-        struct sockaddr_un a = {.sun_family = AF_UNIX};
-        snprintf(a.sun_path, sizeof a.sun_path, "%s", url + 6);
-        fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-            if (fd >= 0) {
-                close(fd);
-            }
-            return -1;
-        }
+        struct sockaddr_un *a = (struct sockaddr_un *)&ss;
+        a->sun_family = AF_UNIX;
+        snprintf(a->sun_path, sizeof a->sun_path, "%s", url + 6);
+        sl = sizeof *a;
         frame_pre = 1;
+    } else if (sscanf(url, "tcp://%63[^:]:%d", host, &port) == 2) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, host, &a->sin_addr);
+        sl = sizeof *a;
     } else {
-        if (sscanf(url, "tcp://%63[^:]:%d", host, &port) != 2) {
-            return -1;
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+        if (fd >= 0) {
+            close(fd);
         }
-        fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        inet_pton(AF_INET, host, &a.sin_addr);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-            if (fd >= 0) {
-                close(fd);
-            }
-            return -1;
-        }
+        return -1;
     }
     int one = 1;
     if (frame_pre == 0) {

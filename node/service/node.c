@@ -1,5 +1,4 @@
 #include "node.h"
-#include "sigahead.h"
 
 #include <sodium.h>
 #include <errno.h>
@@ -22,6 +21,7 @@
 #include "appeal.h"
 #include "bounds.h"
 #include "record.h"
+#include "sigahead.h"
 #include "util.h"
 
 enum {
