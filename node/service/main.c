@@ -1368,6 +1368,23 @@ static int cmd_log(const struct args *a) {
     return rc == 0 ? 0 : fail("log", &e, rc);
 }
 
+static void dump_line(const char *table, const void *key, size_t kl, const void *val, size_t vl) {
+    char *hk = malloc(2 * kl + 1), *hv = malloc(2 * vl + 1);
+    if (hk != NULL && hv != NULL) {
+        util_hex(key, kl, hk);
+        util_hex(val, vl, hv);
+        printf("%s %s %s\n", table, hk, hv);
+    }
+    free(hk);
+    free(hv);
+}
+
+static void dump_applicant(void *arg, const uint8_t *key, size_t kl, const char *number,
+                           size_t nl) {
+    (void)arg;
+    dump_line("applicants", key, kl, number, nl);
+}
+
 static int cmd_dump(const struct args *a) {
     struct errbuf e;
     err_clear(&e);
@@ -1376,10 +1393,19 @@ static int cmd_dump(const struct args *a) {
     if (rc != 0) {
         return fail("dump", &e, rc);
     }
-    MDB_txn *t;
+    struct app_stage staged;
+    if ((rc = apst_init(&staged, &s)) != 0) {
+        store_close(&s);
+        return fail("dump", &e, rc);
+    }
+    MDB_txn *t = NULL;
     rc = store_rd_begin(&s, &t);
     for (int db = 0; rc == 0 && db < DB_COUNT; db++) {
         if (!store_db_derived((enum store_db)db) && db != DB_ORIGINS) {
+            continue;
+        }
+        if (db == DB_APPLICANTS) { /* with its staged entries, as merged */
+            rc = apst_each(&staged, &s, t, dump_applicant, NULL);
             continue;
         }
         MDB_cursor *c;
@@ -1390,24 +1416,14 @@ static int cmd_dump(const struct args *a) {
         MDB_val k, v;
         for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0;
              m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            char *hk = malloc(2 * k.mv_size + 1), *hv = malloc(2 * v.mv_size + 1);
-            if (hk == NULL || hv == NULL) {
-                free(hk);
-                free(hv);
-                rc = APL_ENOMEM;
-                break;
-            }
-            util_hex(k.mv_data, k.mv_size, hk);
-            util_hex(v.mv_data, v.mv_size, hv);
-            printf("%s %s %s\n", store_db_name((enum store_db)db), hk, hv);
-            free(hk);
-            free(hv);
+            dump_line(store_db_name((enum store_db)db), k.mv_data, k.mv_size, v.mv_data, v.mv_size);
         }
         mdb_cursor_close(c);
     }
-    if (rc == 0) {
+    if (t != NULL) {
         store_rd_end(&s, t);
     }
+    apst_fini(&staged);
     store_close(&s);
     return rc == 0 ? 0 : fail("dump", &e, rc);
 }

@@ -75,7 +75,8 @@ static void hook_begin(void *arg) {
 
 static int hook_precommit(void *arg, MDB_txn *t) {
     struct node *n = arg;
-    return state_batch_end(&n->eng.state, t);
+    int rc = state_batch_end(&n->eng.state, t);
+    return rc != 0 ? rc : apst_settle(&n->eng.state.applicants, &n->eng.store, t);
 }
 
 static void hook_rollback(void *arg) {
@@ -83,10 +84,12 @@ static void hook_rollback(void *arg) {
     n->eng.self = n->eng.self_saved;
     n->eng.unfolded_bytes = n->eng.unfolded_saved;
     state_batch_end(&n->eng.state, NULL); /* forget the sums of the aborted batch */
+    apst_rollback(&n->eng.state.applicants);
 }
 
 static uint64_t hook_committed(void *arg) {
     struct node *n = arg;
+    apst_committed(&n->eng.state.applicants);
     if (n->eng.self.head_seq != n->eng.self_saved.head_seq) {
         n->last_record_ms = node_now_ms(n);
         atomic_fetch_add_explicit(&n->eng.metrics.own_records,
@@ -898,6 +901,9 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     engine_publish_frozen(&n->eng);
     /* Records signed from nonces made ahead on an idle core (ADR 0022);
      * APPEAL_SIGN_AHEAD=0 signs each in full on the writer, as before. */
+    /* New applicants index entries are staged from here on (applicants.h):
+     * the writer's hooks follow each transaction. */
+    n->eng.state.applicants.enabled = true;
     const char *ahead = getenv("APPEAL_SIGN_AHEAD");
     if ((ahead == NULL || strcmp(ahead, "0") != 0) && sigahead_start(&n->eng.keys.ahead) != 0) {
         olog(OLOG_WARN, "sign_ahead_not_started", NULL);

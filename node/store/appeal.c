@@ -193,18 +193,7 @@ static int check_file(const struct appeal_ctx *c, const Appeal__FileRequest *q, 
 static int find_repeat(struct appeal_ctx *c, const uint8_t tag[APPLICANT_TAG_BYTES],
                        const char *category, char out[NUMBER_BYTES_MAX + 1]) {
     uint8_t key[APPLICANT_TAG_BYTES + 32];
-    MDB_val v;
-    out[0] = '\0';
-    int rc = store_get(c->t, c->s, DB_APPLICANTS, key, applicant_key(key, tag, category), &v);
-    if (rc == APL_ENOTFOUND) {
-        return 0;
-    }
-    if (rc != 0 || v.mv_size > NUMBER_BYTES_MAX) {
-        return rc != 0 ? rc : APL_ECORRUPT;
-    }
-    memcpy(out, v.mv_data, v.mv_size);
-    out[v.mv_size] = '\0';
-    return 0;
+    return apst_latest(&c->st->applicants, c->s, c->t, key, applicant_key(key, tag, category), out);
 }
 
 /* The copy of an office's Sealed plaintext for its region's node

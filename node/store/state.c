@@ -38,6 +38,9 @@ int state_init(struct state *st, struct store *s) {
     if (rc == 0) {
         rc = arena_init(&st->folding, RECORD_ARENA_BYTES);
     }
+    if (rc == 0) {
+        rc = apst_init(&st->applicants, s);
+    }
     if (rc != 0) {
         state_fini(st);
     }
@@ -51,6 +54,7 @@ void state_fini(struct state *st) {
     arena_fini(&st->rows);
     arena_fini(&st->parked);
     arena_fini(&st->folding);
+    apst_fini(&st->applicants);
 }
 
 int state_appeal(struct store *s, MDB_txn *t, const char *number, struct arena *a,
@@ -245,23 +249,14 @@ size_t applicant_key(uint8_t *out, const uint8_t tag[APPLICANT_TAG_BYTES], const
 
 /* Remembers the latest appeal of an applicant on a category. "Latest" is
  * the greatest number, so every node agrees whatever the order. */
-static int applicant_note(struct store *s, MDB_txn *t, const ProtobufCBinaryData *tag,
+static int applicant_note(struct state *st, MDB_txn *t, const ProtobufCBinaryData *tag,
                           const char *category, const char *number) {
     if (tag->len != APPLICANT_TAG_BYTES) {
         return 0;
     }
     uint8_t key[APPLICANT_TAG_BYTES + 32];
     size_t kl = applicant_key(key, tag->data, category);
-    MDB_val v;
-    int rc = store_get(t, s, DB_APPLICANTS, key, kl, &v);
-    size_t nl = strlen(number);
-    if (rc == 0 && (v.mv_size > nl || (v.mv_size == nl && memcmp(v.mv_data, number, nl) >= 0))) {
-        return 0;
-    }
-    if (rc != 0 && rc != APL_ENOTFOUND) {
-        return rc;
-    }
-    return store_put(t, s, DB_APPLICANTS, key, kl, number, nl, 0);
+    return apst_note(&st->applicants, st->s, t, key, kl, number);
 }
 
 static int apply_filed(struct state *st, MDB_txn *t, const struct origin_state *o, uint64_t seq,
@@ -311,7 +306,7 @@ static int apply_filed(struct state *st, MDB_txn *t, const struct origin_state *
         rc = regno_note(st->s, t, f->number);
     }
     if (rc == 0) {
-        rc = applicant_note(st->s, t, &f->applicant_tag, f->category, f->number);
+        rc = applicant_note(st, t, &f->applicant_tag, f->category, f->number);
     }
     return rc;
 }
@@ -432,7 +427,7 @@ static int apply_event(struct state *st, MDB_txn *t, const struct origin_state *
     ASSERT(row->version == before + 1); /* a history is a line: one step at a time */
     rc = save_row(st, t, &old, row, o->idx, seq);
     if (rc == 0 && b->event_case == APPEAL__BODY__EVENT_ACCEPTED) {
-        rc = applicant_note(st->s, t, &b->accepted->applicant_tag, row->category, row->number);
+        rc = applicant_note(st, t, &b->accepted->applicant_tag, row->category, row->number);
     }
     return rc;
 }
@@ -863,6 +858,9 @@ static int rebuild_once(struct store *s, struct errbuf *e) {
     }
     if (rc == 0) {
         rc = fold_marks(s, rb.t, NULL, NULL); /* rebuild folds every record */
+    }
+    if (rc == 0) {
+        rc = apst_clear(&rb.st.applicants, s, rb.t); /* and notes every applicant again */
     }
     MDB_cursor *c = NULL;
     if (rc == 0) {

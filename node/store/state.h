@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "applicants.h"
 #include "chain.h"
 #include "pbdecode.h"
 #include "store.h"
@@ -30,13 +31,14 @@ struct agg_batch;
 
 struct state {
     struct store *s;
-    struct arena rows;       /* appeal rows, reset per event */
-    struct arena parked;     /* parked records, reset per record */
-    struct arena folding;    /* the fold's decoded record, reset per record */
-    uint64_t ignored;        /* events that changed nothing */
-    bool fold_pending;       /* records may wait for the fold (set at init, by ingest) */
-    struct agg_batch *batch; /* between state_batch_begin and _end: `sums` */
-    struct agg_batch *sums;  /* the batch's memory, kept for the next one */
+    struct arena rows;           /* appeal rows, reset per event */
+    struct arena parked;         /* parked records, reset per record */
+    struct arena folding;        /* the fold's decoded record, reset per record */
+    uint64_t ignored;            /* events that changed nothing */
+    bool fold_pending;           /* records may wait for the fold (set at init, by ingest) */
+    struct agg_batch *batch;     /* between state_batch_begin and _end: `sums` */
+    struct agg_batch *sums;      /* the batch's memory, kept for the next one */
+    struct app_stage applicants; /* the applicants index's staged entries (applicants.h) */
 };
 
 int state_init(struct state *st, struct store *s);

@@ -1,7 +1,9 @@
 """Appeals through their lifecycle on a real node: every transition, valid
 and invalid, the statutory terms, and the filing rules."""
 
+import os
 import re
+import subprocess
 import unittest
 
 from harness import Node, NodeError
@@ -288,3 +290,68 @@ class FilingRules(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def table_keys(node, table):
+    """The keys of one LMDB table of a node (mdb_dump, printable form)."""
+    out = subprocess.run(["mdb_dump", "-p", "-s", table, os.path.join(node.dir, "db")],
+                         capture_output=True, text=True, check=True).stdout
+    body = out.split("HEADER=END\n", 1)[1].split("DATA=END", 1)[0].splitlines()
+    return body[0::2]
+
+
+class StagedApplicants(unittest.TestCase):
+    """The repeated-appeal check's index stages its new entries in `meta`
+    ("apst" | counter) and merges them into `applicants` in key order once
+    APPEAL_TEST_APPLICANTS_MERGE (3 here) applicants are staged
+    (node/store/applicants.h): a repeat is found whether its predecessor is
+    staged, merged, reloaded after kill -9, or rebuilt from the log."""
+
+    def setUp(self):
+        os.environ["APPEAL_TEST_APPLICANTS_MERGE"] = "3"
+        self.node = Node("KZ-75", clock="2026-11-27 10:00").start()
+
+    def tearDown(self):
+        os.environ.pop("APPEAL_TEST_APPLICANTS_MERGE", None)
+        rc = self.node.stop()
+        self.node.cleanup()
+        self.assertIn(rc, (0, None))
+
+    def file(self, name, iin, category="0003.0001"):
+        return self.node.file("statement", category, "Land plot", name, iin)
+
+    def staged(self):
+        return [k for k in table_keys(self.node, "meta") if k.startswith(" apst")]
+
+    def test_repeats_through_the_stage_its_merge_a_kill_and_a_rebuild(self):
+        serik = ("Serik Ospanov", "851231400567")
+        a1 = self.file(*serik)
+        self.assertEqual(a1["repeat_of"], "")
+        a2 = self.file(*serik)
+        self.assertEqual(a2["repeat_of"], a1["number"])  # its predecessor staged
+        self.assertEqual(len(self.staged()), 2)
+        self.assertEqual(table_keys(self.node, "applicants"), [])
+        self.file("Aigerim Bekova", "900101300126")
+        self.file("Timur Akhmetov", "880202300228")  # the third applicant: merged
+        self.assertEqual(self.staged(), [])
+        self.assertEqual(len(table_keys(self.node, "applicants")), 3)
+        a3 = self.file(*serik)
+        self.assertEqual(a3["repeat_of"], a2["number"])  # its predecessor merged
+        self.assertEqual(len(self.staged()), 1)
+        # staged and then killed: the rows are loaded again at the start
+        dana = ("Dana Serikova", "950505400554", "0002.0001")
+        b1 = self.file(*dana)
+        self.node.kill()
+        self.node.start()
+        b2 = self.file(*dana)
+        self.assertEqual(b2["repeat_of"], b1["number"])
+        self.assertEqual(a3["repeat_of"], a2["number"])
+        # rebuilt from the log: no staged rows, every applicant indexed
+        self.assertEqual(self.node.stop(), 0)
+        rc, out = self.node.offline("rebuild")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.staged(), [])
+        self.assertEqual(len(table_keys(self.node, "applicants")), 4)
+        self.node.start()
+        self.assertEqual(self.file(*serik)["repeat_of"], a3["number"])
+        self.assertEqual(self.file(*dana)["repeat_of"], b2["number"])
