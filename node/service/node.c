@@ -871,6 +871,18 @@ static int start_outer(struct node *n, struct errbuf *e) {
     return rc;
 }
 
+/* What the writer's records get from here on: the applicants index's new
+ * entries staged (ADR 0023; the writer's hooks follow each transaction),
+ * and signatures from nonces made ahead on an idle core (ADR 0022;
+ * APPEAL_SIGN_AHEAD=0 signs each in full on the writer, as before). */
+static void prepare_writes(struct node *n) {
+    n->eng.state.applicants.enabled = true;
+    const char *ahead = getenv("APPEAL_SIGN_AHEAD");
+    if ((ahead == NULL || strcmp(ahead, "0") != 0) && sigahead_start(&n->eng.keys.ahead) != 0) {
+        olog(OLOG_WARN, "sign_ahead_not_started", NULL);
+    }
+}
+
 int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     int tls_rc = check_tls_urls(n, api_url, e);
     if (tls_rc != 0) {
@@ -899,15 +911,7 @@ int node_serve(struct node *n, const char *api_url, struct errbuf *e) {
     }
     atomic_store(&n->eng.durable_head, n->eng.self.head_seq);
     engine_publish_frozen(&n->eng);
-    /* Records signed from nonces made ahead on an idle core (ADR 0022);
-     * APPEAL_SIGN_AHEAD=0 signs each in full on the writer, as before. */
-    /* New applicants index entries are staged from here on (applicants.h):
-     * the writer's hooks follow each transaction. */
-    n->eng.state.applicants.enabled = true;
-    const char *ahead = getenv("APPEAL_SIGN_AHEAD");
-    if ((ahead == NULL || strcmp(ahead, "0") != 0) && sigahead_start(&n->eng.keys.ahead) != 0) {
-        olog(OLOG_WARN, "sign_ahead_not_started", NULL);
-    }
+    prepare_writes(n);
     int rc = writer_start(&n->eng.writer, &n->eng.store, &h);
     if (rc != 0) {
         return err_set(e, rc, "cannot start the writer thread");
