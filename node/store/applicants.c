@@ -1,6 +1,5 @@
 #include "applicants.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +67,25 @@ static int stage_set(struct app_stage *g, const uint8_t *key, size_t kl, const c
     return 0;
 }
 
+/* One staged row into memory; the next counter past it. */
+static int load_row(void *arg, const MDB_val *k, const MDB_val *v) {
+    struct app_stage *g = arg;
+    const uint8_t *p = v->mv_data;
+    size_t kl = v->mv_size > 0 ? p[0] : 0;
+    if (kl == 0 || kl > APST_KEY_BYTES_MAX || v->mv_size < 1 + kl ||
+        v->mv_size - 1 - kl > NUMBER_BYTES_MAX) {
+        return APL_ECORRUPT;
+    }
+    const char *num = (const char *)p + 1 + kl;
+    size_t nl = v->mv_size - 1 - kl;
+    g->next = be64_get((const uint8_t *)k->mv_data + 4) + 1;
+    const struct apst_entry *e = g->slots ? &g->slots[find_slot(g, p + 1, kl)] : NULL;
+    if (e == NULL || e->kl == 0 || greater(num, nl, e->number, e->nl)) {
+        return stage_set(g, p + 1, kl, num, nl, false);
+    }
+    return 0;
+}
+
 int apst_init(struct app_stage *g, struct store *s) {
     memset(g, 0, sizeof *g);
     const char *test = getenv("APPEAL_TEST_APPLICANTS_MERGE");
@@ -78,30 +96,8 @@ int apst_init(struct app_stage *g, struct store *s) {
     if (rc != 0) {
         return rc;
     }
-    MDB_cursor *c = NULL;
-    rc = store_rc(mdb_cursor_open(t, s->dbi[DB_META], &c));
-    MDB_val k = {sizeof row_prefix, (void *)row_prefix}, v;
-    for (int r = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
-         rc == 0 && r == 0 && k.mv_size == ROW_KEY_BYTES && memcmp(k.mv_data, "apst", 4) == 0;
-         r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        const uint8_t *p = v.mv_data;
-        size_t kl = v.mv_size > 0 ? p[0] : 0;
-        if (kl == 0 || kl > APST_KEY_BYTES_MAX || v.mv_size < 1 + kl ||
-            v.mv_size - 1 - kl > NUMBER_BYTES_MAX) {
-            rc = APL_ECORRUPT;
-            break;
-        }
-        const char *num = (const char *)p + 1 + kl;
-        size_t nl = v.mv_size - 1 - kl;
-        const struct apst_entry *e = g->slots ? &g->slots[find_slot(g, p + 1, kl)] : NULL;
-        if (e == NULL || e->kl == 0 || greater(num, nl, e->number, e->nl)) {
-            rc = stage_set(g, p + 1, kl, num, nl, false);
-        }
-        g->next = be64_get((const uint8_t *)k.mv_data + 4) + 1;
-    }
-    if (c != NULL) {
-        mdb_cursor_close(c);
-    }
+    rc = store_each_prefixed(t, s, DB_META, row_prefix, sizeof row_prefix, ROW_KEY_BYTES, load_row,
+                             g);
     store_rd_end(s, t);
     g->count_committed = g->count;
     g->next_committed = g->next;
@@ -165,30 +161,29 @@ int apst_note(struct app_stage *g, struct store *s, MDB_txn *t, const uint8_t *k
     return rc;
 }
 
+static int delete_row(void *arg, const MDB_val *k, const MDB_val *v) {
+    (void)arg;
+    (void)k;
+    (void)v;
+    return STORE_EACH_DELETE;
+}
+
 /* Deletes every staged row. */
 static int delete_rows(struct store *s, MDB_txn *t) {
-    MDB_cursor *c;
-    int rc = store_rc(mdb_cursor_open(t, s->dbi[DB_META], &c));
-    if (rc != 0) {
-        return rc;
-    }
-    MDB_val k = {sizeof row_prefix, (void *)row_prefix}, v;
-    int r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && r == 0 && k.mv_size == ROW_KEY_BYTES && memcmp(k.mv_data, "apst", 4) == 0) {
-        rc = store_rc(mdb_cursor_del(c, 0));
-        if (rc == 0) {
-            r = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
-        }
-    }
-    mdb_cursor_close(c);
-    return rc != 0 ? rc : (r == 0 || r == MDB_NOTFOUND || r == EINVAL ? 0 : store_rc(r));
+    return store_each_prefixed(t, s, DB_META, row_prefix, sizeof row_prefix, ROW_KEY_BYTES,
+                               delete_row, NULL);
+}
+
+/* LMDB's order of keys: bytes, then the shorter first. */
+static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl) {
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c != 0 ? c : (al > bl) - (al < bl);
 }
 
 static int cmp_entry(const void *a, const void *b) {
     const struct apst_entry *x = *(const struct apst_entry *const *)a;
     const struct apst_entry *y = *(const struct apst_entry *const *)b;
-    int c = memcmp(x->key, y->key, x->kl < y->kl ? x->kl : y->kl);
-    return c != 0 ? c : (int)x->kl - (int)y->kl;
+    return key_cmp(x->key, x->kl, y->key, y->kl);
 }
 
 /* The staged entries in key order (malloc'd; *n of them, NULL when none). */
@@ -255,12 +250,7 @@ int apst_each(struct app_stage *g, struct store *s, MDB_txn *t,
             rc = APL_ECORRUPT;
             break;
         }
-        struct apst_entry x = {.kl = (uint8_t)(r == 0 ? k.mv_size : 0)};
-        if (r == 0) {
-            memcpy(x.key, k.mv_data, k.mv_size);
-        }
-        const struct apst_entry *xp = &x;
-        int cmp = r != 0 ? 1 : e == NULL ? -1 : cmp_entry(&xp, &e);
+        int cmp = r != 0 ? 1 : e == NULL ? -1 : key_cmp(k.mv_data, k.mv_size, e->key, e->kl);
         if (cmp < 0 || (cmp == 0 && !greater(e->number, e->nl, v.mv_data, v.mv_size))) {
             fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size); /* the index's */
         } else {
@@ -280,10 +270,17 @@ int apst_each(struct app_stage *g, struct store *s, MDB_txn *t,
     return rc;
 }
 
-void apst_committed(struct app_stage *g) {
-    if (g->merged && g->slots != NULL) {
+/* Empties the stage in memory. */
+static void forget(struct app_stage *g) {
+    if (g->slots != NULL) {
         memset(g->slots, 0, APST_SLOTS * sizeof *g->slots);
-        g->count = 0;
+    }
+    g->count = 0;
+}
+
+void apst_committed(struct app_stage *g) {
+    if (g->merged) {
+        forget(g);
     }
     g->merged = false;
     g->n_undo = 0;
@@ -303,10 +300,8 @@ void apst_rollback(struct app_stage *g) {
 
 int apst_clear(struct app_stage *g, struct store *s, MDB_txn *t) {
     int rc = delete_rows(s, t);
-    if (g->slots != NULL) {
-        memset(g->slots, 0, APST_SLOTS * sizeof *g->slots);
-    }
-    g->count = g->count_committed = 0;
+    forget(g);
+    g->count_committed = 0;
     g->n_undo = 0;
     return rc;
 }

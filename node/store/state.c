@@ -613,32 +613,27 @@ int state_fold_defer(struct store *s, MDB_txn *t, uint32_t idx, uint64_t head) {
     return rc == APL_EEXIST ? 0 : rc;
 }
 
+struct marks_visit {
+    int (*fn)(void *, uint32_t, uint64_t);
+    void *arg;
+};
+
+static int visit_mark(void *arg, const MDB_val *k, const MDB_val *v) {
+    const struct marks_visit *mv = arg;
+    if (v->mv_size != 8) {
+        return APL_ECORRUPT;
+    }
+    return mv->fn == NULL
+               ? STORE_EACH_DELETE
+               : mv->fn(mv->arg, be32_get((const uint8_t *)k->mv_data + 4), be64_get(v->mv_data));
+}
+
 /* Visits the marks in origin order: fn(arg, idx, seq), or deletes them
  * (fn NULL: rebuild folds everything). */
 static int fold_marks(struct store *s, MDB_txn *t, int (*fn)(void *, uint32_t, uint64_t),
                       void *arg) {
-    MDB_cursor *c;
-    int rc = store_rc(mdb_cursor_open(t, s->dbi[DB_META], &c));
-    if (rc != 0) {
-        return rc;
-    }
-    uint8_t start[4] = {'f', 'o', 'l', 'd'};
-    MDB_val k = {sizeof start, start}, v;
-    int m = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && m == 0 && k.mv_size == FOLD_KEY_BYTES && memcmp(k.mv_data, "fold", 4) == 0) {
-        if (v.mv_size != 8) {
-            rc = APL_ECORRUPT;
-        } else if (fn == NULL) {
-            rc = store_rc(mdb_cursor_del(c, 0));
-        } else {
-            rc = fn(arg, be32_get((const uint8_t *)k.mv_data + 4), be64_get(v.mv_data));
-        }
-        if (rc == 0) {
-            m = mdb_cursor_get(c, &k, &v, fn == NULL ? MDB_GET_CURRENT : MDB_NEXT);
-        }
-    }
-    mdb_cursor_close(c);
-    return rc != 0 ? rc : (m == 0 || m == MDB_NOTFOUND || m == EINVAL ? 0 : store_rc(m));
+    struct marks_visit mv = {fn, arg};
+    return store_each_prefixed(t, s, DB_META, "fold", 4, FOLD_KEY_BYTES, visit_mark, &mv);
 }
 
 static int fold_any(void *arg, uint32_t idx, uint64_t seq) {

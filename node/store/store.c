@@ -331,6 +331,30 @@ int store_drop(MDB_txn *t, const struct store *s, enum store_db db) {
     return store_rc(mdb_drop(t, s->dbi[db], 0));
 }
 
+int store_each_prefixed(MDB_txn *t, const struct store *s, enum store_db db, const void *prefix,
+                        size_t plen, size_t klen,
+                        int (*fn)(void *arg, const MDB_val *k, const MDB_val *v), void *arg) {
+    MDB_cursor *c;
+    int rc = store_rc(mdb_cursor_open(t, s->dbi[db], &c));
+    if (rc != 0) {
+        return rc;
+    }
+    MDB_val k = {plen, (void *)prefix}, v;
+    int m = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && m == 0 && k.mv_size == klen && memcmp(k.mv_data, prefix, plen) == 0) {
+        rc = fn(arg, &k, &v);
+        bool deleted = rc == STORE_EACH_DELETE;
+        if (deleted) {
+            rc = store_rc(mdb_cursor_del(c, 0));
+        }
+        if (rc == 0) {
+            m = mdb_cursor_get(c, &k, &v, deleted ? MDB_GET_CURRENT : MDB_NEXT);
+        }
+    }
+    mdb_cursor_close(c);
+    return rc != 0 ? rc : (m == 0 || m == MDB_NOTFOUND || m == EINVAL ? 0 : store_rc(m));
+}
+
 void be32_put(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);

@@ -153,6 +153,14 @@ int store_put_msg(MDB_txn *t, const struct store *s, enum store_db db, const voi
 
 /* Empties a table (rebuild). */
 int store_drop(MDB_txn *t, const struct store *s, enum store_db db);
+/* Visits, in key order, the rows of `db` whose key is `klen` bytes long and
+ * starts with the `plen` bytes of `prefix`: fn(arg, key, value) returns 0
+ * to go on, STORE_EACH_DELETE to delete the row and go on, anything else
+ * to stop (returned). */
+enum { STORE_EACH_DELETE = 2 };
+int store_each_prefixed(MDB_txn *t, const struct store *s, enum store_db db, const void *prefix,
+                        size_t plen, size_t klen,
+                        int (*fn)(void *arg, const MDB_val *k, const MDB_val *v), void *arg);
 
 /* Big-endian encoders for keys that sort numerically. */
 void be32_put(uint8_t *p, uint32_t v);
