@@ -810,12 +810,6 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
     return 0;
 }
 
-void api_close_listener(struct api *a) {
-    if (a != NULL) {
-        nng_listener_close(a->listener);
-    }
-}
-
 void api_stop_live(struct api *a) {
     if (a == NULL || !a->live.started) {
         return;

@@ -46,10 +46,10 @@ int api_start(struct api **out, struct node *n, const char *url, struct errbuf *
  * down") and waits up to LIVE_STOP_WAIT_S for those answers to be sent.
  * Later live queries are refused the same way. */
 void api_stop_live(struct api *a);
-/* Stops accepting connections (and closes the open ones). */
-void api_close_listener(struct api *a);
-/* Stops every context, closes the socket, frees `a`. The writer must be
- * stopped first, so no write completion is still to come. */
+/* Stops every context, then closes the socket with its listener and
+ * connections, frees `a`. The writer must be stopped first, so no write
+ * completion is still to come: until then the listener stays open and every
+ * request in flight gets its answer (or "the node is shutting down"). */
 void api_stop(struct api *a);
 
 /* Decodes a request from untrusted bytes: size limit, protobuf guards,

@@ -956,10 +956,9 @@ void node_stop(struct node *n) {
     if (!n->serving) {
         return;
     }
-    api_stop_live(n->api); /* answered before the listener closes their connections */
+    api_stop_live(n->api); /* answered before api_stop closes their connections */
     http_stop(n->http);
     n->http = NULL;
-    api_close_listener(n->api);
     alerts_stop(&n->alerts);
     notify_stop(n->notify);    /* before the writer: it settles through it */
     repl_stop_intake(n->repl); /* pullers finish their ingests first */
