@@ -308,6 +308,75 @@ static bool wants(const struct qctx *c, int dim) {
     return false;
 }
 
+/* The last cell's group, for the next cell: cells come in key order
+ * (period, region, owner, type, status, category), so neighbours often
+ * share the grouped fields, and then the group key is not built and looked
+ * up again. Equal fields always give the same key; the test is stricter
+ * than the key (a whole region where the key takes its region part), which
+ * only costs a lookup. */
+struct group_memo {
+    bool valid;
+    struct agg_key k;
+    int32_t day, month;
+    struct qgroup *g;
+};
+
+static bool same_group(const struct qctx *c, const struct group_memo *m, const struct agg_key *k,
+                       int32_t day, int32_t month) {
+    for (size_t i = 0; i < c->n_by; i++) {
+        bool same = true;
+        switch (c->by[i]) {
+        case D_REGION:
+        case D_OFFICE:
+            same = strcmp(k->region, m->k.region) == 0;
+            break;
+        case D_OWNER:
+            same = strcmp(k->owner, m->k.owner) == 0;
+            break;
+        case D_TYPE:
+            same = k->type == m->k.type;
+            break;
+        case D_CATEGORY:
+        case D_SECTION:
+            same = strcmp(k->category, m->k.category) == 0;
+            break;
+        case D_STATUS:
+            same = k->status == m->k.status;
+            break;
+        case D_YEAR:
+        case D_MONTH:
+            same = month == m->month;
+            break;
+        case D_DAY:
+            same = day == m->day;
+            break;
+        default:
+            break; /* overdue: not in the key */
+        }
+        if (!same) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The group of a cell (created if `create`), through the memo. */
+static struct qgroup *group_of(struct qctx *c, struct group_memo *m, const struct agg_key *k,
+                               int32_t day, int32_t month, bool create) {
+    if (m->valid && same_group(c, m, k, day, month)) {
+        return m->g;
+    }
+    char gk[GROUP_KEY_BYTES];
+    group_key(c, k, day, month, gk);
+    struct qgroup *g = qmap_get(&c->map, gk, create);
+    m->valid = g != NULL || !create; /* (a lookup's miss stays a miss: nothing is created) */
+    m->k = *k;
+    m->day = day;
+    m->month = month;
+    m->g = g;
+    return g;
+}
+
 /* ---- scanning ---- */
 
 static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
@@ -394,7 +463,8 @@ static int add_days(struct qgroup *g, const uint8_t *p, const uint8_t *end) {
     return 0;
 }
 
-static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct arena *scratch) {
+static int add_cell(struct qctx *c, struct group_memo *memo, const MDB_val *k, const MDB_val *v,
+                    struct arena *scratch) {
     struct agg_key key;
     if (agg_key_decode(k, &key) != 0) {
         return APL_ECORRUPT;
@@ -405,9 +475,7 @@ static int add_cell(struct qctx *c, const MDB_val *k, const MDB_val *v, struct a
     if (!passes(c, &key, 0)) {
         return 0;
     }
-    char gk[GROUP_KEY_BYTES];
-    group_key(c, &key, day, month, gk);
-    struct qgroup *g = qmap_get(&c->map, gk, true);
+    struct qgroup *g = group_of(c, memo, &key, day, month, true);
     if (g == NULL) {
         return APL_ETOOBIG;
     }
@@ -470,13 +538,14 @@ static int scan_cells(struct qctx *c, MDB_txn *t, struct store *s, char grain, i
     uint8_t start[8];
     size_t sl = agg_key_prefix(start, grain, lo);
     MDB_val k = {sl, start}, v;
+    struct group_memo memo = {.valid = false};
     for (int m = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); m == 0 && rc == 0;
          m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const uint8_t *p = k.mv_data;
         if (k.mv_size < 5 || p[0] != (uint8_t)grain || (int32_t)be32_get(p + 1) > hi) {
             break;
         }
-        rc = add_cell(c, &k, &v, scratch);
+        rc = add_cell(c, &memo, &k, &v, scratch);
     }
     mdb_cursor_close(cur);
     return rc;
@@ -497,6 +566,7 @@ static int scan_not_due(struct qctx *c, MDB_txn *t, struct store *s) {
     be32_put(start + sl, (uint32_t)c->today);
     sl += 4;
     MDB_val k = {sl, start}, v;
+    struct group_memo memo = {.valid = false};
     for (int m = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); m == 0 && rc == 0;
          m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if ((((const uint8_t *)k.mv_data)[0] == DUE_ROLLUP) != c->due_rollup) {
@@ -512,9 +582,8 @@ static int scan_not_due(struct qctx *c, MDB_txn *t, struct store *s) {
         if (!passes(c, &key, c->due_rollup ? 0 : key.registered_day)) {
             continue;
         }
-        char gk[GROUP_KEY_BYTES];
-        group_key(c, &key, key.registered_day, agg_month_of(key.registered_day), gk);
-        struct qgroup *g = qmap_get(&c->map, gk, false);
+        struct qgroup *g =
+            group_of(c, &memo, &key, key.registered_day, agg_month_of(key.registered_day), false);
         if (g != NULL) {
             uint64_t n;
             memcpy(&n, v.mv_data, 8);
