@@ -1368,21 +1368,26 @@ static int cmd_log(const struct args *a) {
     return rc == 0 ? 0 : fail("log", &e, rc);
 }
 
-static void dump_line(const char *table, const void *key, size_t kl, const void *val, size_t vl) {
+static int dump_line(const char *table, const void *key, size_t kl, const void *val, size_t vl) {
     char *hk = malloc(2 * kl + 1), *hv = malloc(2 * vl + 1);
-    if (hk != NULL && hv != NULL) {
+    int rc = hk != NULL && hv != NULL ? 0 : APL_ENOMEM;
+    if (rc == 0) {
         util_hex(key, kl, hk);
         util_hex(val, vl, hv);
         printf("%s %s %s\n", table, hk, hv);
     }
     free(hk);
     free(hv);
+    return rc;
 }
 
+/* `arg`: the dump's status; after a failed line, the rest are not printed. */
 static void dump_applicant(void *arg, const uint8_t *key, size_t kl, const char *number,
                            size_t nl) {
-    (void)arg;
-    dump_line("applicants", key, kl, number, nl);
+    int *rc = arg;
+    if (*rc == 0) {
+        *rc = dump_line("applicants", key, kl, number, nl);
+    }
 }
 
 static int cmd_dump(const struct args *a) {
@@ -1405,7 +1410,9 @@ static int cmd_dump(const struct args *a) {
             continue;
         }
         if (db == DB_APPLICANTS) { /* with its staged entries, as merged */
-            rc = apst_each(&staged, &s, t, dump_applicant, NULL);
+            int line_rc = 0;
+            rc = apst_each(&staged, &s, t, dump_applicant, &line_rc);
+            rc = rc != 0 ? rc : line_rc;
             continue;
         }
         MDB_cursor *c;
@@ -1414,9 +1421,10 @@ static int cmd_dump(const struct args *a) {
             break;
         }
         MDB_val k, v;
-        for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0;
+        for (int m = mdb_cursor_get(c, &k, &v, MDB_FIRST); m == 0 && rc == 0;
              m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            dump_line(store_db_name((enum store_db)db), k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+            rc = dump_line(store_db_name((enum store_db)db), k.mv_data, k.mv_size, v.mv_data,
+                           v.mv_size);
         }
         mdb_cursor_close(c);
     }
