@@ -495,6 +495,23 @@ static int finish_rotation(struct node *n, struct errbuf *e) {
     return keys_load(n->dir, &n->eng.keys, e);
 }
 
+/* One "rotation" | seq row of `meta` (a key proof) into the keys. */
+static int load_rotation(void *arg, const MDB_val *k, const MDB_val *v) {
+    struct node_keys *keys = arg;
+    (void)k;
+    if (keys->n_rotations == KEY_ROTATIONS_MAX) {
+        return APL_ETOOBIG;
+    }
+    uint8_t *copy = malloc(v->mv_size);
+    if (copy == NULL) {
+        return APL_ENOMEM;
+    }
+    memcpy(copy, v->mv_data, v->mv_size);
+    keys->rotation[keys->n_rotations] = copy;
+    keys->rotation_len[keys->n_rotations++] = v->mv_size;
+    return 0;
+}
+
 /* The KeyRotated records of this node's own log (meta "rotation" + seq),
  * which prove its current signing key to peers. */
 static int load_rotations(struct node *n, struct errbuf *e) {
@@ -503,29 +520,12 @@ static int load_rotations(struct node *n, struct errbuf *e) {
     if (rc != 0) {
         return err_set(e, rc, "cannot read the rotations");
     }
-    MDB_cursor *c = NULL;
-    rc = store_rc(mdb_cursor_open(t, n->eng.store.dbi[DB_META], &c));
-    MDB_val k = {.mv_size = 8, .mv_data = "rotation"}, v;
-    for (int m = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : MDB_NOTFOUND;
-         m == 0 && k.mv_size == 16 && memcmp(k.mv_data, "rotation", 8) == 0;
-         m = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (n->eng.keys.n_rotations == KEY_ROTATIONS_MAX) {
-            rc = err_set(e, APL_ETOOBIG, "more than %d key rotations", KEY_ROTATIONS_MAX);
-            break;
-        }
-        uint8_t *copy = malloc(v.mv_size);
-        if (copy == NULL) {
-            rc = APL_ENOMEM;
-            break;
-        }
-        memcpy(copy, v.mv_data, v.mv_size);
-        n->eng.keys.rotation[n->eng.keys.n_rotations] = copy;
-        n->eng.keys.rotation_len[n->eng.keys.n_rotations++] = v.mv_size;
-    }
-    if (c != NULL) {
-        mdb_cursor_close(c);
-    }
+    rc = store_each_prefixed(t, &n->eng.store, DB_META, "rotation", 8, 16, load_rotation,
+                             &n->eng.keys);
     store_rd_end(&n->eng.store, t);
+    if (rc == APL_ETOOBIG) {
+        return err_set(e, rc, "more than %d key rotations", KEY_ROTATIONS_MAX);
+    }
     return rc;
 }
 
